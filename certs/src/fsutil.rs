@@ -13,7 +13,10 @@ use std::path::{Path, PathBuf};
 
 /// Path of the temp file used while replacing `path`.
 pub(crate) fn temp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(".tmp");
     path.with_file_name(name)
 }
@@ -64,7 +67,10 @@ mod tests {
         assert_eq!(fs::read(&p).unwrap(), b"two");
         assert!(!temp_path(&p).exists());
         #[cfg(unix)]
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 
     #[test]

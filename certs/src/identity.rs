@@ -248,9 +248,7 @@ pub fn verify_sha256(cert: &X509, data: &[u8], signature: &[u8]) -> bool {
     let Ok(mut verifier) = Verifier::new(MessageDigest::sha256(), &public) else {
         return false;
     };
-    verifier
-        .verify_oneshot(signature, data)
-        .unwrap_or(false)
+    verifier.verify_oneshot(signature, data).unwrap_or(false)
 }
 
 /// Compares two secrets-derived byte strings in constant time (for equal
@@ -364,7 +362,11 @@ mod tests {
         let key = fs::read(dir.path().join(HOST_KEY_FILE)).unwrap();
         #[cfg(unix)]
         assert_eq!(
-            fs::metadata(dir.path().join(HOST_KEY_FILE)).unwrap().permissions().mode() & 0o777,
+            fs::metadata(dir.path().join(HOST_KEY_FILE))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
             0o600
         );
         let second = HostIdentity::load_or_create(dir.path(), "box").unwrap();

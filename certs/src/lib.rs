@@ -8,16 +8,46 @@
 //!   share (signing, verifying, constant-time comparison).
 //! - [`Fingerprint`]: the SHA-256 of a certificate's DER, the only name a
 //!   device has.
+//! - [`registry`]: the durable allow-list of paired devices. One write path,
+//!   [`Registry::modify`]; lookups never block.
+//! - [`gate`]: the armed PIN (single use) and the requests waiting for
+//!   approval or a PIN. Pure: time and randomness are arguments.
+//! - [`Trust`]: registry + gate behind one handle, with their events on one
+//!   broadcast channel.
+//! - [`StateDir`]: the locked directory all of it lives in.
 //!
 //! What it deliberately does not do: HTTP, XML, TLS sessions or any wire
 //! format. Those live in `punktfunk-gamestream`, `punktfunk-native` and the
 //! binary.
+//!
+//! Calling contract for a front door:
+//!
+//! 1. On every authenticated request, look the peer certificate's
+//!    fingerprint up with [`Trust::is_trusted`] (never by name or id).
+//! 2. To pair with the armed PIN, take it with [`gate::Gate::take_pin`] at
+//!    the moment the exchange commits to a guess, store the device with
+//!    [`Trust::admit`] *before* telling the client it succeeded, then
+//!    [`gate::Gate::report`] the outcome.
+//! 3. Watch [`Trust::subscribe`] for [`TrustEvent::DeviceRemoved`] and end
+//!    that device's connections.
 
 #![warn(missing_docs, unreachable_pub)]
 
+mod events;
 mod fingerprint;
 mod fsutil;
+pub mod gate;
 pub mod identity;
+pub mod registry;
+mod statedir;
+mod trust;
 
+pub use events::TrustEvent;
 pub use fingerprint::{Fingerprint, ParseFingerprintError};
+pub use gate::{
+    Gate, GateConfig, GateError, Needs, PendingId, PendingOutcome, PendingRequest, Pin,
+};
 pub use identity::{ct_eq, verify_sha256, HostIdentity, Identity, IdentityError};
+pub use registry::{Device, Kind, Registry, RegistryError, Via};
+pub use statedir::{StateDir, StateDirError, LOCK_FILE};
+pub use trust::{Clock, GateGuard, SystemClock, Trust, TrustError};

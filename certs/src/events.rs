@@ -1,0 +1,56 @@
+//! Trust events: what changed, broadcast to whoever watches (the console's
+//! live view, open native connections that must end on revocation, a
+//! GameStream request waiting for its PIN).
+
+use crate::fingerprint::Fingerprint;
+use crate::gate::{PendingId, PendingOutcome};
+
+/// Something changed in the registry or the gate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrustEvent {
+    /// A device was stored (new, or replacing the entry with its fingerprint).
+    DeviceAdded {
+        /// The device.
+        fingerprint: Fingerprint,
+        /// Whether an entry with this fingerprint existed before.
+        replaced: bool,
+    },
+    /// A device was revoked: its connections must end now.
+    DeviceRemoved {
+        /// The device.
+        fingerprint: Fingerprint,
+    },
+    /// A device's label or last-seen time changed.
+    DeviceChanged {
+        /// The device.
+        fingerprint: Fingerprint,
+    },
+    /// Pairing was armed with a new PIN.
+    Armed,
+    /// Pairing was disarmed (by the console, or because the PIN expired).
+    Disarmed,
+    /// The armed PIN was taken by a pairing exchange.
+    PinTaken,
+    /// The exchange that took the PIN finished.
+    PinAttemptFinished {
+        /// Whether the device was paired.
+        paired: bool,
+    },
+    /// A device is waiting for approval or for its PIN.
+    PendingAdded {
+        /// The request.
+        id: PendingId,
+    },
+    /// The console entered the PIN for a waiting request.
+    PinEntered {
+        /// The request.
+        id: PendingId,
+    },
+    /// A waiting request ended.
+    PendingRemoved {
+        /// The request.
+        id: PendingId,
+        /// How it ended.
+        outcome: PendingOutcome,
+    },
+}

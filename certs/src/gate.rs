@@ -1,0 +1,740 @@
+//! The pairing gate: the armed PIN and the devices waiting to be let in.
+//!
+//! Pure state, no I/O: time comes in as `now`, randomness as an RNG argument
+//! (the host passes the OS CSPRNG), so every rule here is tested without
+//! sleeping. Changes are reported as [`TrustEvent`]s, drained with
+//! [`Gate::poll_event`].
+//!
+//! Rules:
+//! - [`Gate::arm`] draws a 4-digit PIN, valid for [`GateConfig::pin_ttl`].
+//!   Arming again replaces the PIN.
+//! - [`Gate::take_pin`] moves the PIN out: one exchange gets it, whether it
+//!   then succeeds or fails, so an attacker gets one online guess per arming.
+//!   The exchange reports how it ended ([`Gate::report`]); a failure stays
+//!   visible ([`Gate::last_attempt`]) until the next arming.
+//! - Pending requests (a native knock needing approval, a Moonlight request
+//!   needing its PIN) are deduplicated by certificate fingerprint: a new
+//!   request from the same certificate replaces the old one. At most
+//!   [`GateConfig::max_pending`] wait at once; when full, *new* requests are
+//!   refused and the waiting ones are kept, so a flood cannot push out the
+//!   request the user is about to approve (the user can deny the flood).
+//! - Requests expire after [`GateConfig::pending_ttl`]. Deny dismisses; it
+//!   does not blocklist.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use rand::{CryptoRng, Rng, RngCore};
+
+use crate::events::TrustEvent;
+use crate::fingerprint::Fingerprint;
+use crate::registry::Kind;
+
+/// Tunables of the gate.
+#[derive(Debug, Clone)]
+pub struct GateConfig {
+    /// How long an armed PIN stays valid.
+    pub pin_ttl: Duration,
+    /// How long a pending request waits.
+    pub pending_ttl: Duration,
+    /// How many requests may wait at once.
+    pub max_pending: usize,
+}
+
+impl Default for GateConfig {
+    fn default() -> Self {
+        Self {
+            pin_ttl: Duration::from_secs(180),
+            pending_ttl: Duration::from_secs(300),
+            max_pending: 32,
+        }
+    }
+}
+
+/// After the console entered a Moonlight PIN, the pairing still needs a few
+/// round trips; the request is kept at least this long.
+const PIN_ENTRY_GRACE: Duration = Duration::from_secs(60);
+
+/// How many finished requests' outcomes are remembered for late readers.
+const OUTCOMES_KEPT: usize = 256;
+
+/// A 4-digit PIN.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Pin([u8; 4]);
+
+impl Pin {
+    /// Draws a uniformly random PIN.
+    pub fn random(rng: &mut (impl RngCore + CryptoRng)) -> Self {
+        let n: u16 = rng.gen_range(0..10_000);
+        let s = format!("{n:04}");
+        let mut digits = [b'0'; 4];
+        digits.copy_from_slice(s.as_bytes());
+        Self(digits)
+    }
+
+    /// The four ASCII digits.
+    pub fn as_str(&self) -> &str {
+        // Only ever built from ASCII digits.
+        std::str::from_utf8(&self.0).unwrap_or("0000")
+    }
+
+    /// The four ASCII digit bytes (the SPAKE2 password, the GameStream salt suffix).
+    pub fn as_bytes(&self) -> &[u8; 4] {
+        &self.0
+    }
+}
+
+impl FromStr for Pin {
+    type Err = GateError;
+
+    /// Exactly four ASCII digits.
+    fn from_str(s: &str) -> Result<Self, GateError> {
+        let b = s.as_bytes();
+        if b.len() != 4 || !b.iter().all(u8::is_ascii_digit) {
+            return Err(GateError::BadPin);
+        }
+        let mut digits = [0u8; 4];
+        digits.copy_from_slice(b);
+        Ok(Self(digits))
+    }
+}
+
+impl fmt::Debug for Pin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Pin(****)")
+    }
+}
+
+impl fmt::Display for Pin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Identifies a pending request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PendingId(u64);
+
+impl fmt::Display for PendingId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl FromStr for PendingId {
+    type Err = GateError;
+    fn from_str(s: &str) -> Result<Self, GateError> {
+        s.parse().map(Self).map_err(|_| GateError::UnknownRequest)
+    }
+}
+
+/// What a waiting device needs to get in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    /// A click on Approve (native knock).
+    Approval,
+    /// The PIN the client shows, typed into the console (Moonlight).
+    Pin,
+}
+
+impl Needs {
+    /// `approval` or `pin`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Needs::Approval => "approval",
+            Needs::Pin => "pin",
+        }
+    }
+}
+
+/// A device asking to be let in.
+#[derive(Debug, Clone)]
+pub struct PendingRequest {
+    /// Front door.
+    pub kind: Kind,
+    /// Device name as the client sent it.
+    pub name: String,
+    /// The client certificate (DER), stored if the request is admitted.
+    pub cert_der: Vec<u8>,
+    /// Where it came from.
+    pub address: SocketAddr,
+    /// What it needs.
+    pub needs: Needs,
+}
+
+/// Where a PIN request stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PinState {
+    /// Nobody typed a PIN yet.
+    Waiting,
+    /// The console typed one; the front door has not collected it.
+    Entered {
+        /// The PIN.
+        pin: Pin,
+        /// Label to give the device if it pairs.
+        label: Option<String>,
+    },
+    /// The front door collected the PIN and is finishing the pairing.
+    Pairing,
+}
+
+/// A pending request with its bookkeeping.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    /// The request.
+    pub request: PendingRequest,
+    /// `SHA-256` of `request.cert_der`.
+    pub fingerprint: Fingerprint,
+    /// When it arrived.
+    pub created: Instant,
+    /// When it goes away.
+    pub expires: Instant,
+    /// For `Needs::Pin`: the PIN's progress.
+    pub pin: PinState,
+}
+
+/// How a pending request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PendingOutcome {
+    /// Approved in the console; the device is stored.
+    Approved,
+    /// Denied in the console.
+    Denied,
+    /// Nobody decided in time.
+    Expired,
+    /// The same certificate asked again; the new request replaced it.
+    Replaced,
+    /// The PIN matched and the device is stored.
+    Paired,
+    /// The PIN did not match (or the client gave up after a PIN entry).
+    PinRejected,
+    /// The client went away.
+    Abandoned,
+}
+
+impl PendingOutcome {
+    /// Stable lowercase name used in APIs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PendingOutcome::Approved => "approved",
+            PendingOutcome::Denied => "denied",
+            PendingOutcome::Expired => "expired",
+            PendingOutcome::Replaced => "replaced",
+            PendingOutcome::Paired => "paired",
+            PendingOutcome::PinRejected => "pin_rejected",
+            PendingOutcome::Abandoned => "abandoned",
+        }
+    }
+}
+
+/// The currently armed PIN, as shown in the console.
+#[derive(Debug, Clone)]
+pub struct Armed {
+    /// The PIN.
+    pub pin: Pin,
+    /// When it stops being valid.
+    pub expires: Instant,
+}
+
+/// The armed PIN, moved out of the gate by the exchange that uses it.
+/// Hand it back to [`Gate::report`] with the result.
+#[derive(Debug)]
+pub struct PinTicket {
+    pin: Pin,
+    arming: u64,
+}
+
+impl PinTicket {
+    /// The PIN to run the exchange with.
+    pub fn pin(&self) -> &Pin {
+        &self.pin
+    }
+}
+
+/// How the last exchange that took the armed PIN ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    /// Still running.
+    InProgress,
+    /// The device was paired.
+    Paired {
+        /// Which device.
+        fingerprint: Fingerprint,
+    },
+    /// The PIN did not match (or the exchange broke off after taking it).
+    Failed,
+}
+
+/// Why the gate refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GateError {
+    /// Pairing is not armed (or the PIN was already used or expired).
+    #[error("pairing is not armed; arm pairing in the console to get a PIN")]
+    NotArmed,
+    /// No such pending request (it may have expired or been answered).
+    #[error("no such request is waiting; it may have expired or been answered already")]
+    UnknownRequest,
+    /// Too many requests are waiting.
+    #[error(
+        "too many devices are waiting; approve or deny some in the console, or wait a few minutes"
+    )]
+    TooManyPending,
+    /// The request needs a PIN, not approval (or the other way round).
+    #[error("this request needs {0}, not that")]
+    WrongNeed(&'static str),
+    /// A PIN was already entered for this request.
+    #[error("a PIN was already entered for this request; if it was wrong, start pairing again on the client")]
+    PinAlreadyEntered,
+    /// Not a 4-digit PIN.
+    #[error("a PIN is exactly 4 digits")]
+    BadPin,
+}
+
+/// The gate. See the module docs for its rules.
+#[derive(Debug)]
+pub struct Gate {
+    config: GateConfig,
+    armed: Option<Armed>,
+    arming: u64,
+    last_attempt: Option<Attempt>,
+    pending: BTreeMap<PendingId, Pending>,
+    next_id: u64,
+    outcomes: VecDeque<(PendingId, PendingOutcome)>,
+    events: VecDeque<TrustEvent>,
+}
+
+impl Gate {
+    /// An empty, disarmed gate.
+    pub fn new(config: GateConfig) -> Self {
+        Self {
+            config,
+            armed: None,
+            arming: 0,
+            last_attempt: None,
+            pending: BTreeMap::new(),
+            next_id: 1,
+            outcomes: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &GateConfig {
+        &self.config
+    }
+
+    /// Next event to broadcast, if any.
+    pub fn poll_event(&mut self) -> Option<TrustEvent> {
+        self.events.pop_front()
+    }
+
+    /// Drops what has expired by `now`. Every method taking `now` calls it.
+    pub fn expire(&mut self, now: Instant) {
+        if self.armed.as_ref().is_some_and(|a| a.expires <= now) {
+            self.armed = None;
+            self.events.push_back(TrustEvent::Disarmed);
+        }
+        let expired: Vec<PendingId> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.expires <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            self.finish(id, PendingOutcome::Expired);
+        }
+    }
+
+    /// The earliest moment something expires, for a timer in the shell.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let armed = self.armed.as_ref().map(|a| a.expires);
+        let pending = self.pending.values().map(|p| p.expires).min();
+        armed.into_iter().chain(pending).min()
+    }
+
+    // ---- the armed PIN -------------------------------------------------
+
+    /// Arms pairing with a fresh PIN, replacing any armed one.
+    pub fn arm(&mut self, now: Instant, rng: &mut (impl RngCore + CryptoRng)) -> Armed {
+        self.expire(now);
+        let armed = Armed {
+            pin: Pin::random(rng),
+            expires: now + self.config.pin_ttl,
+        };
+        self.arming += 1;
+        self.armed = Some(armed.clone());
+        self.last_attempt = None;
+        self.events.push_back(TrustEvent::Armed);
+        armed
+    }
+
+    /// Disarms pairing.
+    pub fn disarm(&mut self) {
+        if self.armed.take().is_some() {
+            self.events.push_back(TrustEvent::Disarmed);
+        }
+    }
+
+    /// The armed PIN, if any.
+    pub fn armed(&mut self, now: Instant) -> Option<&Armed> {
+        self.expire(now);
+        self.armed.as_ref()
+    }
+
+    /// Takes the armed PIN for one exchange. After this the gate is disarmed
+    /// until the console arms it again, whatever the exchange's outcome.
+    pub fn take_pin(&mut self, now: Instant) -> Result<PinTicket, GateError> {
+        self.expire(now);
+        let armed = self.armed.take().ok_or(GateError::NotArmed)?;
+        self.last_attempt = Some(Attempt::InProgress);
+        self.events.push_back(TrustEvent::PinTaken);
+        Ok(PinTicket {
+            pin: armed.pin,
+            arming: self.arming,
+        })
+    }
+
+    /// Reports how the exchange that took the PIN ended. `Some(fp)` if the
+    /// device was paired, `None` if it failed for any reason.
+    pub fn report(&mut self, ticket: PinTicket, paired: Option<Fingerprint>) {
+        // A report for an older arming must not overwrite what the console
+        // shows for the current one.
+        if ticket.arming == self.arming {
+            self.last_attempt = Some(match paired {
+                Some(fingerprint) => Attempt::Paired { fingerprint },
+                None => Attempt::Failed,
+            });
+        }
+        self.events.push_back(TrustEvent::PinAttemptFinished {
+            paired: paired.is_some(),
+        });
+    }
+
+    /// How the last use of the armed PIN went, since the last arming.
+    pub fn last_attempt(&self) -> Option<&Attempt> {
+        self.last_attempt.as_ref()
+    }
+
+    // ---- pending requests ----------------------------------------------
+
+    /// Records a request; a request from the same certificate replaces the
+    /// previous one. Refused when [`GateConfig::max_pending`] are waiting.
+    pub fn add_pending(
+        &mut self,
+        request: PendingRequest,
+        now: Instant,
+    ) -> Result<PendingId, GateError> {
+        self.expire(now);
+        let fingerprint = Fingerprint::of_der(&request.cert_der);
+        let previous = self
+            .pending
+            .iter()
+            .find(|(_, p)| p.fingerprint == fingerprint)
+            .map(|(id, _)| *id);
+        if let Some(id) = previous {
+            self.finish(id, PendingOutcome::Replaced);
+        } else if self.pending.len() >= self.config.max_pending {
+            return Err(GateError::TooManyPending);
+        }
+        let id = PendingId(self.next_id);
+        self.next_id += 1;
+        self.pending.insert(
+            id,
+            Pending {
+                request,
+                fingerprint,
+                created: now,
+                expires: now + self.config.pending_ttl,
+                pin: PinState::Waiting,
+            },
+        );
+        self.events.push_back(TrustEvent::PendingAdded { id });
+        Ok(id)
+    }
+
+    /// All waiting requests, oldest first.
+    pub fn pending(&mut self, now: Instant) -> impl Iterator<Item = (PendingId, &Pending)> {
+        self.expire(now);
+        self.pending.iter().map(|(id, p)| (*id, p))
+    }
+
+    /// One waiting request.
+    pub fn get_pending(&mut self, id: PendingId, now: Instant) -> Option<&Pending> {
+        self.expire(now);
+        self.pending.get(&id)
+    }
+
+    /// Ends a request with `outcome` and returns it; the outcome is kept for
+    /// [`Gate::outcome`].
+    pub fn finish(&mut self, id: PendingId, outcome: PendingOutcome) -> Option<Pending> {
+        let pending = self.pending.remove(&id)?;
+        if self.outcomes.len() >= OUTCOMES_KEPT {
+            self.outcomes.pop_front();
+        }
+        self.outcomes.push_back((id, outcome));
+        self.events
+            .push_back(TrustEvent::PendingRemoved { id, outcome });
+        Some(pending)
+    }
+
+    /// How a recently finished request ended.
+    pub fn outcome(&self, id: PendingId) -> Option<PendingOutcome> {
+        self.outcomes
+            .iter()
+            .rev()
+            .find(|(i, _)| *i == id)
+            .map(|(_, o)| *o)
+    }
+
+    /// Checks that `id` waits for approval (not a PIN); used before storing
+    /// the device, which is the caller's job.
+    pub fn approvable(&mut self, id: PendingId, now: Instant) -> Result<&Pending, GateError> {
+        let pending = self.get_pending(id, now).ok_or(GateError::UnknownRequest)?;
+        match pending.request.needs {
+            Needs::Approval => Ok(pending),
+            Needs::Pin => Err(GateError::WrongNeed("the PIN that Moonlight shows")),
+        }
+    }
+
+    /// Denies a request: it is dismissed, not blocklisted.
+    pub fn deny(&mut self, id: PendingId, now: Instant) -> Result<(), GateError> {
+        self.expire(now);
+        self.finish(id, PendingOutcome::Denied)
+            .map(|_| ())
+            .ok_or(GateError::UnknownRequest)
+    }
+
+    /// The console typed the PIN a Moonlight client shows. One entry per
+    /// request: a wrong PIN fails the pairing, and the client starts over.
+    pub fn enter_pin(
+        &mut self,
+        id: PendingId,
+        pin: Pin,
+        label: Option<String>,
+        now: Instant,
+    ) -> Result<(), GateError> {
+        self.expire(now);
+        let pending = self.pending.get_mut(&id).ok_or(GateError::UnknownRequest)?;
+        if pending.request.needs != Needs::Pin {
+            return Err(GateError::WrongNeed("approval"));
+        }
+        if pending.pin != PinState::Waiting {
+            return Err(GateError::PinAlreadyEntered);
+        }
+        pending.pin = PinState::Entered { pin, label };
+        pending.expires = pending.expires.max(now + PIN_ENTRY_GRACE);
+        self.events.push_back(TrustEvent::PinEntered { id });
+        Ok(())
+    }
+
+    /// The front door collects the entered PIN (once).
+    pub fn claim_pin(&mut self, id: PendingId, now: Instant) -> Option<(Pin, Option<String>)> {
+        self.expire(now);
+        let pending = self.pending.get_mut(&id)?;
+        match std::mem::replace(&mut pending.pin, PinState::Pairing) {
+            PinState::Entered { pin, label } => Some((pin, label)),
+            other => {
+                pending.pin = other;
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    fn req(cert: &[u8], needs: Needs) -> PendingRequest {
+        PendingRequest {
+            kind: Kind::Native,
+            name: "dev".into(),
+            cert_der: cert.to_vec(),
+            address: "127.0.0.1:1".parse().unwrap(),
+            needs,
+        }
+    }
+
+    fn drain(g: &mut Gate) -> Vec<TrustEvent> {
+        std::iter::from_fn(|| g.poll_event()).collect()
+    }
+
+    #[test]
+    fn pin_is_four_digits_and_single_use() {
+        let mut g = Gate::new(GateConfig::default());
+        let mut rng = StdRng::seed_from_u64(7);
+        let t0 = Instant::now();
+        assert_eq!(g.take_pin(t0).unwrap_err(), GateError::NotArmed);
+        let armed = g.arm(t0, &mut rng);
+        assert_eq!(armed.pin.as_str().len(), 4);
+        assert!(armed.pin.as_str().bytes().all(|b| b.is_ascii_digit()));
+        let ticket = g.take_pin(t0).unwrap();
+        assert_eq!(ticket.pin(), &armed.pin);
+        assert_eq!(g.take_pin(t0).unwrap_err(), GateError::NotArmed);
+        assert_eq!(g.last_attempt(), Some(&Attempt::InProgress));
+        g.report(ticket, None);
+        assert_eq!(g.last_attempt(), Some(&Attempt::Failed));
+        // Failure is remembered until the next arming.
+        assert_eq!(g.take_pin(t0).unwrap_err(), GateError::NotArmed);
+        g.arm(t0, &mut rng);
+        assert_eq!(g.last_attempt(), None);
+        let events = drain(&mut g);
+        assert!(events.contains(&TrustEvent::PinTaken));
+        assert!(events.contains(&TrustEvent::PinAttemptFinished { paired: false }));
+    }
+
+    #[test]
+    fn stale_report_does_not_overwrite_new_arming() {
+        let mut g = Gate::new(GateConfig::default());
+        let mut rng = StdRng::seed_from_u64(1);
+        let t0 = Instant::now();
+        g.arm(t0, &mut rng);
+        let old = g.take_pin(t0).unwrap();
+        g.arm(t0, &mut rng);
+        g.report(old, None);
+        assert_eq!(g.last_attempt(), None);
+        assert!(g.armed(t0).is_some());
+    }
+
+    #[test]
+    fn pin_expires_after_ttl() {
+        let mut g = Gate::new(GateConfig::default());
+        let mut rng = StdRng::seed_from_u64(2);
+        let t0 = Instant::now();
+        g.arm(t0, &mut rng);
+        let ttl = g.config().pin_ttl;
+        assert!(g.armed(t0 + ttl - Duration::from_millis(1)).is_some());
+        assert_eq!(g.next_deadline(), Some(t0 + ttl));
+        assert!(g.armed(t0 + ttl).is_none());
+        assert_eq!(g.take_pin(t0 + ttl).unwrap_err(), GateError::NotArmed);
+        assert!(drain(&mut g).contains(&TrustEvent::Disarmed));
+    }
+
+    #[test]
+    fn pins_are_spread_over_all_digits() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..2000 {
+            seen.insert(Pin::random(&mut rng).as_str().to_owned());
+        }
+        // 2000 draws from 10,000 values: ~1,800 distinct expected.
+        assert!(seen.len() > 1500, "{}", seen.len());
+        assert!(seen.iter().any(|p| p.starts_with('0')));
+    }
+
+    #[test]
+    fn pin_parse() {
+        assert!("0123".parse::<Pin>().is_ok());
+        for bad in ["123", "12345", "12a4", "", "١٢٣٤"] {
+            assert_eq!(bad.parse::<Pin>().unwrap_err(), GateError::BadPin, "{bad}");
+        }
+        assert_eq!(format!("{:?}", "1234".parse::<Pin>().unwrap()), "Pin(****)");
+    }
+
+    #[test]
+    fn pending_dedupes_by_fingerprint_and_expires() {
+        let mut g = Gate::new(GateConfig::default());
+        let t0 = Instant::now();
+        let a = g.add_pending(req(b"a", Needs::Approval), t0).unwrap();
+        let a2 = g.add_pending(req(b"a", Needs::Approval), t0).unwrap();
+        assert_ne!(a, a2);
+        assert_eq!(g.outcome(a), Some(PendingOutcome::Replaced));
+        assert_eq!(g.pending(t0).count(), 1);
+        let b = g
+            .add_pending(req(b"b", Needs::Approval), t0 + Duration::from_secs(10))
+            .unwrap();
+        let ttl = g.config().pending_ttl;
+        assert_eq!(
+            g.pending(t0 + ttl).map(|(id, _)| id).collect::<Vec<_>>(),
+            vec![b]
+        );
+        assert_eq!(g.outcome(a2), Some(PendingOutcome::Expired));
+        assert_eq!(g.pending(t0 + ttl + Duration::from_secs(10)).count(), 0);
+        let events = drain(&mut g);
+        assert!(events.contains(&TrustEvent::PendingRemoved {
+            id: b,
+            outcome: PendingOutcome::Expired
+        }));
+    }
+
+    #[test]
+    fn pending_is_capped_and_refuses_the_new_one() {
+        let mut g = Gate::new(GateConfig {
+            max_pending: 3,
+            ..GateConfig::default()
+        });
+        let t0 = Instant::now();
+        let ids: Vec<_> = (0..3u8)
+            .map(|i| g.add_pending(req(&[i], Needs::Approval), t0).unwrap())
+            .collect();
+        assert_eq!(
+            g.add_pending(req(b"new", Needs::Approval), t0).unwrap_err(),
+            GateError::TooManyPending
+        );
+        // A repeat from a waiting certificate still gets through (it replaces).
+        g.add_pending(req(&[0], Needs::Approval), t0).unwrap();
+        g.deny(ids[1], t0).unwrap();
+        g.add_pending(req(b"new", Needs::Approval), t0).unwrap();
+        assert_eq!(g.pending(t0).count(), 3);
+    }
+
+    #[test]
+    fn deny_dismisses_without_blocklisting() {
+        let mut g = Gate::new(GateConfig::default());
+        let t0 = Instant::now();
+        let id = g.add_pending(req(b"x", Needs::Approval), t0).unwrap();
+        g.deny(id, t0).unwrap();
+        assert_eq!(g.outcome(id), Some(PendingOutcome::Denied));
+        assert_eq!(g.deny(id, t0).unwrap_err(), GateError::UnknownRequest);
+        assert!(g.add_pending(req(b"x", Needs::Approval), t0).is_ok());
+    }
+
+    #[test]
+    fn pin_entry_is_single_and_claimed_once() {
+        let mut g = Gate::new(GateConfig::default());
+        let t0 = Instant::now();
+        let knock = g.add_pending(req(b"k", Needs::Approval), t0).unwrap();
+        let id = g.add_pending(req(b"m", Needs::Pin), t0).unwrap();
+        let pin: Pin = "4321".parse().unwrap();
+        assert!(g.approvable(id, t0).is_err());
+        assert!(g.approvable(knock, t0).is_ok());
+        assert_eq!(
+            g.enter_pin(knock, pin.clone(), None, t0).unwrap_err(),
+            GateError::WrongNeed("approval")
+        );
+        assert!(g.claim_pin(id, t0).is_none());
+        g.enter_pin(id, pin.clone(), Some("TV".into()), t0).unwrap();
+        assert_eq!(
+            g.enter_pin(id, pin.clone(), None, t0).unwrap_err(),
+            GateError::PinAlreadyEntered
+        );
+        assert_eq!(g.claim_pin(id, t0), Some((pin.clone(), Some("TV".into()))));
+        assert_eq!(g.claim_pin(id, t0), None);
+        assert_eq!(
+            g.enter_pin(id, pin, None, t0).unwrap_err(),
+            GateError::PinAlreadyEntered
+        );
+        g.finish(id, PendingOutcome::Paired);
+        assert_eq!(g.outcome(id), Some(PendingOutcome::Paired));
+    }
+
+    #[test]
+    fn pin_entered_late_gets_a_grace_period() {
+        let mut g = Gate::new(GateConfig::default());
+        let t0 = Instant::now();
+        let ttl = g.config().pending_ttl;
+        let id = g.add_pending(req(b"m", Needs::Pin), t0).unwrap();
+        let late = t0 + ttl - Duration::from_secs(1);
+        g.enter_pin(id, "1111".parse().unwrap(), None, late)
+            .unwrap();
+        assert!(g
+            .get_pending(id, t0 + ttl + Duration::from_secs(30))
+            .is_some());
+        assert!(g.get_pending(id, late + PIN_ENTRY_GRACE).is_none());
+    }
+}

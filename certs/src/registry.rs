@@ -1,0 +1,515 @@
+//! The trust registry: the one allow-list of paired devices and their pinned
+//! certificates, written by every front door.
+//!
+//! Modelled on Syncthing's config wrapper and atomic writer: every change goes
+//! through [`Registry::modify`], which applies it to a copy, writes the copy
+//! durably (see `fsutil`), and only then publishes it in memory and returns.
+//! A caller may therefore tell a client "paired" as soon as the call returns.
+//!
+//! Readers never block on writers: the current list is an immutable snapshot
+//! behind an [`ArcSwap`], so a lookup by fingerprint is one atomic load and one
+//! hash probe, even while a write is fsyncing.
+//!
+//! Loading is strict. A missing file means "no devices yet"; anything else
+//! that cannot be read as a known version is an error that names the file,
+//! and the file is left as it is. The host never replaces a trust list it
+//! could not read with an empty one.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
+
+use crate::events::TrustEvent;
+use crate::fingerprint::Fingerprint;
+use crate::fsutil::write_atomic;
+
+/// File name of the registry inside a state dir.
+pub const REGISTRY_FILE: &str = "trust.json";
+
+/// The on-disk format version this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Longest device name kept, in bytes (names come from the network).
+pub const MAX_NAME_BYTES: usize = 128;
+/// Longest label, in characters.
+pub const MAX_LABEL_CHARS: usize = 64;
+/// Longest pinned certificate PEM, in bytes.
+pub const MAX_CERT_PEM_BYTES: usize = 16 * 1024;
+
+/// `last_seen` is only rewritten when the stored value is at least this many
+/// seconds old, so that reconnect storms do not turn into fsync storms.
+pub const TOUCH_GRANULARITY_S: u64 = 60;
+
+/// Which front door paired the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A Moonlight client, through the GameStream emulator.
+    Gamestream,
+    /// The punktfunk app (or the reference client), through the native door.
+    Native,
+}
+
+/// How the device was admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Via {
+    /// A PIN ceremony.
+    Pin,
+    /// A click on Approve in the console.
+    Approval,
+    /// An open host (`serve --native --open`) let it in.
+    Open,
+}
+
+/// One paired device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Device {
+    /// SHA-256 of the certificate's DER; must match `cert_pem`.
+    pub fingerprint: Fingerprint,
+    /// The pinned certificate.
+    pub cert_pem: String,
+    /// Front door.
+    pub kind: Kind,
+    /// Device name as the client sent it.
+    pub name: String,
+    /// Name given in the console, if any.
+    pub label: Option<String>,
+    /// Unix seconds.
+    pub paired_at: u64,
+    /// Unix seconds of the last authorised request, if any.
+    pub last_seen: Option<u64>,
+    /// How it was admitted.
+    pub via: Via,
+}
+
+impl Device {
+    /// Builds a device entry from a certificate in DER form, which is what a
+    /// TLS session yields; the fingerprint is derived, never supplied.
+    pub fn from_der(
+        der: &[u8],
+        kind: Kind,
+        name: &str,
+        via: Via,
+        paired_at: u64,
+    ) -> Result<Self, RegistryError> {
+        let cert = openssl::x509::X509::from_der(der)
+            .map_err(|_| RegistryError::Invalid("the certificate is not valid DER".into()))?;
+        let pem = cert
+            .to_pem()
+            .map_err(|_| RegistryError::Invalid("the certificate cannot be encoded".into()))?;
+        Ok(Self {
+            fingerprint: Fingerprint::of_der(der),
+            cert_pem: String::from_utf8_lossy(&pem).into_owned(),
+            kind,
+            name: clean_name(name),
+            label: None,
+            paired_at,
+            last_seen: None,
+            via,
+        })
+    }
+
+    /// The label if set, otherwise the device's own name.
+    pub fn display_name(&self) -> &str {
+        self.label.as_deref().unwrap_or(&self.name)
+    }
+
+    fn validate(&self) -> Result<(), RegistryError> {
+        if self.name.len() > MAX_NAME_BYTES {
+            return Err(RegistryError::Invalid(format!(
+                "device name longer than {MAX_NAME_BYTES} bytes"
+            )));
+        }
+        if let Some(label) = &self.label {
+            check_label(label)?;
+        }
+        if self.cert_pem.len() > MAX_CERT_PEM_BYTES {
+            return Err(RegistryError::Invalid("certificate too large".into()));
+        }
+        let cert = openssl::x509::X509::from_pem(self.cert_pem.as_bytes())
+            .map_err(|_| RegistryError::Invalid("certificate is not valid PEM".into()))?;
+        let der = cert
+            .to_der()
+            .map_err(|_| RegistryError::Invalid("certificate cannot be encoded".into()))?;
+        if Fingerprint::of_der(&der) != self.fingerprint {
+            return Err(RegistryError::Invalid(format!(
+                "fingerprint {} does not match its certificate",
+                self.fingerprint.short()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Trims a device name from the network to something storable: no control
+/// characters, at most [`MAX_NAME_BYTES`] bytes (cut at a char boundary).
+pub fn clean_name(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.trim().chars().filter(|c| !c.is_control()) {
+        if out.len() + c.len_utf8() > MAX_NAME_BYTES {
+            break;
+        }
+        out.push(c);
+    }
+    if out.is_empty() {
+        out.push_str("unnamed device");
+    }
+    out
+}
+
+/// Checks a console label: non-empty after trimming, no control characters,
+/// at most [`MAX_LABEL_CHARS`] characters.
+pub fn check_label(label: &str) -> Result<(), RegistryError> {
+    if label.trim().is_empty() {
+        return Err(RegistryError::Invalid("a label cannot be empty".into()));
+    }
+    if label.chars().count() > MAX_LABEL_CHARS {
+        return Err(RegistryError::Invalid(format!(
+            "a label has at most {MAX_LABEL_CHARS} characters"
+        )));
+    }
+    if label.chars().any(char::is_control) {
+        return Err(RegistryError::Invalid(
+            "a label cannot contain control characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Errors of the registry.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The file exists but cannot be read.
+    #[error("cannot read the trust registry {}: {source}; fix its permissions or restore it from a backup", path.display())]
+    Unreadable {
+        /// The registry file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The file is not a valid registry.
+    #[error("the trust registry {} is corrupt ({reason}); it was left untouched: restore it from a backup, or move it aside to start with no paired devices", path.display())]
+    Corrupt {
+        /// The registry file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The file was written by a newer (or unknown) version.
+    #[error("the trust registry {} has format version {found}, this build reads version {FORMAT_VERSION}; run a newer punktfunk", path.display())]
+    UnknownVersion {
+        /// The registry file.
+        path: PathBuf,
+        /// The version found.
+        found: u64,
+    },
+    /// Writing the new registry failed; nothing changed.
+    #[error("cannot save the trust registry {}: {source}; nothing was changed", path.display())]
+    Write {
+        /// The registry file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// No device with this fingerprint.
+    #[error("no paired device has fingerprint {0}")]
+    NotFound(Fingerprint),
+    /// A value is not acceptable (message says which).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+#[derive(Serialize, Deserialize)]
+struct FileFormat {
+    version: u32,
+    devices: Vec<Device>,
+}
+
+type Snapshot = HashMap<Fingerprint, Arc<Device>>;
+
+/// A change to the list, as seen inside [`Registry::modify`].
+#[derive(Debug)]
+pub struct Draft {
+    devices: Snapshot,
+    events: Vec<TrustEvent>,
+}
+
+impl Draft {
+    /// Looks a device up.
+    pub fn get(&self, fp: &Fingerprint) -> Option<&Device> {
+        self.devices.get(fp).map(|d| d.as_ref())
+    }
+
+    /// Adds a device, or replaces the entry with the same fingerprint.
+    pub fn upsert(&mut self, device: Device) -> Result<(), RegistryError> {
+        device.validate()?;
+        let fp = device.fingerprint;
+        let replaced = self.devices.insert(fp, Arc::new(device)).is_some();
+        self.events.push(TrustEvent::DeviceAdded {
+            fingerprint: fp,
+            replaced,
+        });
+        Ok(())
+    }
+
+    /// Removes a device.
+    pub fn remove(&mut self, fp: &Fingerprint) -> Result<Device, RegistryError> {
+        let device = self
+            .devices
+            .remove(fp)
+            .ok_or(RegistryError::NotFound(*fp))?;
+        self.events
+            .push(TrustEvent::DeviceRemoved { fingerprint: *fp });
+        Ok(Arc::unwrap_or_clone(device))
+    }
+
+    /// Sets or clears a device's label.
+    pub fn set_label(
+        &mut self,
+        fp: &Fingerprint,
+        label: Option<String>,
+    ) -> Result<(), RegistryError> {
+        if let Some(l) = &label {
+            check_label(l)?;
+        }
+        let device = self
+            .devices
+            .get_mut(fp)
+            .ok_or(RegistryError::NotFound(*fp))?;
+        Arc::make_mut(device).label = label.map(|l| l.trim().to_owned());
+        self.events
+            .push(TrustEvent::DeviceChanged { fingerprint: *fp });
+        Ok(())
+    }
+
+    /// Records that a device was seen at `now` (unix seconds).
+    pub fn touch(&mut self, fp: &Fingerprint, now: u64) -> Result<(), RegistryError> {
+        let device = self
+            .devices
+            .get_mut(fp)
+            .ok_or(RegistryError::NotFound(*fp))?;
+        Arc::make_mut(device).last_seen = Some(now);
+        self.events
+            .push(TrustEvent::DeviceChanged { fingerprint: *fp });
+        Ok(())
+    }
+
+    /// Number of devices.
+    pub fn len(&self) -> usize {
+        self.devices.len()
+    }
+
+    /// Whether there are no devices.
+    pub fn is_empty(&self) -> bool {
+        self.devices.is_empty()
+    }
+}
+
+/// The durable allow-list. Cheap to share behind an `Arc`.
+pub struct Registry {
+    path: PathBuf,
+    current: ArcSwap<Snapshot>,
+    /// Serialises writers; readers never take it.
+    writer: Mutex<()>,
+    events: tokio::sync::broadcast::Sender<TrustEvent>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("path", &self.path)
+            .field("devices", &self.current.load().len())
+            .finish()
+    }
+}
+
+impl Registry {
+    /// Opens the registry at `path`. A missing file is an empty registry
+    /// (created on the first change); anything unreadable is an error.
+    pub fn open(
+        path: &Path,
+        events: tokio::sync::broadcast::Sender<TrustEvent>,
+    ) -> Result<Self, RegistryError> {
+        let devices = match std::fs::read(path) {
+            Ok(bytes) => parse(path, &bytes)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => HashMap::new(),
+            Err(source) => {
+                return Err(RegistryError::Unreadable {
+                    path: path.into(),
+                    source,
+                })
+            }
+        };
+        Ok(Self {
+            path: path.into(),
+            current: ArcSwap::from_pointee(devices),
+            writer: Mutex::new(()),
+            events,
+        })
+    }
+
+    /// The file this registry lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Looks up a device by fingerprint. Never blocks.
+    pub fn get(&self, fp: &Fingerprint) -> Option<Arc<Device>> {
+        self.current.load().get(fp).cloned()
+    }
+
+    /// Whether the fingerprint is paired. Never blocks.
+    pub fn contains(&self, fp: &Fingerprint) -> bool {
+        self.current.load().contains_key(fp)
+    }
+
+    /// All devices, oldest pairing first.
+    pub fn list(&self) -> Vec<Arc<Device>> {
+        let mut list: Vec<_> = self.current.load().values().cloned().collect();
+        list.sort_by(|a, b| (a.paired_at, a.fingerprint).cmp(&(b.paired_at, b.fingerprint)));
+        list
+    }
+
+    /// Number of devices.
+    pub fn len(&self) -> usize {
+        self.current.load().len()
+    }
+
+    /// Whether no device is paired.
+    pub fn is_empty(&self) -> bool {
+        self.current.load().is_empty()
+    }
+
+    /// Subscribes to registry changes.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<TrustEvent> {
+        self.events.subscribe()
+    }
+
+    /// The one write path: applies `change` to a copy, saves the copy
+    /// durably, then publishes it. If `change` or the save fails, nothing
+    /// changed, on disk or in memory. Blocks on fsync: call it from a
+    /// blocking context.
+    pub fn modify<R>(
+        &self,
+        change: impl FnOnce(&mut Draft) -> Result<R, RegistryError>,
+    ) -> Result<R, RegistryError> {
+        // A panic while holding the lock cannot leave a half-written state
+        // (the published snapshot is only swapped after a successful save),
+        // so a poisoned lock is safe to reuse.
+        let _guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut draft = Draft {
+            devices: HashMap::clone(&self.current.load()),
+            events: Vec::new(),
+        };
+        let out = change(&mut draft)?;
+        if draft.events.is_empty() {
+            return Ok(out);
+        }
+        let bytes = serialise(&draft.devices);
+        write_atomic(&self.path, &bytes).map_err(|source| RegistryError::Write {
+            path: self.path.clone(),
+            source,
+        })?;
+        self.current.store(Arc::new(draft.devices));
+        for event in draft.events {
+            // No receivers is fine: nobody is listening yet.
+            let _ = self.events.send(event);
+        }
+        Ok(out)
+    }
+
+    /// Adds a device or replaces the entry with the same fingerprint.
+    pub fn upsert(&self, device: Device) -> Result<(), RegistryError> {
+        self.modify(|d| d.upsert(device))
+    }
+
+    /// Removes (revokes) a device.
+    pub fn remove(&self, fp: &Fingerprint) -> Result<Device, RegistryError> {
+        self.modify(|d| d.remove(fp))
+    }
+
+    /// Sets or clears a device's label.
+    pub fn set_label(&self, fp: &Fingerprint, label: Option<String>) -> Result<(), RegistryError> {
+        self.modify(|d| d.set_label(fp, label))
+    }
+
+    /// Records that a paired device was seen at `now` (unix seconds). Only
+    /// writes when the stored value is older than [`TOUCH_GRANULARITY_S`];
+    /// returns whether it wrote.
+    pub fn touch(&self, fp: &Fingerprint, now: u64) -> Result<bool, RegistryError> {
+        let fresh = |d: &Device| {
+            d.last_seen
+                .is_some_and(|seen| now.saturating_sub(seen) < TOUCH_GRANULARITY_S && seen <= now)
+        };
+        match self.get(fp) {
+            None => return Err(RegistryError::NotFound(*fp)),
+            Some(d) if fresh(&d) => return Ok(false),
+            Some(_) => {}
+        }
+        self.modify(|d| match d.get(fp) {
+            Some(dev) if fresh(dev) => Ok(false),
+            _ => d.touch(fp, now).map(|()| true),
+        })
+    }
+}
+
+fn serialise(devices: &Snapshot) -> Vec<u8> {
+    let mut list: Vec<&Device> = devices.values().map(|d| d.as_ref()).collect();
+    list.sort_by(|a, b| (a.paired_at, a.fingerprint).cmp(&(b.paired_at, b.fingerprint)));
+    #[derive(Serialize)]
+    struct Out<'a> {
+        version: u32,
+        devices: Vec<&'a Device>,
+    }
+    let out = Out {
+        version: FORMAT_VERSION,
+        devices: list,
+    };
+    // Serialising plain structs of strings and integers into memory cannot fail.
+    let mut bytes = serde_json::to_vec_pretty(&out).unwrap_or_default();
+    bytes.push(b'\n');
+    bytes
+}
+
+/// Parses registry file contents; public for the fuzzer and tests.
+pub fn parse(
+    path: &Path,
+    bytes: &[u8],
+) -> Result<HashMap<Fingerprint, Arc<Device>>, RegistryError> {
+    let corrupt = |reason: String| RegistryError::Corrupt {
+        path: path.into(),
+        reason,
+    };
+    // Read the version first so that a newer format is reported as such,
+    // not as a parse error.
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| corrupt(format!("not JSON: {e}")))?;
+    let version = value
+        .get("version")
+        .and_then(|v| v.as_u64())
+        .ok_or_else(|| corrupt("no format version".into()))?;
+    if version != u64::from(FORMAT_VERSION) {
+        return Err(RegistryError::UnknownVersion {
+            path: path.into(),
+            found: version,
+        });
+    }
+    let file: FileFormat = serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))?;
+    let mut devices = HashMap::with_capacity(file.devices.len());
+    for device in file.devices {
+        device
+            .validate()
+            .map_err(|e| corrupt(format!("device {}: {e}", device.fingerprint.short())))?;
+        let fp = device.fingerprint;
+        if devices.insert(fp, Arc::new(device)).is_some() {
+            return Err(corrupt(format!("device {} is listed twice", fp.short())));
+        }
+    }
+    Ok(devices)
+}

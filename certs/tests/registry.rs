@@ -1,0 +1,371 @@
+//! The registry against a model, its durability rules and concurrent writers.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use proptest::prelude::*;
+use punktfunk_certs::registry::{REGISTRY_FILE, TOUCH_GRANULARITY_S};
+use punktfunk_certs::{
+    Device, Fingerprint, Identity, Kind, Registry, RegistryError, TrustEvent, Via,
+};
+use tokio::sync::broadcast;
+
+/// A few real certificates (generating RSA keys is slow, so share them).
+fn certs() -> &'static Vec<Identity> {
+    static CERTS: OnceLock<Vec<Identity>> = OnceLock::new();
+    CERTS.get_or_init(|| {
+        (0..6)
+            .map(|i| Identity::generate(&format!("c{i}")).unwrap())
+            .collect()
+    })
+}
+
+fn device(i: usize, name: &str) -> Device {
+    Device::from_der(
+        certs()[i].cert_der(),
+        Kind::Native,
+        name,
+        Via::Pin,
+        1_700_000_000 + i as u64,
+    )
+    .unwrap()
+}
+
+fn open(path: &Path) -> Result<Registry, RegistryError> {
+    Registry::open(path, broadcast::channel(64).0)
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Upsert(usize, String),
+    Remove(usize),
+    Label(usize, Option<String>),
+    Touch(usize, u64),
+    Reopen,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0..6usize, "[a-zA-Z <>&\"é]{0,20}").prop_map(|(i, n)| Op::Upsert(i, n)),
+        (0..6usize).prop_map(Op::Remove),
+        (0..6usize, proptest::option::of("[a-z]{0,5}|\\PC{0,70}"))
+            .prop_map(|(i, l)| Op::Label(i, l)),
+        (0..6usize, 0..10_000u64).prop_map(|(i, t)| Op::Touch(i, t)),
+        Just(Op::Reopen),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Every sequence of operations leaves the registry (in memory and after
+    /// reopening from disk) equal to a plain HashMap model, and every refused
+    /// operation changes nothing.
+    #[test]
+    fn behaves_like_a_map(ops in proptest::collection::vec(op(), 1..25)) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(REGISTRY_FILE);
+        let mut reg = open(&path).unwrap();
+        let mut model: HashMap<Fingerprint, Device> = HashMap::new();
+        for op in ops {
+            match op {
+                Op::Upsert(i, name) => {
+                    let d = device(i, &name);
+                    reg.upsert(d.clone()).unwrap();
+                    model.insert(d.fingerprint, d);
+                }
+                Op::Remove(i) => {
+                    let fp = certs()[i].fingerprint();
+                    let r = reg.remove(&fp);
+                    prop_assert_eq!(r.is_ok(), model.remove(&fp).is_some());
+                }
+                Op::Label(i, label) => {
+                    let fp = certs()[i].fingerprint();
+                    let valid = label.as_ref().is_none_or(|l| punktfunk_certs::registry::check_label(l).is_ok());
+                    let r = reg.set_label(&fp, label.clone());
+                    match model.get_mut(&fp) {
+                        Some(d) if valid => { prop_assert!(r.is_ok()); d.label = label.map(|l| l.trim().to_owned()); }
+                        _ => prop_assert!(r.is_err()),
+                    }
+                }
+                Op::Touch(i, t) => {
+                    let fp = certs()[i].fingerprint();
+                    let r = reg.touch(&fp, t);
+                    match model.get_mut(&fp) {
+                        Some(d) => {
+                            let wrote = r.unwrap();
+                            let fresh = d.last_seen.is_some_and(|s| s <= t && t - s < TOUCH_GRANULARITY_S);
+                            prop_assert_eq!(wrote, !fresh);
+                            if wrote { d.last_seen = Some(t); }
+                        }
+                        None => prop_assert!(r.is_err()),
+                    }
+                }
+                Op::Reopen => {
+                    drop(reg);
+                    reg = open(&path).unwrap();
+                }
+            }
+            prop_assert_eq!(reg.len(), model.len());
+            for (fp, d) in &model {
+                prop_assert_eq!(reg.get(fp).map(|x| (*x).clone()), Some(d.clone()));
+            }
+        }
+        let reopened = open(&path);
+        if path.exists() {
+            let reopened = reopened.unwrap();
+            prop_assert_eq!(reopened.len(), model.len());
+            for (fp, d) in &model {
+                prop_assert_eq!(reopened.get(fp).map(|x| (*x).clone()), Some(d.clone()));
+            }
+        }
+    }
+}
+
+#[test]
+fn missing_file_is_empty_and_created_on_first_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(REGISTRY_FILE);
+    let reg = open(&path).unwrap();
+    assert!(reg.is_empty());
+    reg.upsert(device(0, "tv")).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    assert_eq!(open(&path).unwrap().len(), 1);
+}
+
+#[test]
+fn corrupt_file_is_refused_named_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(REGISTRY_FILE);
+    let cases: &[&[u8]] = &[
+        b"",
+        b"{\"version\":1,\"devices\":[",
+        b"{\"devices\":[]}",
+        b"[]",
+        b"{\"version\":1,\"devices\":[{\"fingerprint\":\"00\"}]}",
+        b"\xff\xfe garbage",
+    ];
+    for bytes in cases {
+        fs::write(&path, bytes).unwrap();
+        let err = open(&path).unwrap_err();
+        assert!(matches!(err, RegistryError::Corrupt { .. }), "{err}");
+        assert!(err.to_string().contains(&path.display().to_string()));
+        assert_eq!(&fs::read(&path).unwrap(), bytes);
+    }
+}
+
+#[test]
+fn a_device_whose_fingerprint_does_not_match_its_certificate_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(REGISTRY_FILE);
+    let reg = open(&path).unwrap();
+    reg.upsert(device(0, "a")).unwrap();
+    let text = fs::read_to_string(&path).unwrap();
+    let forged = text.replace(
+        &certs()[0].fingerprint().to_hex(),
+        &certs()[1].fingerprint().to_hex(),
+    );
+    fs::write(&path, forged).unwrap();
+    assert!(matches!(open(&path), Err(RegistryError::Corrupt { .. })));
+}
+
+#[test]
+fn unknown_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(REGISTRY_FILE);
+    fs::write(&path, b"{\"version\": 2, \"devices\": [], \"new\": true}").unwrap();
+    let err = open(&path).unwrap_err();
+    assert!(
+        matches!(err, RegistryError::UnknownVersion { found: 2, .. }),
+        "{err}"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn unreadable_file_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(REGISTRY_FILE);
+    fs::create_dir(&path).unwrap(); // a directory cannot be read as a file
+    assert!(matches!(
+        open(&path),
+        Err(RegistryError::Unreadable { .. }) | Err(RegistryError::Corrupt { .. })
+    ));
+    fs::remove_dir(&path).unwrap();
+    fs::write(&path, b"{}").unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o000)).unwrap();
+    // root reads anything; only check where permissions bite.
+    if fs::read(&path).is_err() {
+        assert!(matches!(open(&path), Err(RegistryError::Unreadable { .. })));
+    }
+}
+
+/// A crash after the temp file was written but before the rename: the temp
+/// file is there, torn or complete, and the registry is the old one.
+#[test]
+fn torn_or_unrenamed_temp_file_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(REGISTRY_FILE);
+    let tmp = dir.path().join(format!("{REGISTRY_FILE}.tmp"));
+    let reg = open(&path).unwrap();
+    reg.upsert(device(0, "old")).unwrap();
+    let old = fs::read(&path).unwrap();
+    // A complete new version that never got renamed...
+    let other = tempfile::tempdir().unwrap();
+    let other_reg = open(&other.path().join(REGISTRY_FILE)).unwrap();
+    other_reg.upsert(device(1, "new")).unwrap();
+    fs::copy(other.path().join(REGISTRY_FILE), &tmp).unwrap();
+    drop(reg);
+    let reg = open(&path).unwrap();
+    assert_eq!(reg.list().len(), 1);
+    assert_eq!(reg.list()[0].name, "old");
+    // ...and a torn one.
+    fs::write(&tmp, &old[..old.len() / 2]).unwrap();
+    let reg = open(&path).unwrap();
+    assert_eq!(reg.list()[0].name, "old");
+    // The next write goes through and clears the temp file.
+    reg.upsert(device(2, "next")).unwrap();
+    assert!(!tmp.exists());
+    assert_eq!(open(&path).unwrap().len(), 2);
+}
+
+#[cfg(unix)]
+#[test]
+fn failed_write_changes_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("ro");
+    fs::create_dir(&sub).unwrap();
+    let path = sub.join(REGISTRY_FILE);
+    let reg = open(&path).unwrap();
+    reg.upsert(device(0, "kept")).unwrap();
+    let before = fs::read(&path).unwrap();
+    let mut events = reg.subscribe();
+    fs::set_permissions(&sub, fs::Permissions::from_mode(0o500)).unwrap();
+    let probe = fs::write(sub.join("probe"), b"x");
+    if probe.is_ok() {
+        // Running as root: directory permissions do not stop writes. Block
+        // the temp file's name with a non-empty directory instead.
+        fs::remove_file(sub.join("probe")).unwrap();
+        fs::set_permissions(&sub, fs::Permissions::from_mode(0o700)).unwrap();
+        fs::create_dir_all(sub.join(format!("{REGISTRY_FILE}.tmp")).join("x")).unwrap();
+    }
+    let err = reg.upsert(device(1, "lost")).unwrap_err();
+    assert!(matches!(err, RegistryError::Write { .. }), "{err}");
+    assert!(err.to_string().contains("nothing was changed"));
+    assert_eq!(reg.len(), 1);
+    assert!(reg.remove(&certs()[0].fingerprint()).is_err());
+    assert_eq!(reg.len(), 1);
+    assert!(
+        events.try_recv().is_err(),
+        "no event for a change that did not happen"
+    );
+    fs::set_permissions(&sub, fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(fs::read(&path).unwrap(), before);
+    assert_eq!(open(&path).unwrap().len(), 1);
+}
+
+#[test]
+fn invalid_changes_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = open(&dir.path().join(REGISTRY_FILE)).unwrap();
+    let mut d = device(0, "x");
+    d.fingerprint = certs()[1].fingerprint();
+    assert!(matches!(reg.upsert(d), Err(RegistryError::Invalid(_))));
+    reg.upsert(device(0, "x")).unwrap();
+    let fp = certs()[0].fingerprint();
+    for bad in ["", "   ", "a\nb", &"x".repeat(65)] {
+        assert!(reg.set_label(&fp, Some(bad.into())).is_err(), "{bad:?}");
+    }
+    reg.set_label(&fp, Some("  Living Room TV ".into()))
+        .unwrap();
+    assert_eq!(
+        reg.get(&fp).unwrap().label.as_deref(),
+        Some("Living Room TV")
+    );
+    assert!(matches!(
+        reg.set_label(&certs()[2].fingerprint(), None),
+        Err(RegistryError::NotFound(_))
+    ));
+}
+
+#[test]
+fn names_from_the_network_are_cleaned() {
+    let long = "é".repeat(200);
+    let d = Device::from_der(certs()[0].cert_der(), Kind::Gamestream, &long, Via::Pin, 0).unwrap();
+    assert!(d.name.len() <= punktfunk_certs::registry::MAX_NAME_BYTES);
+    let d = Device::from_der(
+        certs()[0].cert_der(),
+        Kind::Gamestream,
+        "a\u{0}b\nc",
+        Via::Pin,
+        0,
+    )
+    .unwrap();
+    assert_eq!(d.name, "abc");
+    assert!(Device::from_der(b"not der", Kind::Native, "x", Via::Pin, 0).is_err());
+}
+
+#[test]
+fn changes_are_broadcast_after_they_are_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(REGISTRY_FILE);
+    let reg = open(&path).unwrap();
+    let mut rx = reg.subscribe();
+    reg.upsert(device(0, "a")).unwrap();
+    let fp = certs()[0].fingerprint();
+    assert_eq!(
+        rx.try_recv().unwrap(),
+        TrustEvent::DeviceAdded {
+            fingerprint: fp,
+            replaced: false
+        }
+    );
+    reg.remove(&fp).unwrap();
+    assert_eq!(
+        rx.try_recv().unwrap(),
+        TrustEvent::DeviceRemoved { fingerprint: fp }
+    );
+    assert!(open(&path).unwrap().is_empty());
+}
+
+/// Many threads write at once; every write that returned Ok is on disk.
+#[test]
+fn concurrent_writers_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(REGISTRY_FILE);
+    let reg = Arc::new(open(&path).unwrap());
+    let threads: Vec<_> = (0..6)
+        .map(|i| {
+            let reg = reg.clone();
+            std::thread::spawn(move || {
+                for round in 0..10 {
+                    reg.upsert(device(i, &format!("t{i}r{round}"))).unwrap();
+                    assert!(reg.get(&certs()[i].fingerprint()).is_some());
+                    reg.set_label(&certs()[i].fingerprint(), Some(format!("L{round}")))
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let back = open(&path).unwrap();
+    assert_eq!(back.len(), 6);
+    for (i, c) in certs().iter().enumerate() {
+        let d = back.get(&c.fingerprint()).unwrap();
+        assert_eq!(d.name, format!("t{i}r9"));
+        assert_eq!(d.label.as_deref(), Some("L9"));
+    }
+}
