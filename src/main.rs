@@ -1,1 +1,24 @@
-fn main() {}
+//! `punktfunk`: the host trust service of a punktfunk game-streaming host.
+//!
+//! `main` only parses the command line, runs it, and turns an error into a
+//! message and an exit code; everything else lives in the modules below.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+mod cli;
+mod console;
+mod host;
+mod tls;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match cli::run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -35,7 +35,7 @@
 
 mod events;
 mod fingerprint;
-mod fsutil;
+pub mod fsutil;
 pub mod gate;
 pub mod identity;
 pub mod registry;

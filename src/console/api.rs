@@ -1,0 +1,477 @@
+//! The console's JSON API routes.
+
+use std::future::{ready, Ready};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::http::{Method, StatusCode};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
+use punktfunk_certs::gate::{Attempt, PendingOutcome};
+use punktfunk_certs::{
+    Device, Fingerprint, GateError, PendingId, Pin, RegistryError, TrustError, TrustEvent,
+};
+use rand::rngs::OsRng;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::SESSION_LIFETIME;
+use super::{ApiError, ConsoleState, CSRF_HEADER, SESSION_COOKIE};
+
+/// How long `POST /api/pending/{id}/pin` waits for the pairing to finish.
+const PIN_OUTCOME_WAIT: Duration = Duration::from_secs(90);
+
+pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api")
+            .route("/login", web::post().to(login))
+            .route("/logout", web::post().to(logout))
+            .route("/session", web::get().to(session))
+            .route("/pairing", web::get().to(pairing))
+            .route("/pairing/arm", web::post().to(arm))
+            .route("/pairing/disarm", web::post().to(disarm))
+            .route("/pending/{id}/approve", web::post().to(approve))
+            .route("/pending/{id}/deny", web::post().to(deny))
+            .route("/pending/{id}/pin", web::post().to(enter_pin))
+            .route("/devices/{fingerprint}", web::patch().to(rename))
+            .route("/devices/{fingerprint}", web::delete().to(remove))
+            .default_service(web::to(|| async {
+                Err::<HttpResponse, _>(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "no such API route",
+                ))
+            })),
+    );
+}
+
+/// Proof that the request carries a live session, and for anything but GET
+/// a matching CSRF token from the same origin.
+pub(crate) struct Authed {
+    token: String,
+    csrf: String,
+}
+
+impl FromRequest for Authed {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        ready(authenticate(req))
+    }
+}
+
+fn authenticate(req: &HttpRequest) -> Result<Authed, ApiError> {
+    let state = req
+        .app_data::<web::Data<ConsoleState>>()
+        .ok_or_else(|| ApiError::internal("console state missing"))?;
+    let unauthorised = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "log in to the console first (your session may have expired)",
+        )
+    };
+    let token = req
+        .cookie(SESSION_COOKIE)
+        .map(|c| c.value().to_owned())
+        .ok_or_else(unauthorised)?;
+    let session = state
+        .sessions
+        .get(&token, Instant::now())
+        .ok_or_else(unauthorised)?;
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        check_same_origin(req)?;
+        let sent = req
+            .headers()
+            .get(CSRF_HEADER)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        if !punktfunk_certs::ct_eq(sent, session.csrf.as_bytes()) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "csrf",
+                "missing or wrong X-CSRF-Token header; reload the console page",
+            ));
+        }
+    }
+    Ok(Authed {
+        token,
+        csrf: session.csrf,
+    })
+}
+
+/// Refuses state changes a browser marks as cross-site, and any whose
+/// `Origin` names another host. (SameSite=Strict and the CSRF token already
+/// stop these; this is the belt to those braces.)
+fn check_same_origin(req: &HttpRequest) -> Result<(), ApiError> {
+    let cross = || {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "cross_origin",
+            "requests from other sites are refused",
+        )
+    };
+    if let Some(site) = req.headers().get("Sec-Fetch-Site") {
+        if !matches!(site.as_bytes(), b"same-origin" | b"none") {
+            return Err(cross());
+        }
+    }
+    if let Some(origin) = req.headers().get("Origin") {
+        let host = req.connection_info().host().to_owned();
+        let expected = format!("https://{host}");
+        if origin.as_bytes() != expected.as_bytes() {
+            return Err(cross());
+        }
+    }
+    Ok(())
+}
+
+fn peer_ip(req: &HttpRequest) -> IpAddr {
+    req.peer_addr()
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+}
+
+fn session_cookie(value: String, max_age: Duration) -> Cookie<'static> {
+    Cookie::build(SESSION_COOKIE, value)
+        .path("/")
+        .http_only(true)
+        .secure(true)
+        .same_site(SameSite::Strict)
+        .max_age(actix_web::cookie::time::Duration::seconds(
+            max_age.as_secs() as i64,
+        ))
+        .finish()
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    password: String,
+}
+
+async fn login(
+    req: HttpRequest,
+    state: web::Data<ConsoleState>,
+    body: web::Json<LoginBody>,
+) -> Result<HttpResponse, ApiError> {
+    let ip = peer_ip(&req);
+    if let Some(wait) = state.limiter.blocked(ip, Instant::now()) {
+        return Ok(
+            HttpResponse::TooManyRequests()
+                .insert_header(("Retry-After", wait.as_secs().max(1).to_string()))
+                .json(json!({"error": {"code": "rate_limited", "message": format!(
+                "too many wrong passwords from {ip}; try again in {} s", wait.as_secs().max(1))}})),
+        );
+    }
+    let password = body.into_inner().password;
+    let file = state.password.clone();
+    let ok = web::block(move || file.verify(&password))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    if !ok {
+        state.limiter.failed(ip, Instant::now());
+        tracing::warn!(%ip, "console: wrong password");
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "wrong_password",
+            "wrong password",
+        ));
+    }
+    state.limiter.succeeded(ip);
+    let (token, csrf) = state.sessions.create(Instant::now());
+    tracing::info!(%ip, "console: logged in");
+    Ok(HttpResponse::Ok()
+        .cookie(session_cookie(token, SESSION_LIFETIME))
+        .insert_header(("Cache-Control", "no-store"))
+        .json(json!({ "csrf": csrf })))
+}
+
+async fn logout(auth: Authed, state: web::Data<ConsoleState>) -> HttpResponse {
+    state.sessions.remove(&auth.token);
+    HttpResponse::Ok()
+        .cookie(session_cookie(String::new(), Duration::ZERO))
+        .json(json!({}))
+}
+
+async fn session(auth: Authed) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(json!({ "csrf": auth.csrf }))
+}
+
+fn expires_in(deadline: Instant, now: Instant) -> u64 {
+    let left = deadline.saturating_duration_since(now);
+    // Round up: "0 s left" while it is still valid would be wrong.
+    left.as_secs() + u64::from(left.subsec_nanos() > 0)
+}
+
+fn device_json(d: &Device) -> Value {
+    json!({
+        "fingerprint": d.fingerprint,
+        "kind": d.kind,
+        "name": d.name,
+        "label": d.label,
+        "paired_at": d.paired_at,
+        "last_seen": d.last_seen,
+        "via": d.via,
+    })
+}
+
+/// The whole Pairing page state.
+pub(crate) fn pairing_state(state: &ConsoleState) -> Value {
+    let trust = &state.trust;
+    let now = trust.now();
+    let mut gate = trust.gate();
+    let armed = gate
+        .armed(now)
+        .map(|a| json!({"pin": a.pin.as_str(), "expires_in_s": expires_in(a.expires, now)}));
+    let last_attempt = gate.last_attempt().map(|a| match a {
+        Attempt::InProgress => json!({"result": "in_progress"}),
+        Attempt::Paired { fingerprint } => json!({"result": "paired", "fingerprint": fingerprint}),
+        Attempt::Failed => json!({"result": "pin_rejected"}),
+    });
+    let pending: Vec<Value> = gate
+        .pending(now)
+        .map(|(id, p)| {
+            json!({
+                "id": id.to_string(),
+                "kind": p.request.kind,
+                "name": p.request.name,
+                "fingerprint": p.fingerprint,
+                "address": p.request.address.ip().to_string(),
+                "needs": p.request.needs.as_str(),
+                "expires_in_s": expires_in(p.expires, now),
+                "age_s": now.saturating_duration_since(p.created).as_secs(),
+                "pin_entered": !matches!(p.pin, punktfunk_certs::gate::PinState::Waiting),
+            })
+        })
+        .collect();
+    drop(gate);
+    let devices: Vec<Value> = trust
+        .registry()
+        .list()
+        .iter()
+        .map(|d| device_json(d))
+        .collect();
+    json!({
+        "host": {
+            "name": state.host_name,
+            "fingerprint": state.host_fingerprint,
+            "fingerprint_grouped": state.host_fingerprint.grouped(),
+        },
+        "armed": armed,
+        "last_attempt": last_attempt,
+        "pending": pending,
+        "devices": devices,
+    })
+}
+
+async fn pairing(_: Authed, state: web::Data<ConsoleState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(pairing_state(&state))
+}
+
+async fn arm(_: Authed, state: web::Data<ConsoleState>) -> HttpResponse {
+    let now = state.trust.now();
+    let armed = state.trust.gate().arm(now, &mut OsRng);
+    tracing::info!("pairing armed from the console");
+    HttpResponse::Ok().json(json!({
+        "pin": armed.pin.as_str(),
+        "expires_in_s": expires_in(armed.expires, now),
+    }))
+}
+
+async fn disarm(_: Authed, state: web::Data<ConsoleState>) -> HttpResponse {
+    state.trust.gate().disarm();
+    HttpResponse::Ok().json(json!({}))
+}
+
+fn gate_error(e: GateError) -> ApiError {
+    let (status, code) = match e {
+        GateError::UnknownRequest => (StatusCode::NOT_FOUND, "unknown_request"),
+        GateError::NotArmed => (StatusCode::CONFLICT, "not_armed"),
+        GateError::TooManyPending => (StatusCode::CONFLICT, "too_many_pending"),
+        GateError::WrongNeed(_) => (StatusCode::CONFLICT, "wrong_need"),
+        GateError::PinAlreadyEntered => (StatusCode::CONFLICT, "pin_already_entered"),
+        GateError::BadPin => (StatusCode::BAD_REQUEST, "bad_pin"),
+    };
+    ApiError::new(status, code, e.to_string())
+}
+
+fn registry_error(e: RegistryError) -> ApiError {
+    match e {
+        RegistryError::NotFound(_) => {
+            ApiError::new(StatusCode::NOT_FOUND, "unknown_device", e.to_string())
+        }
+        RegistryError::Invalid(_) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid", e.to_string())
+        }
+        other => ApiError::internal(other),
+    }
+}
+
+fn trust_error(e: TrustError) -> ApiError {
+    match e {
+        TrustError::Gate(g) => gate_error(g),
+        TrustError::Registry(r) => registry_error(r),
+    }
+}
+
+fn pending_id(raw: &str) -> Result<PendingId, ApiError> {
+    raw.parse().map_err(gate_error)
+}
+
+fn fingerprint(raw: &str) -> Result<Fingerprint, ApiError> {
+    raw.parse()
+        .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "unknown_device", format!("{e}")))
+}
+
+/// An optional JSON body: empty means "no fields".
+fn optional_json<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))
+}
+
+#[derive(Deserialize, Default)]
+struct LabelBody {
+    label: Option<String>,
+}
+
+fn clean_label(label: Option<String>) -> Option<String> {
+    label.map(|l| l.trim().to_owned()).filter(|l| !l.is_empty())
+}
+
+async fn approve(
+    _: Authed,
+    state: web::Data<ConsoleState>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let id = pending_id(&path)?;
+    let label = clean_label(optional_json::<LabelBody>(&body)?.label);
+    if let Some(l) = &label {
+        punktfunk_certs::registry::check_label(l).map_err(registry_error)?;
+    }
+    let trust = state.trust.clone();
+    let device = web::block(move || trust.approve(id, label))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(trust_error)?;
+    tracing::info!(fingerprint = %device.fingerprint.short(), name = %device.name, "device approved in the console");
+    Ok(HttpResponse::Ok().json(device_json(&device)))
+}
+
+async fn deny(
+    _: Authed,
+    state: web::Data<ConsoleState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = pending_id(&path)?;
+    let now = state.trust.now();
+    state.trust.gate().deny(id, now).map_err(gate_error)?;
+    Ok(HttpResponse::Ok().json(json!({})))
+}
+
+#[derive(Deserialize)]
+struct PinBody {
+    pin: String,
+    label: Option<String>,
+}
+
+/// Enters the PIN a Moonlight client shows for request `id`, then answers
+/// with the real outcome once the pairing ends: `paired` only after the
+/// client proved the PIN and the device is stored.
+async fn enter_pin(
+    _: Authed,
+    state: web::Data<ConsoleState>,
+    path: web::Path<String>,
+    body: web::Json<PinBody>,
+) -> Result<HttpResponse, ApiError> {
+    let id = pending_id(&path)?;
+    let PinBody { pin, label } = body.into_inner();
+    let pin: Pin = pin.trim().parse().map_err(gate_error)?;
+    let label = clean_label(label);
+    if let Some(l) = &label {
+        punktfunk_certs::registry::check_label(l).map_err(registry_error)?;
+    }
+    // Subscribe before entering the PIN so the outcome cannot slip past.
+    let mut events = state.trust.subscribe();
+    let now = state.trust.now();
+    state
+        .trust
+        .gate()
+        .enter_pin(id, pin, label, now)
+        .map_err(gate_error)?;
+    let outcome = tokio::time::timeout(PIN_OUTCOME_WAIT, async {
+        loop {
+            match events.recv().await {
+                Ok(TrustEvent::PendingRemoved { id: done, outcome }) if done == id => {
+                    return Some(outcome)
+                }
+                Ok(_) => {}
+                // Fell behind: the gate remembers recent outcomes.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    if let Some(o) = state.trust.gate().outcome(id) {
+                        return Some(o);
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten();
+    let result = match outcome {
+        Some(PendingOutcome::Paired) => "paired",
+        Some(PendingOutcome::PinRejected) => "pin_rejected",
+        Some(_) => "abandoned",
+        // Still running after the wait: say so rather than guess.
+        None => {
+            return Ok(HttpResponse::Accepted().json(json!({"result": "waiting"})));
+        }
+    };
+    Ok(HttpResponse::Ok().json(json!({ "result": result })))
+}
+
+async fn rename(
+    _: Authed,
+    state: web::Data<ConsoleState>,
+    path: web::Path<String>,
+    body: web::Json<LabelBody>,
+) -> Result<HttpResponse, ApiError> {
+    let fp = fingerprint(&path)?;
+    let label = clean_label(body.into_inner().label);
+    let trust = state.trust.clone();
+    web::block(move || trust.registry().set_label(&fp, label))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(registry_error)?;
+    let device = state
+        .trust
+        .registry()
+        .get(&fp)
+        .ok_or_else(|| registry_error(RegistryError::NotFound(fp)))?;
+    Ok(HttpResponse::Ok().json(device_json(&device)))
+}
+
+async fn remove(
+    _: Authed,
+    state: web::Data<ConsoleState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let fp = fingerprint(&path)?;
+    let trust = state.trust.clone();
+    let device = web::block(move || trust.revoke(&fp))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(registry_error)?;
+    tracing::info!(fingerprint = %fp.short(), name = %device.name, "device revoked in the console");
+    Ok(HttpResponse::Ok().json(device_json(&device)))
+}

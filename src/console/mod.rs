@@ -1,0 +1,96 @@
+//! The web console: an authenticated JSON API (the contract the page and the
+//! tests use) on HTTPS with the host certificate, plus the page itself.
+//!
+//! Handlers stay thin: authenticate, call the trust service, render JSON.
+//! Everything that writes the registry runs on a blocking thread (fsync).
+
+pub(crate) mod api;
+pub(crate) mod auth;
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse, ResponseError};
+use punktfunk_certs::{Fingerprint, Trust};
+use serde_json::json;
+
+use auth::{PasswordFile, RateLimiter, Sessions};
+
+/// Name of the session cookie.
+pub(crate) const SESSION_COOKIE: &str = "pf_session";
+/// Header carrying the CSRF token on every state change.
+pub(crate) const CSRF_HEADER: &str = "X-CSRF-Token";
+
+/// What the console handlers share.
+pub(crate) struct ConsoleState {
+    pub(crate) trust: Arc<Trust>,
+    pub(crate) host_name: String,
+    pub(crate) host_fingerprint: Fingerprint,
+    pub(crate) password: PasswordFile,
+    pub(crate) sessions: Sessions,
+    pub(crate) limiter: RateLimiter,
+}
+
+/// An API error: `{"error": {"code", "message"}}` with an HTTP status.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn internal(err: impl std::fmt::Display) -> Self {
+        tracing::error!("console: {err}");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("the host could not do that: {err}"),
+        )
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status)
+            .insert_header(("Cache-Control", "no-store"))
+            .json(json!({"error": {"code": self.code, "message": self.message}}))
+    }
+}
+
+/// Mounts the console on an actix `App`.
+pub(crate) fn configure(state: web::Data<ConsoleState>) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        cfg.app_data(state)
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(4096)
+                    .error_handler(|err, _| {
+                        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", err.to_string())
+                            .into()
+                    }),
+            )
+            .app_data(web::PathConfig::default().error_handler(|err, _| {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", err.to_string()).into()
+            }))
+            .configure(api::routes);
+    }
+}

@@ -1,0 +1,179 @@
+//! `serve`: opens the state dir, loads the identity and the registry, and
+//! runs the front doors and the console until SIGINT/SIGTERM.
+//!
+//! Order matters: the state dir is locked before anything is read, and every
+//! file is loaded (and a corrupt one refused) before any port is bound, so a
+//! host that cannot keep its promises never starts answering.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use punktfunk_certs::registry::REGISTRY_FILE;
+use punktfunk_certs::{GateConfig, HostIdentity, StateDir, SystemClock, Trust};
+
+use crate::console::auth::{PasswordFile, RateLimiter, Sessions};
+use crate::console::{self, ConsoleState};
+
+/// Validated `serve` settings.
+#[derive(Debug, Clone)]
+pub(crate) struct ServeConfig {
+    pub(crate) state_dir: PathBuf,
+    pub(crate) bind: IpAddr,
+    pub(crate) http_port: u16,
+    pub(crate) https_port: u16,
+    pub(crate) console_port: u16,
+    /// `Some(port)` with `--native`.
+    pub(crate) native_port: Option<u16>,
+    /// `--open`: DANGER, unknown native devices are let in.
+    pub(crate) open: bool,
+    pub(crate) mdns: bool,
+}
+
+/// The machine's host name, for certificates, mDNS and the console.
+pub(crate) fn host_name() -> String {
+    let name = gethostname::gethostname().to_string_lossy().into_owned();
+    if name.trim().is_empty() {
+        "punktfunk".to_owned()
+    } else {
+        name
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+/// Runs the host until a signal asks it to stop.
+pub(crate) fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    init_logging();
+    let state_dir = StateDir::open(&config.state_dir)?;
+    let host_name = host_name();
+    let host = HostIdentity::load_or_create(state_dir.path(), &host_name)?;
+    let fingerprint = host.identity.fingerprint();
+    tracing::info!(
+        state_dir = %state_dir.path().display(),
+        created = host.created,
+        "host identity {}",
+        fingerprint
+    );
+    let trust = Arc::new(Trust::open(
+        &state_dir.file(REGISTRY_FILE),
+        GateConfig::default(),
+        Arc::new(SystemClock),
+    )?);
+    tracing::info!(
+        devices = trust.registry().len(),
+        "trust registry {}",
+        trust.registry().path().display()
+    );
+    let password = PasswordFile::new(state_dir.path());
+    if !password.exists() {
+        let generated = password.generate()?;
+        println!("console password (shown once; change it with `punktfunk console set-password`): {generated}");
+    }
+
+    let system = actix_web::rt::System::new();
+    let result = system.block_on(run(config, host, trust, password, host_name));
+    drop(state_dir);
+    result
+}
+
+async fn run(
+    config: ServeConfig,
+    host: HostIdentity,
+    trust: Arc<Trust>,
+    password: PasswordFile,
+    host_name: String,
+) -> anyhow::Result<()> {
+    // Watch signals before announcing anything, so that a stop request sent
+    // right after "ready" is not lost.
+    let stop = stop_signal()?;
+    let console_state = web::Data::new(ConsoleState {
+        trust: trust.clone(),
+        host_name: host_name.clone(),
+        host_fingerprint: host.identity.fingerprint(),
+        password,
+        sessions: Sessions::default(),
+        limiter: RateLimiter::default(),
+    });
+    let tls = crate::tls::acceptor(&host.identity, false)?;
+    let console_server = HttpServer::new(move || {
+        App::new()
+            .wrap(
+                actix_web::middleware::DefaultHeaders::new()
+                    .add(("X-Content-Type-Options", "nosniff"))
+                    .add(("Referrer-Policy", "no-referrer")),
+            )
+            .configure(console::configure(console_state.clone()))
+    })
+    .workers(1)
+    .disable_signals()
+    .client_request_timeout(Duration::from_secs(10))
+    .bind_openssl(SocketAddr::new(config.bind, config.console_port), tls)
+    .with_context(|| {
+        format!(
+            "cannot listen on {}:{} (console)",
+            config.bind, config.console_port
+        )
+    })?;
+    for addr in console_server.addrs() {
+        println!("console listening on https://{}/", display_addr(addr));
+        tracing::info!("console: https://{}/", display_addr(addr));
+    }
+    let console_server = console_server.run();
+    let console_handle = console_server.handle();
+    let console_task = actix_web::rt::spawn(console_server);
+
+    // Expire PINs and pending requests on time, so their events fire even
+    // when nobody is looking at the gate.
+    let ticker_trust = trust.clone();
+    let ticker = actix_web::rt::spawn(async move {
+        let mut interval = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            interval.tick().await;
+            let now = ticker_trust.now();
+            ticker_trust.gate().expire(now);
+        }
+    });
+
+    // Tests and scripts wait for this line: every listener is up.
+    println!("ready");
+    stop.await;
+    tracing::info!("shutting down");
+    ticker.abort();
+    console_handle.stop(true).await;
+    let _ = console_task.await;
+    Ok(())
+}
+
+/// A listening address as a person would type it in a browser.
+fn display_addr(addr: SocketAddr) -> String {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => format!("127.0.0.1:{}", addr.port()),
+        IpAddr::V6(ip) if ip.is_unspecified() => format!("[::1]:{}", addr.port()),
+        _ => addr.to_string(),
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
+}

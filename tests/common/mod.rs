@@ -1,0 +1,228 @@
+//! Test support: start the real `punktfunk` binary on loopback with a
+//! temporary state dir and ports chosen by the OS, and talk to it.
+
+#![allow(dead_code)] // each test binary uses a different part of this
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_punktfunk");
+
+/// A running `punktfunk serve`.
+pub struct Host {
+    pub child: Child,
+    pub state_dir: PathBuf,
+    pub console: String,
+    pub password: Option<String>,
+    pub lines: Vec<String>,
+    stdout: mpsc::Receiver<String>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+pub fn serve_command(state_dir: &Path, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--bind", "127.0.0.1", "--no-mdns"])
+        .args([
+            "--http-port",
+            "0",
+            "--https-port",
+            "0",
+            "--console-port",
+            "0",
+            "--native-port",
+            "0",
+        ])
+        .arg("--state-dir")
+        .arg(state_dir)
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    cmd
+}
+
+impl Host {
+    /// Starts a host on a fresh temporary state dir.
+    pub fn start(extra: &[&str]) -> Host {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("state");
+        let mut host = Host::start_in(&dir, extra);
+        host._tmp = Some(tmp);
+        host
+    }
+
+    /// Starts a host on `dir` and waits until every listener is up.
+    pub fn start_in(dir: &Path, extra: &[&str]) -> Host {
+        let mut child = serve_command(dir, extra).spawn().expect("spawn punktfunk");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut host = Host {
+            child,
+            state_dir: dir.to_path_buf(),
+            console: String::new(),
+            password: None,
+            lines: Vec::new(),
+            stdout: rx,
+            _tmp: None,
+        };
+        host.wait_ready();
+        host
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.console.is_empty() || !self.lines.iter().any(|l| l.starts_with("ready")) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match self.stdout.recv_timeout(left) {
+                Ok(l) => l,
+                Err(_) => panic!("host did not become ready; stdout so far: {:?}", self.lines),
+            };
+            if let Some(url) = line.strip_prefix("console listening on ") {
+                self.console = url.trim_end_matches('/').to_owned();
+            }
+            if let Some((_, pw)) = line.split_once("set-password`): ") {
+                self.password = Some(pw.trim().to_owned());
+            }
+            self.lines.push(line);
+        }
+    }
+
+    /// The `https://127.0.0.1:PORT` of a listener announced as `<what> listening on ...`.
+    pub fn url(&self, what: &str) -> String {
+        let prefix = format!("{what} listening on ");
+        self.lines
+            .iter()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {what} listener in {:?}", self.lines))
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
+    pub fn password(&self) -> &str {
+        self.password
+            .as_deref()
+            .expect("the host printed no password")
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn stop(mut self) -> ExitStatus {
+        signal(&self.child, "TERM");
+        wait_timeout(&mut self.child, Duration::from_secs(20))
+            .expect("host did not stop on SIGTERM")
+    }
+
+    /// SIGKILL, no cleanup.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn signal(child: &Child, sig: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+pub fn wait_timeout(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A browser-like client: keeps cookies, accepts the self-signed host cert.
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .cookie_store(true)
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap()
+}
+
+/// A logged-in console client and its CSRF token.
+pub struct Console {
+    pub http: reqwest::blocking::Client,
+    pub base: String,
+    pub csrf: String,
+}
+
+impl Console {
+    pub fn login(host: &Host) -> Console {
+        let http = client();
+        let resp = http
+            .post(format!("{}/api/login", host.console))
+            .json(&serde_json::json!({"password": host.password()}))
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let body: serde_json::Value = resp.json().unwrap();
+        Console {
+            http,
+            base: host.console.clone(),
+            csrf: body["csrf"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    pub fn get(&self, path: &str) -> serde_json::Value {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 200, "GET {path}");
+        resp.json().unwrap()
+    }
+
+    /// A state change with the CSRF token; returns (status, body).
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("X-CSRF-Token", &self.csrf);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().unwrap_or(serde_json::Value::Null))
+    }
+
+    pub fn pairing(&self) -> serde_json::Value {
+        self.get("/api/pairing")
+    }
+}
