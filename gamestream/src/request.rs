@@ -384,6 +384,9 @@ pub enum ParseError {
 /// The known parameters of one query, each at most once.
 struct Params {
     found: Vec<(&'static str, String)>,
+    /// The first problem with a parameter other than `uniqueid`, reported
+    /// after `uniqueid` has been read so the error can name the client.
+    deferred: Option<ParseError>,
 }
 
 const KNOWN: [&str; 8] = [
@@ -402,10 +405,8 @@ fn max_len(param: &str) -> usize {
     match param {
         "clientcert" => MAX_CLIENT_CERT_HEX,
         "clientpairingsecret" => 2 * (16 + MAX_SIGNATURE_LEN),
-        "devicename" => MAX_OTHER_VALUE_LEN,
-        "phrase" => MAX_OTHER_VALUE_LEN,
-        // uniqueid and the fixed-size hex values get exact checks later; this
-        // only bounds the copy.
+        // devicename and phrase; uniqueid and the fixed-size hex values get
+        // exact checks later, this only bounds the copy.
         _ => MAX_OTHER_VALUE_LEN,
     }
 }
@@ -417,7 +418,10 @@ impl Params {
         K: AsRef<str>,
         V: AsRef<str>,
     {
-        let mut found: Vec<(&'static str, String)> = Vec::new();
+        let mut params = Self {
+            found: Vec::new(),
+            deferred: None,
+        };
         for (count, (k, v)) in pairs.into_iter().enumerate() {
             if count >= MAX_PARAMETERS {
                 return Err(ParseError::TooManyParameters);
@@ -425,20 +429,28 @@ impl Params {
             let Some(&key) = KNOWN.iter().find(|known| **known == k.as_ref()) else {
                 continue;
             };
-            if found.iter().any(|(seen, _)| *seen == key) {
-                return Err(ParseError::DuplicateParameter(key));
-            }
             let v = v.as_ref();
             let max = max_len(key);
-            if v.len() > max {
-                if key == "uniqueid" {
-                    return Err(ParseError::InvalidUniqueId);
+            let problem = if params.has(key) {
+                Some(ParseError::DuplicateParameter(key))
+            } else if v.len() > max {
+                Some(ParseError::TooLong { param: key, max })
+            } else {
+                None
+            };
+            match problem {
+                None => params.found.push((key, v.to_owned())),
+                // Without one valid uniqueid there is no client to name.
+                Some(ParseError::TooLong { .. }) if key == "uniqueid" => {
+                    return Err(ParseError::InvalidUniqueId)
                 }
-                return Err(ParseError::TooLong { param: key, max });
+                Some(p) if key == "uniqueid" => return Err(p),
+                Some(p) => {
+                    params.deferred.get_or_insert(p);
+                }
             }
-            found.push((key, v.to_owned()));
         }
-        Ok(Self { found })
+        Ok(params)
     }
 
     fn get(&self, key: &str) -> Option<&str> {
@@ -458,6 +470,9 @@ impl Params {
 }
 
 fn parse_request(params: &Params) -> Result<PairRequest, ParseError> {
+    if let Some(problem) = &params.deferred {
+        return Err(problem.clone());
+    }
     let data_phases = [
         Phrase::ClientChallenge,
         Phrase::ServerChallengeResp,

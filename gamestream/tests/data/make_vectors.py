@@ -115,11 +115,12 @@ def sign(key, data: bytes) -> bytes:
 
 
 def xml(fields: dict[str, str], status: int = 200) -> str:
+    """The document shape punktfunk renders (and Sunshine sends), so the Rust
+    tests can compare whole replies with what the client accepted."""
     body = "".join(f"<{k}>{v}</{k}>" for k, v in fields.items())
-    return (
-        '<?xml version="1.0" encoding="utf-8"?>\n'
-        f"<root status_code={quoteattr(str(status))}>{body}</root>"
-    )
+    root = f"<root status_code={quoteattr(str(status))}"
+    root += f">{body}</root>" if body else "/>"
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + root
 
 
 class FakeHost:
