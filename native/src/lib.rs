@@ -1,1 +1,124 @@
-//! placeholder
+//! # punktfunk-native: the native protocol, without I/O
+//!
+//! The wire format and the pairing cores of punktfunk's native front door
+//! (the Apple app and the reference client), as specified in
+//! `docs/native-protocol.md` (cited below as § N). Everything here is a pure
+//! function of its inputs: bytes, decoded messages, a PIN, a
+//! [`ChannelBinding`] taken from the TLS session, and an injected RNG.
+//!
+//! - [`frame`]: u32 big-endian length + payload, capped at 16 KiB *before*
+//!   allocating ([`check_header`] for `read_exact` loops, [`FrameDecoder`]
+//!   for "feed what arrived" loops).
+//! - [`message`]: the typed v1 messages; [`Message::decode`] refuses unknown
+//!   `type`s, bounds every string, sanitises names.
+//! - [`handshake`]: the checks on `hello`, `welcome` and `decision`.
+//! - [`pairing`]: SPAKE2 (Ed25519, client = side A, host = side B) plus
+//!   HKDF-derived per-direction keys and HMAC key confirmation, as
+//!   typestates ([`ClientPairing`] → [`ClientAwaitingConfirm`] → [`Paired`];
+//!   [`HostPairing`] → [`HostAwaitingStore`]).
+//!
+//! ## What it does not do
+//!
+//! No sockets, no TLS, no clock, no files, no registry and no gate. The
+//! shell (tokio + openssl) does the TLS handshake, computes the
+//! [`ChannelBinding`] (both certificate fingerprints and the § 6.2 exporter
+//! value), applies the [`timeouts`], asks the registry and gate what to
+//! answer to a `hello`, executes [`HostEffect`]s, and closes connections.
+//! The cores never log and never see the registry.
+//!
+//! ## Calling contract (host)
+//!
+//! 1. After the TLS handshake, read frames with [`check_header`] (or
+//!    [`FrameDecoder`]) and parse each with [`Message::decode`]. Any frame or
+//!    parse error: send `error{bad_message}` (best effort) and close.
+//! 2. First message: [`handshake::read_hello`]. Decide from the registry
+//!    (client fingerprint), the gate and the mode (§ 7.1), then send
+//!    [`handshake::welcome`] or [`Message::error`].
+//! 3. `pairing`: when the client's `pake` arrives, **take the PIN out of the
+//!    gate right then** (not at `hello`), and call [`HostPairing::respond`]
+//!    with it. The PIN is spent whatever happens next: one online guess per
+//!    arming, and nothing an attacker can test offline, because the host
+//!    never sends anything keyed before it has checked the client's
+//!    confirmation (§ 6.5). If the gate has no PIN any more, send
+//!    `error{not_armed}` (or `pairing_busy`) instead.
+//! 4. Next message: [`HostPairing::on_message`]. `Ok((HostEffect::StoreDevice(device),
+//!    awaiting))`: store the device durably (admitted via `pin`), then send
+//!    [`HostAwaitingStore::stored`]; the connection is now a trusted
+//!    session. `Err(e)`: send [`PairingError::to_message`] (for a wrong PIN
+//!    that is `pin_rejected`), tell the gate the arming failed, close.
+//!
+//! ## Calling contract (client)
+//!
+//! Send [`handshake::hello`]; check the answer with
+//! [`handshake::read_welcome`] (and the pin / TOFU rule of § 2). On
+//! `pairing`: [`ClientPairing::start`] → send; feed the host's next message
+//! to [`ClientPairing::on_message`] → send; feed the next to
+//! [`ClientAwaitingConfirm::on_message`] → [`Paired`]: pin its `host`.
+//!
+//! ```text
+//! client (side A)                                   host (side B)
+//!   |  TLS 1.3, both certificates ----------------------> |
+//!   |  hello{protocol:1, device_name, intent:"pair"} ---> |  registry/gate
+//!   | <-- welcome{status:"pairing", host_name, host_fp}   |  (armed?)
+//!   |  pake{msg: msgA} ---------------------------------> |  gate: take PIN
+//!   | <---------------------------------- pake{msg: msgB} |  HostPairing::respond
+//!   |  confirm{mac: cA} --------------------------------> |  verify cA (constant time)
+//!   |                                                     |  StoreDevice, durably
+//!   | <--------------------------------- confirm{mac: cB} |  stored()
+//!   |  verify cB; pin host fingerprint                    |
+//!   |  ... trusted session (ping/pong) ...                |
+//! ```
+//!
+//! Typestates make misuse a compile error: a pairing state is consumed by
+//! the message it accepts, [`HostEffect::StoreDevice`] carries a
+//! [`VerifiedDevice`] only [`HostPairing::on_message`] can build after the
+//! MAC check, and the two confirmation keys have distinct direction types.
+
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod frame;
+pub mod handshake;
+pub mod message;
+pub mod pairing;
+
+pub use frame::{check_header, encode_frame, FrameDecoder, FrameError, MAX_FRAME_LEN};
+pub use handshake::HandshakeError;
+pub use message::{
+    Confirm, Decision, DisplayName, ErrorCode, ErrorMessage, Hello, Intent, Message, MessageError,
+    Pake, Status, Welcome, PROTOCOL_VERSION,
+};
+pub use pairing::{
+    ChannelBinding, ClientAwaitingConfirm, ClientPairing, Exporter, HostAwaitingStore, HostEffect,
+    HostPairing, Paired, PairingError, ParsePinError, Pin, VerifiedDevice, EXPORTER_LABEL,
+    EXPORTER_LEN,
+};
+
+/// The TCP port of the native endpoint (§ 2).
+pub const DEFAULT_PORT: u16 = 47991;
+
+/// ALPN protocol id the client offers and the host selects (§ 2).
+pub const ALPN: &[u8] = b"punktfunk/1";
+
+/// The deadlines the shell enforces (§ 8). On expiry the host sends
+/// `error{timeout}` (best effort) and closes.
+pub mod timeouts {
+    use std::time::Duration;
+
+    /// TCP accept to completed TLS handshake.
+    pub const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
+    /// Completed TLS handshake to a complete `hello` frame.
+    pub const HELLO: Duration = Duration::from_secs(10);
+    /// Each pairing step: `welcome{pairing}` → `pake`, host `pake` →
+    /// `confirm`, and on the client, each wait for the host's answer.
+    pub const PAIRING_STEP: Duration = Duration::from_secs(30);
+    /// Time a single frame may take to arrive once its header has.
+    pub const FRAME_BODY: Duration = Duration::from_secs(10);
+    /// A session (or a waiting knock) with no frame from the client for
+    /// this long is closed; clients `ping` every [`PING_INTERVAL`].
+    pub const SESSION_IDLE: Duration = Duration::from_secs(90);
+    /// How often a client keeps an idle session alive.
+    pub const PING_INTERVAL: Duration = Duration::from_secs(30);
+}
+
+#[cfg(test)]
+mod vectors;

@@ -1,0 +1,662 @@
+//! The messages of protocol v1 (docs/native-protocol.md § 4 "Messages").
+//!
+//! Decoding is two-layered: serde reads the frame into a private wire enum
+//! whose `type` tag must be known, then every field is checked (lengths,
+//! base64, hex, enum values) into the public types below. Nothing past
+//! [`Message::decode`] sees an unchecked string.
+
+use std::fmt;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use punktfunk_certs::Fingerprint;
+use serde::{Deserialize, Serialize};
+
+use crate::frame::{encode_frame, FrameError};
+
+/// The protocol version this crate speaks (§ 4.1 `hello.protocol`).
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest `device_name` / `host_name` accepted on the wire, in bytes (§ 4.2).
+pub const MAX_NAME_BYTES: usize = 256;
+
+/// Longest name kept after sanitising, in characters (§ 4.2).
+pub const MAX_NAME_CHARS: usize = 64;
+
+/// Largest `error.message` accepted on the wire, in bytes (§ 4.8).
+pub const MAX_ERROR_MESSAGE_BYTES: usize = 1024;
+
+/// Longest error message kept after sanitising, in characters (§ 4.8).
+pub const MAX_ERROR_MESSAGE_CHARS: usize = 256;
+
+/// Length of a SPAKE2 message: side byte + compressed Edwards point (§ 6.1).
+pub const PAKE_MSG_LEN: usize = 33;
+
+/// Length of a confirmation MAC (HMAC-SHA256, § 6.4).
+pub const MAC_LEN: usize = 32;
+
+/// Why a frame's payload is not a v1 message. The reply is always
+/// `error{code: bad_message}` and the connection closes (§ 4).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    /// Not one JSON object with a known `type` and the fields that type needs.
+    #[error("the peer sent a frame that is not a valid v1 message: {0}")]
+    Json(String),
+    /// A field is present but out of bounds or badly encoded.
+    #[error("the peer sent a `{ty}` message whose `{field}` is invalid: {why}")]
+    Field {
+        /// Message type.
+        ty: &'static str,
+        /// Field name.
+        field: &'static str,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+}
+
+/// One decoded v1 message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// Client → host, first message of every connection (§ 4.1).
+    Hello(Hello),
+    /// Host → client answer to `hello` (§ 4.3).
+    Welcome(Welcome),
+    /// SPAKE2 message, client (side A) then host (side B) (§ 4.4).
+    Pake(Pake),
+    /// Key confirmation MAC, client first, host second (§ 4.5).
+    Confirm(Confirm),
+    /// Host → client: the console's answer to a knock (§ 4.6).
+    Decision(Decision),
+    /// Keep-alive request (§ 4.7).
+    Ping,
+    /// Keep-alive answer (§ 4.7).
+    Pong,
+    /// Either side, just before closing (§ 4.8).
+    Error(ErrorMessage),
+}
+
+/// `hello{protocol, device_name, intent}` (§ 4.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hello {
+    /// The version the client speaks. Any u32 parses, so a host can answer
+    /// `unsupported_version` rather than `bad_message`.
+    pub protocol: u32,
+    /// The client's sanitised self-chosen name (attacker-controlled).
+    pub device_name: DisplayName,
+    /// What the client wants.
+    pub intent: Intent,
+}
+
+/// `hello.intent` (§ 4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Intent {
+    /// Use an existing trust (or knock, or be let in on an open host).
+    Connect,
+    /// Run the PIN ceremony.
+    Pair,
+}
+
+/// `welcome{status, host_name, host_fingerprint}` (§ 4.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Welcome {
+    /// What happens next on this connection.
+    pub status: Status,
+    /// The host's sanitised display name.
+    pub host_name: DisplayName,
+    /// The host certificate's fingerprint as the host knows it; the client
+    /// checks it against the certificate it saw in TLS (§ 4.3).
+    pub host_fingerprint: Fingerprint,
+}
+
+/// `welcome.status` (§ 4.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// The client certificate is in the registry; the session is open.
+    Trusted,
+    /// The host lets unknown devices in (open mode); the session is open.
+    Open,
+    /// A knock was recorded; wait for `decision`.
+    ApprovalPending,
+    /// Pairing is armed; send `pake` next.
+    Pairing,
+}
+
+/// `pake{msg}`: one SPAKE2 message, 33 bytes (§ 4.4, § 6.1).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Pake {
+    /// Side byte (`0x41` 'A' or `0x42` 'B') followed by a compressed point.
+    pub msg: [u8; PAKE_MSG_LEN],
+}
+
+/// `confirm{mac}`: a key confirmation MAC (§ 4.5, § 6.4).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Confirm {
+    /// HMAC-SHA256 output.
+    pub mac: [u8; MAC_LEN],
+}
+
+/// `decision{outcome}` (§ 4.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Decision {
+    /// The console approved the device; the session is open.
+    Approved,
+    /// The console dismissed the knock; the host closes.
+    Denied,
+    /// Nobody decided in time; the host closes.
+    Expired,
+}
+
+/// `error{code, message}` (§ 4.8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorMessage {
+    /// Machine-readable reason.
+    pub code: ErrorCode,
+    /// Human-readable detail, sanitised; never parse it.
+    pub message: String,
+}
+
+/// The closed set of error codes (§ 5).
+///
+/// Codes marked "client-local" are never sent on the wire by a v1 host; a
+/// client uses them to report its own refusals with the same vocabulary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// `intent: pair` but pairing is not armed (or the PIN is already spent).
+    NotArmed,
+    /// The client's confirmation MAC did not verify: wrong PIN or a MITM.
+    PinRejected,
+    /// Another pairing exchange holds the PIN, or too many knocks wait.
+    PairingBusy,
+    /// The console denied the knock (client-local; on the wire it is
+    /// `decision{outcome: denied}`).
+    Denied,
+    /// The knock or the armed PIN expired (client-local for knocks).
+    Expired,
+    /// The device is unknown and this host neither pairs it now nor records
+    /// knocks.
+    NotPaired,
+    /// The device was revoked while connected.
+    Revoked,
+    /// `hello.protocol` is not a version this host speaks.
+    UnsupportedVersion,
+    /// The frame or message was malformed or out of order.
+    BadMessage,
+    /// A step took too long.
+    Timeout,
+    /// The host failed internally (e.g. storing the device); try again.
+    Internal,
+    /// Client-local: the host's certificate differs from the pinned one.
+    HostIdentityChanged,
+    /// Client-local: the host's confirmation MAC did not verify.
+    HostConfirmationFailed,
+}
+
+impl ErrorCode {
+    /// Every code, in documentation order.
+    pub const ALL: [ErrorCode; 13] = [
+        Self::NotArmed,
+        Self::PinRejected,
+        Self::PairingBusy,
+        Self::Denied,
+        Self::Expired,
+        Self::NotPaired,
+        Self::Revoked,
+        Self::UnsupportedVersion,
+        Self::BadMessage,
+        Self::Timeout,
+        Self::Internal,
+        Self::HostIdentityChanged,
+        Self::HostConfirmationFailed,
+    ];
+
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotArmed => "not_armed",
+            Self::PinRejected => "pin_rejected",
+            Self::PairingBusy => "pairing_busy",
+            Self::Denied => "denied",
+            Self::Expired => "expired",
+            Self::NotPaired => "not_paired",
+            Self::Revoked => "revoked",
+            Self::UnsupportedVersion => "unsupported_version",
+            Self::BadMessage => "bad_message",
+            Self::Timeout => "timeout",
+            Self::Internal => "internal",
+            Self::HostIdentityChanged => "host_identity_changed",
+            Self::HostConfirmationFailed => "host_confirmation_failed",
+        }
+    }
+
+    /// Parses the wire spelling; `None` for a code this version does not know.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A name shown to people: sanitised and bounded (§ 4.2).
+///
+/// Built only by [`DisplayName::sanitize`], so it never holds control or
+/// bidi-override characters, never starts or ends with whitespace, and has
+/// 1 to [`MAX_NAME_CHARS`] characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DisplayName(String);
+
+impl DisplayName {
+    /// Applies the § 4.2 rules; `None` if nothing printable is left.
+    pub fn sanitize(raw: &str) -> Option<Self> {
+        let s = sanitize(raw, MAX_NAME_CHARS);
+        (!s.is_empty()).then_some(Self(s))
+    }
+
+    /// The sanitised name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DisplayName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Pake {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Pake({})", hex_prefix(&self.msg))
+    }
+}
+
+impl fmt::Debug for Confirm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Confirm({})", hex_prefix(&self.mac))
+    }
+}
+
+fn hex_prefix(bytes: &[u8]) -> String {
+    bytes.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
+impl ErrorMessage {
+    /// An error with its message sanitised and bounded like a received one.
+    pub fn new(code: ErrorCode, message: &str) -> Self {
+        Self {
+            code,
+            message: sanitize(message, MAX_ERROR_MESSAGE_CHARS),
+        }
+    }
+}
+
+impl Message {
+    /// The `type` tag, for logs and "expected X, got Y" errors.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::Hello(_) => "hello",
+            Self::Welcome(_) => "welcome",
+            Self::Pake(_) => "pake",
+            Self::Confirm(_) => "confirm",
+            Self::Decision(_) => "decision",
+            Self::Ping => "ping",
+            Self::Pong => "pong",
+            Self::Error(_) => "error",
+        }
+    }
+
+    /// Shorthand for an `error` message.
+    pub fn error(code: ErrorCode, message: &str) -> Self {
+        Self::Error(ErrorMessage::new(code, message))
+    }
+
+    /// Parses one frame payload (§ 4). Never panics; any failure means
+    /// `bad_message`.
+    pub fn decode(payload: &[u8]) -> Result<Self, MessageError> {
+        let wire: Wire =
+            serde_json::from_slice(payload).map_err(|e| MessageError::Json(e.to_string()))?;
+        Self::from_wire(wire)
+    }
+
+    /// The JSON payload (no length prefix), compact, `type` first.
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serialising this enum of strings cannot fail (no maps with
+        // non-string keys, no custom Serialize impls); fall back to an
+        // empty payload, which encode_frame refuses, rather than panic.
+        serde_json::to_vec(&self.to_wire()).unwrap_or_default()
+    }
+
+    /// The complete frame: length prefix + JSON (§ 3).
+    pub fn to_frame(&self) -> Result<Vec<u8>, FrameError> {
+        encode_frame(&self.to_json())
+    }
+
+    fn to_wire(&self) -> Wire {
+        match self {
+            Self::Hello(h) => Wire::Hello {
+                protocol: h.protocol,
+                device_name: h.device_name.0.clone(),
+                intent: match h.intent {
+                    Intent::Connect => "connect",
+                    Intent::Pair => "pair",
+                }
+                .to_owned(),
+            },
+            Self::Welcome(w) => Wire::Welcome {
+                status: match w.status {
+                    Status::Trusted => "trusted",
+                    Status::Open => "open",
+                    Status::ApprovalPending => "approval_pending",
+                    Status::Pairing => "pairing",
+                }
+                .to_owned(),
+                host_name: w.host_name.0.clone(),
+                host_fingerprint: w.host_fingerprint.to_hex(),
+            },
+            Self::Pake(p) => Wire::Pake {
+                msg: BASE64.encode(p.msg),
+            },
+            Self::Confirm(c) => Wire::Confirm {
+                mac: BASE64.encode(c.mac),
+            },
+            Self::Decision(d) => Wire::Decision {
+                outcome: match d {
+                    Decision::Approved => "approved",
+                    Decision::Denied => "denied",
+                    Decision::Expired => "expired",
+                }
+                .to_owned(),
+            },
+            Self::Ping => Wire::Ping {},
+            Self::Pong => Wire::Pong {},
+            Self::Error(e) => Wire::Error {
+                code: e.code.as_str().to_owned(),
+                message: e.message.clone(),
+            },
+        }
+    }
+
+    fn from_wire(wire: Wire) -> Result<Self, MessageError> {
+        Ok(match wire {
+            Wire::Hello {
+                protocol,
+                device_name,
+                intent,
+            } => Self::Hello(Hello {
+                protocol,
+                device_name: name("hello", "device_name", &device_name)?,
+                intent: match intent.as_str() {
+                    "connect" => Intent::Connect,
+                    "pair" => Intent::Pair,
+                    _ => return Err(field("hello", "intent", "not `connect` or `pair`")),
+                },
+            }),
+            Wire::Welcome {
+                status,
+                host_name,
+                host_fingerprint,
+            } => Self::Welcome(Welcome {
+                status: match status.as_str() {
+                    "trusted" => Status::Trusted,
+                    "open" => Status::Open,
+                    "approval_pending" => Status::ApprovalPending,
+                    "pairing" => Status::Pairing,
+                    _ => return Err(field("welcome", "status", "not a v1 status")),
+                },
+                host_name: name("welcome", "host_name", &host_name)?,
+                host_fingerprint: host_fingerprint.parse().map_err(|_| {
+                    field("welcome", "host_fingerprint", "not 64 hexadecimal digits")
+                })?,
+            }),
+            Wire::Pake { msg } => Self::Pake(Pake {
+                msg: base64_exact("pake", "msg", &msg)?,
+            }),
+            Wire::Confirm { mac } => Self::Confirm(Confirm {
+                mac: base64_exact("confirm", "mac", &mac)?,
+            }),
+            Wire::Decision { outcome } => Self::Decision(match outcome.as_str() {
+                "approved" => Decision::Approved,
+                "denied" => Decision::Denied,
+                "expired" => Decision::Expired,
+                _ => return Err(field("decision", "outcome", "not a v1 outcome")),
+            }),
+            Wire::Ping {} => Self::Ping,
+            Wire::Pong {} => Self::Pong,
+            Wire::Error { code, message } => {
+                if message.len() > MAX_ERROR_MESSAGE_BYTES {
+                    return Err(field("error", "message", "longer than 1024 bytes"));
+                }
+                // § 5: an unknown code is treated as `internal`, keeping the
+                // original spelling visible to the person reading it.
+                match ErrorCode::parse(&code) {
+                    Some(code) => Self::Error(ErrorMessage::new(code, &message)),
+                    None if code.len() <= 64 => Self::Error(ErrorMessage::new(
+                        ErrorCode::Internal,
+                        &format!("({code}) {message}"),
+                    )),
+                    None => return Err(field("error", "code", "longer than 64 bytes")),
+                }
+            }
+        })
+    }
+}
+
+/// What serde sees. Unknown `type` values and missing fields fail here;
+/// unknown extra fields are ignored (§ 4: forward compatibility).
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Wire {
+    Hello {
+        protocol: u32,
+        device_name: String,
+        intent: String,
+    },
+    Welcome {
+        status: String,
+        host_name: String,
+        host_fingerprint: String,
+    },
+    Pake {
+        msg: String,
+    },
+    Confirm {
+        mac: String,
+    },
+    Decision {
+        outcome: String,
+    },
+    Ping {},
+    Pong {},
+    Error {
+        code: String,
+        message: String,
+    },
+}
+
+fn field(ty: &'static str, field: &'static str, why: &'static str) -> MessageError {
+    MessageError::Field { ty, field, why }
+}
+
+fn name(ty: &'static str, f: &'static str, raw: &str) -> Result<DisplayName, MessageError> {
+    if raw.len() > MAX_NAME_BYTES {
+        return Err(field(ty, f, "longer than 256 bytes"));
+    }
+    DisplayName::sanitize(raw).ok_or_else(|| field(ty, f, "empty after sanitising"))
+}
+
+fn base64_exact<const N: usize>(
+    ty: &'static str,
+    f: &'static str,
+    text: &str,
+) -> Result<[u8; N], MessageError> {
+    // Standard alphabet, padded, canonical (the engine refuses non-zero
+    // trailing bits), so one value has exactly one encoding (§ 4).
+    if text.len() != N.div_ceil(3) * 4 {
+        return Err(field(ty, f, "wrong length"));
+    }
+    let bytes = BASE64
+        .decode(text)
+        .map_err(|_| field(ty, f, "not canonical standard base64"))?;
+    bytes
+        .try_into()
+        .map_err(|_| field(ty, f, "wrong decoded length"))
+}
+
+/// § 4.2: drop control and invisible formatting characters, fold every run
+/// of whitespace into one space, trim, keep at most `max_chars` characters.
+fn sanitize(raw: &str, max_chars: usize) -> String {
+    let mut out = String::new();
+    let mut count = 0;
+    let mut space = false;
+    for c in raw.chars() {
+        if c.is_whitespace() {
+            space = count > 0;
+            continue;
+        }
+        if c.is_control() || is_invisible_format(c) {
+            continue;
+        }
+        let need = if space { 2 } else { 1 };
+        if count + need > max_chars {
+            break;
+        }
+        if space {
+            out.push(' ');
+            space = false;
+        }
+        out.push(c);
+        count += need;
+    }
+    out
+}
+
+/// Formatting characters that can hide or reorder text on screen (soft
+/// hyphen, zero-width and bidi controls, BOM, tags).
+fn is_invisible_format(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}'
+        | '\u{200B}'..='\u{200F}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}'
+        | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}'
+        | '\u{FFF0}'..='\u{FFFB}'
+        | '\u{E0000}'..='\u{E0FFF}')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dec(s: &str) -> Result<Message, MessageError> {
+        Message::decode(s.as_bytes())
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        let fp = Fingerprint::from_bytes([7; 32]);
+        let name = DisplayName::sanitize("Living Room").unwrap();
+        let all = vec![
+            Message::Hello(Hello {
+                protocol: 1,
+                device_name: name.clone(),
+                intent: Intent::Pair,
+            }),
+            Message::Welcome(Welcome {
+                status: Status::ApprovalPending,
+                host_name: name,
+                host_fingerprint: fp,
+            }),
+            Message::Pake(Pake { msg: [0x41; 33] }),
+            Message::Confirm(Confirm { mac: [9; 32] }),
+            Message::Decision(Decision::Expired),
+            Message::Ping,
+            Message::Pong,
+            Message::error(ErrorCode::PinRejected, "wrong PIN"),
+        ];
+        for m in all {
+            let frame = m.to_frame().unwrap();
+            assert_eq!(Message::decode(&frame[4..]).unwrap(), m);
+        }
+        for code in ErrorCode::ALL {
+            assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
+        }
+    }
+
+    #[test]
+    fn type_comes_first_and_output_is_compact() {
+        let json = Message::Decision(Decision::Approved).to_json();
+        assert_eq!(json, br#"{"type":"decision","outcome":"approved"}"#);
+    }
+
+    #[test]
+    fn unknown_type_and_missing_fields_are_refused() {
+        assert!(dec(r#"{"type":"hack"}"#).is_err());
+        assert!(dec(r#"{"type":"hello","protocol":1,"intent":"pair"}"#).is_err());
+        assert!(dec(r#"{"protocol":1}"#).is_err());
+        assert!(dec(r#"[]"#).is_err());
+        assert!(dec(r#"{"type":"ping"} x"#).is_err());
+        assert!(dec("\u{FEFF}{\"type\":\"ping\"}").is_err());
+        assert!(
+            dec(r#"{"type":"hello","protocol":1,"device_name":"x","intent":"steal"}"#).is_err()
+        );
+        assert!(
+            dec(r#"{"type":"hello","protocol":-1,"device_name":"x","intent":"pair"}"#).is_err()
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored_and_versions_parse() {
+        let m = dec(r#"{"type":"hello","protocol":7,"device_name":"x","intent":"pair","new":[1]}"#)
+            .unwrap();
+        assert!(matches!(m, Message::Hello(Hello { protocol: 7, .. })));
+        assert_eq!(dec(r#"{"type":"ping","pad":"x"}"#).unwrap(), Message::Ping);
+    }
+
+    #[test]
+    fn base64_must_be_canonical_and_exact() {
+        let good = BASE64.encode([1u8; 32]);
+        assert!(dec(&format!(r#"{{"type":"confirm","mac":"{good}"}}"#)).is_ok());
+        let short = BASE64.encode([1u8; 31]);
+        assert!(dec(&format!(r#"{{"type":"confirm","mac":"{short}"}}"#)).is_err());
+        let unpadded = good.trim_end_matches('=');
+        assert!(dec(&format!(r#"{{"type":"confirm","mac":"{unpadded}"}}"#)).is_err());
+        // Same length, non-zero trailing bits: not canonical.
+        let mut bad = good.clone().into_bytes();
+        bad[42] = b'B';
+        let bad = String::from_utf8(bad).unwrap();
+        assert!(dec(&format!(r#"{{"type":"confirm","mac":"{bad}"}}"#)).is_err());
+        let urlsafe = BASE64.encode([0xfb; 33]).replace('+', "-");
+        assert!(dec(&format!(r#"{{"type":"pake","msg":"{urlsafe}"}}"#)).is_err());
+    }
+
+    #[test]
+    fn names_are_sanitised_and_bounded() {
+        let n = |s: &str| DisplayName::sanitize(s).map(|d| d.0);
+        assert_eq!(n("  Living\t\nRoom  "), Some("Living Room".into()));
+        assert_eq!(n("a\u{202E}b\u{200B}c\u{7}d"), Some("abcd".into()));
+        assert_eq!(n(" \u{200B}\u{0} "), None);
+        assert_eq!(n(&"é".repeat(100)).unwrap().chars().count(), 64);
+        let long = "x".repeat(MAX_NAME_BYTES + 1);
+        let msg =
+            format!(r#"{{"type":"hello","protocol":1,"device_name":"{long}","intent":"pair"}}"#);
+        assert!(dec(&msg).is_err());
+        let empty = r#"{"type":"hello","protocol":1,"device_name":"\u200b","intent":"pair"}"#;
+        assert!(dec(empty).is_err());
+    }
+
+    #[test]
+    fn unknown_error_codes_become_internal() {
+        let m = dec(r#"{"type":"error","code":"future_thing","message":"hi"}"#).unwrap();
+        assert_eq!(
+            m,
+            Message::Error(ErrorMessage {
+                code: ErrorCode::Internal,
+                message: "(future_thing) hi".into()
+            })
+        );
+    }
+}
