@@ -123,6 +123,19 @@ pub enum Outcome {
     Abandoned,
 }
 
+impl Outcome {
+    /// The console's word for it: `paired`, `pin_rejected`, `failed` or
+    /// `abandoned` (the vocabulary of `POST /api/pending/{id}/pin`).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Paired(_) => "paired",
+            Self::PinRejected(_) => "pin_rejected",
+            Self::Failed => "failed",
+            Self::Abandoned => "abandoned",
+        }
+    }
+}
+
 /// A device that passed phase 4. Only this module can build one, and only
 /// with the proof that the hash and signature checks passed.
 #[derive(Debug)]

@@ -78,7 +78,7 @@ impl Reply {
     }
 
     /// An error: `status_code` and a message a person can read (Moonlight
-    /// shows it as "…returned error: <message>").
+    /// shows it as `…returned error: <message>`).
     pub fn error(status_code: u16, message: impl Into<Cow<'static, str>>) -> Self {
         Self {
             status_code,

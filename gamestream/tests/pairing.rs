@@ -681,3 +681,25 @@ fn refusals_render_readable_errors() {
         assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<root status_code="));
     }
 }
+
+#[test]
+fn core_types_can_cross_threads_and_awaits() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<PairingSession>();
+    assert_send_sync::<Step>();
+    assert_send_sync::<Reply>();
+    assert_send_sync::<PairError>();
+    assert_send_sync::<InvalidQuery>();
+    assert_send_sync::<punktfunk_gamestream::PendingPair>();
+}
+
+#[test]
+fn outcomes_have_console_names() {
+    assert_eq!(Outcome::Paired(client_fingerprint()).as_str(), "paired");
+    assert_eq!(
+        Outcome::PinRejected(Rejection::HashMismatch).as_str(),
+        "pin_rejected"
+    );
+    assert_eq!(Outcome::Failed.as_str(), "failed");
+    assert_eq!(Outcome::Abandoned.as_str(), "abandoned");
+}
