@@ -26,6 +26,8 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
         web::scope("/api")
             .route("/login", web::post().to(login))
             .route("/logout", web::post().to(logout))
+            .route("/host", web::get().to(host))
+            .route("/events", web::get().to(events))
             .route("/session", web::get().to(session))
             .route("/pairing", web::get().to(pairing))
             .route("/pairing/arm", web::post().to(arm))
@@ -193,6 +195,48 @@ async fn logout(auth: Authed, state: web::Data<ConsoleState>) -> HttpResponse {
     HttpResponse::Ok()
         .cookie(session_cookie(String::new(), Duration::ZERO))
         .json(json!({}))
+}
+
+/// The host's name and fingerprint, before login: the login page shows the
+/// fingerprint so the user can check the self-signed certificate.
+async fn host(state: web::Data<ConsoleState>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "name": state.host_name,
+        "fingerprint": state.host_fingerprint,
+        "fingerprint_grouped": state.host_fingerprint.grouped(),
+    }))
+}
+
+/// Server-sent events: one `data: changed` per trust change, so the page
+/// re-reads `/api/pairing` without polling. Ends when the session does.
+async fn events(auth: Authed, state: web::Data<ConsoleState>) -> HttpResponse {
+    use tokio::sync::broadcast::error::RecvError;
+    const KEEPALIVE: Duration = Duration::from_secs(15);
+    let rx = state.trust.subscribe();
+    let stream = futures_util::stream::unfold(
+        (rx, state, auth.token, true),
+        |(mut rx, state, token, first)| async move {
+            if first {
+                // Tells the page the stream is live (and to refresh once).
+                let hello = web::Bytes::from_static(b"retry: 3000\ndata: changed\n\n");
+                return Some((Ok::<_, actix_web::Error>(hello), (rx, state, token, false)));
+            }
+            let chunk = match tokio::time::timeout(KEEPALIVE, rx.recv()).await {
+                Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) => "data: changed\n\n",
+                Ok(Err(RecvError::Closed)) => return None,
+                Err(_) => ": keepalive\n\n",
+            };
+            state.sessions.get(&token, Instant::now())?;
+            Some((
+                Ok(web::Bytes::from_static(chunk.as_bytes())),
+                (rx, state, token, false),
+            ))
+        },
+    );
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-store"))
+        .streaming(stream)
 }
 
 async fn session(auth: Authed) -> HttpResponse {

@@ -6,6 +6,7 @@
 
 pub(crate) mod api;
 pub(crate) mod auth;
+mod page;
 
 use std::sync::Arc;
 
@@ -91,6 +92,7 @@ pub(crate) fn configure(state: web::Data<ConsoleState>) -> impl FnOnce(&mut web:
             .app_data(web::PathConfig::default().error_handler(|err, _| {
                 ApiError::new(StatusCode::NOT_FOUND, "not_found", err.to_string()).into()
             }))
-            .configure(api::routes);
+            .configure(api::routes)
+            .configure(page::routes);
     }
 }
