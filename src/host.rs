@@ -98,15 +98,22 @@ async fn run(
     // Watch signals before announcing anything, so that a stop request sent
     // right after "ready" is not lost.
     let stop = stop_signal()?;
+    let shared = Shared {
+        trust: trust.clone(),
+        host: Arc::new(host),
+        host_name,
+        config: config.clone(),
+        bound: Default::default(),
+    };
     let console_state = web::Data::new(ConsoleState {
         trust: trust.clone(),
-        host_name: host_name.clone(),
-        host_fingerprint: host.identity.fingerprint(),
+        host_name: shared.host_name.clone(),
+        host_fingerprint: shared.host.identity.fingerprint(),
         password,
         sessions: Sessions::default(),
         limiter: RateLimiter::default(),
     });
-    let tls = crate::tls::acceptor(&host.identity, false)?;
+    let tls = crate::tls::acceptor(&shared.host.identity, false)?;
     let console_server = HttpServer::new(move || {
         App::new()
             .wrap(
@@ -127,12 +134,43 @@ async fn run(
         )
     })?;
     for addr in console_server.addrs() {
-        println!("console listening on https://{}/", display_addr(addr));
-        tracing::info!("console: https://{}/", display_addr(addr));
+        shared.announce("console", "https", addr);
     }
     let console_server = console_server.run();
-    let console_handle = console_server.handle();
-    let console_task = actix_web::rt::spawn(console_server);
+    let mut doors = vec![Door {
+        actix: vec![console_server.handle()],
+        tasks: vec![tokio::spawn(async move {
+            if let Err(e) = console_server.await {
+                tracing::error!("console server failed: {e}");
+            }
+        })],
+        shutdown: None,
+    }];
+
+    doors.push(start_gamestream(&shared).await?);
+    if config.native_port.is_some() {
+        doors.push(start_native(&shared).await?);
+    }
+    let _mdns = if config.mdns {
+        // Announce the ports actually bound (they differ with port 0).
+        let announce = crate::mdns::Announce {
+            host_name: shared.host_name.clone(),
+            http_port: shared.bound("gamestream-http").unwrap_or(config.http_port),
+            native: config
+                .native_port
+                .map(|p| (shared.bound("native").unwrap_or(p), !config.open)),
+            fingerprint: shared.host.identity.fingerprint(),
+        };
+        match crate::mdns::Mdns::start(&announce) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::warn!("mDNS announcements are off: {e:#}");
+                None
+            }
+        }
+    } else {
+        None
+    };
 
     // Expire PINs and pending requests on time, so their events fire even
     // when nobody is looking at the gate.
@@ -151,9 +189,79 @@ async fn run(
     stop.await;
     tracing::info!("shutting down");
     ticker.abort();
-    console_handle.stop(true).await;
-    let _ = console_task.await;
+    for door in doors {
+        door.stop().await;
+    }
     Ok(())
+}
+
+/// What every front door gets from `serve`.
+pub(crate) struct Shared {
+    pub(crate) trust: Arc<Trust>,
+    pub(crate) host: Arc<HostIdentity>,
+    pub(crate) host_name: String,
+    pub(crate) config: ServeConfig,
+    bound: std::sync::Mutex<Vec<(String, SocketAddr)>>,
+}
+
+impl Shared {
+    /// Tells the user (and the tests, which read stdout) where a listener
+    /// is: one line `<what> listening on <scheme>://<addr>/`.
+    pub(crate) fn announce(&self, what: &str, scheme: &str, addr: SocketAddr) {
+        println!("{what} listening on {scheme}://{}/", display_addr(addr));
+        tracing::info!("{what}: {scheme}://{}/", display_addr(addr));
+        self.bound
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((what.to_owned(), addr));
+    }
+
+    /// The port a listener announced with [`Shared::announce`] got, if any.
+    fn bound(&self, what: &str) -> Option<u16> {
+        self.bound
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|(w, _)| w == what)
+            .map(|(_, a)| a.port())
+    }
+}
+
+/// A running front door and how to stop it.
+#[derive(Default)]
+pub(crate) struct Door {
+    /// actix servers to stop gracefully.
+    pub(crate) actix: Vec<actix_web::dev::ServerHandle>,
+    /// Tasks to wait for after the stop was signalled.
+    pub(crate) tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Set to `true` to ask the door's own tasks to stop.
+    pub(crate) shutdown: Option<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Door {
+    async fn stop(self) {
+        if let Some(tx) = &self.shutdown {
+            let _ = tx.send(true);
+        }
+        for handle in self.actix {
+            handle.stop(true).await;
+        }
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+    }
+}
+
+/// The GameStream emulator: HTTP and HTTPS listeners.
+async fn start_gamestream(shared: &Shared) -> anyhow::Result<Door> {
+    let _ = shared;
+    Ok(Door::default())
+}
+
+/// The native endpoint (`--native`).
+async fn start_native(shared: &Shared) -> anyhow::Result<Door> {
+    let _ = shared;
+    Ok(Door::default())
 }
 
 /// A listening address as a person would type it in a browser.

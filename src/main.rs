@@ -10,6 +10,7 @@ use clap::Parser;
 mod cli;
 mod console;
 mod host;
+mod mdns;
 mod tls;
 
 fn main() -> ExitCode {

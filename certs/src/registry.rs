@@ -372,7 +372,7 @@ impl Registry {
     /// All devices, oldest pairing first.
     pub fn list(&self) -> Vec<Arc<Device>> {
         let mut list: Vec<_> = self.current.load().values().cloned().collect();
-        list.sort_by(|a, b| (a.paired_at, a.fingerprint).cmp(&(b.paired_at, b.fingerprint)));
+        list.sort_by_key(|d| (d.paired_at, d.fingerprint));
         list
     }
 
@@ -461,7 +461,7 @@ impl Registry {
 
 fn serialise(devices: &Snapshot) -> Vec<u8> {
     let mut list: Vec<&Device> = devices.values().map(|d| d.as_ref()).collect();
-    list.sort_by(|a, b| (a.paired_at, a.fingerprint).cmp(&(b.paired_at, b.fingerprint)));
+    list.sort_by_key(|d| (d.paired_at, d.fingerprint));
     #[derive(Serialize)]
     struct Out<'a> {
         version: u32,

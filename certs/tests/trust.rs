@@ -41,7 +41,10 @@ fn approve_stores_durably_then_ends_the_request() {
     let mut events = trust.subscribe();
     let client = Identity::generate("client").unwrap();
     let now = trust.now();
-    let id = trust.gate().add_pending(knock(&client, Needs::Approval), now).unwrap();
+    let id = trust
+        .gate()
+        .add_pending(knock(&client, Needs::Approval), now)
+        .unwrap();
     assert_eq!(events.try_recv().unwrap(), TrustEvent::PendingAdded { id });
 
     let device = trust.approve(id, Some(" Living Room TV ".into())).unwrap();
@@ -52,29 +55,49 @@ fn approve_stores_durably_then_ends_the_request() {
     assert!(trust.is_trusted(&client.fingerprint()));
     assert_eq!(
         events.try_recv().unwrap(),
-        TrustEvent::DeviceAdded { fingerprint: client.fingerprint(), replaced: false }
+        TrustEvent::DeviceAdded {
+            fingerprint: client.fingerprint(),
+            replaced: false
+        }
     );
     assert_eq!(
         events.try_recv().unwrap(),
-        TrustEvent::PendingRemoved { id, outcome: PendingOutcome::Approved }
+        TrustEvent::PendingRemoved {
+            id,
+            outcome: PendingOutcome::Approved
+        }
     );
     // Durable: a fresh open sees it.
     drop(trust);
     let again = Trust::open(&path, GateConfig::default(), clock).unwrap();
     assert!(again.is_trusted(&client.fingerprint()));
     // Approving twice is an unknown request.
-    assert!(matches!(again.approve(id, None), Err(TrustError::Gate(GateError::UnknownRequest))));
+    assert!(matches!(
+        again.approve(id, None),
+        Err(TrustError::Gate(GateError::UnknownRequest))
+    ));
 }
 
 #[test]
 fn pin_requests_cannot_be_approved_and_expire_on_the_fake_clock() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(FakeClock(Mutex::new(Instant::now())));
-    let trust = Trust::open(&dir.path().join(REGISTRY_FILE), GateConfig::default(), clock.clone()).unwrap();
+    let trust = Trust::open(
+        &dir.path().join(REGISTRY_FILE),
+        GateConfig::default(),
+        clock.clone(),
+    )
+    .unwrap();
     let client = Identity::generate("moonlight").unwrap();
     let now = trust.now();
-    let id = trust.gate().add_pending(knock(&client, Needs::Pin), now).unwrap();
-    assert!(matches!(trust.approve(id, None), Err(TrustError::Gate(GateError::WrongNeed(_)))));
+    let id = trust
+        .gate()
+        .add_pending(knock(&client, Needs::Pin), now)
+        .unwrap();
+    assert!(matches!(
+        trust.approve(id, None),
+        Err(TrustError::Gate(GateError::WrongNeed(_)))
+    ));
     assert!(!trust.is_trusted(&client.fingerprint()));
     let mut events = trust.subscribe();
     *clock.0.lock().unwrap() += Duration::from_secs(301);
@@ -82,7 +105,10 @@ fn pin_requests_cannot_be_approved_and_expire_on_the_fake_clock() {
     trust.gate().expire(now);
     assert_eq!(
         events.try_recv().unwrap(),
-        TrustEvent::PendingRemoved { id, outcome: PendingOutcome::Expired }
+        TrustEvent::PendingRemoved {
+            id,
+            outcome: PendingOutcome::Expired
+        }
     );
     assert_eq!(trust.gate().outcome(id), Some(PendingOutcome::Expired));
 }
@@ -95,11 +121,20 @@ fn a_failed_store_leaves_the_request_waiting() {
     let trust = Trust::open(&path, GateConfig::default(), clock).unwrap();
     let client = Identity::generate("c").unwrap();
     let now = trust.now();
-    let id = trust.gate().add_pending(knock(&client, Needs::Approval), now).unwrap();
+    let id = trust
+        .gate()
+        .add_pending(knock(&client, Needs::Approval), now)
+        .unwrap();
     // Block the registry's temp file so the write fails.
     std::fs::create_dir_all(dir.path().join(format!("{REGISTRY_FILE}.tmp")).join("x")).unwrap();
-    assert!(matches!(trust.approve(id, None), Err(TrustError::Registry(_))));
+    assert!(matches!(
+        trust.approve(id, None),
+        Err(TrustError::Registry(_))
+    ));
     assert!(!trust.is_trusted(&client.fingerprint()));
     let now = trust.now();
-    assert!(trust.gate().get_pending(id, now).is_some(), "the user can try again");
+    assert!(
+        trust.gate().get_pending(id, now).is_some(),
+        "the user can try again"
+    );
 }

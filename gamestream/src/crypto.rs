@@ -93,7 +93,7 @@ impl AesKey {
     }
 
     fn run<const N: usize>(&self, mode: Mode, data: &[u8; N]) -> Result<[u8; N], ErrorStack> {
-        const { assert!(N % 16 == 0 && N > 0) };
+        const { assert!(N.is_multiple_of(16) && N > 0) };
         let cipher = Cipher::aes_128_ecb();
         let mut c = Crypter::new(cipher, mode, &self.0, None)?;
         c.pad(false);
