@@ -34,9 +34,9 @@
 //! 2. First message: [`handshake::read_hello`]. Decide from the registry
 //!    (client fingerprint), the gate and the mode (§ 7.1), then send
 //!    [`handshake::welcome`] or [`Message::error`].
-//! 3. `pairing`: when the client's `pake` arrives, **take the PIN out of the
-//!    gate right then** (not at `hello`), and call [`HostPairing::respond`]
-//!    with it. The PIN is spent whatever happens next: one online guess per
+//! 3. `pairing`: when `Message::Pake(pake)` arrives (any other message:
+//!    `bad_message`, PIN untouched), **take the PIN out of the gate right
+//!    then** (not at `hello`), and call [`HostPairing::respond`] with both. The PIN is spent whatever happens next: one online guess per
 //!    arming, and nothing an attacker can test offline, because the host
 //!    never sends anything keyed before it has checked the client's
 //!    confirmation (§ 6.5). If the gate has no PIN any more, send

@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! client                                         host
-//! ClientPairing::start ── pake{msgA} ──────────▶ HostPairing::respond   (PIN taken now)
+//! ClientPairing::start ── pake{msgA} ──────────▶ HostPairing::respond(pake) (PIN taken now)
 //! ClientPairing::on_message ◀── pake{msgB} ────
 //! ClientAwaitingConfirm ── confirm{cA} ─────────▶ HostPairing::on_message (cA checked)
 //!                                                   → HostEffect::StoreDevice, durably
@@ -315,22 +315,21 @@ impl VerifiedDevice {
 impl HostPairing {
     /// Answers the client's `pake{msgA}` as SPAKE2 side B (§ 6.1).
     ///
-    /// Calling contract (§ 7.1): the shell takes `pin` out of the gate
-    /// *right before* this call, when the client's `pake` has arrived, and
-    /// never gives it back, whatever this returns: one online guess per
-    /// arming. `device_name` is the one from this connection's `hello`.
-    /// Send the returned message.
+    /// Calling contract (§ 7.1): the shell matches `Message::Pake(pake)`
+    /// (anything else in this state is `bad_message`, PIN untouched), then
+    /// takes `pin` out of the gate *right before* this call and never gives
+    /// it back, whatever this returns: one online guess per arming.
+    /// `device_name` is the one from this connection's `hello`. Send the
+    /// returned message; on error send [`PairingError::to_message`] and
+    /// report a failed pairing to the gate.
     pub fn respond<R: RngCore + CryptoRng>(
         pin: Pin,
         binding: ChannelBinding,
         device_name: DisplayName,
-        client_pake: Message,
+        client_pake: Pake,
         rng: &mut R,
     ) -> Result<(Self, Message), PairingError> {
-        let msg_a = match client_pake {
-            Message::Pake(p) => p.msg,
-            other => return Err(unexpected("pake", other)),
-        };
+        let msg_a = client_pake.msg;
         check_pake(&msg_a, SIDE_A)?;
         let (spake, msg) = Spake2::<Ed25519Group>::start_b_with_rng(
             &Password::new(pin.as_bytes()),

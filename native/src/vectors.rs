@@ -172,7 +172,7 @@ fn generate() -> Vectors {
         pin,
         binding.clone(),
         device_name.clone(),
-        pake_a.clone(),
+        as_pake(&pake_a),
         &mut ReplayRng(host_rng.to_vec()),
     )
     .unwrap();
@@ -219,7 +219,7 @@ fn generate() -> Vectors {
         i.pin.parse().unwrap(),
         binding,
         device_name,
-        pake_a,
+        as_pake(&pake_a),
         &mut ReplayRng(host_rng.to_vec()),
     )
     .unwrap();
@@ -268,6 +268,13 @@ fn generate() -> Vectors {
             client_mac: h(wrong_mac.mac),
             host_reply: frame("host", &reply),
         },
+    }
+}
+
+fn as_pake(m: &Message) -> crate::message::Pake {
+    match m {
+        Message::Pake(p) => p.clone(),
+        other => panic!("expected pake, got {other:?}"),
     }
 }
 

@@ -121,12 +121,17 @@ fn run(r: &Run, tamper: &mut dyn FnMut(usize, &mut Vec<u8>)) -> Outcome {
         Ok(m) => m,
         Err(code) => return Outcome::Host(code),
     };
+    // The shell matches the type first: a non-pake never touches the PIN.
+    let pake = match msg {
+        Message::Pake(p) => p,
+        _ => return Outcome::Host(ErrorCode::BadMessage),
+    };
     let gate_pin: Pin = r.host_pin.parse().unwrap();
     let (h, m) = match HostPairing::respond(
         gate_pin,
         r.host_view.clone(),
         hello.device_name,
-        msg,
+        pake,
         &mut rng,
     ) {
         Ok(x) => x,
@@ -389,15 +394,9 @@ fn reflected_small_order_and_off_curve_pake_messages_are_bad_messages() {
     let pin = || "1111".parse::<Pin>().unwrap();
     let mut rng = ChaCha20Rng::seed_from_u64(3);
     let respond = |msg: [u8; 33], rng: &mut ChaCha20Rng| {
-        HostPairing::respond(
-            pin(),
-            host.clone(),
-            name("x"),
-            Message::Pake(Pake { msg }),
-            rng,
-        )
-        .err()
-        .map(|e| e.code())
+        HostPairing::respond(pin(), host.clone(), name("x"), Pake { msg }, rng)
+            .err()
+            .map(|e| e.code())
     };
     // The client's own message reflected: side byte 'B' at the host.
     let (_, Message::Pake(a)) = ClientPairing::start(&pin(), host.clone(), &mut rng).unwrap()
@@ -441,14 +440,16 @@ fn out_of_order_and_peer_errors_end_the_exchange() {
     let b = binding("c", "h", "s");
     let pin: Pin = "1111".parse().unwrap();
     let mut rng = ChaCha20Rng::seed_from_u64(4);
-    // Host expects pake, gets confirm.
-    let e = HostPairing::respond(pin.clone(), b.clone(), name("x"), Message::Ping, &mut rng)
-        .err()
-        .unwrap();
+    // Host expects confirm, gets ping.
+    let (_, Message::Pake(a)) = ClientPairing::start(&pin, b.clone(), &mut rng).unwrap() else {
+        unreachable!()
+    };
+    let (host, _) = HostPairing::respond(pin.clone(), b.clone(), name("x"), a, &mut rng).unwrap();
+    let e = host.on_message(Message::Ping).err().unwrap();
     assert_eq!(
         e,
         PairingError::Unexpected {
-            expected: "pake",
+            expected: "confirm",
             got: "ping"
         }
     );

@@ -134,7 +134,7 @@ proptest! {
         let name = DisplayName::sanitize("x").unwrap();
         // Host: arbitrary msgA, then arbitrary cA: never pairs.
         if let Ok((host, _)) = HostPairing::respond(
-            pin.clone(), binding(), name, Message::Pake(Pake { msg }), &mut rng,
+            pin.clone(), binding(), name, Pake { msg }, &mut rng,
         ) {
             let confirm = Message::Confirm(Confirm { mac });
             let refused = host.on_message(confirm).is_err();
@@ -154,6 +154,7 @@ proptest! {
         let (a, b) = (format!("{a:04}"), format!("{b:04}"));
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let (client, m) = ClientPairing::start(&a.parse().unwrap(), binding(), &mut rng).unwrap();
+        let Message::Pake(m) = m else { unreachable!() };
         let (host, m) = HostPairing::respond(
             b.parse().unwrap(), binding(), DisplayName::sanitize("x").unwrap(), m, &mut rng,
         ).unwrap();
