@@ -125,6 +125,8 @@ async fn run(
     })
     .workers(1)
     .disable_signals()
+    // Open event streams would otherwise hold a stop for 30 s.
+    .shutdown_timeout(2)
     .client_request_timeout(Duration::from_secs(10))
     .bind_openssl(SocketAddr::new(config.bind, config.console_port), tls)
     .with_context(|| {

@@ -1,4 +1,4 @@
-//! The console page: three static files compiled into the binary (no build
+//! The console page: four static files compiled into the binary (no build
 //! step, no external resources), served under a strict Content-Security-Policy.
 
 use actix_web::{web, HttpResponse};
@@ -6,6 +6,7 @@ use actix_web::{web, HttpResponse};
 const INDEX: &str = include_str!("page/index.html");
 const SCRIPT: &str = include_str!("page/app.js");
 const STYLE: &str = include_str!("page/app.css");
+const ICON: &str = include_str!("page/favicon.svg");
 
 /// Only our own script and style; no inline code, no frames, no other hosts.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
@@ -23,6 +24,10 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     .route(
         "/app.css",
         web::get().to(|| serve(STYLE, "text/css; charset=utf-8")),
+    )
+    .route(
+        "/favicon.svg",
+        web::get().to(|| serve(ICON, "image/svg+xml")),
     );
 }
 

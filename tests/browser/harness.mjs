@@ -1,0 +1,85 @@
+// Test support for the browser tests: the real `punktfunk serve` binary on
+// loopback with a temporary state dir, and Debian's headless Chromium.
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+export const repo = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+export const bin = process.env.PUNKTFUNK_BIN || join(repo, "target", "debug", "punktfunk");
+export const python = process.env.PUNKTFUNK_PYTHON || join(repo, ".venv", "bin", "python");
+
+/** Starts `punktfunk serve` and resolves once it printed "ready". */
+export async function startHost(extra = []) {
+  const dir = mkdtempSync(join(tmpdir(), "pf-browser-"));
+  const stateDir = join(dir, "state");
+  const child = spawn(bin, [
+    "serve", "--bind", "127.0.0.1", "--no-mdns", "--state-dir", stateDir,
+    "--http-port", "0", "--https-port", "0", "--console-port", "0", "--native-port", "0", ...extra,
+  ], { stdio: ["ignore", "pipe", "inherit"] });
+  const host = { child, dir, stateDir, urls: {}, password: null };
+  const lines = createInterface({ input: child.stdout });
+  await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("host did not start")), 60000);
+    child.on("exit", (code) => reject(new Error(`host exited with ${code}`)));
+    lines.on("line", (line) => {
+      const m = line.match(/^(\S+) listening on (\S+?)\/?$/);
+      if (m) host.urls[m[1]] = m[2];
+      const pw = line.split("set-password`): ")[1];
+      if (pw) host.password = pw.trim();
+      if (line === "ready") { clearTimeout(timer); resolve(); }
+    });
+  });
+  host.console = host.urls.console;
+  host.stop = () => {
+    child.kill("SIGTERM");
+    rmSync(dir, { recursive: true, force: true });
+  };
+  return host;
+}
+
+/** Headless Chromium with the flags this closed network needs. */
+export async function launchBrowser() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+}
+
+/** A page on the console with the self-signed certificate accepted. */
+export async function openConsole(browser, host) {
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1100, height: 900 } });
+  const page = await context.newPage();
+  const problems = [];
+  page.on("pageerror", (e) => problems.push(String(e)));
+  page.on("console", (m) => { if (m.type() === "error") problems.push(m.text()); });
+  await page.goto(host.console + "/");
+  return { context, page, problems };
+}
+
+export async function login(page, password) {
+  await page.fill("#password", password);
+  await page.press("#password", "Enter");
+  await page.waitForSelector("#app-view:not([hidden])");
+}
+
+/** Runs the `punktfunk` CLI (e.g. the native reference client). */
+export function runCli(args, opts = {}) {
+  return spawnSync(bin, args, { encoding: "utf8", timeout: 60000, ...opts });
+}
+
+/** Starts the CLI in the background (e.g. a knock that waits for a decision). */
+export function spawnCli(args) {
+  const child = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"] });
+  const out = { stdout: "", stderr: "" };
+  child.stdout.on("data", (d) => { out.stdout += d; });
+  child.stderr.on("data", (d) => { out.stderr += d; });
+  out.done = new Promise((resolve) => child.on("exit", (code) => resolve(code)));
+  out.child = child;
+  return out;
+}
