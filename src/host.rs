@@ -256,14 +256,78 @@ impl Door {
 
 /// The GameStream emulator: HTTP and HTTPS listeners.
 async fn start_gamestream(shared: &Shared) -> anyhow::Result<Door> {
-    let _ = shared;
-    Ok(Door::default())
+    use punktfunk_gamestream::http as gamestream;
+
+    let bind = |port: u16, what: &str| {
+        std::net::TcpListener::bind(SocketAddr::new(shared.config.bind, port))
+            .with_context(|| format!("cannot listen on {}:{port} ({what})", shared.config.bind))
+    };
+    let http = bind(shared.config.http_port, "GameStream HTTP")?;
+    let https = bind(shared.config.https_port, "GameStream HTTPS")?;
+    let (http_addr, https_addr) = (http.local_addr()?, https.local_addr()?);
+    let tls = gamestream::http1_only(crate::tls::acceptor(&shared.host.identity, true)?)?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let state = web::Data::new(gamestream::State::new(
+        shared.trust.clone(),
+        shared.host.clone(),
+        shared.host_name.clone(),
+        gamestream::Ports {
+            http: http_addr.port(),
+            https: https_addr.port(),
+        },
+        stopped,
+    ));
+    let server = gamestream::server(state.clone(), http, https, tls)
+        .context("cannot start the GameStream listeners")?;
+    shared.announce("gamestream-http", "http", http_addr);
+    shared.announce("gamestream-https", "https", https_addr);
+    let handle = server.handle();
+    Ok(Door {
+        actix: vec![handle],
+        tasks: vec![
+            tokio::spawn(async move {
+                if let Err(e) = server.await {
+                    tracing::error!("GameStream server failed: {e}");
+                }
+            }),
+            tokio::spawn(gamestream::sweep(state)),
+        ],
+        shutdown: Some(stop),
+    })
 }
 
 /// The native endpoint (`--native`).
 async fn start_native(shared: &Shared) -> anyhow::Result<Door> {
-    let _ = shared;
-    Ok(Door::default())
+    use punktfunk_native::{endpoint, DisplayName, Endpoint, EndpointConfig, UnknownDevices};
+
+    let port = shared.config.native_port.unwrap_or(punktfunk_native::DEFAULT_PORT);
+    let config = EndpointConfig {
+        host_name: DisplayName::sanitize(&shared.host_name)
+            .or_else(|| DisplayName::sanitize("punktfunk"))
+            .context("no usable host name")?,
+        trust: shared.trust.clone(),
+        // --open is the DANGER mode; otherwise unknown devices knock and
+        // wait for the console.
+        unknown_devices: if shared.config.open {
+            UnknownDevices::DangerAdmitOpen
+        } else {
+            UnknownDevices::Knock
+        },
+        max_connections: endpoint::DEFAULT_MAX_CONNECTIONS,
+    };
+    let endpoint = Endpoint::bind(
+        SocketAddr::new(shared.config.bind, port),
+        &shared.host.identity,
+        config,
+    )
+    .await?;
+    shared.announce("native", "tls", endpoint.local_addr()?);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    Ok(Door {
+        actix: Vec::new(),
+        tasks: vec![tokio::spawn(endpoint.run(stopped))],
+        shutdown: Some(stop),
+    })
 }
 
 /// A listening address as a person would type it in a browser.

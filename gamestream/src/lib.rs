@@ -84,6 +84,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod crypto;
+pub mod http;
 mod request;
 mod session;
 pub mod xml;
@@ -91,7 +92,9 @@ pub mod xml;
 #[cfg(test)]
 mod testdata;
 
-pub use crypto::{InvalidPin, Pin, Rejection};
+pub use crypto::Rejection;
+/// The PIN type is the gate's: the console enters it there, this crate reads it.
+pub use punktfunk_certs::Pin;
 pub use request::{
     ClientCert, ClientPairingSecret, DeviceName, GetServerCert, InvalidQuery, PairQuery,
     PairRequest, ParseError, Phrase, UniqueId, MAX_CLIENT_CERT_HEX, MAX_DEVICE_NAME_CHARS,

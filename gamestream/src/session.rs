@@ -4,10 +4,10 @@
 use std::time::{Duration, Instant};
 
 use openssl::x509::X509;
-use punktfunk_certs::{Fingerprint, Identity};
+use punktfunk_certs::{Fingerprint, Identity, Pin};
 use rand::{CryptoRng, RngCore};
 
-use crate::crypto::{self, AesKey, ClientVerified, Pin, Rejection};
+use crate::crypto::{self, AesKey, ClientVerified, Rejection};
 use crate::request::{
     ClientCert, ClientPairingSecret, DeviceName, GetServerCert, PairRequest, Phrase, UniqueId,
 };
@@ -209,6 +209,15 @@ pub enum PairError {
     /// A newer `getservercert` from the same client replaced this one.
     #[error("a newer pairing request from this client replaced this one")]
     Superseded,
+    /// The client itself called `/unpair` while this request waited.
+    #[error("the pairing request was cancelled")]
+    Cancelled,
+    /// Too many pairing requests are waiting on the host.
+    #[error("too many pairing requests are waiting on the host; try again in a few minutes")]
+    Busy,
+    /// The host is stopping.
+    #[error("the host is shutting down; try again when it is back")]
+    ShuttingDown,
     /// The host failed (crypto library, storage). The client is not at fault.
     #[error("the host failed: {0}")]
     Host(String),
@@ -226,6 +235,8 @@ impl PairError {
             Self::Declined => (403, self.to_string()),
             Self::PinTimeout | Self::Expired { .. } => (408, self.to_string()),
             Self::Superseded => (409, self.to_string()),
+            Self::Cancelled => (400, self.to_string()),
+            Self::Busy | Self::ShuttingDown => (503, self.to_string()),
             Self::UnexpectedPhrase { .. } | Self::NoSession => (400, self.to_string()),
         };
         Reply::error(status, message).with("paired", "0")

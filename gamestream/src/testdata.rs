@@ -4,7 +4,7 @@
 use punktfunk_certs::Identity;
 use rand::{CryptoRng, RngCore};
 
-use crate::crypto::Pin;
+use punktfunk_certs::Pin;
 
 pub(crate) const HOST_CRT: &str = include_str!("../tests/data/host.crt");
 pub(crate) const HOST_KEY: &str = include_str!("../tests/data/host.key");

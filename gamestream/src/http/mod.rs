@@ -1,0 +1,431 @@
+//! The thin actix-web shell of the GameStream front door.
+//!
+//! Two listeners, one set of routes: plain HTTP (47989) and HTTPS (47984).
+//! Every reply is HTTP 200 with an XML document from [`crate::xml`]; the
+//! pairing logic is the core's ([`crate::PairingSession`]), trust is the
+//! shared service's ([`punktfunk_certs::Trust`]). What lives here:
+//!
+//! - the transport: HTTP/1.1 only (the HTTPS acceptor never selects `h2` in
+//!   ALPN and the service cannot speak it), request-head timeouts, bounded
+//!   request heads (actix-http's 32 KiB), and the client certificate taken
+//!   from each TLS connection when it is accepted;
+//! - authorisation: each HTTPS request is let through only if the exact
+//!   SHA-256 fingerprint of that certificate is in the registry *now*, so a
+//!   revocation takes effect on the very next request, even on a kept-alive
+//!   connection; otherwise GFE's XML 401;
+//! - the `/pair` shell ([`pairing`]): pending requests in the gate, the held
+//!   `getservercert`, the in-flight sessions, and the registry write.
+//!
+//! Start it with [`server`]; run [`sweep`] beside it to end attempts whose
+//! client stopped halfway.
+
+mod pairing;
+
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::pin::Pin as StdPin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_http::{HttpService, KeepAlive};
+use actix_server::Server;
+use actix_service::{map_config, IntoServiceFactory, ServiceFactoryExt};
+use actix_tls::accept::openssl::TlsStream;
+use actix_web::dev::{AppConfig, Payload};
+use actix_web::http::header;
+use actix_web::{web, App, FromRequest, HttpRequest, HttpResponse, Responder, ResponseError};
+use openssl::ssl::{AlpnError, SslAcceptor, SslAcceptorBuilder};
+use punktfunk_certs::{Fingerprint, HostIdentity, Trust};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::xml::{self, App as AppEntry, AppId, Channel, HostInfo};
+use crate::Reply;
+
+pub use pairing::MAX_SESSIONS;
+
+/// Longest wait for a request head after a connection opens (or between
+/// kept-alive requests).
+const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an idle kept-alive connection stays open.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// How long a closing connection may take to flush.
+const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a stopping server waits for requests in flight.
+const SHUTDOWN_TIMEOUT_S: u64 = 5;
+/// How often [`sweep`] looks for attempts that timed out.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The one app `/applist` offers: clients ignore an empty list or id 0.
+const DESKTOP: (u32, &str) = (1, "Desktop");
+
+/// What the GameStream handlers share.
+pub struct State {
+    trust: Arc<Trust>,
+    host: Arc<HostIdentity>,
+    host_name: String,
+    ports: Ports,
+    apps: Vec<AppEntry>,
+    sessions: pairing::Sessions,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// The ports `/serverinfo` advertises (the bound ones, which differ from
+/// the configured ones with port 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ports {
+    /// Plain HTTP (`ExternalPort`).
+    pub http: u16,
+    /// HTTPS (`HttpsPort`).
+    pub https: u16,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("host_name", &self.host_name)
+            .field("ports", &self.ports)
+            .finish_non_exhaustive()
+    }
+}
+
+impl State {
+    /// The shared state. When `shutdown` turns `true`, requests held for a
+    /// PIN are answered and their pending requests end.
+    pub fn new(
+        trust: Arc<Trust>,
+        host: Arc<HostIdentity>,
+        host_name: String,
+        ports: Ports,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let apps = AppId::new(DESKTOP.0)
+            .map(|id| AppEntry {
+                id,
+                title: DESKTOP.1.to_owned(),
+            })
+            .into_iter()
+            .collect();
+        Self {
+            trust,
+            host,
+            host_name,
+            ports,
+            apps,
+            sessions: pairing::Sessions::default(),
+            shutdown,
+        }
+    }
+}
+
+/// Makes the HTTPS acceptor HTTP/1.1-only: `http/1.1` is selected when the
+/// client offers it and nothing else ever is (GameStream clients speak
+/// HTTP/1.1; `research/gamestream.md` §10.1).
+pub fn http1_only(mut builder: SslAcceptorBuilder) -> io::Result<SslAcceptor> {
+    builder.set_alpn_select_callback(|_, offered| {
+        openssl::ssl::select_next_proto(b"\x08http/1.1", offered).ok_or(AlpnError::NOACK)
+    });
+    Ok(builder.build())
+}
+
+/// Both listeners on one actix server (one worker: pairing is rare and the
+/// state is shared), HTTP/1.1 only. `https_acceptor` must present the host
+/// certificate and request (and accept any) client certificate; pass it
+/// through [`http1_only`].
+///
+/// A client that closes its end while its `getservercert` is held has gone
+/// away: half-closed connections are not kept, so its handler is dropped,
+/// which ends the pending request as `abandoned`.
+pub fn server(
+    state: web::Data<State>,
+    http: TcpListener,
+    https: TcpListener,
+    https_acceptor: SslAcceptor,
+) -> io::Result<Server> {
+    let http_state = state.clone();
+    Ok(Server::build()
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(SHUTDOWN_TIMEOUT_S)
+        .listen("gamestream-http", http, move || {
+            HttpService::build()
+                .client_request_timeout(REQUEST_HEAD_TIMEOUT)
+                .client_disconnect_timeout(DISCONNECT_TIMEOUT)
+                .keep_alive(KeepAlive::Timeout(KEEP_ALIVE))
+                .h1_allow_half_closed(false)
+                .on_connect_ext(|io: &TcpStream, ext| {
+                    ext.insert(Conn {
+                        local: io.local_addr().ok(),
+                        tls: None,
+                    });
+                })
+                .h1(map_config(service(http_state.clone()), |_| {
+                    AppConfig::default()
+                }))
+                .tcp()
+        })?
+        .listen("gamestream-https", https, move || {
+            HttpService::build()
+                .client_request_timeout(REQUEST_HEAD_TIMEOUT)
+                .client_disconnect_timeout(DISCONNECT_TIMEOUT)
+                .keep_alive(KeepAlive::Timeout(KEEP_ALIVE))
+                .h1_allow_half_closed(false)
+                .on_connect_ext(|io: &TlsStream<TcpStream>, ext| {
+                    ext.insert(Conn {
+                        local: io.get_ref().local_addr().ok(),
+                        tls: Some(peer_fingerprint(io)),
+                    });
+                })
+                .h1(map_config(service(state.clone()), |_| AppConfig::default()))
+                .openssl(https_acceptor.clone())
+        })?
+        .run())
+}
+
+fn service(
+    state: web::Data<State>,
+) -> impl actix_service::ServiceFactory<
+    actix_http::Request,
+    Config = AppConfig,
+    Response = actix_web::dev::ServiceResponse,
+    Error = HttpResponse,
+    InitError = (),
+> {
+    app(state)
+        .into_factory()
+        .map_err(|e: actix_web::Error| e.error_response())
+}
+
+/// The routes, on an actix [`App`]; tests build it with
+/// `actix_web::test::init_service`.
+pub fn app(
+    state: web::Data<State>,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(state)
+        .app_data(web::QueryConfig::default().error_handler(|e, _| {
+            Refusal(Reply::error(400, format!("malformed query: {e}"))).into()
+        }))
+        .service(web::resource("/serverinfo").to(server_info))
+        .service(web::resource("/pair").to(pair))
+        .service(web::resource("/unpair").to(unpair))
+        .service(web::resource("/applist").to(app_list))
+        .service(web::resource("/appasset").to(app_asset))
+        .service(web::resource("/launch").to(launch))
+        .service(web::resource("/resume").to(resume))
+        .service(web::resource("/cancel").to(cancel))
+        .default_service(web::to(not_found))
+}
+
+/// Ends pairing attempts whose client stopped answering between phases,
+/// until `shutdown` turns `true`.
+pub async fn sweep(state: web::Data<State>) {
+    let mut shutdown = state.shutdown.clone();
+    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => state.sweep_expired(),
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+// ---- transport --------------------------------------------------------------
+
+/// What a connection told us when it was accepted.
+#[derive(Debug, Clone, Copy)]
+struct Conn {
+    local: Option<SocketAddr>,
+    /// `Some` on HTTPS: the fingerprint of the client certificate, if any.
+    tls: Option<Option<Fingerprint>>,
+}
+
+fn peer_fingerprint(io: &TlsStream<TcpStream>) -> Option<Fingerprint> {
+    let cert = io.ssl().peer_certificate()?;
+    cert.to_der().ok().map(|der| Fingerprint::of_der(&der))
+}
+
+/// Who is asking, over which door; for HTTPS, already authorised.
+#[derive(Debug, Clone, Copy)]
+struct Caller {
+    channel: Channel,
+    local_ip: IpAddr,
+    peer: Option<SocketAddr>,
+}
+
+impl FromRequest for Caller {
+    type Error = Refusal;
+    type Future = StdPin<Box<dyn Future<Output = Result<Self, Refusal>>>>;
+
+    /// Over HTTPS, the connection's certificate must be in the registry at
+    /// this very request (Sunshine checks at the handshake only, so a
+    /// revoked client keeps its open connection; this does not).
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        // Without connection data (in-process tests) the request counts as
+        // plain HTTP: no certificate, nothing authorised.
+        let conn = req.conn_data::<Conn>().copied().unwrap_or(Conn {
+            local: None,
+            tls: None,
+        });
+        let local_ip = conn
+            .local
+            .map(|a| a.ip())
+            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let peer = req.peer_addr();
+        let trusted = match conn.tls {
+            None => {
+                return Box::pin(std::future::ready(Ok(Self {
+                    channel: Channel::Http,
+                    local_ip,
+                    peer,
+                })))
+            }
+            Some(cert) => cert.filter(|fp| {
+                req.app_data::<web::Data<State>>()
+                    .is_some_and(|s| s.trust.is_trusted(fp))
+            }),
+        };
+        let Some(fp) = trusted else {
+            return Box::pin(std::future::ready(Err(Refusal(xml::unauthorized(
+                req.path(),
+            )))));
+        };
+        let trust = req.app_data::<web::Data<State>>().map(|s| s.trust.clone());
+        Box::pin(async move {
+            if let Some(trust) = trust {
+                match web::block(move || trust.touch(&fp)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::warn!("gamestream: last-seen not recorded: {e}"),
+                    Err(e) => tracing::warn!("gamestream: last-seen not recorded: {e}"),
+                }
+            }
+            Ok(Self {
+                channel: Channel::AuthorizedHttps,
+                local_ip,
+                peer,
+            })
+        })
+    }
+}
+
+// ---- replies ----------------------------------------------------------------
+
+/// A GameStream reply as an HTTP response: always 200, XML body.
+struct Xml(Reply);
+
+impl Responder for Xml {
+    type Body = actix_web::body::BoxBody;
+
+    fn respond_to(self, _: &HttpRequest) -> HttpResponse {
+        xml_response(&self.0)
+    }
+}
+
+fn xml_response(reply: &Reply) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(xml::CONTENT_TYPE)
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(reply.to_xml())
+}
+
+/// A request refused before its handler ran (unpaired certificate, malformed
+/// query), rendered the GameStream way: HTTP 200, the error in the XML.
+#[derive(Debug)]
+struct Refusal(Reply);
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}",
+            self.0.status_code(),
+            self.0.status_message().unwrap_or_default()
+        )
+    }
+}
+
+impl ResponseError for Refusal {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        actix_web::http::StatusCode::OK
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        xml_response(&self.0)
+    }
+}
+
+// ---- handlers ---------------------------------------------------------------
+
+type Query = web::Query<Vec<(String, String)>>;
+
+async fn server_info(caller: Caller, state: web::Data<State>) -> Xml {
+    let info = HostInfo {
+        host_name: &state.host_name,
+        unique_id: &state.host.uuid,
+        http_port: state.ports.http,
+        https_port: state.ports.https,
+        local_ip: caller.local_ip,
+    };
+    Xml(xml::server_info(&info, caller.channel))
+}
+
+async fn pair(caller: Caller, state: web::Data<State>, query: Query) -> Xml {
+    let Some(peer) = caller.peer else {
+        return Xml(crate::PairError::Host("no peer address".into()).reply());
+    };
+    Xml(state.pair(caller.channel, peer, query.into_inner()).await)
+}
+
+/// Unauthenticated over HTTP: ends this peer's pairing in progress, never
+/// removes a device (unlike Sunshine, where it could unpair everyone).
+async fn unpair(caller: Caller, state: web::Data<State>, query: Query) -> Xml {
+    if let Some(peer) = caller.peer {
+        state.cancel_by_client(peer, &query);
+    }
+    Xml(xml::unpair())
+}
+
+async fn app_list(caller: Caller, state: web::Data<State>, req: HttpRequest) -> Xml {
+    authorized(caller, &req, || xml::app_list(&state.apps))
+}
+
+async fn app_asset(caller: Caller, req: HttpRequest) -> Xml {
+    authorized(caller, &req, xml::app_asset_unavailable)
+}
+
+async fn launch(caller: Caller, req: HttpRequest) -> Xml {
+    authorized(caller, &req, xml::launch_unavailable)
+}
+
+async fn resume(caller: Caller, req: HttpRequest) -> Xml {
+    authorized(caller, &req, xml::resume_unavailable)
+}
+
+async fn cancel(caller: Caller, req: HttpRequest) -> Xml {
+    authorized(caller, &req, xml::cancel)
+}
+
+async fn not_found() -> Xml {
+    Xml(xml::not_found())
+}
+
+/// Paths for paired clients only: over plain HTTP no certificate was shown,
+/// so the answer is the same XML 401 an unpaired certificate gets.
+fn authorized(caller: Caller, req: &HttpRequest, reply: impl FnOnce() -> Reply) -> Xml {
+    match caller.channel {
+        Channel::AuthorizedHttps => Xml(reply()),
+        Channel::Http => Xml(xml::unauthorized(req.path())),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,483 @@
+//! The `/pair` shell: carries out the core's calling contract (crate docs,
+//! "Calling contract") against the shared trust service.
+//!
+//! - Phase 1 registers a pending request in the gate (kind `gamestream`,
+//!   needs `pin`) and holds the HTTP response until the console enters the
+//!   PIN for *that* request, denies it, it expires, a newer phase 1 from the
+//!   same client replaces it, or the client goes away (the handler future is
+//!   dropped; [`Held`] then ends the request as `abandoned`).
+//! - Attempts are keyed by (`uniqueid`, peer IP): stock clients all send the
+//!   same `uniqueid`, so the address tells two devices apart, and a second
+//!   phase 1 from the same key replaces the first (research §10.5).
+//! - Phase 4's device is stored durably, and the gate's request finished as
+//!   `paired`, under one gate lock, before `paired=1` is sent; the console's
+//!   PIN entry learns the real outcome from that.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use actix_web::web;
+use punktfunk_certs::gate::PinState;
+use punktfunk_certs::{
+    Device, GateError, Kind, Needs, PendingId, PendingOutcome, PendingRequest, TrustEvent, Via,
+};
+use rand::rngs::OsRng;
+use tokio::sync::broadcast::{self, error::RecvError};
+
+use super::State;
+use crate::xml::{self, Channel};
+use crate::{
+    Effect, GetServerCert, NewDevice, Outcome, PairError, PairQuery, PairRequest, PairingSession,
+    Reply, UniqueId,
+};
+
+/// Most pairing attempts tracked at once (the gate's own cap on pending
+/// requests is usually the tighter bound).
+pub const MAX_SESSIONS: usize = 64;
+
+/// Longest a `getservercert` is held, whatever happens; the gate expires the
+/// pending request long before (`GateConfig::pending_ttl`).
+const MAX_HOLD: Duration = Duration::from_secs(15 * 60);
+
+/// The name shown for a client that sent no `devicename`.
+const DEFAULT_NAME: &str = "Moonlight";
+
+/// (`uniqueid`, peer IP): who a pairing attempt belongs to.
+type Key = (UniqueId, IpAddr);
+
+fn key(unique_id: UniqueId, peer: SocketAddr) -> Key {
+    (unique_id, peer.ip().to_canonical())
+}
+
+/// One attempt: the core's session plus the shell's bookkeeping.
+#[derive(Debug)]
+struct Attempt {
+    pending: PendingId,
+    /// The console's label for the device, known once the PIN is entered.
+    label: Option<String>,
+    session: PairingSession,
+}
+
+/// The attempts in flight. Never locked together with the gate.
+#[derive(Debug, Default)]
+pub(super) struct Sessions(Mutex<HashMap<Key, Attempt>>);
+
+impl Sessions {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Key, Attempt>> {
+        // Plain map updates; a panic elsewhere cannot leave it half-changed.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn take(&self, key: &Key) -> Option<Attempt> {
+        self.lock().remove(key)
+    }
+
+    /// Takes the attempt of `key` only if it is still the one for `id`.
+    fn take_if(&self, key: &Key, id: PendingId) -> Option<Attempt> {
+        let mut map = self.lock();
+        match map.get(key) {
+            Some(a) if a.pending == id => map.remove(key),
+            _ => None,
+        }
+    }
+
+    /// Stores `attempt`, returning the one it replaces.
+    fn replace(&self, key: Key, attempt: Attempt) -> Option<Attempt> {
+        self.lock().insert(key, attempt)
+    }
+
+    /// Puts an attempt back after a step, unless a newer one took its place
+    /// meanwhile; then the newer one wins and `attempt` is returned.
+    fn put_back(&self, key: Key, attempt: Attempt) -> Option<Attempt> {
+        let mut map = self.lock();
+        match map.entry(key) {
+            std::collections::hash_map::Entry::Occupied(_) => Some(attempt),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(attempt);
+                None
+            }
+        }
+    }
+
+    fn has_room_for(&self, key: &Key) -> bool {
+        let map = self.lock();
+        map.len() < MAX_SESSIONS || map.contains_key(key)
+    }
+
+    fn drain_expired(&self, now: Instant) -> Vec<Attempt> {
+        let mut map = self.lock();
+        let keys: Vec<Key> = map
+            .iter()
+            .filter(|(_, a)| a.session.is_expired(now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.iter().filter_map(|k| map.remove(k)).collect()
+    }
+}
+
+/// A held `getservercert`. Dropped while armed (the client went away, or
+/// the handler gave up), it ends the pending request as `abandoned` and
+/// forgets the attempt.
+struct Held<'a> {
+    state: &'a State,
+    key: Key,
+    id: PendingId,
+    armed: bool,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.state.sessions.take_if(&self.key, self.id);
+            // A no-op if the request already ended some other way.
+            if self
+                .state
+                .trust
+                .gate()
+                .finish(self.id, PendingOutcome::Abandoned)
+                .is_some()
+            {
+                tracing::info!(request = %self.id, "gamestream: pairing request abandoned");
+            }
+        }
+    }
+}
+
+/// How waiting for the PIN ended.
+enum Wait {
+    Pin,
+    Ended(Option<PendingOutcome>),
+    TimedOut,
+    ShuttingDown,
+}
+
+/// The answer to a client whose request ended without its PIN.
+fn ended(outcome: Option<PendingOutcome>) -> PairError {
+    match outcome {
+        Some(PendingOutcome::Denied) => PairError::Declined,
+        Some(PendingOutcome::Expired) | None => PairError::PinTimeout,
+        Some(PendingOutcome::Replaced) => PairError::Superseded,
+        Some(_) => PairError::Cancelled,
+    }
+}
+
+/// The gate's word for how an attempt ended.
+fn pending_outcome(outcome: Outcome) -> PendingOutcome {
+    match outcome {
+        Outcome::Paired(_) => PendingOutcome::Paired,
+        Outcome::PinRejected(_) => PendingOutcome::PinRejected,
+        Outcome::Failed | Outcome::Abandoned => PendingOutcome::Abandoned,
+    }
+}
+
+impl State {
+    /// `/pair` on either port (over HTTPS only once the certificate passed).
+    pub(super) async fn pair(
+        &self,
+        channel: Channel,
+        peer: SocketAddr,
+        pairs: Vec<(String, String)>,
+    ) -> Reply {
+        let query = match PairQuery::parse(pairs) {
+            Ok(q) => q,
+            Err(e) => {
+                // Any error ends the attempt (Sunshine `fail_pair`).
+                if let Some(unique_id) = &e.unique_id {
+                    self.end(&key(unique_id.clone(), peer), Outcome::Failed);
+                }
+                return Reply::from(&e);
+            }
+        };
+        let key = key(query.unique_id.clone(), peer);
+        match query.request {
+            PairRequest::GetServerCert(request) => {
+                self.get_server_cert(key, peer, query.unique_id, request)
+                    .await
+            }
+            PairRequest::PairChallenge => xml::pair_challenge(channel),
+            request => self.step(key, request).await,
+        }
+    }
+
+    /// `/unpair`: the client gave up. Ends its attempt, if any; a wrong PIN
+    /// shows up here (moonlight-qt `nvpairingmanager.cpp` unpairs after its
+    /// own check of phase 3 fails).
+    pub(super) fn cancel_by_client(&self, peer: SocketAddr, query: &[(String, String)]) {
+        let unique_id = query
+            .iter()
+            .find(|(k, _)| k == "uniqueid")
+            .and_then(|(_, v)| UniqueId::parse(v).ok());
+        if let Some(unique_id) = unique_id {
+            if let Some(attempt) = self.sessions.take(&key(unique_id, peer)) {
+                let outcome = attempt.session.cancelled_by_client();
+                self.finish(attempt.pending, outcome);
+            }
+        }
+    }
+
+    /// Ends attempts whose client stopped between phases.
+    pub(super) fn sweep_expired(&self) {
+        for attempt in self.sessions.drain_expired(self.trust.now()) {
+            tracing::info!(request = %attempt.pending, "gamestream: pairing attempt timed out");
+            self.finish(attempt.pending, Outcome::Abandoned);
+        }
+    }
+
+    /// Phase 1: register, hold until the PIN, answer with the host certificate.
+    async fn get_server_cert(
+        &self,
+        key: Key,
+        peer: SocketAddr,
+        unique_id: UniqueId,
+        request: GetServerCert,
+    ) -> Reply {
+        if !self.sessions.has_room_for(&key) {
+            self.sweep_expired();
+            if !self.sessions.has_room_for(&key) {
+                return PairError::Busy.reply();
+            }
+        }
+        let pending = PendingRequest {
+            kind: Kind::Gamestream,
+            name: request
+                .device_name
+                .as_ref()
+                .map_or(DEFAULT_NAME, |n| n.as_str())
+                .to_owned(),
+            cert_der: request.client_cert.der().to_vec(),
+            address: peer,
+            needs: Needs::Pin,
+        };
+        let (session, _) = PairingSession::start(unique_id, request);
+        // Subscribe before the request exists, so no event about it is missed.
+        let mut events = self.trust.subscribe();
+        let id = match self.trust.gate().add_pending(pending, self.trust.now()) {
+            Ok(id) => id,
+            Err(GateError::TooManyPending) => return PairError::Busy.reply(),
+            Err(e) => return PairError::Host(format!("gate: {e}")).reply(),
+        };
+        tracing::info!(request = %id, %peer, "gamestream: pairing request waits for its PIN");
+        let mut held = Held {
+            state: self,
+            key: key.clone(),
+            id,
+            armed: true,
+        };
+        let attempt = Attempt {
+            pending: id,
+            label: None,
+            session,
+        };
+        if let Some(old) = self.sessions.replace(key.clone(), attempt) {
+            // Its held handler (if any) answers `Superseded`.
+            self.trust
+                .gate()
+                .finish(old.pending, PendingOutcome::Replaced);
+        }
+        let reply = match self.wait_for_pin(&mut events, id).await {
+            Wait::Pin => self.pin_entered(&key, id),
+            Wait::Ended(outcome) => Err(ended(outcome)),
+            Wait::TimedOut => {
+                self.trust.gate().finish(id, PendingOutcome::Expired);
+                Err(PairError::PinTimeout)
+            }
+            Wait::ShuttingDown => Err(PairError::ShuttingDown),
+        };
+        match reply {
+            Ok(reply) => {
+                held.armed = false;
+                reply
+            }
+            // `held` ends the request and forgets the attempt.
+            Err(e) => e.reply(),
+        }
+    }
+
+    async fn wait_for_pin(
+        &self,
+        events: &mut broadcast::Receiver<TrustEvent>,
+        id: PendingId,
+    ) -> Wait {
+        let mut shutdown = self.shutdown.clone();
+        let stop = async move {
+            // A dropped sender is not a stop request.
+            if shutdown.wait_for(|stop| *stop).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        let deadline = tokio::time::sleep(MAX_HOLD);
+        tokio::pin!(stop, deadline);
+        loop {
+            tokio::select! {
+                event = events.recv() => match event {
+                    Ok(TrustEvent::PinEntered { id: e }) if e == id => return Wait::Pin,
+                    Ok(TrustEvent::PendingRemoved { id: e, outcome }) if e == id => {
+                        return Wait::Ended(Some(outcome))
+                    }
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(_)) => {
+                        if let Some(wait) = self.gate_state(id) {
+                            return wait;
+                        }
+                    }
+                    Err(RecvError::Closed) => return Wait::ShuttingDown,
+                },
+                () = &mut stop => return Wait::ShuttingDown,
+                () = &mut deadline => return Wait::TimedOut,
+            }
+        }
+    }
+
+    /// Where request `id` stands, read from the gate after missed events.
+    fn gate_state(&self, id: PendingId) -> Option<Wait> {
+        let now = self.trust.now();
+        let mut gate = self.trust.gate();
+        match gate.get_pending(id, now) {
+            Some(p) if matches!(p.pin, PinState::Entered { .. }) => Some(Wait::Pin),
+            Some(_) => None,
+            None => Some(Wait::Ended(gate.outcome(id))),
+        }
+    }
+
+    /// The console entered the PIN for request `id`: answer phase 1.
+    fn pin_entered(&self, key: &Key, id: PendingId) -> Result<Reply, PairError> {
+        let now = self.trust.now();
+        let claimed = self.trust.gate().claim_pin(id, now);
+        let Some((pin, label)) = claimed else {
+            return Err(ended(self.trust.gate().outcome(id)));
+        };
+        let Some(attempt) = self.sessions.take_if(key, id) else {
+            return Err(ended(self.trust.gate().outcome(id)));
+        };
+        let step = attempt
+            .session
+            .pin_entered(&pin, &self.host.identity, now)?;
+        if let Some(session) = step.session {
+            self.keep(
+                key.clone(),
+                Attempt {
+                    pending: id,
+                    label,
+                    session,
+                },
+            );
+        }
+        Ok(step.reply)
+    }
+
+    /// Phases 2–4.
+    async fn step(&self, key: Key, request: PairRequest) -> Reply {
+        let Some(Attempt {
+            pending,
+            label,
+            session,
+        }) = self.sessions.take(&key)
+        else {
+            return PairError::NoSession.reply();
+        };
+        let now = self.trust.now();
+        // Denied or expired in the console meanwhile: the attempt is over.
+        if self.trust.gate().get_pending(pending, now).is_none() {
+            return ended(self.trust.gate().outcome(pending)).reply();
+        }
+        let step = match session.step(request, &self.host.identity, &mut OsRng, now) {
+            Ok(step) => step,
+            Err(e) => {
+                tracing::info!(request = %pending, "gamestream: pairing failed: {e}");
+                self.finish(pending, e.outcome());
+                return e.reply();
+            }
+        };
+        for effect in step.effects {
+            match effect {
+                Effect::StoreDevice(device) => {
+                    if let Err(e) = self.store(pending, device, label.clone()).await {
+                        tracing::warn!(request = %pending, "gamestream: device not stored: {e}");
+                        self.finish(pending, Outcome::Failed);
+                        return e.reply();
+                    }
+                }
+                // `store` already finished the request as paired.
+                Effect::Finished(Outcome::Paired(fp)) => {
+                    tracing::info!(request = %pending, fingerprint = %fp.short(), "gamestream: device paired");
+                }
+                Effect::Finished(outcome) => {
+                    tracing::info!(request = %pending, outcome = outcome.as_str(), "gamestream: pairing ended");
+                    self.finish(pending, outcome);
+                }
+            }
+        }
+        if let Some(session) = step.session {
+            self.keep(
+                key,
+                Attempt {
+                    pending,
+                    label,
+                    session,
+                },
+            );
+        }
+        step.reply
+    }
+
+    /// Stores a verified device durably, then finishes its request as
+    /// `paired`, with the gate locked across both (as `Trust::approve`
+    /// does), so a deny or expiry cannot come between them.
+    async fn store(
+        &self,
+        id: PendingId,
+        device: NewDevice,
+        label: Option<String>,
+    ) -> Result<(), PairError> {
+        let trust = self.trust.clone();
+        let der = device.cert_der().to_vec();
+        let name = device
+            .device_name()
+            .map_or(DEFAULT_NAME, |n| n.as_str())
+            .to_owned();
+        web::block(move || {
+            let mut entry = Device::from_der(
+                &der,
+                Kind::Gamestream,
+                &name,
+                Via::Pin,
+                trust.clock().unix(),
+            )
+            .map_err(|e| PairError::Host(format!("device entry: {e}")))?;
+            entry.label = label;
+            let mut gate = trust.gate();
+            if gate.get_pending(id, trust.now()).is_none() {
+                return Err(ended(gate.outcome(id)));
+            }
+            trust
+                .admit(entry)
+                .map_err(|e| PairError::Host(format!("registry: {e}")))?;
+            gate.finish(id, PendingOutcome::Paired);
+            Ok(())
+        })
+        .await
+        .map_err(|e| PairError::Host(format!("blocking pool: {e}")))?
+    }
+
+    /// Puts an attempt back for its next phase, unless a newer phase 1 from
+    /// the same client took its place meanwhile.
+    fn keep(&self, key: Key, attempt: Attempt) {
+        if let Some(lost) = self.sessions.put_back(key, attempt) {
+            self.trust
+                .gate()
+                .finish(lost.pending, PendingOutcome::Replaced);
+        }
+    }
+
+    fn end(&self, key: &Key, outcome: Outcome) {
+        if let Some(attempt) = self.sessions.take(key) {
+            self.finish(attempt.pending, outcome);
+        }
+    }
+
+    fn finish(&self, id: PendingId, outcome: Outcome) {
+        self.trust.gate().finish(id, pending_outcome(outcome));
+    }
+}
