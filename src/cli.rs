@@ -30,6 +30,12 @@ enum Command {
         #[command(flatten)]
         state: StateDirArg,
     },
+    /// Pair this machine with a native host, using the PIN the host shows
+    /// (the reference client of the punktfunk app's protocol).
+    Pair(crate::native_cli::PairArgs),
+    /// Connect to a native host: `trusted`, `open`, or a knock that waits
+    /// for approval in the host's console.
+    Connect(crate::native_cli::ConnectArgs),
     /// Manage the web console.
     Console {
         #[command(subcommand)]
@@ -126,6 +132,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", punktfunk_certs::Fingerprint::of_der(&der));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Pair(args) => crate::native_cli::pair(args),
+        Command::Connect(args) => crate::native_cli::connect(args),
         Command::Console {
             command: ConsoleCommand::SetPassword { state },
         } => {

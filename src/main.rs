@@ -11,6 +11,7 @@ mod cli;
 mod console;
 mod host;
 mod mdns;
+mod native_cli;
 mod tls;
 
 fn main() -> ExitCode {

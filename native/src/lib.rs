@@ -17,10 +17,18 @@
 //!   typestates ([`ClientPairing`] → [`ClientAwaitingConfirm`] → [`Paired`];
 //!   [`HostPairing`] → [`HostAwaitingStore`]).
 //!
-//! ## What it does not do
+//! Around that core, two thin tokio + openssl shells:
 //!
-//! No sockets, no TLS, no clock, no files, no registry and no gate. The
-//! shell (tokio + openssl) does the TLS handshake, computes the
+//! - [`endpoint`]: the host's TLS 1.3 endpoint ([`Endpoint`]), driving the
+//!   host core against the shared [`punktfunk_certs::Trust`].
+//! - [`client`]: the reference client ([`Client`]): identity, known hosts,
+//!   pairing, connecting, TOFU.
+//!
+//! ## What the core does not do
+//!
+//! The modules above `endpoint` and `client` have no sockets, no TLS, no
+//! clock, no files, no registry and no gate. The
+//! shell does the TLS handshake, computes the
 //! [`ChannelBinding`] (both certificate fingerprints and the § 6.2 exporter
 //! value), applies the [`timeouts`], asks the registry and gate what to
 //! answer to a `hello`, executes [`HostEffect`]s, and closes connections.
@@ -76,11 +84,16 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod client;
+pub mod endpoint;
 pub mod frame;
 pub mod handshake;
+mod io;
 pub mod message;
 pub mod pairing;
 
+pub use client::{Client, ClientError, Connected, HostAddr, NewHost, Session};
+pub use endpoint::{Endpoint, EndpointConfig, EndpointError, UnknownDevices};
 pub use frame::{check_header, encode_frame, FrameDecoder, FrameError, MAX_FRAME_LEN};
 pub use handshake::HandshakeError;
 pub use message::{

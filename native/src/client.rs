@@ -1,0 +1,778 @@
+//! The reference client (docs/native-protocol.md § 2, § 7.2): its own
+//! long-term identity, a known-hosts file of pinned host fingerprints, PIN
+//! pairing, connecting (trusted, open, knock) and holding a session.
+//!
+//! Everything lives in one client dir: `client.crt` and `client.key`
+//! (0600, created on first use) and `known_hosts` (one `HOST:PORT
+//! FINGERPRINT` line per pinned host).
+//!
+//! Host checks (§ 2): a pinned host must present exactly the pinned
+//! certificate; the check runs inside the TLS handshake, so a client never
+//! even sends its certificate, let alone `hello`, to an impostor. Pairing
+//! with an unpinned host accepts any certificate and pins it once SPAKE2
+//! proved the host knew the PIN. Connecting to an unpinned host is trust on
+//! first use: the caller must accept the host's fingerprint first
+//! ([`NewHost`]).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode, SslVersion};
+use punktfunk_certs::{Fingerprint, Identity, IdentityError};
+use rand_core::OsRng;
+use tokio::io::{ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_openssl::SslStream;
+
+use crate::endpoint::ALPN_WIRE;
+use crate::handshake::{self, HandshakeError};
+use crate::io::{self as frame_io, FrameReader, ReadError, WriteError};
+use crate::message::{Decision, DisplayName, ErrorCode, ErrorMessage, Intent, Message, Status};
+use crate::pairing::{ChannelBinding, ClientPairing, Exporter, PairingError, Pin, EXPORTER_LABEL};
+use crate::{timeouts, DEFAULT_PORT};
+
+/// Client certificate file in the client dir.
+pub const CLIENT_CERT_FILE: &str = "client.crt";
+/// Client key file in the client dir (0600).
+pub const CLIENT_KEY_FILE: &str = "client.key";
+/// Pinned hosts file in the client dir.
+pub const KNOWN_HOSTS_FILE: &str = "known_hosts";
+
+/// Longest known-hosts file read, in bytes.
+const MAX_KNOWN_HOSTS_BYTES: u64 = 1024 * 1024;
+
+/// Why a client operation failed. [`ClientError::code`] is the § 5 code the
+/// CLI prints.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The host refused with `error{code, message}`.
+    #[error("{}", .0.message)]
+    Host(ErrorMessage),
+    /// The console denied the knock (`decision{denied}`).
+    #[error("the host's owner denied this device; knocking again later is allowed")]
+    Denied,
+    /// Nobody decided in time (`decision{expired}`).
+    #[error("nobody approved this device in time; connect again to knock again")]
+    Expired,
+    /// The host presented a certificate other than the pinned one.
+    #[error("{addr} presented certificate {seen}, but {pinned} is pinned for it; if the host was reinstalled, remove its line from {} and pair again, otherwise suspect an attack", .known_hosts.display())]
+    HostIdentityChanged {
+        /// The host.
+        addr: HostAddr,
+        /// What is pinned.
+        pinned: Fingerprint,
+        /// What it presented.
+        seen: Fingerprint,
+        /// Where the pin lives.
+        known_hosts: PathBuf,
+    },
+    /// The user did not accept an unpinned host's fingerprint (TOFU).
+    #[error("the fingerprint of {addr} ({seen}) was not accepted; pair with a PIN, or accept it if it matches the one the host shows")]
+    HostNotAccepted {
+        /// The host.
+        addr: HostAddr,
+        /// What it presented.
+        seen: Fingerprint,
+    },
+    /// The pairing exchange failed (wrong PIN, MITM, a malformed message).
+    #[error(transparent)]
+    Pairing(#[from] PairingError),
+    /// `hello`/`welcome`/`decision` checks failed.
+    #[error(transparent)]
+    Handshake(HandshakeError),
+    /// The host sent something this client cannot read.
+    #[error("the host sent a malformed message: {0}")]
+    BadMessage(String),
+    /// The host did not answer in time.
+    #[error("the host did not answer in time ({0})")]
+    Timeout(&'static str),
+    /// No TCP or TLS connection could be made, or it broke.
+    #[error("cannot talk to {addr}: {reason}")]
+    Connection {
+        /// The host.
+        addr: HostAddr,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The client's own files could not be read or written.
+    #[error("client dir {}: {reason}", .dir.display())]
+    ClientDir {
+        /// The client dir.
+        dir: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+impl ClientError {
+    /// The code to print: a § 5 code, or one of the reference client's
+    /// local codes `host_not_accepted` and `connection_failed`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Host(e) => e.code.as_str(),
+            Self::Denied => ErrorCode::Denied.as_str(),
+            Self::Expired => ErrorCode::Expired.as_str(),
+            Self::HostIdentityChanged { .. } => ErrorCode::HostIdentityChanged.as_str(),
+            Self::HostNotAccepted { .. } => "host_not_accepted",
+            Self::Pairing(e) => e.code().as_str(),
+            Self::Handshake(e) => e.code().as_str(),
+            Self::BadMessage(_) => ErrorCode::BadMessage.as_str(),
+            Self::Timeout(_) => ErrorCode::Timeout.as_str(),
+            Self::Connection { .. } => "connection_failed",
+            Self::ClientDir { .. } => ErrorCode::Internal.as_str(),
+        }
+    }
+
+    fn from_handshake(e: HandshakeError) -> Self {
+        match e {
+            HandshakeError::Peer(m) => Self::Host(m),
+            other => Self::Handshake(other),
+        }
+    }
+
+    fn from_pairing(e: PairingError) -> Self {
+        match e {
+            PairingError::Peer(m) => Self::Host(m),
+            other => Self::Pairing(other),
+        }
+    }
+}
+
+/// A host address as typed: `HOST`, `HOST:PORT`, `[V6]:PORT`, optionally
+/// as `tls://HOST:PORT/` (what the host prints).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HostAddr {
+    host: String,
+    port: u16,
+}
+
+impl HostAddr {
+    /// Parses `HOST[:PORT]`; the port defaults to 47991.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let s = s.strip_prefix("tls://").unwrap_or(s);
+        let s = s.strip_suffix('/').unwrap_or(s);
+        let bad = || format!("`{s}` is not HOST[:PORT]");
+        let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+            let (h, after) = rest.split_once(']').ok_or_else(bad)?;
+            match after.strip_prefix(':') {
+                Some(p) => (h, Some(p)),
+                None if after.is_empty() => (h, None),
+                None => return Err(bad()),
+            }
+        } else if s.matches(':').count() == 1 {
+            let (h, p) = s.split_once(':').ok_or_else(bad)?;
+            (h, Some(p))
+        } else {
+            (s, None)
+        };
+        if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(bad());
+        }
+        let port = match port {
+            Some(p) => p.parse::<u16>().ok().filter(|&p| p != 0).ok_or_else(bad)?,
+            None => DEFAULT_PORT,
+        };
+        Ok(Self {
+            host: host.to_owned(),
+            port,
+        })
+    }
+
+    /// The host name or address.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl fmt::Display for HostAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// How to treat a host that is not pinned yet when connecting (§ 2, trust
+/// on first use). A pinned host is always held to its pin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NewHost {
+    /// Refuse it (`host_not_accepted`).
+    Refuse,
+    /// The user saw and accepted this fingerprint (e.g. after
+    /// [`Client::probe`]); the host must present exactly it.
+    Accepted(Fingerprint),
+    /// DANGER: accept whatever certificate the host presents and pin it
+    /// (`--accept-new-host`). An attacker on the path at first contact
+    /// becomes "the host" for good.
+    DangerAcceptAny,
+}
+
+/// What `connect` got.
+#[derive(Debug)]
+pub enum Connected {
+    /// `trusted` or `open` (or `approved` after waiting): a session.
+    Session(Session),
+    /// `approval_pending` and the caller did not want to wait.
+    ApprovalPending,
+}
+
+/// The reference client: identity + known hosts + device name.
+pub struct Client {
+    dir: PathBuf,
+    identity: Identity,
+    device_name: DisplayName,
+    known: KnownHosts,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("dir", &self.dir)
+            .field("fingerprint", &self.identity.fingerprint())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Opens the client dir (mode 0700, created if needed), loading or
+    /// creating the client identity and reading the known hosts.
+    pub fn open(dir: &Path, device_name: DisplayName) -> Result<Self, ClientError> {
+        let dir_err = |reason: String| ClientError::ClientDir {
+            dir: dir.to_path_buf(),
+            reason,
+        };
+        create_private_dir(dir).map_err(|e| dir_err(e.to_string()))?;
+        let (identity, _) = Identity::load_or_create(
+            &dir.join(CLIENT_CERT_FILE),
+            &dir.join(CLIENT_KEY_FILE),
+            "punktfunk client",
+        )
+        .map_err(|e: IdentityError| dir_err(e.to_string()))?;
+        let known = KnownHosts::load(&dir.join(KNOWN_HOSTS_FILE)).map_err(dir_err)?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            identity,
+            device_name,
+            known,
+        })
+    }
+
+    /// This client's certificate fingerprint (what the host's console shows).
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.identity.fingerprint()
+    }
+
+    /// The fingerprint pinned for `addr`, if any.
+    pub fn pinned(&self, addr: &HostAddr) -> Option<Fingerprint> {
+        self.known.get(addr)
+    }
+
+    /// Runs only the TLS handshake and returns the host's fingerprint,
+    /// sending nothing else: what a TOFU prompt shows. Checks the pin if
+    /// there is one.
+    pub async fn probe(&self, addr: &HostAddr) -> Result<Fingerprint, ClientError> {
+        let mut tls = self.tls_connect(addr, self.known.get(addr)).await?;
+        let fp = tls.host_fp;
+        frame_io::close(&mut tls.writer).await;
+        Ok(fp)
+    }
+
+    /// PIN pairing (§ 6, § 7.2). On success the host is pinned and the
+    /// connection is a trusted session.
+    pub async fn pair(&mut self, addr: &HostAddr, pin: &Pin) -> Result<Session, ClientError> {
+        let pinned = self.known.get(addr);
+        let mut tls = self.tls_connect(addr, pinned).await?;
+        let welcome = tls.hello(&self.device_name, Intent::Pair).await?;
+        debug_assert_eq!(welcome.status, Status::Pairing);
+        let binding = ChannelBinding {
+            client: self.identity.fingerprint(),
+            host: tls.host_fp,
+            exporter: tls.exporter.clone(),
+        };
+        let (state, msg_a) =
+            ClientPairing::start(pin, binding, &mut OsRng).map_err(ClientError::from_pairing)?;
+        tls.send(&msg_a).await?;
+        let reply = tls.recv(timeouts::PAIRING_STEP, "pake").await?;
+        let (state, confirm) = state.on_message(reply).map_err(ClientError::from_pairing)?;
+        tls.send(&confirm).await?;
+        let reply = tls.recv(timeouts::PAIRING_STEP, "confirm").await?;
+        let paired = state.on_message(reply).map_err(ClientError::from_pairing)?;
+        self.pin(addr, paired.host)?;
+        Ok(tls.into_session(welcome.host_name, Status::Trusted))
+    }
+
+    /// Connects with `intent: connect` (§ 7.2). `wait`: on
+    /// `approval_pending`, wait on the connection for the decision.
+    pub async fn connect(
+        &mut self,
+        addr: &HostAddr,
+        new_host: NewHost,
+        wait: bool,
+    ) -> Result<Connected, ClientError> {
+        let pinned = self.known.get(addr);
+        let expect = match (pinned, new_host) {
+            (Some(fp), _) => Some(fp),
+            (None, NewHost::Accepted(fp)) => Some(fp),
+            (None, NewHost::DangerAcceptAny) => None,
+            (None, NewHost::Refuse) => {
+                let seen = self.probe(addr).await?;
+                return Err(ClientError::HostNotAccepted {
+                    addr: addr.clone(),
+                    seen,
+                });
+            }
+        };
+        let mut tls = self.tls_connect(addr, expect).await?;
+        let welcome = tls.hello(&self.device_name, Intent::Connect).await?;
+        match welcome.status {
+            Status::Trusted | Status::Open => {
+                self.pin(addr, tls.host_fp)?;
+                Ok(Connected::Session(
+                    tls.into_session(welcome.host_name, welcome.status),
+                ))
+            }
+            Status::ApprovalPending if !wait => {
+                frame_io::close(&mut tls.writer).await;
+                Ok(Connected::ApprovalPending)
+            }
+            Status::ApprovalPending => {
+                match tls.await_decision().await? {
+                    Decision::Approved => {}
+                    Decision::Denied => return Err(ClientError::Denied),
+                    Decision::Expired => return Err(ClientError::Expired),
+                }
+                self.pin(addr, tls.host_fp)?;
+                Ok(Connected::Session(
+                    tls.into_session(welcome.host_name, Status::Trusted),
+                ))
+            }
+            // read_welcome refuses `pairing` for intent connect.
+            Status::Pairing => Err(ClientError::BadMessage(
+                "the host answered `pairing` to `connect`".into(),
+            )),
+        }
+    }
+
+    fn pin(&mut self, addr: &HostAddr, fp: Fingerprint) -> Result<(), ClientError> {
+        if self.known.get(addr) == Some(fp) {
+            return Ok(());
+        }
+        self.known
+            .insert(addr, fp)
+            .map_err(|reason| ClientError::ClientDir {
+                dir: self.dir.clone(),
+                reason,
+            })
+    }
+
+    async fn tls_connect(
+        &self,
+        addr: &HostAddr,
+        expect: Option<Fingerprint>,
+    ) -> Result<Tls, ClientError> {
+        let conn_err = |reason: String| ClientError::Connection {
+            addr: addr.clone(),
+            reason,
+        };
+        let tcp = tokio::time::timeout(
+            timeouts::TLS_HANDSHAKE,
+            TcpStream::connect((addr.host.as_str(), addr.port)),
+        )
+        .await
+        .map_err(|_| ClientError::Timeout("TCP connect"))?
+        .map_err(|e| conn_err(e.to_string()))?;
+        let _ = tcp.set_nodelay(true);
+
+        // What the handshake saw at depth 0, when it did not match the pin.
+        let mismatch: Arc<Mutex<Option<Fingerprint>>> = Arc::default();
+        let connector = self
+            .connector(expect, mismatch.clone())
+            .map_err(|e| conn_err(format!("TLS setup: {e}")))?;
+        let ssl = connector
+            .configure()
+            .and_then(|mut c| {
+                // The certificate is checked by fingerprint, not by name.
+                c.set_verify_hostname(false);
+                c.into_ssl(&addr.host)
+            })
+            .map_err(|e| conn_err(format!("TLS setup: {e}")))?;
+        let mut stream = SslStream::new(ssl, tcp).map_err(|e| conn_err(e.to_string()))?;
+        let handshake = tokio::time::timeout(
+            timeouts::TLS_HANDSHAKE,
+            std::pin::Pin::new(&mut stream).connect(),
+        )
+        .await
+        .map_err(|_| ClientError::Timeout("TLS handshake"))?;
+        let changed = |seen| ClientError::HostIdentityChanged {
+            addr: addr.clone(),
+            pinned: expect.unwrap_or(seen),
+            seen,
+            known_hosts: self.known.path.clone(),
+        };
+        if let Err(e) = handshake {
+            let seen = *mismatch.lock().unwrap_or_else(|p| p.into_inner());
+            return Err(match seen {
+                Some(seen) => changed(seen),
+                None => conn_err(format!("TLS handshake failed: {e}")),
+            });
+        }
+        // Authoritative check on the certificate of the finished session.
+        let host_der = stream
+            .ssl()
+            .peer_certificate()
+            .and_then(|c| c.to_der().ok())
+            .ok_or_else(|| conn_err("the host presented no certificate".into()))?;
+        let host_fp = Fingerprint::of_der(&host_der);
+        if let Some(expected) = expect {
+            if expected != host_fp {
+                return Err(changed(host_fp));
+            }
+        }
+        let mut ekm = [0u8; crate::pairing::EXPORTER_LEN];
+        stream
+            .ssl()
+            .export_keying_material(&mut ekm, EXPORTER_LABEL, None)
+            .map_err(|e| conn_err(format!("TLS exporter: {e}")))?;
+        let (rd, writer) = tokio::io::split(stream);
+        Ok(Tls {
+            addr: addr.clone(),
+            reader: FrameReader::new(rd),
+            writer,
+            host_fp,
+            exporter: Exporter(ekm),
+        })
+    }
+
+    fn connector(
+        &self,
+        expect: Option<Fingerprint>,
+        mismatch: Arc<Mutex<Option<Fingerprint>>>,
+    ) -> Result<SslConnector, openssl::error::ErrorStack> {
+        let mut b = SslConnector::builder(SslMethod::tls_client())?;
+        b.set_min_proto_version(Some(SslVersion::TLS1_3))?;
+        b.set_certificate(self.identity.cert())?;
+        b.set_private_key(self.identity.key())?;
+        b.check_private_key()?;
+        b.set_alpn_protos(ALPN_WIRE)?;
+        // No chain validation: the leaf's fingerprint is the whole check
+        // (§ 2). Refusing inside the handshake means an impostor never
+        // receives our certificate.
+        b.set_verify_callback(SslVerifyMode::PEER, move |_, ctx| {
+            let (Some(expected), 0) = (expect, ctx.error_depth()) else {
+                return true;
+            };
+            let Some(seen) = ctx
+                .current_cert()
+                .and_then(|c| c.to_der().ok())
+                .map(|der| Fingerprint::of_der(&der))
+            else {
+                return false;
+            };
+            if seen == expected {
+                true
+            } else {
+                *mismatch.lock().unwrap_or_else(|p| p.into_inner()) = Some(seen);
+                false
+            }
+        });
+        Ok(b.build())
+    }
+}
+
+type Reader = FrameReader<ReadHalf<SslStream<TcpStream>>>;
+type Writer = WriteHalf<SslStream<TcpStream>>;
+
+/// A TLS connection before the session.
+struct Tls {
+    addr: HostAddr,
+    reader: Reader,
+    writer: Writer,
+    host_fp: Fingerprint,
+    exporter: Exporter,
+}
+
+impl Tls {
+    async fn send(&mut self, msg: &Message) -> Result<(), ClientError> {
+        frame_io::send(&mut self.writer, msg)
+            .await
+            .map_err(|e| write_error(&self.addr, e))
+    }
+
+    async fn recv(
+        &mut self,
+        limit: std::time::Duration,
+        what: &'static str,
+    ) -> Result<Message, ClientError> {
+        self.reader
+            .next(Instant::now() + limit)
+            .await
+            .map_err(|e| read_error(&self.addr, e, what))
+    }
+
+    async fn hello(
+        &mut self,
+        name: &DisplayName,
+        intent: Intent,
+    ) -> Result<crate::message::Welcome, ClientError> {
+        self.send(&handshake::hello(name.clone(), intent)).await?;
+        let reply = self.recv(timeouts::PAIRING_STEP, "welcome").await?;
+        handshake::read_welcome(reply, intent, self.host_fp).map_err(ClientError::from_handshake)
+    }
+
+    /// `AwaitDecision` (§ 7.2): ping every 30 s until the host decides.
+    async fn await_decision(&mut self) -> Result<Decision, ClientError> {
+        let mut next_ping = Instant::now() + timeouts::PING_INTERVAL;
+        let mut idle = Instant::now() + timeouts::SESSION_IDLE;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(next_ping) => {
+                    self.send(&Message::Ping).await?;
+                    next_ping = Instant::now() + timeouts::PING_INTERVAL;
+                }
+                msg = self.reader.next(idle) => {
+                    let msg = msg.map_err(|e| read_error(&self.addr, e, "decision"))?;
+                    idle = Instant::now() + timeouts::SESSION_IDLE;
+                    if let Some(d) = handshake::read_decision(msg).map_err(ClientError::from_handshake)? {
+                        return Ok(d);
+                    }
+                }
+            }
+        }
+    }
+
+    fn into_session(self, host_name: DisplayName, status: Status) -> Session {
+        Session {
+            tls: self,
+            host_name,
+            status,
+        }
+    }
+}
+
+/// An open trusted session.
+pub struct Session {
+    tls: Tls,
+    host_name: DisplayName,
+    status: Status,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("host", &self.tls.addr)
+            .field("host_name", &self.host_name)
+            .field("host_fingerprint", &self.tls.host_fp)
+            .finish()
+    }
+}
+
+impl Session {
+    /// The host's certificate fingerprint.
+    pub fn host_fingerprint(&self) -> Fingerprint {
+        self.tls.host_fp
+    }
+
+    /// The host's display name.
+    pub fn host_name(&self) -> &DisplayName {
+        &self.host_name
+    }
+
+    /// How the session was opened: [`Status::Trusted`] (paired, approved,
+    /// or just paired with the PIN) or [`Status::Open`] (admitted now by an
+    /// open host).
+    pub fn status(&self) -> Status {
+        self.status
+    }
+
+    /// Keeps the session open for `duration`, pinging every 30 s (§ 4.7).
+    /// Ends early with the host's error (e.g. `revoked`) or when the host
+    /// closes.
+    pub async fn hold(mut self, duration: std::time::Duration) -> Result<(), ClientError> {
+        let end = Instant::now() + duration;
+        let mut next_ping = Instant::now() + timeouts::PING_INTERVAL;
+        let mut idle = Instant::now() + timeouts::SESSION_IDLE;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(end) => break,
+                _ = tokio::time::sleep_until(next_ping) => {
+                    self.tls.send(&Message::Ping).await?;
+                    next_ping = Instant::now() + timeouts::PING_INTERVAL;
+                }
+                msg = self.tls.reader.next(idle) => {
+                    match msg.map_err(|e| read_error(&self.tls.addr, e, "pong"))? {
+                        Message::Pong => idle = Instant::now() + timeouts::SESSION_IDLE,
+                        Message::Error(e) => return Err(ClientError::Host(e)),
+                        other => return Err(ClientError::BadMessage(format!("unexpected `{}` in a session", other.type_name()))),
+                    }
+                }
+            }
+        }
+        self.close().await;
+        Ok(())
+    }
+
+    /// Ends the session (TLS close_notify).
+    pub async fn close(mut self) {
+        frame_io::close(&mut self.tls.writer).await;
+    }
+}
+
+fn read_error(addr: &HostAddr, e: ReadError, what: &'static str) -> ClientError {
+    match e {
+        ReadError::Timeout => ClientError::Timeout(what),
+        ReadError::Eof => ClientError::Connection {
+            addr: addr.clone(),
+            reason: format!("the host closed the connection while this client waited for `{what}`"),
+        },
+        ReadError::Io(e) => ClientError::Connection {
+            addr: addr.clone(),
+            reason: e.to_string(),
+        },
+        ReadError::Frame(e) => ClientError::BadMessage(e.to_string()),
+        ReadError::Message(e) => ClientError::BadMessage(e.to_string()),
+    }
+}
+
+fn write_error(addr: &HostAddr, e: WriteError) -> ClientError {
+    match e {
+        WriteError::Timeout => ClientError::Timeout("sending"),
+        other => ClientError::Connection {
+            addr: addr.clone(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// The pinned hosts: `HOST:PORT FINGERPRINT` lines, `#` comments.
+#[derive(Debug)]
+struct KnownHosts {
+    path: PathBuf,
+    entries: Vec<(String, Fingerprint)>,
+}
+
+impl KnownHosts {
+    fn load(path: &Path) -> Result<Self, String> {
+        let text = match std::fs::File::open(path) {
+            Ok(f) => {
+                use std::io::Read;
+                let mut s = String::new();
+                f.take(MAX_KNOWN_HOSTS_BYTES)
+                    .read_to_string(&mut s)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                s
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        let mut entries = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let bad = || {
+                format!(
+                    "{} line {}: expected `HOST:PORT FINGERPRINT`",
+                    path.display(),
+                    n + 1
+                )
+            };
+            let (host, fp) = line.split_once(char::is_whitespace).ok_or_else(bad)?;
+            let fp: Fingerprint = fp.trim().parse().map_err(|_| bad())?;
+            entries.push((host.to_owned(), fp));
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            entries,
+        })
+    }
+
+    fn get(&self, addr: &HostAddr) -> Option<Fingerprint> {
+        let key = addr.to_string();
+        self.entries
+            .iter()
+            .find(|(h, _)| *h == key)
+            .map(|(_, fp)| *fp)
+    }
+
+    fn insert(&mut self, addr: &HostAddr, fp: Fingerprint) -> Result<(), String> {
+        let key = addr.to_string();
+        self.entries.retain(|(h, _)| *h != key);
+        self.entries.push((key, fp));
+        let mut text = String::from("# punktfunk known hosts: HOST:PORT SHA-256 fingerprint\n");
+        for (h, fp) in &self.entries {
+            text.push_str(&format!("{h} {fp}\n"));
+        }
+        punktfunk_certs::fsutil::write_atomic(&self.path, text.as_bytes())
+            .map_err(|e| format!("cannot write {}: {e}", self.path.display()))
+    }
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_addr_forms() {
+        let a = HostAddr::parse("127.0.0.1").unwrap();
+        assert_eq!((a.host(), a.port()), ("127.0.0.1", DEFAULT_PORT));
+        let a = HostAddr::parse("tls://127.0.0.1:5000/").unwrap();
+        assert_eq!((a.host(), a.port()), ("127.0.0.1", 5000));
+        assert_eq!(a.to_string(), "127.0.0.1:5000");
+        let a = HostAddr::parse("[::1]:7").unwrap();
+        assert_eq!((a.host(), a.port()), ("::1", 7));
+        assert_eq!(a.to_string(), "[::1]:7");
+        assert_eq!(HostAddr::parse("::1").unwrap().port(), DEFAULT_PORT);
+        for bad in [
+            "",
+            "host:",
+            "host:0",
+            "host:99999",
+            "[::1",
+            "[::1]x",
+            "a b:1",
+        ] {
+            assert!(HostAddr::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn known_hosts_round_trip_and_strict_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(KNOWN_HOSTS_FILE);
+        let mut k = KnownHosts::load(&path).unwrap();
+        let a = HostAddr::parse("h:1").unwrap();
+        let fp = Fingerprint::of_der(b"x");
+        k.insert(&a, fp).unwrap();
+        k.insert(&a, fp).unwrap();
+        let k = KnownHosts::load(&path).unwrap();
+        assert_eq!(k.get(&a), Some(fp));
+        assert_eq!(k.entries.len(), 1);
+        std::fs::write(&path, "h:1 nothex\n").unwrap();
+        assert!(KnownHosts::load(&path).is_err());
+    }
+}

@@ -1,0 +1,771 @@
+//! The host endpoint: TLS 1.3 over TCP, the thin tokio shell around the
+//! sans-IO core (docs/native-protocol.md § 2, § 7.1, § 8).
+//!
+//! Like quinn's `ConnectionDriver`, each connection task only reads a frame
+//! (with a deadline), hands it to the core, writes what the core returns and
+//! executes its effects against [`Trust`]. Every decision about *who* gets
+//! in comes from the registry and the gate; this module owns no trust
+//! state. Revocation and shutdown reach a connection through channels
+//! (mini-redis `shutdown.rs` style): each connection subscribes to the trust
+//! events before it answers `hello`, so a revocation cannot slip between the
+//! check and the session.
+//!
+//! ```text
+//! accept ─ cap ─ TLS 1.3 (client cert required, any accepted) ─ fp, exporter
+//!   └ hello ─┬ connect: trusted ─────────────────────────────────▶ session
+//!            │          unknown: DangerOpen → store (via open) ──▶ session
+//!            │                   Knock → pending ─ decision ─────▶ session | close
+//!            │                   Refuse → error{not_paired}
+//!            └ pair: armed? ─ welcome{pairing} ─ pake (take PIN) ─ confirm
+//!                    ─ store (via pin) ─ report ─ confirm{cB} ───▶ session
+//! session: ping → pong; DeviceRemoved(fp) → error{revoked}, close
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use openssl::ssl::{self, AlpnError, Ssl, SslAcceptor, SslMethod, SslVerifyMode};
+use punktfunk_certs::gate::PinTicket;
+use punktfunk_certs::{
+    Device, Fingerprint, GateError, Identity, Kind, Needs, PendingId, PendingOutcome,
+    PendingRequest, Trust, TrustEvent, Via,
+};
+use rand_core::OsRng;
+use tokio::io::{ReadHalf, WriteHalf};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{broadcast, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_openssl::SslStream;
+
+use crate::handshake::{self, HandshakeError};
+use crate::io::{self as frame_io, FrameReader, ReadError};
+use crate::message::{Decision, DisplayName, ErrorCode, Hello, Intent, Message, Status};
+use crate::pairing::{ChannelBinding, Exporter, HostEffect, HostPairing, Pin, EXPORTER_LABEL};
+use crate::timeouts;
+
+/// What the host does with a device it does not know (§ 7.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownDevices {
+    /// Pairing required, knocks recorded: `connect` from an unknown device
+    /// becomes a pending request the console can approve (`serve --native`).
+    Knock,
+    /// Pairing required, no knocks: `error{not_paired}` (`m3-host
+    /// --require-pairing`, which has no console to approve anything).
+    Refuse,
+    /// DANGER: open mode. Any device that connects is stored as admitted
+    /// via `open` and let in. Anyone on the network, including an attacker,
+    /// gets a trusted session without a PIN or an approval; only for a fully
+    /// trusted single-user network (`serve --native --open`).
+    DangerAdmitOpen,
+}
+
+/// Settings of an [`Endpoint`].
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    /// The host's display name, sent in `welcome`.
+    pub host_name: DisplayName,
+    /// The shared trust service (registry + gate + events).
+    pub trust: Arc<Trust>,
+    /// Policy for unknown devices.
+    pub unknown_devices: UnknownDevices,
+    /// Connections served at once; further ones are closed right after
+    /// `accept`.
+    pub max_connections: usize,
+}
+
+/// Default for [`EndpointConfig::max_connections`]: room for every pending
+/// knock (the gate's default cap is 32) plus sessions.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 128;
+
+/// Why the endpoint could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    /// The port is taken or the address is not local.
+    #[error("cannot listen on {addr} (native endpoint): {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// OpenSSL refused the host certificate or the TLS settings.
+    #[error("cannot set up TLS for the native endpoint: {0}")]
+    Tls(#[from] openssl::error::ErrorStack),
+}
+
+/// A bound native endpoint; [`Endpoint::run`] serves it.
+pub struct Endpoint {
+    listener: TcpListener,
+    ctx: Arc<Ctx>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("local_addr", &self.listener.local_addr().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What every connection task shares.
+struct Ctx {
+    acceptor: SslAcceptor,
+    host_fp: Fingerprint,
+    host_name: DisplayName,
+    trust: Arc<Trust>,
+    unknown_devices: UnknownDevices,
+    /// One pairing exchange at a time (§ 6.5, last bullet).
+    pairing: Arc<Semaphore>,
+    connections: Arc<Semaphore>,
+}
+
+impl Endpoint {
+    /// Binds `addr` and prepares TLS with the host `identity`.
+    pub async fn bind(
+        addr: SocketAddr,
+        identity: &Identity,
+        config: EndpointConfig,
+    ) -> Result<Self, EndpointError> {
+        let acceptor = acceptor(identity)?;
+        let bind_err = |source| EndpointError::Bind { addr, source };
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+        .map_err(bind_err)?;
+        // A restarted host gets its port back while old connections linger
+        // in TIME_WAIT.
+        socket.set_reuseaddr(true).map_err(bind_err)?;
+        socket.bind(addr).map_err(bind_err)?;
+        let listener = socket.listen(128).map_err(bind_err)?;
+        Ok(Self {
+            listener,
+            ctx: Arc::new(Ctx {
+                acceptor,
+                host_fp: identity.fingerprint(),
+                host_name: config.host_name,
+                trust: config.trust,
+                unknown_devices: config.unknown_devices,
+                pairing: Arc::new(Semaphore::new(1)),
+                connections: Arc::new(Semaphore::new(config.max_connections.max(1))),
+            }),
+        })
+    }
+
+    /// The address actually bound (the port differs when asked for 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves connections until `shutdown` becomes `true` (or its sender is
+    /// dropped), then ends every connection and returns.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut tasks = JoinSet::new();
+        // Each connection watches its own copy.
+        let conn_shutdown = shutdown.clone();
+        loop {
+            tokio::select! {
+                _ = stopped(&mut shutdown) => break,
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                accepted = self.listener.accept() => {
+                    let (tcp, peer) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            // Out of file descriptors and the like: back off
+                            // instead of spinning.
+                            tracing::warn!("native endpoint: accept failed: {e}");
+                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    };
+                    let Ok(permit) = self.ctx.connections.clone().try_acquire_owned() else {
+                        tracing::warn!(%peer, "native endpoint: connection limit reached; closing");
+                        continue;
+                    };
+                    let ctx = self.ctx.clone();
+                    let mut stop = conn_shutdown.clone();
+                    tasks.spawn(async move {
+                        tokio::select! {
+                            _ = serve_connection(ctx, tcp, peer, permit) => {}
+                            _ = stopped(&mut stop) => {}
+                        }
+                    });
+                }
+            }
+        }
+        drop(self.listener);
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Resolves once `shutdown` is `true` or its sender is gone.
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not Send: drop it here.
+    let _ = shutdown.wait_for(|stop| *stop).await.map(|_| ());
+}
+
+/// TLS 1.3 only, client certificate required but accepted whatever it is
+/// (§ 2), ALPN `punktfunk/1` selected when offered, no session tickets or
+/// resumption (every connection carries both certificates and a fresh
+/// exporter).
+fn acceptor(identity: &Identity) -> Result<SslAcceptor, openssl::error::ErrorStack> {
+    // mozilla_modern_v5 is TLS 1.3 only.
+    let mut b = SslAcceptor::mozilla_modern_v5(SslMethod::tls_server())?;
+    b.set_certificate(identity.cert())?;
+    b.set_private_key(identity.key())?;
+    b.check_private_key()?;
+    // The chain is not evaluated: the host decides by fingerprint alone.
+    // OpenSSL still checks the CertificateVerify signature, so the client
+    // proves it holds the key of the certificate it presented.
+    b.set_verify_callback(
+        SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT,
+        |_, _| true,
+    );
+    // Offered: select it; not offered: go on without ALPN (§ 2).
+    b.set_alpn_select_callback(|_, offered| {
+        ssl::select_next_proto(ALPN_WIRE, offered).ok_or(AlpnError::NOACK)
+    });
+    b.set_session_cache_mode(ssl::SslSessionCacheMode::OFF);
+    b.set_options(ssl::SslOptions::NO_TICKET);
+    b.set_num_tickets(0)?;
+    Ok(b.build())
+}
+
+/// [`ALPN`] in wire format: one length byte, then the id.
+pub(crate) const ALPN_WIRE: &[u8] = b"\x0bpunktfunk/1";
+
+type Reader = FrameReader<ReadHalf<SslStream<TcpStream>>>;
+type Writer = WriteHalf<SslStream<TcpStream>>;
+
+/// One TLS connection after the handshake.
+struct Conn {
+    ctx: Arc<Ctx>,
+    reader: Reader,
+    writer: Writer,
+    peer: SocketAddr,
+    fp: Fingerprint,
+    cert_der: Vec<u8>,
+    exporter: Exporter,
+    events: broadcast::Receiver<TrustEvent>,
+}
+
+async fn serve_connection(
+    ctx: Arc<Ctx>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    _permit: OwnedSemaphorePermit,
+) {
+    let _ = tcp.set_nodelay(true);
+    let stream = match tokio::time::timeout(timeouts::TLS_HANDSHAKE, tls_accept(&ctx, tcp)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, "native: TLS handshake failed: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "native: TLS handshake timed out");
+            return;
+        }
+    };
+    let Some(cert_der) = stream
+        .ssl()
+        .peer_certificate()
+        .and_then(|c| c.to_der().ok())
+    else {
+        // FAIL_IF_NO_PEER_CERT makes this unreachable in practice.
+        tracing::debug!(%peer, "native: no client certificate");
+        return;
+    };
+    let mut ekm = [0u8; crate::pairing::EXPORTER_LEN];
+    if let Err(e) = stream
+        .ssl()
+        .export_keying_material(&mut ekm, EXPORTER_LABEL, None)
+    {
+        tracing::warn!(%peer, "native: TLS exporter failed: {e}");
+        return;
+    }
+    // Subscribe before anything is decided from the registry, so that a
+    // revocation racing with `hello` is still seen (§ 7.1).
+    let events = ctx.trust.subscribe();
+    let (rd, writer) = tokio::io::split(stream);
+    let conn = Conn {
+        fp: Fingerprint::of_der(&cert_der),
+        ctx,
+        reader: FrameReader::new(rd),
+        writer,
+        peer,
+        cert_der,
+        exporter: Exporter(ekm),
+        events,
+    };
+    conn.run().await;
+}
+
+async fn tls_accept(
+    ctx: &Ctx,
+    tcp: TcpStream,
+) -> Result<SslStream<TcpStream>, Box<dyn std::error::Error + Send + Sync>> {
+    let ssl = Ssl::new(ctx.acceptor.context())?;
+    let mut stream = SslStream::new(ssl, tcp)?;
+    std::pin::Pin::new(&mut stream).accept().await?;
+    Ok(stream)
+}
+
+/// How a state ends: keep the connection as a session, or close it.
+enum Next {
+    Session,
+    Close,
+}
+
+impl Conn {
+    async fn run(mut self) {
+        let first = self.reader.next(Instant::now() + timeouts::HELLO).await;
+        let next = match first
+            .map_err(Failure::Read)
+            .and_then(|m| handshake::read_hello(m).map_err(Failure::Handshake))
+        {
+            Ok(hello) => {
+                tracing::debug!(peer = %self.peer, fp = %self.fp.short(), name = %hello.device_name, intent = ?hello.intent, "native: hello");
+                match hello.intent {
+                    Intent::Connect => self.connect(hello).await,
+                    Intent::Pair => self.pair(hello).await,
+                }
+            }
+            Err(f) => {
+                self.fail(f).await;
+                Next::Close
+            }
+        };
+        if let Next::Session = next {
+            self.session().await;
+        }
+        frame_io::close(&mut self.writer).await;
+    }
+
+    /// `hello{intent: connect}` (§ 7.1).
+    async fn connect(&mut self, hello: Hello) -> Next {
+        let trust = self.ctx.trust.clone();
+        if trust.is_trusted(&self.fp) {
+            let fp = self.fp;
+            // last_seen is coarse and may fsync: off the reply path.
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = trust.touch(&fp) {
+                    tracing::warn!("native: cannot record last_seen: {e}");
+                }
+            });
+            return self.welcome(Status::Trusted).await;
+        }
+        match self.ctx.unknown_devices {
+            UnknownDevices::DangerAdmitOpen => {
+                let stored = match Device::from_der(
+                    &self.cert_der,
+                    Kind::Native,
+                    hello.device_name.as_str(),
+                    Via::Open,
+                    trust.clock().unix(),
+                ) {
+                    Ok(device) => store(&trust, device).await,
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Err(e) = stored {
+                    tracing::error!("native: cannot store an open-mode device: {e}");
+                    return self
+                        .refuse(ErrorCode::Internal, "the host could not store this device")
+                        .await;
+                }
+                tracing::info!(fp = %self.fp.short(), name = %hello.device_name, "native: device admitted (open mode)");
+                self.welcome(Status::Open).await
+            }
+            UnknownDevices::Refuse => {
+                self.refuse(
+                    ErrorCode::NotPaired,
+                    "this device is not paired with this host; pair it with the PIN the host shows",
+                )
+                .await
+            }
+            UnknownDevices::Knock => {
+                let request = PendingRequest {
+                    kind: Kind::Native,
+                    name: hello.device_name.as_str().to_owned(),
+                    cert_der: self.cert_der.clone(),
+                    address: self.peer,
+                    needs: Needs::Approval,
+                };
+                let added = trust.gate().add_pending(request, trust.now());
+                match added {
+                    Ok(id) => {
+                        tracing::info!(fp = %self.fp.short(), name = %hello.device_name, "native: device knocked; waiting for approval in the console");
+                        match self.welcome(Status::ApprovalPending).await {
+                            Next::Session => self.await_decision(id).await,
+                            Next::Close => Next::Close,
+                        }
+                    }
+                    Err(GateError::TooManyPending) => {
+                        self.refuse(
+                            ErrorCode::PairingBusy,
+                            "too many devices are waiting for approval; try again later",
+                        )
+                        .await
+                    }
+                    Err(e) => {
+                        tracing::error!("native: cannot record a knock: {e}");
+                        self.refuse(ErrorCode::Internal, "the host could not record the request")
+                            .await
+                    }
+                }
+            }
+        }
+    }
+
+    /// `AwaitDecision` (§ 4.6, § 7.1): ping/pong until the console decides
+    /// or the request expires.
+    async fn await_decision(&mut self, id: PendingId) -> Next {
+        let trust = self.ctx.trust.clone();
+        let expires = {
+            let now = trust.now();
+            let mut gate = trust.gate();
+            gate.get_pending(id, now).map(|p| p.expires)
+        };
+        // The gate expires requests lazily; wake up when this one is due so
+        // the client hears `expired` even if nothing else looks at the gate.
+        let mut expires = expires.map(Instant::from_std).unwrap_or_else(Instant::now);
+        let mut idle = Instant::now() + timeouts::SESSION_IDLE;
+        let outcome = loop {
+            tokio::select! {
+                msg = self.reader.next(idle) => match msg {
+                    Ok(Message::Ping) => {
+                        idle = Instant::now() + timeouts::SESSION_IDLE;
+                        if self.send(&Message::Pong).await.is_err() {
+                            return Next::Close;
+                        }
+                    }
+                    // The request stays listed until it expires (§ 7.1).
+                    Err(ReadError::Eof) => return Next::Close,
+                    Ok(other) => {
+                        self.fail(Failure::Handshake(HandshakeError::Unexpected { expected: "ping", got: other.type_name() })).await;
+                        return Next::Close;
+                    }
+                    Err(e) => {
+                        self.fail(Failure::Read(e)).await;
+                        return Next::Close;
+                    }
+                },
+                event = self.events.recv() => match event {
+                    Ok(TrustEvent::PendingRemoved { id: done, outcome }) if done == id => break outcome,
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        if let Some(outcome) = trust.gate().outcome(id) {
+                            break outcome;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return Next::Close,
+                },
+                _ = tokio::time::sleep_until(expires) => {
+                    let outcome = {
+                        let now = trust.now();
+                        let mut gate = trust.gate();
+                        gate.expire(now);
+                        gate.outcome(id)
+                    };
+                    if let Some(outcome) = outcome {
+                        break outcome;
+                    }
+                    // Not due by the gate's clock yet: ask again shortly.
+                    expires = Instant::now() + std::time::Duration::from_millis(200);
+                }
+            }
+        };
+        let decision = match outcome {
+            PendingOutcome::Approved => Decision::Approved,
+            PendingOutcome::Denied => Decision::Denied,
+            // Expired, or replaced by a newer knock of the same device on
+            // another connection: this request is over either way.
+            _ => Decision::Expired,
+        };
+        tracing::info!(fp = %self.fp.short(), ?decision, "native: knock decided");
+        if self.send(&Message::Decision(decision)).await.is_err() {
+            return Next::Close;
+        }
+        match decision {
+            // Trust::approve stored the device before ending the request.
+            Decision::Approved if trust.is_trusted(&self.fp) => Next::Session,
+            _ => Next::Close,
+        }
+    }
+
+    /// `hello{intent: pair}` through `AwaitPake` and `AwaitConfirm` (§ 6,
+    /// § 7.1).
+    async fn pair(&mut self, hello: Hello) -> Next {
+        let trust = self.ctx.trust.clone();
+        let Ok(_slot) = self.ctx.pairing.clone().try_acquire_owned() else {
+            return self
+                .refuse(
+                    ErrorCode::PairingBusy,
+                    "another device is pairing with this host right now; try again in a minute",
+                )
+                .await;
+        };
+        let armed = {
+            let now = trust.now();
+            trust.gate().armed(now).is_some()
+        };
+        if !armed {
+            return self.refuse(ErrorCode::NotArmed, NOT_ARMED).await;
+        }
+        if let Next::Close = self.welcome(Status::Pairing).await {
+            return Next::Close;
+        }
+
+        // AwaitPake: anything but `pake` leaves the PIN in the gate.
+        let pake = match self
+            .reader
+            .next(Instant::now() + timeouts::PAIRING_STEP)
+            .await
+        {
+            Ok(Message::Pake(p)) => p,
+            Ok(other) => {
+                self.fail(Failure::Handshake(HandshakeError::Unexpected {
+                    expected: "pake",
+                    got: other.type_name(),
+                }))
+                .await;
+                return Next::Close;
+            }
+            Err(e) => {
+                self.fail(Failure::Read(e)).await;
+                return Next::Close;
+            }
+        };
+        // § 6.5: the PIN leaves the gate now, and never goes back.
+        let taken = {
+            let now = trust.now();
+            trust.gate().take_pin(now)
+        };
+        let ticket = match taken {
+            Ok(t) => Ticket::new(t, trust.clone()),
+            Err(_) => return self.refuse(ErrorCode::NotArmed, NOT_ARMED).await,
+        };
+        let Ok(pin) = ticket.pin_text().parse::<Pin>() else {
+            return self
+                .refuse(
+                    ErrorCode::Internal,
+                    "internal error: the armed PIN is malformed",
+                )
+                .await;
+        };
+        let binding = ChannelBinding {
+            client: self.fp,
+            host: self.ctx.host_fp,
+            exporter: self.exporter.clone(),
+        };
+        let (host, reply) =
+            match HostPairing::respond(pin, binding, hello.device_name, pake, &mut OsRng) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::info!(fp = %self.fp.short(), "native: pairing failed: {e}");
+                    if let Some(m) = e.to_message() {
+                        let _ = self.send(&m).await;
+                    }
+                    return Next::Close;
+                }
+            };
+        if self.send(&reply).await.is_err() {
+            return Next::Close;
+        }
+
+        // AwaitConfirm: timeout, EOF or garbage all fail this arming.
+        let confirm = match self
+            .reader
+            .next(Instant::now() + timeouts::PAIRING_STEP)
+            .await
+        {
+            Ok(m) => m,
+            Err(e) => {
+                self.fail(Failure::Read(e)).await;
+                return Next::Close;
+            }
+        };
+        let (HostEffect::StoreDevice(verified), awaiting) = match host.on_message(confirm) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::info!(fp = %self.fp.short(), "native: pairing failed: {e}");
+                if let Some(m) = e.to_message() {
+                    let _ = self.send(&m).await;
+                }
+                return Next::Close;
+            }
+        };
+        // § 6.4: durably stored before the host confirms.
+        let stored = match Device::from_der(
+            &self.cert_der,
+            Kind::Native,
+            verified.device_name().as_str(),
+            Via::Pin,
+            trust.clock().unix(),
+        ) {
+            Ok(device) => store(&trust, device).await,
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = stored {
+            tracing::error!("native: cannot store a paired device: {e}");
+            return self
+                .refuse(ErrorCode::Internal, "the host could not store this device")
+                .await;
+        }
+        ticket.paired(verified.fingerprint());
+        tracing::info!(fp = %self.fp.short(), name = %verified.device_name(), "native: device paired with the PIN");
+        if self.send(&awaiting.stored()).await.is_err() {
+            return Next::Close;
+        }
+        Next::Session
+    }
+
+    /// A trusted session (§ 4.7, § 7.1): ping → pong, anything else is
+    /// `bad_message`; revocation ends it at once.
+    async fn session(&mut self) {
+        let trust = self.ctx.trust.clone();
+        let mut idle = Instant::now() + timeouts::SESSION_IDLE;
+        loop {
+            tokio::select! {
+                msg = self.reader.next(idle) => match msg {
+                    Ok(Message::Ping) => {
+                        idle = Instant::now() + timeouts::SESSION_IDLE;
+                        if self.send(&Message::Pong).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(ReadError::Eof) => return,
+                    // § 8: silence closes a session without a word.
+                    Err(ReadError::Timeout) => return,
+                    Ok(other) => {
+                        self.fail(Failure::Handshake(HandshakeError::Unexpected { expected: "ping", got: other.type_name() })).await;
+                        return;
+                    }
+                    Err(e) => {
+                        self.fail(Failure::Read(e)).await;
+                        return;
+                    }
+                },
+                event = self.events.recv() => {
+                    let revoked = match event {
+                        Ok(TrustEvent::DeviceRemoved { fingerprint }) => fingerprint == self.fp,
+                        Ok(_) => false,
+                        Err(broadcast::error::RecvError::Lagged(_)) => !trust.is_trusted(&self.fp),
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    };
+                    if revoked {
+                        tracing::info!(fp = %self.fp.short(), "native: device revoked; closing its session");
+                        let _ = self.send(&Message::error(ErrorCode::Revoked, "this device was removed from the host; pair it again")).await;
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn welcome(&mut self, status: Status) -> Next {
+        let msg = handshake::welcome(status, self.ctx.host_name.clone(), self.ctx.host_fp);
+        match self.send(&msg).await {
+            Ok(()) => Next::Session,
+            Err(()) => Next::Close,
+        }
+    }
+
+    /// Sends `error{code}` and closes.
+    async fn refuse(&mut self, code: ErrorCode, message: &str) -> Next {
+        tracing::info!(peer = %self.peer, fp = %self.fp.short(), %code, "native: refused");
+        let _ = self.send(&Message::error(code, message)).await;
+        Next::Close
+    }
+
+    /// Answers a failed read or step with the right code, best effort.
+    async fn fail(&mut self, failure: Failure) {
+        let msg = match failure {
+            Failure::Read(ReadError::Eof) | Failure::Read(ReadError::Io(_)) => None,
+            Failure::Read(ReadError::Timeout) => Some(Message::error(
+                ErrorCode::Timeout,
+                "the client took too long to send its next message",
+            )),
+            Failure::Read(e @ (ReadError::Frame(_) | ReadError::Message(_))) => {
+                Some(Message::error(ErrorCode::BadMessage, &e.to_string()))
+            }
+            Failure::Handshake(e) => e.to_message(),
+        };
+        if let Some(m) = msg {
+            tracing::debug!(peer = %self.peer, "native: closing with {:?}", m);
+            let _ = self.send(&m).await;
+        }
+    }
+
+    async fn send(&mut self, msg: &Message) -> Result<(), ()> {
+        frame_io::send(&mut self.writer, msg).await.map_err(|e| {
+            tracing::debug!(peer = %self.peer, "native: send failed: {e}");
+        })
+    }
+}
+
+const NOT_ARMED: &str =
+    "pairing is not armed on this host (or its PIN was used or expired); arm it and use the new PIN";
+
+enum Failure {
+    Read(ReadError),
+    Handshake(HandshakeError),
+}
+
+/// Stores a device durably, off the async threads (the write fsyncs).
+async fn store(trust: &Arc<Trust>, device: Device) -> Result<(), String> {
+    let trust = trust.clone();
+    match tokio::task::spawn_blocking(move || trust.admit(device)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(format!("the storing task failed: {e}")),
+    }
+}
+
+/// The armed PIN taken for one exchange. Reports the outcome to the gate
+/// exactly once: `paired` on success, a failure on every other path
+/// (errors, timeouts, a dropped connection, shutdown), via `Drop`.
+struct Ticket {
+    ticket: Option<PinTicket>,
+    trust: Arc<Trust>,
+}
+
+impl Ticket {
+    fn new(ticket: PinTicket, trust: Arc<Trust>) -> Self {
+        Self {
+            ticket: Some(ticket),
+            trust,
+        }
+    }
+
+    fn pin_text(&self) -> &str {
+        self.ticket.as_ref().map(|t| t.pin().as_str()).unwrap_or("")
+    }
+
+    fn paired(mut self, fp: Fingerprint) {
+        if let Some(t) = self.ticket.take() {
+            self.trust.gate().report(t, Some(fp));
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if let Some(t) = self.ticket.take() {
+            self.trust.gate().report(t, None);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alpn_wire_is_the_length_prefixed_id() {
+        assert_eq!(ALPN_WIRE[0] as usize, crate::ALPN.len());
+        assert_eq!(&ALPN_WIRE[1..], crate::ALPN);
+    }
+}

@@ -1,0 +1,224 @@
+//! `punktfunk pair` and `punktfunk connect`: the reference native client on
+//! the command line.
+//!
+//! Contract for scripts: exit 0 only on success; the last stdout line is the
+//! status word (`paired`, `trusted`, `open`, `approval_pending`) or
+//! `error: <code>: <message>` (docs/native-protocol.md § 5).
+
+use std::io::{BufRead, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use punktfunk_native::{
+    Client, ClientError, Connected, DisplayName, HostAddr, NewHost, Pin, Status,
+};
+
+/// Exit code of `connect` when the host answered `approval_pending`.
+const EXIT_PENDING: u8 = 2;
+
+#[derive(Debug, Args)]
+pub(crate) struct ClientArgs {
+    /// The name this device gives itself (shown in the host's console)
+    /// [default: this machine's host name].
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// Where this client keeps its identity and pinned hosts
+    /// [default: $XDG_CONFIG_HOME/punktfunk-client].
+    #[arg(long, value_name = "DIR")]
+    client_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PairArgs {
+    /// The host: HOST[:PORT] (port 47991 by default).
+    #[arg(value_name = "HOST[:PORT]", value_parser = parse_addr)]
+    host: HostAddr,
+    /// The 4-digit PIN the host shows once pairing is armed.
+    #[arg(long, value_parser = parse_pin)]
+    pin: Pin,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ConnectArgs {
+    /// The host: HOST[:PORT] (port 47991 by default).
+    #[arg(value_name = "HOST[:PORT]", value_parser = parse_addr)]
+    host: HostAddr,
+    #[command(flatten)]
+    client: ClientArgs,
+    /// If the host asks for approval, wait on the connection for the
+    /// decision instead of exiting.
+    #[arg(long)]
+    wait: bool,
+    /// DANGER: trust a host that is not pinned yet without asking (trust on
+    /// first use for scripts). An attacker present at first contact would
+    /// be pinned as the host.
+    #[arg(long)]
+    accept_new_host: bool,
+    /// Keep the session open this many seconds (pinging the host), and
+    /// report how it ended (e.g. `revoked`).
+    #[arg(long, value_name = "SECONDS")]
+    hold: Option<u64>,
+}
+
+fn parse_addr(s: &str) -> Result<HostAddr, String> {
+    HostAddr::parse(s)
+}
+
+fn parse_pin(s: &str) -> Result<Pin, String> {
+    s.trim().parse().map_err(|e| format!("{e}"))
+}
+
+impl ClientArgs {
+    fn open(&self) -> anyhow::Result<Client> {
+        let dir = match &self.client_dir {
+            Some(d) => d.clone(),
+            None => default_client_dir()?,
+        };
+        let raw = match &self.name {
+            Some(n) => n.clone(),
+            None => crate::host::host_name(),
+        };
+        let Some(name) = DisplayName::sanitize(&raw) else {
+            bail!("the device name {raw:?} has nothing printable left; pass --name");
+        };
+        Ok(Client::open(&dir, name)?)
+    }
+}
+
+/// `punktfunk pair`.
+pub(crate) fn pair(args: PairArgs) -> anyhow::Result<ExitCode> {
+    let mut client = args.client.open()?;
+    let rt = runtime()?;
+    let result = rt.block_on(async {
+        let session = client.pair(&args.host, &args.pin).await?;
+        eprintln!(
+            "paired with {} ({}); host fingerprint {} pinned",
+            session.host_name(),
+            args.host,
+            session.host_fingerprint()
+        );
+        session.close().await;
+        Ok::<_, ClientError>(())
+    });
+    Ok(match result {
+        Ok(()) => status("paired"),
+        Err(e) => failure(&e),
+    })
+}
+
+/// `punktfunk connect`.
+pub(crate) fn connect(args: ConnectArgs) -> anyhow::Result<ExitCode> {
+    let mut client = args.client.open()?;
+    let rt = runtime()?;
+    let result = rt.block_on(async {
+        let new_host = if client.pinned(&args.host).is_some() {
+            NewHost::Refuse
+        } else if args.accept_new_host {
+            NewHost::DangerAcceptAny
+        } else {
+            // Trust on first use (§ 2): show the fingerprint, ask, and only
+            // then say hello, to exactly that certificate.
+            let seen = client.probe(&args.host).await?;
+            if ask_tofu(&args.host, &seen.to_string()) {
+                NewHost::Accepted(seen)
+            } else {
+                return Err(ClientError::HostNotAccepted {
+                    addr: args.host.clone(),
+                    seen,
+                });
+            }
+        };
+        eprintln!("this device's fingerprint: {}", client.fingerprint());
+        match client.connect(&args.host, new_host, args.wait).await? {
+            Connected::ApprovalPending => Ok(None),
+            Connected::Session(session) => Ok(Some(session)),
+        }
+    });
+    let session = match result {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            eprintln!(
+                "the host recorded a request for this device; approve it in the host's console (compare the fingerprint above), then connect again"
+            );
+            println!("approval_pending");
+            return Ok(ExitCode::from(EXIT_PENDING));
+        }
+        Err(e) => return Ok(failure(&e)),
+    };
+    // `open`: an open host admitted this device just now; from the next
+    // connect on it is `trusted`.
+    println!(
+        "{}",
+        match session.status() {
+            Status::Open => "open",
+            _ => "trusted",
+        }
+    );
+    let _ = std::io::stdout().flush();
+    let held = rt.block_on(async {
+        match args.hold {
+            Some(secs) => session.hold(Duration::from_secs(secs)).await,
+            None => {
+                session.close().await;
+                Ok(())
+            }
+        }
+    });
+    Ok(match held {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => failure(&e),
+    })
+}
+
+/// Asks on stderr/stdin whether to trust an unpinned host. Anything but
+/// `y`/`yes`, including end of input, is no.
+fn ask_tofu(addr: &HostAddr, fingerprint: &str) -> bool {
+    eprintln!(
+        "The host {addr} is not known to this client. It presents the certificate fingerprint\n  {fingerprint}\nCompare it with the one the host shows (`punktfunk fingerprint`, or its console).\nThis is trust on first use: pairing with a PIN is safer."
+    );
+    eprint!("Trust this host and pin its fingerprint? [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    if std::io::stdin()
+        .lock()
+        .take(256)
+        .read_line(&mut line)
+        .is_err()
+    {
+        return false;
+    }
+    matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn status(word: &str) -> ExitCode {
+    println!("{word}");
+    ExitCode::SUCCESS
+}
+
+fn failure(e: &ClientError) -> ExitCode {
+    println!("error: {}: {e}", e.code());
+    ExitCode::FAILURE
+}
+
+/// `$XDG_CONFIG_HOME/punktfunk-client`, else `$HOME/.config/punktfunk-client`.
+fn default_client_dir() -> anyhow::Result<PathBuf> {
+    if let Some(xdg) = std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(xdg).join("punktfunk-client"));
+    }
+    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        Some(home) => Ok(PathBuf::from(home).join(".config").join("punktfunk-client")),
+        None => bail!("neither XDG_CONFIG_HOME nor HOME is set; pass --client-dir"),
+    }
+}
