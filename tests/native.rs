@@ -1,0 +1,544 @@
+//! The native front door end to end: the real `punktfunk serve --native`
+//! and `m3-host` binaries, driven over TLS on loopback by the real
+//! reference client (`punktfunk pair` / `punktfunk connect`) and the
+//! console API (docs/native-protocol.md § 7).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{signal, wait_timeout, Console, Host, BIN};
+use serde_json::Value;
+
+const M3_HOST: &str = env!("CARGO_BIN_EXE_m3-host");
+
+/// What a client run printed and how it exited.
+#[derive(Debug)]
+struct Out {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    fn last(&self) -> &str {
+        self.stdout.lines().last().unwrap_or("")
+    }
+
+    fn ok(&self, word: &str) {
+        assert_eq!(self.code, Some(0), "{self:#?}");
+        assert_eq!(self.last(), word, "{self:#?}");
+    }
+
+    fn err(&self, code: &str) {
+        assert_ne!(self.code, Some(0), "{self:#?}");
+        assert!(
+            self.last().starts_with(&format!("error: {code}: ")),
+            "expected error {code}: {self:#?}"
+        );
+    }
+}
+
+/// A client dir of its own: one simulated device.
+struct Device {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    name: &'static str,
+}
+
+impl Device {
+    fn new(name: &'static str) -> Device {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("client");
+        Device {
+            _tmp: tmp,
+            dir,
+            name,
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .arg("--client-dir")
+            .arg(&self.dir)
+            .args(["--name", self.name])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Out {
+        self.run_with_stdin(args, "")
+    }
+
+    fn run_with_stdin(&self, args: &[&str], input: &str) -> Out {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("spawn punktfunk");
+        let mut stdin = child.stdin.take().unwrap();
+        // The client may exit before reading (e.g. a pinned host).
+        let _ = stdin.write_all(input.as_bytes());
+        drop(stdin);
+        finish(child, Duration::from_secs(60))
+    }
+
+    fn pair(&self, addr: &str, pin: &str) -> Out {
+        self.run(&["pair", addr, "--pin", pin])
+    }
+
+    fn connect(&self, addr: &str, extra: &[&str]) -> Out {
+        let mut args = vec!["connect", addr];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+}
+
+/// Waits for a spawned client and collects its output.
+fn finish(mut child: Child, limit: Duration) -> Out {
+    let status = wait_timeout(&mut child, limit);
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    let out = Out {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert!(
+        status.is_some(),
+        "client did not finish in {limit:?}: {out:#?}"
+    );
+    out
+}
+
+/// Reads a child's stdout lines on a thread.
+fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn wait_line(rx: &mpsc::Receiver<String>, prefix: &str, seen: &mut Vec<String>) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                seen.push(line.clone());
+                if let Some(rest) = line.strip_prefix(prefix) {
+                    return rest.trim().to_owned();
+                }
+            }
+            Err(_) => panic!("no line starting with {prefix:?}; saw {seen:?}"),
+        }
+    }
+}
+
+fn arm(console: &Console) -> String {
+    let (status, body) = console.send("POST", "/api/pairing/arm", None);
+    assert_eq!(status, 200, "{body}");
+    body["pin"].as_str().unwrap().to_owned()
+}
+
+fn other_pin(pin: &str) -> String {
+    let n: u32 = pin.parse().unwrap();
+    format!("{:04}", (n + 1) % 10_000)
+}
+
+fn devices(console: &Console) -> Vec<Value> {
+    console.pairing()["devices"].as_array().unwrap().clone()
+}
+
+fn pending(console: &Console) -> Vec<Value> {
+    console.pairing()["pending"].as_array().unwrap().clone()
+}
+
+/// Polls until a knock is listed.
+fn wait_pending(console: &Console) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(p) = pending(console).into_iter().next() {
+            return p;
+        }
+        assert!(Instant::now() < deadline, "no pending request appeared");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn native_addr(host: &Host) -> String {
+    host.url("native")
+}
+
+#[test]
+fn pin_pairing_then_connect_is_trusted() {
+    let host = Host::start(&["--native"]);
+    let console = Console::login(&host);
+    let addr = native_addr(&host);
+    let ipad = Device::new("Anna's iPad");
+
+    let pin = arm(&console);
+    ipad.pair(&addr, &pin).ok("paired");
+
+    let state = console.pairing();
+    assert_eq!(state["last_attempt"]["result"], "paired", "{state}");
+    assert!(state["armed"].is_null(), "the PIN is single use: {state}");
+    let devices = state["devices"].as_array().unwrap();
+    assert_eq!(devices.len(), 1, "{state}");
+    assert_eq!(devices[0]["kind"], "native");
+    assert_eq!(devices[0]["via"], "pin");
+    assert_eq!(devices[0]["name"], "Anna's iPad");
+    assert_eq!(
+        devices[0]["fingerprint"], state["last_attempt"]["fingerprint"],
+        "{state}"
+    );
+
+    // Pinned now: no TOFU question, no flag needed.
+    ipad.connect(&addr, &[]).ok("trusted");
+    ipad.connect(&addr, &[]).ok("trusted");
+}
+
+#[test]
+fn wrong_pin_then_right_pin_in_the_same_arming_are_both_refused() {
+    let host = Host::start(&["--native"]);
+    let console = Console::login(&host);
+    let addr = native_addr(&host);
+    let attacker = Device::new("attacker");
+    let ipad = Device::new("iPad");
+
+    let pin = arm(&console);
+    attacker.pair(&addr, &other_pin(&pin)).err("pin_rejected");
+    let state = console.pairing();
+    assert_eq!(state["last_attempt"]["result"], "pin_rejected", "{state}");
+    assert!(state["armed"].is_null(), "{state}");
+
+    // One online guess per arming: the right PIN is spent too.
+    ipad.pair(&addr, &pin).err("not_armed");
+    assert!(devices(&console).is_empty());
+    assert_eq!(
+        console.pairing()["last_attempt"]["result"],
+        "pin_rejected",
+        "the failure stays visible until re-armed"
+    );
+
+    // Re-arming starts over.
+    let pin = arm(&console);
+    assert!(console.pairing()["last_attempt"].is_null());
+    ipad.pair(&addr, &pin).ok("paired");
+}
+
+#[test]
+fn not_armed_is_refused() {
+    let host = Host::start(&["--native"]);
+    let addr = native_addr(&host);
+    Device::new("iPad").pair(&addr, "1234").err("not_armed");
+}
+
+#[test]
+fn knock_then_approve_then_trusted() {
+    let host = Host::start(&["--native"]);
+    let console = Console::login(&host);
+    let addr = native_addr(&host);
+    let tv = Device::new("Living Room TV");
+
+    let out = tv.connect(&addr, &["--accept-new-host"]);
+    assert_eq!(out.code, Some(2), "{out:#?}");
+    assert_eq!(out.last(), "approval_pending", "{out:#?}");
+
+    let knock = wait_pending(&console);
+    assert_eq!(knock["kind"], "native");
+    assert_eq!(knock["needs"], "approval");
+    assert_eq!(knock["name"], "Living Room TV");
+    assert!(
+        out.stderr.contains(knock["fingerprint"].as_str().unwrap()),
+        "the client shows the fingerprint the console shows: {out:#?}"
+    );
+    let id = knock["id"].as_str().unwrap();
+    let (status, body) = console.send(
+        "POST",
+        &format!("/api/pending/{id}/approve"),
+        Some(serde_json::json!({"label": "TV"})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let devices = devices(&console);
+    assert_eq!(devices.len(), 1);
+    assert_eq!(devices[0]["via"], "approval");
+    assert_eq!(devices[0]["label"], "TV");
+
+    tv.connect(&addr, &["--accept-new-host"]).ok("trusted");
+    // Pinned by the trusted connect.
+    tv.connect(&addr, &[]).ok("trusted");
+}
+
+#[test]
+fn knock_then_deny_then_knock_again() {
+    let host = Host::start(&["--native"]);
+    let console = Console::login(&host);
+    let addr = native_addr(&host);
+    let tv = Device::new("TV");
+
+    assert_eq!(
+        tv.connect(&addr, &["--accept-new-host"]).last(),
+        "approval_pending"
+    );
+    let id = wait_pending(&console)["id"].as_str().unwrap().to_owned();
+    let (status, _) = console.send("POST", &format!("/api/pending/{id}/deny"), None);
+    assert_eq!(status, 200);
+    assert!(pending(&console).is_empty());
+    assert!(devices(&console).is_empty());
+
+    // Deny is "not now", not a blocklist; and a waiting knock hears it.
+    let child = tv
+        .command(&["connect", &addr, "--accept-new-host", "--wait"])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let id2 = wait_pending(&console)["id"].as_str().unwrap().to_owned();
+    assert_ne!(id, id2);
+    let (status, _) = console.send("POST", &format!("/api/pending/{id2}/deny"), None);
+    assert_eq!(status, 200);
+    finish(child, Duration::from_secs(20)).err("denied");
+    assert!(devices(&console).is_empty());
+}
+
+#[test]
+fn knock_with_wait_then_approve_is_trusted_on_the_same_connection() {
+    let host = Host::start(&["--native"]);
+    let console = Console::login(&host);
+    let addr = native_addr(&host);
+    let tv = Device::new("TV");
+
+    let child = tv
+        .command(&["connect", &addr, "--accept-new-host", "--wait"])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let id = wait_pending(&console)["id"].as_str().unwrap().to_owned();
+    let (status, body) = console.send("POST", &format!("/api/pending/{id}/approve"), None);
+    assert_eq!(status, 200, "{body}");
+    finish(child, Duration::from_secs(20)).ok("trusted");
+    tv.connect(&addr, &[]).ok("trusted");
+}
+
+#[test]
+fn revoking_a_device_ends_its_open_session_and_refuses_the_next_connect() {
+    let host = Host::start(&["--native"]);
+    let console = Console::login(&host);
+    let addr = native_addr(&host);
+    let ipad = Device::new("iPad");
+    ipad.pair(&addr, &arm(&console)).ok("paired");
+    let fp = devices(&console)[0]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let mut child = ipad
+        .command(&["connect", &addr, "--hold", "300"])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let rx = lines_of(&mut child);
+    let mut seen = Vec::new();
+    wait_line(&rx, "trusted", &mut seen);
+
+    let (status, body) = console.send("DELETE", &format!("/api/devices/{fp}"), None);
+    assert_eq!(status, 200, "{body}");
+    // Ends at once (well before the next ping, 30 s away).
+    let line = wait_line(&rx, "error: ", &mut seen);
+    assert!(line.starts_with("revoked: "), "{seen:?}");
+    let status = wait_timeout(&mut child, Duration::from_secs(10)).expect("client exits");
+    assert!(!status.success());
+
+    // Unknown again: the next connect is a knock, not a session.
+    let out = ipad.connect(&addr, &[]);
+    assert_eq!(out.code, Some(2), "{out:#?}");
+    assert_eq!(out.last(), "approval_pending");
+}
+
+#[test]
+fn open_host_trust_on_first_use() {
+    let host = Host::start(&["--native", "--open"]);
+    let console = Console::login(&host);
+    let addr = native_addr(&host);
+    let laptop = Device::new("laptop");
+
+    // Declining the host's fingerprint sends nothing: no device stored.
+    let out = laptop.run_with_stdin(&["connect", &addr], "n\n");
+    out.err("host_not_accepted");
+    assert!(out.stderr.contains("[y/N]"), "{out:#?}");
+    let host_fp = console.pairing()["host"]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        out.stderr.contains(&host_fp),
+        "shows the fingerprint: {out:#?}"
+    );
+    assert!(devices(&console).is_empty());
+
+    // Accepting it on the prompt: admitted via open.
+    laptop.run_with_stdin(&["connect", &addr], "y\n").ok("open");
+    let devices = devices(&console);
+    assert_eq!(devices.len(), 1);
+    assert_eq!(devices[0]["via"], "open");
+    // Pinned and registered: trusted, no question asked.
+    laptop.connect(&addr, &[]).ok("trusted");
+
+    // Scripts answer yes with the flag.
+    Device::new("phone")
+        .connect(&addr, &["--accept-new-host"])
+        .ok("open");
+}
+
+#[test]
+fn host_identity_changed_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let first = M3Host::start(&tmp.path().join("a"), "0", &["--allow-pairing"]);
+    let port = first.port();
+    let ipad = Device::new("iPad");
+    ipad.pair(&first.addr, &first.pin.clone().unwrap())
+        .ok("paired");
+    ipad.connect(&first.addr, &[]).ok("trusted");
+    first.stop();
+
+    // A different host (new identity) on the same address.
+    let second = M3Host::start(&tmp.path().join("b"), &port, &["--allow-pairing"]);
+    assert_eq!(second.addr, format!("tls://127.0.0.1:{port}"));
+    ipad.connect(&second.addr, &[]).err("host_identity_changed");
+    ipad.connect(&second.addr, &["--accept-new-host"])
+        .err("host_identity_changed");
+    ipad.pair(&second.addr, &second.pin.clone().unwrap())
+        .err("host_identity_changed");
+}
+
+#[test]
+fn m3_host_allow_and_require_pairing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut host = M3Host::start(
+        &tmp.path().join("state"),
+        "0",
+        &["--allow-pairing", "--require-pairing"],
+    );
+    let addr = host.addr.clone();
+    let pin = host.pin.clone().expect("the PIN is printed at start");
+    assert!(pin.len() == 4 && pin.bytes().all(|b| b.is_ascii_digit()));
+
+    let ipad = Device::new("iPad");
+    // No console to approve a knock: unknown devices are refused.
+    ipad.connect(&addr, &["--accept-new-host"])
+        .err("not_paired");
+    ipad.pair(&addr, &pin).ok("paired");
+    ipad.connect(&addr, &[]).ok("trusted");
+
+    // Re-armed after the success, with the new PIN printed.
+    let pin2 = host.next_pin();
+    // A failure spends the PIN and is never followed by a new one: the
+    // right PIN afterwards finds pairing unarmed.
+    let mallory = Device::new("mallory");
+    mallory.pair(&addr, &other_pin(&pin2)).err("pin_rejected");
+    mallory.pair(&addr, &pin2).err("not_armed");
+    ipad.connect(&addr, &[]).ok("trusted");
+    assert!(host.stop_status().success());
+}
+
+#[test]
+fn m3_host_is_open_by_default() {
+    let tmp = tempfile::tempdir().unwrap();
+    let host = M3Host::start(&tmp.path().join("state"), "0", &[]);
+    assert!(host.pin.is_none());
+    let dev = Device::new("dev");
+    dev.connect(&host.addr, &["--accept-new-host"]).ok("open");
+    dev.connect(&host.addr, &[]).ok("trusted");
+    Device::new("other")
+        .pair(&host.addr, "1234")
+        .err("not_armed");
+}
+
+/// A running `m3-host`.
+struct M3Host {
+    child: Child,
+    addr: String,
+    pin: Option<String>,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl M3Host {
+    fn start(dir: &Path, port: &str, extra: &[&str]) -> M3Host {
+        let mut child = Command::new(M3_HOST)
+            .args(["--bind", "127.0.0.1", "--port", port, "--state-dir"])
+            .arg(dir)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn m3-host");
+        let lines = lines_of(&mut child);
+        let mut seen = Vec::new();
+        let mut addr = None;
+        let mut pin = None;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("m3-host not ready; stdout: {seen:?}"));
+            seen.push(line.clone());
+            if let Some(url) = line.strip_prefix("native listening on ") {
+                addr = Some(url.trim_end_matches('/').to_owned());
+            }
+            if let Some(p) = line.strip_prefix("pairing PIN: ") {
+                pin = Some(p.trim().to_owned());
+            }
+            if line == "ready" {
+                break;
+            }
+        }
+        M3Host {
+            child,
+            addr: addr.expect("listening line"),
+            pin,
+            lines,
+            seen,
+        }
+    }
+
+    fn port(&self) -> String {
+        self.addr.rsplit(':').next().unwrap().to_owned()
+    }
+
+    fn next_pin(&mut self) -> String {
+        wait_line(&self.lines, "pairing PIN: ", &mut self.seen)
+    }
+
+    fn stop_status(mut self) -> std::process::ExitStatus {
+        signal(&self.child, "TERM");
+        wait_timeout(&mut self.child, Duration::from_secs(20)).expect("m3-host stops on SIGTERM")
+    }
+
+    fn stop(self) {
+        assert!(self.stop_status().success());
+    }
+}
+
+impl Drop for M3Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
