@@ -136,7 +136,7 @@ pub(crate) fn connect(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         eprintln!("this device's fingerprint: {}", client.fingerprint());
         match client.connect(&args.host, new_host, args.wait).await? {
             Connected::ApprovalPending => Ok(None),
-            Connected::Session(session) => Ok(Some(session)),
+            Connected::Session(session) => Ok(Some(*session)),
         }
     });
     let session = match result {

@@ -221,7 +221,7 @@ pub enum NewHost {
 #[derive(Debug)]
 pub enum Connected {
     /// `trusted` or `open` (or `approved` after waiting): a session.
-    Session(Session),
+    Session(Box<Session>),
     /// `approval_pending` and the caller did not want to wait.
     ApprovalPending,
 }
@@ -337,9 +337,9 @@ impl Client {
         match welcome.status {
             Status::Trusted | Status::Open => {
                 self.pin(addr, tls.host_fp)?;
-                Ok(Connected::Session(
+                Ok(Connected::Session(Box::new(
                     tls.into_session(welcome.host_name, welcome.status),
-                ))
+                )))
             }
             Status::ApprovalPending if !wait => {
                 frame_io::close(&mut tls.writer).await;
@@ -352,9 +352,9 @@ impl Client {
                     Decision::Expired => return Err(ClientError::Expired),
                 }
                 self.pin(addr, tls.host_fp)?;
-                Ok(Connected::Session(
+                Ok(Connected::Session(Box::new(
                     tls.into_session(welcome.host_name, Status::Trusted),
-                ))
+                )))
             }
             // read_welcome refuses `pairing` for intent connect.
             Status::Pairing => Err(ClientError::BadMessage(
