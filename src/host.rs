@@ -300,7 +300,10 @@ async fn start_gamestream(shared: &Shared) -> anyhow::Result<Door> {
 async fn start_native(shared: &Shared) -> anyhow::Result<Door> {
     use punktfunk_native::{endpoint, DisplayName, Endpoint, EndpointConfig, UnknownDevices};
 
-    let port = shared.config.native_port.unwrap_or(punktfunk_native::DEFAULT_PORT);
+    let port = shared
+        .config
+        .native_port
+        .unwrap_or(punktfunk_native::DEFAULT_PORT);
     let config = EndpointConfig {
         host_name: DisplayName::sanitize(&shared.host_name)
             .or_else(|| DisplayName::sanitize("punktfunk"))
