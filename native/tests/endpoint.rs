@@ -28,15 +28,13 @@ struct Setup {
 }
 
 async fn start(unknown: UnknownDevices) -> Setup {
+    start_with(unknown, GateConfig::default()).await
+}
+
+async fn start_with(unknown: UnknownDevices, gate: GateConfig) -> Setup {
     let tmp = tempfile::tempdir().unwrap();
-    let trust = Arc::new(
-        Trust::open(
-            &tmp.path().join("trust.json"),
-            GateConfig::default(),
-            Arc::new(SystemClock),
-        )
-        .unwrap(),
-    );
+    let trust =
+        Arc::new(Trust::open(&tmp.path().join("trust.json"), gate, Arc::new(SystemClock)).unwrap());
     let identity = Identity::generate("test host").unwrap();
     let endpoint = Endpoint::bind(
         "127.0.0.1:0".parse().unwrap(),
@@ -229,4 +227,26 @@ async fn shutdown_ends_open_sessions() {
         .expect("the client sees the close")
         .unwrap();
     assert!(ended.is_err());
+}
+
+#[tokio::test]
+async fn a_waiting_knock_hears_expired_without_anyone_ticking_the_gate() {
+    let s = start_with(
+        UnknownDevices::Knock,
+        GateConfig {
+            pending_ttl: Duration::from_secs(1),
+            ..GateConfig::default()
+        },
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = client(&dir);
+    let waited = tokio::time::timeout(
+        Duration::from_secs(15),
+        c.connect(&host_addr(s.addr), NewHost::DangerAcceptAny, true),
+    )
+    .await
+    .expect("the decision arrives");
+    assert!(matches!(waited, Err(ClientError::Expired)), "{waited:?}");
+    assert!(!s.trust.is_trusted(&c.fingerprint()));
 }
