@@ -101,6 +101,12 @@ impl Sessions {
         }
     }
 
+    /// How many attempts are in flight.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.lock().len()
+    }
+
     fn has_room_for(&self, key: &Key) -> bool {
         let map = self.lock();
         map.len() < MAX_SESSIONS || map.contains_key(key)

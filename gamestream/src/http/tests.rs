@@ -1,1 +1,204 @@
-//! In-process tests of the handlers.
+//! In-process tests of the handlers (`actix_web::test`, no sockets): the
+//! shell's own decisions. Real clients over real sockets are in the
+//! workspace's `tests/gamestream.rs`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::{test, web};
+use punktfunk_certs::{
+    GateConfig, HostIdentity, Identity, PendingId, PendingOutcome, SystemClock, Trust,
+};
+use tokio::sync::watch;
+
+use super::{app, Ports, State};
+use crate::testdata::{host_identity, CLIENT_CRT};
+
+struct Fixture {
+    state: web::Data<State>,
+    stop: watch::Sender<bool>,
+    _dir: tempfile::TempDir,
+}
+
+fn fixture(max_pending: usize) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let config = GateConfig {
+        max_pending,
+        ..GateConfig::default()
+    };
+    let trust = Trust::open(
+        &dir.path().join("trust.json"),
+        config,
+        Arc::new(SystemClock),
+    );
+    let host = HostIdentity {
+        identity: host_identity(),
+        uuid: "2f6c1a9e-1c3b-4d0e-9a57-0d4f8f4e7b21".into(),
+        created: false,
+    };
+    let (stop, stopped) = watch::channel(false);
+    let state = web::Data::new(State::new(
+        Arc::new(trust.unwrap()),
+        Arc::new(host),
+        "den".into(),
+        Ports {
+            http: 47989,
+            https: 47984,
+        },
+        stopped,
+    ));
+    Fixture {
+        state,
+        stop,
+        _dir: dir,
+    }
+}
+
+fn get_server_cert(cert_pem: &str) -> String {
+    format!(
+        "/pair?uniqueid=0123456789ABCDEF&devicename=roth&updateState=1&phrase=getservercert\
+         &salt=00112233445566778899aabbccddeeff&clientcert={}",
+        hex::encode(cert_pem.as_bytes())
+    )
+}
+
+fn request(uri: &str, peer: &str) -> actix_http::Request {
+    test::TestRequest::get()
+        .uri(uri)
+        .peer_addr(peer.parse().unwrap())
+        .to_request()
+}
+
+async fn body(resp: ServiceResponse) -> String {
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers().get("content-type").unwrap(),
+        crate::xml::CONTENT_TYPE
+    );
+    String::from_utf8(test::read_body(resp).await.to_vec()).unwrap()
+}
+
+/// Waits until the gate lists a request, and returns its id.
+async fn wait_pending(state: &State) -> PendingId {
+    for _ in 0..200 {
+        let now = state.trust.now();
+        if let Some((id, _)) = state.trust.gate().pending(now).next() {
+            return id;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no pending request appeared")
+}
+
+#[actix_web::test]
+async fn plain_http_answers_xml_with_http_200_everywhere() {
+    let f = fixture(8);
+    let app = test::init_service(app(f.state.clone())).await;
+    let cases = [
+        ("/serverinfo", "<PairStatus>0</PairStatus>"),
+        ("/applist", "status_code=\"401\" query=\"applist\""),
+        ("/launch?appid=1", "status_code=\"401\""),
+        ("/unpair?uniqueid=x", "<root status_code=\"200\"/>"),
+        ("/nowhere", "status_code=\"404\""),
+        (
+            "/pair?uniqueid=a&phrase=pairchallenge",
+            "status_code=\"400\"",
+        ),
+        ("/pair?uniqueid=a&clientchallenge=zz", "status_code=\"400\""),
+        ("/pair", "status_code=\"400\""),
+    ];
+    for (uri, expected) in cases {
+        let resp = app.call(request(uri, "192.0.2.7:5000")).await.unwrap();
+        let xml = body(resp).await;
+        assert!(xml.contains(expected), "{uri}: {xml}");
+    }
+}
+
+#[actix_web::test]
+async fn the_pin_entered_for_the_request_releases_its_held_reply() {
+    let f = fixture(8);
+    let app = test::init_service(app(f.state.clone())).await;
+    let held = app.call(request(&get_server_cert(CLIENT_CRT), "192.0.2.7:5000"));
+    let enter = async {
+        let id = wait_pending(&f.state).await;
+        let now = f.state.trust.now();
+        let pending = f.state.trust.gate().get_pending(id, now).cloned().unwrap();
+        assert_eq!(pending.request.name, "roth");
+        assert_eq!(pending.request.address.to_string(), "192.0.2.7:5000");
+        f.state
+            .trust
+            .gate()
+            .enter_pin(id, "1234".parse().unwrap(), None, now)
+            .unwrap();
+        id
+    };
+    let (resp, id) = tokio::join!(held, enter);
+    let xml = body(resp.unwrap()).await;
+    assert!(xml.contains("<paired>1</paired><plaincert>"), "{xml}");
+
+    // The client found the PIN wrong and gives up: /unpair from the same
+    // uniqueid and address is how the host learns it.
+    let resp = app
+        .call(request(
+            "/unpair?uniqueid=0123456789ABCDEF",
+            "192.0.2.7:6000",
+        ))
+        .await
+        .unwrap();
+    body(resp).await;
+    assert_eq!(
+        f.state.trust.gate().outcome(id),
+        Some(PendingOutcome::PinRejected)
+    );
+    assert_eq!(f.state.sessions.len(), 0);
+}
+
+#[actix_web::test]
+async fn a_held_request_whose_client_goes_away_is_abandoned() {
+    let f = fixture(8);
+    let app = test::init_service(app(f.state.clone())).await;
+    let held = app.call(request(&get_server_cert(CLIENT_CRT), "192.0.2.7:5000"));
+    let id = tokio::select! {
+        _ = held => panic!("answered without a PIN"),
+        id = wait_pending(&f.state) => id,
+    };
+    // `held` was dropped by `select!`, as actix drops a handler whose
+    // connection closed.
+    assert_eq!(
+        f.state.trust.gate().outcome(id),
+        Some(PendingOutcome::Abandoned)
+    );
+    assert_eq!(f.state.sessions.len(), 0);
+}
+
+#[actix_web::test]
+async fn held_requests_are_answered_on_shutdown_and_refused_when_the_gate_is_full() {
+    let f = fixture(1);
+    let app = test::init_service(app(f.state.clone())).await;
+    let other = Identity::generate("other client").unwrap();
+    let first = app.call(request(&get_server_cert(CLIENT_CRT), "192.0.2.7:5000"));
+    let rest = async {
+        let id = wait_pending(&f.state).await;
+        let resp = app
+            .call(request(
+                &get_server_cert(other.cert_pem()),
+                "192.0.2.8:5000",
+            ))
+            .await
+            .unwrap();
+        let busy = body(resp).await;
+        f.stop.send(true).unwrap();
+        (id, busy)
+    };
+    let (resp, (id, busy)) = tokio::join!(first, rest);
+    assert!(busy.contains("status_code=\"503\""), "{busy}");
+    assert!(busy.contains("too many pairing requests"), "{busy}");
+    let xml = body(resp.unwrap()).await;
+    assert!(xml.contains("status_code=\"503\""), "{xml}");
+    assert!(xml.contains("shutting down"), "{xml}");
+    assert_eq!(
+        f.state.trust.gate().outcome(id),
+        Some(PendingOutcome::Abandoned)
+    );
+}
