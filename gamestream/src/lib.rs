@@ -1,13 +1,16 @@
-//! # punktfunk-gamestream: the GameStream (Moonlight) pairing core
+//! # punktfunk-gamestream: the GameStream (Moonlight) front door
 //!
 //! A sans-IO implementation of the host side of NVIDIA GameStream pairing as
 //! stock Moonlight clients (qt, android, ios, embedded) speak it, and of the
 //! XML replies they expect. Typed requests go in; typed replies and
-//! [`Effect`]s come out.
+//! [`Effect`]s come out. Around it, [`http`] is the thin actix-web shell
+//! (listeners, per-request certificate authorisation, the held
+//! `getservercert`) that follows the calling contract below.
 //!
-//! ## What it deliberately does not do
+//! ## What the core deliberately does not do
 //!
-//! No sockets, no HTTP server, no TLS, no clock, no files, no global RNG:
+//! Everything outside [`http`]: no sockets, no HTTP server, no TLS, no
+//! clock, no files, no global RNG:
 //! time (`now: Instant`) and randomness (`&mut impl RngCore + CryptoRng`) are
 //! parameters. It stores nothing and decides nothing about trust: the shell
 //! asks the gate for PINs, writes the registry when told to
@@ -52,7 +55,7 @@
 //!        ◀── paired=1 ─────────────────────────────── xml::pair_challenge
 //! ```
 //!
-//! ## Calling contract (for the HTTP shell)
+//! ## Calling contract (what [`http`] does)
 //!
 //! For `/pair` on either port:
 //!

@@ -13,7 +13,7 @@
 //!   SHA-256 fingerprint of that certificate is in the registry *now*, so a
 //!   revocation takes effect on the very next request, even on a kept-alive
 //!   connection; otherwise GFE's XML 401;
-//! - the `/pair` shell ([`pairing`]): pending requests in the gate, the held
+//! - the `/pair` shell (`pairing.rs`): pending requests in the gate, the held
 //!   `getservercert`, the in-flight sessions, and the registry write.
 //!
 //! Start it with [`server`]; run [`sweep`] beside it to end attempts whose
