@@ -4,7 +4,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { mkdirSync } from "node:fs";
-import { startHost, launchBrowser, openConsole, login, repo } from "./harness.mjs";
+import { startHost, launchBrowser, openConsole, login, repo, runCli, spawnCli } from "./harness.mjs";
 
 const shots = process.env.PUNKTFUNK_SCREENSHOTS || join(repo, "target", "screenshots");
 mkdirSync(shots, { recursive: true });
@@ -76,6 +76,78 @@ test("the page is served with a strict Content-Security-Policy and no external r
     await page.focus("#arm");
     await page.keyboard.press("Enter");
     await page.waitForSelector("#armed:not([hidden])");
+    await context.close();
+  } finally { host.stop(); }
+});
+
+test("a native device knocks, appears without a reload, is approved with a label, renamed and removed", async () => {
+  const host = await startHost(["--native"]);
+  const clientDir = join(host.dir, "client");
+  const nativeAddr = host.urls.native.replace(/^tls:\/\//, "");
+  try {
+    const { page, context, problems } = await openConsole(browser, host);
+    await login(page, host.password);
+    // A device name with markup: it must show up as text, never as HTML.
+    const evil = `<img src=x onerror="document.body.dataset.pwned=1"><b>Tablet</b>`;
+    const knock = spawnCli(["connect", nativeAddr, "--client-dir", clientDir, "--name", evil, "--wait", "--accept-new-host"]);
+    const card = page.locator("#pending > li[data-kind=native]");
+    await card.waitFor({ timeout: 20000 });
+    assert.equal(await card.locator(".name").textContent(), evil.replace(/[\u0000-\u001f]/g, ""));
+    assert.equal(await page.evaluate(() => document.body.dataset.pwned), undefined);
+    assert.equal(await page.locator("#pending img, #pending b").count(), 0);
+    assert.match(await card.locator(".time-left").textContent(), /expires in [45] min/);
+    await page.screenshot({ path: join(shots, "console-waiting.png") });
+    await card.locator("input[name=label]").fill("Living Room TV");
+    await card.locator("button.approve").click();
+    const row = page.locator("#devices tbody tr");
+    await row.waitFor();
+    assert.equal(await row.locator(".label").textContent(), "Living Room TV");
+    assert.equal(await knock.done, 0, `connect --wait: ${knock.stdout} ${knock.stderr}`);
+    assert.equal(knock.stdout.trim().split("\n").pop(), "trusted");
+    // Its next connect goes straight through.
+    const again = runCli(["connect", nativeAddr, "--client-dir", clientDir]);
+    assert.equal(again.status, 0, again.stderr);
+    assert.equal(again.stdout.trim().split("\n").pop(), "trusted");
+    await page.screenshot({ path: join(shots, "console-devices.png") });
+
+    // Rename.
+    await row.locator("button.rename").click();
+    await row.locator("input.rename-input").fill("Kitchen iPad");
+    await row.locator("input.rename-input").press("Enter");
+    await page.waitForFunction(() => document.querySelector("#devices tbody tr .label")?.textContent === "Kitchen iPad");
+    const api = await page.evaluate(async () => (await fetch("/api/pairing")).json());
+    assert.equal(api.devices[0].label, "Kitchen iPad");
+    assert.equal(api.devices[0].via, "approval");
+
+    // Remove, confirming in the dialog; access ends at once.
+    await row.locator("button.remove").click();
+    await page.locator("#confirm-ok").click();
+    await page.waitForSelector("#devices-empty:not([hidden])");
+    const refused = runCli(["connect", nativeAddr, "--client-dir", clientDir]);
+    assert.notEqual(refused.status, 0);
+    assert.equal(refused.stdout.trim().split("\n").pop(), "approval_pending");
+    assert.deepEqual(problems.filter((p) => !p.includes("401")), []);
+    await context.close();
+  } finally { host.stop(); }
+});
+
+test("a knock that is denied disappears and the device can knock again", async () => {
+  const host = await startHost(["--native"]);
+  const clientDir = join(host.dir, "client");
+  const nativeAddr = host.urls.native.replace(/^tls:\/\//, "");
+  try {
+    const { page, context } = await openConsole(browser, host);
+    await login(page, host.password);
+    const knock = spawnCli(["connect", nativeAddr, "--client-dir", clientDir, "--name", "Phone", "--wait", "--accept-new-host"]);
+    const card = page.locator("#pending > li[data-kind=native]");
+    await card.waitFor({ timeout: 20000 });
+    await card.locator("button.deny").click();
+    await page.waitForSelector("#pending-empty:not([hidden])");
+    assert.notEqual(await knock.done, 0);
+    assert.match(knock.stderr + knock.stdout, /error: denied/);
+    const second = runCli(["connect", nativeAddr, "--client-dir", clientDir, "--name", "Phone", "--accept-new-host"]);
+    assert.equal(second.stdout.trim().split("\n").pop(), "approval_pending");
+    await page.locator("#pending > li[data-kind=native]").waitFor({ timeout: 20000 });
     await context.close();
   } finally { host.stop(); }
 });
