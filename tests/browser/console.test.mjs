@@ -4,7 +4,8 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { mkdirSync } from "node:fs";
-import { startHost, launchBrowser, openConsole, login, repo, runCli, spawnCli } from "./harness.mjs";
+import { spawn } from "node:child_process";
+import { startHost, launchBrowser, openConsole, login, repo, runCli, spawnCli, python } from "./harness.mjs";
 
 const shots = process.env.PUNKTFUNK_SCREENSHOTS || join(repo, "target", "screenshots");
 mkdirSync(shots, { recursive: true });
@@ -148,6 +149,68 @@ test("a knock that is denied disappears and the device can knock again", async (
     const second = runCli(["connect", nativeAddr, "--client-dir", clientDir, "--name", "Phone", "--accept-new-host"]);
     assert.equal(second.stdout.trim().split("\n").pop(), "approval_pending");
     await page.locator("#pending > li[data-kind=native]").waitFor({ timeout: 20000 });
+    await context.close();
+  } finally { host.stop(); }
+});
+
+/** The real Moonlight pairing client (moonlight-python), waiting for its PIN. */
+function moonlightPair(dir, httpUrl, pin) {
+  const { hostname, port } = new URL(httpUrl);
+  const child = spawn(python, [join(repo, "tests", "moonlight", "client.py"), "pair", dir, hostname, port, pin],
+    { stdio: ["ignore", "pipe", "pipe"] });
+  const out = { stdout: "", stderr: "" };
+  child.stdout.on("data", (d) => { out.stdout += d; });
+  child.stderr.on("data", (d) => { out.stderr += d; });
+  out.done = new Promise((resolve) => child.on("exit", (code) => resolve(code)));
+  out.result = () => out.stdout.trim().split("\n").map((l) => JSON.parse(l)).find((e) => e.event === "result");
+  return out;
+}
+
+test("Moonlight waits for its PIN, the PIN is typed into the page, and the page shows paired", async () => {
+  const host = await startHost();
+  try {
+    const { page, context, problems } = await openConsole(browser, host);
+    await login(page, host.password);
+    const moonlight = moonlightPair(join(host.dir, "moonlight"), host.urls["gamestream-http"], "4719");
+    const card = page.locator("#pending > li[data-kind=gamestream]");
+    await card.waitFor({ timeout: 30000 });
+    assert.match(await card.locator(".kind").textContent(), /Moonlight/);
+    await page.screenshot({ path: join(shots, "console-moonlight.png") });
+    await card.locator("input[name=pin]").fill("4719");
+    await card.locator("input[name=label]").fill("Steam Deck");
+    await card.locator("button[type=submit]").click();
+    await page.waitForFunction(() => document.querySelector("#pending > li[data-kind=gamestream]")?.dataset.result,
+      null, { timeout: 60000 });
+    assert.equal(await card.getAttribute("data-result"), "paired");
+    assert.match(await card.locator(".result").textContent(), /^Paired\./);
+    assert.equal(await moonlight.done, 0, moonlight.stderr);
+    assert.equal(moonlight.result().result, "paired");
+    const row = page.locator("#devices tbody tr");
+    await row.waitFor();
+    assert.equal(await row.locator(".label").textContent(), "Steam Deck");
+    assert.match(await row.textContent(), /Moonlight/);
+    assert.deepEqual(problems.filter((p) => !p.includes("401")), []);
+    await context.close();
+  } finally { host.stop(); }
+});
+
+test("a wrong Moonlight PIN typed into the page shows that it was rejected", async () => {
+  const host = await startHost();
+  try {
+    const { page, context } = await openConsole(browser, host);
+    await login(page, host.password);
+    const moonlight = moonlightPair(join(host.dir, "moonlight"), host.urls["gamestream-http"], "1111");
+    const card = page.locator("#pending > li[data-kind=gamestream]");
+    await card.waitFor({ timeout: 30000 });
+    await card.locator("input[name=pin]").fill("2222");
+    await card.locator("button[type=submit]").click();
+    await page.waitForFunction(() => document.querySelector("#pending > li[data-kind=gamestream]")?.dataset.result,
+      null, { timeout: 60000 });
+    assert.equal(await card.getAttribute("data-result"), "pin_rejected");
+    assert.match(await card.locator(".result").textContent(), /Wrong PIN/);
+    await moonlight.done;
+    assert.notEqual(moonlight.result().result, "paired");
+    assert.equal(await page.locator("#devices tbody tr").count(), 0);
     await context.close();
   } finally { host.stop(); }
 });
