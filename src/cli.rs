@@ -162,11 +162,6 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// `$XDG_CONFIG_HOME/punktfunk`, else `$HOME/.config/punktfunk`.
 fn default_state_dir() -> anyhow::Result<PathBuf> {
-    if let Some(xdg) = std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
-        return Ok(PathBuf::from(xdg).join("punktfunk"));
-    }
-    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-        Some(home) => Ok(PathBuf::from(home).join(".config").join("punktfunk")),
-        None => bail!("neither XDG_CONFIG_HOME nor HOME is set; pass --state-dir"),
-    }
+    punktfunk_certs::StateDir::default_path()
+        .ok_or_else(|| anyhow::anyhow!("neither XDG_CONFIG_HOME nor HOME is set; pass --state-dir"))
 }

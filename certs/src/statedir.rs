@@ -62,6 +62,16 @@ impl StateDir {
         })
     }
 
+    /// The platform default: `$XDG_CONFIG_HOME/punktfunk`, else
+    /// `$HOME/.config/punktfunk`; `None` when neither variable is set.
+    pub fn default_path() -> Option<PathBuf> {
+        let nonempty = |k| std::env::var_os(k).filter(|v| !v.is_empty());
+        nonempty("XDG_CONFIG_HOME")
+            .map(PathBuf::from)
+            .or_else(|| nonempty("HOME").map(|h| PathBuf::from(h).join(".config")))
+            .map(|base| base.join("punktfunk"))
+    }
+
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.path

@@ -359,17 +359,7 @@ impl Conn {
         }
         match self.ctx.unknown_devices {
             UnknownDevices::DangerAdmitOpen => {
-                let stored = match Device::from_der(
-                    &self.cert_der,
-                    Kind::Native,
-                    hello.device_name.as_str(),
-                    Via::Open,
-                    trust.clock().unix(),
-                ) {
-                    Ok(device) => store(&trust, device).await,
-                    Err(e) => Err(e.to_string()),
-                };
-                if let Err(e) = stored {
+                if let Err(e) = self.admit_peer(hello.device_name.as_str(), Via::Open).await {
                     tracing::error!("native: cannot store an open-mode device: {e}");
                     return self
                         .refuse(ErrorCode::Internal, "the host could not store this device")
@@ -598,17 +588,10 @@ impl Conn {
             }
         };
         // § 6.4: durably stored before the host confirms.
-        let stored = match Device::from_der(
-            &self.cert_der,
-            Kind::Native,
-            verified.device_name().as_str(),
-            Via::Pin,
-            trust.clock().unix(),
-        ) {
-            Ok(device) => store(&trust, device).await,
-            Err(e) => Err(e.to_string()),
-        };
-        if let Err(e) = stored {
+        if let Err(e) = self
+            .admit_peer(verified.device_name().as_str(), Via::Pin)
+            .await
+        {
             tracing::error!("native: cannot store a paired device: {e}");
             return self
                 .refuse(ErrorCode::Internal, "the host could not store this device")
@@ -665,6 +648,25 @@ impl Conn {
         }
     }
 
+    /// Stores the peer's certificate as a paired device, durably and off the
+    /// async threads (the write fsyncs).
+    async fn admit_peer(&self, name: &str, via: Via) -> Result<(), String> {
+        let trust = self.ctx.trust.clone();
+        let device = Device::from_der(
+            &self.cert_der,
+            Kind::Native,
+            name,
+            via,
+            trust.clock().unix(),
+        )
+        .map_err(|e| e.to_string())?;
+        match tokio::task::spawn_blocking(move || trust.admit(device)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(format!("the storing task failed: {e}")),
+        }
+    }
+
     async fn welcome(&mut self, status: Status) -> Next {
         let msg = handshake::welcome(status, self.ctx.host_name.clone(), self.ctx.host_fp);
         match self.send(&msg).await {
@@ -712,16 +714,6 @@ const NOT_ARMED: &str =
 enum Failure {
     Read(ReadError),
     Handshake(HandshakeError),
-}
-
-/// Stores a device durably, off the async threads (the write fsyncs).
-async fn store(trust: &Arc<Trust>, device: Device) -> Result<(), String> {
-    let trust = trust.clone();
-    match tokio::task::spawn_blocking(move || trust.admit(device)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(e) => Err(format!("the storing task failed: {e}")),
-    }
 }
 
 /// The armed PIN taken for one exchange. Reports the outcome to the gate
