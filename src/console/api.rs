@@ -120,9 +120,16 @@ fn check_same_origin(req: &HttpRequest) -> Result<(), ApiError> {
         }
     }
     if let Some(origin) = req.headers().get("Origin") {
-        let host = req.connection_info().host().to_owned();
-        let expected = format!("https://{host}");
-        if origin.as_bytes() != expected.as_bytes() {
+        // The Host header itself: `connection_info().host()` would believe
+        // `Forwarded`/`X-Forwarded-Host`, which the sender chooses, so any
+        // origin could vouch for itself.
+        let host = req
+            .headers()
+            .get(actix_web::http::header::HOST)
+            .map(|h| h.as_bytes())
+            .or_else(|| req.uri().authority().map(|a| a.as_str().as_bytes()))
+            .ok_or_else(cross)?;
+        if origin.as_bytes().strip_prefix(b"https://") != Some(host) {
             return Err(cross());
         }
     }
