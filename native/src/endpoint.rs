@@ -21,8 +21,9 @@
 //! session: ping → pong; DeviceRemoved(fp) → error{revoked}, close
 //! ```
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use openssl::ssl::{self, AlpnError, Ssl, SslAcceptor, SslMethod, SslVerifyMode};
 use punktfunk_certs::gate::PinTicket;
@@ -33,7 +34,7 @@ use punktfunk_certs::{
 use rand_core::OsRng;
 use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{broadcast, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{broadcast, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_openssl::SslStream;
@@ -69,8 +70,10 @@ pub struct EndpointConfig {
     pub trust: Arc<Trust>,
     /// Policy for unknown devices.
     pub unknown_devices: UnknownDevices,
-    /// Connections served at once; further ones are closed right after
-    /// `accept`.
+    /// Connections served at once. When all are taken, a new connection
+    /// evicts the oldest one that has not sent `hello` yet (still in the TLS
+    /// handshake or silent after it); only if every connection is past
+    /// `hello` is the new one closed right after `accept`.
     pub max_connections: usize,
 }
 
@@ -118,6 +121,64 @@ struct Ctx {
     /// One pairing exchange at a time (§ 6.5, last bullet).
     pairing: Arc<Semaphore>,
     connections: Arc<Semaphore>,
+    /// Connections that have not sent `hello` yet, oldest first: the ones
+    /// a new connection may evict when every slot is taken.
+    before_hello: Mutex<BeforeHello>,
+}
+
+#[derive(Default)]
+struct BeforeHello {
+    next: u64,
+    waiting: BTreeMap<u64, oneshot::Sender<()>>,
+}
+
+impl Ctx {
+    fn before_hello(&self) -> std::sync::MutexGuard<'_, BeforeHello> {
+        // Plain map updates: a panic elsewhere cannot leave it half-changed.
+        self.before_hello.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Lists a new connection as not past `hello`; the receiver fires if it
+    /// is evicted.
+    fn register(self: &Arc<Self>) -> (Unhelloed, oneshot::Receiver<()>) {
+        let (tx, rx) = oneshot::channel();
+        let mut b = self.before_hello();
+        let id = b.next;
+        b.next += 1;
+        b.waiting.insert(id, tx);
+        (
+            Unhelloed {
+                ctx: self.clone(),
+                id,
+            },
+            rx,
+        )
+    }
+
+    /// Tells the oldest connection not past `hello` to close. Whether there
+    /// was one.
+    fn evict_oldest(&self) -> bool {
+        match self.before_hello().waiting.pop_first() {
+            Some((_, tx)) => {
+                let _ = tx.send(());
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// A connection's place in [`Ctx::before_hello`]; dropped once `hello`
+/// arrived (or the connection ended), which makes it unevictable.
+struct Unhelloed {
+    ctx: Arc<Ctx>,
+    id: u64,
+}
+
+impl Drop for Unhelloed {
+    fn drop(&mut self) {
+        self.ctx.before_hello().waiting.remove(&self.id);
+    }
 }
 
 impl Endpoint {
@@ -150,6 +211,7 @@ impl Endpoint {
                 unknown_devices: config.unknown_devices,
                 pairing: Arc::new(Semaphore::new(1)),
                 connections: Arc::new(Semaphore::new(config.max_connections.max(1))),
+                before_hello: Mutex::default(),
             }),
         })
     }
@@ -180,16 +242,20 @@ impl Endpoint {
                             continue;
                         }
                     };
-                    let Ok(permit) = self.ctx.connections.clone().try_acquire_owned() else {
-                        tracing::warn!(%peer, "native endpoint: connection limit reached; closing");
+                    let Some(permit) = self.slot(peer).await else {
                         continue;
                     };
                     let ctx = self.ctx.clone();
+                    let (unhelloed, evicted) = ctx.register();
                     let mut stop = conn_shutdown.clone();
                     tasks.spawn(async move {
                         tokio::select! {
-                            _ = serve_connection(ctx, tcp, peer, permit) => {}
+                            _ = serve_connection(ctx, tcp, peer, permit, unhelloed) => {}
                             _ = stopped(&mut stop) => {}
+                            // Err: past hello, the sender is gone; not evicted.
+                            Ok(()) = evicted => {
+                                tracing::debug!(%peer, "native: evicted before hello (connection limit)");
+                            }
                         }
                     });
                 }
@@ -197,6 +263,30 @@ impl Endpoint {
         }
         drop(self.listener);
         while tasks.join_next().await.is_some() {}
+    }
+}
+
+impl Endpoint {
+    /// A connection slot for a new connection: a free one, or the one of
+    /// the oldest connection that has not sent `hello` (so idle and slow
+    /// connections cannot starve clients that complete their handshake).
+    async fn slot(&self, peer: SocketAddr) -> Option<OwnedSemaphorePermit> {
+        if let Ok(permit) = self.ctx.connections.clone().try_acquire_owned() {
+            return Some(permit);
+        }
+        if !self.ctx.evict_oldest() {
+            tracing::warn!(%peer, "native endpoint: connection limit reached, every connection past hello; closing");
+            return None;
+        }
+        // The evicted task gives its slot back as soon as it runs.
+        let permit = self.ctx.connections.clone().acquire_owned();
+        match tokio::time::timeout(std::time::Duration::from_secs(1), permit).await {
+            Ok(Ok(permit)) => Some(permit),
+            _ => {
+                tracing::warn!(%peer, "native endpoint: connection limit reached; closing");
+                None
+            }
+        }
     }
 }
 
@@ -249,6 +339,8 @@ struct Conn {
     cert_der: Vec<u8>,
     exporter: Exporter,
     events: broadcast::Receiver<TrustEvent>,
+    /// Evictable until `hello` arrives.
+    unhelloed: Option<Unhelloed>,
 }
 
 async fn serve_connection(
@@ -256,6 +348,7 @@ async fn serve_connection(
     tcp: TcpStream,
     peer: SocketAddr,
     _permit: OwnedSemaphorePermit,
+    unhelloed: Unhelloed,
 ) {
     let _ = tcp.set_nodelay(true);
     let stream = match tokio::time::timeout(timeouts::TLS_HANDSHAKE, tls_accept(&ctx, tcp)).await {
@@ -299,6 +392,7 @@ async fn serve_connection(
         cert_der,
         exporter: Exporter(ekm),
         events,
+        unhelloed: Some(unhelloed),
     };
     conn.run().await;
 }
@@ -322,6 +416,8 @@ enum Next {
 impl Conn {
     async fn run(mut self) {
         let first = self.reader.next(Instant::now() + timeouts::HELLO).await;
+        // Past hello (or done): no longer evictable.
+        self.unhelloed = None;
         let next = match first
             .map_err(Failure::Read)
             .and_then(|m| handshake::read_hello(m).map_err(Failure::Handshake))
