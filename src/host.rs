@@ -116,6 +116,22 @@ async fn run(
     let tls = crate::tls::acceptor(&shared.host.identity, false)?;
     let console_server = HttpServer::new(move || {
         App::new()
+            // actix times the request head only: a body sent a byte at a
+            // time would hold its handler (and the connection) for ever.
+            // Event streams answer at once and stream past this.
+            .wrap_fn(|req, srv| {
+                use actix_web::dev::Service as _;
+                let call = srv.call(req);
+                async move {
+                    tokio::time::timeout(CONSOLE_REQUEST_TIMEOUT, call)
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(actix_web::error::ErrorRequestTimeout(
+                                "the request took too long to arrive",
+                            ))
+                        })
+                }
+            })
             .wrap(
                 actix_web::middleware::DefaultHeaders::new()
                     .add(("X-Content-Type-Options", "nosniff"))
@@ -124,6 +140,11 @@ async fn run(
             .configure(console::configure(console_state.clone()))
     })
     .workers(1)
+    // TLS handshakes in progress per worker before a worker stops
+    // accepting (actix's default, 256, let a few hundred idle connections
+    // stall the TLS ports until the 3 s handshake timeout). Process-wide:
+    // it also applies to the GameStream HTTPS listener started after this.
+    .max_connection_rate(TLS_HANDSHAKES_IN_PROGRESS)
     .disable_signals()
     // Open event streams would otherwise hold a stop for 30 s.
     .shutdown_timeout(2)
@@ -196,6 +217,13 @@ async fn run(
     }
     Ok(())
 }
+
+/// Longest a console request may take from its head to the handler's
+/// answer (body included); the head itself has 10 s.
+const CONSOLE_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// See `max_connection_rate` on the console server.
+const TLS_HANDSHAKES_IN_PROGRESS: usize = 2048;
 
 /// What every front door gets from `serve`.
 pub(crate) struct Shared {
