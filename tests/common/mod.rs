@@ -22,9 +22,18 @@ pub struct Host {
     _tmp: Option<tempfile::TempDir>,
 }
 
+/// `serve` on loopback with OS-chosen ports and no mDNS (tests run in
+/// parallel; announcing would make them see each other).
 pub fn serve_command(state_dir: &Path, extra: &[&str]) -> Command {
+    let mut cmd = announcing_serve_command(state_dir, extra);
+    cmd.arg("--no-mdns");
+    cmd
+}
+
+/// Like [`serve_command`], but the host announces itself on mDNS.
+pub fn announcing_serve_command(state_dir: &Path, extra: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
-    cmd.args(["serve", "--bind", "127.0.0.1", "--no-mdns"])
+    cmd.args(["serve", "--bind", "127.0.0.1"])
         .args([
             "--http-port",
             "0",
@@ -57,7 +66,12 @@ impl Host {
 
     /// Starts a host on `dir` and waits until every listener is up.
     pub fn start_in(dir: &Path, extra: &[&str]) -> Host {
-        let mut child = serve_command(dir, extra).spawn().expect("spawn punktfunk");
+        Host::start_with(serve_command(dir, extra), dir)
+    }
+
+    /// Starts `cmd` (a `serve` command on `dir`) and waits until it is ready.
+    pub fn start_with(mut cmd: Command, dir: &Path) -> Host {
+        let mut child = cmd.spawn().expect("spawn punktfunk");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
