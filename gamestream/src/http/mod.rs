@@ -7,7 +7,7 @@
 //!
 //! - the transport: HTTP/1.1 only (the HTTPS acceptor never selects `h2` in
 //!   ALPN and the service cannot speak it), request-head timeouts, bounded
-//!   request heads (actix-http's 32 KiB), and the client certificate taken
+//!   request heads (actix-http's 128 KiB, 96 headers), and the client certificate taken
 //!   from each TLS connection when it is accepted;
 //! - authorisation: each HTTPS request is let through only if the exact
 //!   SHA-256 fingerprint of that certificate is in the registry *now*, so a
