@@ -56,6 +56,12 @@ fn init_logging() {
 /// Runs the host until a signal asks it to stop.
 pub(crate) fn serve(config: ServeConfig) -> anyhow::Result<()> {
     init_logging();
+    // Every connection is a descriptor; the common soft limit of 1024 would
+    // let a connection flood starve the registry's own file writes.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!("open file limit {n}"),
+        Err(e) => tracing::warn!("cannot raise the open file limit: {e}"),
+    }
     let state_dir = StateDir::open(&config.state_dir)?;
     let host_name = host_name();
     let host = HostIdentity::load_or_create(state_dir.path(), &host_name)?;
