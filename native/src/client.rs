@@ -18,7 +18,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode, SslVersion};
+use openssl::ssl::{Ssl, SslContext, SslMethod, SslMode, SslVerifyMode, SslVersion};
 use punktfunk_certs::{Fingerprint, Identity, IdentityError};
 use rand_core::OsRng;
 use tokio::io::{ReadHalf, WriteHalf};
@@ -394,15 +394,17 @@ impl Client {
 
         // What the handshake saw at depth 0, when it did not match the pin.
         let mismatch: Arc<Mutex<Option<Fingerprint>>> = Arc::default();
-        let connector = self
-            .connector(expect, mismatch.clone())
+        let ctx = self
+            .tls_context(expect, mismatch.clone())
             .map_err(|e| conn_err(format!("TLS setup: {e}")))?;
-        let ssl = connector
-            .configure()
-            .and_then(|mut c| {
-                // The certificate is checked by fingerprint, not by name.
-                c.set_verify_hostname(false);
-                c.into_ssl(&addr.host)
+        // The certificate is checked by fingerprint, not by name; the name
+        // only goes into SNI.
+        let ssl = Ssl::new(&ctx)
+            .and_then(|mut ssl| {
+                if addr.host.parse::<std::net::IpAddr>().is_err() {
+                    ssl.set_hostname(&addr.host)?;
+                }
+                Ok(ssl)
             })
             .map_err(|e| conn_err(format!("TLS setup: {e}")))?;
         let mut stream = SslStream::new(ssl, tcp).map_err(|e| conn_err(e.to_string()))?;
@@ -452,12 +454,21 @@ impl Client {
         })
     }
 
-    fn connector(
+    /// A plain context, not `SslConnector::builder`: that loads the system
+    /// CA store (tens of milliseconds per connection), which a client that
+    /// checks fingerprints never uses.
+    fn tls_context(
         &self,
         expect: Option<Fingerprint>,
         mismatch: Arc<Mutex<Option<Fingerprint>>>,
-    ) -> Result<SslConnector, openssl::error::ErrorStack> {
-        let mut b = SslConnector::builder(SslMethod::tls_client())?;
+    ) -> Result<SslContext, openssl::error::ErrorStack> {
+        let mut b = SslContext::builder(SslMethod::tls_client())?;
+        // What `SslConnector` sets too; async writes may retry from a moved buffer.
+        b.set_mode(
+            SslMode::AUTO_RETRY
+                | SslMode::ACCEPT_MOVING_WRITE_BUFFER
+                | SslMode::ENABLE_PARTIAL_WRITE,
+        );
         b.set_min_proto_version(Some(SslVersion::TLS1_3))?;
         b.set_certificate(self.identity.cert())?;
         b.set_private_key(self.identity.key())?;
