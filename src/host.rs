@@ -124,20 +124,7 @@ async fn run(
         App::new()
             // actix times the request head only: a body sent a byte at a
             // time would hold its handler (and the connection) for ever.
-            // Event streams answer at once and stream past this.
-            .wrap_fn(|req, srv| {
-                use actix_web::dev::Service as _;
-                let call = srv.call(req);
-                async move {
-                    tokio::time::timeout(CONSOLE_REQUEST_TIMEOUT, call)
-                        .await
-                        .unwrap_or_else(|_| {
-                            Err(actix_web::error::ErrorRequestTimeout(
-                                "the request took too long to arrive",
-                            ))
-                        })
-                }
-            })
+            .wrap_fn(console::body_deadline)
             .wrap(
                 actix_web::middleware::DefaultHeaders::new()
                     .add(("X-Content-Type-Options", "nosniff"))
@@ -226,7 +213,6 @@ async fn run(
 
 /// Longest a console request may take from its head to the handler's
 /// answer (body included); the head itself has 10 s.
-const CONSOLE_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// See `max_connection_rate` on the console server.
 const TLS_HANDSHAKES_IN_PROGRESS: usize = 2048;

@@ -32,6 +32,45 @@ pub(crate) struct ConsoleState {
     pub(crate) limiter: RateLimiter,
 }
 
+/// How long a request body may take to arrive, from the moment its head
+/// was read.
+pub(crate) const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Middleware: the request body must arrive within [`BODY_DEADLINE`]. actix
+/// times only the request head, so a body sent a byte at a time would hold
+/// a handler for ever. Only the body is timed, not the handler: `POST
+/// /api/pending/{id}/pin` legitimately waits for Moonlight much longer.
+pub(crate) fn body_deadline<S>(mut req: actix_web::dev::ServiceRequest, srv: &S) -> S::Future
+where
+    S: actix_web::dev::Service<actix_web::dev::ServiceRequest>,
+{
+    use actix_web::error::PayloadError;
+    use actix_web::HttpMessage as _;
+    use futures_util::StreamExt as _;
+
+    let deadline = tokio::time::Instant::now() + BODY_DEADLINE;
+    let body = req.take_payload();
+    let timed = futures_util::stream::unfold(Some(body), move |body| async move {
+        let mut body = body?;
+        match tokio::time::timeout_at(deadline, body.next()).await {
+            Ok(Some(chunk)) => Some((chunk, Some(body))),
+            Ok(None) => None,
+            // One error, then the stream ends.
+            Err(_) => Some((
+                Err(PayloadError::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the request body took too long to arrive",
+                ))),
+                None,
+            )),
+        }
+    });
+    req.set_payload(actix_web::dev::Payload::Stream {
+        payload: Box::pin(timed),
+    });
+    srv.call(req)
+}
+
 /// An API error: `{"error": {"code", "message"}}` with an HTTP status.
 #[derive(Debug)]
 pub(crate) struct ApiError {
