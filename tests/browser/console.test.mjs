@@ -120,6 +120,14 @@ test("a native device knocks, appears without a reload, is approved with a label
     assert.equal(api.devices[0].label, "Kitchen iPad");
     assert.equal(api.devices[0].via, "approval");
 
+    // Readable on a phone: nothing wider than the screen, buttons reachable.
+    await page.setViewportSize({ width: 390, height: 844 });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `page is ${overflow}px wider than a phone screen`);
+    assert.ok(await row.locator("button.remove").isVisible());
+    await page.screenshot({ path: join(shots, "console-phone.png"), fullPage: true });
+    await page.setViewportSize({ width: 1100, height: 900 });
+
     // Remove, confirming in the dialog; access ends at once.
     await row.locator("button.remove").click();
     await page.locator("#confirm-ok").click();
