@@ -133,6 +133,8 @@ async fn run(
             .configure(console::configure(console_state.clone()))
     })
     .workers(1)
+    // No Nagle: a reply must not wait ~40 ms for the browser's delayed ACK.
+    .tcp_nodelay(true)
     // TLS handshakes in progress per worker before a worker stops
     // accepting (actix's default, 256, let a few hundred idle connections
     // stall the TLS ports until the 3 s handshake timeout). Process-wide:
@@ -210,9 +212,6 @@ async fn run(
     }
     Ok(())
 }
-
-/// Longest a console request may take from its head to the handler's
-/// answer (body included); the head itself has 10 s.
 
 /// See `max_connection_rate` on the console server.
 const TLS_HANDSHAKES_IN_PROGRESS: usize = 2048;
