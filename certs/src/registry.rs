@@ -451,24 +451,33 @@ impl Registry {
         self.modify(|d| d.set_label(fp, label))
     }
 
+    /// Whether [`Registry::touch`] would write: the device is paired and its
+    /// `last_seen` is missing or at least [`TOUCH_GRANULARITY_S`] old. A
+    /// lock-free read, so hot paths can skip the blocking call.
+    pub fn touch_due(&self, fp: &Fingerprint, now: u64) -> bool {
+        self.get(fp).is_some_and(|d| !seen_recently(&d, now))
+    }
+
     /// Records that a paired device was seen at `now` (unix seconds). Only
     /// writes when the stored value is older than [`TOUCH_GRANULARITY_S`];
     /// returns whether it wrote.
     pub fn touch(&self, fp: &Fingerprint, now: u64) -> Result<bool, RegistryError> {
-        let fresh = |d: &Device| {
-            d.last_seen
-                .is_some_and(|seen| now.saturating_sub(seen) < TOUCH_GRANULARITY_S && seen <= now)
-        };
         match self.get(fp) {
             None => return Err(RegistryError::NotFound(*fp)),
-            Some(d) if fresh(&d) => return Ok(false),
+            Some(d) if seen_recently(&d, now) => return Ok(false),
             Some(_) => {}
         }
         self.modify(|d| match d.get(fp) {
-            Some(dev) if fresh(dev) => Ok(false),
+            Some(dev) if seen_recently(dev, now) => Ok(false),
             _ => d.touch(fp, now).map(|()| true),
         })
     }
+}
+
+/// `last_seen` is recent enough that [`Registry::touch`] skips the write.
+fn seen_recently(d: &Device, now: u64) -> bool {
+    d.last_seen
+        .is_some_and(|seen| seen <= now && now - seen < TOUCH_GRANULARITY_S)
 }
 
 fn serialise(devices: &Snapshot) -> Vec<u8> {

@@ -158,6 +158,12 @@ impl Trust {
         self.registry.touch(fp, self.clock.unix())
     }
 
+    /// Whether [`Trust::touch`] would write (lock-free; lets a hot path skip
+    /// the hop to a blocking thread).
+    pub fn touch_due(&self, fp: &Fingerprint) -> bool {
+        self.registry.touch_due(fp, self.clock.unix())
+    }
+
     /// Stores a device admitted by a front door (`pin` or `open`).
     pub fn admit(&self, device: Device) -> Result<(), RegistryError> {
         self.registry.upsert(device)

@@ -92,7 +92,9 @@ proptest! {
                 }
                 Op::Touch(i, t) => {
                     let fp = certs()[i].fingerprint();
+                    let due = reg.touch_due(&fp, t);
                     let r = reg.touch(&fp, t);
+                    prop_assert_eq!(due, matches!(r, Ok(true)));
                     match model.get_mut(&fp) {
                         Some(d) => {
                             let wrote = r.unwrap();

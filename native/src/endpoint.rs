@@ -446,11 +446,13 @@ impl Conn {
         if trust.is_trusted(&self.fp) {
             let fp = self.fp;
             // last_seen is coarse and may fsync: off the reply path.
-            tokio::task::spawn_blocking(move || {
-                if let Err(e) = trust.touch(&fp) {
-                    tracing::warn!("native: cannot record last_seen: {e}");
-                }
-            });
+            if trust.touch_due(&fp) {
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = trust.touch(&fp) {
+                        tracing::warn!("native: cannot record last_seen: {e}");
+                    }
+                });
+            }
             return self.welcome(Status::Trusted).await;
         }
         match self.ctx.unknown_devices {

@@ -306,7 +306,12 @@ impl FromRequest for Caller {
                 req.path(),
             )))));
         };
-        let trust = req.app_data::<web::Data<State>>().map(|s| s.trust.clone());
+        // last_seen is coarse: most requests need no write, and no hop to
+        // the blocking pool.
+        let trust = req
+            .app_data::<web::Data<State>>()
+            .map(|s| s.trust.clone())
+            .filter(|t| t.touch_due(&fp));
         Box::pin(async move {
             if let Some(trust) = trust {
                 match web::block(move || trust.touch(&fp)).await {
