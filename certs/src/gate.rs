@@ -61,9 +61,10 @@ const PIN_ENTRY_GRACE: Duration = Duration::from_secs(60);
 /// How many finished requests' outcomes are remembered for late readers.
 const OUTCOMES_KEPT: usize = 256;
 
-/// A 4-digit PIN.
+/// A 4-digit PIN: the gate's armed PIN, a Moonlight PIN typed into the
+/// console, the native SPAKE2 password. Zeroed on drop; `Debug` hides it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Pin([u8; 4]);
+pub struct Pin(zeroize::Zeroizing<[u8; 4]>);
 
 impl Pin {
     /// Draws a uniformly random PIN.
@@ -72,13 +73,13 @@ impl Pin {
         let s = format!("{n:04}");
         let mut digits = [b'0'; 4];
         digits.copy_from_slice(s.as_bytes());
-        Self(digits)
+        Self(zeroize::Zeroizing::new(digits))
     }
 
     /// The four ASCII digits.
     pub fn as_str(&self) -> &str {
         // Only ever built from ASCII digits.
-        std::str::from_utf8(&self.0).unwrap_or("0000")
+        std::str::from_utf8(&self.0[..]).unwrap_or("0000")
     }
 
     /// The four ASCII digit bytes (the SPAKE2 password, the GameStream salt suffix).
@@ -98,7 +99,7 @@ impl FromStr for Pin {
         }
         let mut digits = [0u8; 4];
         digits.copy_from_slice(b);
-        Ok(Self(digits))
+        Ok(Self(zeroize::Zeroizing::new(digits)))
     }
 }
 

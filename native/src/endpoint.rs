@@ -635,7 +635,7 @@ impl Conn {
             Ok(t) => Ticket::new(t, trust.clone()),
             Err(_) => return self.refuse(ErrorCode::NotArmed, NOT_ARMED).await,
         };
-        let Ok(pin) = ticket.pin_text().parse::<Pin>() else {
+        let Some(pin) = ticket.pin() else {
             return self
                 .refuse(
                     ErrorCode::Internal,
@@ -830,8 +830,8 @@ impl Ticket {
         }
     }
 
-    fn pin_text(&self) -> &str {
-        self.ticket.as_ref().map(|t| t.pin().as_str()).unwrap_or("")
+    fn pin(&self) -> Option<Pin> {
+        self.ticket.as_ref().map(|t| t.pin().clone())
     }
 
     fn paired(mut self, fp: Fingerprint) {

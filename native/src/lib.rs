@@ -102,8 +102,7 @@ pub use message::{
 };
 pub use pairing::{
     ChannelBinding, ClientAwaitingConfirm, ClientPairing, Exporter, HostAwaitingStore, HostEffect,
-    HostPairing, Paired, PairingError, ParsePinError, Pin, VerifiedDevice, EXPORTER_LABEL,
-    EXPORTER_LEN,
+    HostPairing, Paired, PairingError, Pin, VerifiedDevice, EXPORTER_LABEL, EXPORTER_LEN,
 };
 
 /// The TCP port of the native endpoint (§ 2).

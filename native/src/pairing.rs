@@ -16,7 +16,6 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::str::FromStr;
 
 use curve25519_dalek::edwards::CompressedEdwardsY;
 use hkdf::Hkdf;
@@ -49,42 +48,10 @@ pub const HOST_CONFIRM_INFO: &[u8] = b"punktfunk native v1 host confirm";
 const SIDE_A: u8 = 0x41;
 const SIDE_B: u8 = 0x42;
 
-/// The 4-digit pairing PIN (§ 6.1: the password is its 4 ASCII digits).
-///
-/// Zeroed on drop; `Debug` never shows it.
-#[derive(Clone)]
-pub struct Pin(Zeroizing<[u8; 4]>);
-
-impl Pin {
-    /// The password bytes given to SPAKE2.
-    fn as_bytes(&self) -> &[u8] {
-        &self.0[..]
-    }
-}
-
-/// Why a string is not a PIN.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("a pairing PIN is exactly 4 digits 0-9, as shown by the host")]
-pub struct ParsePinError;
-
-impl FromStr for Pin {
-    type Err = ParsePinError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bytes: [u8; 4] = s.as_bytes().try_into().map_err(|_| ParsePinError)?;
-        if bytes.iter().all(u8::is_ascii_digit) {
-            Ok(Self(Zeroizing::new(bytes)))
-        } else {
-            Err(ParsePinError)
-        }
-    }
-}
-
-impl fmt::Debug for Pin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Pin(****)")
-    }
-}
+/// The 4-digit pairing PIN (§ 6.1: the password is its 4 ASCII digits):
+/// the gate's own type, so the PIN the host takes from the gate goes into
+/// SPAKE2 as it is.
+pub use punktfunk_certs::Pin;
 
 /// A TLS exporter value (§ 6.2).
 #[derive(Clone, PartialEq, Eq)]
