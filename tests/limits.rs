@@ -422,16 +422,24 @@ fn slow_and_idle_clients_are_cut_off_and_others_are_served_meanwhile() {
         (native, "native drip", Slow::Drip(TLS_HELLO), 100, secs(10)),
     ];
     let flood = "127.0.0.2".parse().unwrap();
-    // Over TLS (handshake done first): a console login body, a byte at a
-    // time.
-    let slow_tls: Vec<_> = [("console body drip (TLS)", console, LOGIN_HEAD, secs(15))]
-        .into_iter()
-        .flat_map(|p| std::iter::repeat_n(p, 5))
-        .map(|(what, to, prefix, limit)| {
-            let t = std::thread::spawn(move || slow_tls_connection(to, prefix, limit + secs(8)));
-            (what, limit, t)
-        })
-        .collect();
+    // Over TLS (handshake done first): a console login body and a
+    // GameStream request head, a byte at a time.
+    let slow_tls: Vec<_> = [
+        ("console body drip (TLS)", console, LOGIN_HEAD, secs(15)),
+        (
+            "gamestream-https head drip (TLS)",
+            https,
+            HTTP_HEAD,
+            secs(10),
+        ),
+    ]
+    .into_iter()
+    .flat_map(|p| std::iter::repeat_n(p, 5))
+    .map(|(what, to, prefix, limit)| {
+        let t = std::thread::spawn(move || slow_tls_connection(to, prefix, limit + secs(8)));
+        (what, limit, t)
+    })
+    .collect();
     std::thread::sleep(Duration::from_millis(500));
     let started = Instant::now();
     let tasks: Vec<_> = plan
