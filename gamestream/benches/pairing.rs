@@ -15,34 +15,14 @@ use punktfunk_certs::Identity;
 use punktfunk_gamestream::{
     Effect, InvalidQuery, Outcome, PairQuery, PairRequest, PairingSession, Pin,
 };
-use rand::{CryptoRng, RngCore};
 
 const HOST_CRT: &str = include_str!("../tests/data/host.crt");
 const HOST_KEY: &str = include_str!("../tests/data/host.key");
 const VECTORS: &str = include_str!("../tests/data/vectors.json");
 
-/// Replays fixed bytes as the host's randomness.
-struct Replay(Vec<u8>);
-
-impl RngCore for Replay {
-    fn next_u32(&mut self) -> u32 {
-        unimplemented!()
-    }
-    fn next_u64(&mut self) -> u64 {
-        unimplemented!()
-    }
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
-        let rest = self.0.split_off(dest.len());
-        dest.copy_from_slice(&self.0);
-        self.0 = rest;
-    }
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand::Error> {
-        self.fill_bytes(dest);
-        Ok(())
-    }
-}
-
-impl CryptoRng for Replay {}
+#[path = "../tests/support/replay.rs"]
+mod replay;
+use replay::Replay;
 
 /// What the shell does with a query string.
 fn parse(query: &str) -> Result<PairQuery, InvalidQuery> {

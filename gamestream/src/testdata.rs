@@ -2,7 +2,6 @@
 //! `tests/data/make_vectors.py` from moonlight-python's client.
 
 use punktfunk_certs::Identity;
-use rand::{CryptoRng, RngCore};
 
 use punktfunk_certs::Pin;
 
@@ -41,26 +40,6 @@ impl Vectors {
     }
 }
 
-/// An RNG that replays fixed bytes, then fails the test if asked for more.
-pub(crate) struct Replay(pub(crate) Vec<u8>);
-
-impl RngCore for Replay {
-    fn next_u32(&mut self) -> u32 {
-        unimplemented!()
-    }
-    fn next_u64(&mut self) -> u64 {
-        unimplemented!()
-    }
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
-        assert!(dest.len() <= self.0.len(), "replay RNG exhausted");
-        let rest = self.0.split_off(dest.len());
-        dest.copy_from_slice(&self.0);
-        self.0 = rest;
-    }
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand::Error> {
-        self.fill_bytes(dest);
-        Ok(())
-    }
-}
-
-impl CryptoRng for Replay {}
+#[path = "../tests/support/replay.rs"]
+mod replay;
+pub(crate) use replay::Replay;

@@ -19,7 +19,7 @@ use punktfunk_gamestream::{
     Effect, InvalidQuery, Outcome, PairError, PairQuery, PairRequest, PairingSession, ParseError,
     Phrase, Pin, Rejection, Reply, Step, PHASE_TIMEOUT,
 };
-use rand::{CryptoRng, RngCore};
+use rand::RngCore;
 
 const HOST_CRT: &str = include_str!("data/host.crt");
 const HOST_KEY: &str = include_str!("data/host.key");
@@ -65,28 +65,9 @@ fn host() -> Identity {
     Identity::from_pem(HOST_CRT.as_bytes(), HOST_KEY.as_bytes()).unwrap()
 }
 
-/// Replays fixed bytes as the host's randomness.
-struct Replay(Vec<u8>);
-
-impl RngCore for Replay {
-    fn next_u32(&mut self) -> u32 {
-        unimplemented!()
-    }
-    fn next_u64(&mut self) -> u64 {
-        unimplemented!()
-    }
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
-        let rest = self.0.split_off(dest.len());
-        dest.copy_from_slice(&self.0);
-        self.0 = rest;
-    }
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand::Error> {
-        self.fill_bytes(dest);
-        Ok(())
-    }
-}
-
-impl CryptoRng for Replay {}
+#[path = "support/replay.rs"]
+mod replay;
+use replay::Replay;
 
 /// What a shell does with a query string: split and percent-free decode
 /// (every value here is hex or plain ASCII).
