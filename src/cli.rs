@@ -62,10 +62,7 @@ struct StateDirArg {
 
 impl StateDirArg {
     fn resolve(&self) -> anyhow::Result<PathBuf> {
-        match &self.state_dir {
-            Some(dir) => Ok(dir.clone()),
-            None => default_state_dir(),
-        }
+        crate::startup::state_dir_or_default(self.state_dir.as_deref())
     }
 }
 
@@ -158,10 +155,4 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// `$XDG_CONFIG_HOME/punktfunk`, else `$HOME/.config/punktfunk`.
-fn default_state_dir() -> anyhow::Result<PathBuf> {
-    punktfunk_certs::StateDir::default_path()
-        .ok_or_else(|| anyhow::anyhow!("neither XDG_CONFIG_HOME nor HOME is set; pass --state-dir"))
 }

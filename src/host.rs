@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
-use punktfunk_certs::registry::REGISTRY_FILE;
-use punktfunk_certs::{GateConfig, HostIdentity, StateDir, SystemClock, Trust};
+use punktfunk_certs::{HostIdentity, Trust};
 
 use crate::console::auth::{PasswordFile, RateLimiter, Sessions};
 use crate::console::{self, ConsoleState};
+use crate::startup::{self, HostState};
 
 /// Validated `serve` settings.
 #[derive(Debug, Clone)]
@@ -33,55 +33,21 @@ pub(crate) struct ServeConfig {
     pub(crate) mdns: bool,
 }
 
-/// The machine's host name, for certificates, mDNS and the console.
-pub(crate) fn host_name() -> String {
-    let name = gethostname::gethostname().to_string_lossy().into_owned();
-    if name.trim().is_empty() {
-        "punktfunk".to_owned()
-    } else {
-        name
-    }
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
-}
-
 /// Runs the host until a signal asks it to stop.
 pub(crate) fn serve(config: ServeConfig) -> anyhow::Result<()> {
-    init_logging();
+    startup::init_logging();
     // Every connection is a descriptor; the common soft limit of 1024 would
     // let a connection flood starve the registry's own file writes.
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(n) => tracing::debug!("open file limit {n}"),
         Err(e) => tracing::warn!("cannot raise the open file limit: {e}"),
     }
-    let state_dir = StateDir::open(&config.state_dir)?;
-    let host_name = host_name();
-    let host = HostIdentity::load_or_create(state_dir.path(), &host_name)?;
-    let fingerprint = host.identity.fingerprint();
-    tracing::info!(
-        state_dir = %state_dir.path().display(),
-        created = host.created,
-        "host identity {}",
-        fingerprint
-    );
-    let trust = Arc::new(Trust::open(
-        &state_dir.file(REGISTRY_FILE),
-        GateConfig::default(),
-        Arc::new(SystemClock),
-    )?);
-    tracing::info!(
-        devices = trust.registry().len(),
-        "trust registry {}",
-        trust.registry().path().display()
-    );
+    let HostState {
+        state_dir,
+        host,
+        trust,
+        host_name,
+    } = HostState::open(&config.state_dir)?;
     let password = PasswordFile::new(state_dir.path());
     if !password.exists() {
         let generated = password.generate()?;
@@ -103,7 +69,7 @@ async fn run(
 ) -> anyhow::Result<()> {
     // Watch signals before announcing anything, so that a stop request sent
     // right after "ready" is not lost.
-    let stop = stop_signal()?;
+    let stop = startup::stop_signal()?;
     let shared = Shared {
         trust: trust.clone(),
         host: Arc::new(host),
@@ -190,17 +156,7 @@ async fn run(
         None
     };
 
-    // Expire PINs and pending requests on time, so their events fire even
-    // when nobody is looking at the gate.
-    let ticker_trust = trust.clone();
-    let ticker = actix_web::rt::spawn(async move {
-        let mut interval = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            interval.tick().await;
-            let now = ticker_trust.now();
-            ticker_trust.gate().expire(now);
-        }
-    });
+    let ticker = startup::spawn_expiry_ticker(trust.clone());
 
     // Tests and scripts wait for this line: every listener is up.
     println!("ready");
@@ -229,8 +185,7 @@ impl Shared {
     /// Tells the user (and the tests, which read stdout) where a listener
     /// is: one line `<what> listening on <scheme>://<addr>/`.
     pub(crate) fn announce(&self, what: &str, scheme: &str, addr: SocketAddr) {
-        println!("{what} listening on {scheme}://{}/", display_addr(addr));
-        tracing::info!("{what}: {scheme}://{}/", display_addr(addr));
+        startup::print_listening(what, scheme, addr);
         self.bound
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -349,27 +304,5 @@ async fn start_native(shared: &Shared) -> anyhow::Result<Door> {
         actix: Vec::new(),
         tasks: vec![tokio::spawn(endpoint.run(stopped))],
         shutdown: Some(stop),
-    })
-}
-
-/// A listening address as a person would type it in a browser.
-fn display_addr(addr: SocketAddr) -> String {
-    match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => format!("127.0.0.1:{}", addr.port()),
-        IpAddr::V6(ip) if ip.is_unspecified() => format!("[::1]:{}", addr.port()),
-        _ => addr.to_string(),
-    }
-}
-
-/// Resolves on the first SIGTERM or SIGINT.
-fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-    Ok(async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
     })
 }

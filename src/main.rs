@@ -12,6 +12,7 @@ mod console;
 mod host;
 mod mdns;
 mod native_cli;
+mod startup;
 mod tls;
 
 fn main() -> ExitCode {

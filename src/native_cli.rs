@@ -81,7 +81,7 @@ impl ClientArgs {
         };
         let raw = match &self.name {
             Some(n) => n.clone(),
-            None => crate::host::host_name(),
+            None => crate::startup::host_name(),
         };
         let Some(name) = DisplayName::sanitize(&raw) else {
             bail!("the device name {raw:?} has nothing printable left; pass --name");

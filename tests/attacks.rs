@@ -167,12 +167,7 @@ fn native_client(dir: &Path) -> Client {
 
 /// A native client whose identity is `id`.
 fn native_client_as(dir: &Path, id: &Identity) -> Client {
-    std::fs::create_dir_all(dir).unwrap();
-    id.save(&dir.join("client.crt"), &dir.join("client.key"))
-        .unwrap();
-    let client = native_client(dir);
-    assert_eq!(client.fingerprint(), id.fingerprint());
-    client
+    common::native_client_as(dir, id, "attacker")
 }
 
 /// A 4-digit guess that is certainly not `armed`: the single guess must

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::{Console, Host};
 use punktfunk_certs::Identity;
-use punktfunk_native::{Client, Connected, DisplayName, HostAddr, NewHost, Pin};
+use punktfunk_native::{Client, Connected, HostAddr, NewHost, Pin};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
@@ -113,24 +113,13 @@ static NEXT_CLIENT: AtomicUsize = AtomicUsize::new(0);
 /// A fresh device. Its identity is P-256 (RSA key generation would take
 /// most of the test's time), written where the client loads it from.
 fn new_client(base: &Path) -> Client {
-    use std::os::unix::fs::PermissionsExt;
     let n = NEXT_CLIENT.fetch_add(1, Ordering::Relaxed);
-    let dir = base.join(format!("c{n}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
     let id = Identity::generate_p256("punktfunk client").unwrap();
-    let key = dir.join(punktfunk_native::client::CLIENT_KEY_FILE);
-    std::fs::write(&key, id.key().private_key_to_pem_pkcs8().unwrap()).unwrap();
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    std::fs::write(
-        dir.join(punktfunk_native::client::CLIENT_CERT_FILE),
-        id.cert().to_pem().unwrap(),
+    common::native_client_as(
+        &base.join(format!("c{n}")),
+        &id,
+        &format!("crash device {n}"),
     )
-    .unwrap();
-    let name = DisplayName::sanitize(&format!("crash device {n}")).unwrap();
-    let client = Client::open(&dir, name).unwrap();
-    assert_eq!(client.fingerprint(), id.fingerprint());
-    client
 }
 
 const STEP: Duration = Duration::from_secs(10);

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use common::{Console, Host};
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
 use punktfunk_certs::Identity;
-use punktfunk_native::{Client, Connected, DisplayName, HostAddr, NewHost};
+use punktfunk_native::{Client, Connected, HostAddr, NewHost};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -160,19 +160,8 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// A fresh native device (P-256: quick to make) in `dir`.
 fn native_client(dir: &Path) -> Client {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
     let id = Identity::generate_p256("punktfunk client").unwrap();
-    let key = dir.join(punktfunk_native::client::CLIENT_KEY_FILE);
-    std::fs::write(&key, id.key().private_key_to_pem_pkcs8().unwrap()).unwrap();
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    std::fs::write(
-        dir.join(punktfunk_native::client::CLIENT_CERT_FILE),
-        id.cert().to_pem().unwrap(),
-    )
-    .unwrap();
-    Client::open(dir, DisplayName::sanitize("limits test").unwrap()).unwrap()
+    common::native_client_as(dir, &id, "limits test")
 }
 
 /// A knock on the native door is answered (`approval_pending`) promptly.

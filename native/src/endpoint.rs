@@ -42,7 +42,9 @@ use tokio_openssl::SslStream;
 use crate::handshake::{self, HandshakeError};
 use crate::io::{self as frame_io, FrameReader, ReadError};
 use crate::message::{Decision, DisplayName, ErrorCode, Hello, Intent, Message, Status};
-use crate::pairing::{ChannelBinding, Exporter, HostEffect, HostPairing, Pin, EXPORTER_LABEL};
+use crate::pairing::{
+    ChannelBinding, Exporter, HostEffect, HostPairing, PairingError, Pin, EXPORTER_LABEL,
+};
 use crate::timeouts;
 
 /// What the host does with a device it does not know (§ 7.1).
@@ -635,14 +637,7 @@ impl Conn {
             Ok(t) => Ticket::new(t, trust.clone()),
             Err(_) => return self.refuse(ErrorCode::NotArmed, NOT_ARMED).await,
         };
-        let Some(pin) = ticket.pin() else {
-            return self
-                .refuse(
-                    ErrorCode::Internal,
-                    "internal error: the armed PIN is malformed",
-                )
-                .await;
-        };
+        let pin = ticket.pin.clone();
         let binding = ChannelBinding {
             client: self.fp,
             host: self.ctx.host_fp,
@@ -651,13 +646,7 @@ impl Conn {
         let (host, reply) =
             match HostPairing::respond(pin, binding, hello.device_name, pake, &mut OsRng) {
                 Ok(r) => r,
-                Err(e) => {
-                    tracing::info!(fp = %self.fp.short(), "native: pairing failed: {e}");
-                    if let Some(m) = e.to_message() {
-                        let _ = self.send(&m).await;
-                    }
-                    return Next::Close;
-                }
+                Err(e) => return self.pairing_failed(e).await,
             };
         if self.send(&reply).await.is_err() {
             return Next::Close;
@@ -677,13 +666,7 @@ impl Conn {
         };
         let (HostEffect::StoreDevice(verified), awaiting) = match host.on_message(confirm) {
             Ok(r) => r,
-            Err(e) => {
-                tracing::info!(fp = %self.fp.short(), "native: pairing failed: {e}");
-                if let Some(m) = e.to_message() {
-                    let _ = self.send(&m).await;
-                }
-                return Next::Close;
-            }
+            Err(e) => return self.pairing_failed(e).await,
         };
         // § 6.4: durably stored before the host confirms.
         if let Err(e) = self
@@ -773,6 +756,16 @@ impl Conn {
         }
     }
 
+    /// A pairing step failed: tell the client why (unless it was the one
+    /// that sent an error) and close. The ticket's drop reports the failure.
+    async fn pairing_failed(&mut self, e: PairingError) -> Next {
+        tracing::info!(fp = %self.fp.short(), "native: pairing failed: {e}");
+        if let Some(m) = e.to_message() {
+            let _ = self.send(&m).await;
+        }
+        Next::Close
+    }
+
     /// Sends `error{code}` and closes.
     async fn refuse(&mut self, code: ErrorCode, message: &str) -> Next {
         tracing::info!(peer = %self.peer, fp = %self.fp.short(), %code, "native: refused");
@@ -818,6 +811,8 @@ enum Failure {
 /// exactly once: `paired` on success, a failure on every other path
 /// (errors, timeouts, a dropped connection, shutdown), via `Drop`.
 struct Ticket {
+    /// The PIN this exchange runs with (a copy of the ticket's).
+    pin: Pin,
     ticket: Option<PinTicket>,
     trust: Arc<Trust>,
 }
@@ -825,13 +820,10 @@ struct Ticket {
 impl Ticket {
     fn new(ticket: PinTicket, trust: Arc<Trust>) -> Self {
         Self {
+            pin: ticket.pin().clone(),
             ticket: Some(ticket),
             trust,
         }
-    }
-
-    fn pin(&self) -> Option<Pin> {
-        self.ticket.as_ref().map(|t| t.pin().clone())
     }
 
     fn paired(mut self, fp: Fingerprint) {

@@ -19,10 +19,13 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use punktfunk_certs::registry::REGISTRY_FILE;
-use punktfunk_certs::{GateConfig, HostIdentity, StateDir, SystemClock, Trust, TrustEvent};
+use punktfunk_certs::{HostIdentity, Trust, TrustEvent};
 use punktfunk_native::{endpoint, DisplayName, Endpoint, EndpointConfig, UnknownDevices};
 use rand::rngs::OsRng;
+
+#[path = "../startup.rs"]
+mod startup;
+use startup::HostState;
 
 /// Headless punktfunk test host: the native endpoint only.
 #[derive(Debug, Parser)]
@@ -57,25 +60,13 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-    let dir = match args.state_dir.clone() {
-        Some(d) => d,
-        None => default_state_dir()?,
-    };
-    let state_dir = StateDir::open(&dir)?;
-    let host_name = gethostname::gethostname().to_string_lossy().into_owned();
-    let host = HostIdentity::load_or_create(state_dir.path(), &host_name)?;
-    let trust = Arc::new(Trust::open(
-        &state_dir.file(REGISTRY_FILE),
-        GateConfig::default(),
-        Arc::new(SystemClock),
-    )?);
-    tracing::info!("host identity {}", host.identity.fingerprint());
+    startup::init_logging();
+    let HostState {
+        state_dir,
+        host,
+        trust,
+        host_name,
+    } = HostState::open(&startup::state_dir_or_default(args.state_dir.as_deref())?)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -92,9 +83,7 @@ async fn serve(
     trust: Arc<Trust>,
     host_name: String,
 ) -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    let stop_requested = startup::stop_signal()?;
 
     let unknown_devices = if args.require_pairing {
         UnknownDevices::Refuse
@@ -119,7 +108,7 @@ async fn serve(
     )
     .await?;
     let addr = endpoint.local_addr()?;
-    println!("native listening on tls://{}/", display_addr(addr));
+    startup::print_listening("native", "tls", addr);
 
     // Subscribe before arming, so no outcome is missed.
     let mut events = trust.subscribe();
@@ -129,16 +118,7 @@ async fn serve(
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(endpoint.run(stopped));
 
-    // Expire PINs and pending requests on time, as `serve` does.
-    let ticker_trust = trust.clone();
-    let ticker = tokio::spawn(async move {
-        let mut interval = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            interval.tick().await;
-            let now = ticker_trust.now();
-            ticker_trust.gate().expire(now);
-        }
-    });
+    let ticker = startup::spawn_expiry_ticker(trust.clone());
     let rearm_trust = trust.clone();
     let allow_pairing = args.allow_pairing;
     let rearm = tokio::spawn(async move {
@@ -158,10 +138,7 @@ async fn serve(
     });
 
     println!("ready");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
+    stop_requested.await;
     tracing::info!("shutting down");
     ticker.abort();
     rearm.abort();
@@ -175,19 +152,4 @@ fn arm(trust: &Trust) {
     let now = trust.now();
     let armed = trust.gate().arm(now, &mut OsRng);
     println!("pairing PIN: {}", armed.pin);
-}
-
-/// A listening address as a person would type it.
-fn display_addr(addr: SocketAddr) -> String {
-    match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => format!("127.0.0.1:{}", addr.port()),
-        IpAddr::V6(ip) if ip.is_unspecified() => format!("[::1]:{}", addr.port()),
-        _ => addr.to_string(),
-    }
-}
-
-/// `$XDG_CONFIG_HOME/punktfunk`, else `$HOME/.config/punktfunk` (as `serve`).
-fn default_state_dir() -> anyhow::Result<PathBuf> {
-    punktfunk_certs::StateDir::default_path()
-        .ok_or_else(|| anyhow::anyhow!("neither XDG_CONFIG_HOME nor HOME is set; pass --state-dir"))
 }

@@ -242,3 +242,20 @@ impl Console {
         self.get("/api/pairing")
     }
 }
+
+/// A native reference client in `dir` whose identity is `id`. Tests give
+/// it P-256 identities: generating RSA keys would dominate their run time.
+pub fn native_client_as(
+    dir: &Path,
+    id: &punktfunk_certs::Identity,
+    name: &str,
+) -> punktfunk_native::Client {
+    use punktfunk_native::client::{CLIENT_CERT_FILE, CLIENT_KEY_FILE};
+    std::fs::create_dir_all(dir).unwrap();
+    id.save(&dir.join(CLIENT_CERT_FILE), &dir.join(CLIENT_KEY_FILE))
+        .unwrap();
+    let name = punktfunk_native::DisplayName::sanitize(name).unwrap();
+    let client = punktfunk_native::Client::open(dir, name).unwrap();
+    assert_eq!(client.fingerprint(), id.fingerprint());
+    client
+}
