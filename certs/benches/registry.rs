@@ -15,7 +15,7 @@ fn devices(n: usize) -> Vec<Device> {
             Device::from_der(
                 id.cert_der(),
                 Kind::Native,
-                &format!("device {i}"),
+                punktfunk_certs::DisplayName::sanitize_or(&format!("device {i}"), "x"),
                 Via::Pin,
                 i as u64,
             )
@@ -54,7 +54,11 @@ fn bench(c: &mut Criterion) {
         let mut n = 0u64;
         b.iter(|| {
             n += 1;
-            reg.set_label(&fps[0], Some(format!("label {n}"))).unwrap()
+            reg.set_label(
+                &fps[0],
+                punktfunk_certs::Label::parse(&format!("label {n}")).unwrap(),
+            )
+            .unwrap()
         })
     });
     group.finish();

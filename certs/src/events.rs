@@ -36,6 +36,8 @@ pub enum TrustEvent {
         /// Whether the device was paired.
         paired: bool,
     },
+    /// A native pairing exchange started or ended.
+    ExchangeChanged,
     /// A device is waiting for approval or for its PIN.
     PendingAdded {
         /// The request.

@@ -14,16 +14,25 @@
 //!   visible ([`Gate::last_attempt`]) until the next arming.
 //! - Pending requests (a native knock needing approval, a Moonlight request
 //!   needing its PIN) are deduplicated by certificate fingerprint: a new
-//!   request from the same certificate replaces the old one. At most
-//!   [`GateConfig::max_pending`] wait at once; when full, *new* requests are
-//!   refused and the waiting ones are kept, so a flood cannot push out the
-//!   request the user is about to approve (the user can deny the flood).
+//!   request from the same certificate *and the same source address*
+//!   replaces the old one. The same certificate from another address is
+//!   refused: a certificate is public, so replaying a victim's certificate
+//!   must not kick out the victim's request.
+//! - At most [`GateConfig::max_pending`] requests wait at once, and at most
+//!   [`GateConfig::max_pending_per_address`] from one source address (an
+//!   IPv4 address, an IPv6 /64: see [`AddressKey`]), so one machine cannot
+//!   fill the list and lock everyone else out. Over either cap *new*
+//!   requests are refused and the waiting ones are kept, so a flood cannot
+//!   push out the request the user is about to approve (the user can deny
+//!   the flood, all at once with [`Gate::deny_all`]).
 //! - Requests expire after [`GateConfig::pending_ttl`]. Deny dismisses; it
 //!   does not blocklist.
+//! - Who used the armed PIN, and who holds the native pairing exchange, is
+//!   kept ([`Claimant`]) so the console can name them.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -31,6 +40,7 @@ use rand::{CryptoRng, Rng, RngCore};
 
 use crate::events::TrustEvent;
 use crate::fingerprint::Fingerprint;
+use crate::name::{DisplayName, Label};
 use crate::registry::Kind;
 
 /// Tunables of the gate.
@@ -42,6 +52,9 @@ pub struct GateConfig {
     pub pending_ttl: Duration,
     /// How many requests may wait at once.
     pub max_pending: usize,
+    /// How many requests from one source address ([`AddressKey`]) may wait
+    /// at once.
+    pub max_pending_per_address: usize,
 }
 
 impl Default for GateConfig {
@@ -50,6 +63,7 @@ impl Default for GateConfig {
             pin_ttl: Duration::from_secs(180),
             pending_ttl: Duration::from_secs(300),
             max_pending: 32,
+            max_pending_per_address: 4,
         }
     }
 }
@@ -151,13 +165,54 @@ impl Needs {
     }
 }
 
+/// What counts as "one source address" for the per-address caps: an IPv4
+/// address, or the /64 prefix of an IPv6 address (one LAN host can use any
+/// address of its /64). An IPv4-mapped IPv6 address counts as the IPv4
+/// address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AddressKey(IpAddr);
+
+impl AddressKey {
+    /// The key of `ip`.
+    pub fn of(ip: IpAddr) -> Self {
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => Self(IpAddr::V4(v4)),
+            IpAddr::V6(v6) => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                Self(IpAddr::V6(prefix.into()))
+            }
+        }
+    }
+}
+
+impl fmt::Display for AddressKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            IpAddr::V4(v4) => write!(f, "{v4}"),
+            IpAddr::V6(v6) => write!(f, "{v6}/64"),
+        }
+    }
+}
+
+/// Who used the armed PIN or holds the pairing exchange, as the console
+/// shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimant {
+    /// Where the connection came from.
+    pub address: IpAddr,
+    /// The device name it sent.
+    pub name: DisplayName,
+    /// Its certificate's fingerprint.
+    pub fingerprint: Fingerprint,
+}
+
 /// A device asking to be let in.
 #[derive(Debug, Clone)]
 pub struct PendingRequest {
     /// Front door.
     pub kind: Kind,
-    /// Device name as the client sent it.
-    pub name: String,
+    /// Device name as the client sent it, cleaned.
+    pub name: DisplayName,
     /// The client certificate (DER), stored if the request is admitted.
     pub cert_der: Vec<u8>,
     /// Where it came from.
@@ -176,7 +231,7 @@ pub enum PinState {
         /// The PIN.
         pin: Pin,
         /// Label to give the device if it pairs.
-        label: Option<String>,
+        label: Option<Label>,
     },
     /// The front door collected the PIN and is finishing the pairing.
     Pairing,
@@ -255,6 +310,26 @@ impl PinTicket {
     }
 }
 
+/// The last exchange that took the armed PIN: who, and how it went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastAttempt {
+    /// Who took the PIN.
+    pub by: Claimant,
+    /// How it went.
+    pub result: Attempt,
+}
+
+/// A native pairing exchange in progress (the client got
+/// `welcome{pairing}`), shown so the console can name a device that holds
+/// the one pairing slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exchange {
+    /// Who holds it.
+    pub by: Claimant,
+    /// Since when.
+    pub since: Instant,
+}
+
 /// How the last exchange that took the armed PIN ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attempt {
@@ -283,6 +358,12 @@ pub enum GateError {
         "too many devices are waiting; approve or deny some in the console, or wait a few minutes"
     )]
     TooManyPending,
+    /// Too many requests from this source address are waiting.
+    #[error("too many pairing requests from {0} are waiting; approve or deny them in the console, or wait a few minutes")]
+    TooManyFromAddress(AddressKey),
+    /// This certificate already waits, from another address.
+    #[error("this device already waits for approval from another address; approve or deny that request in the console first")]
+    WaitingElsewhere,
     /// The request needs a PIN, not approval (or the other way round).
     #[error("this request needs {0}, not that")]
     WrongNeed(&'static str),
@@ -300,7 +381,8 @@ pub struct Gate {
     config: GateConfig,
     armed: Option<Armed>,
     arming: u64,
-    last_attempt: Option<Attempt>,
+    last_attempt: Option<LastAttempt>,
+    exchange: Option<Exchange>,
     pending: BTreeMap<PendingId, Pending>,
     next_id: u64,
     outcomes: VecDeque<(PendingId, PendingOutcome)>,
@@ -315,6 +397,7 @@ impl Gate {
             armed: None,
             arming: 0,
             last_attempt: None,
+            exchange: None,
             pending: BTreeMap::new(),
             next_id: 1,
             outcomes: VecDeque::new(),
@@ -385,12 +468,16 @@ impl Gate {
         self.armed.as_ref()
     }
 
-    /// Takes the armed PIN for one exchange. After this the gate is disarmed
-    /// until the console arms it again, whatever the exchange's outcome.
-    pub fn take_pin(&mut self, now: Instant) -> Result<PinTicket, GateError> {
+    /// Takes the armed PIN for one exchange run by `by`. After this the
+    /// gate is disarmed until the console arms it again, whatever the
+    /// exchange's outcome.
+    pub fn take_pin(&mut self, by: Claimant, now: Instant) -> Result<PinTicket, GateError> {
         self.expire(now);
         let armed = self.armed.take().ok_or(GateError::NotArmed)?;
-        self.last_attempt = Some(Attempt::InProgress);
+        self.last_attempt = Some(LastAttempt {
+            by,
+            result: Attempt::InProgress,
+        });
         self.events.push_back(TrustEvent::PinTaken);
         Ok(PinTicket {
             pin: armed.pin,
@@ -404,25 +491,53 @@ impl Gate {
         // A report for an older arming must not overwrite what the console
         // shows for the current one.
         if ticket.arming == self.arming {
-            self.last_attempt = Some(match paired {
-                Some(fingerprint) => Attempt::Paired { fingerprint },
-                None => Attempt::Failed,
-            });
+            if let Some(last) = &mut self.last_attempt {
+                last.result = match paired {
+                    Some(fingerprint) => Attempt::Paired { fingerprint },
+                    None => Attempt::Failed,
+                };
+            }
         }
         self.events.push_back(TrustEvent::PinAttemptFinished {
             paired: paired.is_some(),
         });
     }
 
-    /// How the last use of the armed PIN went, since the last arming.
-    pub fn last_attempt(&self) -> Option<&Attempt> {
+    /// How the last use of the armed PIN went, and who made it, since the
+    /// last arming.
+    pub fn last_attempt(&self) -> Option<&LastAttempt> {
         self.last_attempt.as_ref()
+    }
+
+    /// A native pairing exchange started (the client was told `pairing`).
+    pub fn begin_exchange(&mut self, by: Claimant, now: Instant) {
+        self.exchange = Some(Exchange { by, since: now });
+        self.events.push_back(TrustEvent::ExchangeChanged);
+    }
+
+    /// The exchange begun by `fingerprint` ended, whichever way.
+    pub fn end_exchange(&mut self, fingerprint: &Fingerprint) {
+        if self
+            .exchange
+            .as_ref()
+            .is_some_and(|e| &e.by.fingerprint == fingerprint)
+        {
+            self.exchange = None;
+            self.events.push_back(TrustEvent::ExchangeChanged);
+        }
+    }
+
+    /// The native pairing exchange in progress, if any.
+    pub fn exchange(&self) -> Option<&Exchange> {
+        self.exchange.as_ref()
     }
 
     // ---- pending requests ----------------------------------------------
 
-    /// Records a request; a request from the same certificate replaces the
-    /// previous one. Refused when [`GateConfig::max_pending`] are waiting.
+    /// Records a request; a request from the same certificate and address
+    /// replaces the previous one. Refused when the same certificate waits
+    /// from another address, or when [`GateConfig::max_pending`] requests
+    /// (or [`GateConfig::max_pending_per_address`] from this address) wait.
     pub fn add_pending(
         &mut self,
         request: PendingRequest,
@@ -430,15 +545,32 @@ impl Gate {
     ) -> Result<PendingId, GateError> {
         self.expire(now);
         let fingerprint = Fingerprint::of_der(&request.cert_der);
+        let from = AddressKey::of(request.address.ip());
         let previous = self
             .pending
             .iter()
             .find(|(_, p)| p.fingerprint == fingerprint)
-            .map(|(id, _)| *id);
-        if let Some(id) = previous {
-            self.finish(id, PendingOutcome::Replaced);
-        } else if self.pending.len() >= self.config.max_pending {
-            return Err(GateError::TooManyPending);
+            .map(|(id, p)| (*id, AddressKey::of(p.request.address.ip())));
+        match previous {
+            Some((_, waiting_from)) if waiting_from != from => {
+                return Err(GateError::WaitingElsewhere)
+            }
+            Some((id, _)) => {
+                self.finish(id, PendingOutcome::Replaced);
+            }
+            None => {
+                if self.pending.len() >= self.config.max_pending {
+                    return Err(GateError::TooManyPending);
+                }
+                let same_address = self
+                    .pending
+                    .values()
+                    .filter(|p| AddressKey::of(p.request.address.ip()) == from)
+                    .count();
+                if same_address >= self.config.max_pending_per_address {
+                    return Err(GateError::TooManyFromAddress(from));
+                }
+            }
         }
         let id = PendingId(self.next_id);
         self.next_id += 1;
@@ -500,6 +632,17 @@ impl Gate {
         }
     }
 
+    /// Denies every waiting request (a flood, dismissed in one click);
+    /// returns how many.
+    pub fn deny_all(&mut self, now: Instant) -> usize {
+        self.expire(now);
+        let ids: Vec<PendingId> = self.pending.keys().copied().collect();
+        for id in &ids {
+            self.finish(*id, PendingOutcome::Denied);
+        }
+        ids.len()
+    }
+
     /// Denies a request: it is dismissed, not blocklisted.
     pub fn deny(&mut self, id: PendingId, now: Instant) -> Result<(), GateError> {
         self.expire(now);
@@ -514,7 +657,7 @@ impl Gate {
         &mut self,
         id: PendingId,
         pin: Pin,
-        label: Option<String>,
+        label: Option<Label>,
         now: Instant,
     ) -> Result<(), GateError> {
         self.expire(now);
@@ -532,7 +675,7 @@ impl Gate {
     }
 
     /// The front door collects the entered PIN (once).
-    pub fn claim_pin(&mut self, id: PendingId, now: Instant) -> Option<(Pin, Option<String>)> {
+    pub fn claim_pin(&mut self, id: PendingId, now: Instant) -> Option<(Pin, Option<Label>)> {
         self.expire(now);
         let pending = self.pending.get_mut(&id)?;
         match std::mem::replace(&mut pending.pin, PinState::Pairing) {
@@ -554,10 +697,25 @@ mod tests {
     fn req(cert: &[u8], needs: Needs) -> PendingRequest {
         PendingRequest {
             kind: Kind::Native,
-            name: "dev".into(),
+            name: DisplayName::sanitize("dev").unwrap(),
             cert_der: cert.to_vec(),
             address: "127.0.0.1:1".parse().unwrap(),
             needs,
+        }
+    }
+
+    fn who() -> Claimant {
+        Claimant {
+            address: "192.0.2.50".parse().unwrap(),
+            name: DisplayName::sanitize("attacker").unwrap(),
+            fingerprint: Fingerprint::of_der(b"who"),
+        }
+    }
+
+    fn req_from(cert: &[u8], address: &str) -> PendingRequest {
+        PendingRequest {
+            address: address.parse().unwrap(),
+            ..req(cert, Needs::Approval)
         }
     }
 
@@ -570,18 +728,19 @@ mod tests {
         let mut g = Gate::new(GateConfig::default());
         let mut rng = StdRng::seed_from_u64(7);
         let t0 = Instant::now();
-        assert_eq!(g.take_pin(t0).unwrap_err(), GateError::NotArmed);
+        assert_eq!(g.take_pin(who(), t0).unwrap_err(), GateError::NotArmed);
         let armed = g.arm(t0, &mut rng);
         assert_eq!(armed.pin.as_str().len(), 4);
         assert!(armed.pin.as_str().bytes().all(|b| b.is_ascii_digit()));
-        let ticket = g.take_pin(t0).unwrap();
+        let ticket = g.take_pin(who(), t0).unwrap();
         assert_eq!(ticket.pin(), &armed.pin);
-        assert_eq!(g.take_pin(t0).unwrap_err(), GateError::NotArmed);
-        assert_eq!(g.last_attempt(), Some(&Attempt::InProgress));
+        assert_eq!(g.take_pin(who(), t0).unwrap_err(), GateError::NotArmed);
+        assert_eq!(g.last_attempt().unwrap().result, Attempt::InProgress);
+        assert_eq!(g.last_attempt().unwrap().by, who());
         g.report(ticket, None);
-        assert_eq!(g.last_attempt(), Some(&Attempt::Failed));
+        assert_eq!(g.last_attempt().unwrap().result, Attempt::Failed);
         // Failure is remembered until the next arming.
-        assert_eq!(g.take_pin(t0).unwrap_err(), GateError::NotArmed);
+        assert_eq!(g.take_pin(who(), t0).unwrap_err(), GateError::NotArmed);
         g.arm(t0, &mut rng);
         assert_eq!(g.last_attempt(), None);
         let events = drain(&mut g);
@@ -595,7 +754,7 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(1);
         let t0 = Instant::now();
         g.arm(t0, &mut rng);
-        let old = g.take_pin(t0).unwrap();
+        let old = g.take_pin(who(), t0).unwrap();
         g.arm(t0, &mut rng);
         g.report(old, None);
         assert_eq!(g.last_attempt(), None);
@@ -612,7 +771,10 @@ mod tests {
         assert!(g.armed(t0 + ttl - Duration::from_millis(1)).is_some());
         assert_eq!(g.next_deadline(), Some(t0 + ttl));
         assert!(g.armed(t0 + ttl).is_none());
-        assert_eq!(g.take_pin(t0 + ttl).unwrap_err(), GateError::NotArmed);
+        assert_eq!(
+            g.take_pin(who(), t0 + ttl).unwrap_err(),
+            GateError::NotArmed
+        );
         assert!(drain(&mut g).contains(&TrustEvent::Disarmed));
     }
 
@@ -709,12 +871,16 @@ mod tests {
             GateError::WrongNeed("approval")
         );
         assert!(g.claim_pin(id, t0).is_none());
-        g.enter_pin(id, pin.clone(), Some("TV".into()), t0).unwrap();
+        g.enter_pin(id, pin.clone(), Label::parse("TV").unwrap(), t0)
+            .unwrap();
         assert_eq!(
             g.enter_pin(id, pin.clone(), None, t0).unwrap_err(),
             GateError::PinAlreadyEntered
         );
-        assert_eq!(g.claim_pin(id, t0), Some((pin.clone(), Some("TV".into()))));
+        assert_eq!(
+            g.claim_pin(id, t0),
+            Some((pin.clone(), Label::parse("TV").unwrap()))
+        );
         assert_eq!(g.claim_pin(id, t0), None);
         assert_eq!(
             g.enter_pin(id, pin, None, t0).unwrap_err(),
@@ -737,5 +903,89 @@ mod tests {
             .get_pending(id, t0 + ttl + Duration::from_secs(30))
             .is_some());
         assert!(g.get_pending(id, late + PIN_ENTRY_GRACE).is_none());
+    }
+
+    #[test]
+    fn one_address_cannot_fill_the_waiting_list() {
+        let mut g = Gate::new(GateConfig::default());
+        let t0 = Instant::now();
+        let cap = g.config().max_pending_per_address;
+        for i in 0..cap as u8 {
+            g.add_pending(req_from(&[i], "10.0.0.1:1000"), t0).unwrap();
+        }
+        let key = AddressKey::of("10.0.0.1".parse().unwrap());
+        assert_eq!(
+            g.add_pending(req_from(b"more", "10.0.0.1:2000"), t0)
+                .unwrap_err(),
+            GateError::TooManyFromAddress(key)
+        );
+        // Another address still gets in; a repeat from a waiting
+        // certificate at the same address still replaces.
+        g.add_pending(req_from(b"other", "10.0.0.2:1000"), t0)
+            .unwrap();
+        g.add_pending(req_from(&[0], "10.0.0.1:3000"), t0).unwrap();
+        assert_eq!(g.pending(t0).count(), cap + 1);
+    }
+
+    #[test]
+    fn ipv6_is_limited_per_64_and_mapped_ipv4_as_ipv4() {
+        let mut g = Gate::new(GateConfig::default());
+        let t0 = Instant::now();
+        let cap = g.config().max_pending_per_address;
+        for i in 0..cap as u8 {
+            let addr = format!("[2001:db8:1:2::{:x}]:1", i + 1);
+            g.add_pending(req_from(&[i], &addr), t0).unwrap();
+        }
+        let err = g
+            .add_pending(req_from(b"x", "[2001:db8:1:2:ffff::9]:1"), t0)
+            .unwrap_err();
+        assert_eq!(err.to_string().contains("2001:db8:1:2::/64"), true, "{err}");
+        g.add_pending(req_from(b"y", "[2001:db8:1:3::1]:1"), t0)
+            .unwrap();
+        assert_eq!(
+            AddressKey::of("::ffff:10.1.2.3".parse().unwrap()),
+            AddressKey::of("10.1.2.3".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn a_waiting_certificate_from_another_address_is_refused_not_replaced() {
+        let mut g = Gate::new(GateConfig::default());
+        let t0 = Instant::now();
+        let victim = g.add_pending(req_from(b"v", "10.0.0.7:1"), t0).unwrap();
+        assert_eq!(
+            g.add_pending(req_from(b"v", "10.0.0.66:1"), t0)
+                .unwrap_err(),
+            GateError::WaitingElsewhere
+        );
+        let (_, still) = g.pending(t0).next().unwrap();
+        assert_eq!(still.request.address.ip().to_string(), "10.0.0.7");
+        assert!(g.get_pending(victim, t0).is_some());
+    }
+
+    #[test]
+    fn deny_all_dismisses_every_waiting_request() {
+        let mut g = Gate::new(GateConfig::default());
+        let t0 = Instant::now();
+        for i in 0..3u8 {
+            g.add_pending(req_from(&[i], &format!("10.0.0.{i}:1")), t0)
+                .unwrap();
+        }
+        assert_eq!(g.deny_all(t0), 3);
+        assert_eq!(g.pending(t0).count(), 0);
+        assert_eq!(g.deny_all(t0), 0);
+    }
+
+    #[test]
+    fn the_exchange_in_progress_is_named_until_it_ends() {
+        let mut g = Gate::new(GateConfig::default());
+        let t0 = Instant::now();
+        g.begin_exchange(who(), t0);
+        assert_eq!(g.exchange().unwrap().by, who());
+        g.end_exchange(&Fingerprint::of_der(b"someone else"));
+        assert!(g.exchange().is_some());
+        g.end_exchange(&who().fingerprint);
+        assert!(g.exchange().is_none());
+        assert!(drain(&mut g).contains(&TrustEvent::ExchangeChanged));
     }
 }

@@ -8,6 +8,8 @@
 //!   share (signing, verifying, constant-time comparison).
 //! - [`Fingerprint`]: the SHA-256 of a certificate's DER, the only name a
 //!   device has.
+//! - [`name`]: the one rule for names people read ([`DisplayName`],
+//!   [`Label`]), used by every door, the registry and the console.
 //! - [`registry`]: the durable allow-list of paired devices. One write path,
 //!   [`Registry::modify`]; lookups never block.
 //! - [`gate`]: the armed PIN (single use) and the requests waiting for
@@ -38,6 +40,7 @@ mod fingerprint;
 pub mod fsutil;
 pub mod gate;
 pub mod identity;
+pub mod name;
 pub mod registry;
 mod statedir;
 mod trust;
@@ -45,9 +48,11 @@ mod trust;
 pub use events::TrustEvent;
 pub use fingerprint::{Fingerprint, ParseFingerprintError};
 pub use gate::{
-    Gate, GateConfig, GateError, Needs, PendingId, PendingOutcome, PendingRequest, Pin,
+    AddressKey, Claimant, Gate, GateConfig, GateError, Needs, PendingId, PendingOutcome,
+    PendingRequest, Pin,
 };
 pub use identity::{ct_eq, verify_sha256, HostIdentity, Identity, IdentityError};
+pub use name::{DisplayName, Label, LabelError};
 pub use registry::{Device, Kind, Registry, RegistryError, Via};
 pub use statedir::{StateDir, StateDirError, LOCK_FILE};
 pub use trust::{Clock, GateGuard, SystemClock, Trust, TrustError};

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::events::TrustEvent;
 use crate::fingerprint::Fingerprint;
 use crate::fsutil::write_atomic;
+use crate::name::{DisplayName, Label};
 
 /// File name of the registry inside a state dir.
 pub const REGISTRY_FILE: &str = "trust.json";
@@ -33,10 +34,6 @@ pub const REGISTRY_FILE: &str = "trust.json";
 /// The on-disk format version this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
 
-/// Longest device name kept, in bytes (names come from the network).
-pub const MAX_NAME_BYTES: usize = 128;
-/// Longest label, in characters.
-pub const MAX_LABEL_CHARS: usize = 64;
 /// Longest pinned certificate PEM, in bytes.
 pub const MAX_CERT_PEM_BYTES: usize = 16 * 1024;
 
@@ -76,10 +73,11 @@ pub struct Device {
     pub cert_pem: String,
     /// Front door.
     pub kind: Kind,
-    /// Device name as the client sent it.
-    pub name: String,
+    /// Device name as the client sent it, cleaned by the one name rule
+    /// ([`crate::name`]).
+    pub name: DisplayName,
     /// Name given in the console, if any.
-    pub label: Option<String>,
+    pub label: Option<Label>,
     /// Unix seconds.
     pub paired_at: u64,
     /// Unix seconds of the last authorised request, if any.
@@ -94,7 +92,7 @@ impl Device {
     pub fn from_der(
         der: &[u8],
         kind: Kind,
-        name: &str,
+        name: DisplayName,
         via: Via,
         paired_at: u64,
     ) -> Result<Self, RegistryError> {
@@ -107,7 +105,7 @@ impl Device {
             fingerprint: Fingerprint::of_der(der),
             cert_pem: String::from_utf8_lossy(&pem).into_owned(),
             kind,
-            name: clean_name(name),
+            name,
             label: None,
             paired_at,
             last_seen: None,
@@ -117,22 +115,16 @@ impl Device {
 
     /// The label if set, otherwise the device's own name.
     pub fn display_name(&self) -> &str {
-        self.label.as_deref().unwrap_or(&self.name)
+        self.label
+            .as_ref()
+            .map_or(self.name.as_str(), |l| l.as_str())
     }
 
-    /// Checks sizes, the label, and that `fingerprint` is the SHA-256 of
+    /// Checks sizes and that `fingerprint` is the SHA-256 of
     /// the certificate in `cert_pem`. Cheap (no X.509 parsing: OpenSSL 3
     /// takes ~200 µs per certificate, which made loading 10,000 devices take
     /// seconds); certificates are parsed once, when a front door admits them.
     fn validate(&self) -> Result<(), RegistryError> {
-        if self.name.len() > MAX_NAME_BYTES {
-            return Err(RegistryError::Invalid(format!(
-                "device name longer than {MAX_NAME_BYTES} bytes"
-            )));
-        }
-        if let Some(label) = &self.label {
-            check_label(label)?;
-        }
         if self.cert_pem.len() > MAX_CERT_PEM_BYTES {
             return Err(RegistryError::Invalid("certificate too large".into()));
         }
@@ -157,41 +149,6 @@ fn pem_certificate_der(pem: &str) -> Option<Vec<u8>> {
         .strip_suffix("-----END CERTIFICATE-----")?;
     let b64: String = body.chars().filter(|c| !c.is_ascii_whitespace()).collect();
     base64::engine::general_purpose::STANDARD.decode(b64).ok()
-}
-
-/// Trims a device name from the network to something storable: no control
-/// characters, at most [`MAX_NAME_BYTES`] bytes (cut at a char boundary).
-pub fn clean_name(name: &str) -> String {
-    let mut out = String::new();
-    for c in name.trim().chars().filter(|c| !c.is_control()) {
-        if out.len() + c.len_utf8() > MAX_NAME_BYTES {
-            break;
-        }
-        out.push(c);
-    }
-    if out.is_empty() {
-        out.push_str("unnamed device");
-    }
-    out
-}
-
-/// Checks a console label: non-empty after trimming, no control characters,
-/// at most [`MAX_LABEL_CHARS`] characters.
-pub fn check_label(label: &str) -> Result<(), RegistryError> {
-    if label.trim().is_empty() {
-        return Err(RegistryError::Invalid("a label cannot be empty".into()));
-    }
-    if label.chars().count() > MAX_LABEL_CHARS {
-        return Err(RegistryError::Invalid(format!(
-            "a label has at most {MAX_LABEL_CHARS} characters"
-        )));
-    }
-    if label.chars().any(char::is_control) {
-        return Err(RegistryError::Invalid(
-            "a label cannot contain control characters".into(),
-        ));
-    }
-    Ok(())
 }
 
 /// Errors of the registry.
@@ -258,10 +215,16 @@ impl Draft {
         self.devices.get(fp).map(|d| d.as_ref())
     }
 
-    /// Adds a device, or replaces the entry with the same fingerprint.
-    pub fn upsert(&mut self, device: Device) -> Result<(), RegistryError> {
+    /// Adds a device, or replaces the entry with the same fingerprint
+    /// (re-pairing): the new entry's name, `via`, `paired_at` and
+    /// `last_seen` win, and the console label is kept unless the new entry
+    /// brings one.
+    pub fn upsert(&mut self, mut device: Device) -> Result<(), RegistryError> {
         device.validate()?;
         let fp = device.fingerprint;
+        if device.label.is_none() {
+            device.label = self.devices.get(&fp).and_then(|old| old.label.clone());
+        }
         let replaced = self.devices.insert(fp, Arc::new(device)).is_some();
         self.events.push(TrustEvent::DeviceAdded {
             fingerprint: fp,
@@ -285,16 +248,13 @@ impl Draft {
     pub fn set_label(
         &mut self,
         fp: &Fingerprint,
-        label: Option<String>,
+        label: Option<Label>,
     ) -> Result<(), RegistryError> {
-        if let Some(l) = &label {
-            check_label(l)?;
-        }
         let device = self
             .devices
             .get_mut(fp)
             .ok_or(RegistryError::NotFound(*fp))?;
-        Arc::make_mut(device).label = label.map(|l| l.trim().to_owned());
+        Arc::make_mut(device).label = label;
         self.events
             .push(TrustEvent::DeviceChanged { fingerprint: *fp });
         Ok(())
@@ -447,7 +407,7 @@ impl Registry {
     }
 
     /// Sets or clears a device's label.
-    pub fn set_label(&self, fp: &Fingerprint, label: Option<String>) -> Result<(), RegistryError> {
+    pub fn set_label(&self, fp: &Fingerprint, label: Option<Label>) -> Result<(), RegistryError> {
         self.modify(|d| d.set_label(fp, label))
     }
 

@@ -15,6 +15,7 @@ use tokio::sync::broadcast;
 use crate::events::TrustEvent;
 use crate::fingerprint::Fingerprint;
 use crate::gate::{Gate, GateConfig, GateError, PendingId, PendingOutcome};
+use crate::name::Label;
 use crate::registry::{Device, Registry, RegistryError, Via};
 
 /// Where the service reads time from; tests inject a fake one.
@@ -171,18 +172,18 @@ impl Trust {
 
     /// Approves a waiting knock: the device is stored durably, then the
     /// request ends as `approved`.
-    pub fn approve(&self, id: PendingId, label: Option<String>) -> Result<Device, TrustError> {
+    pub fn approve(&self, id: PendingId, label: Option<Label>) -> Result<Device, TrustError> {
         let mut gate = self.gate();
         let now = self.clock.now();
         let pending = gate.approvable(id, now)?;
         let mut device = Device::from_der(
             &pending.request.cert_der,
             pending.request.kind,
-            &pending.request.name,
+            pending.request.name.clone(),
             Via::Approval,
             self.clock.unix(),
         )?;
-        device.label = label.map(|l| l.trim().to_owned()).filter(|l| !l.is_empty());
+        device.label = label;
         // Holding the gate lock across the write keeps a concurrent deny or
         // expiry from ending the request between "stored" and "approved".
         self.registry.upsert(device.clone())?;

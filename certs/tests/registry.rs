@@ -8,7 +8,8 @@ use std::sync::{Arc, OnceLock};
 use proptest::prelude::*;
 use punktfunk_certs::registry::{REGISTRY_FILE, TOUCH_GRANULARITY_S};
 use punktfunk_certs::{
-    Device, Fingerprint, Identity, Kind, Registry, RegistryError, TrustEvent, Via,
+    Device, DisplayName, Fingerprint, Identity, Kind, Label, Registry, RegistryError, TrustEvent,
+    Via,
 };
 use tokio::sync::broadcast;
 
@@ -26,7 +27,7 @@ fn device(i: usize, name: &str) -> Device {
     Device::from_der(
         certs()[i].cert_der(),
         Kind::Native,
-        name,
+        DisplayName::sanitize_or(name, "unnamed device"),
         Via::Pin,
         1_700_000_000 + i as u64,
     )
@@ -83,11 +84,13 @@ proptest! {
                 }
                 Op::Label(i, label) => {
                     let fp = certs()[i].fingerprint();
-                    let valid = label.as_ref().is_none_or(|l| punktfunk_certs::registry::check_label(l).is_ok());
+                    // Labels reach the registry only as `Label`s: an
+                    // over-long one is refused before it gets there.
+                    let Ok(label) = label.as_deref().map_or(Ok(None), Label::parse) else { continue };
                     let r = reg.set_label(&fp, label.clone());
                     match model.get_mut(&fp) {
-                        Some(d) if valid => { prop_assert!(r.is_ok()); d.label = label.map(|l| l.trim().to_owned()); }
-                        _ => prop_assert!(r.is_err()),
+                        Some(d) => { prop_assert!(r.is_ok()); d.label = label; }
+                        None => prop_assert!(r.is_err()),
                     }
                 }
                 Op::Touch(i, t) => {
@@ -286,10 +289,11 @@ fn invalid_changes_are_refused() {
     assert!(matches!(reg.upsert(d), Err(RegistryError::Invalid(_))));
     reg.upsert(device(0, "x")).unwrap();
     let fp = certs()[0].fingerprint();
-    for bad in ["", "   ", "a\nb", &"x".repeat(65)] {
-        assert!(reg.set_label(&fp, Some(bad.into())).is_err(), "{bad:?}");
+    for blank in ["", "   ", "\u{200B}\t"] {
+        assert_eq!(Label::parse(blank), Ok(None), "{blank:?}");
     }
-    reg.set_label(&fp, Some("  Living Room TV ".into()))
+    assert!(Label::parse(&"x".repeat(65)).is_err());
+    reg.set_label(&fp, Label::parse("  Living\u{202E} Room\nTV ").unwrap())
         .unwrap();
     assert_eq!(
         reg.get(&fp).unwrap().label.as_deref(),
@@ -302,20 +306,52 @@ fn invalid_changes_are_refused() {
 }
 
 #[test]
-fn names_from_the_network_are_cleaned() {
-    let long = "é".repeat(200);
-    let d = Device::from_der(certs()[0].cert_der(), Kind::Gamestream, &long, Via::Pin, 0).unwrap();
-    assert!(d.name.len() <= punktfunk_certs::registry::MAX_NAME_BYTES);
-    let d = Device::from_der(
-        certs()[0].cert_der(),
-        Kind::Gamestream,
-        "a\u{0}b\nc",
-        Via::Pin,
-        0,
-    )
-    .unwrap();
-    assert_eq!(d.name, "abc");
-    assert!(Device::from_der(b"not der", Kind::Native, "x", Via::Pin, 0).is_err());
+fn names_in_a_stored_file_are_cleaned_on_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(REGISTRY_FILE);
+    let reg = open(&path).unwrap();
+    reg.upsert(device(0, "a")).unwrap();
+    let mut reg_label = device(1, "b");
+    reg_label.label = Label::parse("den").unwrap();
+    reg.upsert(reg_label).unwrap();
+    drop(reg);
+    // An older build stored names with only control characters removed.
+    let text = fs::read_to_string(&path)
+        .unwrap()
+        .replace("\"a\"", "\"Living Room\\u202e\\u200b\"")
+        .replace("\"den\"", "\" den\\u2066 x \"");
+    fs::write(&path, text).unwrap();
+    let reg = open(&path).unwrap();
+    let list = reg.list();
+    assert_eq!(list[0].name, "Living Room");
+    assert_eq!(list[1].label.as_deref(), Some("den x"));
+    let name = DisplayName::sanitize("x").unwrap();
+    assert!(Device::from_der(b"not der", Kind::Native, name, Via::Pin, 0).is_err());
+}
+
+#[test]
+fn re_pairing_keeps_the_label_unless_a_new_one_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = open(&dir.path().join(REGISTRY_FILE)).unwrap();
+    let mut first = device(0, "old name");
+    first.label = Label::parse("Living Room TV").unwrap();
+    reg.upsert(first).unwrap();
+    let mut again = device(0, "new name");
+    again.via = Via::Approval;
+    again.paired_at += 100;
+    reg.upsert(again.clone()).unwrap();
+    let d = reg.get(&again.fingerprint).unwrap();
+    assert_eq!(d.name, "new name");
+    assert_eq!(d.via, Via::Approval);
+    assert_eq!(d.paired_at, again.paired_at);
+    assert_eq!(d.label.as_deref(), Some("Living Room TV"));
+    let mut relabelled = device(0, "newer");
+    relabelled.label = Label::parse("Den").unwrap();
+    reg.upsert(relabelled).unwrap();
+    assert_eq!(
+        reg.get(&again.fingerprint).unwrap().label.as_deref(),
+        Some("Den")
+    );
 }
 
 #[test]
@@ -354,8 +390,11 @@ fn concurrent_writers_lose_nothing() {
                 for round in 0..10 {
                     reg.upsert(device(i, &format!("t{i}r{round}"))).unwrap();
                     assert!(reg.get(&certs()[i].fingerprint()).is_some());
-                    reg.set_label(&certs()[i].fingerprint(), Some(format!("L{round}")))
-                        .unwrap();
+                    reg.set_label(
+                        &certs()[i].fingerprint(),
+                        Label::parse(&format!("L{round}")).unwrap(),
+                    )
+                    .unwrap();
                 }
             })
         })
@@ -367,7 +406,7 @@ fn concurrent_writers_lose_nothing() {
     assert_eq!(back.len(), 6);
     for (i, c) in certs().iter().enumerate() {
         let d = back.get(&c.fingerprint()).unwrap();
-        assert_eq!(d.name, format!("t{i}r9"));
+        assert_eq!(d.name.as_str(), format!("t{i}r9"));
         assert_eq!(d.label.as_deref(), Some("L9"));
     }
 }

@@ -25,7 +25,7 @@ impl Clock for FakeClock {
 fn knock(id: &Identity, needs: Needs) -> PendingRequest {
     PendingRequest {
         kind: Kind::Native,
-        name: "iPad <b>".into(),
+        name: punktfunk_certs::DisplayName::sanitize("iPad <b>").unwrap(),
         cert_der: id.cert_der().to_vec(),
         address: "192.0.2.7:5000".parse().unwrap(),
         needs,
@@ -47,7 +47,12 @@ fn approve_stores_durably_then_ends_the_request() {
         .unwrap();
     assert_eq!(events.try_recv().unwrap(), TrustEvent::PendingAdded { id });
 
-    let device = trust.approve(id, Some(" Living Room TV ".into())).unwrap();
+    let device = trust
+        .approve(
+            id,
+            punktfunk_certs::Label::parse(" Living Room TV ").unwrap(),
+        )
+        .unwrap();
     assert_eq!(device.via, Via::Approval);
     assert_eq!(device.label.as_deref(), Some("Living Room TV"));
     assert_eq!(device.name, "iPad <b>");

@@ -31,7 +31,7 @@ pub const MAX_SIGNATURE_LEN: usize = 1024;
 pub const MAX_UNIQUE_ID_LEN: usize = 64;
 
 /// Longest `devicename` kept, in characters (longer names are truncated).
-pub const MAX_DEVICE_NAME_CHARS: usize = 64;
+pub const MAX_DEVICE_NAME_CHARS: usize = punktfunk_certs::name::MAX_NAME_CHARS;
 
 /// Most query parameters accepted in one request.
 const MAX_PARAMETERS: usize = 32;
@@ -129,40 +129,14 @@ impl fmt::Debug for UniqueId {
     }
 }
 
-/// The `devicename` a client gave, cleaned for display: control characters
-/// removed, whitespace trimmed, at most [`MAX_DEVICE_NAME_CHARS`] characters.
+/// The `devicename` a client gave, cleaned for display by the one name rule
+/// of every door (`punktfunk_certs::name`: no control or invisible
+/// formatting characters, whitespace folded, at most
+/// [`MAX_DEVICE_NAME_CHARS`] characters).
 ///
 /// Stock Moonlight clients all send `roth`; Apollo's client sends the device
 /// model. It is a hint for the console, never an identity.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct DeviceName(String);
-
-impl DeviceName {
-    /// Cleans a raw `devicename`; `None` if nothing printable is left.
-    pub fn sanitize(raw: &str) -> Option<Self> {
-        let cleaned: String = raw
-            .chars()
-            .filter(|c| !c.is_control())
-            .collect::<String>()
-            .trim()
-            .chars()
-            .take(MAX_DEVICE_NAME_CHARS)
-            .collect();
-        let cleaned = cleaned.trim_end();
-        (!cleaned.is_empty()).then(|| Self(cleaned.to_owned()))
-    }
-
-    /// The cleaned name.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for DeviceName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use punktfunk_certs::DisplayName as DeviceName;
 
 /// The client certificate sent in phase 1, parsed.
 #[derive(Clone)]
@@ -791,6 +765,14 @@ mod tests {
             "abc"
         );
         assert!(DeviceName::sanitize(" \t ").is_none());
+        // The same rule as the native door: bidi overrides and zero-width
+        // characters go, whitespace folds.
+        assert_eq!(
+            DeviceName::sanitize("Living Room\u{202E}\u{200B}\t\tTV")
+                .unwrap()
+                .as_str(),
+            "Living Room TV"
+        );
         assert_eq!(
             DeviceName::sanitize(&"é".repeat(100))
                 .unwrap()

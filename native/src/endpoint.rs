@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use openssl::ssl::{self, AlpnError, Ssl, SslAcceptor, SslMethod, SslVerifyMode};
 use punktfunk_certs::gate::PinTicket;
 use punktfunk_certs::{
-    Device, Fingerprint, GateError, Identity, Kind, Needs, PendingId, PendingOutcome,
+    Claimant, Device, Fingerprint, GateError, Identity, Kind, Needs, PendingId, PendingOutcome,
     PendingRequest, Trust, TrustEvent, Via,
 };
 use rand_core::OsRng;
@@ -459,7 +459,7 @@ impl Conn {
         }
         match self.ctx.unknown_devices {
             UnknownDevices::DangerAdmitOpen => {
-                if let Err(e) = self.admit_peer(hello.device_name.as_str(), Via::Open).await {
+                if let Err(e) = self.admit_peer(hello.device_name.clone(), Via::Open).await {
                     tracing::error!("native: cannot store an open-mode device: {e}");
                     return self
                         .refuse(ErrorCode::Internal, "the host could not store this device")
@@ -478,7 +478,7 @@ impl Conn {
             UnknownDevices::Knock => {
                 let request = PendingRequest {
                     kind: Kind::Native,
-                    name: hello.device_name.as_str().to_owned(),
+                    name: hello.device_name.clone(),
                     cert_der: self.cert_der.clone(),
                     address: self.peer,
                     needs: Needs::Approval,
@@ -492,13 +492,11 @@ impl Conn {
                             Next::Close => Next::Close,
                         }
                     }
-                    Err(GateError::TooManyPending) => {
-                        self.refuse(
-                            ErrorCode::PairingBusy,
-                            "too many devices are waiting for approval; try again later",
-                        )
-                        .await
-                    }
+                    Err(
+                        e @ (GateError::TooManyPending
+                        | GateError::TooManyFromAddress(_)
+                        | GateError::WaitingElsewhere),
+                    ) => self.refuse(ErrorCode::PairingBusy, &e.to_string()).await,
                     Err(e) => {
                         tracing::error!("native: cannot record a knock: {e}");
                         self.refuse(ErrorCode::Internal, "the host could not record the request")
@@ -604,14 +602,23 @@ impl Conn {
         if !armed {
             return self.refuse(ErrorCode::NotArmed, NOT_ARMED).await;
         }
+        let claimant = Claimant {
+            address: self.peer.ip().to_canonical(),
+            name: hello.device_name.clone(),
+            fingerprint: self.fp,
+        };
+        // The console names whoever holds the one pairing slot.
+        let _exchange = Exchange::begin(trust.clone(), claimant.clone());
         if let Next::Close = self.welcome(Status::Pairing).await {
             return Next::Close;
         }
 
-        // AwaitPake: anything but `pake` leaves the PIN in the gate.
+        // AwaitPake: anything but `pake` leaves the PIN in the gate. A
+        // client that connects to pair already has the PIN, so the step is
+        // short (§ 8): a peer that stalls here holds the slot only briefly.
         let pake = match self
             .reader
-            .next(Instant::now() + timeouts::PAIRING_STEP)
+            .next(Instant::now() + timeouts::HOST_PAIRING_STEP)
             .await
         {
             Ok(Message::Pake(p)) => p,
@@ -631,7 +638,7 @@ impl Conn {
         // § 6.5: the PIN leaves the gate now, and never goes back.
         let taken = {
             let now = trust.now();
-            trust.gate().take_pin(now)
+            trust.gate().take_pin(claimant, now)
         };
         let ticket = match taken {
             Ok(t) => Ticket::new(t, trust.clone()),
@@ -655,7 +662,7 @@ impl Conn {
         // AwaitConfirm: timeout, EOF or garbage all fail this arming.
         let confirm = match self
             .reader
-            .next(Instant::now() + timeouts::PAIRING_STEP)
+            .next(Instant::now() + timeouts::HOST_PAIRING_STEP)
             .await
         {
             Ok(m) => m,
@@ -670,7 +677,7 @@ impl Conn {
         };
         // § 6.4: durably stored before the host confirms.
         if let Err(e) = self
-            .admit_peer(verified.device_name().as_str(), Via::Pin)
+            .admit_peer(verified.device_name().clone(), Via::Pin)
             .await
         {
             tracing::error!("native: cannot store a paired device: {e}");
@@ -731,7 +738,7 @@ impl Conn {
 
     /// Stores the peer's certificate as a paired device, durably and off the
     /// async threads (the write fsyncs).
-    async fn admit_peer(&self, name: &str, via: Via) -> Result<(), String> {
+    async fn admit_peer(&self, name: DisplayName, via: Via) -> Result<(), String> {
         let trust = self.ctx.trust.clone();
         let device = Device::from_der(
             &self.cert_der,
@@ -805,6 +812,28 @@ const NOT_ARMED: &str =
 enum Failure {
     Read(ReadError),
     Handshake(HandshakeError),
+}
+
+/// A native pairing exchange as the gate shows it to the console, from
+/// `welcome{pairing}` until the connection leaves the pairing steps.
+struct Exchange {
+    trust: Arc<Trust>,
+    fingerprint: Fingerprint,
+}
+
+impl Exchange {
+    fn begin(trust: Arc<Trust>, by: Claimant) -> Self {
+        let fingerprint = by.fingerprint;
+        let now = trust.now();
+        trust.gate().begin_exchange(by, now);
+        Self { trust, fingerprint }
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        self.trust.gate().end_exchange(&self.fingerprint);
+    }
 }
 
 /// The armed PIN taken for one exchange. Reports the outcome to the gate

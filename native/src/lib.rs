@@ -120,9 +120,13 @@ pub mod timeouts {
     pub const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
     /// Completed TLS handshake to a complete `hello` frame.
     pub const HELLO: Duration = Duration::from_secs(10);
-    /// Each pairing step: `welcome{pairing}` → `pake`, host `pake` →
-    /// `confirm`, and on the client, each wait for the host's answer.
+    /// Client side: each wait for the host's answer during pairing.
     pub const PAIRING_STEP: Duration = Duration::from_secs(30);
+    /// Host side: each pairing step, `welcome{pairing}` → `pake` and host
+    /// `pake` → `confirm`. Short, because a client that asks to pair already
+    /// has the PIN, and one pairing runs at a time: a peer that stalls holds
+    /// the slot for at most this long per step.
+    pub const HOST_PAIRING_STEP: Duration = Duration::from_secs(5);
     /// Time a single frame may take to arrive once its header has.
     pub const FRAME_BODY: Duration = Duration::from_secs(10);
     /// A session (or a waiting knock) with no frame from the client for

@@ -21,7 +21,7 @@ pub const PROTOCOL_VERSION: u32 = 1;
 pub const MAX_NAME_BYTES: usize = 256;
 
 /// Longest name kept after sanitising, in characters (§ 4.2).
-pub const MAX_NAME_CHARS: usize = 64;
+pub const MAX_NAME_CHARS: usize = punktfunk_certs::name::MAX_NAME_CHARS;
 
 /// Largest `error.message` accepted on the wire, in bytes (§ 4.8).
 pub const MAX_ERROR_MESSAGE_BYTES: usize = 1024;
@@ -240,32 +240,9 @@ impl fmt::Display for ErrorCode {
     }
 }
 
-/// A name shown to people: sanitised and bounded (§ 4.2).
-///
-/// Built only by [`DisplayName::sanitize`], so it never holds control or
-/// bidi-override characters, never starts or ends with whitespace, and has
-/// 1 to [`MAX_NAME_CHARS`] characters.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct DisplayName(String);
-
-impl DisplayName {
-    /// Applies the § 4.2 rules; `None` if nothing printable is left.
-    pub fn sanitize(raw: &str) -> Option<Self> {
-        let s = sanitize(raw, MAX_NAME_CHARS);
-        (!s.is_empty()).then_some(Self(s))
-    }
-
-    /// The sanitised name.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for DisplayName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+/// A name shown to people, sanitised and bounded by the one name rule of
+/// every door (§ 4.2, `punktfunk_certs::name`).
+pub use punktfunk_certs::DisplayName;
 
 impl fmt::Debug for Pake {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -288,7 +265,7 @@ impl ErrorMessage {
     pub fn new(code: ErrorCode, message: &str) -> Self {
         Self {
             code,
-            message: sanitize(message, MAX_ERROR_MESSAGE_CHARS),
+            message: punktfunk_certs::name::sanitize(message, MAX_ERROR_MESSAGE_CHARS),
         }
     }
 }
@@ -338,7 +315,7 @@ impl Message {
         match self {
             Self::Hello(h) => Wire::Hello {
                 protocol: h.protocol,
-                device_name: h.device_name.0.clone(),
+                device_name: h.device_name.as_str().to_owned(),
                 intent: match h.intent {
                     Intent::Connect => "connect",
                     Intent::Pair => "pair",
@@ -353,7 +330,7 @@ impl Message {
                     Status::Pairing => "pairing",
                 }
                 .to_owned(),
-                host_name: w.host_name.0.clone(),
+                host_name: w.host_name.as_str().to_owned(),
                 host_fingerprint: w.host_fingerprint.to_hex(),
             },
             Self::Pake(p) => Wire::Pake {
@@ -505,48 +482,6 @@ fn base64_exact<const N: usize>(
         .map_err(|_| field(ty, f, "wrong decoded length"))
 }
 
-/// § 4.2: drop control and invisible formatting characters, fold every run
-/// of whitespace into one space, trim, keep at most `max_chars` characters.
-fn sanitize(raw: &str, max_chars: usize) -> String {
-    let mut out = String::new();
-    let mut count = 0;
-    let mut space = false;
-    for c in raw.chars() {
-        if c.is_whitespace() {
-            space = count > 0;
-            continue;
-        }
-        if c.is_control() || is_invisible_format(c) {
-            continue;
-        }
-        let need = if space { 2 } else { 1 };
-        if count + need > max_chars {
-            break;
-        }
-        if space {
-            out.push(' ');
-            space = false;
-        }
-        out.push(c);
-        count += need;
-    }
-    out
-}
-
-/// Formatting characters that can hide or reorder text on screen (soft
-/// hyphen, zero-width and bidi controls, BOM, tags).
-fn is_invisible_format(c: char) -> bool {
-    matches!(c,
-        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
-        | '\u{180B}'..='\u{180F}'
-        | '\u{200B}'..='\u{200F}'
-        | '\u{202A}'..='\u{202E}'
-        | '\u{2060}'..='\u{206F}'
-        | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}'
-        | '\u{FFF0}'..='\u{FFFB}'
-        | '\u{E0000}'..='\u{E0FFF}')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -635,7 +570,7 @@ mod tests {
 
     #[test]
     fn names_are_sanitised_and_bounded() {
-        let n = |s: &str| DisplayName::sanitize(s).map(|d| d.0);
+        let n = |s: &str| DisplayName::sanitize(s).map(|d| d.as_str().to_owned());
         assert_eq!(n("  Living\t\nRoom  "), Some("Living Room".into()));
         assert_eq!(n("a\u{202E}b\u{200B}c\u{7}d"), Some("abcd".into()));
         assert_eq!(n(" \u{200B}\u{0} "), None);

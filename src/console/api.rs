@@ -9,7 +9,8 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use punktfunk_certs::gate::{Attempt, PendingOutcome};
 use punktfunk_certs::{
-    Device, Fingerprint, GateError, PendingId, Pin, RegistryError, TrustError, TrustEvent,
+    Claimant, Device, Fingerprint, GateError, Label, PendingId, Pin, RegistryError, TrustError,
+    TrustEvent,
 };
 use rand::rngs::OsRng;
 use serde::Deserialize;
@@ -32,6 +33,7 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
             .route("/pairing", web::get().to(pairing))
             .route("/pairing/arm", web::post().to(arm))
             .route("/pairing/disarm", web::post().to(disarm))
+            .route("/pending/deny-all", web::post().to(deny_all))
             .route("/pending/{id}/approve", web::post().to(approve))
             .route("/pending/{id}/deny", web::post().to(deny))
             .route("/pending/{id}/pin", web::post().to(enter_pin))
@@ -258,6 +260,14 @@ fn expires_in(deadline: Instant, now: Instant) -> u64 {
     left.as_secs() + u64::from(left.subsec_nanos() > 0)
 }
 
+fn claimant_json(c: &Claimant) -> Value {
+    json!({
+        "address": c.address.to_string(),
+        "name": c.name,
+        "fingerprint": c.fingerprint,
+    })
+}
+
 fn device_json(d: &Device) -> Value {
     json!({
         "fingerprint": d.fingerprint,
@@ -278,10 +288,22 @@ pub(crate) fn pairing_state(state: &ConsoleState) -> Value {
     let armed = gate
         .armed(now)
         .map(|a| json!({"pin": a.pin.as_str(), "expires_in_s": expires_in(a.expires, now)}));
-    let last_attempt = gate.last_attempt().map(|a| match a {
-        Attempt::InProgress => json!({"result": "in_progress"}),
-        Attempt::Paired { fingerprint } => json!({"result": "paired", "fingerprint": fingerprint}),
-        Attempt::Failed => json!({"result": "pin_rejected"}),
+    let last_attempt = gate.last_attempt().map(|a| {
+        let mut v = match &a.result {
+            Attempt::InProgress => json!({"result": "in_progress"}),
+            Attempt::Paired { fingerprint } => {
+                json!({"result": "paired", "fingerprint": fingerprint})
+            }
+            Attempt::Failed => json!({"result": "pin_rejected"}),
+        };
+        v["by"] = claimant_json(&a.by);
+        v
+    });
+    // Who holds the one native pairing slot right now.
+    let exchange = gate.exchange().map(|e| {
+        let mut v = claimant_json(&e.by);
+        v["since_s"] = now.saturating_duration_since(e.since).as_secs().into();
+        v
     });
     let pending: Vec<Value> = gate
         .pending(now)
@@ -314,6 +336,7 @@ pub(crate) fn pairing_state(state: &ConsoleState) -> Value {
         },
         "armed": armed,
         "last_attempt": last_attempt,
+        "exchange": exchange,
         "pending": pending,
         "devices": devices,
     })
@@ -344,7 +367,10 @@ fn gate_error(e: GateError) -> ApiError {
     let (status, code) = match e {
         GateError::UnknownRequest => (StatusCode::NOT_FOUND, "unknown_request"),
         GateError::NotArmed => (StatusCode::CONFLICT, "not_armed"),
-        GateError::TooManyPending => (StatusCode::CONFLICT, "too_many_pending"),
+        GateError::TooManyPending | GateError::TooManyFromAddress(_) => {
+            (StatusCode::CONFLICT, "too_many_pending")
+        }
+        GateError::WaitingElsewhere => (StatusCode::CONFLICT, "waiting_elsewhere"),
         GateError::WrongNeed(_) => (StatusCode::CONFLICT, "wrong_need"),
         GateError::PinAlreadyEntered => (StatusCode::CONFLICT, "pin_already_entered"),
         GateError::BadPin => (StatusCode::BAD_REQUEST, "bad_pin"),
@@ -394,8 +420,13 @@ struct LabelBody {
     label: Option<String>,
 }
 
-fn clean_label(label: Option<String>) -> Option<String> {
-    label.map(|l| l.trim().to_owned()).filter(|l| !l.is_empty())
+/// A label from the console, cleaned by the one name rule; `None` clears.
+fn label(raw: Option<String>) -> Result<Option<Label>, ApiError> {
+    match raw {
+        None => Ok(None),
+        Some(raw) => Label::parse(&raw)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid", e.to_string())),
+    }
 }
 
 async fn approve(
@@ -405,10 +436,7 @@ async fn approve(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let id = pending_id(&path)?;
-    let label = clean_label(optional_json::<LabelBody>(&body)?.label);
-    if let Some(l) = &label {
-        punktfunk_certs::registry::check_label(l).map_err(registry_error)?;
-    }
+    let label = label(optional_json::<LabelBody>(&body)?.label)?;
     let trust = state.trust.clone();
     let device = web::block(move || trust.approve(id, label))
         .await
@@ -429,6 +457,15 @@ async fn deny(
     Ok(HttpResponse::Ok().json(json!({})))
 }
 
+/// Dismisses every waiting request at once (a flood of knocks or
+/// Moonlight requests).
+async fn deny_all(_: Authed, state: web::Data<ConsoleState>) -> HttpResponse {
+    let now = state.trust.now();
+    let denied = state.trust.gate().deny_all(now);
+    tracing::info!(denied, "console: every waiting request denied");
+    HttpResponse::Ok().json(json!({ "denied": denied }))
+}
+
 #[derive(Deserialize)]
 struct PinBody {
     pin: String,
@@ -447,10 +484,7 @@ async fn enter_pin(
     let id = pending_id(&path)?;
     let PinBody { pin, label } = body.into_inner();
     let pin: Pin = pin.trim().parse().map_err(gate_error)?;
-    let label = clean_label(label);
-    if let Some(l) = &label {
-        punktfunk_certs::registry::check_label(l).map_err(registry_error)?;
-    }
+    let label = self::label(label)?;
     // Subscribe before entering the PIN so the outcome cannot slip past.
     let mut events = state.trust.subscribe();
     let now = state.trust.now();
@@ -498,7 +532,7 @@ async fn rename(
     body: web::Json<LabelBody>,
 ) -> Result<HttpResponse, ApiError> {
     let fp = fingerprint(&path)?;
-    let label = clean_label(body.into_inner().label);
+    let label = label(body.into_inner().label)?;
     let trust = state.trust.clone();
     web::block(move || trust.registry().set_label(&fp, label))
         .await

@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 use actix_web::web;
 use punktfunk_certs::gate::PinState;
 use punktfunk_certs::{
-    Device, GateError, Kind, Needs, PendingId, PendingOutcome, PendingRequest, TrustEvent, Via,
+    Device, DisplayName, GateError, Kind, Label, Needs, PendingId, PendingOutcome, PendingRequest,
+    TrustEvent, Via,
 };
 use rand::rngs::OsRng;
 use tokio::sync::broadcast::{self, error::RecvError};
@@ -41,8 +42,23 @@ pub const MAX_SESSIONS: usize = 64;
 /// pending request long before (`GateConfig::pending_ttl`).
 const MAX_HOLD: Duration = Duration::from_secs(15 * 60);
 
-/// The name shown for a client that sent no `devicename`.
-const DEFAULT_NAME: &str = "Moonlight";
+/// What every moonlight-qt and moonlight-embedded client sends as
+/// `devicename` (`nvpairingmanager.cpp`, `libgamestream/client.c`).
+const STOCK_NAME: &str = "roth";
+
+/// The name the console shows for a Moonlight client: its `devicename`,
+/// unless it sent none or the stock `roth`, which names nobody; then
+/// "Moonlight on ADDRESS" (Apollo similarly shows "Legacy Moonlight Client"
+/// for `roth`). The console's label is the way to name it.
+fn shown_name(name: Option<&DisplayName>, peer: IpAddr) -> DisplayName {
+    match name {
+        Some(n) if !n.as_str().eq_ignore_ascii_case(STOCK_NAME) => n.clone(),
+        _ => DisplayName::sanitize_or(
+            &format!("Moonlight on {}", peer.to_canonical()),
+            "Moonlight",
+        ),
+    }
+}
 
 /// (`uniqueid`, peer IP): who a pairing attempt belongs to.
 type Key = (UniqueId, IpAddr);
@@ -56,7 +72,7 @@ fn key(unique_id: UniqueId, peer: SocketAddr) -> Key {
 struct Attempt {
     pending: PendingId,
     /// The console's label for the device, known once the PIN is entered.
-    label: Option<String>,
+    label: Option<Label>,
     session: PairingSession,
 }
 
@@ -247,11 +263,7 @@ impl State {
         }
         let pending = PendingRequest {
             kind: Kind::Gamestream,
-            name: request
-                .device_name
-                .as_ref()
-                .map_or(DEFAULT_NAME, |n| n.as_str())
-                .to_owned(),
+            name: shown_name(request.device_name.as_ref(), peer.ip()),
             cert_der: request.client_cert.der().to_vec(),
             address: peer,
             needs: Needs::Pin,
@@ -261,7 +273,16 @@ impl State {
         let mut events = self.trust.subscribe();
         let id = match self.trust.gate().add_pending(pending, self.trust.now()) {
             Ok(id) => id,
-            Err(GateError::TooManyPending) => return PairError::Busy.reply(),
+            Err(GateError::TooManyPending | GateError::TooManyFromAddress(_)) => {
+                tracing::info!(%peer, "gamestream: pairing request refused: waiting list full");
+                return PairError::Busy.reply();
+            }
+            // A certificate is public: the same one waiting from another
+            // address must not be replaced (it would kick out the victim).
+            Err(GateError::WaitingElsewhere) => {
+                tracing::warn!(%peer, "gamestream: pairing request refused: its certificate waits from another address");
+                return PairError::Busy.reply();
+            }
             Err(e) => return PairError::Host(format!("gate: {e}")).reply(),
         };
         tracing::info!(request = %id, %peer, "gamestream: pairing request waits for its PIN");
@@ -435,28 +456,23 @@ impl State {
         &self,
         id: PendingId,
         device: NewDevice,
-        label: Option<String>,
+        label: Option<Label>,
     ) -> Result<(), PairError> {
         let trust = self.trust.clone();
         let der = device.cert_der().to_vec();
-        let name = device
-            .device_name()
-            .map_or(DEFAULT_NAME, |n| n.as_str())
-            .to_owned();
         web::block(move || {
-            let mut entry = Device::from_der(
-                &der,
-                Kind::Gamestream,
-                &name,
-                Via::Pin,
-                trust.clock().unix(),
-            )
-            .map_err(|e| PairError::Host(format!("device entry: {e}")))?;
-            entry.label = label;
             let mut gate = trust.gate();
-            if gate.get_pending(id, trust.now()).is_none() {
+            // The name the console showed while the request waited.
+            let Some(name) = gate
+                .get_pending(id, trust.now())
+                .map(|p| p.request.name.clone())
+            else {
                 return Err(ended(gate.outcome(id)));
-            }
+            };
+            let mut entry =
+                Device::from_der(&der, Kind::Gamestream, name, Via::Pin, trust.clock().unix())
+                    .map_err(|e| PairError::Host(format!("device entry: {e}")))?;
+            entry.label = label;
             trust
                 .admit(entry)
                 .map_err(|e| PairError::Host(format!("registry: {e}")))?;
