@@ -14,7 +14,7 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use punktfunk_certs::{HostIdentity, Trust};
 
-use crate::console::auth::{PasswordFile, RateLimiter, Sessions};
+use crate::console::auth::{LoginLimiter, PasswordFile, Sessions};
 use crate::console::{self, ConsoleState};
 use crate::startup::{self, HostState};
 
@@ -81,9 +81,9 @@ async fn run(
         trust: trust.clone(),
         host_name: shared.host_name.clone(),
         host_fingerprint: shared.host.identity.fingerprint(),
+        sessions: Sessions::new(password.clone()),
         password,
-        sessions: Sessions::default(),
-        limiter: RateLimiter::default(),
+        limiter: LoginLimiter::default(),
     });
     let tls = crate::tls::acceptor(&shared.host.identity, false)?;
     let console_server = HttpServer::new(move || {

@@ -55,9 +55,27 @@ pub(crate) struct HostState {
     pub(crate) host_name: String,
 }
 
+/// File holding the PHC-format argon2id hash of the console password.
+pub(crate) const PASSWORD_FILE: &str = "console.passwd";
+
+/// The files in a state dir no other user may read.
+const PRIVATE_FILES: &[&str] = &[
+    punktfunk_certs::identity::HOST_KEY_FILE,
+    REGISTRY_FILE,
+    PASSWORD_FILE,
+];
+
 impl HostState {
     pub(crate) fn open(dir: &Path) -> anyhow::Result<Self> {
         let state_dir = StateDir::open(dir)?;
+        // Before anything is read from them: the host key, the pinned
+        // devices and the password hash are for this user only.
+        for (path, old, new) in state_dir.make_private(PRIVATE_FILES)? {
+            tracing::warn!(
+                "{} was open to other users (mode {old:04o}); changed it to {new:04o}",
+                path.display()
+            );
+        }
         let host_name = host_name();
         let host = HostIdentity::load_or_create(state_dir.path(), &host_name)?;
         tracing::info!(

@@ -17,6 +17,19 @@ pub enum StateDirError {
         /// The state dir.
         path: PathBuf,
     },
+    /// A private file or the dir is open to other users and cannot be
+    /// made private.
+    #[error("{} is readable by other users (mode {mode:04o}) and cannot be made private: {source}; fix it with `chmod {want:o} {}`", path.display(), path.display())]
+    Permissions {
+        /// The file or dir.
+        path: PathBuf,
+        /// Its mode.
+        mode: u32,
+        /// The mode it needs.
+        want: u32,
+        /// Why it could not be changed.
+        source: io::Error,
+    },
     /// The dir or lock file cannot be created or opened.
     #[error("cannot use state dir {}: {source}", path.display())]
     Io {
@@ -72,6 +85,23 @@ impl StateDir {
             .map(|base| base.join("punktfunk"))
     }
 
+    /// Makes the dir (0700) and the private files in it that exist (0600)
+    /// unreadable to other users, and returns what it changed as (path, old
+    /// mode, new mode), for the caller to log. A dir or file that stays open
+    /// to others is an error: it would expose the host key, the pinned
+    /// devices or the password hash.
+    pub fn make_private(&self, files: &[&str]) -> Result<Vec<(PathBuf, u32, u32)>, StateDirError> {
+        let mut changed = Vec::new();
+        let targets = std::iter::once((self.path.clone(), 0o700))
+            .chain(files.iter().map(|f| (self.path.join(f), 0o600)));
+        for (path, want) in targets {
+            if let Some(old) = tighten(&path, want)? {
+                changed.push((path, old, want));
+            }
+        }
+        Ok(changed)
+    }
+
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.path
@@ -81,6 +111,34 @@ impl StateDir {
     pub fn file(&self, name: &str) -> PathBuf {
         self.path.join(name)
     }
+}
+
+/// Sets `path` to `want` if group or others have any access; the old mode
+/// if it changed. A missing file is fine (it is created private).
+fn tighten(path: &Path, want: u32) -> Result<Option<u32>, StateDirError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = match fs::metadata(path) {
+        Ok(m) => m.permissions().mode() & 0o7777,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(StateDirError::Io {
+                path: path.into(),
+                source,
+            })
+        }
+    };
+    if mode & 0o077 == 0 {
+        return Ok(None);
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(want)).map_err(|source| {
+        StateDirError::Permissions {
+            path: path.into(),
+            mode,
+            want,
+            source,
+        }
+    })?;
+    Ok(Some(mode))
 }
 
 fn create_private_dir(path: &Path) -> io::Result<()> {
@@ -97,6 +155,28 @@ fn create_private_dir(path: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loose_permissions_are_tightened() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("state");
+        let state = StateDir::open(&p).unwrap();
+        let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        fs::write(p.join("secret"), b"k").unwrap();
+        fs::set_permissions(p.join("secret"), fs::Permissions::from_mode(0o644)).unwrap();
+        fs::write(p.join("fine"), b"k").unwrap();
+        fs::set_permissions(p.join("fine"), fs::Permissions::from_mode(0o600)).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        let changed = state.make_private(&["secret", "fine", "absent"]).unwrap();
+        assert_eq!(
+            changed,
+            vec![(p.clone(), 0o755, 0o700), (p.join("secret"), 0o644, 0o600)]
+        );
+        assert_eq!(mode(&p), 0o700);
+        assert_eq!(mode(&p.join("secret")), 0o600);
+        assert!(state.make_private(&["secret"]).unwrap().is_empty());
+    }
 
     #[test]
     fn second_open_is_refused_until_the_first_is_dropped() {

@@ -9,14 +9,14 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use punktfunk_certs::gate::{Attempt, PendingOutcome};
 use punktfunk_certs::{
-    Claimant, Device, Fingerprint, GateError, Label, PendingId, Pin, RegistryError, TrustError,
-    TrustEvent,
+    AddressKey, Claimant, Device, Fingerprint, GateError, Label, PendingId, Pin, RegistryError,
+    TrustError, TrustEvent,
 };
 use rand::rngs::OsRng;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth::SESSION_LIFETIME;
+use super::auth::{Refusal, SESSION_LIFETIME};
 use super::{ApiError, ConsoleState, CSRF_HEADER, SESSION_COOKIE};
 
 /// How long `POST /api/pending/{id}/pin` waits for the pairing to finish.
@@ -156,6 +156,36 @@ fn session_cookie(value: String, max_age: Duration) -> Cookie<'static> {
         .finish()
 }
 
+/// 429 (this address, or everyone during a flood) or 503 (every check
+/// slot busy), with `Retry-After`.
+fn refused_login(refusal: Refusal, key: AddressKey) -> HttpResponse {
+    let (mut builder, wait, message) = match refusal {
+        Refusal::Address(wait) => (
+            HttpResponse::TooManyRequests(),
+            wait,
+            format!("too many login attempts from {key}"),
+        ),
+        Refusal::Budget(wait) => (
+            HttpResponse::TooManyRequests(),
+            wait,
+            "too many login attempts on this host right now".to_owned(),
+        ),
+        Refusal::Busy => (
+            HttpResponse::ServiceUnavailable(),
+            Duration::from_secs(1),
+            "the host is checking other login attempts".to_owned(),
+        ),
+    };
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let secs = secs.max(1);
+    tracing::debug!(%key, ?refusal, "console: login attempt refused unchecked");
+    builder
+        .insert_header(("Retry-After", secs.to_string()))
+        .insert_header(("Cache-Control", "no-store"))
+        .json(json!({"error": {"code": "rate_limited", "message": format!(
+            "{message}; try again in {secs} s")}}))
+}
+
 #[derive(Deserialize)]
 struct LoginBody {
     password: String,
@@ -167,30 +197,27 @@ async fn login(
     body: web::Json<LoginBody>,
 ) -> Result<HttpResponse, ApiError> {
     let ip = peer_ip(&req);
-    if let Some(wait) = state.limiter.blocked(ip, Instant::now()) {
-        return Ok(
-            HttpResponse::TooManyRequests()
-                .insert_header(("Retry-After", wait.as_secs().max(1).to_string()))
-                .json(json!({"error": {"code": "rate_limited", "message": format!(
-                "too many wrong passwords from {ip}; try again in {} s", wait.as_secs().max(1))}})),
-        );
-    }
+    let key = AddressKey::of(ip);
+    // Paid for before the (expensive) check runs: see `auth`.
+    let mut permit = match state.limiter.admit(key, Instant::now()) {
+        Ok(p) => p,
+        Err(refusal) => return Ok(refused_login(refusal, key)),
+    };
     let password = body.into_inner().password;
     let file = state.password.clone();
-    let ok = web::block(move || file.verify(&password))
+    let ok = web::block(move || file.verify(&password, permit.memory()))
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
     if !ok {
-        state.limiter.failed(ip, Instant::now());
-        tracing::warn!(%ip, "console: wrong password");
+        tracing::warn!(%ip, checks = state.limiter.checks(), "console: wrong password");
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "wrong_password",
             "wrong password",
         ));
     }
-    state.limiter.succeeded(ip);
+    state.limiter.succeeded(key);
     let (token, csrf) = state.sessions.create(Instant::now());
     tracing::info!(%ip, "console: logged in");
     Ok(HttpResponse::Ok()

@@ -1,22 +1,32 @@
 //! Console authentication: the admin password (argon2id hash on disk),
-//! sessions with their CSRF tokens, and the login rate limit.
+//! sessions with their CSRF tokens, and the login limits.
+//!
+//! A password check is the most expensive thing an unauthenticated peer can
+//! make the host do (argon2id: ~19 MiB of memory and tens of milliseconds
+//! each), so every check is paid for before it runs ([`LoginLimiter`]): a
+//! free slot among [`MAX_CHECKS_IN_FLIGHT`], a token from the global budget
+//! of [`CHECKS_PER_SECOND`], and an attempt counted against the source
+//! address (IPv4 address, IPv6 /64). The checks run in preallocated memory
+//! ([`PasswordFile::verify`]), so a flood cannot grow the heap either.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use punktfunk_certs::AddressKey;
 use rand::rngs::OsRng;
 use rand::RngCore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// File holding the PHC-format argon2id hash of the console password.
-pub(crate) const PASSWORD_FILE: &str = "console.passwd";
+pub(crate) use crate::startup::PASSWORD_FILE;
 /// Shortest password `console set-password` accepts.
 pub(crate) const MIN_PASSWORD_CHARS: usize = 8;
 
@@ -27,11 +37,21 @@ pub(crate) const SESSION_IDLE: Duration = Duration::from_secs(3600);
 /// At most this many sessions exist; the oldest is dropped beyond that.
 const MAX_SESSIONS: usize = 256;
 
-/// Failed logins allowed from one address per window before 429.
+/// Password checks allowed from one address (IPv4 address, IPv6 /64) per
+/// window, counted before each check; a successful login clears the count.
 pub(crate) const MAX_FAILURES: u32 = 5;
-/// The rate-limit window.
+/// The per-address window.
 pub(crate) const FAILURE_WINDOW: Duration = Duration::from_secs(60);
-/// Addresses tracked at most (a flood from many addresses cannot grow memory).
+/// Password checks per second across all addresses (and the burst), whatever
+/// the number of addresses: the budget that holds when a sender rotates
+/// through thousands of addresses.
+pub(crate) const CHECKS_PER_SECOND: u32 = 10;
+/// Password checks running at once; each holds one argon2 memory buffer.
+pub(crate) const MAX_CHECKS_IN_FLIGHT: usize = 2;
+/// Addresses tracked at most. The global budget already bounds how many
+/// addresses can be counted per window (`CHECKS_PER_SECOND` × 60 s); this
+/// is a backstop, and when it is reached the oldest entry goes, never the
+/// limit.
 const MAX_TRACKED: usize = 4096;
 
 /// The password hash file in a state dir.
@@ -71,18 +91,74 @@ impl PasswordFile {
         Ok(password)
     }
 
-    /// Checks `password` against the stored hash. Reads the file each time, so
+    /// Checks `password` against the stored hash, computing argon2 in
+    /// `memory` (grown to the hash's memory cost once, then reused: argon2's
+    /// own verify allocates its ~19 MiB anew each time, and under a flood
+    /// the allocator kept those per thread). Reads the file each time, so
     /// `console set-password` takes effect on a running host. Slow on
-    /// purpose (argon2id): call from a blocking thread.
-    pub(crate) fn verify(&self, password: &str) -> anyhow::Result<bool> {
+    /// purpose: call from a blocking thread.
+    pub(crate) fn verify(&self, password: &str, memory: &mut Vec<Block>) -> anyhow::Result<bool> {
         let text = std::fs::read_to_string(&self.path)
             .with_context(|| format!("cannot read {}", self.path.display()))?;
-        let hash = PasswordHash::new(text.trim())
-            .map_err(|e| anyhow::anyhow!("{} is not a password hash: {e}", self.path.display()))?;
-        Ok(Argon2::default()
-            .verify_password(password.as_bytes(), &hash)
-            .is_ok())
+        let bad = |e: argon2::password_hash::Error| {
+            anyhow::anyhow!(
+                "{} is not an argon2 password hash: {e}",
+                self.path.display()
+            )
+        };
+        let hash = PasswordHash::new(text.trim()).map_err(bad)?;
+        let algorithm = Algorithm::try_from(hash.algorithm).map_err(bad)?;
+        let version = hash
+            .version
+            .map(Version::try_from)
+            .transpose()
+            .map_err(|e| bad(e.into()))?
+            .unwrap_or_default();
+        let params = Params::try_from(&hash).map_err(bad)?;
+        let expected = hash
+            .hash
+            .ok_or_else(|| anyhow::anyhow!("{} holds no hash", self.path.display()))?;
+        let mut salt = [0u8; 64];
+        let salt = hash
+            .salt
+            .ok_or_else(|| anyhow::anyhow!("{} holds no salt", self.path.display()))?
+            .decode_b64(&mut salt)
+            .map_err(bad)?;
+        let blocks = params.block_count();
+        if memory.len() < blocks {
+            memory.resize(blocks, Block::default());
+        }
+        let mut out = vec![0u8; expected.len()];
+        Argon2::new(algorithm, version, params)
+            .hash_password_into_with_memory(
+                password.as_bytes(),
+                salt,
+                &mut out,
+                &mut memory[..blocks],
+            )
+            .map_err(|e| anyhow::anyhow!("cannot check the password: {e}"))?;
+        Ok(punktfunk_certs::ct_eq(&out, expected.as_bytes()))
     }
+
+    /// What identifies the file's current version: a change (such as
+    /// `console set-password`, which replaces the file) changes it.
+    pub(crate) fn stamp(&self) -> Option<Stamp> {
+        std::fs::metadata(&self.path).ok().map(|m| Stamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+            len: m.len(),
+        })
+    }
+}
+
+/// A version of the password file, see [`PasswordFile::stamp`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    dev: u64,
+    ino: u64,
+    mtime_ns: i128,
+    len: u64,
 }
 
 /// A logged-in browser.
@@ -93,10 +169,14 @@ pub(crate) struct Session {
     last_used: Instant,
 }
 
-/// The live sessions, keyed by the cookie's token.
-#[derive(Debug, Default)]
+/// The live sessions, keyed by the cookie's token. They are all dropped
+/// when the password file changes: a new password ends every session.
+#[derive(Debug)]
 pub(crate) struct Sessions {
     map: Mutex<HashMap<String, Session>>,
+    password: PasswordFile,
+    /// The password file's version the sessions belong to.
+    stamp: Mutex<Option<Stamp>>,
 }
 
 pub(crate) fn random_token() -> String {
@@ -106,9 +186,38 @@ pub(crate) fn random_token() -> String {
 }
 
 impl Sessions {
+    /// No sessions yet; they will belong to the current version of `password`.
+    pub(crate) fn new(password: PasswordFile) -> Self {
+        let stamp = password.stamp();
+        Self {
+            map: Mutex::default(),
+            password,
+            stamp: Mutex::new(stamp),
+        }
+    }
+
+    /// The session map, emptied first if the password changed since the
+    /// sessions were made (one `stat` per request).
+    fn current(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+        let now = self.password.stamp();
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stamp = self.stamp.lock().unwrap_or_else(|p| p.into_inner());
+        if *stamp != now {
+            if !map.is_empty() {
+                tracing::info!(
+                    sessions = map.len(),
+                    "console: the password changed; every session ended"
+                );
+            }
+            map.clear();
+            *stamp = now;
+        }
+        map
+    }
+
     /// Starts a session; returns (cookie token, csrf token).
     pub(crate) fn create(&self, now: Instant) -> (String, String) {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.current();
         map.retain(|_, s| alive(s, now));
         if map.len() >= MAX_SESSIONS {
             if let Some(oldest) = map
@@ -134,7 +243,7 @@ impl Sessions {
 
     /// The session for `token` if it is alive; refreshes its idle timer.
     pub(crate) fn get(&self, token: &str, now: Instant) -> Option<Session> {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.current();
         let session = map.get_mut(token)?;
         if !alive(session, now) {
             map.remove(token);
@@ -157,43 +266,165 @@ fn alive(s: &Session, now: Instant) -> bool {
         && now.saturating_duration_since(s.last_used) < SESSION_IDLE
 }
 
-/// Failed logins per address.
-#[derive(Debug, Default)]
-pub(crate) struct RateLimiter {
-    map: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+/// Why a login attempt was not checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// This address used its attempts; it may try again after the wait.
+    Address(Duration),
+    /// The global budget is spent (a flood); try again shortly.
+    Budget(Duration),
+    /// Every check slot is busy; try again shortly.
+    Busy,
 }
 
-impl RateLimiter {
-    /// `Some(retry_after)` if `ip` must wait before trying again.
-    pub(crate) fn blocked(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
-        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        let (count, since) = map.get(&ip)?;
+/// The right to run one password check: a slot among
+/// [`MAX_CHECKS_IN_FLIGHT`] and a memory buffer, both given back on drop.
+pub(crate) struct CheckPermit {
+    _slot: OwnedSemaphorePermit,
+    memory: Vec<Block>,
+    pool: Arc<Mutex<Vec<Vec<Block>>>>,
+}
+
+impl CheckPermit {
+    /// The argon2 memory this check runs in.
+    pub(crate) fn memory(&mut self) -> &mut Vec<Block> {
+        &mut self.memory
+    }
+}
+
+impl Drop for CheckPermit {
+    fn drop(&mut self) {
+        let memory = std::mem::take(&mut self.memory);
+        self.pool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(memory);
+    }
+}
+
+/// Pays for login attempts before the password is checked (module docs).
+#[derive(Debug)]
+pub(crate) struct LoginLimiter {
+    per_address: Mutex<HashMap<AddressKey, (u32, Instant)>>,
+    budget: Mutex<Bucket>,
+    slots: Arc<Semaphore>,
+    memory: Arc<Mutex<Vec<Vec<Block>>>>,
+    checks: AtomicU64,
+}
+
+/// A token bucket: [`CHECKS_PER_SECOND`] tokens a second, as many at most.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Option<Instant>,
+}
+
+impl Default for LoginLimiter {
+    fn default() -> Self {
+        Self {
+            per_address: Mutex::default(),
+            budget: Mutex::new(Bucket {
+                tokens: f64::from(CHECKS_PER_SECOND),
+                at: None,
+            }),
+            slots: Arc::new(Semaphore::new(MAX_CHECKS_IN_FLIGHT)),
+            memory: Arc::new(Mutex::new(
+                (0..MAX_CHECKS_IN_FLIGHT).map(|_| Vec::new()).collect(),
+            )),
+            checks: AtomicU64::new(0),
+        }
+    }
+}
+
+impl LoginLimiter {
+    /// Pays for one password check from `key`, or says why not. The attempt
+    /// is counted against the address here, before the check runs, so
+    /// concurrent attempts from one address get at most [`MAX_FAILURES`]
+    /// checks per window.
+    pub(crate) fn admit(&self, key: AddressKey, now: Instant) -> Result<CheckPermit, Refusal> {
+        if let Some(wait) = self.blocked(key, now) {
+            return Err(Refusal::Address(wait));
+        }
+        // Cheapest refusal first; a slot not used is given back on drop.
+        let slot = self
+            .slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Refusal::Busy)?;
+        self.take_token(now).map_err(Refusal::Budget)?;
+        let mut map = self.per_address.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = map.get(&key).copied();
+        let count = match entry {
+            Some((n, since)) if now.saturating_duration_since(since) < FAILURE_WINDOW => {
+                if n >= MAX_FAILURES {
+                    // Another request from this address got here first.
+                    return Err(Refusal::Address(
+                        FAILURE_WINDOW - now.saturating_duration_since(since),
+                    ));
+                }
+                (n + 1, since)
+            }
+            _ => (1, now),
+        };
+        if entry.is_none() && map.len() >= MAX_TRACKED {
+            map.retain(|_, (_, since)| now.saturating_duration_since(*since) < FAILURE_WINDOW);
+            if map.len() >= MAX_TRACKED {
+                if let Some(oldest) = map.iter().min_by_key(|(_, (_, s))| *s).map(|(k, _)| *k) {
+                    map.remove(&oldest);
+                }
+            }
+        }
+        map.insert(key, count);
+        drop(map);
+        let memory = self
+            .memory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+            .unwrap_or_default();
+        self.checks.fetch_add(1, Ordering::Relaxed);
+        Ok(CheckPermit {
+            _slot: slot,
+            memory,
+            pool: self.memory.clone(),
+        })
+    }
+
+    /// `Some(retry_after)` if `key` used its attempts for this window.
+    fn blocked(&self, key: AddressKey, now: Instant) -> Option<Duration> {
+        let map = self.per_address.lock().unwrap_or_else(|p| p.into_inner());
+        let (count, since) = map.get(&key)?;
         let elapsed = now.saturating_duration_since(*since);
         (*count >= MAX_FAILURES && elapsed < FAILURE_WINDOW).then(|| FAILURE_WINDOW - elapsed)
     }
 
-    pub(crate) fn failed(&self, ip: IpAddr, now: Instant) {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_TRACKED && !map.contains_key(&ip) {
-            map.retain(|_, (_, since)| now.saturating_duration_since(*since) < FAILURE_WINDOW);
-            if map.len() >= MAX_TRACKED {
-                // Still full of fresh entries: a flood. Treat every address
-                // in it alike rather than grow.
-                return;
-            }
+    fn take_token(&self, now: Instant) -> Result<(), Duration> {
+        let mut b = self.budget.lock().unwrap_or_else(|p| p.into_inner());
+        let rate = f64::from(CHECKS_PER_SECOND);
+        if let Some(at) = b.at {
+            let refill = now.saturating_duration_since(at).as_secs_f64() * rate;
+            b.tokens = (b.tokens + refill).min(rate);
         }
-        let entry = map.entry(ip).or_insert((0, now));
-        if now.saturating_duration_since(entry.1) >= FAILURE_WINDOW {
-            *entry = (0, now);
+        b.at = Some(now);
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - b.tokens) / rate))
         }
-        entry.0 += 1;
     }
 
-    pub(crate) fn succeeded(&self, ip: IpAddr) {
-        self.map
+    /// The right password: the address starts afresh.
+    pub(crate) fn succeeded(&self, key: AddressKey) {
+        self.per_address
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&ip);
+            .remove(&key);
+    }
+
+    /// Password checks run since start.
+    pub(crate) fn checks(&self) -> u64 {
+        self.checks.load(Ordering::Relaxed)
     }
 }
 
@@ -210,13 +441,16 @@ mod tests {
         let stored = std::fs::read_to_string(dir.path().join(PASSWORD_FILE)).unwrap();
         assert!(stored.starts_with("$argon2id$"));
         assert!(!stored.contains(&pw));
-        assert!(file.verify(&pw).unwrap());
-        assert!(!file.verify("wrong").unwrap());
+        let mut memory = Vec::new();
+        assert!(file.verify(&pw, &mut memory).unwrap());
+        assert!(!file.verify("wrong", &mut memory).unwrap());
+        assert_eq!(memory.len(), Params::default().block_count());
     }
 
     #[test]
     fn sessions_expire_when_idle_or_old() {
-        let s = Sessions::default();
+        let dir = tempfile::tempdir().unwrap();
+        let s = Sessions::new(PasswordFile::new(dir.path()));
         let t0 = Instant::now();
         let (tok, csrf) = s.create(t0);
         assert_eq!(s.get(&tok, t0).unwrap().csrf, csrf);
@@ -231,18 +465,82 @@ mod tests {
         assert!(s.get(&tok, t0 + SESSION_LIFETIME).is_none());
     }
 
+    fn key(ip: &str) -> AddressKey {
+        AddressKey::of(ip.parse().unwrap())
+    }
+
     #[test]
-    fn rate_limit_blocks_after_failures_then_recovers() {
-        let r = RateLimiter::default();
-        let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        let other: IpAddr = "192.0.2.2".parse().unwrap();
+    fn attempts_are_counted_before_the_check() {
+        let r = LoginLimiter::default();
         let t0 = Instant::now();
+        let ip = key("192.0.2.1");
         for _ in 0..MAX_FAILURES {
-            assert!(r.blocked(ip, t0).is_none());
-            r.failed(ip, t0);
+            // Each permit is dropped at once, as a finished check would be.
+            assert!(r.admit(ip, t0).is_ok());
         }
-        assert!(r.blocked(ip, t0).is_some());
-        assert!(r.blocked(other, t0).is_none());
-        assert!(r.blocked(ip, t0 + FAILURE_WINDOW).is_none());
+        assert!(matches!(r.admit(ip, t0), Err(Refusal::Address(_))));
+        assert!(r.admit(key("192.0.2.2"), t0).is_ok());
+        // The window passes (and the budget refills).
+        let later = t0 + FAILURE_WINDOW;
+        assert!(r.admit(ip, later).is_ok());
+        r.succeeded(ip);
+        assert_eq!(r.checks(), u64::from(MAX_FAILURES) + 2);
+    }
+
+    #[test]
+    fn checks_in_flight_are_bounded() {
+        let r = LoginLimiter::default();
+        let t0 = Instant::now();
+        let held: Vec<_> = (0..MAX_CHECKS_IN_FLIGHT)
+            .map(|i| r.admit(key(&format!("10.0.0.{i}")), t0).unwrap())
+            .collect();
+        assert!(matches!(r.admit(key("10.0.1.1"), t0), Err(Refusal::Busy)));
+        drop(held);
+        assert!(r.admit(key("10.0.1.1"), t0).is_ok());
+    }
+
+    #[test]
+    fn the_global_budget_holds_whatever_the_number_of_addresses() {
+        let r = LoginLimiter::default();
+        let t0 = Instant::now();
+        let mut checked = 0;
+        // 5,000 addresses, one attempt each, within one second.
+        for i in 0..5000u32 {
+            let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i);
+            let at = t0 + Duration::from_micros(u64::from(i) * 200);
+            if r.admit(AddressKey::of(ip.into()), at).is_ok() {
+                checked += 1;
+            }
+        }
+        // The burst plus one second of refill.
+        assert!(checked <= 2 * CHECKS_PER_SECOND, "{checked}");
+        assert!(checked >= CHECKS_PER_SECOND, "{checked}");
+        // IPv6 is counted per /64: rotating the interface id does not help.
+        let mut v6 = 0;
+        let later = t0 + Duration::from_secs(100);
+        for i in 0..20u16 {
+            let ip = format!("2001:db8::{i:x}");
+            if r.admit(key(&ip), later + Duration::from_secs(u64::from(i)))
+                .is_ok()
+            {
+                v6 += 1;
+            }
+        }
+        assert_eq!(v6, MAX_FAILURES);
+    }
+
+    #[test]
+    fn a_new_password_ends_every_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = PasswordFile::new(dir.path());
+        file.set("first password").unwrap();
+        let s = Sessions::new(file.clone());
+        let t0 = Instant::now();
+        let (tok, _) = s.create(t0);
+        assert!(s.get(&tok, t0).is_some());
+        file.set("second password").unwrap();
+        assert!(s.get(&tok, t0).is_none());
+        let (tok, _) = s.create(t0);
+        assert!(s.get(&tok, t0).is_some());
     }
 }

@@ -15,7 +15,7 @@ use actix_web::{web, HttpResponse, ResponseError};
 use punktfunk_certs::{Fingerprint, Trust};
 use serde_json::json;
 
-use auth::{PasswordFile, RateLimiter, Sessions};
+use auth::{LoginLimiter, PasswordFile, Sessions};
 
 /// Name of the session cookie.
 pub(crate) const SESSION_COOKIE: &str = "pf_session";
@@ -29,7 +29,7 @@ pub(crate) struct ConsoleState {
     pub(crate) host_fingerprint: Fingerprint,
     pub(crate) password: PasswordFile,
     pub(crate) sessions: Sessions,
-    pub(crate) limiter: RateLimiter,
+    pub(crate) limiter: LoginLimiter,
 }
 
 /// How long a request body may take to arrive, from the moment its head
@@ -88,12 +88,17 @@ impl ApiError {
         }
     }
 
+    /// A failure of the host itself. The detail (which may name files and
+    /// paths) goes to the log only, under a short random id the client is
+    /// given, so the two can be matched without revealing it.
     pub(crate) fn internal(err: impl std::fmt::Display) -> Self {
-        tracing::error!("console: {err}");
+        use rand::Rng as _;
+        let id = format!("{:08x}", rand::rngs::OsRng.gen::<u32>());
+        tracing::error!(error_id = %id, "console: internal error: {err}");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
-            format!("the host could not do that: {err}"),
+            format!("internal error (id {id}); the host's log has the details"),
         )
     }
 }

@@ -135,16 +135,28 @@ function renderArmed() {
   attempt.hidden = !a || (armed && a.result !== "in_progress");
   attempt.className = "attempt";
   if (a && a.result === "pin_rejected") {
-    attempt.textContent = "A wrong PIN was tried; arm again for a new PIN.";
+    attempt.replaceChildren("PIN used up by a wrong guess from ", ...who(a.by), ". Arm again for a new PIN.");
     attempt.classList.add("bad");
   } else if (a && a.result === "paired") {
     const d = state.devices.find((x) => x.fingerprint === a.fingerprint);
     attempt.textContent = `Paired ${d ? (d.label || d.name) : "a device"} with the PIN.`;
     attempt.classList.add("good");
   } else if (a && a.result === "in_progress") {
-    attempt.textContent = "A device is pairing with the PIN…";
+    attempt.replaceChildren("Pairing with the PIN: ", ...who(a.by), "…");
   }
+  // Who holds the one pairing slot before using the PIN (a stalled
+  // client is cut off after a few seconds; naming it shows who it was).
+  const x = state.exchange;
+  const exchange = $("exchange");
+  exchange.hidden = !x || (a && a.result === "in_progress");
+  if (x) exchange.replaceChildren("Pairing in progress from ", ...who(x));
   tick();
+}
+
+// "NAME from ADDRESS (fingerprint)", the name isolated so that it cannot
+// reorder the text around it.
+function who(by) {
+  return [el("bdi", { class: "who", text: by.name }), ` at ${by.address} (`, el("code", { text: shortFp(by.fingerprint) }), ")"];
 }
 
 function tick() {
@@ -177,6 +189,7 @@ function renderPending() {
     if (!seen.has(card.dataset.id) && !card.dataset.hold) card.remove();
   }
   $("pending-empty").hidden = list.children.length > 0;
+  $("deny-all").hidden = state.pending.length === 0;
   tick();
 }
 
@@ -391,6 +404,14 @@ $("arm").addEventListener("click", async () => {
 $("disarm").addEventListener("click", async () => {
   try { await api("POST", "/api/pairing/disarm"); await refresh(); $("arm").focus(); }
   catch (e) { say(e.message, true); }
+});
+
+$("deny-all").addEventListener("click", async () => {
+  try {
+    const r = await api("POST", "/api/pending/deny-all");
+    say(`Dismissed ${r.denied} waiting ${r.denied === 1 ? "request" : "requests"}. They can ask again later.`);
+    await refresh();
+  } catch (e) { say(e.message, true); }
 });
 
 setInterval(tick, 1000);
