@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different part of this
 
 pub mod moonlight;
+pub mod raw_native;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

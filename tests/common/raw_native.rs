@@ -1,0 +1,86 @@
+//! A bare native-protocol client for attack tests: TLS 1.3 from a chosen
+//! loopback source address (the whole of 127/8 is loopback, so another
+//! address is another machine on the LAN), with a chosen certificate, that
+//! sends exactly the frames a test writes (docs/native-protocol.md § 3, § 4)
+//! and reads the host's answers as JSON.
+
+#![allow(dead_code)] // each test binary uses a different part of this
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use openssl::ssl::{Ssl, SslContext, SslMethod, SslStream, SslVerifyMode, SslVersion};
+use punktfunk_certs::Identity;
+use serde_json::{json, Value};
+
+/// The native port of a running host, on 127.0.0.1.
+pub fn addr(host: &super::Host) -> SocketAddr {
+    let url = host.url("native");
+    let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// A TCP connection to `dst` from the loopback address `src`.
+pub fn tcp_from(src: &str, dst: SocketAddr) -> TcpStream {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let src: SocketAddr = format!("{src}:0").parse().unwrap();
+    sock.bind(&src.into()).unwrap();
+    sock.connect_timeout(&dst.into(), Duration::from_secs(10))
+        .unwrap();
+    let tcp: TcpStream = sock.into();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    tcp
+}
+
+/// One connection, past the TLS handshake.
+pub struct Raw {
+    pub tls: SslStream<TcpStream>,
+}
+
+impl Raw {
+    /// Connects from `src` presenting `id`.
+    pub fn connect(src: &str, dst: SocketAddr, id: &Identity) -> Raw {
+        let mut b = SslContext::builder(SslMethod::tls_client()).unwrap();
+        b.set_verify(SslVerifyMode::NONE);
+        b.set_min_proto_version(Some(SslVersion::TLS1_3)).unwrap();
+        b.set_certificate(id.cert()).unwrap();
+        b.set_private_key(id.key()).unwrap();
+        let ssl = Ssl::new(&b.build()).unwrap();
+        let tls = ssl.connect(tcp_from(src, dst)).unwrap();
+        Raw { tls }
+    }
+
+    /// Sends one frame.
+    pub fn send(&mut self, msg: &Value) {
+        let body = serde_json::to_vec(msg).unwrap();
+        let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+        frame.extend(body);
+        self.tls.write_all(&frame).unwrap();
+    }
+
+    /// Reads one frame; `None` when the host closed the connection.
+    pub fn recv(&mut self) -> Option<Value> {
+        let mut len = [0u8; 4];
+        self.tls.read_exact(&mut len).ok()?;
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        self.tls.read_exact(&mut body).ok()?;
+        Some(serde_json::from_slice(&body).unwrap())
+    }
+
+    /// Sends `hello` and returns the host's answer.
+    pub fn hello(&mut self, name: &str, intent: &str) -> Value {
+        self.send(&json!({"type": "hello", "protocol": 1, "device_name": name, "intent": intent}));
+        self.recv()
+            .expect("the host closed without answering hello")
+    }
+}
+
+/// Knocks (`hello{connect}`) from `src` with a fresh identity; returns the
+/// connection, the identity and the host's answer.
+pub fn knock(src: &str, dst: SocketAddr, name: &str) -> (Raw, Identity, Value) {
+    let id = Identity::generate_p256("knock").unwrap();
+    let mut raw = Raw::connect(src, dst, &id);
+    let answer = raw.hello(name, "connect");
+    (raw, id, answer)
+}
