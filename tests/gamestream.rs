@@ -28,7 +28,8 @@ fn moonlight_pairs_with_the_pin_typed_in_the_console_then_is_paired_over_https()
     let waiting = pending(&console, &dev.fingerprint);
     assert_eq!(waiting["kind"], "gamestream");
     assert_eq!(waiting["needs"], "pin");
-    assert_eq!(waiting["name"], "roth");
+    // Every stock client sends devicename=roth: shown by its address instead.
+    assert_eq!(waiting["name"], "Moonlight on 127.0.0.1");
     assert_eq!(waiting["address"], "127.0.0.1");
     assert_eq!(waiting["pin_entered"], false);
     assert!(device(&console, &dev.fingerprint).is_none());
@@ -39,7 +40,7 @@ fn moonlight_pairs_with_the_pin_typed_in_the_console_then_is_paired_over_https()
     let stored = device(&console, &dev.fingerprint).expect("paired but not stored");
     assert_eq!(stored["kind"], "gamestream");
     assert_eq!(stored["via"], "pin");
-    assert_eq!(stored["name"], "roth");
+    assert_eq!(stored["name"], "Moonlight on 127.0.0.1");
     assert_eq!(stored["label"], "Den TV");
     assert!(pending_ids(&console).is_empty());
 

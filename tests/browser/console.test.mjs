@@ -161,6 +161,43 @@ test("a knock that is denied disappears and the device can knock again", async (
   } finally { host.stop(); }
 });
 
+test("Deny all dismisses every waiting request, names are isolated, and a burned arming names who used it", async () => {
+  const host = await startHost(["--native"]);
+  const nativeAddr = host.urls.native.replace(/^tls:\/\//, "");
+  try {
+    const { page, context } = await openConsole(browser, host);
+    await login(page, host.password);
+    assert.ok(await page.locator("#deny-all").isHidden());
+    // Two knocks; one name carries a right-to-left override, which the host removes.
+    for (const [dir, name] of [["a", "Tablet\u202e"], ["b", "Phone"]]) {
+      const r = runCli(["connect", nativeAddr, "--client-dir", join(host.dir, dir), "--name", name, "--accept-new-host"]);
+      assert.equal(r.stdout.trim().split("\n").pop(), "approval_pending", r.stderr);
+    }
+    await page.waitForFunction(() => document.querySelectorAll("#pending > li").length === 2, null, { timeout: 20000 });
+    const names = await page.locator("#pending .name").allTextContents();
+    assert.deepEqual(names.sort(), ["Phone", "Tablet"]);
+    const bidi = await page.locator("#pending .name").first().evaluate((n) => getComputedStyle(n).unicodeBidi);
+    assert.equal(bidi, "isolate");
+    await page.locator("#deny-all").click();
+    await page.waitForSelector("#pending-empty:not([hidden])");
+    assert.match(await page.locator("#status").textContent(), /Dismissed 2 waiting requests/);
+    assert.ok(await page.locator("#deny-all").isHidden());
+
+    // A wrong PIN uses up the arming; the page says who tried it.
+    await page.locator("#arm").click();
+    const pin = (await page.locator("#pin").textContent()).trim();
+    const wrong = String((Number(pin) + 1) % 10000).padStart(4, "0");
+    const r = runCli(["pair", nativeAddr, "--pin", wrong, "--name", "Guesser", "--client-dir", join(host.dir, "g")]);
+    assert.notEqual(r.status, 0);
+    const attempt = page.locator("#attempt");
+    await page.waitForFunction(() => /wrong guess/.test(document.querySelector("#attempt")?.textContent || ""), null, { timeout: 20000 });
+    assert.match(await attempt.textContent(), /PIN used up by a wrong guess from Guesser at 127\.0\.0\.1 \([0-9a-f ]+\)/);
+    assert.equal(await attempt.locator("bdi").textContent(), "Guesser");
+    await page.screenshot({ path: join(shots, "console-pin-used-up.png") });
+    await context.close();
+  } finally { host.stop(); }
+});
+
 /** The real Moonlight pairing client (moonlight-python), waiting for its PIN. */
 function moonlightPair(dir, httpUrl, pin) {
   const { hostname, port } = new URL(httpUrl);
