@@ -27,6 +27,36 @@ pub const MAX_NAME_CHARS: usize = 64;
 /// Longest label, in characters, after the rule is applied.
 pub const MAX_LABEL_CHARS: usize = MAX_NAME_CHARS;
 
+/// Reads a cleaned text newtype as the `str` it holds.
+macro_rules! text_newtype {
+    ($t:ident) => {
+        impl std::ops::Deref for $t {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl PartialEq<&str> for $t {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&self.0, f)
+            }
+        }
+    };
+}
+
 /// A name shown to people, cleaned by the module's rule: never empty, no
 /// control or invisible formatting characters, no leading, trailing or
 /// repeated whitespace, 1 to [`MAX_NAME_CHARS`] characters.
@@ -54,30 +84,7 @@ impl DisplayName {
     }
 }
 
-impl std::ops::Deref for DisplayName {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl PartialEq<&str> for DisplayName {
-    fn eq(&self, other: &&str) -> bool {
-        self.0 == *other
-    }
-}
-
-impl fmt::Display for DisplayName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for DisplayName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
-    }
-}
+text_newtype!(DisplayName);
 
 impl<'de> Deserialize<'de> for DisplayName {
     /// Stored names are cleaned again on load, so a file written by an older
@@ -120,42 +127,19 @@ impl Label {
     }
 }
 
-impl std::ops::Deref for Label {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
+text_newtype!(Label);
 
-impl PartialEq<&str> for Label {
-    fn eq(&self, other: &&str) -> bool {
-        self.0 == *other
-    }
-}
-
-impl fmt::Display for Label {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for Label {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
-    }
-}
-
-impl<'de> Deserialize<'de> for Label {
-    /// Cleaned again on load; a stored label that is no longer acceptable
-    /// is cut to the limit rather than failing the whole file.
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = String::deserialize(d)?;
-        let s = sanitize(&raw, MAX_LABEL_CHARS);
-        if s.is_empty() {
-            return Err(serde::de::Error::custom("a label cannot be empty"));
-        }
-        Ok(Self(s))
-    }
+/// Reads a stored optional label, cleaned again: one that is no longer
+/// acceptable is cut to the limit, or dropped if nothing is left, rather
+/// than failing the whole file (use with `#[serde(default, deserialize_with)]`).
+pub fn deserialize_label<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Label>, D::Error> {
+    let raw = Option::<String>::deserialize(d)?;
+    Ok(raw
+        .map(|raw| sanitize(&raw, MAX_LABEL_CHARS))
+        .filter(|s| !s.is_empty())
+        .map(Label))
 }
 
 /// The rule (module docs): fold whitespace, drop control and invisible
@@ -269,8 +253,15 @@ mod tests {
         assert_eq!(d.as_str(), "TV");
         let d: DisplayName = serde_json::from_str("\"\\u200b\"").unwrap();
         assert_eq!(d.as_str(), "unnamed device");
-        let l: Label = serde_json::from_str("\" Den\\u202e \"").unwrap();
-        assert_eq!(l.as_str(), "Den");
-        assert!(serde_json::from_str::<Label>("\" \"").is_err());
+        #[derive(Deserialize)]
+        struct Stored {
+            #[serde(default, deserialize_with = "deserialize_label")]
+            label: Option<Label>,
+        }
+        let label = |json: &str| serde_json::from_str::<Stored>(json).unwrap().label;
+        assert_eq!(label(r#"{"label": " Den\u202e "}"#).unwrap(), "Den");
+        assert_eq!(label(r#"{"label": "\u200b"}"#), None);
+        assert_eq!(label(r#"{"label": null}"#), None);
+        assert_eq!(label("{}"), None);
     }
 }

@@ -77,6 +77,7 @@ pub struct Device {
     /// ([`crate::name`]).
     pub name: DisplayName,
     /// Name given in the console, if any.
+    #[serde(default, deserialize_with = "crate::name::deserialize_label")]
     pub label: Option<Label>,
     /// Unix seconds.
     pub paired_at: u64,
