@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 use punktfunk_native::{
-    Client, ClientError, Connected, DisplayName, HostAddr, NewHost, Pin, Status,
+    Client, ClientError, Connected, DisplayName, HostAddr, HostTrust, NewHost, Pin, Status,
 };
 
 /// Exit code of `connect` when the host answered `approval_pending`.
@@ -54,9 +54,10 @@ pub(crate) struct ConnectArgs {
     /// decision instead of exiting.
     #[arg(long)]
     wait: bool,
-    /// DANGER: trust a host that is not pinned yet without asking (trust on
+    /// DANGER: trust a host that is not known yet without asking (trust on
     /// first use for scripts). An attacker present at first contact would
-    /// be pinned as the host.
+    /// be pinned as the host. The answer is remembered: after a knock is
+    /// approved, a plain `connect` goes straight through.
     #[arg(long)]
     accept_new_host: bool,
     /// Keep the session open this many seconds (pinging the host), and
@@ -116,7 +117,15 @@ pub(crate) fn connect(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     let mut client = args.client.open()?;
     let rt = runtime()?;
     let result = rt.block_on(async {
-        let new_host = if client.pinned(&args.host).is_some() {
+        let new_host = if let Some(known) = client.known_host(&args.host) {
+            // Held to the fingerprint on record; a fingerprint accepted at
+            // a knock is not asked about again.
+            if known.trust == HostTrust::Accepted {
+                eprintln!(
+                    "host fingerprint {} (accepted earlier; pinned once the host admits this device)",
+                    known.fingerprint
+                );
+            }
             NewHost::Refuse
         } else if args.accept_new_host {
             NewHost::DangerAcceptAny

@@ -284,6 +284,101 @@ fn knock_then_approve_then_trusted() {
     tv.connect(&addr, &[]).ok("trusted");
 }
 
+/// The product promise: after Approve in the console, "the device is
+/// paired on the spot: its next connect goes straight through". The
+/// fingerprint accepted at the knock (flag or prompt) is remembered, so the
+/// plain connect after approval asks nothing (stdin is empty: a question
+/// would be answered no) and pins the host.
+#[test]
+fn approved_knock_then_plain_connect_goes_straight_through() {
+    let host = Host::start(&["--native"]);
+    let console = Console::login(&host);
+    let addr = native_addr(&host);
+    let host_fp = console.pairing()["host"]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let tv = Device::new("Living Room TV");
+    let laptop = Device::new("laptop");
+
+    // One knocks with the script flag, one answers yes at the prompt.
+    let out = tv.connect(&addr, &["--accept-new-host"]);
+    assert_eq!(
+        (out.code, out.last()),
+        (Some(2), "approval_pending"),
+        "{out:#?}"
+    );
+    let knock = wait_pending(&console);
+    approve(&console, &knock);
+    let out = laptop.run_with_stdin(&["connect", &addr], "y\n");
+    assert_eq!(
+        (out.code, out.last()),
+        (Some(2), "approval_pending"),
+        "{out:#?}"
+    );
+    assert!(out.stderr.contains("[y/N]"), "{out:#?}");
+    let knock = wait_pending(&console);
+    approve(&console, &knock);
+    assert_eq!(devices(&console).len(), 2);
+
+    for device in [&tv, &laptop] {
+        let known_hosts = device.dir.join("known_hosts");
+        let text = std::fs::read_to_string(&known_hosts).unwrap();
+        assert!(
+            text.contains(&format!("{host_fp} accepted")),
+            "accepted, not yet pinned: {text}"
+        );
+
+        let out = device.connect(&addr, &[]);
+        out.ok("trusted");
+        assert!(!out.stderr.contains("[y/N]"), "asked again: {out:#?}");
+        let text = std::fs::read_to_string(&known_hosts).unwrap();
+        assert!(!text.contains("accepted\n"), "pinned now: {text}");
+        assert!(text.contains(&host_fp), "{text}");
+        device.connect(&addr, &[]).ok("trusted");
+    }
+}
+
+/// A fingerprint accepted at a knock binds like a pin: another certificate
+/// on that address is `host_identity_changed`, with or without the flag,
+/// and the accepted fingerprint stays on record.
+#[test]
+fn a_different_host_than_the_accepted_one_is_host_identity_changed() {
+    let first = Host::start(&["--native"]);
+    let addr = native_addr(&first);
+    let port = addr.rsplit(':').next().unwrap().to_owned();
+    let tv = Device::new("TV");
+    let out = tv.connect(&addr, &["--accept-new-host"]);
+    assert_eq!(
+        (out.code, out.last()),
+        (Some(2), "approval_pending"),
+        "{out:#?}"
+    );
+    let known_hosts = tv.dir.join("known_hosts");
+    let before = std::fs::read_to_string(&known_hosts).unwrap();
+    assert!(before.contains(" accepted"), "{before}");
+    assert!(first.stop().success());
+
+    // Another host (its own identity; open, so it would let anyone in) on
+    // the same address.
+    let tmp = tempfile::tempdir().unwrap();
+    let second = M3Host::start(&tmp.path().join("b"), &port, &[]);
+    assert_eq!(second.addr, addr);
+    let out = tv.connect(&addr, &[]);
+    out.err("host_identity_changed");
+    assert!(!out.stderr.contains("[y/N]"), "{out:#?}");
+    tv.connect(&addr, &["--accept-new-host"])
+        .err("host_identity_changed");
+    assert_eq!(std::fs::read_to_string(&known_hosts).unwrap(), before);
+    second.stop();
+}
+
+fn approve(console: &Console, knock: &Value) {
+    let id = knock["id"].as_str().unwrap();
+    let (status, body) = console.send("POST", &format!("/api/pending/{id}/approve"), None);
+    assert_eq!(status, 200, "{body}");
+}
+
 #[test]
 fn knock_then_deny_then_knock_again() {
     let host = Host::start(&["--native"]);

@@ -3,16 +3,28 @@
 //! pairing, connecting (trusted, open, knock) and holding a session.
 //!
 //! Everything lives in one client dir: `client.crt` and `client.key`
-//! (0600, created on first use) and `known_hosts` (one `HOST:PORT
-//! FINGERPRINT` line per pinned host).
+//! (0600, created on first use) and `known_hosts` (one line per host,
+//! [`KnownHost`]):
 //!
-//! Host checks (§ 2): a pinned host must present exactly the pinned
-//! certificate; the check runs inside the TLS handshake, so a client never
-//! even sends its certificate, let alone `hello`, to an impostor. Pairing
-//! with an unpinned host accepts any certificate and pins it once SPAKE2
-//! proved the host knew the PIN. Connecting to an unpinned host is trust on
-//! first use: the caller must accept the host's fingerprint first
-//! ([`NewHost`]).
+//! ```text
+//! # punktfunk known hosts: HOST:PORT SHA-256 fingerprint [accepted]
+//! 192.168.1.20:47991 3f0c…9a                 <- pinned: the host trusts us
+//! 192.168.1.30:47991 77d1…02 accepted        <- accepted, not yet trusted
+//! ```
+//!
+//! Host checks (§ 2): a known host must present exactly the certificate on
+//! record; the check runs inside the TLS handshake, so a client never even
+//! sends its certificate, let alone `hello`, to an impostor. Pairing with an
+//! unpinned host accepts any certificate and pins it once SPAKE2 proved the
+//! host knew the PIN. Connecting to an unknown host is trust on first use:
+//! the caller must accept the host's fingerprint first ([`NewHost`]).
+//!
+//! A fingerprint the user accepted is remembered once the host answers
+//! `approval_pending` (the device knocked): that is
+//! what lets "approve in the console, connect again" work without asking the
+//! user about the same fingerprint a second time. It is promoted to pinned
+//! when the host answers `trusted` or `open` (or `decision{approved}`).
+//! Either way, a different certificate later is `host_identity_changed`.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -43,6 +55,11 @@ pub const KNOWN_HOSTS_FILE: &str = "known_hosts";
 /// Longest known-hosts file read, in bytes.
 const MAX_KNOWN_HOSTS_BYTES: u64 = 1024 * 1024;
 
+/// Marker after the fingerprint of a known-hosts line whose fingerprint the
+/// user accepted but the host has not admitted this device yet. Lines
+/// without it (all lines of files written before it existed) are pinned.
+const ACCEPTED_MARKER: &str = "accepted";
+
 /// Why a client operation failed. [`ClientError::code`] is the § 5 code the
 /// CLI prints.
 #[derive(Debug, thiserror::Error)]
@@ -56,12 +73,13 @@ pub enum ClientError {
     /// Nobody decided in time (`decision{expired}`).
     #[error("nobody approved this device in time; connect again to knock again")]
     Expired,
-    /// The host presented a certificate other than the pinned one.
-    #[error("{addr} presented certificate {seen}, but {pinned} is pinned for it; if the host was reinstalled, remove its line from {} and pair again, otherwise suspect an attack", .known_hosts.display())]
+    /// The host presented a certificate other than the one on record
+    /// (pinned, or accepted by the user earlier).
+    #[error("{addr} presented certificate {seen}, but this client has {pinned} on record for it; if the host was reinstalled, remove its line from {} and pair again, otherwise suspect an attack", .known_hosts.display())]
     HostIdentityChanged {
         /// The host.
         addr: HostAddr,
-        /// What is pinned.
+        /// What is on record (pinned or accepted).
         pinned: Fingerprint,
         /// What it presented.
         seen: Fingerprint,
@@ -202,8 +220,9 @@ impl fmt::Display for HostAddr {
     }
 }
 
-/// How to treat a host that is not pinned yet when connecting (§ 2, trust
-/// on first use). A pinned host is always held to its pin.
+/// How to treat a host that is not known yet when connecting (§ 2, trust
+/// on first use). A known host (pinned or accepted, [`KnownHost`]) is always
+/// held to the fingerprint on record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NewHost {
     /// Refuse it (`host_not_accepted`).
@@ -211,10 +230,33 @@ pub enum NewHost {
     /// The user saw and accepted this fingerprint (e.g. after
     /// [`Client::probe`]); the host must present exactly it.
     Accepted(Fingerprint),
-    /// DANGER: accept whatever certificate the host presents and pin it
-    /// (`--accept-new-host`). An attacker on the path at first contact
+    /// DANGER: accept whatever certificate the host presents and remember
+    /// it (`--accept-new-host`). An attacker on the path at first contact
     /// becomes "the host" for good.
     DangerAcceptAny,
+}
+
+/// How far this client trusts a host in its known-hosts file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostTrust {
+    /// The host admitted this device (`trusted`, `open`,
+    /// `decision{approved}`) or proved the PIN (pairing).
+    Pinned,
+    /// The user accepted the host's fingerprint (trust on first use) and
+    /// the host recorded this device's knock (`approval_pending`), but has
+    /// not admitted it yet. The next connect expects this fingerprint
+    /// without asking again; PIN pairing may replace it, since SPAKE2
+    /// authenticates the host on its own.
+    Accepted,
+}
+
+/// A host in the known-hosts file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KnownHost {
+    /// The SHA-256 fingerprint of its certificate.
+    pub fingerprint: Fingerprint,
+    /// Pinned or only accepted.
+    pub trust: HostTrust,
 }
 
 /// What `connect` got.
@@ -272,16 +314,26 @@ impl Client {
         self.identity.fingerprint()
     }
 
-    /// The fingerprint pinned for `addr`, if any.
+    /// The fingerprint pinned for `addr`, if any (not one only accepted).
     pub fn pinned(&self, addr: &HostAddr) -> Option<Fingerprint> {
+        self.known
+            .get(addr)
+            .filter(|k| k.trust == HostTrust::Pinned)
+            .map(|k| k.fingerprint)
+    }
+
+    /// What the known-hosts file says about `addr`: pinned, accepted, or
+    /// nothing (then `connect` needs a [`NewHost`] decision).
+    pub fn known_host(&self, addr: &HostAddr) -> Option<KnownHost> {
         self.known.get(addr)
     }
 
     /// Runs only the TLS handshake and returns the host's fingerprint,
-    /// sending nothing else: what a TOFU prompt shows. Checks the pin if
-    /// there is one.
+    /// sending nothing else: what a TOFU prompt shows. Checks the
+    /// fingerprint on record if there is one.
     pub async fn probe(&self, addr: &HostAddr) -> Result<Fingerprint, ClientError> {
-        let mut tls = self.tls_connect(addr, self.known.get(addr)).await?;
+        let expect = self.known.get(addr).map(|k| k.fingerprint);
+        let mut tls = self.tls_connect(addr, expect).await?;
         let fp = tls.host_fp;
         frame_io::close(&mut tls.writer).await;
         Ok(fp)
@@ -289,8 +341,12 @@ impl Client {
 
     /// PIN pairing (§ 6, § 7.2). On success the host is pinned and the
     /// connection is a trusted session.
+    ///
+    /// A pinned host must present its pinned certificate. A fingerprint
+    /// that was only accepted (TOFU) does not bind pairing: SPAKE2 proves
+    /// which host knows the PIN, and that one is pinned in its place.
     pub async fn pair(&mut self, addr: &HostAddr, pin: &Pin) -> Result<Session, ClientError> {
-        let pinned = self.known.get(addr);
+        let pinned = self.pinned(addr);
         let mut tls = self.tls_connect(addr, pinned).await?;
         let welcome = tls.hello(&self.device_name, Intent::Pair).await?;
         let binding = ChannelBinding {
@@ -318,9 +374,9 @@ impl Client {
         new_host: NewHost,
         wait: bool,
     ) -> Result<Connected, ClientError> {
-        let pinned = self.known.get(addr);
-        let expect = match (pinned, new_host) {
-            (Some(fp), _) => Some(fp),
+        let known = self.known.get(addr);
+        let expect = match (known, new_host) {
+            (Some(k), _) => Some(k.fingerprint),
             (None, NewHost::Accepted(fp)) => Some(fp),
             (None, NewHost::DangerAcceptAny) => None,
             (None, NewHost::Refuse) => {
@@ -340,11 +396,18 @@ impl Client {
                     tls.into_session(welcome.host_name, welcome.status),
                 )))
             }
+            // The host holds the accepted certificate's key and recorded
+            // the knock: remember the user's answer (before waiting, which
+            // may be interrupted), so the connect after approval goes
+            // straight through instead of asking about the same
+            // fingerprint again.
             Status::ApprovalPending if !wait => {
+                self.accept(addr, tls.host_fp)?;
                 frame_io::close(&mut tls.writer).await;
                 Ok(Connected::ApprovalPending)
             }
             Status::ApprovalPending => {
+                self.accept(addr, tls.host_fp)?;
                 match tls.await_decision().await? {
                     Decision::Approved => {}
                     Decision::Denied => return Err(ClientError::Denied),
@@ -362,16 +425,25 @@ impl Client {
         }
     }
 
+    /// Records `fp` for `addr` as pinned (promoting an accepted one).
     fn pin(&mut self, addr: &HostAddr, fp: Fingerprint) -> Result<(), ClientError> {
-        if self.known.get(addr) == Some(fp) {
-            return Ok(());
-        }
         self.known
-            .insert(addr, fp)
-            .map_err(|reason| ClientError::ClientDir {
-                dir: self.dir.clone(),
-                reason,
-            })
+            .pin(addr, fp)
+            .map_err(|reason| self.dir_error(reason))
+    }
+
+    /// Records `fp` for `addr` as accepted, unless `addr` is known already.
+    fn accept(&mut self, addr: &HostAddr, fp: Fingerprint) -> Result<(), ClientError> {
+        self.known
+            .accept(addr, fp)
+            .map_err(|reason| self.dir_error(reason))
+    }
+
+    fn dir_error(&self, reason: String) -> ClientError {
+        ClientError::ClientDir {
+            dir: self.dir.clone(),
+            reason,
+        }
     }
 
     async fn tls_connect(
@@ -663,11 +735,13 @@ fn write_error(addr: &HostAddr, e: WriteError) -> ClientError {
     }
 }
 
-/// The pinned hosts: `HOST:PORT FINGERPRINT` lines, `#` comments.
+/// The known hosts: `HOST:PORT FINGERPRINT` lines (pinned) and `HOST:PORT
+/// FINGERPRINT accepted` lines (accepted, not yet trusted), `#` comments.
+/// The two-column form is the original format: such files load unchanged.
 #[derive(Debug)]
 struct KnownHosts {
     path: PathBuf,
-    entries: Vec<(String, Fingerprint)>,
+    entries: Vec<(String, KnownHost)>,
 }
 
 impl KnownHosts {
@@ -692,14 +766,25 @@ impl KnownHosts {
             }
             let bad = || {
                 format!(
-                    "{} line {}: expected `HOST:PORT FINGERPRINT`",
+                    "{} line {}: expected `HOST:PORT FINGERPRINT` or `HOST:PORT FINGERPRINT {ACCEPTED_MARKER}`; fix or delete that line",
                     path.display(),
                     n + 1
                 )
             };
-            let (host, fp) = line.split_once(char::is_whitespace).ok_or_else(bad)?;
-            let fp: Fingerprint = fp.trim().parse().map_err(|_| bad())?;
-            entries.push((host.to_owned(), fp));
+            let mut words = line.split_whitespace();
+            let (Some(host), Some(fp)) = (words.next(), words.next()) else {
+                return Err(bad());
+            };
+            let fingerprint: Fingerprint = fp.parse().map_err(|_| bad())?;
+            let trust = match (words.next(), words.next()) {
+                (None, _) => HostTrust::Pinned,
+                (Some(ACCEPTED_MARKER), None) => HostTrust::Accepted,
+                _ => return Err(bad()),
+            };
+            let host = host.to_owned();
+            // A later line for the same host wins, as it would on insert.
+            entries.retain(|(h, _)| *h != host);
+            entries.push((host, KnownHost { fingerprint, trust }));
         }
         Ok(Self {
             path: path.to_path_buf(),
@@ -707,24 +792,69 @@ impl KnownHosts {
         })
     }
 
-    fn get(&self, addr: &HostAddr) -> Option<Fingerprint> {
+    fn get(&self, addr: &HostAddr) -> Option<KnownHost> {
         let key = addr.to_string();
         self.entries
             .iter()
             .find(|(h, _)| *h == key)
-            .map(|(_, fp)| *fp)
+            .map(|(_, k)| *k)
     }
 
-    fn insert(&mut self, addr: &HostAddr, fp: Fingerprint) -> Result<(), String> {
+    /// Pins `fp` for `addr`: a new host, a promotion of an accepted
+    /// fingerprint, or (after PIN pairing) a replacement of one.
+    fn pin(&mut self, addr: &HostAddr, fp: Fingerprint) -> Result<(), String> {
+        self.insert(
+            addr,
+            KnownHost {
+                fingerprint: fp,
+                trust: HostTrust::Pinned,
+            },
+        )
+    }
+
+    /// Remembers that the user accepted `fp` for `addr`. Does nothing if
+    /// `addr` is known already: never demotes a pin (a pinned host whose
+    /// registry forgot this device, e.g. after a revocation, is still the
+    /// same host), never replaces a fingerprint on record.
+    fn accept(&mut self, addr: &HostAddr, fp: Fingerprint) -> Result<(), String> {
+        if self.get(addr).is_some() {
+            return Ok(());
+        }
+        self.insert(
+            addr,
+            KnownHost {
+                fingerprint: fp,
+                trust: HostTrust::Accepted,
+            },
+        )
+    }
+
+    /// Writes `host` for `addr` (durably) unless it is on record already.
+    fn insert(&mut self, addr: &HostAddr, host: KnownHost) -> Result<(), String> {
+        if self.get(addr) == Some(host) {
+            return Ok(());
+        }
         let key = addr.to_string();
-        self.entries.retain(|(h, _)| *h != key);
-        self.entries.push((key, fp));
-        let mut text = String::from("# punktfunk known hosts: HOST:PORT SHA-256 fingerprint\n");
-        for (h, fp) in &self.entries {
-            text.push_str(&format!("{h} {fp}\n"));
+        let mut entries = self.entries.clone();
+        entries.retain(|(h, _)| *h != key);
+        entries.push((key, host));
+        let mut text = format!(
+            "# punktfunk known hosts: HOST:PORT SHA-256 fingerprint [{ACCEPTED_MARKER}]\n\
+             # `{ACCEPTED_MARKER}`: you accepted the fingerprint, the host has not admitted this device yet\n"
+        );
+        for (h, k) in &entries {
+            match k.trust {
+                HostTrust::Pinned => text.push_str(&format!("{h} {}\n", k.fingerprint)),
+                HostTrust::Accepted => {
+                    text.push_str(&format!("{h} {} {ACCEPTED_MARKER}\n", k.fingerprint))
+                }
+            }
         }
         punktfunk_certs::fsutil::write_atomic(&self.path, text.as_bytes())
-            .map_err(|e| format!("cannot write {}: {e}", self.path.display()))
+            .map_err(|e| format!("cannot write {}: {e}", self.path.display()))?;
+        // Only what is on disk counts.
+        self.entries = entries;
+        Ok(())
     }
 }
 
@@ -770,6 +900,20 @@ mod tests {
         }
     }
 
+    fn pinned(fp: Fingerprint) -> KnownHost {
+        KnownHost {
+            fingerprint: fp,
+            trust: HostTrust::Pinned,
+        }
+    }
+
+    fn accepted(fp: Fingerprint) -> KnownHost {
+        KnownHost {
+            fingerprint: fp,
+            trust: HostTrust::Accepted,
+        }
+    }
+
     #[test]
     fn known_hosts_round_trip_and_strict_parse() {
         let dir = tempfile::tempdir().unwrap();
@@ -777,12 +921,121 @@ mod tests {
         let mut k = KnownHosts::load(&path).unwrap();
         let a = HostAddr::parse("h:1").unwrap();
         let fp = Fingerprint::of_der(b"x");
-        k.insert(&a, fp).unwrap();
-        k.insert(&a, fp).unwrap();
+        k.pin(&a, fp).unwrap();
+        k.pin(&a, fp).unwrap();
         let k = KnownHosts::load(&path).unwrap();
-        assert_eq!(k.get(&a), Some(fp));
+        assert_eq!(k.get(&a), Some(pinned(fp)));
         assert_eq!(k.entries.len(), 1);
-        std::fs::write(&path, "h:1 nothex\n").unwrap();
-        assert!(KnownHosts::load(&path).is_err());
+        for bad in [
+            "h:1 nothex\n".to_owned(),
+            "h:1\n".to_owned(),
+            format!("h:1 {fp} trusted\n"),
+            format!("h:1 {fp} accepted extra\n"),
+            format!("h:1 accepted {fp}\n"),
+        ] {
+            std::fs::write(&path, &bad).unwrap();
+            let err = KnownHosts::load(&path).unwrap_err();
+            assert!(err.contains("line 1"), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn known_hosts_files_of_the_original_format_still_load_as_pinned() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(KNOWN_HOSTS_FILE);
+        let (fp1, fp2) = (Fingerprint::of_der(b"1"), Fingerprint::of_der(b"2"));
+        // Exactly what the client wrote before `accepted` existed.
+        std::fs::write(
+            &path,
+            format!(
+                "# punktfunk known hosts: HOST:PORT SHA-256 fingerprint\n\
+                 192.168.1.20:47991 {fp1}\n[fe80::1]:5000\t{fp2}\n"
+            ),
+        )
+        .unwrap();
+        let k = KnownHosts::load(&path).unwrap();
+        let a = HostAddr::parse("192.168.1.20").unwrap();
+        let b = HostAddr::parse("[fe80::1]:5000").unwrap();
+        assert_eq!(k.get(&a), Some(pinned(fp1)));
+        assert_eq!(k.get(&b), Some(pinned(fp2)));
+    }
+
+    #[test]
+    fn an_accepted_fingerprint_is_remembered_then_promoted_to_pinned() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(KNOWN_HOSTS_FILE);
+        let a = HostAddr::parse("tv.local").unwrap();
+        let other = HostAddr::parse("other:1").unwrap();
+        let (fp, fp_other) = (Fingerprint::of_der(b"host"), Fingerprint::of_der(b"o"));
+
+        let mut k = KnownHosts::load(&path).unwrap();
+        k.pin(&other, fp_other).unwrap();
+        k.accept(&a, fp).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains(&format!("tv.local:{DEFAULT_PORT} {fp} accepted\n")),
+            "{text}"
+        );
+        assert!(text.contains(&format!("other:1 {fp_other}\n")), "{text}");
+
+        // Survives a reload (the next `connect` is a new process).
+        let mut k = KnownHosts::load(&path).unwrap();
+        assert_eq!(k.get(&a), Some(accepted(fp)));
+        // Accepting again, or another fingerprint, changes nothing: what is
+        // on record is what the host must present.
+        k.accept(&a, fp).unwrap();
+        k.accept(&a, Fingerprint::of_der(b"impostor")).unwrap();
+        assert_eq!(KnownHosts::load(&path).unwrap().get(&a), Some(accepted(fp)));
+
+        // The host admitted the device: pinned, on disk, in the old format.
+        k.pin(&a, fp).unwrap();
+        let k = KnownHosts::load(&path).unwrap();
+        assert_eq!(k.get(&a), Some(pinned(fp)));
+        assert_eq!(k.get(&other), Some(pinned(fp_other)));
+        assert_eq!(k.entries.len(), 2);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains(&format!("tv.local:{DEFAULT_PORT} {fp}\n")),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn accepting_never_demotes_a_pin() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(KNOWN_HOSTS_FILE);
+        let a = HostAddr::parse("h").unwrap();
+        let fp = Fingerprint::of_der(b"h");
+        let mut k = KnownHosts::load(&path).unwrap();
+        k.pin(&a, fp).unwrap();
+        k.accept(&a, fp).unwrap();
+        k.accept(&a, Fingerprint::of_der(b"x")).unwrap();
+        assert_eq!(KnownHosts::load(&path).unwrap().get(&a), Some(pinned(fp)));
+    }
+
+    #[test]
+    fn pin_replaces_an_accepted_fingerprint() {
+        // PIN pairing proved a different host than the one accepted by TOFU.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(KNOWN_HOSTS_FILE);
+        let a = HostAddr::parse("h").unwrap();
+        let (tofu, proven) = (Fingerprint::of_der(b"t"), Fingerprint::of_der(b"p"));
+        let mut k = KnownHosts::load(&path).unwrap();
+        k.accept(&a, tofu).unwrap();
+        k.pin(&a, proven).unwrap();
+        let k = KnownHosts::load(&path).unwrap();
+        assert_eq!(k.get(&a), Some(pinned(proven)));
+        assert_eq!(k.entries.len(), 1);
+    }
+
+    #[test]
+    fn a_later_line_for_the_same_host_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(KNOWN_HOSTS_FILE);
+        let (fp1, fp2) = (Fingerprint::of_der(b"1"), Fingerprint::of_der(b"2"));
+        std::fs::write(&path, format!("h:1 {fp1} accepted\nh:1 {fp2}\n")).unwrap();
+        let k = KnownHosts::load(&path).unwrap();
+        assert_eq!(k.get(&HostAddr::parse("h:1").unwrap()), Some(pinned(fp2)));
+        assert_eq!(k.entries.len(), 1);
     }
 }

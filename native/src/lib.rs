@@ -92,7 +92,9 @@ mod io;
 pub mod message;
 pub mod pairing;
 
-pub use client::{Client, ClientError, Connected, HostAddr, NewHost, Session};
+pub use client::{
+    Client, ClientError, Connected, HostAddr, HostTrust, KnownHost, NewHost, Session,
+};
 pub use endpoint::{Endpoint, EndpointConfig, EndpointError, UnknownDevices};
 pub use frame::{check_header, encode_frame, FrameDecoder, FrameError, MAX_FRAME_LEN};
 pub use handshake::HandshakeError;
