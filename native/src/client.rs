@@ -60,6 +60,20 @@ const MAX_KNOWN_HOSTS_BYTES: u64 = 1024 * 1024;
 /// without it (all lines of files written before it existed) are pinned.
 const ACCEPTED_MARKER: &str = "accepted";
 
+/// How long [`Client::pair`] keeps trying while the host answers
+/// `hello{intent: pair}` with `error{pairing_busy}`. A host runs one pairing
+/// exchange at a time, and anyone who can reach it can hold that slot for a
+/// few seconds (until the host's per-step deadline); a real user typing a
+/// PIN should not lose to that. After this window the client gives up with
+/// the host's `pairing_busy`.
+pub const PAIRING_BUSY_RETRY_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The pause between two attempts within [`PAIRING_BUSY_RETRY_WINDOW`];
+/// each attempt is a new TLS connection. Only `pairing_busy` to `hello{intent:
+/// pair}` is retried: every other answer (e.g. `not_armed`) is final, and
+/// `connect` never retries.
+pub const PAIRING_BUSY_RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Why a client operation failed. [`ClientError::code`] is the § 5 code the
 /// CLI prints.
 #[derive(Debug, thiserror::Error)]
@@ -345,10 +359,29 @@ impl Client {
     /// A pinned host must present its pinned certificate. A fingerprint
     /// that was only accepted (TOFU) does not bind pairing: SPAKE2 proves
     /// which host knows the PIN, and that one is pinned in its place.
+    ///
+    /// While the host answers `pairing_busy` (another exchange holds its
+    /// one pairing slot), this retries on a new connection every
+    /// [`PAIRING_BUSY_RETRY_INTERVAL`] for up to
+    /// [`PAIRING_BUSY_RETRY_WINDOW`].
     pub async fn pair(&mut self, addr: &HostAddr, pin: &Pin) -> Result<Session, ClientError> {
         let pinned = self.pinned(addr);
-        let mut tls = self.tls_connect(addr, pinned).await?;
-        let welcome = tls.hello(&self.device_name, Intent::Pair).await?;
+        let give_up = Instant::now() + PAIRING_BUSY_RETRY_WINDOW;
+        let (mut tls, welcome) = loop {
+            let mut tls = self.tls_connect(addr, pinned).await?;
+            match tls.hello(&self.device_name, Intent::Pair).await {
+                Ok(welcome) => break (tls, welcome),
+                Err(ClientError::Host(e))
+                    if e.code == ErrorCode::PairingBusy
+                        && Instant::now() + PAIRING_BUSY_RETRY_INTERVAL <= give_up =>
+                {
+                    // The host closes after an error; close our end too.
+                    frame_io::close(&mut tls.writer).await;
+                    tokio::time::sleep(PAIRING_BUSY_RETRY_INTERVAL).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let binding = ChannelBinding {
             client: self.identity.fingerprint(),
             host: tls.host_fp,

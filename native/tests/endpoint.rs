@@ -250,3 +250,109 @@ async fn a_waiting_knock_hears_expired_without_anyone_ticking_the_gate() {
     assert!(matches!(waited, Err(ClientError::Expired)), "{waited:?}");
     assert!(!s.trust.is_trusted(&c.fingerprint()));
 }
+
+/// Holds the host's one pairing slot: `hello{intent: pair}`, then nothing
+/// (the host waits for `pake`, up to its per-step deadline).
+async fn hold_pairing_slot(addr: SocketAddr) -> SslStream<TcpStream> {
+    let mut c = raw(addr, None).await.unwrap();
+    let hello = punktfunk_native::handshake::hello(
+        DisplayName::sanitize("slot holder").unwrap(),
+        punktfunk_native::Intent::Pair,
+    );
+    c.write_all(&hello.to_frame().unwrap()).await.unwrap();
+    match read_msg(&mut c).await {
+        Some(Message::Welcome(w)) => assert_eq!(w.status, Status::Pairing),
+        other => panic!("expected welcome{{pairing}}, got {other:?}"),
+    }
+    c
+}
+
+fn arm(s: &Setup) -> punktfunk_native::Pin {
+    let now = s.trust.now();
+    let pin = s.trust.gate().arm(now, &mut OsRng).pin;
+    pin.as_str().parse().unwrap()
+}
+
+#[tokio::test]
+async fn pairing_retries_while_another_exchange_holds_the_slot() {
+    let s = start(UnknownDevices::Refuse).await;
+    let pin = arm(&s);
+    let holder = hold_pairing_slot(s.addr).await;
+    // The holder gives up after ~2 s (well before the host's step deadline).
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        drop(holder);
+    });
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = client(&dir);
+    let started = std::time::Instant::now();
+    let session = tokio::time::timeout(Duration::from_secs(20), c.pair(&host_addr(s.addr), &pin))
+        .await
+        .expect("pairing finishes")
+        .expect("pairs once the slot is free");
+    let took = started.elapsed();
+    release.await.unwrap();
+    assert!(
+        took >= Duration::from_millis(1500),
+        "the slot was held, so the first attempt(s) were busy: {took:?}"
+    );
+    assert!(
+        took < punktfunk_native::PAIRING_BUSY_RETRY_WINDOW,
+        "{took:?}"
+    );
+    assert_eq!(session.status(), Status::Trusted);
+    session.close().await;
+    assert!(s.trust.is_trusted(&c.fingerprint()));
+    assert!(c.pinned(&host_addr(s.addr)).is_some());
+}
+
+#[tokio::test]
+async fn pairing_gives_up_with_pairing_busy_after_the_retry_window() {
+    let s = start(UnknownDevices::Refuse).await;
+    let pin = arm(&s);
+    // Held for longer than the client's window (the host's step deadline,
+    // 30 s on this host, is longer still).
+    let _holder = hold_pairing_slot(s.addr).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = client(&dir);
+    let started = std::time::Instant::now();
+    let result = tokio::time::timeout(Duration::from_secs(25), c.pair(&host_addr(s.addr), &pin))
+        .await
+        .expect("the client gives up on its own");
+    let took = started.elapsed();
+    match result {
+        Err(ClientError::Host(e)) => assert_eq!(e.code, ErrorCode::PairingBusy),
+        other => panic!("{other:?}"),
+    }
+    let window = punktfunk_native::PAIRING_BUSY_RETRY_WINDOW;
+    assert!(
+        took + punktfunk_native::PAIRING_BUSY_RETRY_INTERVAL >= window,
+        "retried for the whole window: {took:?}"
+    );
+    assert!(took < window + Duration::from_secs(5), "{took:?}");
+    assert!(!s.trust.is_trusted(&c.fingerprint()));
+    assert!(
+        s.trust.gate().armed(s.trust.now()).is_some(),
+        "busy attempts never touch the PIN"
+    );
+}
+
+#[tokio::test]
+async fn other_refusals_of_pair_are_not_retried() {
+    let s = start(UnknownDevices::Refuse).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = client(&dir);
+    let started = std::time::Instant::now();
+    match c.pair(&host_addr(s.addr), &"1234".parse().unwrap()).await {
+        Err(ClientError::Host(e)) => assert_eq!(e.code, ErrorCode::NotArmed),
+        other => panic!("{other:?}"),
+    }
+    // A retry loop would run for the whole 10 s window.
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "not_armed is final: {:?}",
+        started.elapsed()
+    );
+}
