@@ -376,7 +376,8 @@ fn every_reply_is_http_200_with_well_formed_xml() {
     let everywhere = [
         "serverinfo",
         "applist",
-        "appasset?appid=1&AssetType=2&AssetIdx=0",
+        // Not a listed app: XML (a listed one gets its box art, a PNG).
+        "appasset?appid=999&AssetType=2&AssetIdx=0",
         "launch?appid=1",
         "resume",
         "cancel",
@@ -427,4 +428,41 @@ fn every_reply_is_http_200_with_well_formed_xml() {
     for ((item, code), want) in trusted.iter().zip(expected_trusted) {
         assert_eq!(code, want, "{item}");
     }
+}
+
+/// Moonlight (android, Artemis) stores whatever `/appasset` answers as the
+/// app's box art: a paired client gets a real PNG for every app `/applist`
+/// lists; an unknown app id gets the XML 404, an unpaired client the 401.
+#[test]
+fn box_art_is_a_png_for_every_listed_app() {
+    let host = Host::start(&[]);
+    let door = Door::of(&host);
+    let console = Console::login(&host);
+    let (paired, stranger) = (Device::new(), Device::new());
+    pair(&console, door, &paired);
+
+    let list = paired.https(door, "applist");
+    let apps = list["apps"].as_array().unwrap();
+    assert!(!apps.is_empty(), "{list}");
+    for app in apps {
+        let id = app["id"].as_str().unwrap();
+        let art = paired.https_with(
+            door,
+            "appasset",
+            &format!("appid={id}&AssetType=2&AssetIdx=0"),
+        );
+        assert_eq!(art["content_type"], "image/png", "{art}");
+        assert_eq!(
+            art["png"],
+            json!({"width": 300, "height": 400, "valid": true}),
+            "app {id}"
+        );
+    }
+
+    let unknown = paired.https_with(door, "appasset", "appid=999&AssetType=2&AssetIdx=0");
+    assert_eq!(unknown["status_code"], "404", "{unknown}");
+    assert!(unknown["png"].is_null(), "{unknown}");
+    let refused = stranger.https_with(door, "appasset", "appid=1&AssetType=2&AssetIdx=0");
+    assert_eq!(refused["status_code"], "401", "{refused}");
+    assert!(refused["png"].is_null(), "{refused}");
 }

@@ -86,6 +86,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod boxart;
 mod crypto;
 pub mod http;
 mod request;

@@ -304,10 +304,16 @@ pub fn cancel() -> Reply {
     Reply::ok().with("cancel", "1")
 }
 
-/// `/appasset` when there is no artwork: a clean XML 404; clients fall back
-/// to a placeholder.
+/// `/appasset` for an app id that is missing, malformed or not in
+/// `/applist`: a clean XML 404 (a listed app gets an image instead).
+pub fn app_asset_unknown() -> Reply {
+    Reply::error(404, "No such app; the app ids are in /applist")
+}
+
+/// `/appasset` when the host cannot produce the image of a listed app
+/// (not expected: the placeholder is drawn in memory).
 pub fn app_asset_unavailable() -> Reply {
-    Reply::error(404, "No artwork for this app")
+    Reply::error(500, "The box art could not be made; see the host's log")
 }
 
 /// `/unpair`: an XML 200 that removes nothing. The request is

@@ -182,12 +182,18 @@ impl Device {
     }
 
     pub fn https(&self, door: Door, path: &str) -> Value {
+        self.https_with(door, path, "")
+    }
+
+    /// One HTTPS GET of `path?uniqueid=…&uuid=…&query`, as Moonlight sends it.
+    pub fn https_with(&self, door: Door, path: &str, query: &str) -> Value {
         let run = Run::spawn(&[
             "https",
             &self.dir,
             "127.0.0.1",
             &door.https.to_string(),
             path,
+            query,
         ]);
         let reply = run.next();
         run.wait();

@@ -16,7 +16,10 @@ Every command prints JSON objects, one per line, on stdout:
       {"event": "result", "result": "paired"|"wrong_pin"|"busy"|"refused"|"failed", ...}
   https DIR HOST HTTPS_PORT PATH [QUERY] [--keep]
       one HTTPS GET with the client identity, offering h2 and http/1.1 in ALPN:
-      {"http_status", "body", "status_code", "fields", "peer_cert_sha256", "alpn"}.
+      {"http_status", "content_type", "body", "status_code", "fields",
+      "peer_cert_sha256", "alpn", "png"}; "png" is null unless the body is a
+      PNG, else {"width", "height", "valid"} (valid: every chunk CRC and the
+      decompressed image size check out, as an image cache would decode it).
       With --keep, it then reads a line from stdin and sends the same request
       again on the same connection (revocation must bite on a kept-alive one).
   http HOST HTTP_PORT PATH [QUERY] [--source IP]
@@ -27,7 +30,8 @@ Every command prints JSON objects, one per line, on stdout:
       client went away while its request was held.
   probe DIR HOST HTTP_PORT HTTPS_PORT SCHEME:PATH[?QUERY]...
       one request per item (scheme `http` or `https`, the latter with the
-      client identity), one line each: {"item", "http_status", "status_code", ...}
+      client identity), one line each: {"item", "http_status", "content_type",
+      "status_code", ..., "png"}
   phase1 DIR HOST HTTP_PORT PIN
       sends phase 1 only, prints {"event": "answered", ...} when the host
       answers, and exits without continuing: the client went away after the
@@ -49,6 +53,7 @@ import ssl
 import sys
 import types
 import uuid
+import zlib
 from xml.etree import ElementTree
 
 
@@ -98,6 +103,51 @@ def parse(body: str) -> dict:
         "status_message": root.get("status_message"),
         "fields": fields,
         "apps": apps,
+    }
+
+
+def png_info(raw: bytes) -> dict | None:
+    """Width, height and a structural check of a PNG (8-bit truecolour or
+    truecolour with alpha, what a box art is), without an image library."""
+    if not raw.startswith(b"\x89PNG\r\n\x1a\n"):
+        return None
+    pos, idat, ihdr, valid, ended = 8, b"", None, True, False
+    while pos + 8 <= len(raw) and not ended:
+        length = int.from_bytes(raw[pos : pos + 4], "big")
+        kind = raw[pos + 4 : pos + 8]
+        data = raw[pos + 8 : pos + 8 + length]
+        crc = raw[pos + 8 + length : pos + 12 + length]
+        valid &= len(data) == length and zlib.crc32(kind + data).to_bytes(4, "big") == crc
+        if kind == b"IHDR":
+            ihdr = data
+        elif kind == b"IDAT":
+            idat += data
+        ended = kind == b"IEND"
+        pos += 12 + length
+    if ihdr is None or len(ihdr) != 13:
+        return {"width": None, "height": None, "valid": False}
+    width, height = int.from_bytes(ihdr[0:4], "big"), int.from_bytes(ihdr[4:8], "big")
+    depth, colour, interlace = ihdr[8], ihdr[9], ihdr[12]
+    channels = {2: 3, 6: 4}.get(colour)
+    valid &= ended and pos == len(raw) and depth == 8 and channels is not None and interlace == 0
+    if valid:
+        try:
+            pixels = zlib.decompress(idat)
+            valid = len(pixels) == height * (1 + width * channels)
+        except zlib.error:
+            valid = False
+    return {"width": width, "height": height, "valid": bool(valid)}
+
+
+def reply(resp: http.client.HTTPResponse) -> dict:
+    raw = resp.read()
+    body = raw.decode("utf-8", "replace")
+    return {
+        "http_status": resp.status,
+        "content_type": resp.getheader("Content-Type"),
+        "body": body,
+        "png": png_info(raw),
+        **parse(body),
     }
 
 
@@ -155,14 +205,10 @@ def https_once(conn: http.client.HTTPSConnection, path: str, extra: str) -> dict
     sock = conn.sock
     peer = sock.getpeercert(binary_form=True) if sock else None
     alpn = sock.selected_alpn_protocol() if sock else None
-    resp = conn.getresponse()
-    body = resp.read().decode("utf-8", "replace")
     return {
-        "http_status": resp.status,
-        "body": body,
+        **reply(conn.getresponse()),
         "peer_cert_sha256": hashlib.sha256(peer).hexdigest() if peer else None,
         "alpn": alpn,
-        **parse(body),
     }
 
 
@@ -232,10 +278,9 @@ def cmd_probe(directory: str, host: str, http_port: str, https_port: str, items:
         else:
             conn = http.client.HTTPConnection(host, int(http_port), timeout=30)
         conn.request("GET", f"/{path}?{query(extra)}")
-        resp = conn.getresponse()
-        body = resp.read().decode("utf-8", "replace")
+        answer = reply(conn.getresponse())
         conn.close()
-        out(item=item, http_status=resp.status, body=body, **parse(body))
+        out(item=item, **answer)
 
 
 def main(argv: list[str]) -> None:

@@ -1,7 +1,8 @@
 //! The thin actix-web shell of the GameStream front door.
 //!
 //! Two listeners, one set of routes: plain HTTP (47989) and HTTPS (47984).
-//! Every reply is HTTP 200 with an XML document from [`crate::xml`]; the
+//! Every reply is HTTP 200 with an XML document from [`crate::xml`] (but
+//! the box art of a listed app, a PNG); the
 //! pairing logic is the core's ([`crate::PairingSession`]), trust is the
 //! shared service's ([`punktfunk_certs::Trust`]). What lives here:
 //!
@@ -14,7 +15,9 @@
 //!   revocation takes effect on the very next request, even on a kept-alive
 //!   connection; otherwise GFE's XML 401;
 //! - the `/pair` shell (`pairing.rs`): pending requests in the gate, the held
-//!   `getservercert`, the in-flight sessions, and the registry write.
+//!   `getservercert`, the in-flight sessions, and the registry write;
+//! - `/appasset`, the one reply that is not XML: box art is an image
+//!   ([`crate::boxart`]).
 //!
 //! Start it with [`server`]; run [`sweep`] beside it to end attempts whose
 //! client stopped halfway.
@@ -279,10 +282,14 @@ impl FromRequest for Caller {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         // Without connection data (in-process tests) the request counts as
         // plain HTTP: no certificate, nothing authorised.
-        let conn = req.conn_data::<Conn>().copied().unwrap_or(Conn {
-            local: None,
-            tls: None,
-        });
+        let conn = req
+            .conn_data::<Conn>()
+            .copied()
+            .or_else(|| test_conn(req))
+            .unwrap_or(Conn {
+                local: None,
+                tls: None,
+            });
         let local_ip = conn
             .local
             .map(|a| a.ip())
@@ -327,6 +334,20 @@ impl FromRequest for Caller {
             })
         })
     }
+}
+
+/// In-process tests have no connection; they put the [`Conn`] a real
+/// HTTPS connection would have into the request's extensions.
+#[cfg(test)]
+fn test_conn(req: &HttpRequest) -> Option<Conn> {
+    use actix_web::HttpMessage;
+    req.extensions().get::<Conn>().copied()
+}
+
+/// Outside tests only the connection itself says what it is.
+#[cfg(not(test))]
+fn test_conn(_: &HttpRequest) -> Option<Conn> {
+    None
 }
 
 // ---- replies ----------------------------------------------------------------
@@ -410,8 +431,38 @@ async fn app_list(caller: Caller, state: web::Data<State>, req: HttpRequest) -> 
     authorized(caller, &req, || xml::app_list(&state.apps))
 }
 
-async fn app_asset(caller: Caller, req: HttpRequest) -> Xml {
-    authorized(caller, &req, xml::app_asset_unavailable)
+/// `/appasset?appid=N&AssetType=2&AssetIdx=0` (paired clients only): the
+/// box art of a listed app, as `image/png`. Clients store whatever comes
+/// back as the picture, so a listed app always gets an image (the host's
+/// placeholder, [`crate::boxart`]); only an app id that is missing,
+/// malformed or not listed gets the XML 404. `AssetType` and `AssetIdx`
+/// are ignored, as Sunshine does (every client sends 2 and 0).
+async fn app_asset(
+    caller: Caller,
+    state: web::Data<State>,
+    req: HttpRequest,
+    query: Query,
+) -> HttpResponse {
+    if let Channel::Http = caller.channel {
+        return xml_response(&xml::unauthorized(req.path()));
+    }
+    let listed = query
+        .iter()
+        .find(|(k, _)| k == "appid")
+        .and_then(|(_, v)| v.parse::<u32>().ok())
+        .is_some_and(|id| state.apps.iter().any(|app| app.id.get() == id));
+    if !listed {
+        return xml_response(&xml::app_asset_unknown());
+    }
+    match crate::boxart::placeholder_png() {
+        Ok(png) => HttpResponse::Ok()
+            .content_type(crate::boxart::CONTENT_TYPE)
+            .body(png),
+        Err(e) => {
+            tracing::error!("gamestream: {e}");
+            xml_response(&xml::app_asset_unavailable())
+        }
+    }
 }
 
 async fn launch(caller: Caller, req: HttpRequest) -> Xml {

@@ -8,11 +8,12 @@ use std::time::Duration;
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::{test, web};
 use punktfunk_certs::{
-    GateConfig, HostIdentity, Identity, PendingId, PendingOutcome, SystemClock, Trust,
+    Device, Fingerprint, GateConfig, HostIdentity, Identity, Kind, PendingId, PendingOutcome,
+    SystemClock, Trust, Via,
 };
 use tokio::sync::watch;
 
-use super::{app, Ports, State};
+use super::{app, Conn, Ports, State};
 use crate::testdata::{host_identity, CLIENT_CRT};
 
 struct Fixture {
@@ -202,4 +203,94 @@ async fn held_requests_are_answered_on_shutdown_and_refused_when_the_gate_is_ful
         f.state.trust.gate().outcome(id),
         Some(PendingOutcome::Abandoned)
     );
+}
+
+/// Pairs the test client certificate and returns its fingerprint.
+fn paired_client(state: &State) -> Fingerprint {
+    let der = openssl::x509::X509::from_pem(CLIENT_CRT.as_bytes())
+        .unwrap()
+        .to_der()
+        .unwrap();
+    let device = Device::from_der(&der, Kind::Gamestream, "roth", Via::Pin, 0).unwrap();
+    let fp = device.fingerprint;
+    state.trust.admit(device).unwrap();
+    fp
+}
+
+/// A request as it arrives on an HTTPS connection whose client showed the
+/// certificate `fp` (`None`: no certificate).
+fn https_request(uri: &str, fp: Option<Fingerprint>) -> actix_http::Request {
+    use actix_web::HttpMessage;
+    let req = request(uri, "192.0.2.7:5000");
+    req.extensions_mut().insert(Conn {
+        local: None,
+        tls: Some(fp),
+    });
+    req
+}
+
+#[actix_web::test]
+async fn appasset_is_a_png_for_listed_apps_and_an_xml_404_otherwise() {
+    let f = fixture(8);
+    let fp = paired_client(&f.state);
+    let app = test::init_service(app(f.state.clone())).await;
+
+    // The listed app (what /applist says), as Moonlight asks for it.
+    let listed = app.call(https_request("/applist", Some(fp))).await.unwrap();
+    let list = body(listed).await;
+    assert!(list.contains("<ID>1</ID>"), "{list}");
+    for uri in [
+        "/appasset?appid=1&AssetType=2&AssetIdx=0",
+        "/appasset?uniqueid=0123456789ABCDEF&uuid=x&appid=1&AssetType=2&AssetIdx=0",
+        "/appasset?appid=1",
+    ] {
+        let resp = app.call(https_request(uri, Some(fp))).await.unwrap();
+        assert_eq!(resp.status(), 200, "{uri}");
+        assert_eq!(
+            resp.headers().get("content-type").unwrap(),
+            "image/png",
+            "{uri}"
+        );
+        let bytes = test::read_body(resp).await;
+        let decoder = png::Decoder::new(std::io::Cursor::new(bytes.to_vec()));
+        let mut reader = decoder.read_info().unwrap();
+        let mut pixels = vec![0; reader.output_buffer_size().unwrap()];
+        let frame = reader.next_frame(&mut pixels).unwrap();
+        assert_eq!(
+            (frame.width, frame.height),
+            (crate::boxart::WIDTH, crate::boxart::HEIGHT),
+            "{uri}"
+        );
+    }
+
+    // Unknown, missing or malformed app ids: the XML 404, HTTP 200.
+    for uri in [
+        "/appasset?appid=2&AssetType=2&AssetIdx=0",
+        "/appasset?appid=0",
+        "/appasset?appid=-1",
+        "/appasset?appid=99999999999999999999",
+        "/appasset?appid=",
+        "/appasset?AppId=1",
+        "/appasset",
+    ] {
+        let resp = app.call(https_request(uri, Some(fp))).await.unwrap();
+        let xml = body(resp).await;
+        assert!(xml.contains("status_code=\"404\""), "{uri}: {xml}");
+        assert!(xml.contains("/applist"), "{uri}: {xml}");
+    }
+
+    // Not paired (plain HTTP, no or an unknown certificate): GFE's 401,
+    // never the image.
+    let stranger = Fingerprint::of_der(b"not a paired certificate");
+    for req in [
+        request("/appasset?appid=1&AssetType=2&AssetIdx=0", "192.0.2.7:5000"),
+        https_request("/appasset?appid=1&AssetType=2&AssetIdx=0", None),
+        https_request("/appasset?appid=1&AssetType=2&AssetIdx=0", Some(stranger)),
+    ] {
+        let xml = body(app.call(req).await.unwrap()).await;
+        assert!(
+            xml.contains("status_code=\"401\" query=\"appasset\""),
+            "{xml}"
+        );
+    }
 }
