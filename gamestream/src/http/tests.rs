@@ -211,7 +211,14 @@ fn paired_client(state: &State) -> Fingerprint {
         .unwrap()
         .to_der()
         .unwrap();
-    let device = Device::from_der(&der, Kind::Gamestream, "roth", Via::Pin, 0).unwrap();
+    let device = Device::from_der(
+        &der,
+        Kind::Gamestream,
+        punktfunk_certs::DisplayName::sanitize("roth").unwrap(),
+        Via::Pin,
+        0,
+    )
+    .unwrap();
     let fp = device.fingerprint;
     state.trust.admit(device).unwrap();
     fp
