@@ -177,6 +177,17 @@ fn timeout_tables_match_the_constants() {
         assert_eq!(cell(t, step), secs(limit), "§ 8.1 `{step}`");
     }
     assert_eq!(
+        cell(
+            t,
+            "client: retrying `pairing_busy` on `hello{intent: pair}`"
+        ),
+        format!(
+            "{}, every {} ms",
+            secs(punktfunk_native::PAIRING_BUSY_RETRY_WINDOW),
+            punktfunk_native::PAIRING_BUSY_RETRY_INTERVAL.as_millis()
+        )
+    );
+    assert_eq!(
         cell(t, "client: TCP connect, then the TLS handshake"),
         format!("{} each", secs(timeouts::TLS_HANDSHAKE))
     );
