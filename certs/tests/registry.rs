@@ -73,8 +73,10 @@ proptest! {
         for op in ops {
             match op {
                 Op::Upsert(i, name) => {
-                    let d = device(i, &name);
+                    let mut d = device(i, &name);
                     reg.upsert(d.clone()).unwrap();
+                    // Re-pairing keeps the console label.
+                    d.label = model.get(&d.fingerprint).and_then(|old| old.label.clone());
                     model.insert(d.fingerprint, d);
                 }
                 Op::Remove(i) => {
