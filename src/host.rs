@@ -84,8 +84,10 @@ async fn run(
         sessions: Sessions::new(password.clone()),
         password,
         limiter: LoginLimiter::default(),
+        reach: std::sync::OnceLock::new(),
     });
     let tls = crate::tls::acceptor(&shared.host.identity, false)?;
+    let reach_state = console_state.clone();
     let console_server = HttpServer::new(move || {
         App::new()
             // actix times the request head only: a body sent a byte at a
@@ -156,6 +158,14 @@ async fn run(
         None
     };
 
+    let _ = reach_state.reach.set(console::links::Reach {
+        addresses: link_addresses(config.bind),
+        gamestream_http: shared.bound("gamestream-http").unwrap_or(config.http_port),
+        native: config
+            .native_port
+            .map(|p| shared.bound("native").unwrap_or(p)),
+    });
+
     let ticker = startup::spawn_expiry_ticker(trust.clone());
 
     // Tests and scripts wait for this line: every listener is up.
@@ -167,6 +177,17 @@ async fn run(
         door.stop().await;
     }
     Ok(())
+}
+
+/// The addresses a client on the LAN can reach the host on: the bound one,
+/// or every LAN address when bound to a wildcard.
+fn link_addresses(bind: IpAddr) -> Vec<IpAddr> {
+    if bind.is_unspecified() {
+        // TODO(link): every LAN address (src/lan.rs).
+        vec![IpAddr::from([127, 0, 0, 1])]
+    } else {
+        vec![bind]
+    }
 }
 
 /// See `max_connection_rate` on the console server.

@@ -38,6 +38,8 @@ pub enum TrustEvent {
     },
     /// A native pairing exchange started or ended.
     ExchangeChanged,
+    /// A one-time PIN was made, used, cancelled or expired.
+    OtpChanged,
     /// A device is waiting for approval or for its PIN.
     PendingAdded {
         /// The request.

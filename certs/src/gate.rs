@@ -29,6 +29,8 @@
 //!   does not blocklist.
 //! - Who used the armed PIN, and who holds the native pairing exchange, is
 //!   kept ([`Claimant`]) so the console can name them.
+//! - A one-time PIN for Moonlight-family clients ([`crate::otp`]) is, like
+//!   the armed PIN, single: made by the console, used up by its first use.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -41,6 +43,7 @@ use rand::{CryptoRng, Rng, RngCore};
 use crate::events::TrustEvent;
 use crate::fingerprint::Fingerprint;
 use crate::name::{DisplayName, Label};
+use crate::otp::{OneTimePin, OtpError, OtpGrant, Passphrase};
 use crate::registry::Kind;
 
 /// Tunables of the gate.
@@ -330,6 +333,17 @@ pub struct Exchange {
     pub since: Instant,
 }
 
+/// The last use of a one-time PIN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastOtp {
+    /// Where the client came from.
+    pub address: IpAddr,
+    /// Whether its `otpauth` matched.
+    pub matched: bool,
+    /// The pairing request it started, once the front door made one.
+    pub request: Option<PendingId>,
+}
+
 /// How the last exchange that took the armed PIN ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attempt {
@@ -383,6 +397,8 @@ pub struct Gate {
     arming: u64,
     last_attempt: Option<LastAttempt>,
     exchange: Option<Exchange>,
+    otp: Option<OneTimePin>,
+    last_otp: Option<LastOtp>,
     pending: BTreeMap<PendingId, Pending>,
     next_id: u64,
     outcomes: VecDeque<(PendingId, PendingOutcome)>,
@@ -398,6 +414,8 @@ impl Gate {
             arming: 0,
             last_attempt: None,
             exchange: None,
+            otp: None,
+            last_otp: None,
             pending: BTreeMap::new(),
             next_id: 1,
             outcomes: VecDeque::new(),
@@ -417,6 +435,10 @@ impl Gate {
 
     /// Drops what has expired by `now`. Every method taking `now` calls it.
     pub fn expire(&mut self, now: Instant) {
+        if self.otp.as_ref().is_some_and(|o| o.expires() <= now) {
+            self.otp = None;
+            self.events.push_back(TrustEvent::OtpChanged);
+        }
         if self.armed.as_ref().is_some_and(|a| a.expires <= now) {
             self.armed = None;
             self.events.push_back(TrustEvent::Disarmed);
@@ -435,8 +457,9 @@ impl Gate {
     /// The earliest moment something expires, for a timer in the shell.
     pub fn next_deadline(&self) -> Option<Instant> {
         let armed = self.armed.as_ref().map(|a| a.expires);
+        let otp = self.otp.as_ref().map(|o| o.expires());
         let pending = self.pending.values().map(|p| p.expires).min();
-        armed.into_iter().chain(pending).min()
+        armed.into_iter().chain(otp).chain(pending).min()
     }
 
     // ---- the armed PIN -------------------------------------------------
@@ -530,6 +553,73 @@ impl Gate {
     /// The native pairing exchange in progress, if any.
     pub fn exchange(&self) -> Option<&Exchange> {
         self.exchange.as_ref()
+    }
+
+    // ---- the one-time PIN ------------------------------------------------
+
+    /// Makes a one-time PIN, replacing any active one.
+    pub fn create_otp(
+        &mut self,
+        passphrase: Passphrase,
+        name: Option<DisplayName>,
+        now: Instant,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> OneTimePin {
+        self.expire(now);
+        let otp = OneTimePin::new(passphrase, name, now, rng);
+        self.otp = Some(otp.clone());
+        self.last_otp = None;
+        self.events.push_back(TrustEvent::OtpChanged);
+        otp
+    }
+
+    /// Cancels the active one-time PIN; whether there was one.
+    pub fn cancel_otp(&mut self) -> bool {
+        let had = self.otp.take().is_some();
+        if had {
+            self.events.push_back(TrustEvent::OtpChanged);
+        }
+        had
+    }
+
+    /// The active one-time PIN, if any.
+    pub fn otp(&mut self, now: Instant) -> Option<&OneTimePin> {
+        self.expire(now);
+        self.otp.as_ref()
+    }
+
+    /// A client from `address` presents `otpauth` for the `salt` text it
+    /// sent. The one-time PIN is used up whatever the result.
+    pub fn redeem_otp(
+        &mut self,
+        otpauth: &[u8; 32],
+        salt_as_sent: &str,
+        address: IpAddr,
+        now: Instant,
+    ) -> Result<OtpGrant, OtpError> {
+        self.expire(now);
+        let otp = self.otp.take().ok_or(OtpError::NotAvailable)?;
+        self.events.push_back(TrustEvent::OtpChanged);
+        let result = otp.redeem(otpauth, salt_as_sent);
+        self.last_otp = Some(LastOtp {
+            address,
+            matched: result.is_ok(),
+            request: None,
+        });
+        result
+    }
+
+    /// The pairing request a one-time PIN use started.
+    pub fn otp_request(&mut self, id: PendingId) {
+        if let Some(last) = &mut self.last_otp {
+            last.request = Some(id);
+            self.events.push_back(TrustEvent::OtpChanged);
+        }
+    }
+
+    /// The last use of a one-time PIN since one was made.
+    pub fn last_otp(&self) -> Option<&LastOtp> {
+        self.last_otp.as_ref()
     }
 
     // ---- pending requests ----------------------------------------------
@@ -974,6 +1064,62 @@ mod tests {
         assert_eq!(g.deny_all(t0), 3);
         assert_eq!(g.pending(t0).count(), 0);
         assert_eq!(g.deny_all(t0), 0);
+    }
+
+    #[test]
+    fn a_one_time_pin_is_used_up_by_its_first_use_right_or_wrong() {
+        use crate::otp::{otpauth, OTP_TTL};
+        let mut g = Gate::new(GateConfig::default());
+        let mut rng = StdRng::seed_from_u64(9);
+        let t0 = Instant::now();
+        let from: IpAddr = "192.0.2.8".parse().unwrap();
+        let salt = "00112233445566778899AABBCCDDEEFF";
+        let pass = Passphrase::parse("Passphrase1").unwrap();
+        assert_eq!(
+            g.redeem_otp(&[0; 32], salt, from, t0).unwrap_err(),
+            OtpError::NotAvailable
+        );
+        // Right: granted, then gone.
+        let otp = g.create_otp(pass.clone(), DisplayName::sanitize("Deck"), t0, &mut rng);
+        assert_eq!(g.next_deadline(), Some(t0 + OTP_TTL));
+        let right = otpauth(otp.pin(), salt, &pass);
+        let grant = g.redeem_otp(&right, salt, from, t0).unwrap();
+        assert_eq!(&grant.pin, otp.pin());
+        assert!(g.otp(t0).is_none());
+        assert_eq!(
+            g.redeem_otp(&right, salt, from, t0).unwrap_err(),
+            OtpError::NotAvailable
+        );
+        // Wrong: refused, and gone too.
+        let otp = g.create_otp(pass.clone(), None, t0, &mut rng);
+        let wrong = otpauth(otp.pin(), salt, &Passphrase::parse("WrongPass1").unwrap());
+        assert_eq!(
+            g.redeem_otp(&wrong, salt, from, t0).unwrap_err(),
+            OtpError::Mismatch
+        );
+        assert!(!g.last_otp().unwrap().matched);
+        let right = otpauth(otp.pin(), salt, &pass);
+        assert_eq!(
+            g.redeem_otp(&right, salt, from, t0).unwrap_err(),
+            OtpError::NotAvailable
+        );
+        // Expired: not available.
+        let otp = g.create_otp(pass.clone(), None, t0, &mut rng);
+        let right = otpauth(otp.pin(), salt, &pass);
+        assert!(g.otp(t0 + OTP_TTL - Duration::from_millis(1)).is_some());
+        assert_eq!(
+            g.redeem_otp(&right, salt, from, t0 + OTP_TTL).unwrap_err(),
+            OtpError::NotAvailable
+        );
+        // Cancelled: not available.
+        let otp = g.create_otp(pass.clone(), None, t0, &mut rng);
+        assert!(g.cancel_otp());
+        let right = otpauth(otp.pin(), salt, &pass);
+        assert_eq!(
+            g.redeem_otp(&right, salt, from, t0).unwrap_err(),
+            OtpError::NotAvailable
+        );
+        assert!(drain(&mut g).contains(&TrustEvent::OtpChanged));
     }
 
     #[test]

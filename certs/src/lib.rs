@@ -14,6 +14,7 @@
 //!   [`Registry::modify`]; lookups never block.
 //! - [`gate`]: the armed PIN (single use) and the requests waiting for
 //!   approval or a PIN. Pure: time and randomness are arguments.
+//! - [`otp`]: one-time PINs for Moonlight-family clients (Apollo-compatible).
 //! - [`Trust`]: registry + gate behind one handle, with their events on one
 //!   broadcast channel.
 //! - [`StateDir`]: the locked directory all of it lives in.
@@ -41,6 +42,7 @@ pub mod fsutil;
 pub mod gate;
 pub mod identity;
 pub mod name;
+pub mod otp;
 pub mod registry;
 mod statedir;
 mod trust;

@@ -61,6 +61,9 @@ pub enum Via {
     Approval,
     /// An open host (`serve --native --open`) let it in.
     Open,
+    /// A one-time PIN made in the console (Moonlight-family clients that
+    /// send `otpauth`, such as Artemis).
+    Otp,
 }
 
 /// One paired device.

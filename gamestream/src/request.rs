@@ -200,6 +200,12 @@ pub struct GetServerCert {
     pub device_name: Option<DeviceName>,
     /// 16 random bytes from the client; the AES key is derived from them and the PIN.
     pub salt: [u8; 16],
+    /// The `salt` parameter as the client wrote it (32 hex digits, either
+    /// case): a one-time PIN's `otpauth` hashes this text, not the bytes.
+    pub salt_text: String,
+    /// `otpauth` (Apollo/Artemis one-time PINs): SHA-256 over the one-time
+    /// PIN, `salt_text` and the passphrase; `None` if absent.
+    pub otpauth: Option<[u8; 32]>,
     /// The client's certificate, which the device will be pinned to.
     pub client_cert: ClientCert,
 }
@@ -363,8 +369,9 @@ struct Params {
     deferred: Option<ParseError>,
 }
 
-const KNOWN: [&str; 8] = [
+const KNOWN: [&str; 9] = [
     "uniqueid",
+    "otpauth",
     "devicename",
     "phrase",
     "salt",
@@ -477,11 +484,19 @@ fn parse_request(params: &Params) -> Result<PairRequest, ParseError> {
     };
 
     Ok(match phase {
-        Phrase::GetServerCert => PairRequest::GetServerCert(GetServerCert {
-            device_name: params.get("devicename").and_then(DeviceName::sanitize),
-            salt: fixed_hex("salt", params.require("salt")?)?,
-            client_cert: client_cert(params.require("clientcert")?)?,
-        }),
+        Phrase::GetServerCert => {
+            let salt_text = params.require("salt")?;
+            PairRequest::GetServerCert(GetServerCert {
+                device_name: params.get("devicename").and_then(DeviceName::sanitize),
+                salt: fixed_hex("salt", salt_text)?,
+                salt_text: salt_text.to_owned(),
+                otpauth: params
+                    .get("otpauth")
+                    .map(|v| fixed_hex("otpauth", v))
+                    .transpose()?,
+                client_cert: client_cert(params.require("clientcert")?)?,
+            })
+        }
         Phrase::ClientChallenge => PairRequest::ClientChallenge(fixed_hex(
             "clientchallenge",
             params.require("clientchallenge")?,

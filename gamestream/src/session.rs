@@ -215,6 +215,10 @@ pub enum PairError {
     /// Too many pairing requests are waiting on the host.
     #[error("too many pairing requests are waiting on the host; try again in a few minutes")]
     Busy,
+    /// The client sent `otpauth` but no one-time PIN is active (none made,
+    /// expired, or used). Apollo's exact words, which Artemis shows.
+    #[error("OTP auth not available.")]
+    OtpNotAvailable,
     /// The host is stopping.
     #[error("the host is shutting down; try again when it is back")]
     ShuttingDown,
@@ -236,7 +240,7 @@ impl PairError {
             Self::PinTimeout | Self::Expired { .. } => (408, self.to_string()),
             Self::Superseded => (409, self.to_string()),
             Self::Cancelled => (400, self.to_string()),
-            Self::Busy | Self::ShuttingDown => (503, self.to_string()),
+            Self::Busy | Self::ShuttingDown | Self::OtpNotAvailable => (503, self.to_string()),
             Self::UnexpectedPhrase { .. } | Self::NoSession => (400, self.to_string()),
         };
         Reply::error(status, message).with("paired", "0")

@@ -8,9 +8,10 @@ use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use punktfunk_certs::gate::{Attempt, PendingOutcome};
+use punktfunk_certs::otp::Passphrase;
 use punktfunk_certs::{
-    AddressKey, Claimant, Device, Fingerprint, GateError, Label, PendingId, Pin, RegistryError,
-    TrustError, TrustEvent,
+    AddressKey, Claimant, Device, DisplayName, Fingerprint, GateError, Label, PendingId, Pin,
+    RegistryError, TrustError, TrustEvent,
 };
 use rand::rngs::OsRng;
 use serde::Deserialize;
@@ -34,6 +35,9 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
             .route("/pairing/arm", web::post().to(arm))
             .route("/pairing/disarm", web::post().to(disarm))
             .route("/pending/deny-all", web::post().to(deny_all))
+            .route("/otp", web::post().to(create_otp))
+            .route("/otp", web::delete().to(cancel_otp))
+            .route("/otp/qr.svg", web::get().to(otp_qr))
             .route("/pending/{id}/approve", web::post().to(approve))
             .route("/pending/{id}/deny", web::post().to(deny))
             .route("/pending/{id}/pin", web::post().to(enter_pin))
@@ -326,6 +330,29 @@ pub(crate) fn pairing_state(state: &ConsoleState) -> Value {
         v["by"] = claimant_json(&a.by);
         v
     });
+    let otp = gate.otp(now).map(|o| {
+        json!({
+            "pin": o.pin().as_str(),
+            "passphrase": o.passphrase().as_str(),
+            "name": o.name(),
+            "expires_in_s": expires_in(o.expires(), now),
+            "link": otp_link(state, o.pin().as_str(), o.passphrase().as_str()),
+        })
+    });
+    // How the last one-time PIN went: a wrong passphrase, or the pairing
+    // it started (waiting, paired, failed).
+    let otp_last = gate.last_otp().map(|l| {
+        let result = match (l.matched, l.request) {
+            (false, _) => "wrong_passphrase",
+            (true, None) => "in_progress",
+            (true, Some(id)) => match gate.outcome(id) {
+                Some(PendingOutcome::Paired) => "paired",
+                Some(_) => "failed",
+                None => "in_progress",
+            },
+        };
+        json!({"result": result, "address": l.address.to_string()})
+    });
     // Who holds the one native pairing slot right now.
     let exchange = gate.exchange().map(|e| {
         let mut v = claimant_json(&e.by);
@@ -364,6 +391,8 @@ pub(crate) fn pairing_state(state: &ConsoleState) -> Value {
         "armed": armed,
         "last_attempt": last_attempt,
         "exchange": exchange,
+        "otp": otp,
+        "otp_last": otp_last,
         "pending": pending,
         "devices": devices,
     })
@@ -491,6 +520,89 @@ async fn deny_all(_: Authed, state: web::Data<ConsoleState>) -> HttpResponse {
     let denied = state.trust.gate().deny_all(now);
     tracing::info!(denied, "console: every waiting request denied");
     HttpResponse::Ok().json(json!({ "denied": denied }))
+}
+
+#[derive(Deserialize, Default)]
+struct OtpBody {
+    passphrase: Option<String>,
+    name: Option<String>,
+}
+
+/// The `art://` link of a one-time PIN, `None` until the doors are bound.
+fn otp_link(state: &ConsoleState, pin: &str, passphrase: &str) -> Option<String> {
+    let reach = state.reach.get()?;
+    let ip = *reach.addresses.first()?;
+    Some(super::links::art_link(
+        ip,
+        reach.gamestream_http,
+        pin,
+        passphrase,
+        &state.host_name,
+    ))
+}
+
+/// Makes a one-time PIN for a Moonlight-family client (Apollo/Artemis):
+/// the client pairs with it and the passphrase, with no PIN typed here.
+async fn create_otp(
+    _: Authed,
+    state: web::Data<ConsoleState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let OtpBody { passphrase, name } = optional_json(&body)?;
+    let bad = |e: punktfunk_certs::otp::OtpError| {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_passphrase", e.to_string())
+    };
+    let passphrase = match passphrase
+        .as_deref()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        Some(p) => Passphrase::parse(p).map_err(bad)?,
+        None => Passphrase::generate(&mut OsRng),
+    };
+    let name = name.as_deref().and_then(DisplayName::sanitize);
+    let now = state.trust.now();
+    let otp = state
+        .trust
+        .gate()
+        .create_otp(passphrase, name, now, &mut OsRng);
+    tracing::info!("console: one-time PIN created");
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(json!({
+            "pin": otp.pin().as_str(),
+            "passphrase": otp.passphrase().as_str(),
+            "name": otp.name(),
+            "expires_in_s": expires_in(otp.expires(), now),
+            "link": otp_link(&state, otp.pin().as_str(), otp.passphrase().as_str()),
+        })))
+}
+
+async fn cancel_otp(_: Authed, state: web::Data<ConsoleState>) -> HttpResponse {
+    let cancelled = state.trust.gate().cancel_otp();
+    HttpResponse::Ok().json(json!({ "cancelled": cancelled }))
+}
+
+/// The QR code of the active one-time PIN's `art://` link.
+async fn otp_qr(_: Authed, state: web::Data<ConsoleState>) -> Result<HttpResponse, ApiError> {
+    let now = state.trust.now();
+    let link = {
+        let mut gate = state.trust.gate();
+        let otp = gate.otp(now).ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, "no_otp", "no one-time PIN is active")
+        })?;
+        otp_link(&state, otp.pin().as_str(), otp.passphrase().as_str())
+    };
+    let link = link.ok_or_else(|| ApiError::internal("the doors are not bound yet"))?;
+    svg_response(&link)
+}
+
+fn svg_response(data: &str) -> Result<HttpResponse, ApiError> {
+    let svg = super::links::qr_svg(data).map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok()
+        .content_type("image/svg+xml")
+        .insert_header(("Cache-Control", "no-store"))
+        .body(svg))
 }
 
 #[derive(Deserialize)]

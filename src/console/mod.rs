@@ -6,6 +6,7 @@
 
 pub(crate) mod api;
 pub(crate) mod auth;
+pub(crate) mod links;
 mod page;
 
 use std::sync::Arc;
@@ -30,6 +31,8 @@ pub(crate) struct ConsoleState {
     pub(crate) password: PasswordFile,
     pub(crate) sessions: Sessions,
     pub(crate) limiter: LoginLimiter,
+    /// Where clients reach the doors; set once every listener is bound.
+    pub(crate) reach: std::sync::OnceLock<links::Reach>,
 }
 
 /// How long a request body may take to arrive, from the moment its head

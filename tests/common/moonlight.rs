@@ -181,6 +181,24 @@ impl Device {
         run
     }
 
+    /// Pairs with an Apollo one-time PIN and passphrase, the way Artemis
+    /// does (`otpauth` in phase 1): nobody types anything on the host.
+    pub fn pair_otp(&self, door: Door, pin: &str, passphrase: &str) -> Run {
+        let run = Run::spawn(&[
+            "pair",
+            &self.dir,
+            "127.0.0.1",
+            &door.http.to_string(),
+            pin,
+            "--source",
+            self.source,
+            "--otp",
+            passphrase,
+        ]);
+        assert_eq!(run.next()["fingerprint"], self.fingerprint.as_str());
+        run
+    }
+
     pub fn https(&self, door: Door, path: &str) -> Value {
         self.https_with(door, path, "")
     }

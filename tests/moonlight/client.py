@@ -11,9 +11,13 @@ Every command prints JSON objects, one per line, on stdout:
 
   identity DIR
       {"fingerprint": sha256 hex of the client certificate DER}
-  pair DIR HOST HTTP_PORT PIN [--source IP]
+  pair DIR HOST HTTP_PORT PIN [--source IP] [--otp PASSPHRASE]
       {"event": "identity", "fingerprint": ...}, then once pairing ends
       {"event": "result", "result": "paired"|"wrong_pin"|"busy"|"refused"|"failed", ...}
+      With --otp, PIN is an Apollo one-time PIN and the getservercert request
+      carries `otpauth` exactly as Artemis (Apollo's Moonlight fork) makes it
+      (`PairingManager.java`): the salt written as uppercase hex, and
+      otpauth = uppercase hex of SHA-256(PIN + that salt text + PASSPHRASE).
   https DIR HOST HTTPS_PORT PATH [QUERY] [--keep]
       one HTTPS GET with the client identity, offering h2 and http/1.1 in ALPN:
       {"http_status", "content_type", "body", "status_code", "fields",
@@ -172,10 +176,33 @@ def nvhttp(ident, host: str, http_port: int, source: str | None):
     return http
 
 
-def cmd_pair(directory: str, host: str, http_port: str, pin: str, source: str | None) -> None:
+def with_otpauth(http, pin: str, passphrase: str) -> None:
+    """Adds Artemis's `otpauth` to the phase-1 request moonlight-python sends."""
+    send = http.open_http
+
+    def open_http(command, arguments=None, **kwargs):
+        if command == "pair" and arguments and "phrase=getservercert" in arguments:
+            params = arguments.split("&")
+            # Artemis writes the salt in uppercase hex (bytesToHex), and
+            # hashes that text: the same bytes, as Artemis sends them.
+            params = ["salt=" + p[5:].upper() if p.startswith("salt=") else p for p in params]
+            salt_text = next(p[5:] for p in params if p.startswith("salt="))
+            digest = hashlib.sha256((pin + salt_text + passphrase).encode("utf-8")).digest()
+            otpauth = "".join(f"{b:02X}" for b in digest)
+            arguments = "&".join(params) + "&otpauth=" + otpauth
+        return send(command, arguments, **kwargs)
+
+    http.open_http = open_http
+
+
+def cmd_pair(
+    directory: str, host: str, http_port: str, pin: str, source: str | None, otp: str | None = None
+) -> None:
     ident = load_identity(directory)
     out(event="identity", fingerprint=fingerprint(ident))
     http = nvhttp(ident, host, int(http_port), source)
+    if otp is not None:
+        with_otpauth(http, pin, otp)
     try:
         info = http.parse_server_info(http.get_server_info())
         cert = pairing.pair(http, ident, pin, info, timeout=150)
@@ -289,6 +316,11 @@ def main(argv: list[str]) -> None:
         i = argv.index("--source")
         source = argv[i + 1]
         del argv[i : i + 2]
+    otp = None
+    if "--otp" in argv:
+        i = argv.index("--otp")
+        otp = argv[i + 1]
+        del argv[i : i + 2]
     keep = "--keep" in argv
     if keep:
         argv.remove("--keep")
@@ -296,7 +328,7 @@ def main(argv: list[str]) -> None:
     if cmd == "identity":
         out(fingerprint=fingerprint(load_identity(args[0])))
     elif cmd == "pair":
-        cmd_pair(*args[:4], source)
+        cmd_pair(*args[:4], source, otp)
     elif cmd == "https":
         cmd_https(args[0], args[1], args[2], args[3], args[4] if len(args) > 4 else "", keep)
     elif cmd == "http":

@@ -9,6 +9,14 @@
 //! - Attempts are keyed by (`uniqueid`, peer IP): stock clients all send the
 //!   same `uniqueid`, so the address tells two devices apart, and a second
 //!   phase 1 from the same key replaces the first (research §10.5).
+//! - A phase 1 carrying `otpauth` (Apollo/Artemis one-time PINs,
+//!   `punktfunk_certs::otp`) uses up the active one-time PIN: on a match
+//!   its PIN is entered for the request at once, with no console step, and
+//!   the device is stored as admitted `via: otp`; on a mismatch a random PIN
+//!   is entered instead, so the pairing fails later as it does on Apollo
+//!   (`nvhttp.cpp`: "Always return positive, attackers will fail in the
+//!   next steps"); with none active the answer is Apollo's 503 "OTP auth not
+//!   available.".
 //! - Phase 4's device is stored durably, and the gate's request finished as
 //!   `paired`, under one gate lock, before `paired=1` is sent; the console's
 //!   PIN entry learns the real outcome from that.
@@ -20,9 +28,10 @@ use std::time::{Duration, Instant};
 
 use actix_web::web;
 use punktfunk_certs::gate::PinState;
+use punktfunk_certs::otp::OtpError;
 use punktfunk_certs::{
     Device, DisplayName, GateError, Kind, Label, Needs, PendingId, PendingOutcome, PendingRequest,
-    TrustEvent, Via,
+    Pin, TrustEvent, Via,
 };
 use rand::rngs::OsRng;
 use tokio::sync::broadcast::{self, error::RecvError};
@@ -73,6 +82,8 @@ struct Attempt {
     pending: PendingId,
     /// The console's label for the device, known once the PIN is entered.
     label: Option<Label>,
+    /// How the device will have been admitted: `pin`, or `otp`.
+    via: Via,
     session: PairingSession,
 }
 
@@ -261,9 +272,41 @@ impl State {
                 return PairError::Busy.reply();
             }
         }
+        let now = self.trust.now();
+        // A one-time PIN is used up here, right or wrong, before anything
+        // else is recorded.
+        let otp = match &request.otpauth {
+            None => None,
+            Some(sent) => {
+                let redeemed = self.trust.gate().redeem_otp(
+                    sent,
+                    &request.salt_text,
+                    peer.ip().to_canonical(),
+                    now,
+                );
+                match redeemed {
+                    Ok(grant) => {
+                        tracing::info!(%peer, "gamestream: one-time PIN matched");
+                        Some((grant.pin, grant.name))
+                    }
+                    Err(OtpError::NotAvailable) => {
+                        tracing::info!(%peer, "gamestream: otpauth without an active one-time PIN");
+                        return PairError::OtpNotAvailable.reply();
+                    }
+                    Err(e) => {
+                        tracing::warn!(%peer, "gamestream: one-time PIN used up by a mismatch: {e}");
+                        Some((Pin::random(&mut OsRng), None))
+                    }
+                }
+            }
+        };
+        let name = match otp.as_ref().and_then(|(_, name)| name.clone()) {
+            Some(name) => name,
+            None => shown_name(request.device_name.as_ref(), peer.ip()),
+        };
         let pending = PendingRequest {
             kind: Kind::Gamestream,
-            name: shown_name(request.device_name.as_ref(), peer.ip()),
+            name,
             cert_der: request.client_cert.der().to_vec(),
             address: peer,
             needs: Needs::Pin,
@@ -271,7 +314,7 @@ impl State {
         let (session, _) = PairingSession::start(unique_id, request);
         // Subscribe before the request exists, so no event about it is missed.
         let mut events = self.trust.subscribe();
-        let id = match self.trust.gate().add_pending(pending, self.trust.now()) {
+        let id = match self.trust.gate().add_pending(pending, now) {
             Ok(id) => id,
             Err(GateError::TooManyPending | GateError::TooManyFromAddress(_)) => {
                 tracing::info!(%peer, "gamestream: pairing request refused: waiting list full");
@@ -295,6 +338,7 @@ impl State {
         let attempt = Attempt {
             pending: id,
             label: None,
+            via: if otp.is_some() { Via::Otp } else { Via::Pin },
             session,
         };
         if let Some(old) = self.sessions.replace(key.clone(), attempt) {
@@ -302,6 +346,14 @@ impl State {
             self.trust
                 .gate()
                 .finish(old.pending, PendingOutcome::Replaced);
+        }
+        if let Some((pin, _)) = otp {
+            // As if the console typed it: the wait below ends at once.
+            let mut gate = self.trust.gate();
+            gate.otp_request(id);
+            if let Err(e) = gate.enter_pin(id, pin, None, now) {
+                tracing::warn!(request = %id, "gamestream: one-time PIN not entered: {e}");
+            }
         }
         let reply = match self.wait_for_pin(&mut events, id).await {
             Wait::Pin => self.pin_entered(&key, id),
@@ -387,6 +439,7 @@ impl State {
                 Attempt {
                     pending: id,
                     label,
+                    via: attempt.via,
                     session,
                 },
             );
@@ -399,6 +452,7 @@ impl State {
         let Some(Attempt {
             pending,
             label,
+            via,
             session,
         }) = self.sessions.take(&key)
         else {
@@ -420,7 +474,7 @@ impl State {
         for effect in step.effects {
             match effect {
                 Effect::StoreDevice(device) => {
-                    if let Err(e) = self.store(pending, device, label.clone()).await {
+                    if let Err(e) = self.store(pending, device, label.clone(), via).await {
                         tracing::warn!(request = %pending, "gamestream: device not stored: {e}");
                         self.finish(pending, Outcome::Failed);
                         return e.reply();
@@ -442,6 +496,7 @@ impl State {
                 Attempt {
                     pending,
                     label,
+                    via,
                     session,
                 },
             );
@@ -457,6 +512,7 @@ impl State {
         id: PendingId,
         device: NewDevice,
         label: Option<Label>,
+        via: Via,
     ) -> Result<(), PairError> {
         let trust = self.trust.clone();
         let der = device.cert_der().to_vec();
@@ -470,7 +526,7 @@ impl State {
                 return Err(ended(gate.outcome(id)));
             };
             let mut entry =
-                Device::from_der(&der, Kind::Gamestream, name, Via::Pin, trust.clock().unix())
+                Device::from_der(&der, Kind::Gamestream, name, via, trust.clock().unix())
                     .map_err(|e| PairError::Host(format!("device entry: {e}")))?;
             entry.label = label;
             trust

@@ -1,0 +1,237 @@
+//! One-time PINs for Moonlight-family clients, compatible with Apollo and
+//! its client Artemis: the console creates a 4-digit PIN and a passphrase,
+//! the user hands both to the client (typed, or in an `art://` link / QR
+//! code), and the client proves it knows them in its first pairing request,
+//! so nobody has to type the PIN the client shows into the console.
+//!
+//! What the client sends (Artemis `PairingManager.java`; Apollo
+//! `nvhttp.cpp` checks the same): `otpauth` = hex of SHA-256 over the PIN's
+//! four ASCII digits, then the `salt` parameter *as sent* (its hex text, not
+//! its bytes), then the passphrase (UTF-8). The pairing then runs as usual
+//! with that PIN as the key material, so GameStream's offline weakness stays
+//! (a captured exchange reveals the PIN); the passphrase only decides which
+//! request gets the PIN without a person at the console.
+//!
+//! Rules here: one one-time PIN at a time (creating one replaces the
+//! previous), valid [`OTP_TTL`], used up by its first use whether it matched
+//! or not (Apollo keeps it after a mismatch; here a wrong guess costs the
+//! attacker the PIN, as with the native door's arming).
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use rand::{CryptoRng, Rng, RngCore};
+
+use crate::gate::Pin;
+use crate::name::DisplayName;
+
+/// How long a one-time PIN stays valid (Apollo: 3 minutes).
+pub const OTP_TTL: Duration = Duration::from_secs(180);
+/// Shortest passphrase accepted.
+pub const MIN_PASSPHRASE_CHARS: usize = 8;
+/// Longest passphrase accepted.
+pub const MAX_PASSPHRASE_CHARS: usize = 64;
+/// Length of a generated passphrase (62 symbols each: ~71 bits).
+const GENERATED_PASSPHRASE_CHARS: usize = 12;
+const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+/// Why a one-time PIN could not be made or used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OtpError {
+    /// No one-time PIN is active (none was made, it expired, or it was used).
+    #[error("OTP auth not available.")]
+    NotAvailable,
+    /// The client's `otpauth` did not match the active PIN and passphrase.
+    #[error("the one-time PIN or passphrase did not match; create a new one-time PIN")]
+    Mismatch,
+    /// The passphrase is not acceptable.
+    #[error("a passphrase has {MIN_PASSPHRASE_CHARS} to {MAX_PASSPHRASE_CHARS} letters and digits (A-Z, a-z, 0-9)")]
+    BadPassphrase,
+}
+
+/// A passphrase: letters and digits only, so it survives being typed on a
+/// TV remote and sitting unescaped in an `art://` link (Apollo's page allows
+/// the same set). `Debug` hides it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Passphrase(zeroize::Zeroizing<String>);
+
+impl Passphrase {
+    /// Checks a passphrase the user chose.
+    pub fn parse(raw: &str) -> Result<Self, OtpError> {
+        let n = raw.chars().count();
+        if !(MIN_PASSPHRASE_CHARS..=MAX_PASSPHRASE_CHARS).contains(&n)
+            || !raw.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
+            return Err(OtpError::BadPassphrase);
+        }
+        Ok(Self(zeroize::Zeroizing::new(raw.to_owned())))
+    }
+
+    /// Draws a random passphrase.
+    pub fn generate(rng: &mut (impl RngCore + CryptoRng)) -> Self {
+        let s: String = (0..GENERATED_PASSPHRASE_CHARS)
+            .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
+            .collect();
+        Self(zeroize::Zeroizing::new(s))
+    }
+
+    /// The passphrase.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Passphrase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Passphrase(****)")
+    }
+}
+
+/// The `otpauth` a client sends for `pin`, the `salt` text it sent and
+/// `passphrase`: SHA-256 over the three, concatenated.
+pub fn otpauth(pin: &Pin, salt_as_sent: &str, passphrase: &Passphrase) -> [u8; 32] {
+    let mut h = openssl::sha::Sha256::new();
+    h.update(pin.as_bytes());
+    h.update(salt_as_sent.as_bytes());
+    h.update(passphrase.as_str().as_bytes());
+    h.finish()
+}
+
+/// The active one-time PIN.
+#[derive(Debug, Clone)]
+pub struct OneTimePin {
+    pin: Pin,
+    passphrase: Passphrase,
+    name: Option<DisplayName>,
+    expires: Instant,
+}
+
+impl OneTimePin {
+    /// A new one-time PIN, valid [`OTP_TTL`] from `now`.
+    pub fn new(
+        passphrase: Passphrase,
+        name: Option<DisplayName>,
+        now: Instant,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Self {
+        Self {
+            pin: Pin::random(rng),
+            passphrase,
+            name,
+            expires: now + OTP_TTL,
+        }
+    }
+
+    /// The PIN.
+    pub fn pin(&self) -> &Pin {
+        &self.pin
+    }
+
+    /// The passphrase.
+    pub fn passphrase(&self) -> &Passphrase {
+        &self.passphrase
+    }
+
+    /// The name the device will be stored under.
+    pub fn name(&self) -> Option<&DisplayName> {
+        self.name.as_ref()
+    }
+
+    /// When it stops being valid.
+    pub fn expires(&self) -> Instant {
+        self.expires
+    }
+
+    /// Checks a client's `otpauth` (constant time). Consumes the PIN either
+    /// way: the caller has already taken it out of the gate.
+    pub fn redeem(self, otpauth_sent: &[u8; 32], salt_as_sent: &str) -> Result<OtpGrant, OtpError> {
+        let expected = otpauth(&self.pin, salt_as_sent, &self.passphrase);
+        if crate::identity::ct_eq(&expected, otpauth_sent) {
+            Ok(OtpGrant {
+                pin: self.pin,
+                name: self.name,
+            })
+        } else {
+            Err(OtpError::Mismatch)
+        }
+    }
+}
+
+/// A matched one-time PIN: pair with `pin`, store the device as `name`.
+#[derive(Debug)]
+pub struct OtpGrant {
+    /// The PIN the client derives its key from.
+    pub pin: Pin,
+    /// The name given when the PIN was made.
+    pub name: Option<DisplayName>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    #[test]
+    fn otpauth_is_sha256_of_pin_salt_text_and_passphrase() {
+        // Computed independently: printf '%s' 1234 00112233445566778899AABBCCDDEEFF \
+        //   Passphrase1 | sha256sum
+        let pin: Pin = "1234".parse().unwrap();
+        let pass = Passphrase::parse("Passphrase1").unwrap();
+        let got = otpauth(&pin, "00112233445566778899AABBCCDDEEFF", &pass);
+        assert_eq!(
+            hex::encode_upper(got),
+            "0B860FBAC648E3E16EB5855CDB8AF4B0ADCCABDE49EE559A3C76B36583EB2E4F"
+        );
+        // The salt is hashed as sent: another case is another hash.
+        assert_ne!(
+            got,
+            otpauth(&pin, "00112233445566778899aabbccddeeff", &pass)
+        );
+    }
+
+    #[test]
+    fn passphrases_are_8_to_64_letters_and_digits() {
+        assert!(Passphrase::parse("abcdEFG1").is_ok());
+        for bad in [
+            "short1",
+            "has space1",
+            "ümlautsss",
+            "semi;colon",
+            &"x".repeat(65),
+        ] {
+            assert_eq!(
+                Passphrase::parse(bad),
+                Err(OtpError::BadPassphrase),
+                "{bad}"
+            );
+        }
+        let mut rng = StdRng::seed_from_u64(5);
+        let p = Passphrase::generate(&mut rng);
+        assert_eq!(p.as_str().len(), GENERATED_PASSPHRASE_CHARS);
+        assert!(Passphrase::parse(p.as_str()).is_ok());
+        assert_eq!(format!("{p:?}"), "Passphrase(****)");
+    }
+
+    #[test]
+    fn redeem_matches_only_the_right_pin_and_passphrase() {
+        let mut rng = StdRng::seed_from_u64(6);
+        let now = Instant::now();
+        let pass = Passphrase::parse("CorrectHorse9").unwrap();
+        let otp = OneTimePin::new(pass.clone(), DisplayName::sanitize("Deck"), now, &mut rng);
+        let salt = "A1B2C3D4E5F60718293A4B5C6D7E8F90";
+        let right = otpauth(otp.pin(), salt, &pass);
+        let grant = otp.clone().redeem(&right, salt).unwrap();
+        assert_eq!(&grant.pin, otp.pin());
+        assert_eq!(grant.name.unwrap(), "Deck");
+        let wrong = otpauth(otp.pin(), salt, &Passphrase::parse("WrongHorse9").unwrap());
+        assert_eq!(
+            otp.clone().redeem(&wrong, salt).unwrap_err(),
+            OtpError::Mismatch
+        );
+        assert_eq!(
+            otp.redeem(&right, "other salt").unwrap_err(),
+            OtpError::Mismatch
+        );
+    }
+}

@@ -1,0 +1,152 @@
+//! One-time PINs for Moonlight-family clients (Apollo-compatible): the
+//! console makes a PIN and a passphrase, and a client that sends `otpauth`
+//! as Artemis does pairs with no step at the console. The client here is
+//! the real Moonlight pairing code (moonlight-python) with Artemis's
+//! `otpauth` added to its first request (tests/moonlight/client.py).
+
+mod common;
+
+use common::moonlight::{self, Device, Door};
+use common::{Console, Host};
+use serde_json::{json, Value};
+
+fn create(console: &Console, body: Value) -> Value {
+    let (status, otp) = console.send("POST", "/api/otp", Some(body));
+    assert_eq!(status, 200, "{otp}");
+    otp
+}
+
+#[test]
+fn a_one_time_pin_pairs_a_moonlight_client_with_no_console_step_and_only_once() {
+    let host = Host::start(&[]);
+    let door = Door::of(&host);
+    let console = Console::login(&host);
+    let otp = create(&console, json!({"name": "Steam Deck\u{202E}"}));
+    let (pin, pass) = (
+        otp["pin"].as_str().unwrap(),
+        otp["passphrase"].as_str().unwrap(),
+    );
+    assert_eq!(pin.len(), 4);
+    assert!(
+        pass.len() >= 8 && pass.bytes().all(|b| b.is_ascii_alphanumeric()),
+        "{pass}"
+    );
+    assert!(otp["expires_in_s"].as_u64().unwrap() <= 180);
+    // Apollo's link: the GameStream HTTP address, the PIN, the passphrase,
+    // the host's name.
+    let link = otp["link"].as_str().unwrap();
+    let prefix = format!(
+        "art://127.0.0.1:{}?pin={pin}&passphrase={pass}&name=",
+        door.http
+    );
+    assert!(link.starts_with(&prefix), "{link}");
+    let listed = console.pairing()["otp"].clone();
+    assert_eq!(listed["name"], "Steam Deck");
+    assert_eq!(listed["link"], link);
+
+    // The client pairs; nobody touches the console.
+    let deck = Device::from("127.0.8.1");
+    let run = deck.pair_otp(door, pin, pass);
+    let result = run.next();
+    assert_eq!(result["result"], "paired", "{result}");
+    run.wait();
+    let stored = moonlight::device(&console, &deck.fingerprint).expect("stored");
+    assert_eq!(stored["via"], "otp");
+    assert_eq!(stored["name"], "Steam Deck");
+    assert_eq!(deck.pair_status(door).as_deref(), Some("1"));
+    let state = console.pairing();
+    assert_eq!(state["otp"], Value::Null, "used up: {state}");
+    assert_eq!(
+        state["otp_last"],
+        json!({"result": "paired", "address": "127.0.8.1"})
+    );
+
+    // Used once: the same PIN and passphrase get Apollo's 503.
+    let other = Device::from("127.0.8.2");
+    let run = other.pair_otp(door, pin, pass);
+    let result = run.next();
+    assert_eq!(
+        (&result["result"], &result["status"], &result["message"]),
+        (
+            &json!("refused"),
+            &json!(503),
+            &json!("OTP auth not available.")
+        ),
+        "{result}"
+    );
+    run.wait();
+    assert!(moonlight::device(&console, &other.fingerprint).is_none());
+}
+
+#[test]
+fn a_wrong_passphrase_fails_and_uses_up_the_one_time_pin() {
+    let host = Host::start(&[]);
+    let door = Door::of(&host);
+    let console = Console::login(&host);
+    let otp = create(&console, json!({"passphrase": "CorrectHorse42"}));
+    assert_eq!(otp["passphrase"], "CorrectHorse42");
+    let pin = otp["pin"].as_str().unwrap();
+    let guesser = Device::from("127.0.8.3");
+    let run = guesser.pair_otp(door, pin, "WrongHorse42");
+    let result = run.next();
+    // As on Apollo, the pairing goes on with a PIN the client cannot know,
+    // and fails when the client checks the host's answer.
+    assert_ne!(result["result"], "paired", "{result}");
+    run.wait();
+    assert!(moonlight::device(&console, &guesser.fingerprint).is_none());
+    let state = console.pairing();
+    assert_eq!(
+        state["otp"],
+        Value::Null,
+        "used up by the wrong guess: {state}"
+    );
+    assert_eq!(state["otp_last"]["result"], "wrong_passphrase");
+    assert_eq!(state["otp_last"]["address"], "127.0.8.3");
+    assert!(state["devices"].as_array().unwrap().is_empty());
+    // The right passphrase now finds nothing.
+    let owner = Device::from("127.0.8.4");
+    let run = owner.pair_otp(door, pin, "CorrectHorse42");
+    assert_eq!(run.next()["status"], 503);
+    run.wait();
+}
+
+#[test]
+fn otpauth_without_an_active_one_time_pin_is_503_and_passphrases_are_checked() {
+    let host = Host::start(&[]);
+    let door = Door::of(&host);
+    let console = Console::login(&host);
+    let dev = Device::from("127.0.8.5");
+    let run = dev.pair_otp(door, "1234", "NoneWasMade1");
+    assert_eq!(run.next()["message"], "OTP auth not available.");
+    run.wait();
+    // Made, then cancelled in the console.
+    let otp = create(&console, json!({}));
+    let (status, body) = console.send("DELETE", "/api/otp", None);
+    assert_eq!((status, body), (200, json!({"cancelled": true})));
+    let run = dev.pair_otp(
+        door,
+        otp["pin"].as_str().unwrap(),
+        otp["passphrase"].as_str().unwrap(),
+    );
+    assert_eq!(run.next()["status"], 503);
+    run.wait();
+    // A passphrase must be 8+ letters and digits.
+    for bad in ["short1", "has space 123", "ümlaut12345"] {
+        let (status, body) = console.send("POST", "/api/otp", Some(json!({"passphrase": bad})));
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (400, &json!("bad_passphrase")),
+            "{bad}"
+        );
+    }
+    // The QR code of the link is an SVG the page can show.
+    create(&console, json!({}));
+    let svg = console
+        .http
+        .get(format!("{}/api/otp/qr.svg", console.base))
+        .send()
+        .unwrap();
+    assert_eq!(svg.status(), 200);
+    assert_eq!(svg.headers()["content-type"], "image/svg+xml");
+    assert!(svg.text().unwrap().contains("<svg"));
+}
