@@ -161,9 +161,6 @@ async fn run(
     let _ = reach_state.reach.set(console::links::Reach {
         addresses: link_addresses(config.bind),
         gamestream_http: shared.bound("gamestream-http").unwrap_or(config.http_port),
-        native: config
-            .native_port
-            .map(|p| shared.bound("native").unwrap_or(p)),
     });
 
     let ticker = startup::spawn_expiry_ticker(trust.clone());
