@@ -4,7 +4,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { mkdirSync } from "node:fs";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { startHost, launchBrowser, openConsole, login, repo, runCli, spawnCli, python } from "./harness.mjs";
 
 const shots = process.env.PUNKTFUNK_SCREENSHOTS || join(repo, "target", "screenshots");
@@ -199,9 +199,9 @@ test("Deny all dismisses every waiting request, names are isolated, and a burned
 });
 
 /** The real Moonlight pairing client (moonlight-python), waiting for its PIN. */
-function moonlightPair(dir, httpUrl, pin) {
+function moonlightPair(dir, httpUrl, pin, extra = []) {
   const { hostname, port } = new URL(httpUrl);
-  const child = spawn(python, [join(repo, "tests", "moonlight", "client.py"), "pair", dir, hostname, port, pin],
+  const child = spawn(python, [join(repo, "tests", "moonlight", "client.py"), "pair", dir, hostname, port, pin, ...extra],
     { stdio: ["ignore", "pipe", "pipe"] });
   const out = { stdout: "", stderr: "" };
   child.stdout.on("data", (d) => { out.stdout += d; });
@@ -256,6 +256,52 @@ test("a wrong Moonlight PIN typed into the page shows that it was rejected", asy
     await moonlight.done;
     assert.notEqual(moonlight.result().result, "paired");
     assert.equal(await page.locator("#devices tbody tr").count(), 0);
+    await context.close();
+  } finally { host.stop(); }
+});
+
+/** Reads the QR code shown in `locator` with a real decoder (zbarimg). */
+async function decodeQr(locator, file) {
+  await locator.evaluate((img) => img.complete || new Promise((r) => { img.onload = r; }));
+  await locator.screenshot({ path: file });
+  const r = spawnSync("zbarimg", ["--raw", "-q", file], { encoding: "utf8" });
+  assert.equal(r.status, 0, `zbarimg: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+test("a one-time PIN's QR code decodes to Apollo's link, and a Moonlight client pairs with it while nobody types", async () => {
+  const host = await startHost([]);
+  try {
+    const { page, context } = await openConsole(browser, host);
+    await login(page, host.password);
+    // The passphrase is generated and editable.
+    const pass = await page.locator("#otp-passphrase").inputValue();
+    assert.match(pass, /^[A-Za-z0-9]{12}$/);
+    await page.locator("#otp-name").fill("Steam Deck");
+    await page.locator("#otp-create").click();
+    const qr = page.locator("#otp-qr");
+    await qr.waitFor();
+    assert.equal(await qr.getAttribute("alt"), "QR code for pairing a Moonlight client");
+    const link = await decodeQr(qr, join(shots, "otp-qr.png"));
+    assert.equal(link, (await page.locator("#otp-link").textContent()).trim());
+    const url = new URL(link);
+    assert.equal(url.protocol, "art:");
+    assert.equal(url.host, new URL(host.urls["gamestream-http"]).host);
+    const pin = url.searchParams.get("pin");
+    assert.equal(pin, (await page.locator("#otp-pin").textContent()).trim());
+    assert.equal(url.searchParams.get("passphrase"), pass);
+    await page.screenshot({ path: join(shots, "console-otp.png") });
+
+    // The Moonlight client (sending otpauth as Artemis does) pairs; the page follows.
+    const moon = moonlightPair(join(host.dir, "moon"), host.urls["gamestream-http"], pin, ["--otp", url.searchParams.get("passphrase")]);
+    assert.equal(await moon.done, 0, moon.stderr);
+    assert.equal(moon.result().result, "paired", moon.stdout);
+    await page.waitForFunction(() => /Paired the device at/.test(document.querySelector("#otp-last")?.textContent || ""), null, { timeout: 20000 });
+    const row = page.locator("#devices tbody tr");
+    await row.waitFor();
+    assert.equal(await row.locator(".label").textContent(), "Steam Deck");
+    assert.match(await row.textContent(), /one-time PIN/);
+    assert.ok(await page.locator("#otp-form").isVisible());
     await context.close();
   } finally { host.stop(); }
 });

@@ -48,7 +48,7 @@ function el(tag, attrs, ...children) {
 }
 
 function kindName(kind) { return kind === "gamestream" ? "Moonlight" : "punktfunk app"; }
-function viaName(via) { return { pin: "PIN", approval: "approval", open: "open host" }[via] || via; }
+function viaName(via) { return { pin: "PIN", approval: "approval", open: "open host", otp: "one-time PIN" }[via] || via; }
 
 function left(seconds) {
   const s = Math.max(0, Math.ceil(seconds));
@@ -121,6 +121,7 @@ function render() {
   $("host-name").textContent = state.host.name;
   $("host-fingerprint").textContent = state.host.fingerprint_grouped;
   renderArmed();
+  renderOtp();
   renderPending();
   renderDevices();
 }
@@ -159,11 +160,53 @@ function who(by) {
   return [el("bdi", { class: "who", text: by.name }), ` at ${by.address} (`, el("code", { text: shortFp(by.fingerprint) }), ")"];
 }
 
+// A passphrase for a new one-time PIN: 12 letters and digits, editable.
+function newPassphrase() {
+  const abc = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+  const bytes = crypto.getRandomValues(new Uint8Array(12));
+  return Array.from(bytes, (b) => abc[b % abc.length]).join("");
+}
+
+function renderOtp() {
+  const otp = state.otp;
+  $("otp-form").hidden = !!otp;
+  $("otp-active").hidden = !otp;
+  if (!$("otp-passphrase").value) $("otp-passphrase").value = newPassphrase();
+  if (otp) {
+    $("otp-pin").textContent = otp.pin;
+    $("otp-pass").textContent = otp.passphrase;
+    $("otp-link").textContent = otp.link || "";
+    $("otp-for").textContent = otp.name ? ` for ${otp.name}` : "";
+    // A new PIN is a new image; the same one is not fetched again.
+    const src = `/api/otp/qr.svg?pin=${encodeURIComponent(otp.pin)}`;
+    if ($("otp-qr").getAttribute("src") !== src) $("otp-qr").setAttribute("src", src);
+  }
+  const last = state.otp_last;
+  const line = $("otp-last");
+  line.hidden = !last || !!otp;
+  line.className = "attempt";
+  if (last) {
+    const text = {
+      paired: ["Paired the device at ", " with the one-time PIN.", "good"],
+      wrong_passphrase: ["The one-time PIN was used up by a wrong PIN or passphrase from ", ". Create a new one.", "bad"],
+      failed: ["Pairing with the one-time PIN from ", " failed. Create a new one.", "bad"],
+      in_progress: ["The device at ", " is pairing with the one-time PIN…", ""],
+    }[last.result] || ["", "", ""];
+    line.replaceChildren(text[0], el("code", { text: last.address }), text[1]);
+    if (text[2]) line.classList.add(text[2]);
+  }
+}
+
 function tick() {
   if (!state) return;
   if (state.armed) {
     const s = secondsLeft(state.armed.expires_in_s);
     $("pin-left").textContent = left(s);
+    if (s <= 0) refresh();
+  }
+  if (state.otp) {
+    const s = secondsLeft(state.otp.expires_in_s);
+    $("otp-left").textContent = left(s);
     if (s <= 0) refresh();
   }
   for (const card of document.querySelectorAll("#pending > li[data-expires]")) {
@@ -403,6 +446,23 @@ $("arm").addEventListener("click", async () => {
 
 $("disarm").addEventListener("click", async () => {
   try { await api("POST", "/api/pairing/disarm"); await refresh(); $("arm").focus(); }
+  catch (e) { say(e.message, true); }
+});
+
+$("otp-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  try {
+    const name = $("otp-name").value.trim() || null;
+    await api("POST", "/api/otp", { passphrase: $("otp-passphrase").value.trim(), name });
+    $("otp-name").value = "";
+    $("otp-passphrase").value = "";
+    await refresh();
+    $("otp-cancel").focus();
+  } catch (e) { say(e.message, true); }
+});
+
+$("otp-cancel").addEventListener("click", async () => {
+  try { await api("DELETE", "/api/otp"); await refresh(); $("otp-name").focus(); }
   catch (e) { say(e.message, true); }
 });
 
