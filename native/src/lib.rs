@@ -16,13 +16,15 @@
 //!   HKDF-derived per-direction keys and HMAC key confirmation, as
 //!   typestates ([`ClientPairing`] → [`ClientAwaitingConfirm`] → [`Paired`];
 //!   [`HostPairing`] → [`HostAwaitingStore`]).
+//! - [`link`]: the pairing link a QR code carries ([`PairingLink`], § 12):
+//!   addresses, port, host fingerprint, PIN and host name in one URI.
 //!
 //! Around that core, two thin tokio + openssl shells:
 //!
 //! - [`endpoint`]: the host's TLS 1.3 endpoint ([`Endpoint`]), driving the
 //!   host core against the shared [`punktfunk_certs::Trust`].
 //! - [`client`]: the reference client ([`Client`]): identity, known hosts,
-//!   pairing, connecting, TOFU.
+//!   pairing (with a PIN, or with a [`PairingLink`]), connecting, TOFU.
 //!
 //! ## What the core does not do
 //!
@@ -89,6 +91,7 @@ pub mod endpoint;
 pub mod frame;
 pub mod handshake;
 mod io;
+pub mod link;
 pub mod message;
 pub mod pairing;
 
@@ -99,6 +102,7 @@ pub use client::{
 pub use endpoint::{Endpoint, EndpointConfig, EndpointError, UnknownDevices};
 pub use frame::{check_header, encode_frame, FrameDecoder, FrameError, MAX_FRAME_LEN};
 pub use handshake::HandshakeError;
+pub use link::{is_linkable, LinkError, PairingLink, MAX_LINK_ADDRESSES, MAX_LINK_LEN};
 pub use message::{
     Confirm, Decision, DisplayName, ErrorCode, ErrorMessage, Hello, Intent, Message, MessageError,
     Pake, Status, Welcome, PROTOCOL_VERSION,
