@@ -16,7 +16,9 @@
 //! record; the check runs inside the TLS handshake, so a client never even
 //! sends its certificate, let alone `hello`, to an impostor. Pairing with an
 //! unpinned host accepts any certificate and pins it once SPAKE2 proved the
-//! host knew the PIN. Connecting to an unknown host is trust on first use:
+//! host knew the PIN. Pairing with a [`PairingLink`] (§ 12) needs no such
+//! leap: the link names the host's fingerprint, which binds the handshake
+//! from the first connection on. Connecting to an unknown host is trust on first use:
 //! the caller must accept the host's fingerprint first ([`NewHost`]).
 //!
 //! A fingerprint the user accepted is remembered once the host answers
@@ -41,6 +43,7 @@ use tokio_openssl::SslStream;
 use crate::endpoint::ALPN_WIRE;
 use crate::handshake::{self, HandshakeError};
 use crate::io::{self as frame_io, FrameReader, ReadError, WriteError};
+use crate::link::PairingLink;
 use crate::message::{Decision, DisplayName, ErrorCode, ErrorMessage, Intent, Message, Status};
 use crate::pairing::{ChannelBinding, ClientPairing, Exporter, PairingError, Pin, EXPORTER_LABEL};
 use crate::{timeouts, DEFAULT_PORT};
@@ -74,6 +77,13 @@ pub const PAIRING_BUSY_RETRY_WINDOW: std::time::Duration = std::time::Duration::
 /// `connect` never retries.
 pub const PAIRING_BUSY_RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// How long [`Client::pair_link`] waits for a TCP connection to each
+/// address of a link before it tries the next one. Shorter than the 10 s of
+/// a typed address: a link may list addresses this client cannot reach (a
+/// host's other networks), and the PIN it carries only lives 180 s. On a
+/// LAN a connection takes milliseconds.
+pub const LINK_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Why a client operation failed. [`ClientError::code`] is the § 5 code the
 /// CLI prints.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +109,37 @@ pub enum ClientError {
         seen: Fingerprint,
         /// Where the pin lives.
         known_hosts: PathBuf,
+    },
+    /// Pairing with a link: one of its addresses is pinned to a different
+    /// host than the link names. Nothing was sent anywhere.
+    #[error("the pairing link names host {link}, but this client has {pinned} pinned for {addr}; if the host was reinstalled, remove the line for {addr} from {} and scan the code again, otherwise suspect an attack", .known_hosts.display())]
+    LinkConflictsWithPin {
+        /// The address pinned to another host.
+        addr: HostAddr,
+        /// What is pinned for it.
+        pinned: Fingerprint,
+        /// What the link says.
+        link: Fingerprint,
+        /// Where the pin lives.
+        known_hosts: PathBuf,
+    },
+    /// Pairing with a link: a host presented a certificate other than the
+    /// link's. The handshake was aborted, so it received nothing, and the
+    /// PIN was offered to nobody (it stays armed on the real host).
+    #[error("{addr} presented certificate {seen}, not {expected} from the pairing link, so this client sent it nothing; make sure the code is the one your host shows now, otherwise suspect an attack")]
+    LinkHostMismatch {
+        /// The address that answered.
+        addr: HostAddr,
+        /// The link's fingerprint.
+        expected: Fingerprint,
+        /// What it presented.
+        seen: Fingerprint,
+    },
+    /// Pairing with a link: none of its addresses answered.
+    #[error("no address in the pairing link answered ({}); is this device on the host's network, and is the host running?", .attempts.join("; "))]
+    LinkUnreachable {
+        /// One line per address tried: the address and what went wrong.
+        attempts: Vec<String>,
     },
     /// The user did not accept an unpinned host's fingerprint (TOFU).
     #[error("the fingerprint of {addr} ({seen}) was not accepted; pair with a PIN, or accept it if it matches the one the host shows")]
@@ -146,13 +187,15 @@ impl ClientError {
             Self::Host(e) => e.code.as_str(),
             Self::Denied => ErrorCode::Denied.as_str(),
             Self::Expired => ErrorCode::Expired.as_str(),
-            Self::HostIdentityChanged { .. } => ErrorCode::HostIdentityChanged.as_str(),
+            Self::HostIdentityChanged { .. }
+            | Self::LinkConflictsWithPin { .. }
+            | Self::LinkHostMismatch { .. } => ErrorCode::HostIdentityChanged.as_str(),
             Self::HostNotAccepted { .. } => "host_not_accepted",
             Self::Pairing(e) => e.code().as_str(),
             Self::Handshake(e) => e.code().as_str(),
             Self::BadMessage(_) => ErrorCode::BadMessage.as_str(),
             Self::Timeout(_) => ErrorCode::Timeout.as_str(),
-            Self::Connection { .. } => "connection_failed",
+            Self::Connection { .. } | Self::LinkUnreachable { .. } => "connection_failed",
             Self::ClientDir { .. } => ErrorCode::Internal.as_str(),
         }
     }
@@ -211,6 +254,15 @@ impl HostAddr {
             host: host.to_owned(),
             port,
         })
+    }
+
+    /// An IP address and port (what a [`PairingLink`] lists); written and
+    /// keyed like the typed `IP:PORT` or `[V6]:PORT`.
+    pub fn from_ip(ip: std::net::IpAddr, port: u16) -> Self {
+        Self {
+            host: ip.to_string(),
+            port,
+        }
     }
 
     /// The host name or address.
@@ -367,10 +419,93 @@ impl Client {
     pub async fn pair(&mut self, addr: &HostAddr, pin: &Pin) -> Result<Session, ClientError> {
         let pinned = self.pinned(addr);
         let give_up = Instant::now() + PAIRING_BUSY_RETRY_WINDOW;
-        let (mut tls, welcome) = loop {
-            let mut tls = self.tls_connect(addr, pinned).await?;
+        let tls = self.tls_connect(addr, pinned).await?;
+        self.pair_over(tls, pin, pinned, give_up).await
+    }
+
+    /// Pairing with a [`PairingLink`] (§ 12): the host's fingerprint comes
+    /// from the link and binds the TLS handshake from the first connection
+    /// on, so no certificate but the host's ever receives a PIN-derived
+    /// message (no trust on first use).
+    ///
+    /// - A pin on record for one of the link's addresses that differs from
+    ///   the link's fingerprint is refused before anything is sent
+    ///   ([`ClientError::LinkConflictsWithPin`]).
+    /// - The addresses are tried in the link's order on its port: one that
+    ///   refuses, cannot be reached, or does not complete TCP within
+    ///   [`LINK_CONNECT_TIMEOUT`] (or the TLS handshake within 10 s) is
+    ///   skipped. A certificate other than the link's stops everything
+    ///   ([`ClientError::LinkHostMismatch`]): the PIN is not offered to
+    ///   anyone else.
+    /// - The first address whose TLS handshake shows the link's certificate
+    ///   is the host: the ceremony runs there (with the `pairing_busy`
+    ///   retries of [`Client::pair`]), and its outcome is final.
+    ///
+    /// On success the fingerprint is pinned under that address (and the
+    /// link's port), which is returned with the session.
+    pub async fn pair_link(
+        &mut self,
+        link: &PairingLink,
+    ) -> Result<(HostAddr, Session), ClientError> {
+        let expect = link.host_fingerprint;
+        let candidates: Vec<HostAddr> = link
+            .addresses
+            .iter()
+            .map(|ip| HostAddr::from_ip(*ip, link.port))
+            .collect();
+        for addr in &candidates {
+            if let Some(pinned) = self.pinned(addr).filter(|p| *p != expect) {
+                return Err(ClientError::LinkConflictsWithPin {
+                    addr: addr.clone(),
+                    pinned,
+                    link: expect,
+                    known_hosts: self.known.path.clone(),
+                });
+            }
+        }
+        let mut failures = Vec::new();
+        for addr in candidates {
+            let give_up = Instant::now() + PAIRING_BUSY_RETRY_WINDOW;
+            match self
+                .tls_connect_within(&addr, Some(expect), LINK_CONNECT_TIMEOUT)
+                .await
+            {
+                Ok(tls) => {
+                    let session = self
+                        .pair_over(tls, &link.pin, Some(expect), give_up)
+                        .await?;
+                    return Ok((addr, session));
+                }
+                Err(ClientError::HostIdentityChanged { addr, seen, .. }) => {
+                    return Err(ClientError::LinkHostMismatch {
+                        addr,
+                        expected: expect,
+                        seen,
+                    })
+                }
+                // Nothing was sent there: the next address may be the one.
+                Err(e @ (ClientError::Connection { .. } | ClientError::Timeout(_))) => {
+                    failures.push(format!("{addr}: {e}"))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ClientError::LinkUnreachable { attempts: failures })
+    }
+
+    /// The ceremony on a connection whose host certificate passed the
+    /// checks (`expect`: the fingerprint every reconnect must show too).
+    async fn pair_over(
+        &mut self,
+        mut tls: Tls,
+        pin: &Pin,
+        expect: Option<Fingerprint>,
+        give_up: Instant,
+    ) -> Result<Session, ClientError> {
+        let addr = tls.addr.clone();
+        let welcome = loop {
             match tls.hello(&self.device_name, Intent::Pair).await {
-                Ok(welcome) => break (tls, welcome),
+                Ok(welcome) => break welcome,
                 Err(ClientError::Host(e))
                     if e.code == ErrorCode::PairingBusy
                         && Instant::now() + PAIRING_BUSY_RETRY_INTERVAL <= give_up =>
@@ -378,6 +513,7 @@ impl Client {
                     // The host closes after an error; close our end too.
                     frame_io::close(&mut tls.writer).await;
                     tokio::time::sleep(PAIRING_BUSY_RETRY_INTERVAL).await;
+                    tls = self.tls_connect(&addr, expect).await?;
                 }
                 Err(e) => return Err(e),
             }
@@ -395,7 +531,7 @@ impl Client {
         tls.send(&confirm).await?;
         let reply = tls.recv(timeouts::PAIRING_STEP, "confirm").await?;
         let paired = state.on_message(reply).map_err(ClientError::from_pairing)?;
-        self.pin(addr, paired.host)?;
+        self.pin(&addr, paired.host)?;
         Ok(tls.into_session(welcome.host_name, Status::Trusted))
     }
 
@@ -484,12 +620,23 @@ impl Client {
         addr: &HostAddr,
         expect: Option<Fingerprint>,
     ) -> Result<Tls, ClientError> {
+        self.tls_connect_within(addr, expect, timeouts::TLS_HANDSHAKE)
+            .await
+    }
+
+    /// [`Client::tls_connect`] with its own limit for the TCP connect.
+    async fn tls_connect_within(
+        &self,
+        addr: &HostAddr,
+        expect: Option<Fingerprint>,
+        tcp_limit: std::time::Duration,
+    ) -> Result<Tls, ClientError> {
         let conn_err = |reason: String| ClientError::Connection {
             addr: addr.clone(),
             reason,
         };
         let tcp = tokio::time::timeout(
-            timeouts::TLS_HANDSHAKE,
+            tcp_limit,
             TcpStream::connect((addr.host.as_str(), addr.port)),
         )
         .await
