@@ -30,8 +30,9 @@ enum Command {
         #[command(flatten)]
         state: StateDirArg,
     },
-    /// Pair this machine with a native host, using the PIN the host shows
-    /// (the reference client of the punktfunk app's protocol).
+    /// Pair this machine with a native host, using the PIN the host shows,
+    /// or the pairing link of its QR code (the reference client of the
+    /// punktfunk app's protocol).
     Pair(crate::native_cli::PairArgs),
     /// Connect to a native host: `trusted`, `open`, or a knock that waits
     /// for approval in the host's console.

@@ -13,7 +13,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 use punktfunk_native::{
-    Client, ClientError, Connected, DisplayName, HostAddr, HostTrust, NewHost, Pin, Status,
+    Client, ClientError, Connected, DisplayName, HostAddr, HostTrust, NewHost, PairingLink, Pin,
+    Status,
 };
 
 /// Exit code of `connect` when the host answered `approval_pending`.
@@ -34,11 +35,26 @@ pub(crate) struct ClientArgs {
 #[derive(Debug, Args)]
 pub(crate) struct PairArgs {
     /// The host: HOST[:PORT] (port 47991 by default).
-    #[arg(value_name = "HOST[:PORT]", value_parser = parse_addr)]
-    host: HostAddr,
+    #[arg(
+        value_name = "HOST[:PORT]",
+        value_parser = parse_addr,
+        required_unless_present = "link",
+        conflicts_with = "link"
+    )]
+    host: Option<HostAddr>,
     /// The 4-digit PIN the host shows once pairing is armed.
-    #[arg(long, value_parser = parse_pin)]
-    pin: Pin,
+    #[arg(
+        long,
+        value_parser = parse_pin,
+        required_unless_present = "link",
+        conflicts_with = "link"
+    )]
+    pin: Option<Pin>,
+    /// Instead of HOST and --pin: the pairing link the host shows with its
+    /// QR code (`punktfunk://pair?…`). It names the host's certificate, so
+    /// an impostor is refused even on first contact.
+    #[arg(long, value_name = "LINK", value_parser = parse_link)]
+    link: Option<PairingLink>,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -70,6 +86,10 @@ fn parse_addr(s: &str) -> Result<HostAddr, String> {
     HostAddr::parse(s)
 }
 
+fn parse_link(s: &str) -> Result<PairingLink, String> {
+    PairingLink::parse(s.trim()).map_err(|e| e.to_string())
+}
+
 fn parse_pin(s: &str) -> Result<Pin, String> {
     s.trim().parse().map_err(|e| format!("{e}"))
 }
@@ -91,16 +111,34 @@ impl ClientArgs {
     }
 }
 
-/// `punktfunk pair`.
+/// `punktfunk pair`: with HOST and --pin, or with --link.
 pub(crate) fn pair(args: PairArgs) -> anyhow::Result<ExitCode> {
+    enum With<'a> {
+        Pin(&'a HostAddr, &'a Pin),
+        Link(&'a PairingLink),
+    }
+    // clap requires HOST and --pin unless --link is given.
+    let with = match (&args.link, &args.host, &args.pin) {
+        (Some(link), _, _) => With::Link(link),
+        (None, Some(host), Some(pin)) => With::Pin(host, pin),
+        _ => bail!("pass HOST and --pin, or --link"),
+    };
     let mut client = args.client.open()?;
     let rt = runtime()?;
     let result = rt.block_on(async {
-        let session = client.pair(&args.host, &args.pin).await?;
+        let (addr, session) = match with {
+            With::Pin(host, pin) => (host.clone(), client.pair(host, pin).await?),
+            With::Link(link) => {
+                eprintln!(
+                    "pairing with {} (host fingerprint {} from the link)",
+                    link.host_name, link.host_fingerprint
+                );
+                client.pair_link(link).await?
+            }
+        };
         eprintln!(
-            "paired with {} ({}); host fingerprint {} pinned",
+            "paired with {} ({addr}); host fingerprint {} pinned",
             session.host_name(),
-            args.host,
             session.host_fingerprint()
         );
         session.close().await;

@@ -7,9 +7,11 @@
 //! - `--require-pairing`: unknown devices are refused with `not_paired`
 //!   (there is no console to approve a knock);
 //! - `--allow-pairing`: pairing is armed at start and the PIN printed as
-//!   `pairing PIN: NNNN`; after a successful pairing (or when the PIN
-//!   expires unused) it is re-armed with a new PIN, printed again; never
-//!   after a failed attempt: a wrong guess leaves pairing off until restart.
+//!   `pairing PIN: NNNN`, followed by `pairing link: punktfunk://pair?…`
+//!   (docs/native-protocol.md § 12) and that link as a QR code for the
+//!   app to scan; after a successful pairing (or when the PIN expires
+//!   unused) it is re-armed with a new PIN, printed again; never after a
+//!   failed attempt: a wrong guess leaves pairing off until restart.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -19,10 +21,16 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use punktfunk_certs::{HostIdentity, Trust, TrustEvent};
-use punktfunk_native::{endpoint, DisplayName, Endpoint, EndpointConfig, UnknownDevices};
+use punktfunk_certs::{Fingerprint, HostIdentity, Trust, TrustEvent};
+use punktfunk_native::{
+    endpoint, DisplayName, Endpoint, EndpointConfig, PairingLink, UnknownDevices,
+};
+use qrcode::render::unicode::Dense1x2;
+use qrcode::QrCode;
 use rand::rngs::OsRng;
 
+#[path = "../lan.rs"]
+mod lan;
 #[path = "../startup.rs"]
 mod startup;
 use startup::HostState;
@@ -100,7 +108,7 @@ async fn serve(
         SocketAddr::new(args.bind, args.port),
         &host.identity,
         EndpointConfig {
-            host_name: name,
+            host_name: name.clone(),
             trust: trust.clone(),
             unknown_devices,
             max_connections: endpoint::DEFAULT_MAX_CONNECTIONS,
@@ -109,11 +117,16 @@ async fn serve(
     .await?;
     let addr = endpoint.local_addr()?;
     startup::print_listening("native", "tls", addr);
+    let shown = Shown {
+        bound: addr,
+        fingerprint: host.identity.fingerprint(),
+        name,
+    };
 
     // Subscribe before arming, so no outcome is missed.
     let mut events = trust.subscribe();
     if args.allow_pairing {
-        arm(&trust);
+        arm(&trust, &shown);
     }
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(endpoint.run(stopped));
@@ -127,10 +140,10 @@ async fn serve(
                 // A success re-arms; a failure never does (one guess per
                 // PIN, and a wrong guess leaves pairing off).
                 Ok(TrustEvent::PinAttemptFinished { paired: true }) if allow_pairing => {
-                    arm(&rearm_trust)
+                    arm(&rearm_trust, &shown)
                 }
                 // Only expiry disarms here (no console): keep a PIN on offer.
-                Ok(TrustEvent::Disarmed) if allow_pairing => arm(&rearm_trust),
+                Ok(TrustEvent::Disarmed) if allow_pairing => arm(&rearm_trust, &shown),
                 Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
             }
@@ -147,9 +160,60 @@ async fn serve(
     Ok(())
 }
 
-/// Arms pairing and prints the PIN (tests and people read stdout).
-fn arm(trust: &Trust) {
+/// What goes into the pairing link besides the PIN.
+struct Shown {
+    bound: SocketAddr,
+    fingerprint: Fingerprint,
+    name: DisplayName,
+}
+
+/// Arms pairing and prints the PIN, the pairing link and its QR code
+/// (tests and people read stdout), in one write so that nothing else
+/// lands between them.
+fn arm(trust: &Trust, shown: &Shown) {
     let now = trust.now();
     let armed = trust.gate().arm(now, &mut OsRng);
-    println!("pairing PIN: {}", armed.pin);
+    let mut out = format!("pairing PIN: {}\n", armed.pin);
+    // Addresses are read at each arming: they change (DHCP, Wi-Fi).
+    let addresses = lan::link_addresses(shown.bound.ip());
+    if addresses.is_empty() {
+        tracing::warn!(
+            "no pairing link: {} cannot be reached from another machine; pair with the PIN",
+            shown.bound.ip()
+        );
+    } else {
+        let link = PairingLink {
+            addresses,
+            port: shown.bound.port(),
+            host_fingerprint: shown.fingerprint,
+            pin: armed.pin,
+            host_name: shown.name.clone(),
+        }
+        .to_uri();
+        out.push_str(&format!("pairing link: {link}\n"));
+        match qr_block(&link) {
+            Some(qr) => out.push_str(&qr),
+            None => tracing::warn!("the pairing link does not fit a QR code"),
+        }
+    }
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(out.as_bytes());
+    let _ = stdout.flush();
+}
+
+/// `text` as a QR code drawn with Unicode half blocks (two modules per
+/// character cell), one line per row, quiet zone included. Drawn light on
+/// dark: a dark module is a space, a light one a block, which reads right
+/// on the usual dark terminal background (phones also read the inverse).
+fn qr_block(text: &str) -> Option<String> {
+    let code = QrCode::new(text.as_bytes()).ok()?;
+    let mut block = code
+        .render::<Dense1x2>()
+        .dark_color(Dense1x2::Light)
+        .light_color(Dense1x2::Dark)
+        .quiet_zone(true)
+        .build();
+    block.push('\n');
+    Some(block)
 }
