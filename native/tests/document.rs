@@ -1,9 +1,11 @@
 //! The tables of docs/native-protocol.md held to the code: the § 4.2 name
 //! examples against the host's sanitiser, the § 5 codes against
-//! [`ErrorCode::ALL`], and the numbers of § 8 against the constants the
-//! host and the reference client use. (The § 10 vectors are checked in
+//! [`ErrorCode::ALL`], the numbers of § 8 against the constants the
+//! host and the reference client use, and the § 12.4 pairing-link vectors
+//! against [`PairingLink`]. (The § 10 vectors are checked in
 //! `native/src/vectors.rs`.)
 
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
 use punktfunk_certs::GateConfig;
@@ -11,7 +13,11 @@ use punktfunk_native::endpoint::DEFAULT_MAX_CONNECTIONS;
 use punktfunk_native::message::{
     DisplayName, MAX_ERROR_MESSAGE_BYTES, MAX_ERROR_MESSAGE_CHARS, MAX_NAME_BYTES, MAX_NAME_CHARS,
 };
-use punktfunk_native::{timeouts, ErrorCode, MAX_FRAME_LEN};
+use punktfunk_native::{
+    timeouts, ErrorCode, PairingLink, LINK_CONNECT_TIMEOUT, MAX_FRAME_LEN, MAX_LINK_ADDRESSES,
+    MAX_LINK_LEN,
+};
+use serde_json::Value;
 
 const DOC: &str = include_str!("../../docs/native-protocol.md");
 
@@ -191,6 +197,13 @@ fn timeout_tables_match_the_constants() {
         cell(t, "client: TCP connect, then the TLS handshake"),
         format!("{} each", secs(timeouts::TLS_HANDSHAKE))
     );
+    assert_eq!(
+        cell(
+            t,
+            "client: TCP connect to each address of a pairing link (§ 12.3)"
+        ),
+        secs(LINK_CONNECT_TIMEOUT)
+    );
     // The prose elsewhere quotes the same numbers.
     assert!(
         flat(section("### 4.6 `decision` (host → client)")).contains(&format!(
@@ -227,4 +240,128 @@ fn limit_table_matches_the_constants() {
     assert!(flat(t).contains(&format!(
         "`error.message` at most {MAX_ERROR_MESSAGE_BYTES} bytes, {MAX_ERROR_MESSAGE_CHARS} characters kept"
     )));
+}
+
+/// The JSON between `<!-- {name}:begin -->` and its end marker, without the
+/// code fence.
+fn json_block(name: &str) -> Value {
+    let begin = format!("<!-- {name}:begin -->");
+    let end = format!("<!-- {name}:end -->");
+    let start = DOC.find(&begin).expect("begin marker") + begin.len();
+    let stop = DOC.find(&end).expect("end marker");
+    let body = DOC[start..stop]
+        .trim()
+        .strip_prefix("```json")
+        .and_then(|b| b.strip_suffix("```"))
+        .expect("a ```json block");
+    serde_json::from_str(body).expect("the block is JSON")
+}
+
+#[test]
+fn pairing_link_vectors_are_what_the_parser_makes_of_them() {
+    let v = json_block("link-vectors");
+    let valid = v["valid"].as_array().expect("valid vectors");
+    assert!(valid.len() >= 4, "the vectors lost cases");
+    for case in valid {
+        let text = case["link"].as_str().unwrap();
+        let link = PairingLink::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(link.host_fingerprint.to_hex(), case["fp"], "{text}");
+        assert_eq!(link.pin.as_str(), case["pin"], "{text}");
+        assert_eq!(u64::from(link.port), case["port"], "{text}");
+        let addresses: Vec<String> = link.addresses.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            Value::from(addresses),
+            case["addresses"],
+            "{text}: addresses, in order"
+        );
+        assert_eq!(link.host_name.as_str(), case["host_name"], "{text}");
+        let written = case["written"].as_str().unwrap_or(text);
+        assert_eq!(link.to_uri(), written, "what a host writes for {text}");
+    }
+    // What the vectors promise to show.
+    let names: Vec<&str> = valid
+        .iter()
+        .filter_map(|c| c["host_name"].as_str())
+        .collect();
+    assert!(names.iter().any(|n| !n.is_ascii()), "a non-ASCII host name");
+    assert!(
+        valid
+            .iter()
+            .any(|c| c["link"].as_str().unwrap().contains("a=fd00%3A%3A1")),
+        "an encoded IPv6 address"
+    );
+    assert!(
+        valid
+            .iter()
+            .any(|c| !c["link"].as_str().unwrap().contains("&n=")),
+        "a link without a name"
+    );
+
+    let invalid = v["invalid"].as_array().expect("invalid vectors");
+    let mut kinds = Vec::new();
+    for case in invalid {
+        let text = case["link"].as_str().unwrap();
+        let err = PairingLink::parse(text).expect_err(text);
+        assert_eq!(err.kind(), case["error"], "{text}: {err}");
+        kinds.push(err.kind());
+    }
+    for kind in [
+        "not_a_pairing_link",
+        "malformed",
+        "unsupported_version",
+        "missing",
+        "duplicate",
+        "bad_value",
+        "too_many_addresses",
+    ] {
+        assert!(kinds.contains(&kind), "no `{kind}` vector");
+    }
+    // `too_long` by construction: a vector that long would not be read.
+    let valid0 = valid[0]["link"].as_str().unwrap();
+    let long = format!("{valid0}&x={}", "y".repeat(MAX_LINK_LEN));
+    assert_eq!(PairingLink::parse(&long).unwrap_err().kind(), "too_long");
+}
+
+#[test]
+fn pairing_link_numbers_match_the_constants() {
+    let format = section("### 12.1 Format");
+    assert_eq!(
+        cell(format, "`a`"),
+        format!("1 to {MAX_LINK_ADDRESSES} times")
+    );
+    // The longest link a host writes, as the prose says.
+    let longest = PairingLink {
+        addresses: vec![
+            IpAddr::V6(Ipv6Addr::from([
+                0xfd00, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff
+            ]));
+            MAX_LINK_ADDRESSES
+        ],
+        port: 65535,
+        host_fingerprint: punktfunk_certs::Fingerprint::from_bytes([0xab; 32]),
+        pin: "9999".parse().unwrap(),
+        host_name: DisplayName::sanitize(&"\u{1f3ae}".repeat(MAX_NAME_CHARS + 1)).unwrap(),
+    }
+    .to_uri();
+    assert!(longest.len() <= MAX_LINK_LEN);
+    assert!(
+        flat(format).contains(&format!(
+            "has {} bytes; readers refuse more than {MAX_LINK_LEN} bytes",
+            longest.len()
+        )),
+        "§ 12.1 gives the longest link ({} bytes) and the cap",
+        longest.len()
+    );
+    let reading = flat(section("### 12.2 Reading a link"));
+    assert!(reading.contains(&format!("At most {MAX_LINK_LEN} bytes")));
+    assert!(reading.contains(&format!(
+        "at most {MAX_LINK_ADDRESSES} (`too_many_addresses`)"
+    )));
+    assert!(reading.contains(&format!("has at most {MAX_NAME_BYTES} bytes once decoded")));
+    assert!(
+        flat(section("### 12.3 What a client does with a link")).contains(&format!(
+            "gives the TCP connect {} per address",
+            secs(LINK_CONNECT_TIMEOUT)
+        ))
+    );
 }
