@@ -1,7 +1,8 @@
 //! The native front door end to end: the real `punktfunk serve --native`
 //! and `m3-host` binaries, driven over TLS on loopback by the real
-//! reference client (`punktfunk pair` / `punktfunk connect`) and the
-//! console API (docs/native-protocol.md § 7).
+//! reference client (`punktfunk pair` / `punktfunk connect`, and `pair
+//! --link` with a pairing link) and the console API
+//! (docs/native-protocol.md § 7, § 12).
 
 mod common;
 
@@ -563,11 +564,174 @@ fn m3_host_is_open_by_default() {
         .err("not_armed");
 }
 
+/// The host's certificate fingerprint, as `punktfunk fingerprint` prints it.
+fn host_fingerprint(state_dir: &Path) -> String {
+    let out = Command::new(BIN)
+        .args(["fingerprint", "--state-dir"])
+        .arg(state_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let fp = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert_eq!(fp.len(), 64, "{fp}");
+    fp
+}
+
+fn port_of(addr: &str) -> String {
+    addr.trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// A pairing link as § 12.1 writes it. 127.0.0.9 comes first: the host
+/// is bound to 127.0.0.1 only, so that address refuses the connection and
+/// the client must go on to the next one.
+fn pairing_link(fp: &str, pin: &str, port: &str) -> String {
+    format!(
+        "punktfunk://pair?v=1&fp={fp}&pin={pin}&port={port}&a=127.0.0.9&a=127.0.0.1&n=Test%20Host%20%C3%BC"
+    )
+}
+
+/// § 12: the QR code's link pairs with nothing typed, skipping an address
+/// that refuses; afterwards the address that answered is pinned, so a
+/// plain connect is `trusted` without any question.
+#[test]
+fn pairing_link_pairs_then_connect_is_trusted() {
+    let host = Host::start(&["--native"]);
+    let console = Console::login(&host);
+    let port = port_of(&native_addr(&host));
+    let fp = host_fingerprint(&host.state_dir);
+    let ipad = Device::new("Anna's iPad");
+
+    let pin = arm(&console);
+    let link = pairing_link(&fp, &pin, &port);
+    let out = ipad.run(&["pair", "--link", &link]);
+    out.ok("paired");
+    // The name from the link (decoded) while pairing; then the address
+    // that answered, and the link's fingerprint pinned.
+    assert!(out.stderr.contains("pairing with Test Host ü"), "{out:#?}");
+    assert!(
+        out.stderr
+            .contains(&format!("(127.0.0.1:{port}); host fingerprint {fp} pinned")),
+        "{out:#?}"
+    );
+
+    let state = console.pairing();
+    assert_eq!(state["last_attempt"]["result"], "paired", "{state}");
+    assert!(state["armed"].is_null(), "the PIN is single use: {state}");
+    let devices = state["devices"].as_array().unwrap();
+    assert_eq!(devices.len(), 1, "{state}");
+    assert_eq!(devices[0]["via"], "pin");
+    assert_eq!(devices[0]["name"], "Anna's iPad");
+
+    let known_hosts = std::fs::read_to_string(ipad.dir.join("known_hosts")).unwrap();
+    assert!(
+        known_hosts.contains(&format!("127.0.0.1:{port} {fp}\n")),
+        "{known_hosts}"
+    );
+    assert!(!known_hosts.contains("127.0.0.9"), "{known_hosts}");
+    // Stdin is empty: a TOFU question would be answered no.
+    let out = ipad.connect(&format!("127.0.0.1:{port}"), &[]);
+    out.ok("trusted");
+    assert!(!out.stderr.contains("[y/N]"), "{out:#?}");
+}
+
+/// § 12.3: a link naming another certificate than the host's gets
+/// `host_identity_changed` and the host gets nothing: no `pake` reached
+/// it, so the PIN stays armed (and still works with the right link), and
+/// no device is stored.
+#[test]
+fn pairing_link_with_another_fingerprint_leaves_the_pin_armed() {
+    let host = Host::start(&["--native"]);
+    let console = Console::login(&host);
+    let port = port_of(&native_addr(&host));
+    let fp = host_fingerprint(&host.state_dir);
+    let impostor_fp = "ab".repeat(32);
+    assert_ne!(fp, impostor_fp);
+    let ipad = Device::new("iPad");
+
+    let pin = arm(&console);
+    let out = ipad.run(&["pair", "--link", &pairing_link(&impostor_fp, &pin, &port)]);
+    out.err("host_identity_changed");
+    let state = console.pairing();
+    assert!(!state["armed"].is_null(), "the PIN was not used: {state}");
+    assert!(state["last_attempt"].is_null(), "{state}");
+    assert!(devices(&console).is_empty());
+    let known_hosts = std::fs::read_to_string(ipad.dir.join("known_hosts")).unwrap_or_default();
+    assert!(
+        !known_hosts.contains(&port),
+        "nothing pinned: {known_hosts}"
+    );
+
+    ipad.run(&["pair", "--link", &pairing_link(&fp, &pin, &port)])
+        .ok("paired");
+}
+
+/// `m3-host --allow-pairing` prints the link and its QR code after the
+/// PIN; the printed link pairs, and the re-armed PIN comes with a new link.
+#[test]
+fn m3_host_prints_a_pairing_link_and_its_qr_code() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state_dir = tmp.path().join("state");
+    let mut host = M3Host::start(&state_dir, "0", &["--allow-pairing", "--require-pairing"]);
+    let pin = host.pin.clone().expect("PIN line");
+    let text = host
+        .link
+        .clone()
+        .expect("a `pairing link:` line after the PIN");
+    let link = punktfunk_native::PairingLink::parse(&text).expect("the link parses");
+    assert_eq!(link.pin.as_str(), pin);
+    assert_eq!(link.port.to_string(), host.port());
+    assert_eq!(link.host_fingerprint.to_hex(), host_fingerprint(&state_dir));
+    // Bound to 127.0.0.1: that is the one address.
+    assert_eq!(
+        link.addresses,
+        ["127.0.0.1".parse::<std::net::IpAddr>().unwrap()]
+    );
+
+    // The QR code: the lines after the link, drawn in half blocks.
+    let after: Vec<&String> = host
+        .seen
+        .iter()
+        .skip_while(|l| !l.starts_with("pairing link: "))
+        .skip(1)
+        .take_while(|l| *l != "ready")
+        .collect();
+    let qr: Vec<&String> = after
+        .iter()
+        .copied()
+        .take_while(|l| !l.is_empty() && l.chars().all(|c| " \u{2580}\u{2584}\u{2588}".contains(c)))
+        .collect();
+    // Version 1 is 21 modules + 8 of quiet zone, two rows per line.
+    assert!(qr.len() >= 15, "a QR block after the link: {after:#?}");
+    let width = qr[0].chars().count();
+    assert!(width >= 29, "{width}");
+    assert!(qr.iter().all(|l| l.chars().count() == width), "{qr:#?}");
+
+    let ipad = Device::new("iPad");
+    ipad.run(&["pair", "--link", &text]).ok("paired");
+    ipad.connect(&host.addr, &[]).ok("trusted");
+
+    // Re-armed after the success: a new PIN, and a new link with it.
+    let pin2 = host.next_pin();
+    let text2 = wait_line(&host.lines, "pairing link: ", &mut host.seen);
+    let link2 = punktfunk_native::PairingLink::parse(&text2).unwrap();
+    assert_eq!(link2.pin.as_str(), pin2);
+    Device::new("laptop")
+        .run(&["pair", "--link", &text2])
+        .ok("paired");
+    assert!(host.stop_status().success());
+}
+
 /// A running `m3-host`.
 struct M3Host {
     child: Child,
     addr: String,
     pin: Option<String>,
+    /// The `pairing link:` printed after the first PIN.
+    link: Option<String>,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
 }
@@ -587,6 +751,7 @@ impl M3Host {
         let mut seen = Vec::new();
         let mut addr = None;
         let mut pin = None;
+        let mut link = None;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -600,6 +765,9 @@ impl M3Host {
             if let Some(p) = line.strip_prefix("pairing PIN: ") {
                 pin = Some(p.trim().to_owned());
             }
+            if let Some(l) = line.strip_prefix("pairing link: ") {
+                link = Some(l.trim().to_owned());
+            }
             if line == "ready" {
                 break;
             }
@@ -608,6 +776,7 @@ impl M3Host {
             child,
             addr: addr.expect("listening line"),
             pin,
+            link,
             lines,
             seen,
         }
