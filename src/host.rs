@@ -159,8 +159,11 @@ async fn run(
     };
 
     let _ = reach_state.reach.set(console::links::Reach {
-        addresses: link_addresses(config.bind),
+        bind: config.bind,
         gamestream_http: shared.bound("gamestream-http").unwrap_or(config.http_port),
+        native: config
+            .native_port
+            .map(|p| shared.bound("native").unwrap_or(p)),
     });
 
     let ticker = startup::spawn_expiry_ticker(trust.clone());
@@ -174,17 +177,6 @@ async fn run(
         door.stop().await;
     }
     Ok(())
-}
-
-/// The addresses a client on the LAN can reach the host on: the bound one,
-/// or every LAN address when bound to a wildcard.
-fn link_addresses(bind: IpAddr) -> Vec<IpAddr> {
-    if bind.is_unspecified() {
-        // TODO(link): every LAN address (src/lan.rs).
-        vec![IpAddr::from([127, 0, 0, 1])]
-    } else {
-        vec![bind]
-    }
 }
 
 /// See `max_connection_rate` on the console server.

@@ -10,6 +10,7 @@ use clap::Parser;
 mod cli;
 mod console;
 mod host;
+mod lan;
 mod mdns;
 mod native_cli;
 mod startup;

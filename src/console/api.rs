@@ -13,6 +13,7 @@ use punktfunk_certs::{
     AddressKey, Claimant, Device, DisplayName, Fingerprint, GateError, Label, PendingId, Pin,
     RegistryError, TrustError, TrustEvent,
 };
+use punktfunk_native::PairingLink;
 use rand::rngs::OsRng;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -38,6 +39,7 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
             .route("/otp", web::post().to(create_otp))
             .route("/otp", web::delete().to(cancel_otp))
             .route("/otp/qr.svg", web::get().to(otp_qr))
+            .route("/pairing/qr.svg", web::get().to(pairing_qr))
             .route("/pending/{id}/approve", web::post().to(approve))
             .route("/pending/{id}/deny", web::post().to(deny))
             .route("/pending/{id}/pin", web::post().to(enter_pin))
@@ -316,9 +318,13 @@ pub(crate) fn pairing_state(state: &ConsoleState) -> Value {
     let trust = &state.trust;
     let now = trust.now();
     let mut gate = trust.gate();
-    let armed = gate
-        .armed(now)
-        .map(|a| json!({"pin": a.pin.as_str(), "expires_in_s": expires_in(a.expires, now)}));
+    let armed = gate.armed(now).map(|a| {
+        json!({
+            "pin": a.pin.as_str(),
+            "expires_in_s": expires_in(a.expires, now),
+            "link": pairing_link(state, &a.pin).map(|l| l.to_uri()),
+        })
+    });
     let last_attempt = gate.last_attempt().map(|a| {
         let mut v = match &a.result {
             Attempt::InProgress => json!({"result": "in_progress"}),
@@ -411,6 +417,7 @@ async fn arm(_: Authed, state: web::Data<ConsoleState>) -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "pin": armed.pin.as_str(),
         "expires_in_s": expires_in(armed.expires, now),
+        "link": pairing_link(&state, &armed.pin).map(|l| l.to_uri()),
     }))
 }
 
@@ -528,10 +535,40 @@ struct OtpBody {
     name: Option<String>,
 }
 
+/// The native door's pairing link for the armed `pin` (docs/native-protocol.md
+/// § 12): the app pins the host fingerprint from it before connecting.
+/// `None` without `--native`, or until the doors are bound.
+fn pairing_link(state: &ConsoleState, pin: &Pin) -> Option<PairingLink> {
+    let reach = state.reach.get()?;
+    Some(PairingLink {
+        addresses: reach.addresses(),
+        port: reach.native?,
+        host_fingerprint: state.host_fingerprint,
+        pin: pin.clone(),
+        host_name: DisplayName::sanitize_or(&state.host_name, "punktfunk host"),
+    })
+}
+
+/// The QR code of the armed PIN's pairing link.
+async fn pairing_qr(_: Authed, state: web::Data<ConsoleState>) -> Result<HttpResponse, ApiError> {
+    let now = state.trust.now();
+    let pin = state.trust.gate().armed(now).map(|a| a.pin.clone());
+    let pin = pin
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_armed", "pairing is not armed"))?;
+    let link = pairing_link(&state, &pin).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_native_door",
+            "the native door is off (start the host with --native)",
+        )
+    })?;
+    svg_response(&link.to_uri())
+}
+
 /// The `art://` link of a one-time PIN, `None` until the doors are bound.
 fn otp_link(state: &ConsoleState, pin: &str, passphrase: &str) -> Option<String> {
     let reach = state.reach.get()?;
-    let ip = *reach.addresses.first()?;
+    let ip = *reach.addresses().first()?;
     Some(super::links::art_link(
         ip,
         reach.gamestream_http,

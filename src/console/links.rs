@@ -11,10 +11,20 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 /// listener is bound.
 #[derive(Debug, Clone)]
 pub(crate) struct Reach {
-    /// Addresses a client on the LAN can use, best first.
-    pub(crate) addresses: Vec<IpAddr>,
+    /// The address the doors are bound to (maybe a wildcard).
+    pub(crate) bind: IpAddr,
     /// GameStream plain-HTTP port (what Moonlight clients are given).
     pub(crate) gamestream_http: u16,
+    /// The native port, with `--native`.
+    pub(crate) native: Option<u16>,
+}
+
+impl Reach {
+    /// Addresses a client on the LAN can use, best first; read anew each
+    /// time, since a machine's addresses change (DHCP, Wi-Fi).
+    pub(crate) fn addresses(&self) -> Vec<IpAddr> {
+        crate::lan::link_addresses(self.bind)
+    }
 }
 
 /// RFC 3986 unreserved characters stay; everything else is %XX.

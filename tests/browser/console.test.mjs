@@ -305,3 +305,36 @@ test("a one-time PIN's QR code decodes to Apollo's link, and a Moonlight client 
     await context.close();
   } finally { host.stop(); }
 });
+
+test("the armed PIN's QR code decodes to a pairing link that pins this host, and the reference client pairs with it", async () => {
+  const host = await startHost(["--native"]);
+  const nativeAddr = host.urls.native.replace(/^tls:\/\//, "");
+  try {
+    const { page, context } = await openConsole(browser, host);
+    await login(page, host.password);
+    await page.locator("#arm").click();
+    const qr = page.locator("#pair-qr");
+    await qr.waitFor();
+    assert.equal(await qr.getAttribute("alt"), "QR code for pairing");
+    await page.screenshot({ path: join(shots, "console-armed-qr.png") });
+    const link = await decodeQr(qr, join(shots, "pair-qr.png"));
+    assert.equal(link, (await page.locator("#pair-link").textContent()).trim());
+    const url = new URL(link);
+    assert.equal(url.protocol, "punktfunk:");
+    assert.equal(url.searchParams.get("v"), "1");
+    assert.equal(url.searchParams.get("pin"), (await page.locator("#pin").textContent()).trim());
+    const fp = runCli(["fingerprint", "--state-dir", host.stateDir]).stdout.trim();
+    assert.equal(url.searchParams.get("fp"), fp);
+    assert.equal(url.searchParams.get("port"), nativeAddr.split(":").pop());
+
+    // The scanned link is all the client needs: no host, no PIN typed, no prompt.
+    const clientDir = join(host.dir, "scanner");
+    const r = runCli(["pair", "--link", link, "--name", "Scanner", "--client-dir", clientDir]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout.trim().split("\n").pop(), "paired");
+    await page.waitForFunction(() => /Paired Scanner with the PIN/.test(document.querySelector("#attempt")?.textContent || ""), null, { timeout: 20000 });
+    const again = runCli(["connect", nativeAddr, "--client-dir", clientDir]);
+    assert.equal(again.stdout.trim().split("\n").pop(), "trusted", again.stderr);
+    await context.close();
+  } finally { host.stop(); }
+});

@@ -131,6 +131,14 @@ function renderArmed() {
   $("armed").hidden = !armed;
   $("disarmed").hidden = !!armed;
   if (armed) $("pin").textContent = armed.pin;
+  // The QR code carries the pairing link (addresses, port, host
+  // fingerprint, PIN): the app pins the host before it connects.
+  $("pair-link-box").hidden = !(armed && armed.link);
+  if (armed && armed.link) {
+    $("pair-link").textContent = armed.link;
+    const src = `/api/pairing/qr.svg?pin=${encodeURIComponent(armed.pin)}`;
+    if ($("pair-qr").getAttribute("src") !== src) $("pair-qr").setAttribute("src", src);
+  }
   const a = state.last_attempt;
   const attempt = $("attempt");
   attempt.hidden = !a || (armed && a.result !== "in_progress");
@@ -447,6 +455,11 @@ $("arm").addEventListener("click", async () => {
 $("disarm").addEventListener("click", async () => {
   try { await api("POST", "/api/pairing/disarm"); await refresh(); $("arm").focus(); }
   catch (e) { say(e.message, true); }
+});
+
+$("copy-link").addEventListener("click", async () => {
+  try { await navigator.clipboard.writeText($("pair-link").textContent); say("Pairing link copied."); }
+  catch (_) { say("Select the link and copy it by hand.", true); }
 });
 
 $("otp-form").addEventListener("submit", async (ev) => {
