@@ -150,3 +150,29 @@ fn otpauth_without_an_active_one_time_pin_is_503_and_passphrases_are_checked() {
     assert_eq!(svg.headers()["content-type"], "image/svg+xml");
     assert!(svg.text().unwrap().contains("<svg"));
 }
+
+#[test]
+fn an_expired_one_time_pin_is_503() {
+    let host = Host::start(&[]);
+    let door = Door::of(&host);
+    let console = Console::login(&host);
+    let otp = create(&console, json!({}));
+    // The real 3 minutes: the host's clock decides, nothing is faked here.
+    let left = otp["expires_in_s"].as_u64().unwrap();
+    assert!((179..=180).contains(&left), "{otp}");
+    std::thread::sleep(std::time::Duration::from_secs(left + 1));
+    assert_eq!(console.pairing()["otp"], Value::Null);
+    let dev = Device::from("127.0.8.6");
+    let run = dev.pair_otp(
+        door,
+        otp["pin"].as_str().unwrap(),
+        otp["passphrase"].as_str().unwrap(),
+    );
+    let result = run.next();
+    assert_eq!(
+        (&result["status"], &result["message"]),
+        (&json!(503), &json!("OTP auth not available.")),
+        "{result}"
+    );
+    run.wait();
+}
