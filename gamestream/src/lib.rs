@@ -68,6 +68,13 @@
 //!    When the PIN arrives, [`PairingSession::pin_entered`]; if instead the
 //!    request is denied or expires, answer [`PairError::Declined`] or
 //!    [`PairError::PinTimeout`].
+//!    With `otpauth` ([`GetServerCert::otpauth`], Apollo/Artemis one-time
+//!    PINs): redeem it at the gate first (`punktfunk_certs::otp`; it is used
+//!    up either way). No active one-time PIN: answer
+//!    [`PairError::OtpNotAvailable`]. Otherwise register the request and
+//!    enter, at once, the one-time PIN on a match or a random PIN on a
+//!    mismatch (the pairing then fails at the client's check, as on Apollo);
+//!    a device stored from a match is admitted via `otp`.
 //! 3. [`PairRequest::PairChallenge`]: answer [`xml::pair_challenge`] (over
 //!    HTTPS only after the certificate was authorised, like any HTTPS path).
 //! 4. Phases 2–4: take the session out of the map (none: answer
