@@ -168,33 +168,28 @@ impl Device {
 
     /// Starts `pairing.pair()`; the first line is the identity, the second the result.
     pub fn pair(&self, door: Door, pin: &str) -> Run {
-        let run = Run::spawn(&[
-            "pair",
-            &self.dir,
-            "127.0.0.1",
-            &door.http.to_string(),
-            pin,
-            "--source",
-            self.source,
-        ]);
-        assert_eq!(run.next()["fingerprint"], self.fingerprint.as_str());
-        run
+        self.spawn_pair(door, pin, &[])
     }
 
     /// Pairs with an Apollo one-time PIN and passphrase, the way Artemis
     /// does (`otpauth` in phase 1): nobody types anything on the host.
     pub fn pair_otp(&self, door: Door, pin: &str, passphrase: &str) -> Run {
-        let run = Run::spawn(&[
+        self.spawn_pair(door, pin, &["--otp", passphrase])
+    }
+
+    fn spawn_pair(&self, door: Door, pin: &str, extra: &[&str]) -> Run {
+        let port = door.http.to_string();
+        let mut args = vec![
             "pair",
             &self.dir,
             "127.0.0.1",
-            &door.http.to_string(),
+            &port,
             pin,
             "--source",
             self.source,
-            "--otp",
-            passphrase,
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        let run = Run::spawn(&args);
         assert_eq!(run.next()["fingerprint"], self.fingerprint.as_str());
         run
     }
