@@ -317,12 +317,14 @@ fn device_json(d: &Device) -> Value {
 pub(crate) fn pairing_state(state: &ConsoleState) -> Value {
     let trust = &state.trust;
     let now = trust.now();
+    // Read before the gate is locked: it asks the kernel for the interfaces.
+    let addresses = lan_addresses(state);
     let mut gate = trust.gate();
     let armed = gate.armed(now).map(|a| {
         json!({
             "pin": a.pin.as_str(),
             "expires_in_s": expires_in(a.expires, now),
-            "link": pairing_link(state, &a.pin).map(|l| l.to_uri()),
+            "link": pairing_link(state, &addresses, &a.pin).map(|l| l.to_uri()),
         })
     });
     let last_attempt = gate.last_attempt().map(|a| {
@@ -342,7 +344,7 @@ pub(crate) fn pairing_state(state: &ConsoleState) -> Value {
             "passphrase": o.passphrase().as_str(),
             "name": o.name(),
             "expires_in_s": expires_in(o.expires(), now),
-            "link": otp_link(state, o.pin().as_str(), o.passphrase().as_str()),
+            "link": otp_link(state, &addresses, o.pin().as_str(), o.passphrase().as_str()),
         })
     });
     // How the last one-time PIN went: a wrong passphrase, or the pairing
@@ -417,7 +419,7 @@ async fn arm(_: Authed, state: web::Data<ConsoleState>) -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "pin": armed.pin.as_str(),
         "expires_in_s": expires_in(armed.expires, now),
-        "link": pairing_link(&state, &armed.pin).map(|l| l.to_uri()),
+        "link": pairing_link(&state, &lan_addresses(&state), &armed.pin).map(|l| l.to_uri()),
     }))
 }
 
@@ -535,13 +537,18 @@ struct OtpBody {
     name: Option<String>,
 }
 
+/// The addresses links name (empty until the doors are bound).
+fn lan_addresses(state: &ConsoleState) -> Vec<IpAddr> {
+    state.reach.get().map(|r| r.addresses()).unwrap_or_default()
+}
+
 /// The native door's pairing link for the armed `pin` (docs/native-protocol.md
 /// § 12): the app pins the host fingerprint from it before connecting.
 /// `None` without `--native`, or until the doors are bound.
-fn pairing_link(state: &ConsoleState, pin: &Pin) -> Option<PairingLink> {
+fn pairing_link(state: &ConsoleState, addresses: &[IpAddr], pin: &Pin) -> Option<PairingLink> {
     let reach = state.reach.get()?;
     Some(PairingLink {
-        addresses: reach.addresses(),
+        addresses: addresses.to_vec(),
         port: reach.native?,
         host_fingerprint: state.host_fingerprint,
         pin: pin.clone(),
@@ -555,7 +562,7 @@ async fn pairing_qr(_: Authed, state: web::Data<ConsoleState>) -> Result<HttpRes
     let pin = state.trust.gate().armed(now).map(|a| a.pin.clone());
     let pin = pin
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_armed", "pairing is not armed"))?;
-    let link = pairing_link(&state, &pin).ok_or_else(|| {
+    let link = pairing_link(&state, &lan_addresses(&state), &pin).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "no_native_door",
@@ -566,9 +573,14 @@ async fn pairing_qr(_: Authed, state: web::Data<ConsoleState>) -> Result<HttpRes
 }
 
 /// The `art://` link of a one-time PIN, `None` until the doors are bound.
-fn otp_link(state: &ConsoleState, pin: &str, passphrase: &str) -> Option<String> {
+fn otp_link(
+    state: &ConsoleState,
+    addresses: &[IpAddr],
+    pin: &str,
+    passphrase: &str,
+) -> Option<String> {
     let reach = state.reach.get()?;
-    let ip = *reach.addresses().first()?;
+    let ip = *addresses.first()?;
     Some(super::links::art_link(
         ip,
         reach.gamestream_http,
@@ -611,7 +623,7 @@ async fn create_otp(
             "passphrase": otp.passphrase().as_str(),
             "name": otp.name(),
             "expires_in_s": expires_in(otp.expires(), now),
-            "link": otp_link(&state, otp.pin().as_str(), otp.passphrase().as_str()),
+            "link": otp_link(&state, &lan_addresses(&state), otp.pin().as_str(), otp.passphrase().as_str()),
         })))
 }
 
@@ -623,14 +635,21 @@ async fn cancel_otp(_: Authed, state: web::Data<ConsoleState>) -> HttpResponse {
 /// The QR code of the active one-time PIN's `art://` link.
 async fn otp_qr(_: Authed, state: web::Data<ConsoleState>) -> Result<HttpResponse, ApiError> {
     let now = state.trust.now();
-    let link = {
-        let mut gate = state.trust.gate();
-        let otp = gate.otp(now).ok_or_else(|| {
-            ApiError::new(StatusCode::NOT_FOUND, "no_otp", "no one-time PIN is active")
-        })?;
-        otp_link(&state, otp.pin().as_str(), otp.passphrase().as_str())
-    };
-    let link = link.ok_or_else(|| ApiError::internal("the doors are not bound yet"))?;
+    let active = state
+        .trust
+        .gate()
+        .otp(now)
+        .map(|o| (o.pin().clone(), o.passphrase().clone()));
+    let (pin, passphrase) = active.ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, "no_otp", "no one-time PIN is active")
+    })?;
+    let link = otp_link(
+        &state,
+        &lan_addresses(&state),
+        pin.as_str(),
+        passphrase.as_str(),
+    )
+    .ok_or_else(|| ApiError::internal("the doors are not bound yet"))?;
     svg_response(&link)
 }
 

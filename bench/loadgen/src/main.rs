@@ -1001,7 +1001,7 @@ fn write_devices(state: &Path, n: usize) -> Result<()> {
             Ok(Device::from_der(
                 id.cert_der(),
                 Kind::Native,
-                &format!("device {i}"),
+                punktfunk_certs::DisplayName::sanitize_or(&format!("device {i}"), "device"),
                 Via::Pin,
                 1_700_000_000 + i as u64,
             )?)
