@@ -176,3 +176,38 @@ fn an_expired_one_time_pin_is_503() {
     );
     run.wait();
 }
+
+#[test]
+fn a_full_waiting_list_does_not_cost_the_one_time_pin() {
+    let host = Host::start(&["--native"]);
+    let door = Door::of(&host);
+    let console = Console::login(&host);
+    // Four knocks fill this address's share of the waiting list.
+    let native = common::raw_native::addr(&host);
+    let _knocks: Vec<_> = (0..4)
+        .map(|i| common::raw_native::knock("127.0.8.7", native, &format!("k{i}")).0)
+        .collect();
+    let otp = create(&console, json!({}));
+    let (pin, pass) = (
+        otp["pin"].as_str().unwrap(),
+        otp["passphrase"].as_str().unwrap(),
+    );
+    let crowded = Device::from("127.0.8.7");
+    let run = crowded.pair_otp(door, pin, pass);
+    let result = run.next();
+    assert_eq!(result["status"], 503, "{result}");
+    assert!(
+        result["message"]
+            .as_str()
+            .unwrap()
+            .contains("too many pairing requests"),
+        "{result}"
+    );
+    run.wait();
+    // The one-time PIN is still there for a device that gets in.
+    assert_ne!(console.pairing()["otp"], Value::Null);
+    let deck = Device::from("127.0.8.8");
+    let run = deck.pair_otp(door, pin, pass);
+    assert_eq!(run.next()["result"], "paired");
+    run.wait();
+}

@@ -624,6 +624,43 @@ impl Gate {
 
     // ---- pending requests ----------------------------------------------
 
+    /// Whether a request with this certificate from `ip` would be recorded
+    /// now: `Ok(Some(id))` if it would replace request `id` (same
+    /// certificate, same address), `Ok(None)` if it would be added, the
+    /// refusal otherwise. Changes nothing but expiry, so a front door can ask
+    /// before it spends something (a one-time PIN) on the request.
+    pub fn admissible(
+        &mut self,
+        fingerprint: &Fingerprint,
+        ip: IpAddr,
+        now: Instant,
+    ) -> Result<Option<PendingId>, GateError> {
+        self.expire(now);
+        let from = AddressKey::of(ip);
+        let previous = self
+            .pending
+            .iter()
+            .find(|(_, p)| &p.fingerprint == fingerprint)
+            .map(|(id, p)| (*id, AddressKey::of(p.request.address.ip())));
+        match previous {
+            Some((_, waiting_from)) if waiting_from != from => Err(GateError::WaitingElsewhere),
+            Some((id, _)) => Ok(Some(id)),
+            None if self.pending.len() >= self.config.max_pending => Err(GateError::TooManyPending),
+            None => {
+                let same_address = self
+                    .pending
+                    .values()
+                    .filter(|p| AddressKey::of(p.request.address.ip()) == from)
+                    .count();
+                if same_address >= self.config.max_pending_per_address {
+                    Err(GateError::TooManyFromAddress(from))
+                } else {
+                    Ok(None)
+                }
+            }
+        }
+    }
+
     /// Records a request; a request from the same certificate and address
     /// replaces the previous one. Refused when the same certificate waits
     /// from another address, or when [`GateConfig::max_pending`] requests
@@ -633,34 +670,9 @@ impl Gate {
         request: PendingRequest,
         now: Instant,
     ) -> Result<PendingId, GateError> {
-        self.expire(now);
         let fingerprint = Fingerprint::of_der(&request.cert_der);
-        let from = AddressKey::of(request.address.ip());
-        let previous = self
-            .pending
-            .iter()
-            .find(|(_, p)| p.fingerprint == fingerprint)
-            .map(|(id, p)| (*id, AddressKey::of(p.request.address.ip())));
-        match previous {
-            Some((_, waiting_from)) if waiting_from != from => {
-                return Err(GateError::WaitingElsewhere)
-            }
-            Some((id, _)) => {
-                self.finish(id, PendingOutcome::Replaced);
-            }
-            None => {
-                if self.pending.len() >= self.config.max_pending {
-                    return Err(GateError::TooManyPending);
-                }
-                let same_address = self
-                    .pending
-                    .values()
-                    .filter(|p| AddressKey::of(p.request.address.ip()) == from)
-                    .count();
-                if same_address >= self.config.max_pending_per_address {
-                    return Err(GateError::TooManyFromAddress(from));
-                }
-            }
+        if let Some(old) = self.admissible(&fingerprint, request.address.ip(), now)? {
+            self.finish(old, PendingOutcome::Replaced);
         }
         let id = PendingId(self.next_id);
         self.next_id += 1;

@@ -30,8 +30,8 @@ use actix_web::web;
 use punktfunk_certs::gate::PinState;
 use punktfunk_certs::otp::OtpError;
 use punktfunk_certs::{
-    Device, DisplayName, GateError, Kind, Label, Needs, PendingId, PendingOutcome, PendingRequest,
-    Pin, TrustEvent, Via,
+    Device, DisplayName, Fingerprint, GateError, Kind, Label, Needs, PendingId, PendingOutcome,
+    PendingRequest, Pin, TrustEvent, Via,
 };
 use rand::rngs::OsRng;
 use tokio::sync::broadcast::{self, error::RecvError};
@@ -278,12 +278,17 @@ impl State {
         let otp = match &request.otpauth {
             None => None,
             Some(sent) => {
-                let redeemed = self.trust.gate().redeem_otp(
-                    sent,
-                    &request.salt_text,
-                    peer.ip().to_canonical(),
-                    now,
-                );
+                let fingerprint = Fingerprint::of_der(request.client_cert.der());
+                let redeemed = {
+                    let mut gate = self.trust.gate();
+                    // Busy first: a full waiting list must not cost the
+                    // client its one-time PIN.
+                    if let Err(e) = gate.admissible(&fingerprint, peer.ip(), now) {
+                        tracing::info!(%peer, "gamestream: pairing request refused: {e}");
+                        return PairError::Busy.reply();
+                    }
+                    gate.redeem_otp(sent, &request.salt_text, peer.ip().to_canonical(), now)
+                };
                 match redeemed {
                     Ok(grant) => {
                         tracing::info!(%peer, "gamestream: one-time PIN matched");
