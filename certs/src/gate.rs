@@ -340,7 +340,8 @@ pub struct LastOtp {
     pub address: IpAddr,
     /// Whether its `otpauth` matched.
     pub matched: bool,
-    /// The pairing request it started, once the front door made one.
+    /// The pairing request it started (`None` only while it is being
+    /// recorded, and after a refusal).
     pub request: Option<PendingId>,
 }
 
@@ -356,6 +357,17 @@ pub enum Attempt {
     },
     /// The PIN did not match (or the exchange broke off after taking it).
     Failed,
+}
+
+/// Why a request carrying a one-time PIN's proof was not recorded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OtpRequestError {
+    /// No one-time PIN is active (none made, expired, or used).
+    #[error(transparent)]
+    Otp(#[from] OtpError),
+    /// The waiting list refused the request; the one-time PIN is untouched.
+    #[error(transparent)]
+    Gate(#[from] GateError),
 }
 
 /// Why the gate refused.
@@ -588,9 +600,46 @@ impl Gate {
         self.otp.as_ref()
     }
 
-    /// A client from `address` presents `otpauth` for the `salt` text it
-    /// sent. The one-time PIN is used up whatever the result.
-    pub fn redeem_otp(
+    /// A Moonlight request that carries `otpauth` (the proof of a one-time
+    /// PIN, over the `salt` text it sent): one transaction. A request the
+    /// waiting list would refuse is refused before the one-time PIN is
+    /// touched (a full list must not cost the client its PIN); then the PIN
+    /// is used up, right or wrong, and the request is recorded with a PIN
+    /// already entered, so no one has to type it: on a match the one-time
+    /// PIN (and the name it was made for), on a mismatch a random one, so
+    /// the pairing fails at the client's check as on Apollo.
+    pub fn add_otp_request(
+        &mut self,
+        mut request: PendingRequest,
+        otpauth: &[u8; 32],
+        salt_as_sent: &str,
+        now: Instant,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<PendingId, OtpRequestError> {
+        let fingerprint = Fingerprint::of_der(&request.cert_der);
+        self.admissible(&fingerprint, request.address.ip(), now)?;
+        let address = request.address.ip().to_canonical();
+        let pin = match self.redeem_otp(otpauth, salt_as_sent, address, now) {
+            Ok(grant) => {
+                if let Some(name) = grant.name {
+                    request.name = name;
+                }
+                grant.pin
+            }
+            Err(OtpError::Mismatch) => Pin::random(rng),
+            Err(e) => return Err(e.into()),
+        };
+        let id = self.add_pending(request, now)?;
+        if let Some(last) = &mut self.last_otp {
+            last.request = Some(id);
+        }
+        self.enter_pin(id, pin, None, now)?;
+        Ok(id)
+    }
+
+    /// Takes the one-time PIN and checks `otpauth` against it; it is used
+    /// up whatever the result, and the use is recorded for the console.
+    fn redeem_otp(
         &mut self,
         otpauth: &[u8; 32],
         salt_as_sent: &str,
@@ -609,14 +658,6 @@ impl Gate {
         result
     }
 
-    /// The pairing request a one-time PIN use started.
-    pub fn otp_request(&mut self, id: PendingId) {
-        if let Some(last) = &mut self.last_otp {
-            last.request = Some(id);
-            self.events.push_back(TrustEvent::OtpChanged);
-        }
-    }
-
     /// The last use of a one-time PIN since one was made.
     pub fn last_otp(&self) -> Option<&LastOtp> {
         self.last_otp.as_ref()
@@ -627,9 +668,8 @@ impl Gate {
     /// Whether a request with this certificate from `ip` would be recorded
     /// now: `Ok(Some(id))` if it would replace request `id` (same
     /// certificate, same address), `Ok(None)` if it would be added, the
-    /// refusal otherwise. Changes nothing but expiry, so a front door can ask
-    /// before it spends something (a one-time PIN) on the request.
-    pub fn admissible(
+    /// refusal otherwise. Changes nothing but expiry.
+    fn admissible(
         &mut self,
         fingerprint: &Fingerprint,
         ip: IpAddr,

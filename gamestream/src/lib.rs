@@ -69,12 +69,12 @@
 //!    request is denied or expires, answer [`PairError::Declined`] or
 //!    [`PairError::PinTimeout`].
 //!    With `otpauth` ([`GetServerCert::otpauth`], Apollo/Artemis one-time
-//!    PINs): redeem it at the gate first (`punktfunk_certs::otp`; it is used
-//!    up either way). No active one-time PIN: answer
-//!    [`PairError::OtpNotAvailable`]. Otherwise register the request and
-//!    enter, at once, the one-time PIN on a match or a random PIN on a
-//!    mismatch (the pairing then fails at the client's check, as on Apollo);
-//!    a device stored from a match is admitted via `otp`.
+//!    PINs): register it with the gate's `add_otp_request` instead, which
+//!    uses up the one-time PIN and enters, at once, that PIN on a match or
+//!    a random one on a mismatch (the pairing then fails at the client's
+//!    check, as on Apollo). No active one-time PIN: answer
+//!    [`PairError::OtpNotAvailable`]. A device stored from it is admitted
+//!    via `otp`.
 //! 3. [`PairRequest::PairChallenge`]: answer [`xml::pair_challenge`] (over
 //!    HTTPS only after the certificate was authorised, like any HTTPS path).
 //! 4. Phases 2–4: take the session out of the map (none: answer

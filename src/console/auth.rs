@@ -4,7 +4,7 @@
 //! A password check is the most expensive thing an unauthenticated peer can
 //! make the host do (argon2id: ~19 MiB of memory and tens of milliseconds
 //! each), so every check is paid for before it runs ([`LoginLimiter`]): a
-//! free slot among [`MAX_CHECKS_IN_FLIGHT`], a token from the global budget
+//! free check slot (one check runs at a time), a token from the global budget
 //! of [`CHECKS_PER_SECOND`], and an attempt counted against the source
 //! address (IPv4 address, IPv6 /64). The checks run in memory allocated
 //! once and reused ([`PasswordFile::verify`]), so a flood cannot grow the
@@ -27,7 +27,7 @@ use base64::Engine;
 use punktfunk_certs::AddressKey;
 use rand::rngs::OsRng;
 use rand::RngCore;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedMutexGuard;
 
 pub(crate) use crate::startup::PASSWORD_FILE;
 /// Shortest password `console set-password` accepts.
@@ -49,10 +49,6 @@ pub(crate) const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 /// the number of addresses: the budget that holds when a sender rotates
 /// through thousands of addresses.
 pub(crate) const CHECKS_PER_SECOND: u32 = 10;
-/// Password checks running at once; each holds one argon2 memory buffer
-/// (kept once made: 19 MiB with the default parameters). One check takes
-/// ~25 ms, so one at a time is well above the budget.
-pub(crate) const MAX_CHECKS_IN_FLIGHT: usize = 1;
 /// Addresses tracked at most. The global budget already bounds how many
 /// addresses can be counted per window (`CHECKS_PER_SECOND` × 60 s); this
 /// is a backstop, and when it is reached the oldest entry goes, never the
@@ -282,28 +278,14 @@ pub(crate) enum Refusal {
     Busy,
 }
 
-/// The right to run one password check: a slot among
-/// [`MAX_CHECKS_IN_FLIGHT`] and a memory buffer, both given back on drop.
-pub(crate) struct CheckPermit {
-    _slot: OwnedSemaphorePermit,
-    memory: Vec<Block>,
-    pool: Arc<Mutex<Vec<Vec<Block>>>>,
-}
+/// The right to run one password check: the check slot, which is the
+/// argon2 memory buffer it runs in; given back on drop.
+pub(crate) struct CheckPermit(OwnedMutexGuard<Vec<Block>>);
 
 impl CheckPermit {
     /// The argon2 memory this check runs in.
     pub(crate) fn memory(&mut self) -> &mut Vec<Block> {
-        &mut self.memory
-    }
-}
-
-impl Drop for CheckPermit {
-    fn drop(&mut self) {
-        let memory = std::mem::take(&mut self.memory);
-        self.pool
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(memory);
+        &mut self.0
     }
 }
 
@@ -312,8 +294,10 @@ impl Drop for CheckPermit {
 pub(crate) struct LoginLimiter {
     per_address: Mutex<HashMap<AddressKey, (u32, Instant)>>,
     budget: Mutex<Bucket>,
-    slots: Arc<Semaphore>,
-    memory: Arc<Mutex<Vec<Vec<Block>>>>,
+    /// The one argon2 memory buffer (kept once made: 19 MiB with the
+    /// default parameters); its lock is the check slot, so one check runs
+    /// at a time (~25 ms each, well above the budget).
+    memory: Arc<tokio::sync::Mutex<Vec<Block>>>,
     checks: AtomicU64,
 }
 
@@ -332,10 +316,7 @@ impl Default for LoginLimiter {
                 tokens: f64::from(CHECKS_PER_SECOND),
                 at: None,
             }),
-            slots: Arc::new(Semaphore::new(MAX_CHECKS_IN_FLIGHT)),
-            memory: Arc::new(Mutex::new(
-                (0..MAX_CHECKS_IN_FLIGHT).map(|_| Vec::new()).collect(),
-            )),
+            memory: Arc::default(),
             checks: AtomicU64::new(0),
         }
     }
@@ -347,22 +328,13 @@ impl LoginLimiter {
     /// concurrent attempts from one address get at most [`MAX_FAILURES`]
     /// checks per window.
     pub(crate) fn admit(&self, key: AddressKey, now: Instant) -> Result<CheckPermit, Refusal> {
-        if let Some(wait) = self.blocked(key, now) {
-            return Err(Refusal::Address(wait));
-        }
-        // Cheapest refusal first; a slot not used is given back on drop.
-        let slot = self
-            .slots
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| Refusal::Busy)?;
-        self.take_token(now).map_err(Refusal::Budget)?;
+        // Held throughout, so concurrent attempts from one address are
+        // counted one after the other.
         let mut map = self.per_address.lock().unwrap_or_else(|p| p.into_inner());
         let entry = map.get(&key).copied();
         let count = match entry {
             Some((n, since)) if now.saturating_duration_since(since) < FAILURE_WINDOW => {
                 if n >= MAX_FAILURES {
-                    // Another request from this address got here first.
                     return Err(Refusal::Address(
                         FAILURE_WINDOW - now.saturating_duration_since(since),
                     ));
@@ -371,6 +343,13 @@ impl LoginLimiter {
             }
             _ => (1, now),
         };
+        // Cheapest refusal first; a slot not used is given back on drop.
+        let slot = self
+            .memory
+            .clone()
+            .try_lock_owned()
+            .map_err(|_| Refusal::Busy)?;
+        self.take_token(now).map_err(Refusal::Budget)?;
         if entry.is_none() && map.len() >= MAX_TRACKED {
             map.retain(|_, (_, since)| now.saturating_duration_since(*since) < FAILURE_WINDOW);
             if map.len() >= MAX_TRACKED {
@@ -380,27 +359,8 @@ impl LoginLimiter {
             }
         }
         map.insert(key, count);
-        drop(map);
-        let memory = self
-            .memory
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop()
-            .unwrap_or_default();
         self.checks.fetch_add(1, Ordering::Relaxed);
-        Ok(CheckPermit {
-            _slot: slot,
-            memory,
-            pool: self.memory.clone(),
-        })
-    }
-
-    /// `Some(retry_after)` if `key` used its attempts for this window.
-    fn blocked(&self, key: AddressKey, now: Instant) -> Option<Duration> {
-        let map = self.per_address.lock().unwrap_or_else(|p| p.into_inner());
-        let (count, since) = map.get(&key)?;
-        let elapsed = now.saturating_duration_since(*since);
-        (*count >= MAX_FAILURES && elapsed < FAILURE_WINDOW).then(|| FAILURE_WINDOW - elapsed)
+        Ok(CheckPermit(slot))
     }
 
     fn take_token(&self, now: Instant) -> Result<(), Duration> {
@@ -496,7 +456,8 @@ mod tests {
     fn checks_in_flight_are_bounded() {
         let r = LoginLimiter::default();
         let t0 = Instant::now();
-        let held: Vec<_> = (0..MAX_CHECKS_IN_FLIGHT as u8)
+        // One check at a time.
+        let held: Vec<_> = (0..1u8)
             .map(|i| r.admit(key(&format!("10.0.0.{i}")), t0).unwrap())
             .collect();
         assert!(matches!(r.admit(key("10.0.1.1"), t0), Err(Refusal::Busy)));

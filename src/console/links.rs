@@ -3,7 +3,7 @@
 //! from a QR code or a tap), and the QR codes of such links, rendered here
 //! as SVG so the page makes no external request and its CSP stays strict.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
@@ -34,13 +34,6 @@ const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-fn host_port(ip: IpAddr, port: u16) -> String {
-    match ip {
-        IpAddr::V4(v4) => format!("{v4}:{port}"),
-        IpAddr::V6(v6) => format!("[{v6}]:{port}"),
-    }
-}
-
 /// `art://HOST:PORT?pin=…&passphrase=…&name=…`, as Apollo's console makes
 /// it (`pin.html`): HOST:PORT is the GameStream HTTP address (Artemis
 /// pairs automatically only when the port is there), `name` the host's.
@@ -54,7 +47,8 @@ pub(crate) fn art_link(
     let enc = |s: &str| utf8_percent_encode(s, QUERY_VALUE).to_string();
     format!(
         "art://{}?pin={}&passphrase={}&name={}",
-        host_port(ip, port),
+        // `[v6]:port` or `v4:port`.
+        SocketAddr::new(ip, port),
         enc(pin),
         enc(passphrase),
         enc(host_name)

@@ -27,11 +27,11 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use actix_web::web;
+use punktfunk_certs::gate::OtpRequestError;
 use punktfunk_certs::gate::PinState;
-use punktfunk_certs::otp::OtpError;
 use punktfunk_certs::{
-    Device, DisplayName, Fingerprint, GateError, Kind, Label, Needs, PendingId, PendingOutcome,
-    PendingRequest, Pin, TrustEvent, Via,
+    Device, DisplayName, GateError, Kind, Label, Needs, PendingId, PendingOutcome, PendingRequest,
+    TrustEvent, Via,
 };
 use rand::rngs::OsRng;
 use tokio::sync::broadcast::{self, error::RecvError};
@@ -273,53 +273,40 @@ impl State {
             }
         }
         let now = self.trust.now();
-        // A one-time PIN is used up here, right or wrong, before anything
-        // else is recorded.
-        let otp = match &request.otpauth {
-            None => None,
-            Some(sent) => {
-                let fingerprint = Fingerprint::of_der(request.client_cert.der());
-                let redeemed = {
-                    let mut gate = self.trust.gate();
-                    // Busy first: a full waiting list must not cost the
-                    // client its one-time PIN.
-                    if let Err(e) = gate.admissible(&fingerprint, peer.ip(), now) {
-                        tracing::info!(%peer, "gamestream: pairing request refused: {e}");
-                        return PairError::Busy.reply();
-                    }
-                    gate.redeem_otp(sent, &request.salt_text, peer.ip().to_canonical(), now)
-                };
-                match redeemed {
-                    Ok(grant) => {
-                        tracing::info!(%peer, "gamestream: one-time PIN matched");
-                        Some((grant.pin, grant.name))
-                    }
-                    Err(OtpError::NotAvailable) => {
-                        tracing::info!(%peer, "gamestream: otpauth without an active one-time PIN");
-                        return PairError::OtpNotAvailable.reply();
-                    }
-                    Err(e) => {
-                        tracing::warn!(%peer, "gamestream: one-time PIN used up by a mismatch: {e}");
-                        Some((Pin::random(&mut OsRng), None))
-                    }
-                }
-            }
-        };
-        let name = match otp.as_ref().and_then(|(_, name)| name.clone()) {
-            Some(name) => name,
-            None => shown_name(request.device_name.as_ref(), peer.ip()),
-        };
         let pending = PendingRequest {
             kind: Kind::Gamestream,
-            name,
+            name: shown_name(request.device_name.as_ref(), peer.ip()),
             cert_der: request.client_cert.der().to_vec(),
             address: peer,
             needs: Needs::Pin,
         };
+        // What a one-time PIN's proof needs, before the core takes the request.
+        let otp = request
+            .otpauth
+            .map(|sent| (sent, request.salt_text.clone()));
         let (session, _) = PairingSession::start(unique_id, request);
         // Subscribe before the request exists, so no event about it is missed.
         let mut events = self.trust.subscribe();
-        let id = match self.trust.gate().add_pending(pending, now) {
+        let added = match &otp {
+            None => self.trust.gate().add_pending(pending, now),
+            // Uses up the one-time PIN and enters a PIN for the request:
+            // the wait below ends at once.
+            Some((sent, salt_text)) => {
+                let added = self
+                    .trust
+                    .gate()
+                    .add_otp_request(pending, sent, salt_text, now, &mut OsRng);
+                match added {
+                    Ok(id) => Ok(id),
+                    Err(OtpRequestError::Gate(e)) => Err(e),
+                    Err(OtpRequestError::Otp(e)) => {
+                        tracing::info!(%peer, "gamestream: otpauth refused: {e}");
+                        return PairError::OtpNotAvailable.reply();
+                    }
+                }
+            }
+        };
+        let id = match added {
             Ok(id) => id,
             Err(GateError::TooManyPending | GateError::TooManyFromAddress(_)) => {
                 tracing::info!(%peer, "gamestream: pairing request refused: waiting list full");
@@ -351,14 +338,6 @@ impl State {
             self.trust
                 .gate()
                 .finish(old.pending, PendingOutcome::Replaced);
-        }
-        if let Some((pin, _)) = otp {
-            // As if the console typed it: the wait below ends at once.
-            let mut gate = self.trust.gate();
-            gate.otp_request(id);
-            if let Err(e) = gate.enter_pin(id, pin, None, now) {
-                tracing::warn!(request = %id, "gamestream: one-time PIN not entered: {e}");
-            }
         }
         let reply = match self.wait_for_pin(&mut events, id).await {
             Wait::Pin => self.pin_entered(&key, id),
