@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use punktfunk_certs::registry::REGISTRY_FILE;
-use punktfunk_certs::{GateConfig, HostIdentity, StateDir, SystemClock, Trust};
+use punktfunk_certs::{
+    audit, Door, Entry, Event, GateConfig, HostIdentity, StateDir, SystemClock, Trust,
+};
 
 /// Logs to stderr (stdout carries the lines tests and scripts read).
 pub(crate) fn init_logging() {
@@ -63,6 +65,11 @@ const PRIVATE_FILES: &[&str] = &[
     punktfunk_certs::identity::HOST_KEY_FILE,
     REGISTRY_FILE,
     PASSWORD_FILE,
+    audit::AUDIT_FILE,
+    audit::ROTATED_FILES[0],
+    audit::ROTATED_FILES[1],
+    audit::ROTATED_FILES[2],
+    audit::ROTATED_FILES[3],
 ];
 
 impl HostState {
@@ -85,10 +92,17 @@ impl HostState {
             host.identity.fingerprint()
         );
         let trust = Arc::new(Trust::open(
-            &state_dir.file(REGISTRY_FILE),
+            state_dir.path(),
             GateConfig::default(),
             Arc::new(SystemClock),
         )?);
+        if host.created {
+            let entry = Entry::new(Event::HostIdentityCreated, Door::Host).detail(format!(
+                "fingerprint {}",
+                host.identity.fingerprint().grouped()
+            ));
+            trust.record(entry).durable_blocking()?;
+        }
         tracing::info!(
             devices = trust.registry().len(),
             "trust registry {}",

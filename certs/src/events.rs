@@ -57,4 +57,9 @@ pub enum TrustEvent {
         /// How it ended.
         outcome: PendingOutcome,
     },
+    /// Audit entries up to `seq` are on disk.
+    Audited {
+        /// The newest one.
+        seq: u64,
+    },
 }

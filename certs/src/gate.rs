@@ -3,7 +3,10 @@
 //! Pure state, no I/O: time comes in as `now`, randomness as an RNG argument
 //! (the host passes the OS CSPRNG), so every rule here is tested without
 //! sleeping. Changes are reported as [`TrustEvent`]s, drained with
-//! [`Gate::poll_event`].
+//! [`Gate::poll_event`], and what happens to a request or a PIN without
+//! anyone deciding (a device asks, goes away, asks again, time runs out) as
+//! audit [`Entry`]s, drained with [`Gate::poll_audit`]; decisions are
+//! recorded by whoever makes them, who knows who they are.
 //!
 //! Rules:
 //! - [`Gate::arm`] draws a 4-digit PIN, valid for [`GateConfig::pin_ttl`].
@@ -40,6 +43,7 @@ use std::time::{Duration, Instant};
 
 use rand::{CryptoRng, Rng, RngCore};
 
+use crate::audit::{DeviceRef, Door, Entry, Event, Outcome};
 use crate::events::TrustEvent;
 use crate::fingerprint::Fingerprint;
 use crate::name::{DisplayName, Label};
@@ -255,6 +259,21 @@ pub struct Pending {
     pub pin: PinState,
 }
 
+impl Pending {
+    /// An audit entry about this request's device, from its door and
+    /// address.
+    pub fn audit_entry(&self, event: Event) -> Entry {
+        Entry::new(event, Door::of(self.request.kind))
+            .device(self.device_ref())
+            .address(self.request.address.ip())
+    }
+
+    /// The device as the audit trail names it.
+    pub fn device_ref(&self) -> DeviceRef {
+        DeviceRef::new(self.fingerprint, &self.request.name, None)
+    }
+}
+
 /// How a pending request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PendingOutcome {
@@ -415,6 +434,7 @@ pub struct Gate {
     next_id: u64,
     outcomes: VecDeque<(PendingId, PendingOutcome)>,
     events: VecDeque<TrustEvent>,
+    audit: VecDeque<Entry>,
 }
 
 impl Gate {
@@ -432,6 +452,7 @@ impl Gate {
             next_id: 1,
             outcomes: VecDeque::new(),
             events: VecDeque::new(),
+            audit: VecDeque::new(),
         }
     }
 
@@ -445,15 +466,24 @@ impl Gate {
         self.events.pop_front()
     }
 
+    /// Next audit entry to record, if any.
+    pub fn poll_audit(&mut self) -> Option<Entry> {
+        self.audit.pop_front()
+    }
+
     /// Drops what has expired by `now`. Every method taking `now` calls it.
     pub fn expire(&mut self, now: Instant) {
         if self.otp.as_ref().is_some_and(|o| o.expires() <= now) {
             self.otp = None;
             self.events.push_back(TrustEvent::OtpChanged);
+            self.audit
+                .push_back(Entry::new(Event::OtpExpired, Door::Host));
         }
         if self.armed.as_ref().is_some_and(|a| a.expires <= now) {
             self.armed = None;
             self.events.push_back(TrustEvent::Disarmed);
+            self.audit
+                .push_back(Entry::new(Event::PairingExpired, Door::Host));
         }
         let expired: Vec<PendingId> = self
             .pending
@@ -655,6 +685,15 @@ impl Gate {
             matched: result.is_ok(),
             request: None,
         });
+        self.audit.push_back(
+            Entry::new(Event::OtpUsed, Door::Gamestream)
+                .address(address)
+                .outcome(if result.is_ok() {
+                    Outcome::Ok
+                } else {
+                    Outcome::Failed
+                }),
+        );
         result
     }
 
@@ -716,6 +755,15 @@ impl Gate {
         }
         let id = PendingId(self.next_id);
         self.next_id += 1;
+        self.audit.push_back(
+            Entry::new(Event::RequestWaiting, Door::of(request.kind))
+                .device(DeviceRef::new(fingerprint, &request.name, None))
+                .address(request.address.ip())
+                .detail(match request.needs {
+                    Needs::Approval => "waits for approval in the console",
+                    Needs::Pin => "waits for the PIN Moonlight shows",
+                }),
+        );
         self.pending.insert(
             id,
             Pending {
@@ -752,6 +800,19 @@ impl Gate {
         self.outcomes.push_back((id, outcome));
         self.events
             .push_back(TrustEvent::PendingRemoved { id, outcome });
+        let undecided = match outcome {
+            PendingOutcome::Expired => Some(Event::RequestExpired),
+            PendingOutcome::Abandoned => Some(Event::RequestAbandoned),
+            PendingOutcome::Replaced => Some(Event::RequestReplaced),
+            // Decisions: recorded by whoever decided.
+            PendingOutcome::Approved
+            | PendingOutcome::Denied
+            | PendingOutcome::Paired
+            | PendingOutcome::PinRejected => None,
+        };
+        if let Some(event) = undecided {
+            self.audit.push_back(pending.audit_entry(event));
+        }
         Some(pending)
     }
 
@@ -775,21 +836,19 @@ impl Gate {
     }
 
     /// Denies every waiting request (a flood, dismissed in one click);
-    /// returns how many.
-    pub fn deny_all(&mut self, now: Instant) -> usize {
+    /// returns them.
+    pub fn deny_all(&mut self, now: Instant) -> Vec<Pending> {
         self.expire(now);
         let ids: Vec<PendingId> = self.pending.keys().copied().collect();
-        for id in &ids {
-            self.finish(*id, PendingOutcome::Denied);
-        }
-        ids.len()
+        ids.into_iter()
+            .filter_map(|id| self.finish(id, PendingOutcome::Denied))
+            .collect()
     }
 
     /// Denies a request: it is dismissed, not blocklisted.
-    pub fn deny(&mut self, id: PendingId, now: Instant) -> Result<(), GateError> {
+    pub fn deny(&mut self, id: PendingId, now: Instant) -> Result<Pending, GateError> {
         self.expire(now);
         self.finish(id, PendingOutcome::Denied)
-            .map(|_| ())
             .ok_or(GateError::UnknownRequest)
     }
 
@@ -1113,9 +1172,9 @@ mod tests {
             g.add_pending(req_from(&[i], &format!("10.0.0.{i}:1")), t0)
                 .unwrap();
         }
-        assert_eq!(g.deny_all(t0), 3);
+        assert_eq!(g.deny_all(t0).len(), 3);
         assert_eq!(g.pending(t0).count(), 0);
-        assert_eq!(g.deny_all(t0), 0);
+        assert_eq!(g.deny_all(t0).len(), 0);
     }
 
     #[test]

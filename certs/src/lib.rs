@@ -17,6 +17,7 @@
 //! - [`otp`]: one-time PINs for Moonlight-family clients (Apollo-compatible).
 //! - [`Trust`]: registry + gate behind one handle, with their events on one
 //!   broadcast channel.
+//! - [`audit`]: the durable trail of every trust decision (`audit.jsonl`).
 //! - [`StateDir`]: the locked directory all of it lives in.
 //!
 //! What it deliberately does not do: HTTP, XML, TLS sessions or any wire
@@ -36,6 +37,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod audit;
 mod events;
 mod fingerprint;
 pub mod fsutil;
@@ -47,6 +49,7 @@ pub mod registry;
 mod statedir;
 mod trust;
 
+pub use audit::{AuditError, AuditLog, Door, Entry, Event, Outcome};
 pub use events::TrustEvent;
 pub use fingerprint::{Fingerprint, ParseFingerprintError};
 pub use gate::{
@@ -57,4 +60,4 @@ pub use identity::{ct_eq, verify_sha256, HostIdentity, Identity, IdentityError};
 pub use name::{DisplayName, Label, LabelError};
 pub use registry::{Device, Kind, Registry, RegistryError, Via};
 pub use statedir::{StateDir, StateDirError, LOCK_FILE};
-pub use trust::{Clock, GateGuard, SystemClock, Trust, TrustError};
+pub use trust::{Actor, Clock, GateGuard, SystemClock, Trust, TrustError};

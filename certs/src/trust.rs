@@ -2,21 +2,32 @@
 //! operations that touch both (approve a knock, pair with the armed PIN) and
 //! one broadcast channel of [`TrustEvent`]s.
 //!
-//! This is the only non-pure part of the crate besides the registry's file
-//! writes: it owns the locks, reads the clock (injected, see [`Clock`]) and
-//! publishes the gate's events. Calls that write the registry block on fsync;
-//! async callers run them on a blocking thread.
+//! This is the only non-pure part of the crate besides the registry's and
+//! the audit trail's file writes: it owns the locks, reads the clock
+//! (injected, see [`Clock`]), publishes the gate's events and records its
+//! audit entries. Calls that write the registry block on fsync; async
+//! callers run them on a blocking thread.
+//!
+//! Every decision is recorded in the audit trail ([`crate::audit`]) before
+//! it is acknowledged: the operations here wait for their own entries; a
+//! front door that changes the gate waits on [`Trust::audited`] before it
+//! answers. A failure to record never undoes or blocks a decision: it is
+//! logged, and returned to operators (console, CLI) as
+//! [`TrustError::Audit`], whose message says the action took effect.
 
+use std::net::IpAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::broadcast;
 
+use crate::audit::{AuditConfig, AuditError, AuditLog, Door, Entry, Event, Ticket};
 use crate::events::TrustEvent;
 use crate::fingerprint::Fingerprint;
 use crate::gate::{Gate, GateConfig, GateError, PendingId, PendingOutcome};
 use crate::name::Label;
-use crate::registry::{Device, Registry, RegistryError, Via};
+use crate::registry::{Device, Registry, RegistryError, Via, REGISTRY_FILE};
 
 /// Where the service reads time from; tests inject a fake one.
 pub trait Clock: Send + Sync + 'static {
@@ -51,6 +62,46 @@ pub enum TrustError {
     /// The registry refused or could not save.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// The audit trail could not be opened, or could not record a decision
+    /// (which took effect).
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+}
+
+/// Who makes a decision: the console (from an address) or the CLI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Actor {
+    /// Console or CLI.
+    pub door: Door,
+    /// The console user's address.
+    pub address: Option<IpAddr>,
+}
+
+impl Actor {
+    /// A console user at `address`.
+    pub fn console(address: IpAddr) -> Self {
+        Self {
+            door: Door::Console,
+            address: Some(address),
+        }
+    }
+
+    /// `punktfunk devices …` on the host machine.
+    pub fn cli() -> Self {
+        Self {
+            door: Door::Cli,
+            address: None,
+        }
+    }
+
+    /// An audit entry made by this actor.
+    pub fn entry(&self, event: Event) -> Entry {
+        let entry = Entry::new(event, self.door);
+        match self.address {
+            Some(a) => entry.address(a),
+            None => entry,
+        }
+    }
 }
 
 /// Capacity of the event channel; a slow subscriber that falls further
@@ -60,6 +111,7 @@ const EVENT_CAPACITY: usize = 1024;
 /// Registry + gate + events. Share it as `Arc<Trust>`.
 pub struct Trust {
     registry: Registry,
+    audit: AuditLog,
     gate: Mutex<Gate>,
     events: broadcast::Sender<TrustEvent>,
     clock: Arc<dyn Clock>,
@@ -73,10 +125,11 @@ impl std::fmt::Debug for Trust {
     }
 }
 
-/// A locked gate; events it produced are published when it is dropped.
+/// A locked gate; events it produced are published, and its audit entries
+/// queued, when it is dropped.
 pub struct GateGuard<'a> {
     gate: MutexGuard<'a, Gate>,
-    events: &'a broadcast::Sender<TrustEvent>,
+    trust: &'a Trust,
 }
 
 impl std::ops::Deref for GateGuard<'_> {
@@ -95,26 +148,61 @@ impl std::ops::DerefMut for GateGuard<'_> {
 impl Drop for GateGuard<'_> {
     fn drop(&mut self) {
         while let Some(event) = self.gate.poll_event() {
-            let _ = self.events.send(event);
+            let _ = self.trust.events.send(event);
+        }
+        // Queued in gate order while still locked; the caller waits on
+        // `Trust::audited` after the lock is gone.
+        while let Some(entry) = self.gate.poll_audit() {
+            let _ = self.trust.record(entry);
         }
     }
 }
 
 impl Trust {
-    /// Opens the registry at `registry_path` and starts with a disarmed gate.
-    pub fn open(
-        registry_path: &std::path::Path,
-        config: GateConfig,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self, RegistryError> {
+    /// Opens the audit trail and the registry in `dir` and starts with a
+    /// disarmed gate. A registry that cannot be read is refused, and the
+    /// refusal recorded.
+    pub fn open(dir: &Path, config: GateConfig, clock: Arc<dyn Clock>) -> Result<Self, TrustError> {
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
-        let registry = Registry::open(registry_path, events.clone())?;
+        let audit = AuditLog::open(dir, AuditConfig::default(), Some(events.clone()))?;
+        let registry = match Registry::open(&dir.join(REGISTRY_FILE), events.clone()) {
+            Ok(r) => r,
+            Err(e) => {
+                let entry = Entry::new(Event::RegistryRefused, Door::Host)
+                    .outcome(crate::audit::Outcome::Failed)
+                    .detail(e.to_string());
+                audit
+                    .append(entry, clock.unix(), clock.now())
+                    .durable_blocking()?;
+                return Err(e.into());
+            }
+        };
         Ok(Self {
             registry,
+            audit,
             gate: Mutex::new(Gate::new(config)),
             events,
             clock,
         })
+    }
+
+    /// Queues an audit entry, stamped now. Wait on the ticket before
+    /// acknowledging what it records.
+    pub fn record(&self, entry: Entry) -> Ticket {
+        self.audit
+            .append(entry, self.clock.unix(), self.clock.now())
+    }
+
+    /// A ticket for every entry queued so far (by this caller's gate
+    /// changes among them).
+    pub fn audited(&self) -> Ticket {
+        self.audit.barrier()
+    }
+
+    /// The directory of the audit trail's files (the state dir), for
+    /// [`crate::audit::read`].
+    pub fn audit_dir(&self) -> &Path {
+        self.audit.path().parent().unwrap_or(Path::new("."))
     }
 
     /// The registry (lookups never block).
@@ -142,10 +230,7 @@ impl Trust {
         // The gate is plain data mutated in small steps; a panic mid-step
         // cannot break its invariants badly enough to stop serving.
         let gate = self.gate.lock().unwrap_or_else(|p| p.into_inner());
-        GateGuard {
-            gate,
-            events: &self.events,
-        }
+        GateGuard { gate, trust: self }
     }
 
     /// Whether the certificate with this fingerprint is paired. Never blocks.
@@ -165,14 +250,37 @@ impl Trust {
         self.registry.touch_due(fp, self.clock.unix())
     }
 
-    /// Stores a device admitted by a front door (`pin` or `open`).
-    pub fn admit(&self, device: Device) -> Result<(), RegistryError> {
-        self.registry.upsert(device)
+    /// Stores a device admitted by a front door (`pin`, `open`, `otp`) from
+    /// `address`, and queues its `paired` entry: wait on the ticket (outside
+    /// any lock) before telling the client.
+    pub fn admit(&self, device: Device, address: IpAddr) -> Result<Ticket, RegistryError> {
+        let entry = Entry::new(Event::Paired, Door::of(device.kind))
+            .device(&device)
+            .address(address)
+            .via(device.via);
+        self.registry.upsert(device)?;
+        Ok(self.record(entry))
     }
 
     /// Approves a waiting knock: the device is stored durably, then the
-    /// request ends as `approved`.
-    pub fn approve(&self, id: PendingId, label: Option<Label>) -> Result<Device, TrustError> {
+    /// request ends as `approved`; both are recorded.
+    pub fn approve(
+        &self,
+        id: PendingId,
+        label: Option<Label>,
+        by: Actor,
+    ) -> Result<Device, TrustError> {
+        let ticket = self.approve_locked(id, label, by)?;
+        ticket.0.durable_blocking()?;
+        Ok(ticket.1)
+    }
+
+    fn approve_locked(
+        &self,
+        id: PendingId,
+        label: Option<Label>,
+        by: Actor,
+    ) -> Result<(Ticket, Device), TrustError> {
         let mut gate = self.gate();
         let now = self.clock.now();
         let pending = gate.approvable(id, now)?;
@@ -187,12 +295,41 @@ impl Trust {
         // Holding the gate lock across the write keeps a concurrent deny or
         // expiry from ending the request between "stored" and "approved".
         self.registry.upsert(device.clone())?;
+        let address = pending.request.address.ip();
         gate.finish(id, PendingOutcome::Approved);
+        drop(gate);
+        let _ = self.record(by.entry(Event::RequestApproved).device(&device));
+        let ticket = self.record(
+            Entry::new(Event::Paired, Door::of(device.kind))
+                .device(&device)
+                .address(address)
+                .via(Via::Approval),
+        );
+        Ok((ticket, device))
+    }
+
+    /// Revokes a device: removed durably, its connections are told to end,
+    /// and the revocation is recorded.
+    pub fn revoke(&self, fp: &Fingerprint, by: Actor) -> Result<Device, TrustError> {
+        let device = self.registry.remove(fp)?;
+        self.record(by.entry(Event::Revoked).device(&device))
+            .durable_blocking()?;
         Ok(device)
     }
 
-    /// Revokes a device: removed durably, and its connections are told to end.
-    pub fn revoke(&self, fp: &Fingerprint) -> Result<Device, RegistryError> {
-        self.registry.remove(fp)
+    /// Sets or clears a device's label, and records it.
+    pub fn rename(
+        &self,
+        fp: &Fingerprint,
+        label: Option<Label>,
+        by: Actor,
+    ) -> Result<Device, TrustError> {
+        let device = self.registry.modify(|d| {
+            d.set_label(fp, label)?;
+            d.get(fp).cloned().ok_or(RegistryError::NotFound(*fp))
+        })?;
+        self.record(by.entry(Event::Renamed).device(&device))
+            .durable_blocking()?;
+        Ok(device)
     }
 }

@@ -5,11 +5,38 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use punktfunk_certs::audit::{self, Query};
 use punktfunk_certs::registry::REGISTRY_FILE;
 use punktfunk_certs::{
-    Clock, GateConfig, GateError, Identity, Kind, Needs, PendingOutcome, PendingRequest, Trust,
-    TrustError, TrustEvent, Via,
+    Actor, Clock, Door, Event, GateConfig, GateError, Identity, Kind, Needs, PendingOutcome,
+    PendingRequest, Trust, TrustError, TrustEvent, Via,
 };
+use tokio::sync::broadcast;
+
+/// The next change, skipping the audit writer's progress reports (they
+/// arrive from its thread whenever a batch is on disk).
+fn next_change(events: &mut broadcast::Receiver<TrustEvent>) -> TrustEvent {
+    loop {
+        match events.try_recv().unwrap() {
+            TrustEvent::Audited { .. } => continue,
+            e => return e,
+        }
+    }
+}
+
+/// The audit trail in `dir`, oldest first, as (event, door).
+fn trail(dir: &std::path::Path) -> Vec<(Event, Door)> {
+    let query = Query {
+        limit: 1000,
+        ..Query::default()
+    };
+    let mut records = audit::read(dir, &query).unwrap().events;
+    records.reverse();
+    records
+        .into_iter()
+        .map(|r| (r.entry.event, r.entry.door))
+        .collect()
+}
 
 struct FakeClock(Mutex<Instant>);
 
@@ -24,7 +51,10 @@ impl Clock for FakeClock {
 
 fn knock(id: &Identity, needs: Needs) -> PendingRequest {
     PendingRequest {
-        kind: Kind::Native,
+        kind: match needs {
+            Needs::Approval => Kind::Native,
+            Needs::Pin => Kind::Gamestream,
+        },
         name: punktfunk_certs::DisplayName::sanitize("iPad <b>").unwrap(),
         cert_der: id.cert_der().to_vec(),
         address: "192.0.2.7:5000".parse().unwrap(),
@@ -35,9 +65,9 @@ fn knock(id: &Identity, needs: Needs) -> PendingRequest {
 #[test]
 fn approve_stores_durably_then_ends_the_request() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join(REGISTRY_FILE);
+    let path = dir.path();
     let clock = Arc::new(FakeClock(Mutex::new(Instant::now())));
-    let trust = Trust::open(&path, GateConfig::default(), clock.clone()).unwrap();
+    let trust = Trust::open(path, GateConfig::default(), clock.clone()).unwrap();
     let mut events = trust.subscribe();
     let client = Identity::generate("client").unwrap();
     let now = trust.now();
@@ -45,12 +75,13 @@ fn approve_stores_durably_then_ends_the_request() {
         .gate()
         .add_pending(knock(&client, Needs::Approval), now)
         .unwrap();
-    assert_eq!(events.try_recv().unwrap(), TrustEvent::PendingAdded { id });
+    assert_eq!(next_change(&mut events), TrustEvent::PendingAdded { id });
 
     let device = trust
         .approve(
             id,
             punktfunk_certs::Label::parse(" Living Room TV ").unwrap(),
+            Actor::console("192.0.2.1".parse().unwrap()),
         )
         .unwrap();
     assert_eq!(device.via, Via::Approval);
@@ -59,26 +90,51 @@ fn approve_stores_durably_then_ends_the_request() {
     assert_eq!(device.paired_at, 1_800_000_000);
     assert!(trust.is_trusted(&client.fingerprint()));
     assert_eq!(
-        events.try_recv().unwrap(),
+        next_change(&mut events),
         TrustEvent::DeviceAdded {
             fingerprint: client.fingerprint(),
             replaced: false
         }
     );
     assert_eq!(
-        events.try_recv().unwrap(),
+        next_change(&mut events),
         TrustEvent::PendingRemoved {
             id,
             outcome: PendingOutcome::Approved
         }
     );
+    // Recorded in order, with who approved it from where.
+    assert_eq!(
+        trail(path),
+        [
+            (Event::RequestWaiting, Door::Native),
+            (Event::RequestApproved, Door::Console),
+            (Event::Paired, Door::Native),
+        ]
+    );
+    let newest = &audit::read(
+        path,
+        &Query {
+            limit: 1,
+            ..Query::default()
+        },
+    )
+    .unwrap()
+    .events[0];
+    assert_eq!(newest.at, "2027-01-15T08:00:00Z");
+    assert_eq!(newest.entry.via, Some(Via::Approval));
+    assert_eq!(newest.entry.address, Some("192.0.2.7".parse().unwrap()));
+    assert_eq!(
+        newest.entry.device.as_ref().unwrap().label.as_deref(),
+        Some("Living Room TV")
+    );
     // Durable: a fresh open sees it.
     drop(trust);
-    let again = Trust::open(&path, GateConfig::default(), clock).unwrap();
+    let again = Trust::open(path, GateConfig::default(), clock).unwrap();
     assert!(again.is_trusted(&client.fingerprint()));
     // Approving twice is an unknown request.
     assert!(matches!(
-        again.approve(id, None),
+        again.approve(id, None, Actor::cli()),
         Err(TrustError::Gate(GateError::UnknownRequest))
     ));
 }
@@ -87,12 +143,7 @@ fn approve_stores_durably_then_ends_the_request() {
 fn pin_requests_cannot_be_approved_and_expire_on_the_fake_clock() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(FakeClock(Mutex::new(Instant::now())));
-    let trust = Trust::open(
-        &dir.path().join(REGISTRY_FILE),
-        GateConfig::default(),
-        clock.clone(),
-    )
-    .unwrap();
+    let trust = Trust::open(dir.path(), GateConfig::default(), clock.clone()).unwrap();
     let client = Identity::generate("moonlight").unwrap();
     let now = trust.now();
     let id = trust
@@ -100,7 +151,7 @@ fn pin_requests_cannot_be_approved_and_expire_on_the_fake_clock() {
         .add_pending(knock(&client, Needs::Pin), now)
         .unwrap();
     assert!(matches!(
-        trust.approve(id, None),
+        trust.approve(id, None, Actor::cli()),
         Err(TrustError::Gate(GateError::WrongNeed(_)))
     ));
     assert!(!trust.is_trusted(&client.fingerprint()));
@@ -109,21 +160,28 @@ fn pin_requests_cannot_be_approved_and_expire_on_the_fake_clock() {
     let now = trust.now();
     trust.gate().expire(now);
     assert_eq!(
-        events.try_recv().unwrap(),
+        next_change(&mut events),
         TrustEvent::PendingRemoved {
             id,
             outcome: PendingOutcome::Expired
         }
     );
     assert_eq!(trust.gate().outcome(id), Some(PendingOutcome::Expired));
+    trust.audited().durable_blocking().unwrap();
+    assert_eq!(
+        trail(dir.path()),
+        [
+            (Event::RequestWaiting, Door::Gamestream),
+            (Event::RequestExpired, Door::Gamestream),
+        ]
+    );
 }
 
 #[test]
 fn a_failed_store_leaves_the_request_waiting() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join(REGISTRY_FILE);
     let clock = Arc::new(FakeClock(Mutex::new(Instant::now())));
-    let trust = Trust::open(&path, GateConfig::default(), clock).unwrap();
+    let trust = Trust::open(dir.path(), GateConfig::default(), clock).unwrap();
     let client = Identity::generate("c").unwrap();
     let now = trust.now();
     let id = trust
@@ -133,7 +191,7 @@ fn a_failed_store_leaves_the_request_waiting() {
     // Block the registry's temp file so the write fails.
     std::fs::create_dir_all(dir.path().join(format!("{REGISTRY_FILE}.tmp")).join("x")).unwrap();
     assert!(matches!(
-        trust.approve(id, None),
+        trust.approve(id, None, Actor::cli()),
         Err(TrustError::Registry(_))
     ));
     assert!(!trust.is_trusted(&client.fingerprint()));
@@ -142,4 +200,30 @@ fn a_failed_store_leaves_the_request_waiting() {
         trust.gate().get_pending(id, now).is_some(),
         "the user can try again"
     );
+}
+
+#[test]
+fn a_registry_that_cannot_be_read_is_refused_and_the_refusal_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(REGISTRY_FILE), b"{ not json").unwrap();
+    let clock = Arc::new(FakeClock(Mutex::new(Instant::now())));
+    let err = Trust::open(dir.path(), GateConfig::default(), clock).unwrap_err();
+    assert!(matches!(err, TrustError::Registry(_)), "{err}");
+    let records = audit::read(
+        dir.path(),
+        &Query {
+            limit: 10,
+            ..Query::default()
+        },
+    )
+    .unwrap()
+    .events;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].entry.event, Event::RegistryRefused);
+    assert!(records[0]
+        .entry
+        .detail
+        .as_deref()
+        .unwrap()
+        .contains("corrupt"));
 }

@@ -26,10 +26,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use openssl::ssl::{self, AlpnError, Ssl, SslAcceptor, SslMethod, SslVerifyMode};
+use punktfunk_certs::audit::DeviceRef;
 use punktfunk_certs::gate::PinTicket;
 use punktfunk_certs::{
-    Claimant, Device, Fingerprint, GateError, Identity, Kind, Needs, PendingId, PendingOutcome,
-    PendingRequest, Trust, TrustEvent, Via,
+    Claimant, Device, Door, Entry, Event, Fingerprint, GateError, Identity, Kind, Needs, PendingId,
+    PendingOutcome, PendingRequest, Trust, TrustEvent, Via,
 };
 use rand_core::OsRng;
 use tokio::io::{ReadHalf, WriteHalf};
@@ -487,6 +488,7 @@ impl Conn {
                 match added {
                     Ok(id) => {
                         tracing::info!(fp = %self.fp.short(), name = %hello.device_name, "native: device knocked; waiting for approval in the console");
+                        self.audited().await;
                         match self.welcome(Status::ApprovalPending).await {
                             Next::Session => self.await_decision(id).await,
                             Next::Close => Next::Close,
@@ -573,6 +575,7 @@ impl Conn {
             _ => Decision::Expired,
         };
         tracing::info!(fp = %self.fp.short(), ?decision, "native: knock decided");
+        self.audited().await;
         if self.send(&Message::Decision(decision)).await.is_err() {
             return Next::Close;
         }
@@ -636,12 +639,15 @@ impl Conn {
             }
         };
         // § 6.5: the PIN leaves the gate now, and never goes back.
+        let claimant_entry = Entry::new(Event::PinRejected, Door::Native)
+            .device(DeviceRef::new(self.fp, &claimant.name, None))
+            .address(claimant.address);
         let taken = {
             let now = trust.now();
             trust.gate().take_pin(claimant, now)
         };
         let ticket = match taken {
-            Ok(t) => Ticket::new(t, trust.clone()),
+            Ok(t) => Ticket::new(t, trust.clone(), claimant_entry),
             Err(_) => return self.refuse(ErrorCode::NotArmed, NOT_ARMED).await,
         };
         let pin = ticket.pin.clone();
@@ -653,7 +659,7 @@ impl Conn {
         let (host, reply) =
             match HostPairing::respond(pin, binding, hello.device_name, pake, &mut OsRng) {
                 Ok(r) => r,
-                Err(e) => return self.pairing_failed(e).await,
+                Err(e) => return self.pairing_failed(e, ticket).await,
             };
         if self.send(&reply).await.is_err() {
             return Next::Close;
@@ -673,7 +679,7 @@ impl Conn {
         };
         let (HostEffect::StoreDevice(verified), awaiting) = match host.on_message(confirm) {
             Ok(r) => r,
-            Err(e) => return self.pairing_failed(e).await,
+            Err(e) => return self.pairing_failed(e, ticket).await,
         };
         // § 6.4: durably stored before the host confirms.
         if let Err(e) = self
@@ -728,6 +734,7 @@ impl Conn {
                     };
                     if revoked {
                         tracing::info!(fp = %self.fp.short(), "native: device revoked; closing its session");
+                        self.audited().await;
                         let _ = self.send(&Message::error(ErrorCode::Revoked, "this device was removed from the host; pair it again")).await;
                         return;
                     }
@@ -748,8 +755,14 @@ impl Conn {
             trust.clock().unix(),
         )
         .map_err(|e| e.to_string())?;
-        match tokio::task::spawn_blocking(move || trust.admit(device)).await {
-            Ok(Ok(())) => Ok(()),
+        let address = self.peer.ip();
+        match tokio::task::spawn_blocking(move || trust.admit(device, address)).await {
+            Ok(Ok(ticket)) => {
+                if let Err(e) = ticket.durable().await {
+                    tracing::error!("native: {e}");
+                }
+                Ok(())
+            }
             Ok(Err(e)) => Err(e.to_string()),
             Err(e) => Err(format!("the storing task failed: {e}")),
         }
@@ -763,10 +776,20 @@ impl Conn {
         }
     }
 
-    /// A pairing step failed: tell the client why (unless it was the one
-    /// that sent an error) and close. The ticket's drop reports the failure.
-    async fn pairing_failed(&mut self, e: PairingError) -> Next {
+    /// Waits until every audit entry queued so far (this connection's among
+    /// them) is on disk, before the client hears about what they record.
+    async fn audited(&self) {
+        if let Err(e) = self.ctx.trust.audited().durable().await {
+            tracing::error!("native: {e}");
+        }
+    }
+
+    /// A pairing step failed after the PIN was taken: record it, tell the
+    /// client why (unless it was the one that sent an error) and close.
+    async fn pairing_failed(&mut self, e: PairingError, ticket: Ticket) -> Next {
         tracing::info!(fp = %self.fp.short(), "native: pairing failed: {e}");
+        drop(ticket);
+        self.audited().await;
         if let Some(m) = e.to_message() {
             let _ = self.send(&m).await;
         }
@@ -838,20 +861,24 @@ impl Drop for Exchange {
 
 /// The armed PIN taken for one exchange. Reports the outcome to the gate
 /// exactly once: `paired` on success, a failure on every other path
-/// (errors, timeouts, a dropped connection, shutdown), via `Drop`.
+/// (errors, timeouts, a dropped connection, shutdown), via `Drop`, which
+/// also records the failure as `pin_rejected` (the PIN is spent).
 struct Ticket {
     /// The PIN this exchange runs with (a copy of the ticket's).
     pin: Pin,
     ticket: Option<PinTicket>,
     trust: Arc<Trust>,
+    /// The `pin_rejected` entry to record on failure.
+    rejected: Entry,
 }
 
 impl Ticket {
-    fn new(ticket: PinTicket, trust: Arc<Trust>) -> Self {
+    fn new(ticket: PinTicket, trust: Arc<Trust>, rejected: Entry) -> Self {
         Self {
             pin: ticket.pin().clone(),
             ticket: Some(ticket),
             trust,
+            rejected,
         }
     }
 
@@ -866,6 +893,7 @@ impl Drop for Ticket {
     fn drop(&mut self) {
         if let Some(t) = self.ticket.take() {
             self.trust.gate().report(t, None);
+            let _ = self.trust.record(self.rejected.clone());
         }
     }
 }

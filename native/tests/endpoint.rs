@@ -42,8 +42,7 @@ async fn start_with(unknown: UnknownDevices, gate: GateConfig) -> Setup {
 
 async fn start_cfg(unknown: UnknownDevices, gate: GateConfig, max_connections: usize) -> Setup {
     let tmp = tempfile::tempdir().unwrap();
-    let trust =
-        Arc::new(Trust::open(&tmp.path().join("trust.json"), gate, Arc::new(SystemClock)).unwrap());
+    let trust = Arc::new(Trust::open(tmp.path(), gate, Arc::new(SystemClock)).unwrap());
     let identity = Identity::generate("test host").unwrap();
     let endpoint = Endpoint::bind(
         "127.0.0.1:0".parse().unwrap(),
@@ -222,7 +221,7 @@ async fn pairing_then_revocation_ends_the_session() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let trust = s.trust.clone();
     let fp = c.fingerprint();
-    tokio::task::spawn_blocking(move || trust.revoke(&fp))
+    tokio::task::spawn_blocking(move || trust.revoke(&fp, punktfunk_certs::Actor::cli()))
         .await
         .unwrap()
         .unwrap();
@@ -489,7 +488,7 @@ fn admit(s: &Setup, id: &Identity) -> Fingerprint {
     let der = id.cert().to_der().unwrap();
     let name = DisplayName::sanitize("raw").unwrap();
     let device = Device::from_der(&der, Kind::Native, name, Via::Pin, 0).unwrap();
-    s.trust.admit(device).unwrap();
+    let _ = s.trust.admit(device, [127, 0, 0, 1].into()).unwrap();
     id.fingerprint()
 }
 
@@ -714,7 +713,7 @@ async fn a_revoked_device_knocks_again() {
     c.pair(&addr, &pin).await.unwrap().close().await;
     let trust = s.trust.clone();
     let fp = c.fingerprint();
-    tokio::task::spawn_blocking(move || trust.revoke(&fp))
+    tokio::task::spawn_blocking(move || trust.revoke(&fp, punktfunk_certs::Actor::cli()))
         .await
         .unwrap()
         .unwrap();
@@ -754,7 +753,7 @@ async fn re_pairing_replaces_the_entry_and_keeps_the_label() {
     .unwrap();
     old.label = Label::parse("Living Room TV").unwrap();
     old.last_seen = Some(2_000);
-    s.trust.admit(old).unwrap();
+    let _ = s.trust.admit(old, [127, 0, 0, 1].into()).unwrap();
 
     arm(&s);
     let pin = {

@@ -29,14 +29,8 @@ struct Host {
 /// A host on `ip:port` (port 0: any) with pairing armed.
 async fn host(ip: &str, port: u16) -> (Host, Pin) {
     let tmp = tempfile::tempdir().unwrap();
-    let trust = Arc::new(
-        Trust::open(
-            &tmp.path().join("trust.json"),
-            GateConfig::default(),
-            Arc::new(SystemClock),
-        )
-        .unwrap(),
-    );
+    let trust =
+        Arc::new(Trust::open(tmp.path(), GateConfig::default(), Arc::new(SystemClock)).unwrap());
     let identity = Identity::generate("test host").unwrap();
     let endpoint = Endpoint::bind(
         SocketAddr::new(ip.parse().unwrap(), port),

@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
+use punktfunk_certs::audit::{self, Door, Query};
 use punktfunk_certs::gate::{Attempt, PendingOutcome};
 use punktfunk_certs::otp::Passphrase;
 use punktfunk_certs::{
-    AddressKey, Claimant, Device, DisplayName, Fingerprint, GateError, Label, PendingId, Pin,
-    RegistryError, TrustError, TrustEvent,
+    Actor, AddressKey, AuditError, Claimant, Device, DisplayName, Entry, Event, Fingerprint,
+    GateError, Label, Outcome, PendingId, Pin, RegistryError, TrustError, TrustEvent,
 };
 use punktfunk_native::PairingLink;
 use rand::rngs::OsRng;
@@ -31,6 +32,7 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
             .route("/logout", web::post().to(logout))
             .route("/host", web::get().to(host))
             .route("/events", web::get().to(events))
+            .route("/audit", web::get().to(audit_page))
             .route("/session", web::get().to(session))
             .route("/pairing", web::get().to(pairing))
             .route("/pairing/arm", web::post().to(arm))
@@ -60,6 +62,8 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
 pub(crate) struct Authed {
     token: String,
     csrf: String,
+    /// The console user, as the audit trail names them.
+    actor: Actor,
 }
 
 impl FromRequest for Authed {
@@ -108,6 +112,7 @@ fn authenticate(req: &HttpRequest) -> Result<Authed, ApiError> {
     Ok(Authed {
         token,
         csrf: session.csrf,
+        actor: Actor::console(peer_ip(req)),
     })
 }
 
@@ -205,9 +210,18 @@ async fn login(
     let ip = peer_ip(&req);
     let key = AddressKey::of(ip);
     // Paid for before the (expensive) check runs: see `auth`.
+    let login = |outcome| {
+        Entry::new(Event::Login, Door::Console)
+            .address(ip)
+            .outcome(outcome)
+    };
     let mut permit = match state.limiter.admit(key, Instant::now()) {
         Ok(p) => p,
-        Err(refusal) => return Ok(refused_login(refusal, key)),
+        Err(refusal) => {
+            // Budgeted in the audit trail like the attempts themselves.
+            recorded(state.trust.record(login(Outcome::RateLimited))).await?;
+            return Ok(refused_login(refusal, key));
+        }
     };
     let password = body.into_inner().password;
     let file = state.password.clone();
@@ -217,6 +231,7 @@ async fn login(
         .map_err(ApiError::internal)?;
     if !ok {
         tracing::warn!(%ip, checks = state.limiter.checks(), "console: wrong password");
+        recorded(state.trust.record(login(Outcome::Failed))).await?;
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "wrong_password",
@@ -224,6 +239,7 @@ async fn login(
         ));
     }
     state.limiter.succeeded(key);
+    recorded(state.trust.record(login(Outcome::Ok))).await?;
     let (token, csrf) = state.sessions.create(Instant::now());
     tracing::info!(%ip, "console: logged in");
     Ok(HttpResponse::Ok()
@@ -232,11 +248,76 @@ async fn login(
         .json(json!({ "csrf": csrf })))
 }
 
-async fn logout(auth: Authed, state: web::Data<ConsoleState>) -> HttpResponse {
+async fn logout(auth: Authed, state: web::Data<ConsoleState>) -> Result<HttpResponse, ApiError> {
     state.sessions.remove(&auth.token);
-    HttpResponse::Ok()
+    recorded(state.trust.record(auth.actor.entry(Event::Logout))).await?;
+    Ok(HttpResponse::Ok()
         .cookie(session_cookie(String::new(), Duration::ZERO))
-        .json(json!({}))
+        .json(json!({})))
+}
+
+/// Waits until an audit entry is on disk; a failure is the operator's to
+/// see (the action took effect; the host's log has the cause).
+async fn recorded(ticket: punktfunk_certs::audit::Ticket) -> Result<(), ApiError> {
+    ticket.durable().await.map_err(audit_error)
+}
+
+fn audit_error(e: AuditError) -> ApiError {
+    tracing::error!("console: {e}");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "not_recorded",
+        "the action took effect, but the audit trail could not record it; the host's log says why",
+    )
+}
+
+#[derive(Deserialize)]
+struct AuditParams {
+    limit: Option<usize>,
+    before: Option<u64>,
+    device: Option<String>,
+}
+
+/// Most entries one `GET /api/audit` returns.
+const AUDIT_PAGE_MAX: usize = 500;
+
+/// `GET /api/audit?limit=N&before=CURSOR&device=FP`: the audit trail,
+/// newest first, `{"events": [...], "next": CURSOR|null}`.
+async fn audit_page(
+    _: Authed,
+    state: web::Data<ConsoleState>,
+    params: web::Query<AuditParams>,
+) -> Result<HttpResponse, ApiError> {
+    let AuditParams {
+        limit,
+        before,
+        device,
+    } = params.into_inner();
+    let device = device
+        .map(|d| {
+            d.parse::<Fingerprint>().map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    format!("device: {e}"),
+                )
+            })
+        })
+        .transpose()?;
+    let query = Query {
+        limit: limit.unwrap_or(50).min(AUDIT_PAGE_MAX),
+        before,
+        after: None,
+        device,
+    };
+    let dir = state.trust.audit_dir().to_path_buf();
+    let page = web::block(move || audit::read(&dir, &query))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(page))
 }
 
 /// The host's name and fingerprint, before login: the login page shows the
@@ -264,6 +345,8 @@ async fn events(auth: Authed, state: web::Data<ConsoleState>) -> HttpResponse {
                 return Some((Ok::<_, actix_web::Error>(hello), (rx, state, token, false)));
             }
             let chunk = match tokio::time::timeout(KEEPALIVE, rx.recv()).await {
+                // New audit entries only change the Activity list.
+                Ok(Ok(TrustEvent::Audited { .. })) => "data: audit\n\n",
                 Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) => "data: changed\n\n",
                 Ok(Err(RecvError::Closed)) => return None,
                 Err(_) => ": keepalive\n\n",
@@ -412,20 +495,30 @@ async fn pairing(_: Authed, state: web::Data<ConsoleState>) -> HttpResponse {
         .json(pairing_state(&state))
 }
 
-async fn arm(_: Authed, state: web::Data<ConsoleState>) -> HttpResponse {
+async fn arm(auth: Authed, state: web::Data<ConsoleState>) -> Result<HttpResponse, ApiError> {
     let now = state.trust.now();
     let armed = state.trust.gate().arm(now, &mut OsRng);
     tracing::info!("pairing armed from the console");
-    HttpResponse::Ok().json(json!({
+    recorded(state.trust.record(auth.actor.entry(Event::PairingArmed))).await?;
+    Ok(HttpResponse::Ok().json(json!({
         "pin": armed.pin.as_str(),
         "expires_in_s": expires_in(armed.expires, now),
         "link": pairing_link(&state, &lan_addresses(&state), &armed.pin).map(|l| l.to_uri()),
-    }))
+    })))
 }
 
-async fn disarm(_: Authed, state: web::Data<ConsoleState>) -> HttpResponse {
-    state.trust.gate().disarm();
-    HttpResponse::Ok().json(json!({}))
+async fn disarm(auth: Authed, state: web::Data<ConsoleState>) -> Result<HttpResponse, ApiError> {
+    let now = state.trust.now();
+    let was_armed = {
+        let mut gate = state.trust.gate();
+        let was = gate.armed(now).is_some();
+        gate.disarm();
+        was
+    };
+    if was_armed {
+        recorded(state.trust.record(auth.actor.entry(Event::PairingDisarmed))).await?;
+    }
+    Ok(HttpResponse::Ok().json(json!({})))
 }
 
 fn gate_error(e: GateError) -> ApiError {
@@ -459,6 +552,7 @@ fn trust_error(e: TrustError) -> ApiError {
     match e {
         TrustError::Gate(g) => gate_error(g),
         TrustError::Registry(r) => registry_error(r),
+        TrustError::Audit(a) => audit_error(a),
     }
 }
 
@@ -495,7 +589,7 @@ fn label(raw: Option<String>) -> Result<Option<Label>, ApiError> {
 }
 
 async fn approve(
-    _: Authed,
+    auth: Authed,
     state: web::Data<ConsoleState>,
     path: web::Path<String>,
     body: web::Bytes,
@@ -503,7 +597,7 @@ async fn approve(
     let id = pending_id(&path)?;
     let label = label(optional_json::<LabelBody>(&body)?.label)?;
     let trust = state.trust.clone();
-    let device = web::block(move || trust.approve(id, label))
+    let device = web::block(move || trust.approve(id, label, auth.actor))
         .await
         .map_err(ApiError::internal)?
         .map_err(trust_error)?;
@@ -512,23 +606,43 @@ async fn approve(
 }
 
 async fn deny(
-    _: Authed,
+    auth: Authed,
     state: web::Data<ConsoleState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = pending_id(&path)?;
     let now = state.trust.now();
-    state.trust.gate().deny(id, now).map_err(gate_error)?;
+    let pending = state.trust.gate().deny(id, now).map_err(gate_error)?;
+    recorded(state.trust.record(denied_entry(&auth.actor, &pending))).await?;
     Ok(HttpResponse::Ok().json(json!({})))
+}
+
+/// `request_denied` by the console user, naming where the request came from.
+fn denied_entry(actor: &Actor, pending: &punktfunk_certs::gate::Pending) -> Entry {
+    actor
+        .entry(Event::RequestDenied)
+        .device(pending.device_ref())
+        .detail(format!(
+            "{} request from {}",
+            punktfunk_certs::Door::of(pending.request.kind).as_str(),
+            pending.request.address.ip().to_canonical()
+        ))
 }
 
 /// Dismisses every waiting request at once (a flood of knocks or
 /// Moonlight requests).
-async fn deny_all(_: Authed, state: web::Data<ConsoleState>) -> HttpResponse {
+async fn deny_all(auth: Authed, state: web::Data<ConsoleState>) -> Result<HttpResponse, ApiError> {
     let now = state.trust.now();
     let denied = state.trust.gate().deny_all(now);
-    tracing::info!(denied, "console: every waiting request denied");
-    HttpResponse::Ok().json(json!({ "denied": denied }))
+    tracing::info!(
+        denied = denied.len(),
+        "console: every waiting request denied"
+    );
+    for pending in &denied {
+        let _ = state.trust.record(denied_entry(&auth.actor, pending));
+    }
+    recorded(state.trust.audited()).await?;
+    Ok(HttpResponse::Ok().json(json!({ "denied": denied.len() })))
 }
 
 #[derive(Deserialize, Default)]
@@ -593,7 +707,7 @@ fn otp_link(
 /// Makes a one-time PIN for a Moonlight-family client (Apollo/Artemis):
 /// the client pairs with it and the passphrase, with no PIN typed here.
 async fn create_otp(
-    _: Authed,
+    auth: Authed,
     state: web::Data<ConsoleState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
@@ -616,6 +730,11 @@ async fn create_otp(
         .gate()
         .create_otp(passphrase, name, now, &mut OsRng);
     tracing::info!("console: one-time PIN created");
+    let mut entry = auth.actor.entry(Event::OtpCreated);
+    if let Some(name) = otp.name() {
+        entry = entry.detail(format!("for {name}"));
+    }
+    recorded(state.trust.record(entry)).await?;
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .json(json!({
@@ -627,9 +746,15 @@ async fn create_otp(
         })))
 }
 
-async fn cancel_otp(_: Authed, state: web::Data<ConsoleState>) -> HttpResponse {
+async fn cancel_otp(
+    auth: Authed,
+    state: web::Data<ConsoleState>,
+) -> Result<HttpResponse, ApiError> {
     let cancelled = state.trust.gate().cancel_otp();
-    HttpResponse::Ok().json(json!({ "cancelled": cancelled }))
+    if cancelled {
+        recorded(state.trust.record(auth.actor.entry(Event::OtpCancelled))).await?;
+    }
+    Ok(HttpResponse::Ok().json(json!({ "cancelled": cancelled })))
 }
 
 /// The QR code of the active one-time PIN's `art://` link.
@@ -671,7 +796,7 @@ struct PinBody {
 /// with the real outcome once the pairing ends: `paired` only after the
 /// client proved the PIN and the device is stored.
 async fn enter_pin(
-    _: Authed,
+    auth: Authed,
     state: web::Data<ConsoleState>,
     path: web::Path<String>,
     body: web::Json<PinBody>,
@@ -683,11 +808,17 @@ async fn enter_pin(
     // Subscribe before entering the PIN so the outcome cannot slip past.
     let mut events = state.trust.subscribe();
     let now = state.trust.now();
-    state
-        .trust
-        .gate()
-        .enter_pin(id, pin, label, now)
-        .map_err(gate_error)?;
+    let device = {
+        let mut gate = state.trust.gate();
+        let device = gate.get_pending(id, now).map(|p| p.device_ref());
+        gate.enter_pin(id, pin, label, now).map_err(gate_error)?;
+        device
+    };
+    let mut entry = auth.actor.entry(Event::PinEntered);
+    if let Some(device) = device {
+        entry = entry.device(device);
+    }
+    recorded(state.trust.record(entry)).await?;
     let outcome = tokio::time::timeout(PIN_OUTCOME_WAIT, async {
         loop {
             match events.recv().await {
@@ -721,7 +852,7 @@ async fn enter_pin(
 }
 
 async fn rename(
-    _: Authed,
+    auth: Authed,
     state: web::Data<ConsoleState>,
     path: web::Path<String>,
     body: web::Json<LabelBody>,
@@ -729,29 +860,24 @@ async fn rename(
     let fp = fingerprint(&path)?;
     let label = label(body.into_inner().label)?;
     let trust = state.trust.clone();
-    web::block(move || trust.registry().set_label(&fp, label))
+    let device = web::block(move || trust.rename(&fp, label, auth.actor))
         .await
         .map_err(ApiError::internal)?
-        .map_err(registry_error)?;
-    let device = state
-        .trust
-        .registry()
-        .get(&fp)
-        .ok_or_else(|| registry_error(RegistryError::NotFound(fp)))?;
+        .map_err(trust_error)?;
     Ok(HttpResponse::Ok().json(device_json(&device)))
 }
 
 async fn remove(
-    _: Authed,
+    auth: Authed,
     state: web::Data<ConsoleState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let fp = fingerprint(&path)?;
     let trust = state.trust.clone();
-    let device = web::block(move || trust.revoke(&fp))
+    let device = web::block(move || trust.revoke(&fp, auth.actor))
         .await
         .map_err(ApiError::internal)?
-        .map_err(registry_error)?;
+        .map_err(trust_error)?;
     tracing::info!(fingerprint = %fp.short(), name = %device.name, "device revoked in the console");
     Ok(HttpResponse::Ok().json(device_json(&device)))
 }

@@ -423,6 +423,7 @@ async fn pair(caller: Caller, state: web::Data<State>, query: Query) -> Xml {
 async fn unpair(caller: Caller, state: web::Data<State>, query: Query) -> Xml {
     if let Some(peer) = caller.peer {
         state.cancel_by_client(peer, &query);
+        state.audited().await;
     }
     Xml(xml::unpair())
 }

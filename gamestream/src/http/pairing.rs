@@ -30,8 +30,8 @@ use actix_web::web;
 use punktfunk_certs::gate::OtpRequestError;
 use punktfunk_certs::gate::PinState;
 use punktfunk_certs::{
-    Device, DisplayName, GateError, Kind, Label, Needs, PendingId, PendingOutcome, PendingRequest,
-    TrustEvent, Via,
+    Device, DisplayName, Event, GateError, Kind, Label, Needs, PendingId, PendingOutcome,
+    PendingRequest, TrustEvent, Via,
 };
 use rand::rngs::OsRng;
 use tokio::sync::broadcast::{self, error::RecvError};
@@ -224,13 +224,24 @@ impl State {
             }
         };
         let key = key(query.unique_id.clone(), peer);
-        match query.request {
+        let reply = match query.request {
             PairRequest::GetServerCert(request) => {
                 self.get_server_cert(key, peer, query.unique_id, request)
                     .await
             }
             PairRequest::PairChallenge => xml::pair_challenge(channel),
             request => self.step(key, request).await,
+        };
+        // What this step decided (waiting, paired, pin_rejected, …) is in
+        // the audit trail before the client hears of it.
+        self.audited().await;
+        reply
+    }
+
+    /// Waits until every audit entry queued so far is on disk.
+    pub(super) async fn audited(&self) {
+        if let Err(e) = self.trust.audited().durable().await {
+            tracing::error!("gamestream: {e}");
         }
     }
 
@@ -500,12 +511,12 @@ impl State {
     ) -> Result<(), PairError> {
         let trust = self.trust.clone();
         let der = device.cert_der().to_vec();
-        web::block(move || {
+        let ticket = web::block(move || {
             let mut gate = trust.gate();
             // The name the console showed while the request waited.
-            let Some(name) = gate
+            let Some((name, address)) = gate
                 .get_pending(id, trust.now())
-                .map(|p| p.request.name.clone())
+                .map(|p| (p.request.name.clone(), p.request.address.ip()))
             else {
                 return Err(ended(gate.outcome(id)));
             };
@@ -513,14 +524,18 @@ impl State {
                 Device::from_der(&der, Kind::Gamestream, name, via, trust.clock().unix())
                     .map_err(|e| PairError::Host(format!("device entry: {e}")))?;
             entry.label = label;
-            trust
-                .admit(entry)
+            let ticket = trust
+                .admit(entry, address)
                 .map_err(|e| PairError::Host(format!("registry: {e}")))?;
             gate.finish(id, PendingOutcome::Paired);
-            Ok(())
+            Ok(ticket)
         })
         .await
-        .map_err(|e| PairError::Host(format!("blocking pool: {e}")))?
+        .map_err(|e| PairError::Host(format!("blocking pool: {e}")))??;
+        if let Err(e) = ticket.durable().await {
+            tracing::error!("gamestream: {e}");
+        }
+        Ok(())
     }
 
     /// Puts an attempt back for its next phase, unless a newer phase 1 from
@@ -540,6 +555,13 @@ impl State {
     }
 
     fn finish(&self, id: PendingId, outcome: Outcome) {
-        self.trust.gate().finish(id, pending_outcome(outcome));
+        let ended = self.trust.gate().finish(id, pending_outcome(outcome));
+        if let (Some(pending), Outcome::PinRejected(why)) = (ended, outcome) {
+            let _ = self.trust.record(
+                pending
+                    .audit_entry(Event::PinRejected)
+                    .detail(why.to_string()),
+            );
+        }
     }
 }

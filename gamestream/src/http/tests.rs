@@ -28,11 +28,7 @@ fn fixture(max_pending: usize) -> Fixture {
         max_pending,
         ..GateConfig::default()
     };
-    let trust = Trust::open(
-        &dir.path().join("trust.json"),
-        config,
-        Arc::new(SystemClock),
-    );
+    let trust = Trust::open(dir.path(), config, Arc::new(SystemClock));
     let host = HostIdentity {
         identity: host_identity(),
         uuid: "2f6c1a9e-1c3b-4d0e-9a57-0d4f8f4e7b21".into(),
@@ -220,7 +216,7 @@ fn paired_client(state: &State) -> Fingerprint {
     )
     .unwrap();
     let fp = device.fingerprint;
-    state.trust.admit(device).unwrap();
+    let _ = state.trust.admit(device, [127, 0, 0, 1].into()).unwrap();
     fp
 }
 
