@@ -29,8 +29,8 @@ use openssl::ssl::{self, AlpnError, Ssl, SslAcceptor, SslMethod, SslVerifyMode};
 use punktfunk_certs::audit::DeviceRef;
 use punktfunk_certs::gate::PinTicket;
 use punktfunk_certs::{
-    Claimant, Device, Door, Entry, Event, Fingerprint, GateError, Identity, Kind, Needs, PendingId,
-    PendingOutcome, PendingRequest, Trust, TrustEvent, Via,
+    Claimant, Device, Door, Entry, Event, Fingerprint, GateError, Identity, Kind, Needs, Outcome,
+    PendingId, PendingOutcome, PendingRequest, Trust, TrustEvent, Via,
 };
 use rand_core::OsRng;
 use tokio::io::{ReadHalf, WriteHalf};
@@ -640,6 +640,7 @@ impl Conn {
         };
         // § 6.5: the PIN leaves the gate now, and never goes back.
         let claimant_entry = Entry::new(Event::PinRejected, Door::Native)
+            .outcome(Outcome::Failed)
             .device(DeviceRef::new(self.fp, &claimant.name, None))
             .address(claimant.address);
         let taken = {

@@ -30,8 +30,8 @@ use actix_web::web;
 use punktfunk_certs::gate::OtpRequestError;
 use punktfunk_certs::gate::PinState;
 use punktfunk_certs::{
-    Device, DisplayName, Event, GateError, Kind, Label, Needs, PendingId, PendingOutcome,
-    PendingRequest, TrustEvent, Via,
+    Device, DisplayName, Event, GateError, Kind, Label, Needs, Outcome as AuditOutcome, PendingId,
+    PendingOutcome, PendingRequest, TrustEvent, Via,
 };
 use rand::rngs::OsRng;
 use tokio::sync::broadcast::{self, error::RecvError};
@@ -560,6 +560,7 @@ impl State {
             let _ = self.trust.record(
                 pending
                     .audit_entry(Event::PinRejected)
+                    .outcome(AuditOutcome::Failed)
                     .detail(why.to_string()),
             );
         }
