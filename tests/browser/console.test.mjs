@@ -338,3 +338,210 @@ test("the armed PIN's QR code decodes to a pairing link that pins this host, and
     await context.close();
   } finally { host.stop(); }
 });
+
+/** The Activity rows as "event" or "event:outcome", newest first. */
+function activityRows(page) {
+  return page.locator("#activity tbody tr").evaluateAll((trs) => trs.map((tr) =>
+    tr.dataset.outcome === "ok" ? tr.dataset.event : `${tr.dataset.event}:${tr.dataset.outcome}`));
+}
+
+/** Waits until the Activity rows are exactly `expected` (newest first). */
+async function waitForActivity(page, expected, timeout = 10000) {
+  try {
+    await page.waitForFunction((want) => JSON.stringify([...document.querySelectorAll("#activity tbody tr")].map((tr) =>
+      tr.dataset.outcome === "ok" ? tr.dataset.event : `${tr.dataset.event}:${tr.dataset.outcome}`)) === want,
+    JSON.stringify(expected), { timeout, polling: 100 });
+  } catch (e) {
+    assert.deepEqual(await activityRows(page), expected);
+    throw e;
+  }
+}
+
+test("Activity shows the audit trail live, newest first, in words, filters by device and pages with Older", async () => {
+  const host = await startHost(["--native"]);
+  const nativeAddr = host.urls.native.replace(/^tls:\/\//, "");
+  // Times are shown in the browser's zone and language.
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1100, height: 900 },
+    locale: "en-GB", timezoneId: "Europe/Berlin" });
+  // Fake timers: once paused, the page's slow poll never fires, so every
+  // update below comes through the event stream.
+  await context.clock.install();
+  const page = await context.newPage();
+  const problems = [];
+  page.on("pageerror", (e) => problems.push(String(e)));
+  page.on("console", (m) => { if (m.type() === "error") problems.push(m.text()); });
+  const requests = [];
+  page.on("request", (r) => requests.push(new URL(r.url()).pathname));
+  const notFound = [];
+  page.on("response", (r) => { if (r.status() === 404) notFound.push(new URL(r.url()).pathname); });
+  try {
+    await page.goto(host.console + "/");
+    await page.waitForSelector("#login-view:not([hidden])");
+    // A failed login, then the right one.
+    await page.fill("#password", "not the password at all");
+    await page.click("#login-form button[type=submit]");
+    await page.waitForFunction(() => document.querySelector("#login-error").textContent === "Wrong password.");
+    await login(page, host.password);
+    await page.clock.pauseAt(Date.now() + 1000);
+    await page.evaluate(() => { window.notReloaded = true; });
+    const trail = ["login", "login:failed", "host_identity_created"];
+    await waitForActivity(page, trail);
+
+    // Arm, then disarm.
+    await page.click("#arm");
+    await page.waitForSelector("#armed:not([hidden])");
+    trail.unshift("pairing_armed");
+    await waitForActivity(page, trail);
+    await page.click("#disarm");
+    await page.waitForSelector("#disarmed:not([hidden])");
+    trail.unshift("pairing_disarmed");
+    await waitForActivity(page, trail);
+
+    // A native knock, approved with a label, renamed, removed.
+    const knock = spawnCli(["connect", nativeAddr, "--client-dir", join(host.dir, "tablet"), "--name", "Tablet", "--wait", "--accept-new-host"]);
+    const card = page.locator("#pending > li[data-kind=native]");
+    await card.waitFor({ timeout: 20000 });
+    trail.unshift("request_waiting");
+    await waitForActivity(page, trail);
+    await card.locator("input[name=label]").fill("Living Room TV");
+    await card.locator("button.approve").click();
+    assert.equal(await knock.done, 0, `connect --wait: ${knock.stdout} ${knock.stderr}`);
+    trail.unshift("paired", "request_approved");
+    await waitForActivity(page, trail);
+    const row = page.locator("#devices tbody tr");
+    await row.locator("button.rename").click();
+    await row.locator("input.rename-input").fill("Kitchen iPad");
+    await row.locator("input.rename-input").press("Enter");
+    trail.unshift("renamed");
+    await waitForActivity(page, trail);
+    await row.locator("button.remove").click();
+    await page.locator("#confirm-ok").click();
+    await page.waitForSelector("#devices-empty:not([hidden])");
+    trail.unshift("revoked");
+    await waitForActivity(page, trail);
+
+    // Another device knocks and is denied.
+    const phone = spawnCli(["connect", nativeAddr, "--client-dir", join(host.dir, "phone"), "--name", "Phone", "--wait", "--accept-new-host"]);
+    await card.waitFor({ timeout: 20000 });
+    trail.unshift("request_waiting");
+    await waitForActivity(page, trail);
+    await card.locator("button.deny").click();
+    assert.notEqual(await phone.done, 0);
+    trail.unshift("request_denied");
+    await waitForActivity(page, trail);
+    assert.deepEqual(trail, ["request_denied", "request_waiting", "revoked", "renamed", "paired", "request_approved",
+      "request_waiting", "pairing_disarmed", "pairing_armed", "login", "login:failed", "host_identity_created"]);
+
+    // Newest first by the trail's own numbering, and in words a person reads.
+    const rows = await page.locator("#activity tbody tr").evaluateAll((trs) => trs.map((tr) => ({
+      seq: Number(tr.dataset.seq),
+      fp: tr.dataset.fp,
+      what: tr.querySelector(".event").textContent,
+      outcome: tr.querySelector(".outcome")?.textContent ?? null,
+      device: tr.querySelector(".device bdi")?.textContent ?? null,
+      by: tr.querySelector(".by").textContent,
+      at: tr.querySelector("time").getAttribute("title"),
+      local: tr.querySelector("time").textContent,
+    })));
+    for (let i = 1; i < rows.length; i++) assert.ok(rows[i - 1].seq > rows[i].seq, "newest first");
+    const loopback = "from 127.0.0.1";
+    assert.deepEqual(rows.map((r) => [r.what, r.outcome, r.device, r.by]), [
+      ["Request denied", null, "Phone", `Console ${loopback}`],
+      ["Asked to pair", null, "Phone", `punktfunk app ${loopback}`],
+      ["Removed", null, "Kitchen iPad", `Console ${loopback}`],
+      ["Renamed", null, "Kitchen iPad", `Console ${loopback}`],
+      ["Paired (approved in the console)", null, "Living Room TV", `punktfunk app ${loopback}`],
+      ["Request approved", null, "Living Room TV", `Console ${loopback}`],
+      ["Asked to pair", null, "Tablet", `punktfunk app ${loopback}`],
+      ["Pairing disarmed", null, null, `Console ${loopback}`],
+      ["Pairing armed", null, null, `Console ${loopback}`],
+      ["Logged in", null, null, `Console ${loopback}`],
+      ["Login failed", "failed", null, `Console ${loopback}`],
+      ["Host identity created", null, null, "Host"],
+    ]);
+    for (const r of rows) {
+      assert.match(r.at, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+      assert.equal(r.local, new Date(r.at).toLocaleString("en-GB", { timeZone: "Europe/Berlin",
+        month: "short", day: "numeric", hour: "numeric", minute: "2-digit", second: "2-digit" }));
+    }
+    const tablet = rows[2].fp, phoneFp = rows[0].fp;
+    assert.match(tablet, /^[0-9a-f]{64}$/);
+    assert.equal(rows[6].fp, tablet);
+    assert.notEqual(phoneFp, tablet);
+    assert.equal(await page.locator("#activity tbody tr").first().locator(".detail").textContent(), "native request from 127.0.0.1");
+    assert.ok(await page.locator("#activity-older").isHidden());
+    assert.equal(await page.evaluate(() => window.notReloaded), true);
+    await page.locator("#activity-section").screenshot({ path: join(shots, "console-activity.png") });
+
+    // Readable on a phone: nothing wider than the screen.
+    await page.setViewportSize({ width: 390, height: 844 });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `page is ${overflow}px wider than a phone screen`);
+    await page.locator("#activity-section").screenshot({ path: join(shots, "console-activity-phone.png") });
+    await page.setViewportSize({ width: 1100, height: 900 });
+
+    // A record with no other change (a failed login elsewhere) re-reads the
+    // Activity list only, not the pairing state.
+    const pairingReads = requests.filter((p) => p === "/api/pairing").length;
+    const elsewhere = await browser.newContext({ ignoreHTTPSErrors: true });
+    const failed = await elsewhere.request.post(host.console + "/api/login", { data: { password: "wrong again" } });
+    assert.equal(failed.status(), 401);
+    await elsewhere.close();
+    trail.unshift("login:failed");
+    await waitForActivity(page, trail);
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(requests.filter((p) => p === "/api/pairing").length, pairingReads);
+
+    // The filter: "All devices", then every device seen, by name and short fingerprint.
+    const options = await page.locator("#activity-device option").evaluateAll((os) => os.map((o) => [o.value, o.textContent]));
+    const short = (fp) => fp.slice(0, 16).match(/.{4}/g).join(" ");
+    assert.deepEqual(options, [
+      ["", "All devices"],
+      [tablet, `\u2068Kitchen iPad\u2069 · ${short(tablet)}`],
+      [phoneFp, `\u2068Phone\u2069 · ${short(phoneFp)}`],
+    ]);
+    await page.selectOption("#activity-device", tablet);
+    await waitForActivity(page, ["revoked", "renamed", "paired", "request_approved", "request_waiting"]);
+    assert.deepEqual(new Set(await page.locator("#activity tbody tr").evaluateAll((trs) => trs.map((tr) => tr.dataset.fp))), new Set([tablet]));
+    await page.selectOption("#activity-device", phoneFp);
+    await waitForActivity(page, ["request_denied", "request_waiting"]);
+
+    // A filtered list follows the trail live, with this device's records only.
+    const again = spawnCli(["connect", nativeAddr, "--client-dir", join(host.dir, "phone"), "--name", "Phone", "--wait", "--accept-new-host"]);
+    await card.waitFor({ timeout: 20000 });
+    await waitForActivity(page, ["request_waiting", "request_denied", "request_waiting"]);
+    await card.locator("button.deny").click();
+    await again.done;
+    await waitForActivity(page, ["request_denied", "request_waiting", "request_denied", "request_waiting"]);
+
+    // More than a page: the newest 50, then "Older" reads the rest.
+    await page.evaluate(async () => {
+      const { csrf } = await (await fetch("/api/session")).json();
+      for (let i = 0; i < 24; i++) {
+        for (const path of ["/api/pairing/arm", "/api/pairing/disarm"]) {
+          const r = await fetch(path, { method: "POST", headers: { "X-CSRF-Token": csrf } });
+          if (!r.ok) throw new Error(`${path}: ${r.status}`);
+        }
+      }
+    });
+    await page.selectOption("#activity-device", "");
+    const total = trail.length + 2 + 48;
+    await page.waitForFunction(() => document.querySelectorAll("#activity tbody tr").length === 50, null, { polling: 100 });
+    assert.ok(await page.locator("#activity-older").isVisible());
+    await page.locator("#activity-older").click();
+    await page.waitForFunction((n) => document.querySelectorAll("#activity tbody tr").length === n, total, { polling: 100 });
+    assert.ok(await page.locator("#activity-older").isHidden());
+    const seqs = await page.locator("#activity tbody tr").evaluateAll((trs) => trs.map((tr) => Number(tr.dataset.seq)));
+    for (let i = 1; i < seqs.length; i++) assert.ok(seqs[i - 1] > seqs[i], "newest first across pages");
+    assert.deepEqual((await activityRows(page)).slice(-trail.length), trail);
+
+    assert.equal(await page.evaluate(() => window.notReloaded), true);
+    // Arming and disarming that fast, the page may ask for the QR code of a
+    // PIN already gone (404); nothing else may fail.
+    assert.deepEqual(notFound.filter((p) => p !== "/api/pairing/qr.svg"), []);
+    assert.deepEqual(problems.filter((p) => !p.includes("401") && !p.includes("404")), []);
+  } finally {
+    await context.close();
+    host.stop();
+  }
+});

@@ -105,6 +105,11 @@ function showApp() {
   $("logout").hidden = false;
   startLive();
   refresh();
+  activity.known.clear();
+  activity.device = "";
+  $("activity-device").value = "";
+  resetActivity();
+  loadActivity();
 }
 
 async function refresh() {
@@ -124,6 +129,7 @@ function render() {
   renderOtp();
   renderPending();
   renderDevices();
+  renderActivityFilter();
 }
 
 function renderArmed() {
@@ -409,17 +415,238 @@ function confirmDialog(text) {
   });
 }
 
+// ---- activity (the audit trail) ------------------------------------------------
+
+const ACTIVITY_PAGE = 50;
+const activity = {
+  records: [],       // shown, newest first
+  next: null,        // cursor for "Older", null when there is no more
+  device: "",        // the filter: a fingerprint, or "" for all
+  known: new Map(),  // fingerprint -> { name, seq } for the filter
+  gen: 0,            // bumped when the list starts over; stale reads are dropped
+  busy: null,
+  again: false,
+  options: "",       // what the filter's options were built from
+};
+
+function doorName(door) {
+  return { gamestream: "Moonlight", native: "punktfunk app", console: "Console", cli: "CLI", host: "Host" }[door] || door;
+}
+
+const EVENT_WORDS = {
+  logout: "Logged out",
+  pairing_armed: "Pairing armed",
+  pairing_disarmed: "Pairing disarmed",
+  pairing_expired: "Pairing PIN expired unused",
+  request_waiting: "Asked to pair",
+  request_approved: "Request approved",
+  request_denied: "Request denied",
+  request_expired: "Request expired: nobody decided",
+  request_abandoned: "Request abandoned: the device went away",
+  request_replaced: "Request replaced by a newer one",
+  pin_entered: "Moonlight's PIN entered",
+  pin_rejected: "Wrong PIN",
+  renamed: "Renamed",
+  revoked: "Removed",
+  host_identity_created: "Host identity created",
+  registry_refused: "Device list unreadable: the host refused to start",
+  otp_created: "One-time PIN created",
+  otp_cancelled: "One-time PIN cancelled",
+  otp_expired: "One-time PIN expired unused",
+  audit_suppressed: "Entries left out (too many from unknown peers)",
+};
+
+const PAIRED_VIA = { pin: "with the PIN", approval: "approved in the console", open: "open host", otp: "with a one-time PIN" };
+const OUTCOME_WORDS = { failed: "failed", rate_limited: "rate limited" };
+
+/** What a record says, in words a person reads. */
+function eventWords(r) {
+  switch (r.event) {
+    case "login":
+      return { ok: "Logged in", failed: "Login failed", rate_limited: "Login refused: too many attempts" }[r.outcome] || "Login";
+    case "paired":
+      return r.via ? `Paired (${PAIRED_VIA[r.via] || r.via})` : "Paired";
+    case "otp_used":
+      return r.outcome === "ok" ? "One-time PIN used" : "Wrong one-time PIN or passphrase";
+    default:
+      return EVENT_WORDS[r.event] || r.event.replace(/_/g, " ");
+  }
+}
+
+/** An RFC 3339 time in the browser's time zone and words; the year only when it is not this one. */
+function localTime(at) {
+  const d = new Date(at);
+  if (Number.isNaN(d.getTime())) return at;
+  const opts = { month: "short", day: "numeric", hour: "numeric", minute: "2-digit", second: "2-digit" };
+  if (d.getFullYear() !== new Date().getFullYear()) opts.year = "numeric";
+  return d.toLocaleString(undefined, opts);
+}
+
+function deviceName(d) { return d.label || d.name; }
+
+function activityRow(r) {
+  const what = el("td", { class: "what", "data-label": "What" }, el("span", { class: "event", text: eventWords(r) }));
+  if (r.outcome && r.outcome !== "ok") {
+    what.append(" ", el("span", { class: "outcome bad", text: OUTCOME_WORDS[r.outcome] || r.outcome }));
+  }
+  if (r.detail) what.append(el("span", { class: "detail meta", text: r.detail }));
+  const device = el("td", { class: "device", "data-label": "Device" });
+  if (r.device) {
+    const fp = r.device.fingerprint;
+    device.append(el("bdi", { class: "label", text: deviceName(r.device) }), " ",
+      el("code", { class: "fp", title: groupFp(fp), text: shortFp(fp) }));
+  }
+  const by = el("td", { class: "by", "data-label": "By" }, el("span", { class: "door", text: doorName(r.door) }));
+  if (r.address) by.append(" from ", el("code", { class: "addr", text: r.address }));
+  const row = el("tr", { "data-seq": String(r.seq), "data-event": r.event, "data-outcome": r.outcome },
+    el("td", { class: "when", "data-label": "When" }, el("time", { datetime: r.at, title: r.at, text: localTime(r.at) })),
+    what, device, by);
+  if (r.device) row.dataset.fp = r.device.fingerprint;
+  return row;
+}
+
+function activityUrl(before) {
+  const q = new URLSearchParams({ limit: String(ACTIVITY_PAGE) });
+  if (before != null) q.set("before", String(before));
+  if (activity.device) q.set("device", activity.device);
+  return "/api/audit?" + q;
+}
+
+/** Starts the list over (a new session, another filter). */
+function resetActivity() {
+  activity.gen++;
+  activity.records = [];
+  activity.next = null;
+  $("activity").tBodies[0].replaceChildren();
+  renderActivityMeta();
+}
+
+/**
+ * Re-reads the newest page. Records the page already shows stay (with any
+ * older pages loaded), new ones go on top; reads asked for while one runs
+ * are folded into one more read.
+ */
+function loadActivity() {
+  if (activity.busy) { activity.again = true; return activity.busy; }
+  activity.busy = (async () => {
+    try {
+      do {
+        activity.again = false;
+        const gen = activity.gen;
+        try {
+          const page = await api("GET", activityUrl(null));
+          if (gen === activity.gen) mergeNewest(page);
+          showActivityError("");
+        } catch (e) {
+          if (e.status !== 401) showActivityError("Cannot read the activity: " + e.message);
+        }
+      } while (activity.again);
+    } finally { activity.busy = null; }
+  })();
+  return activity.busy;
+}
+
+function mergeNewest(page) {
+  const body = $("activity").tBodies[0];
+  const top = activity.records.length ? activity.records[0].seq : null;
+  const overlaps = top == null || page.next == null || page.events.some((r) => r.seq <= top);
+  if (!overlaps) {
+    // More is new than one page holds: start over from this page.
+    activity.gen++;
+    activity.records = page.events.slice();
+    activity.next = page.next;
+    body.replaceChildren(...page.events.map(activityRow));
+  } else {
+    const fresh = top == null ? page.events : page.events.filter((r) => r.seq > top);
+    activity.records.unshift(...fresh);
+    if (top == null) activity.next = page.next;
+    if (fresh.length) body.prepend(...fresh.map(activityRow));
+  }
+  learnDevices(page.events);
+  renderActivityMeta();
+}
+
+async function loadOlder() {
+  const button = $("activity-older");
+  const cursor = activity.next;
+  if (cursor == null) return;
+  const gen = activity.gen;
+  button.disabled = true;
+  try {
+    const page = await api("GET", activityUrl(cursor));
+    if (gen !== activity.gen || activity.next !== cursor) return;
+    const last = activity.records.length ? activity.records[activity.records.length - 1].seq : Infinity;
+    const older = page.events.filter((r) => r.seq < last);
+    activity.records.push(...older);
+    activity.next = page.next;
+    $("activity").tBodies[0].append(...older.map(activityRow));
+    learnDevices(older);
+    showActivityError("");
+  } catch (e) {
+    if (e.status !== 401) showActivityError("Cannot read older activity: " + e.message);
+  } finally {
+    button.disabled = false;
+    renderActivityMeta();
+  }
+}
+
+function showActivityError(text) {
+  $("activity-error").textContent = text;
+  $("activity-error").hidden = !text;
+}
+
+/** Devices for the filter: those in the records read (as last named there) and the paired ones (as named now). */
+function learnDevices(records) {
+  for (const r of records) {
+    if (!r.device) continue;
+    const known = activity.known.get(r.device.fingerprint);
+    if (!known || known.seq < r.seq) activity.known.set(r.device.fingerprint, { name: deviceName(r.device), seq: r.seq });
+  }
+  renderActivityFilter();
+}
+
+function renderActivityFilter() {
+  const select = $("activity-device");
+  const names = new Map();
+  for (const [fp, k] of activity.known) names.set(fp, k.name);
+  for (const d of (state && state.devices) || []) names.set(d.fingerprint, deviceName(d));
+  if (activity.device && !names.has(activity.device)) names.set(activity.device, "");
+  const entries = [...names].sort((a, b) => a[1].localeCompare(b[1]) || a[0].localeCompare(b[0]));
+  // Rebuilt only when something changed, so an open list does not jump.
+  const want = ["", ...entries.map(([fp, name]) => fp + "\n" + name)].join("\0");
+  if (activity.options === want) return;
+  activity.options = want;
+  select.replaceChildren(el("option", { value: "", text: "All devices" }),
+    // The name between isolates (U+2068, U+2069): a right-to-left name
+    // cannot reorder the fingerprint after it.
+    ...entries.map(([fp, name]) => el("option", { value: fp, text: `\u2068${name || "?"}\u2069 · ${shortFp(fp)}` })));
+  select.value = activity.device;
+}
+
+function renderActivityMeta() {
+  const shown = activity.records.length;
+  $("activity").hidden = shown === 0;
+  $("activity-empty").hidden = shown > 0;
+  $("activity-empty").textContent = activity.device ? "Nothing recorded for this device." : "Nothing recorded yet.";
+  $("activity-older").hidden = activity.next == null;
+}
+
 // ---- live updates ------------------------------------------------------------
 
 function startLive() {
   stopLive();
   if ("EventSource" in window) {
     events = new EventSource("/api/events");
-    events.onmessage = () => refresh();
+    // "audit": new records in the trail, only the Activity list changes;
+    // "changed" (and anything else): the pairing state is re-read.
+    events.onmessage = (m) => { if (m.data === "audit") loadActivity(); else refresh(); };
+    // After a reconnect, records made during the gap are read once.
+    let reconnect = false;
+    events.onopen = () => { if (reconnect) loadActivity(); reconnect = true; };
     events.onerror = () => { /* the browser reconnects; polling covers the gap */ };
   }
   // Slow polling as a safety net (and the countdowns tick locally).
-  pollTimer = setInterval(refresh, 10000);
+  pollTimer = setInterval(() => { refresh(); loadActivity(); }, 10000);
 }
 
 function stopLive() {
@@ -486,6 +713,14 @@ $("deny-all").addEventListener("click", async () => {
     await refresh();
   } catch (e) { say(e.message, true); }
 });
+
+$("activity-device").addEventListener("change", () => {
+  activity.device = $("activity-device").value;
+  resetActivity();
+  loadActivity();
+});
+
+$("activity-older").addEventListener("click", loadOlder);
 
 setInterval(tick, 1000);
 
