@@ -42,6 +42,14 @@ enum Command {
         #[command(subcommand)]
         command: ConsoleCommand,
     },
+    /// List, rename and revoke paired devices (in the running host, or in
+    /// the state dir when no host runs).
+    Devices {
+        #[command(subcommand)]
+        command: crate::admin_cli::DevicesCommand,
+    },
+    /// Print the audit trail: every trust decision, oldest first.
+    Audit(crate::admin_cli::AuditArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -54,7 +62,7 @@ enum ConsoleCommand {
 }
 
 #[derive(Debug, Args)]
-struct StateDirArg {
+pub(crate) struct StateDirArg {
     /// Where the host keeps its identity, paired devices and console
     /// password [default: $XDG_CONFIG_HOME/punktfunk].
     #[arg(long, value_name = "DIR")]
@@ -62,7 +70,7 @@ struct StateDirArg {
 }
 
 impl StateDirArg {
-    fn resolve(&self) -> anyhow::Result<PathBuf> {
+    pub(crate) fn resolve(&self) -> anyhow::Result<PathBuf> {
         crate::startup::state_dir_or_default(self.state_dir.as_deref())
     }
 }
@@ -131,6 +139,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Pair(args) => crate::native_cli::pair(args),
+        Command::Devices { command } => Ok(crate::admin_cli::devices(command)?),
+        Command::Audit(args) => Ok(crate::admin_cli::audit(args)?),
         Command::Connect(args) => crate::native_cli::connect(args),
         Command::Console {
             command: ConsoleCommand::SetPassword { state },

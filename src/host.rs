@@ -133,6 +133,7 @@ async fn run(
         shutdown: None,
     }];
 
+    doors.push(start_control(&shared)?);
     doors.push(start_gamestream(&shared).await?);
     if config.native_port.is_some() {
         doors.push(start_native(&shared).await?);
@@ -236,6 +237,23 @@ impl Door {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
     }
+}
+
+/// The control socket for `punktfunk devices …` (see `crate::control`).
+fn start_control(shared: &Shared) -> anyhow::Result<Door> {
+    let (listener, path) = crate::control::bind(&shared.config.state_dir)?;
+    tracing::info!("admin commands: {}", path.display());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    Ok(Door {
+        actix: Vec::new(),
+        tasks: vec![tokio::spawn(crate::control::run(
+            listener,
+            path,
+            shared.trust.clone(),
+            stopped,
+        ))],
+        shutdown: Some(stop),
+    })
 }
 
 /// The GameStream emulator: HTTP and HTTPS listeners.

@@ -7,8 +7,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+mod admin_cli;
 mod cli;
 mod console;
+mod control;
 mod host;
 mod lan;
 mod mdns;

@@ -73,7 +73,10 @@ fn the_installed_service_pairs_a_moonlight_client_and_keeps_it_across_a_restart(
     moonlight::pair(&console, door, &deck);
     assert!(moonlight::device(&console, &deck.fingerprint).is_some());
     assert_eq!(deck.pair_status(door).as_deref(), Some("1"));
-    assert!(host.stop().success(), "the service must stop cleanly on SIGTERM");
+    assert!(
+        host.stop().success(),
+        "the service must stop cleanly on SIGTERM"
+    );
 
     // Everything it wrote belongs to the service user and no one else.
     let uid = std::fs::metadata(state).unwrap().uid();

@@ -198,6 +198,32 @@ pub enum RegistryError {
     Invalid(String),
 }
 
+/// Fewest hex digits [`Registry::resolve`] accepts.
+pub const MIN_PREFIX_DIGITS: usize = 4;
+
+/// Why a fingerprint prefix names no single device.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// Not hex, or too short or long.
+    #[error(
+        "{0:?} is not a fingerprint or a prefix of one (at least {MIN_PREFIX_DIGITS} hex digits)"
+    )]
+    Invalid(String),
+    /// No paired device has it.
+    #[error(
+        "no paired device has a fingerprint starting with {0}; `punktfunk devices list` shows them"
+    )]
+    Unknown(String),
+    /// More than one device has it.
+    #[error("{prefix} matches {count} devices; give more digits")]
+    Ambiguous {
+        /// What was given.
+        prefix: String,
+        /// How many devices match.
+        count: usize,
+    },
+}
+
 #[derive(Serialize, Deserialize)]
 struct FileFormat {
     version: u32,
@@ -360,6 +386,35 @@ impl Registry {
     /// Whether no device is paired.
     pub fn is_empty(&self) -> bool {
         self.current.load().is_empty()
+    }
+
+    /// The one device whose fingerprint starts with `prefix`: hex digits in
+    /// either case, optionally grouped with spaces or `:` as the console and
+    /// the clients print them, at least [`MIN_PREFIX_DIGITS`] of them.
+    pub fn resolve(&self, prefix: &str) -> Result<Fingerprint, ResolveError> {
+        let digits: String = prefix
+            .chars()
+            .filter(|c| !matches!(c, ' ' | ':'))
+            .map(|c| c.to_ascii_lowercase())
+            .collect();
+        if digits.len() < MIN_PREFIX_DIGITS
+            || digits.len() > 64
+            || !digits.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return Err(ResolveError::Invalid(prefix.to_owned()));
+        }
+        let snapshot = self.current.load();
+        let mut matches = snapshot
+            .keys()
+            .filter(|fp| fp.to_hex().starts_with(&digits));
+        match (matches.next(), matches.count()) {
+            (None, _) => Err(ResolveError::Unknown(prefix.to_owned())),
+            (Some(fp), 0) => Ok(*fp),
+            (Some(_), more) => Err(ResolveError::Ambiguous {
+                prefix: prefix.to_owned(),
+                count: more + 1,
+            }),
+        }
     }
 
     /// Subscribes to registry changes.

@@ -412,3 +412,82 @@ fn concurrent_writers_lose_nothing() {
         assert_eq!(d.label.as_deref(), Some("L9"));
     }
 }
+
+#[test]
+fn a_fingerprint_prefix_resolves_to_one_device_or_says_why_not() {
+    use punktfunk_certs::ResolveError;
+    let dir = tempfile::tempdir().unwrap();
+    let registry = open(&dir.path().join(REGISTRY_FILE)).unwrap();
+    for i in 0..6 {
+        registry.upsert(device(i, "d")).unwrap();
+    }
+    let fps: Vec<Fingerprint> = (0..6).map(|i| certs()[i].fingerprint()).collect();
+    let hex = fps[0].to_hex();
+    // The shortest prefix that names only device 0, in every accepted form.
+    let unique = (4..=64)
+        .find(|n| fps[1..].iter().all(|f| !f.to_hex().starts_with(&hex[..*n])))
+        .unwrap();
+    let prefix = &hex[..unique];
+    assert_eq!(registry.resolve(prefix), Ok(fps[0]));
+    assert_eq!(registry.resolve(&prefix.to_uppercase()), Ok(fps[0]));
+    assert_eq!(registry.resolve(&fps[0].grouped()), Ok(fps[0]));
+    let colons: Vec<String> = hex
+        .as_bytes()
+        .chunks(2)
+        .map(|c| String::from_utf8_lossy(c).into())
+        .collect();
+    assert_eq!(registry.resolve(&colons.join(":")), Ok(fps[0]));
+    // Too short, not hex, too long.
+    for bad in ["abc", "zzzz", &format!("{hex}00")] {
+        assert!(
+            matches!(registry.resolve(bad), Err(ResolveError::Invalid(_))),
+            "{bad}"
+        );
+    }
+    // No device.
+    let absent = (0..=0xffffu32)
+        .map(|n| format!("{n:04x}"))
+        .find(|p| fps.iter().all(|f| !f.to_hex().starts_with(p)))
+        .unwrap();
+    assert_eq!(
+        registry.resolve(&absent),
+        Err(ResolveError::Unknown(absent.clone()))
+    );
+    // Two devices sharing a 4-digit prefix: draw certificates until two
+    // collide (about 320 draws, by the birthday bound on 65,536 prefixes).
+    let mut seen: HashMap<String, Identity> = HashMap::new();
+    let (a, b) = loop {
+        let id = Identity::generate_p256("twin").unwrap();
+        let key = id.fingerprint().to_hex()[..4].to_owned();
+        if let Some(first) = seen.remove(&key) {
+            break (first, id);
+        }
+        seen.insert(key, id);
+    };
+    for id in [&a, &b] {
+        let twin = Device::from_der(
+            id.cert_der(),
+            Kind::Native,
+            DisplayName::sanitize_or("twin", "twin"),
+            Via::Pin,
+            1_700_000_000,
+        )
+        .unwrap();
+        registry.upsert(twin).unwrap();
+    }
+    let shared = a.fingerprint().to_hex()[..4].to_owned();
+    assert_eq!(
+        registry.resolve(&shared),
+        Err(ResolveError::Ambiguous {
+            prefix: shared.clone(),
+            count: 2 + fps
+                .iter()
+                .filter(|f| f.to_hex().starts_with(&shared))
+                .count(),
+        })
+    );
+    assert_eq!(
+        registry.resolve(&a.fingerprint().to_hex()),
+        Ok(a.fingerprint())
+    );
+}

@@ -1,0 +1,356 @@
+//! The control socket: how `punktfunk devices …` on the host machine reaches
+//! a running `serve`, so that a revocation takes effect in the host at once
+//! (its native sessions end, Moonlight gets "not paired"), exactly as a
+//! console Remove does.
+//!
+//! `serve` listens on `control.sock` in its state dir (0600, in a 0700 dir)
+//! and answers only peers with its own user ID or root (`SO_PEERCRED`): who
+//! may read the state dir may administer the host, no password involved, as
+//! with Syncthing's CLI over its config dir. One request line of JSON, one
+//! reply line:
+//!
+//! ```text
+//! {"op":"list"}                                    → {"ok":[{device row}…]}
+//! {"op":"revoke","device":"PREFIX"}                → {"ok":{device row}}
+//! {"op":"rename","device":"PREFIX","label":"TV"}   → {"ok":{device row}}
+//!                                                     {"error":{"code","message"}}
+//! ```
+//!
+//! When no host runs, the CLI takes the state dir's lock and runs the same
+//! [`apply`] on the files directly.
+
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use punktfunk_certs::audit::rfc3339;
+use punktfunk_certs::{
+    Actor, Device, Fingerprint, Kind, Label, RegistryError, ResolveError, Trust, TrustError, Via,
+};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{watch, Semaphore};
+
+/// The socket's file name in the state dir.
+pub(crate) const SOCKET_FILE: &str = "control.sock";
+/// Longest request line.
+pub(crate) const MAX_REQUEST: usize = 64 * 1024;
+/// Time a client gets to send its request, and to take the reply.
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections served at once; more are told the host is busy.
+const MAX_CONNECTIONS: usize = 4;
+
+/// What the CLI asks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub(crate) enum Request {
+    /// Every paired device.
+    List,
+    /// Remove the device with this fingerprint (or unique prefix).
+    Revoke {
+        /// Fingerprint or unique prefix.
+        device: String,
+    },
+    /// Set (or, with `None` or an empty label, clear) a device's label.
+    Rename {
+        /// Fingerprint or unique prefix.
+        device: String,
+        /// The new label.
+        label: Option<String>,
+    },
+}
+
+/// The answer: `{"ok": …}` or `{"error": {…}}`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Reply {
+    Ok(serde_json::Value),
+    Error(OpError),
+}
+
+/// Why a request was refused, with words for the person at the terminal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub(crate) struct OpError {
+    /// `invalid`, `unknown_device`, `ambiguous`, `bad_request`, `too_large`,
+    /// `timeout`, `busy`, `not_recorded` or `internal`.
+    pub(crate) code: String,
+    /// What went wrong and what to do.
+    pub(crate) message: String,
+}
+
+impl OpError {
+    fn new(code: &str, message: impl Into<String>) -> Self {
+        Self {
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ResolveError> for OpError {
+    fn from(e: ResolveError) -> Self {
+        let code = match e {
+            ResolveError::Invalid(_) => "invalid",
+            ResolveError::Unknown(_) => "unknown_device",
+            ResolveError::Ambiguous { .. } => "ambiguous",
+        };
+        Self::new(code, e.to_string())
+    }
+}
+
+impl From<TrustError> for OpError {
+    fn from(e: TrustError) -> Self {
+        let code = match &e {
+            TrustError::Registry(RegistryError::NotFound(_)) => "unknown_device",
+            TrustError::Audit(_) => "not_recorded",
+            _ => "internal",
+        };
+        Self::new(code, e.to_string())
+    }
+}
+
+/// A device as the CLI shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct DeviceRow {
+    pub(crate) fingerprint: Fingerprint,
+    pub(crate) kind: Kind,
+    pub(crate) name: String,
+    pub(crate) label: Option<String>,
+    /// RFC 3339, UTC.
+    pub(crate) paired: String,
+    /// RFC 3339, UTC.
+    pub(crate) last_seen: Option<String>,
+    pub(crate) via: Via,
+}
+
+impl From<&Device> for DeviceRow {
+    fn from(d: &Device) -> Self {
+        Self {
+            fingerprint: d.fingerprint,
+            kind: d.kind,
+            name: d.name.as_str().to_owned(),
+            label: d.label.as_ref().map(|l| l.as_str().to_owned()),
+            paired: rfc3339(d.paired_at),
+            last_seen: d.last_seen.map(rfc3339),
+            via: d.via,
+        }
+    }
+}
+
+/// Carries a request out against `trust`, as the CLI. Blocks (fsync).
+pub(crate) fn apply(trust: &Trust, request: Request) -> Result<serde_json::Value, OpError> {
+    let row = |d: &Device| serde_json::to_value(DeviceRow::from(d));
+    let value = match request {
+        Request::List => {
+            let rows: Vec<DeviceRow> = trust
+                .registry()
+                .list()
+                .iter()
+                .map(|d| DeviceRow::from(d.as_ref()))
+                .collect();
+            serde_json::to_value(rows)
+        }
+        Request::Revoke { device } => {
+            let fp = trust.registry().resolve(&device)?;
+            row(&trust.revoke(&fp, Actor::cli())?)
+        }
+        Request::Rename { device, label } => {
+            let fp = trust.registry().resolve(&device)?;
+            let label = match label.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(raw) => {
+                    Label::parse(raw).map_err(|e| OpError::new("invalid", e.to_string()))?
+                }
+            };
+            row(&trust.rename(&fp, label, Actor::cli())?)
+        }
+    };
+    value.map_err(|e| OpError::new("internal", e.to_string()))
+}
+
+/// Binds `control.sock` in `state_dir` (whose lock the caller holds, so any
+/// socket file there is a stale one), private to this user.
+pub(crate) fn bind(state_dir: &Path) -> anyhow::Result<(UnixListener, PathBuf)> {
+    let path = state_dir.join(SOCKET_FILE);
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("cannot remove the stale {}", path.display()))
+        }
+        _ => {}
+    }
+    let listener = UnixListener::bind(&path)
+        .with_context(|| format!("cannot listen on {}", path.display()))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot make {} private", path.display()))?;
+    Ok((listener, path))
+}
+
+/// Serves the socket until `stop` turns true, then removes it.
+pub(crate) async fn run(
+    listener: UnixListener,
+    path: PathBuf,
+    trust: Arc<Trust>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let me = rustix::process::geteuid().as_raw();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let uid = stream.peer_cred().map(|c| c.uid()).ok();
+                if uid != Some(me) && uid != Some(0) {
+                    tracing::warn!(?uid, "control: refused a peer that is neither this user nor root");
+                    continue;
+                }
+                let trust = trust.clone();
+                match slots.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        tokio::spawn(async move {
+                            serve_one(stream, trust).await;
+                            drop(permit);
+                        });
+                    }
+                    Err(_) => {
+                        tokio::spawn(answer(stream, Reply::Error(OpError::new(
+                            "busy",
+                            "the host is answering other commands; try again",
+                        ))));
+                    }
+                }
+            }
+            _ = stop.wait_for(|s| *s) => break,
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
+async fn serve_one(stream: UnixStream, trust: Arc<Trust>) {
+    let (read, write) = stream.into_split();
+    let mut line = Vec::new();
+    let mut reader = BufReader::new(read).take(MAX_REQUEST as u64 + 1);
+    let read = tokio::time::timeout(IO_TIMEOUT, reader.read_until(b'\n', &mut line)).await;
+    let reply = match read {
+        Err(_) => Reply::Error(OpError::new(
+            "timeout",
+            "no complete request line within 5 s",
+        )),
+        Ok(Err(_)) => return,
+        Ok(Ok(_)) if line.len() > MAX_REQUEST => Reply::Error(OpError::new(
+            "too_large",
+            format!("a request is at most {MAX_REQUEST} bytes"),
+        )),
+        Ok(Ok(_)) => match serde_json::from_slice::<Request>(&line) {
+            Err(e) => Reply::Error(OpError::new("bad_request", e.to_string())),
+            Ok(request) => {
+                tracing::info!(?request, "control: request from the CLI");
+                match tokio::task::spawn_blocking(move || apply(&trust, request)).await {
+                    Ok(Ok(value)) => Reply::Ok(value),
+                    Ok(Err(e)) => Reply::Error(e),
+                    Err(e) => Reply::Error(OpError::new("internal", e.to_string())),
+                }
+            }
+        },
+    };
+    let mut stream = write;
+    let mut bytes = serde_json::to_vec(&reply).unwrap_or_default();
+    bytes.push(b'\n');
+    let _ = tokio::time::timeout(IO_TIMEOUT, stream.write_all(&bytes)).await;
+}
+
+async fn answer(mut stream: UnixStream, reply: Reply) {
+    let mut bytes = serde_json::to_vec(&reply).unwrap_or_default();
+    bytes.push(b'\n');
+    let _ = tokio::time::timeout(IO_TIMEOUT, stream.write_all(&bytes)).await;
+}
+
+/// What asking a running host gave.
+pub(crate) enum Asked {
+    /// The host answered.
+    Answered(Result<serde_json::Value, OpError>),
+    /// No host listens on the state dir.
+    NoHost,
+}
+
+/// Asks the host running on `state_dir`, blocking.
+pub(crate) fn ask(state_dir: &Path, request: &Request) -> io::Result<Asked> {
+    use std::io::{BufRead, Read, Write};
+    let path = state_dir.join(SOCKET_FILE);
+    let mut stream = match std::os::unix::net::UnixStream::connect(&path) {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Ok(Asked::NoHost)
+        }
+        Err(e) => return Err(e),
+    };
+    // A revocation fsyncs twice (registry, audit trail): generous.
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    let mut line = serde_json::to_vec(request).map_err(io::Error::other)?;
+    line.push(b'\n');
+    stream.write_all(&line)?;
+    let mut reply = Vec::new();
+    // A list of many thousands of devices is a few MiB.
+    std::io::BufReader::new(stream)
+        .take(256 * 1024 * 1024)
+        .read_until(b'\n', &mut reply)?;
+    match serde_json::from_slice::<Reply>(&reply) {
+        Ok(Reply::Ok(v)) => Ok(Asked::Answered(Ok(v))),
+        Ok(Reply::Error(e)) => Ok(Asked::Answered(Err(e))),
+        Err(e) => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("the host's answer is not understood: {e}"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_parse_strictly() {
+        let parse = |s: &str| serde_json::from_str::<Request>(s);
+        assert_eq!(parse(r#"{"op":"list"}"#).unwrap(), Request::List);
+        assert_eq!(
+            parse(r#"{"op":"revoke","device":"ab12"}"#).unwrap(),
+            Request::Revoke {
+                device: "ab12".into()
+            }
+        );
+        assert_eq!(
+            parse(r#"{"op":"rename","device":"ab12","label":null}"#).unwrap(),
+            Request::Rename {
+                device: "ab12".into(),
+                label: None
+            }
+        );
+        for bad in [
+            r#"{"op":"drop_tables"}"#,
+            r#"{"op":"revoke"}"#,
+            r#"{"op":"list","extra":1}"#,
+            r#"[]"#,
+            "",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn replies_are_ok_or_error_objects() {
+        let ok = serde_json::to_string(&Reply::Ok(serde_json::json!([]))).unwrap();
+        assert_eq!(ok, r#"{"ok":[]}"#);
+        let err = serde_json::to_string(&Reply::Error(OpError::new("busy", "later"))).unwrap();
+        assert_eq!(err, r#"{"error":{"code":"busy","message":"later"}}"#);
+    }
+}

@@ -1,0 +1,368 @@
+//! `punktfunk devices …` and `punktfunk audit` against the real binary:
+//! with a host running (through its control socket, taking effect in it at
+//! once) and without one (on the files, under the state dir's lock).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::moonlight::{self, Device, Door};
+use common::raw_native::{self, Raw};
+use common::{Console, Host, BIN};
+use punktfunk_certs::{Identity, Registry};
+use serde_json::{json, Value};
+
+fn cli(state_dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .arg("--state-dir")
+        .arg(state_dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn err(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn list(state_dir: &Path) -> Vec<Value> {
+    let out = ok(&cli(state_dir, &["devices", "list", "--json"]));
+    serde_json::from_str::<Value>(&out)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn trail(state_dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(state_dir.join("audit.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A native device that knocked and was approved in the console, its
+/// session still open.
+fn approved_session(host: &Host, console: &Console, src: &str, name: &str) -> (Raw, Identity) {
+    let (mut raw, id, answer) = raw_native::knock(src, raw_native::addr(host), name);
+    assert_eq!(answer["status"], "approval_pending", "{answer}");
+    let fp = id.fingerprint().to_string();
+    let pending = moonlight::pending(console, &fp);
+    let (status, body) = console.send(
+        "POST",
+        &format!("/api/pending/{}/approve", pending["id"].as_str().unwrap()),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(raw.recv().unwrap()["outcome"], "approved");
+    (raw, id)
+}
+
+#[test]
+fn while_the_host_runs_the_cli_lists_renames_and_revokes_and_the_session_ends_at_once() {
+    let host = Host::start(&["--native"]);
+    let console = Console::login(&host);
+    let door = Door::of(&host);
+    let (mut tv, tv_id) = approved_session(&host, &console, "127.0.0.7", "Living Room TV");
+    let tv_fp = tv_id.fingerprint().to_string();
+    let deck = Device::new();
+    moonlight::pair(&console, door, &deck);
+
+    // The socket is private.
+    let socket = host.state_dir.join("control.sock");
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    let devices = list(&host.state_dir);
+    assert_eq!(devices.len(), 2, "{devices:?}");
+    let tv_row = devices
+        .iter()
+        .find(|d| d["fingerprint"] == tv_fp.as_str())
+        .unwrap();
+    assert_eq!(tv_row["kind"], "native");
+    assert_eq!(tv_row["via"], "approval");
+    assert_eq!(tv_row["name"], "Living Room TV");
+    assert!(tv_row["paired"].as_str().unwrap().ends_with('Z'));
+    let table = ok(&cli(&host.state_dir, &["devices", "list"]));
+    assert!(table.starts_with("FINGERPRINT"), "{table}");
+    assert!(
+        table.contains(&tv_fp[..16]) && table.contains("Living Room TV"),
+        "{table}"
+    );
+
+    // Rename by a prefix, in grouped upper case as the console shows it.
+    let prefix = tv_id.fingerprint().grouped()[..14].to_owned();
+    let out = ok(&cli(
+        &host.state_dir,
+        &["devices", "rename", &prefix, "Den TV"],
+    ));
+    assert!(out.contains("Den TV"), "{out}");
+    let shown = moonlight::device(&console, &tv_fp).unwrap();
+    assert_eq!(
+        shown["label"], "Den TV",
+        "the running host has the new label"
+    );
+
+    // Revoke: the open session hears `revoked` at once and ends.
+    let started = Instant::now();
+    let out = ok(&cli(&host.state_dir, &["devices", "revoke", &tv_fp[..12]]));
+    assert!(out.starts_with(&format!("revoked {tv_fp}")), "{out}");
+    let last = tv.recv().expect("the host closed without a word");
+    assert_eq!(last["code"], "revoked", "{last}");
+    assert!(tv.recv().is_none(), "the session is closed");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(moonlight::device(&console, &tv_fp).is_none());
+
+    // Moonlight: "not paired" (GFE's 401) on its next request.
+    assert_eq!(deck.pair_status(door).as_deref(), Some("1"));
+    ok(&cli(
+        &host.state_dir,
+        &["devices", "revoke", &deck.fingerprint],
+    ));
+    assert_eq!(deck.https(door, "serverinfo")["status_code"], "401");
+
+    // Recorded as the CLI's doing.
+    let records = trail(&host.state_dir);
+    let by_cli: Vec<(&str, &str)> = records
+        .iter()
+        .filter(|r| r["door"] == "cli")
+        .map(|r| {
+            (
+                r["event"].as_str().unwrap(),
+                r["device"]["fingerprint"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        by_cli,
+        [
+            ("renamed", tv_fp.as_str()),
+            ("revoked", tv_fp.as_str()),
+            ("revoked", deck.fingerprint.as_str())
+        ]
+    );
+}
+
+#[test]
+fn with_no_host_running_the_cli_changes_the_files_under_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let host = Host::start_in(&state, &["--native"]);
+    let console = Console::login(&host);
+    let (_tv, tv_id) = approved_session(&host, &console, "127.0.0.8", "TV");
+    let (_pad, pad_id) = approved_session(&host, &console, "127.0.0.9", "Pad");
+    assert!(host.stop().success());
+    assert!(
+        !state.join("control.sock").exists(),
+        "the host removes its socket"
+    );
+
+    let tv_fp = tv_id.fingerprint().to_string();
+    assert_eq!(list(&state).len(), 2);
+    ok(&cli(&state, &["devices", "rename", &tv_fp[..8], "Kitchen"]));
+    ok(&cli(
+        &state,
+        &["devices", "revoke", &pad_id.fingerprint().to_string()[..8]],
+    ));
+    let devices = list(&state);
+    assert_eq!(devices.len(), 1);
+    assert_eq!(devices[0]["label"], "Kitchen");
+    // An empty label clears it.
+    ok(&cli(&state, &["devices", "rename", &tv_fp[..8], ""]));
+    assert_eq!(list(&state)[0]["label"], Value::Null);
+    let records = trail(&state);
+    let tail: Vec<_> = records[records.len() - 3..]
+        .iter()
+        .map(|r| (r["event"].as_str().unwrap(), r["door"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        tail,
+        [("renamed", "cli"), ("revoked", "cli"), ("renamed", "cli")]
+    );
+
+    // The host starts again on what the CLI wrote.
+    let _host = Host::start_in(&state, &["--native"]);
+    let out = ok(&cli(&state, &["devices", "list", "--json"]));
+    assert!(out.contains(&tv_fp), "{out}");
+}
+
+#[test]
+fn unknown_ambiguous_and_malformed_prefixes_and_a_missing_state_dir_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    // Two devices whose fingerprints share their first four digits.
+    let registry = Registry::open(
+        &state.join("trust.json"),
+        tokio::sync::broadcast::channel(4).0,
+    )
+    .unwrap();
+    let mut seen = std::collections::HashMap::new();
+    let (a, b) = loop {
+        let id = Identity::generate_p256("twin").unwrap();
+        let key = id.fingerprint().to_hex()[..4].to_owned();
+        if let Some(first) = seen.remove(&key) {
+            break (first, id);
+        }
+        seen.insert(key, id);
+    };
+    for id in [&a, &b] {
+        registry
+            .upsert(
+                punktfunk_certs::Device::from_der(
+                    id.cert_der(),
+                    punktfunk_certs::Kind::Native,
+                    punktfunk_certs::DisplayName::sanitize_or("twin", "twin"),
+                    punktfunk_certs::Via::Pin,
+                    1_800_000_000,
+                )
+                .unwrap(),
+            )
+            .unwrap();
+    }
+    drop(registry);
+    let shared = &a.fingerprint().to_hex()[..4];
+    let e = err(&cli(&state, &["devices", "revoke", shared]));
+    assert!(
+        e.contains(&format!("{shared} matches 2 devices; give more digits")),
+        "{e}"
+    );
+    let absent = (0..=0xffffu32)
+        .map(|n| format!("{n:04x}"))
+        .find(|p| {
+            !a.fingerprint().to_hex().starts_with(p) && !b.fingerprint().to_hex().starts_with(p)
+        })
+        .unwrap();
+    let e = err(&cli(&state, &["devices", "revoke", &absent]));
+    assert!(
+        e.contains("no paired device has a fingerprint starting with"),
+        "{e}"
+    );
+    let e = err(&cli(&state, &["devices", "rename", "xyz!", "TV"]));
+    assert!(e.contains("is not a fingerprint or a prefix of one"), "{e}");
+    let e = err(&cli(
+        &state,
+        &[
+            "devices",
+            "rename",
+            &a.fingerprint().to_hex(),
+            &"x".repeat(65),
+        ],
+    ));
+    assert!(e.contains("64"), "{e}");
+    assert_eq!(list(&state).len(), 2, "nothing changed");
+
+    let missing = dir.path().join("nowhere");
+    for args in [&["devices", "list"][..], &["audit"][..]] {
+        let e = err(&cli(&missing, args));
+        assert!(e.contains("no state dir at"), "{e}");
+    }
+    assert!(!missing.exists(), "the CLI does not create a state dir");
+}
+
+#[test]
+fn audit_prints_the_newest_records_and_follows_new_ones() {
+    let host = Host::start(&[]);
+    let console = Console::login(&host);
+    for _ in 0..3 {
+        let (status, _) = console.send("POST", "/api/pairing/arm", None);
+        assert_eq!(status, 200);
+    }
+    let out = ok(&cli(&host.state_dir, &["audit", "--json", "--limit", "3"]));
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let events: Vec<&str> = lines.iter().map(|r| r["event"].as_str().unwrap()).collect();
+    assert_eq!(events, ["pairing_armed", "pairing_armed", "pairing_armed"]);
+    assert!(lines
+        .windows(2)
+        .all(|w| w[0]["seq"].as_u64() < w[1]["seq"].as_u64()));
+    let human = ok(&cli(&host.state_dir, &["audit"]));
+    assert!(
+        human
+            .lines()
+            .next()
+            .unwrap()
+            .contains("host_identity_created  host  ok"),
+        "{human}"
+    );
+    assert!(
+        human.contains("login  console  ok from 127.0.0.1"),
+        "{human}"
+    );
+
+    // --follow: a record written after it started is printed.
+    let mut follow = Command::new(BIN)
+        .args(["audit", "--follow", "--json", "--limit", "0", "--state-dir"])
+        .arg(&host.state_dir)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    let (status, _) = console.send("POST", "/api/pairing/disarm", None);
+    assert_eq!(status, 200);
+    let line = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("--follow printed nothing");
+    let _ = follow.kill();
+    let _ = follow.wait();
+    let record: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(record["event"], "pairing_disarmed");
+}
+
+#[test]
+fn the_control_socket_answers_bad_requests_with_errors_not_hangs() {
+    let host = Host::start(&[]);
+    let socket = host.state_dir.join("control.sock");
+    let ask = |bytes: &[u8]| {
+        let mut s = UnixStream::connect(&socket).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = s.write_all(bytes);
+        let mut reply = String::new();
+        let _ = s.read_to_string(&mut reply);
+        serde_json::from_str::<Value>(reply.trim()).unwrap_or(Value::Null)
+    };
+    // Over 64 KiB with no newline.
+    let reply = ask(&vec![b'a'; 70 * 1024]);
+    assert_eq!(reply["error"]["code"], "too_large", "{reply}");
+    let reply = ask(b"{\"op\":\"drop\"}\n");
+    assert_eq!(reply["error"]["code"], "bad_request", "{reply}");
+    let reply = ask(b"{\"op\":\"list\"}\n");
+    assert_eq!(reply, json!({"ok": []}));
+    // A client that sends nothing is cut off after 5 s with an error.
+    let started = Instant::now();
+    let reply = ask(b"");
+    assert_eq!(reply["error"]["code"], "timeout", "{reply}");
+    assert!(started.elapsed() < Duration::from_secs(9));
+}
