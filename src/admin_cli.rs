@@ -159,7 +159,7 @@ pub(crate) fn devices(command: DevicesCommand) -> Result<ExitCode, AdminError> {
     match command {
         DevicesCommand::List { json, state } => {
             let dir = existing_dir(&state)?;
-            let list = perform(&dir, Request::List)?;
+            let list = perform(&dir, Request::List {})?;
             if json {
                 println!(
                     "{}",

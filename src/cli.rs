@@ -75,52 +75,108 @@ impl StateDirArg {
     }
 }
 
+/// `serve`'s flags. Each overrides the settings file's key of the same name
+/// (see `crate::config`); the defaults apply when neither gives a value.
 #[derive(Debug, Args)]
 struct ServeArgs {
+    /// Settings file [default: /etc/punktfunk/punktfunk.toml if it exists,
+    /// else punktfunk.toml in the state dir if it exists].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Also run the native endpoint for the punktfunk app.
     #[arg(long)]
     native: bool,
     /// DANGER: let unknown native devices in without pairing. Only for a
     /// fully trusted single-user network.
-    #[arg(long, requires = "native")]
+    #[arg(long)]
     open: bool,
     #[command(flatten)]
     state: StateDirArg,
-    /// Address to listen on.
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0")]
-    bind: IpAddr,
-    /// GameStream HTTP port.
-    #[arg(long, default_value_t = 47989)]
-    http_port: u16,
-    /// GameStream HTTPS port.
-    #[arg(long, default_value_t = 47984)]
-    https_port: u16,
-    /// Web console (HTTPS) port.
-    #[arg(long, default_value_t = 47990)]
-    console_port: u16,
-    /// Native endpoint (TLS) port.
-    #[arg(long, default_value_t = 47991)]
-    native_port: u16,
+    /// Address to listen on [default: every address, IPv4 and IPv6 (`::`);
+    /// `0.0.0.0` on a machine without IPv6].
+    #[arg(long, value_name = "ADDR")]
+    bind: Option<IpAddr>,
+    /// GameStream HTTP port [default: 47989].
+    #[arg(long, value_name = "PORT")]
+    http_port: Option<u16>,
+    /// GameStream HTTPS port [default: 47984].
+    #[arg(long, value_name = "PORT")]
+    https_port: Option<u16>,
+    /// Web console (HTTPS) port [default: 47990].
+    #[arg(long, value_name = "PORT")]
+    console_port: Option<u16>,
+    /// Native endpoint (TLS) port [default: 47991].
+    #[arg(long, value_name = "PORT")]
+    native_port: Option<u16>,
     /// Do not announce the host on mDNS.
     #[arg(long)]
     no_mdns: bool,
+}
+
+impl ServeArgs {
+    /// Flags over the settings file over the defaults.
+    fn into_config(self) -> anyhow::Result<ServeConfig> {
+        let flag_dir = self.state.state_dir.clone();
+        let file = crate::config::locate(
+            self.config.as_deref(),
+            flag_dir
+                .clone()
+                .or_else(punktfunk_certs::StateDir::default_path)
+                .as_deref(),
+        )?;
+        let settings = match &file {
+            Some(path) => crate::config::load(path)?,
+            None => crate::config::FileSettings::default(),
+        };
+        let native = self.native || settings.native.unwrap_or(false);
+        let open = self.open || settings.open.unwrap_or(false);
+        if open && !native {
+            bail!("open mode (--open, or open = true) needs the native endpoint: add --native (or native = true)");
+        }
+        let state_dir = match flag_dir.or(settings.state_dir) {
+            Some(d) => d,
+            None => crate::startup::state_dir_or_default(None)?,
+        };
+        Ok(ServeConfig {
+            state_dir,
+            bind: self.bind.or(settings.bind),
+            http_port: self.http_port.or(settings.http_port).unwrap_or(47989),
+            https_port: self.https_port.or(settings.https_port).unwrap_or(47984),
+            console_port: self.console_port.or(settings.console_port).unwrap_or(47990),
+            native_port: native.then(|| {
+                self.native_port
+                    .or(settings.native_port)
+                    .unwrap_or(punktfunk_native::DEFAULT_PORT)
+            }),
+            open,
+            mdns: !self.no_mdns && settings.mdns.unwrap_or(true),
+            config_file: file,
+        })
+    }
+}
+
+/// Root setting the password of a service's state dir (owned by the
+/// service user) must not leave a file the service cannot read: it takes
+/// the dir's owner.
+fn give_to_dir_owner(dir: &std::path::Path, file: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if !rustix::process::geteuid().is_root() {
+        return Ok(());
+    }
+    let meta = std::fs::metadata(dir)?;
+    if meta.uid() == 0 {
+        return Ok(());
+    }
+    let path = dir.join(file);
+    std::os::unix::fs::chown(&path, Some(meta.uid()), Some(meta.gid()))
+        .with_context(|| format!("cannot give {} to the state dir's owner", path.display()))
 }
 
 /// Runs a parsed command line.
 pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => {
-            let config = ServeConfig {
-                state_dir: args.state.resolve()?,
-                bind: args.bind,
-                http_port: args.http_port,
-                https_port: args.https_port,
-                console_port: args.console_port,
-                native_port: args.native.then_some(args.native_port),
-                open: args.open,
-                mdns: !args.no_mdns,
-            };
-            host::serve(config)?;
+            host::serve(args.into_config()?)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Fingerprint { state } => {
@@ -162,6 +218,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create state dir {}", dir.display()))?;
             PasswordFile::new(&dir).set(password)?;
+            give_to_dir_owner(&dir, crate::startup::PASSWORD_FILE)?;
             eprintln!("console password set in {}", dir.display());
             Ok(ExitCode::SUCCESS)
         }

@@ -49,7 +49,7 @@ const MAX_CONNECTIONS: usize = 4;
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub(crate) enum Request {
     /// Every paired device.
-    List,
+    List {},
     /// Remove the device with this fingerprint (or unique prefix).
     Revoke {
         /// Fingerprint or unique prefix.
@@ -146,7 +146,7 @@ impl From<&Device> for DeviceRow {
 pub(crate) fn apply(trust: &Trust, request: Request) -> Result<serde_json::Value, OpError> {
     let row = |d: &Device| serde_json::to_value(DeviceRow::from(d));
     let value = match request {
-        Request::List => {
+        Request::List {} => {
             let rows: Vec<DeviceRow> = trust
                 .registry()
                 .list()
@@ -321,7 +321,7 @@ mod tests {
     #[test]
     fn requests_parse_strictly() {
         let parse = |s: &str| serde_json::from_str::<Request>(s);
-        assert_eq!(parse(r#"{"op":"list"}"#).unwrap(), Request::List);
+        assert_eq!(parse(r#"{"op":"list"}"#).unwrap(), Request::List {});
         assert_eq!(
             parse(r#"{"op":"revoke","device":"ab12"}"#).unwrap(),
             Request::Revoke {

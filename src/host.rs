@@ -22,7 +22,8 @@ use crate::startup::{self, HostState};
 #[derive(Debug, Clone)]
 pub(crate) struct ServeConfig {
     pub(crate) state_dir: PathBuf,
-    pub(crate) bind: IpAddr,
+    /// `None`: dual-stack `::`, or `0.0.0.0` without IPv6 (decided at start).
+    pub(crate) bind: Option<IpAddr>,
     pub(crate) http_port: u16,
     pub(crate) https_port: u16,
     pub(crate) console_port: u16,
@@ -31,11 +32,28 @@ pub(crate) struct ServeConfig {
     /// `--open`: DANGER, unknown native devices are let in.
     pub(crate) open: bool,
     pub(crate) mdns: bool,
+    /// The settings file read, if any.
+    pub(crate) config_file: Option<PathBuf>,
+}
+
+impl ServeConfig {
+    /// The address every door listens on.
+    pub(crate) fn bind(&self) -> IpAddr {
+        self.bind
+            .unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED))
+    }
 }
 
 /// Runs the host until a signal asks it to stop.
 pub(crate) fn serve(config: ServeConfig) -> anyhow::Result<()> {
     startup::init_logging();
+    if let Some(file) = &config.config_file {
+        tracing::info!("settings from {}", file.display());
+    }
+    let config = ServeConfig {
+        bind: Some(config.bind.unwrap_or_else(crate::net::default_bind)),
+        ..config
+    };
     // Every connection is a descriptor; the common soft limit of 1024 would
     // let a connection flood starve the registry's own file writes.
     match rlimit::increase_nofile_limit(u64::MAX) {
@@ -112,13 +130,18 @@ async fn run(
     // Open event streams would otherwise hold a stop for 30 s.
     .shutdown_timeout(2)
     .client_request_timeout(Duration::from_secs(10))
-    .bind_openssl(SocketAddr::new(config.bind, config.console_port), tls)
-    .with_context(|| {
-        format!(
-            "cannot listen on {}:{} (console)",
-            config.bind, config.console_port
-        )
-    })?;
+    .listen_openssl(
+        crate::net::listen(SocketAddr::new(config.bind(), config.console_port)).with_context(
+            || {
+                format!(
+                    "cannot listen on {} (console)",
+                    SocketAddr::new(config.bind(), config.console_port)
+                )
+            },
+        )?,
+        tls,
+    )
+    .context("cannot start the console")?;
     for addr in console_server.addrs() {
         shared.announce("console", "https", addr);
     }
@@ -147,6 +170,7 @@ async fn run(
                 .native_port
                 .map(|p| (shared.bound("native").unwrap_or(p), !config.open)),
             fingerprint: shared.host.identity.fingerprint(),
+            bind: config.bind(),
         };
         match crate::mdns::Mdns::start(&announce) {
             Ok(m) => Some(m),
@@ -160,7 +184,8 @@ async fn run(
     };
 
     let _ = reach_state.reach.set(console::links::Reach {
-        bind: config.bind,
+        bind: config.bind(),
+        console: shared.bound("console").unwrap_or(config.console_port),
         gamestream_http: shared.bound("gamestream-http").unwrap_or(config.http_port),
         native: config
             .native_port
@@ -168,6 +193,7 @@ async fn run(
     });
 
     let ticker = startup::spawn_expiry_ticker(trust.clone());
+    print_where_to_open(&shared, &reach_state);
 
     // Tests and scripts wait for this line: every listener is up.
     println!("ready");
@@ -178,6 +204,29 @@ async fn run(
         door.stop().await;
     }
     Ok(())
+}
+
+/// Tells the person who started the host where to open the console from
+/// another device (one URL per LAN address) and which fingerprint the
+/// browser's certificate warning should show.
+fn print_where_to_open(shared: &Shared, console: &ConsoleState) {
+    let urls = console
+        .reach
+        .get()
+        .map(|r| r.console_urls())
+        .unwrap_or_default();
+    let mut out = String::from("open the console from another device:\n");
+    for url in &urls {
+        out.push_str(&format!("  {url}\n"));
+    }
+    out.push_str(&format!(
+        "host fingerprint (your browser shows it for the certificate): {}\n",
+        shared.host.identity.fingerprint().grouped()
+    ));
+    print!("{out}");
+    for url in urls {
+        tracing::info!("console: {url}");
+    }
 }
 
 /// See `max_connection_rate` on the console server.
@@ -261,8 +310,8 @@ async fn start_gamestream(shared: &Shared) -> anyhow::Result<Door> {
     use punktfunk_gamestream::http as gamestream;
 
     let bind = |port: u16, what: &str| {
-        std::net::TcpListener::bind(SocketAddr::new(shared.config.bind, port))
-            .with_context(|| format!("cannot listen on {}:{port} ({what})", shared.config.bind))
+        let addr = SocketAddr::new(shared.config.bind(), port);
+        crate::net::listen(addr).with_context(|| format!("cannot listen on {addr} ({what})"))
     };
     let http = bind(shared.config.http_port, "GameStream HTTP")?;
     let https = bind(shared.config.https_port, "GameStream HTTPS")?;
@@ -320,12 +369,10 @@ async fn start_native(shared: &Shared) -> anyhow::Result<Door> {
         },
         max_connections: endpoint::DEFAULT_MAX_CONNECTIONS,
     };
-    let endpoint = Endpoint::bind(
-        SocketAddr::new(shared.config.bind, port),
-        &shared.host.identity,
-        config,
-    )
-    .await?;
+    let addr = SocketAddr::new(shared.config.bind(), port);
+    let listener =
+        crate::net::listen(addr).with_context(|| format!("cannot listen on {addr} (native)"))?;
+    let endpoint = Endpoint::from_listener(listener, &shared.host.identity, config)?;
     shared.announce("native", "tls", endpoint.local_addr()?);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     Ok(Door {

@@ -9,12 +9,14 @@ use clap::Parser;
 
 mod admin_cli;
 mod cli;
+mod config;
 mod console;
 mod control;
 mod host;
 mod lan;
 mod mdns;
 mod native_cli;
+mod net;
 mod startup;
 mod tls;
 

@@ -43,6 +43,9 @@ pub(crate) struct Announce {
     /// `Some((port, pairing_required))` with `--native`.
     pub(crate) native: Option<(u16, bool)>,
     pub(crate) fingerprint: Fingerprint,
+    /// Where the doors listen: IPv4 only (`0.0.0.0`) announces no IPv6
+    /// address a client could not reach.
+    pub(crate) bind: std::net::IpAddr,
 }
 
 /// Keeps the announcements alive; they are withdrawn on drop.
@@ -54,6 +57,11 @@ pub(crate) struct Mdns {
 impl Mdns {
     pub(crate) fn start(a: &Announce) -> anyhow::Result<Self> {
         let daemon = ServiceDaemon::new().context("cannot start mDNS")?;
+        if a.bind.is_ipv4() {
+            daemon
+                .disable_interface(mdns_sd::IfKind::IPv6)
+                .context("cannot limit mDNS to IPv4")?;
+        }
         let instance = instance_name(&a.host_name);
         let hostname = format!("{instance}.local.").replace(' ', "-");
         let mut names = Vec::new();

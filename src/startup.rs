@@ -134,7 +134,8 @@ pub(crate) fn spawn_expiry_ticker(trust: Arc<Trust>) -> tokio::task::JoinHandle<
 pub(crate) fn display_addr(addr: SocketAddr) -> String {
     match addr.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => format!("127.0.0.1:{}", addr.port()),
-        IpAddr::V6(ip) if ip.is_unspecified() => format!("[::1]:{}", addr.port()),
+        // Dual-stack: IPv4 loopback works there too, and on every machine.
+        IpAddr::V6(ip) if ip.is_unspecified() => format!("127.0.0.1:{}", addr.port()),
         _ => addr.to_string(),
     }
 }

@@ -10,6 +10,7 @@
 
 mod common;
 
+use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -86,10 +87,24 @@ fn the_installed_service_pairs_a_moonlight_client_and_keeps_it_across_a_restart(
         assert_eq!(owner_and_mode(&state.join(file)), (uid, 0o600), "{file}");
     }
 
-    // A restart: the identity, the device and the password are kept.
+    // The README's way to choose the password: as root, on the service's
+    // state dir; the file stays readable by the service.
+    let chosen = "a password for the living room";
+    let mut set = Command::new("/usr/bin/punktfunk")
+        .args(["console", "set-password", "--state-dir", STATE])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    set.stdin.take().unwrap().write_all(format!("{chosen}\n").as_bytes()).unwrap();
+    assert!(set.wait().unwrap().success());
+    assert_eq!(owner_and_mode(&state.join("console.passwd")), (uid, 0o600));
+
+    // A restart: the identity and the device are kept; the password is
+    // the one chosen, and none is shown.
     let mut again = Host::start_with(service_command(), state);
     assert!(again.password.is_none(), "the password is shown only once");
-    again.password = Some(password);
+    assert_ne!(password, chosen);
+    again.password = Some(chosen.to_owned());
     let console = Console::login(&again);
     assert!(moonlight::device(&console, &deck.fingerprint).is_some());
     assert_eq!(deck.pair_status(Door::of(&again)).as_deref(), Some("1"));

@@ -204,7 +204,33 @@ impl Endpoint {
         socket.set_reuseaddr(true).map_err(bind_err)?;
         socket.bind(addr).map_err(bind_err)?;
         let listener = socket.listen(128).map_err(bind_err)?;
-        Ok(Self {
+        Ok(Self::with_listener(listener, acceptor, identity, config))
+    }
+
+    /// Serves on a listener the caller bound (e.g. dual-stack `[::]`),
+    /// with TLS for the host `identity`.
+    pub fn from_listener(
+        listener: std::net::TcpListener,
+        identity: &Identity,
+        config: EndpointConfig,
+    ) -> Result<Self, EndpointError> {
+        let acceptor = acceptor(identity)?;
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let bind_err = |source| EndpointError::Bind { addr, source };
+        listener.set_nonblocking(true).map_err(bind_err)?;
+        let listener = TcpListener::from_std(listener).map_err(bind_err)?;
+        Ok(Self::with_listener(listener, acceptor, identity, config))
+    }
+
+    fn with_listener(
+        listener: TcpListener,
+        acceptor: SslAcceptor,
+        identity: &Identity,
+        config: EndpointConfig,
+    ) -> Self {
+        Self {
             listener,
             ctx: Arc::new(Ctx {
                 acceptor,
@@ -216,7 +242,7 @@ impl Endpoint {
                 connections: Arc::new(Semaphore::new(config.max_connections.max(1))),
                 before_hello: Mutex::default(),
             }),
-        })
+        }
     }
 
     /// The address actually bound (the port differs when asked for 0).

@@ -323,10 +323,17 @@ async fn audit_page(
 /// The host's name and fingerprint, before login: the login page shows the
 /// fingerprint so the user can check the self-signed certificate.
 async fn host(state: web::Data<ConsoleState>) -> HttpResponse {
+    // Read from the interfaces at each request: addresses change.
+    let urls = state
+        .reach
+        .get()
+        .map(|r| r.console_urls())
+        .unwrap_or_default();
     HttpResponse::Ok().json(json!({
         "name": state.host_name,
         "fingerprint": state.host_fingerprint,
         "fingerprint_grouped": state.host_fingerprint.grouped(),
+        "console_urls": urls,
     }))
 }
 

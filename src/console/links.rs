@@ -13,6 +13,8 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 pub(crate) struct Reach {
     /// The address the doors are bound to (maybe a wildcard).
     pub(crate) bind: IpAddr,
+    /// The console's port.
+    pub(crate) console: u16,
     /// GameStream plain-HTTP port (what Moonlight clients are given).
     pub(crate) gamestream_http: u16,
     /// The native port, with `--native`.
@@ -24,6 +26,14 @@ impl Reach {
     /// time, since a machine's addresses change (DHCP, Wi-Fi).
     pub(crate) fn addresses(&self) -> Vec<IpAddr> {
         crate::lan::link_addresses(self.bind)
+    }
+
+    /// `https://ADDR:PORT/` of the console for each of [`Reach::addresses`].
+    pub(crate) fn console_urls(&self) -> Vec<String> {
+        self.addresses()
+            .into_iter()
+            .map(|ip| format!("https://{}/", SocketAddr::new(ip, self.console)))
+            .collect()
     }
 }
 
