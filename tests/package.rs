@@ -95,7 +95,11 @@ fn the_installed_service_pairs_a_moonlight_client_and_keeps_it_across_a_restart(
         .stdin(Stdio::piped())
         .spawn()
         .unwrap();
-    set.stdin.take().unwrap().write_all(format!("{chosen}\n").as_bytes()).unwrap();
+    set.stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{chosen}\n").as_bytes())
+        .unwrap();
     assert!(set.wait().unwrap().success());
     assert_eq!(owner_and_mode(&state.join("console.passwd")), (uid, 0o600));
 
