@@ -77,7 +77,7 @@ pub(crate) enum Reply {
 #[error("{message}")]
 pub(crate) struct OpError {
     /// `invalid`, `unknown_device`, `ambiguous`, `bad_request`, `too_large`,
-    /// `timeout`, `busy`, `not_recorded` or `internal`.
+    /// `timeout`, `busy`, `forbidden`, `not_recorded` or `internal`.
     pub(crate) code: String,
     /// What went wrong and what to do.
     pub(crate) message: String,
@@ -206,6 +206,11 @@ pub(crate) async fn run(
                 let uid = stream.peer_cred().map(|c| c.uid()).ok();
                 if uid != Some(me) && uid != Some(0) {
                     tracing::warn!(?uid, "control: refused a peer that is neither this user nor root");
+                    let who = uid.map_or("a peer of unknown uid".to_owned(), |u| format!("uid {u}"));
+                    tokio::spawn(answer(stream, Reply::Error(OpError::new(
+                        "forbidden",
+                        format!("{who} may not control this host; run the command as the host's user or root"),
+                    ))));
                     continue;
                 }
                 let trust = trust.clone();

@@ -366,3 +366,52 @@ fn the_control_socket_answers_bad_requests_with_errors_not_hangs() {
     assert_eq!(reply["error"]["code"], "timeout", "{reply}");
     assert!(started.elapsed() < Duration::from_secs(9));
 }
+
+/// Runs the CLI as `nobody` (uid 65534); `None` unless these tests run as
+/// root (only root can switch users).
+fn as_nobody(state_dir: &Path, args: &[&str]) -> Option<Output> {
+    if !rustix::process::geteuid().is_root() || !Path::new("/usr/bin/setpriv").exists() {
+        eprintln!("skipped: needs root and setpriv to run the CLI as another user");
+        return None;
+    }
+    Some(
+        Command::new("/usr/bin/setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
+            .args(args)
+            .arg("--state-dir")
+            .arg(state_dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn another_user_is_refused_by_the_permissions_and_by_the_peer_check() {
+    let host = Host::start(&["--native"]);
+    let dir = host.state_dir.clone();
+    let Some(out) = as_nobody(&dir, &["devices", "list"]) else {
+        return;
+    };
+    let e = err(&out);
+    assert!(
+        e.contains(&format!(
+            "cannot open {}: permission denied; run this as the user that runs the host",
+            dir.display()
+        )),
+        "{e}"
+    );
+    let e = err(&as_nobody(&dir, &["audit"]).unwrap());
+    assert!(e.contains("permission denied"), "{e}");
+    // With the dir and the socket opened up by hand, the host still checks
+    // who is calling.
+    let mode =
+        |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    mode(dir.parent().unwrap(), 0o711);
+    mode(&dir, 0o711);
+    mode(&dir.join("control.sock"), 0o666);
+    let e = err(&as_nobody(&dir, &["devices", "list"]).unwrap());
+    assert!(e.contains("uid 65534 may not control this host"), "{e}");
+    // Root may.
+    assert!(ok(&cli(&dir, &["devices", "list", "--json"])).starts_with('['));
+}
