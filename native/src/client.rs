@@ -394,6 +394,20 @@ impl Client {
         self.known.get(addr)
     }
 
+    /// Every host on record, as `HOST:PORT` keys, in the file's order.
+    pub fn known_hosts(&self) -> Vec<(String, KnownHost)> {
+        self.known.entries.clone()
+    }
+
+    /// Forgets the fingerprint on record for `addr` (a reinstalled host,
+    /// a host given away); the next connect treats it as new. Whether it
+    /// was on record.
+    pub fn forget_host(&mut self, addr: &HostAddr) -> Result<bool, ClientError> {
+        self.known
+            .remove(addr)
+            .map_err(|reason| self.dir_error(reason))
+    }
+
     /// Runs only the TLS handshake and returns the host's fingerprint,
     /// sending nothing else: what a TOFU prompt shows. Checks the
     /// fingerprint on record if there is one.
@@ -1018,6 +1032,22 @@ impl KnownHosts {
         let mut entries = self.entries.clone();
         entries.retain(|(h, _)| *h != key);
         entries.push((key, host));
+        self.save(entries)
+    }
+
+    /// Forgets `addr`; whether it was on record.
+    fn remove(&mut self, addr: &HostAddr) -> Result<bool, String> {
+        let key = addr.to_string();
+        let mut entries = self.entries.clone();
+        entries.retain(|(h, _)| *h != key);
+        if entries.len() == self.entries.len() {
+            return Ok(false);
+        }
+        self.save(entries).map(|()| true)
+    }
+
+    /// Replaces the file with `entries`, durably, then keeps them.
+    fn save(&mut self, entries: Vec<(String, KnownHost)>) -> Result<(), String> {
         let mut text = format!(
             "# punktfunk known hosts: HOST:PORT SHA-256 fingerprint [{ACCEPTED_MARKER}]\n\
              # `{ACCEPTED_MARKER}`: you accepted the fingerprint, the host has not admitted this device yet\n"

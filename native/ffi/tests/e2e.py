@@ -1,0 +1,233 @@
+"""The punktfunk client library through its UniFFI bindings (the Python ones,
+generated from the same FFI layer the Swift app links), against the real
+`punktfunk serve --native`. Started by tests/python.rs, which generates the
+bindings and passes:
+
+    PF_BINDINGS  the directory with punktfunk_client.py and the library
+    PF_HOST_BIN  the punktfunk binary
+
+Only the standard library: the console is driven over its HTTPS JSON API.
+"""
+
+import json
+import os
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import urllib.request
+
+sys.path.insert(0, os.environ["PF_BINDINGS"])
+import punktfunk_client as pf  # noqa: E402
+
+HOST_BIN = os.environ["PF_HOST_BIN"]
+TIMEOUT_MS = 30_000
+
+
+class Host:
+    """A running `serve --native` on loopback with a fresh state dir."""
+
+    def __init__(self, state_dir=None, native_port=0):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.state_dir = state_dir or os.path.join(self.tmp.name, "state")
+        self.proc = subprocess.Popen(
+            [HOST_BIN, "serve", "--native", "--bind", "127.0.0.1", "--no-mdns",
+             "--http-port", "0", "--https-port", "0", "--console-port", "0",
+             "--native-port", str(native_port), "--state-dir", self.state_dir],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.password = None
+        deadline = time.time() + 60
+        while True:
+            line = self.proc.stdout.readline()
+            if not line or time.time() > deadline:
+                raise RuntimeError("the host did not start")
+            line = line.strip()
+            if "set-password`): " in line:
+                self.password = line.split("set-password`): ", 1)[1]
+            if line.startswith("console listening on "):
+                self.console = line[len("console listening on "):].rstrip("/")
+            if line.startswith("native listening on "):
+                self.native_port = int(line.rsplit(":", 1)[1].rstrip("/"))
+            if line == "ready":
+                break
+        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
+        self.cookie = None
+        self.csrf = None
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(20)
+
+    def api(self, method, path, body=None):
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.console + path, data=data, method=method)
+        req.add_header("Content-Type", "application/json")
+        if self.cookie:
+            req.add_header("Cookie", self.cookie)
+        if self.csrf:
+            req.add_header("X-CSRF-Token", self.csrf)
+        with urllib.request.urlopen(req, context=ctx, timeout=60) as resp:
+            cookie = resp.headers.get("Set-Cookie")
+            if cookie:
+                self.cookie = cookie.split(";", 1)[0]
+            text = resp.read().decode()
+            return json.loads(text) if text else None
+
+    def login(self):
+        self.csrf = self.api("POST", "/api/login", {"password": self.password})["csrf"]
+
+    def arm(self):
+        return self.api("POST", "/api/pairing/arm")["pin"]
+
+    def fingerprint(self):
+        return self.api("GET", "/api/host")["fingerprint"]
+
+    def pending(self, fingerprint):
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            for p in self.api("GET", "/api/pairing")["pending"]:
+                if p["fingerprint"] == fingerprint:
+                    return p
+            time.sleep(0.1)
+        raise AssertionError("no knock from " + fingerprint)
+
+    def devices(self):
+        return [d["fingerprint"] for d in self.api("GET", "/api/pairing")["devices"]]
+
+
+class ThroughFfi(unittest.TestCase):
+    def setUp(self):
+        self.host = Host()
+        self.host.login()
+        self.dirs = tempfile.TemporaryDirectory()
+
+    def tearDown(self):
+        self.host.stop()
+
+    def client(self, name):
+        return pf.Client(os.path.join(self.dirs.name, name))
+
+    def test_pair_with_the_armed_pin_then_connect_is_trusted(self):
+        ipad = self.client("ipad")
+        self.assertEqual(len(ipad.fingerprint()), 64)
+        pin = self.host.arm()
+        paired = ipad.pair("127.0.0.1", self.host.native_port, pin, "Anna's iPad", TIMEOUT_MS, None)
+        self.assertEqual(paired.host_fingerprint, self.host.fingerprint())
+        self.assertEqual(paired.host, "127.0.0.1:%d" % self.host.native_port)
+        self.assertEqual(paired.session.status(), pf.ConnectStatus.TRUSTED)
+        paired.session.close()
+        self.assertIn(ipad.fingerprint(), self.host.devices())
+        conn = ipad.connect("127.0.0.1", self.host.native_port, "Anna's iPad", False, False, TIMEOUT_MS, None)
+        self.assertEqual(conn.status, pf.ConnectStatus.TRUSTED)
+        self.assertEqual(conn.session.host_fingerprint(), self.host.fingerprint())
+        conn.session.close()
+        known = ipad.known_hosts()
+        self.assertEqual(len(known), 1)
+        self.assertEqual(known[0].trust, pf.KnownHostTrust.PINNED)
+        self.assertEqual(known[0].fingerprint, self.host.fingerprint())
+
+    def test_a_wrong_pin_is_the_pin_rejected_error(self):
+        mallory = self.client("mallory")
+        pin = self.host.arm()
+        wrong = "%04d" % ((int(pin) + 1) % 10000)
+        with self.assertRaises(pf.PunktfunkError.PinRejected) as caught:
+            mallory.pair("127.0.0.1", self.host.native_port, wrong, "Mallory", TIMEOUT_MS, None)
+        self.assertEqual(pf.error_code(caught.exception), "pin_rejected")
+        # The arming is spent: the right PIN now finds pairing disarmed.
+        with self.assertRaises(pf.PunktfunkError.NotArmed):
+            self.client("ipad").pair("127.0.0.1", self.host.native_port, pin, "iPad", TIMEOUT_MS, None)
+        with self.assertRaises(pf.PunktfunkError.InvalidArgument):
+            mallory.pair("127.0.0.1", self.host.native_port, "12a4", "Mallory", TIMEOUT_MS, None)
+
+    def test_knock_then_approve_then_trusted(self):
+        tv = self.client("tv")
+        result = {}
+
+        def knock():
+            try:
+                result["conn"] = tv.connect("127.0.0.1", self.host.native_port, "Living Room TV", True, True, TIMEOUT_MS, None)
+            except pf.PunktfunkError as e:  # pragma: no cover - reported below
+                result["error"] = e
+
+        t = threading.Thread(target=knock)
+        t.start()
+        waiting = self.host.pending(tv.fingerprint())
+        self.assertEqual(waiting["name"], "Living Room TV")
+        self.host.api("POST", "/api/pending/%s/approve" % waiting["id"], {"label": "TV"})
+        t.join(30)
+        self.assertNotIn("error", result)
+        self.assertEqual(result["conn"].status, pf.ConnectStatus.TRUSTED)
+        result["conn"].session.close()
+        # The next connect goes straight through, without accepting anything.
+        conn = tv.connect("127.0.0.1", self.host.native_port, "Living Room TV", False, False, TIMEOUT_MS, None)
+        self.assertEqual(conn.status, pf.ConnectStatus.TRUSTED)
+        conn.session.close()
+
+    def test_an_unknown_host_is_refused_unless_accepted_and_a_knock_can_be_left_waiting(self):
+        tv = self.client("tv")
+        with self.assertRaises(pf.PunktfunkError.HostNotAccepted) as caught:
+            tv.connect("127.0.0.1", self.host.native_port, "TV", False, False, TIMEOUT_MS, None)
+        self.assertIn(self.host.fingerprint(), str(caught.exception))
+        conn = tv.connect("127.0.0.1", self.host.native_port, "TV", True, False, TIMEOUT_MS, None)
+        self.assertEqual(conn.status, pf.ConnectStatus.APPROVAL_PENDING)
+        self.assertIsNone(conn.session)
+        self.assertEqual(tv.known_hosts()[0].trust, pf.KnownHostTrust.ACCEPTED)
+
+    def test_a_waiting_call_is_cancelled_from_another_thread_and_times_out(self):
+        tv = self.client("tv")
+        cancel = pf.Cancellation()
+        threading.Timer(0.5, cancel.cancel).start()
+        started = time.time()
+        with self.assertRaises(pf.PunktfunkError.Cancelled):
+            tv.connect("127.0.0.1", self.host.native_port, "TV", True, True, TIMEOUT_MS, cancel)
+        self.assertLess(time.time() - started, 5)
+        self.assertTrue(cancel.is_cancelled())
+        started = time.time()
+        with self.assertRaises(pf.PunktfunkError.Timeout):
+            tv.connect("127.0.0.1", self.host.native_port, "TV", True, True, 1000, None)
+        self.assertLess(time.time() - started, 5)
+
+    def test_a_revocation_ends_a_held_session_and_the_session_says_revoked(self):
+        ipad = self.client("ipad")
+        paired = ipad.pair("127.0.0.1", self.host.native_port, self.host.arm(), "iPad", TIMEOUT_MS, None)
+        ended = {}
+        t = threading.Thread(target=lambda: ended.setdefault("end", paired.session.hold(120, None)))
+        t.start()
+        time.sleep(0.5)
+        started = time.time()
+        self.host.api("DELETE", "/api/devices/" + ipad.fingerprint())
+        t.join(30)
+        self.assertLess(time.time() - started, 5)
+        end = ended["end"]
+        self.assertIsInstance(end, pf.SessionEnd.REVOKED)
+        self.assertIn("removed", end.message)
+        self.assertIsInstance(paired.session.hold(1, None), pf.SessionEnd.ALREADY_ENDED)
+        # A revoked device is unknown again: its connect knocks.
+        conn = ipad.connect("127.0.0.1", self.host.native_port, "iPad", False, False, TIMEOUT_MS, None)
+        self.assertEqual(conn.status, pf.ConnectStatus.APPROVAL_PENDING)
+
+    def test_a_host_whose_identity_changed_is_refused(self):
+        ipad = self.client("ipad")
+        port = self.host.native_port
+        paired = ipad.pair("127.0.0.1", port, self.host.arm(), "iPad", TIMEOUT_MS, None)
+        paired.session.close()
+        # Another host (another identity) on the same address and port.
+        self.host.stop()
+        self.host = Host(native_port=port)
+        with self.assertRaises(pf.PunktfunkError.HostIdentityChanged) as caught:
+            ipad.connect("127.0.0.1", port, "iPad", True, False, TIMEOUT_MS, None)
+        self.assertEqual(pf.error_code(caught.exception), "host_identity_changed")
+        # Forgetting the old host lets the owner start over.
+        self.assertTrue(ipad.forget_host("127.0.0.1", port))
+        self.assertFalse(ipad.forget_host("127.0.0.1", port))
+        self.assertEqual(ipad.known_hosts(), [])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
