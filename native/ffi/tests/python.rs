@@ -17,18 +17,23 @@ fn built() -> PathBuf {
     Path::new(BINDGEN).parent().unwrap().to_path_buf()
 }
 
+/// The cdylib: uplifted to `target/debug` by `cargo build`, left in
+/// `target/debug/deps` by `cargo test`.
 fn library() -> PathBuf {
-    let lib = built().join(format!(
+    let name = format!(
         "{}punktfunk_client_ffi{}",
         std::env::consts::DLL_PREFIX,
         std::env::consts::DLL_SUFFIX
-    ));
-    assert!(
-        lib.exists(),
-        "{} is not built: run `cargo build -p punktfunk-client-ffi`",
-        lib.display()
     );
-    lib
+    [built().join(&name), built().join("deps").join(&name)]
+        .into_iter()
+        .find(|p| p.exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} is not built in {}: run `cargo build -p punktfunk-client-ffi`",
+                built().display()
+            )
+        })
 }
 
 /// `uniffi-bindgen generate --library LIB --language LANGUAGE --out-dir OUT`.
