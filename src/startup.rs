@@ -118,14 +118,39 @@ impl HostState {
 }
 
 /// Expires PINs and pending requests on time, so their events fire even
-/// when nobody is looking at the gate. Abort the task to stop it.
+/// when nobody is looking at the gate. It sleeps until the gate's next
+/// deadline, waking early only when the gate or registry changes (which
+/// may bring an earlier one): an idle host does not wake at all. Abort the
+/// task to stop it.
 pub(crate) fn spawn_expiry_ticker(trust: Arc<Trust>) -> tokio::task::JoinHandle<()> {
+    use tokio::sync::broadcast::error::RecvError;
     tokio::spawn(async move {
-        let mut interval = tokio::time::interval(Duration::from_secs(1));
+        let mut changes = trust.subscribe();
         loop {
-            interval.tick().await;
-            let now = trust.now();
-            trust.gate().expire(now);
+            let next = trust.gate().next_deadline();
+            let due = async {
+                match next {
+                    // The gate's clock and tokio's are both monotonic.
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = due => {
+                    let now = trust.now();
+                    trust.gate().expire(now);
+                    // A deadline the gate's clock has not reached yet
+                    // (coarser than tokio's): look again shortly, not at once.
+                    if trust.gate().next_deadline().is_some_and(|d| d <= now) {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+                changed = changes.recv() => {
+                    if let Err(RecvError::Closed) = changed {
+                        return;
+                    }
+                }
+            }
         }
     })
 }

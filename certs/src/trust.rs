@@ -68,6 +68,16 @@ pub enum TrustError {
     Audit(#[from] AuditError),
 }
 
+/// What happened to a watched pending request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestUpdate {
+    /// The console entered the PIN for it.
+    PinEntered,
+    /// It ended; `None` if so long ago that its outcome is forgotten, or
+    /// the service is stopping.
+    Ended(Option<PendingOutcome>),
+}
+
 /// Who makes a decision: the console (from an address) or the CLI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Actor {
@@ -223,6 +233,55 @@ impl Trust {
     /// Subscribes to every change.
     pub fn subscribe(&self) -> broadcast::Receiver<TrustEvent> {
         self.events.subscribe()
+    }
+
+    /// The one way to wait for what happens to request `id`: the next
+    /// [`RequestUpdate`] about it. `events` must come from
+    /// [`Trust::subscribe`] before the request could change (before it was
+    /// added, or before the action whose outcome is awaited); events missed
+    /// by a slow receiver are made up for from the gate's state. Cancel-safe.
+    pub async fn request_update(
+        &self,
+        events: &mut broadcast::Receiver<TrustEvent>,
+        id: PendingId,
+    ) -> RequestUpdate {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            match events.recv().await {
+                Ok(TrustEvent::PinEntered { id: e }) if e == id => {
+                    return RequestUpdate::PinEntered
+                }
+                Ok(TrustEvent::PendingRemoved { id: e, outcome }) if e == id => {
+                    return RequestUpdate::Ended(Some(outcome))
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => {
+                    let now = self.clock.now();
+                    let mut gate = self.gate();
+                    match gate.get_pending(id, now).map(|p| &p.pin) {
+                        Some(crate::gate::PinState::Entered { .. }) => {
+                            return RequestUpdate::PinEntered
+                        }
+                        Some(_) => {}
+                        None => return RequestUpdate::Ended(gate.outcome(id)),
+                    }
+                }
+                Err(RecvError::Closed) => return RequestUpdate::Ended(None),
+            }
+        }
+    }
+
+    /// [`Trust::request_update`] until request `id` ends.
+    pub async fn request_outcome(
+        &self,
+        events: &mut broadcast::Receiver<TrustEvent>,
+        id: PendingId,
+    ) -> Option<PendingOutcome> {
+        loop {
+            if let RequestUpdate::Ended(outcome) = self.request_update(events, id).await {
+                return outcome;
+            }
+        }
     }
 
     /// Locks the gate. Its events are published when the guard drops.

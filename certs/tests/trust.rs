@@ -227,3 +227,42 @@ fn a_registry_that_cannot_be_read_is_refused_and_the_refusal_recorded() {
         .unwrap()
         .contains("corrupt"));
 }
+
+#[test]
+fn a_waiter_that_fell_behind_still_learns_what_happened_to_its_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock(Mutex::new(Instant::now())));
+    let trust = Trust::open(dir.path(), GateConfig::default(), clock).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = Identity::generate_p256("moonlight").unwrap();
+    let mut events = trust.subscribe();
+    let now = trust.now();
+    let id = trust
+        .gate()
+        .add_pending(knock(&client, Needs::Pin), now)
+        .unwrap();
+    // More events than the channel keeps: this receiver lags.
+    for _ in 0..1500 {
+        trust.gate().arm(now, &mut rand::rngs::OsRng);
+    }
+    trust
+        .gate()
+        .enter_pin(id, "1234".parse().unwrap(), None, now)
+        .unwrap();
+    assert_eq!(
+        rt.block_on(trust.request_update(&mut events, id)),
+        punktfunk_certs::RequestUpdate::PinEntered
+    );
+    for _ in 0..1500 {
+        trust.gate().disarm();
+        trust.gate().arm(now, &mut rand::rngs::OsRng);
+    }
+    trust.gate().finish(id, PendingOutcome::PinRejected);
+    assert_eq!(
+        rt.block_on(trust.request_outcome(&mut events, id)),
+        Some(PendingOutcome::PinRejected)
+    );
+}

@@ -30,7 +30,7 @@ use punktfunk_certs::audit::DeviceRef;
 use punktfunk_certs::gate::PinTicket;
 use punktfunk_certs::{
     Claimant, Device, Door, Entry, Event, Fingerprint, GateError, Identity, Kind, Needs, Outcome,
-    PendingId, PendingOutcome, PendingRequest, Trust, TrustEvent, Via,
+    PendingId, PendingOutcome, PendingRequest, RequestUpdate, Trust, TrustEvent, Via,
 };
 use rand_core::OsRng;
 use tokio::io::{ReadHalf, WriteHalf};
@@ -568,15 +568,11 @@ impl Conn {
                         return Next::Close;
                     }
                 },
-                event = self.events.recv() => match event {
-                    Ok(TrustEvent::PendingRemoved { id: done, outcome }) if done == id => break outcome,
-                    Ok(_) => {}
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        if let Some(outcome) = trust.gate().outcome(id) {
-                            break outcome;
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return Next::Close,
+                update = trust.request_update(&mut self.events, id) => match update {
+                    RequestUpdate::Ended(Some(outcome)) => break outcome,
+                    RequestUpdate::Ended(None) => return Next::Close,
+                    // Knocks need approval, not a PIN.
+                    RequestUpdate::PinEntered => {}
                 },
                 _ = tokio::time::sleep_until(expires) => {
                     let outcome = {

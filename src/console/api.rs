@@ -826,23 +826,10 @@ async fn enter_pin(
         entry = entry.device(device);
     }
     recorded(state.trust.record(entry)).await?;
-    let outcome = tokio::time::timeout(PIN_OUTCOME_WAIT, async {
-        loop {
-            match events.recv().await {
-                Ok(TrustEvent::PendingRemoved { id: done, outcome }) if done == id => {
-                    return Some(outcome)
-                }
-                Ok(_) => {}
-                // Fell behind: the gate remembers recent outcomes.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    if let Some(o) = state.trust.gate().outcome(id) {
-                        return Some(o);
-                    }
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-            }
-        }
-    })
+    let outcome = tokio::time::timeout(
+        PIN_OUTCOME_WAIT,
+        state.trust.request_outcome(&mut events, id),
+    )
     .await
     .ok()
     .flatten();

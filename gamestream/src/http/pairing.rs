@@ -28,13 +28,12 @@ use std::time::{Duration, Instant};
 
 use actix_web::web;
 use punktfunk_certs::gate::OtpRequestError;
-use punktfunk_certs::gate::PinState;
 use punktfunk_certs::{
     Device, DisplayName, Event, GateError, Kind, Label, Needs, Outcome as AuditOutcome, PendingId,
-    PendingOutcome, PendingRequest, TrustEvent, Via,
+    PendingOutcome, PendingRequest, RequestUpdate, TrustEvent, Via,
 };
 use rand::rngs::OsRng;
-use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::broadcast;
 
 use super::State;
 use crate::xml::{self, Channel};
@@ -383,35 +382,13 @@ impl State {
         };
         let deadline = tokio::time::sleep(MAX_HOLD);
         tokio::pin!(stop, deadline);
-        loop {
-            tokio::select! {
-                event = events.recv() => match event {
-                    Ok(TrustEvent::PinEntered { id: e }) if e == id => return Wait::Pin,
-                    Ok(TrustEvent::PendingRemoved { id: e, outcome }) if e == id => {
-                        return Wait::Ended(Some(outcome))
-                    }
-                    Ok(_) => {}
-                    Err(RecvError::Lagged(_)) => {
-                        if let Some(wait) = self.gate_state(id) {
-                            return wait;
-                        }
-                    }
-                    Err(RecvError::Closed) => return Wait::ShuttingDown,
-                },
-                () = &mut stop => return Wait::ShuttingDown,
-                () = &mut deadline => return Wait::TimedOut,
-            }
-        }
-    }
-
-    /// Where request `id` stands, read from the gate after missed events.
-    fn gate_state(&self, id: PendingId) -> Option<Wait> {
-        let now = self.trust.now();
-        let mut gate = self.trust.gate();
-        match gate.get_pending(id, now) {
-            Some(p) if matches!(p.pin, PinState::Entered { .. }) => Some(Wait::Pin),
-            Some(_) => None,
-            None => Some(Wait::Ended(gate.outcome(id))),
+        tokio::select! {
+            update = self.trust.request_update(events, id) => match update {
+                RequestUpdate::PinEntered => Wait::Pin,
+                RequestUpdate::Ended(outcome) => Wait::Ended(outcome),
+            },
+            () = &mut stop => Wait::ShuttingDown,
+            () = &mut deadline => Wait::TimedOut,
         }
     }
 
