@@ -85,27 +85,23 @@ const OUTCOMES_KEPT: usize = 256;
 /// A 4-digit PIN: the gate's armed PIN, a Moonlight PIN typed into the
 /// console, the native SPAKE2 password. Zeroed on drop; `Debug` hides it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Pin(zeroize::Zeroizing<[u8; 4]>);
+pub struct Pin(zeroize::Zeroizing<String>);
 
 impl Pin {
     /// Draws a uniformly random PIN.
     pub fn random(rng: &mut (impl RngCore + CryptoRng)) -> Self {
         let n: u16 = rng.gen_range(0..10_000);
-        let s = format!("{n:04}");
-        let mut digits = [b'0'; 4];
-        digits.copy_from_slice(s.as_bytes());
-        Self(zeroize::Zeroizing::new(digits))
+        Self(zeroize::Zeroizing::new(format!("{n:04}")))
     }
 
     /// The four ASCII digits.
     pub fn as_str(&self) -> &str {
-        // Only ever built from ASCII digits.
-        std::str::from_utf8(&self.0[..]).unwrap_or("0000")
+        &self.0
     }
 
     /// The four ASCII digit bytes (the SPAKE2 password, the GameStream salt suffix).
-    pub fn as_bytes(&self) -> &[u8; 4] {
-        &self.0
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
     }
 }
 
@@ -118,9 +114,7 @@ impl FromStr for Pin {
         if b.len() != 4 || !b.iter().all(u8::is_ascii_digit) {
             return Err(GateError::BadPin);
         }
-        let mut digits = [0u8; 4];
-        digits.copy_from_slice(b);
-        Ok(Self(zeroize::Zeroizing::new(digits)))
+        Ok(Self(zeroize::Zeroizing::new(s.to_owned())))
     }
 }
 

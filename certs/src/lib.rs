@@ -58,6 +58,6 @@ pub use gate::{
 };
 pub use identity::{ct_eq, verify_sha256, HostIdentity, Identity, IdentityError};
 pub use name::{DisplayName, Label, LabelError};
-pub use registry::{Device, Kind, Registry, RegistryError, ResolveError, Via};
+pub use registry::{CertificateError, Device, Kind, Registry, RegistryError, ResolveError, Via};
 pub use statedir::{StateDir, StateDirError, LOCK_FILE};
 pub use trust::{Actor, Clock, GateGuard, RequestUpdate, SystemClock, Trust, TrustError};

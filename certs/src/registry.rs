@@ -100,11 +100,8 @@ impl Device {
         via: Via,
         paired_at: u64,
     ) -> Result<Self, RegistryError> {
-        let cert = openssl::x509::X509::from_der(der)
-            .map_err(|_| RegistryError::Invalid("the certificate is not valid DER".into()))?;
-        let pem = cert
-            .to_pem()
-            .map_err(|_| RegistryError::Invalid("the certificate cannot be encoded".into()))?;
+        let cert = openssl::x509::X509::from_der(der).map_err(|_| CertificateError::NotDer)?;
+        let pem = cert.to_pem().map_err(|_| CertificateError::CannotEncode)?;
         Ok(Self {
             fingerprint: Fingerprint::of_der(der),
             cert_pem: String::from_utf8_lossy(&pem).into_owned(),
@@ -130,15 +127,11 @@ impl Device {
     /// seconds); certificates are parsed once, when a front door admits them.
     fn validate(&self) -> Result<(), RegistryError> {
         if self.cert_pem.len() > MAX_CERT_PEM_BYTES {
-            return Err(RegistryError::Invalid("certificate too large".into()));
+            return Err(CertificateError::TooLarge.into());
         }
-        let der = pem_certificate_der(&self.cert_pem)
-            .ok_or_else(|| RegistryError::Invalid("certificate is not valid PEM".into()))?;
+        let der = pem_certificate_der(&self.cert_pem).ok_or(CertificateError::NotPem)?;
         if Fingerprint::of_der(&der) != self.fingerprint {
-            return Err(RegistryError::Invalid(format!(
-                "fingerprint {} does not match its certificate",
-                self.fingerprint.short()
-            )));
+            return Err(CertificateError::FingerprintMismatch(self.fingerprint).into());
         }
         Ok(())
     }
@@ -193,9 +186,33 @@ pub enum RegistryError {
     /// No device with this fingerprint.
     #[error("no paired device has fingerprint {0}")]
     NotFound(Fingerprint),
-    /// A value is not acceptable (message says which).
-    #[error("{0}")]
-    Invalid(String),
+    /// A device's certificate is not acceptable.
+    #[error(transparent)]
+    Certificate(#[from] CertificateError),
+    /// Something that cannot happen did (an invariant of this code broke);
+    /// nothing was changed.
+    #[error("internal error: {0}; nothing was changed, please report this")]
+    Unreachable(&'static str),
+}
+
+/// What is wrong with a device's certificate.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CertificateError {
+    /// Not a DER X.509 certificate.
+    #[error("the certificate is not valid DER")]
+    NotDer,
+    /// OpenSSL could not write it as PEM.
+    #[error("the certificate cannot be encoded as PEM")]
+    CannotEncode,
+    /// Over [`MAX_CERT_PEM_BYTES`].
+    #[error("the certificate is larger than {MAX_CERT_PEM_BYTES} bytes")]
+    TooLarge,
+    /// Not one PEM `CERTIFICATE` block.
+    #[error("the certificate is not valid PEM")]
+    NotPem,
+    /// The fingerprint stored with it is not its SHA-256.
+    #[error("fingerprint {} does not match its certificate", .0.short())]
+    FingerprintMismatch(Fingerprint),
 }
 
 /// Fewest hex digits [`Registry::resolve`] accepts.
@@ -442,7 +459,7 @@ impl Registry {
         if draft.events.is_empty() {
             return Ok(out);
         }
-        let bytes = serialise(&draft.devices);
+        let bytes = serialise(&draft.devices)?;
         write_atomic(&self.path, &bytes).map_err(|source| RegistryError::Write {
             path: self.path.clone(),
             source,
@@ -499,7 +516,7 @@ fn seen_recently(d: &Device, now: u64) -> bool {
         .is_some_and(|seen| seen <= now && now - seen < TOUCH_GRANULARITY_S)
 }
 
-fn serialise(devices: &Snapshot) -> Vec<u8> {
+fn serialise(devices: &Snapshot) -> Result<Vec<u8>, RegistryError> {
     let mut list: Vec<&Device> = devices.values().map(|d| d.as_ref()).collect();
     list.sort_by_key(|d| (d.paired_at, d.fingerprint));
     #[derive(Serialize)]
@@ -511,10 +528,11 @@ fn serialise(devices: &Snapshot) -> Vec<u8> {
         version: FORMAT_VERSION,
         devices: list,
     };
-    // Serialising plain structs of strings and integers into memory cannot fail.
-    let mut bytes = serde_json::to_vec_pretty(&out).unwrap_or_default();
+    // Plain structs of strings and integers into memory: cannot fail.
+    let mut bytes = serde_json::to_vec_pretty(&out)
+        .map_err(|_| RegistryError::Unreachable("the device list could not be serialised"))?;
     bytes.push(b'\n');
-    bytes
+    Ok(bytes)
 }
 
 /// Parses registry file contents; public for the fuzzer and tests.

@@ -288,7 +288,7 @@ fn invalid_changes_are_refused() {
     let reg = open(&dir.path().join(REGISTRY_FILE)).unwrap();
     let mut d = device(0, "x");
     d.fingerprint = certs()[1].fingerprint();
-    assert!(matches!(reg.upsert(d), Err(RegistryError::Invalid(_))));
+    assert!(matches!(reg.upsert(d), Err(RegistryError::Certificate(_))));
     reg.upsert(device(0, "x")).unwrap();
     let fp = certs()[0].fingerprint();
     for blank in ["", "   ", "\u{200B}\t"] {

@@ -113,6 +113,7 @@ pub use request::{
 };
 pub use session::{
     AwaitingClientChallenge, AwaitingClientPairingSecret, AwaitingPin, AwaitingServerChallengeResp,
-    Effect, NewDevice, Outcome, PairError, PairingSession, PendingPair, Step, PHASE_TIMEOUT,
+    Effect, HostFault, NewDevice, Outcome, PairError, PairingSession, PendingPair, Step,
+    PHASE_TIMEOUT,
 };
 pub use xml::Reply;

@@ -224,7 +224,31 @@ pub enum PairError {
     ShuttingDown,
     /// The host failed (crypto library, storage). The client is not at fault.
     #[error("the host failed: {0}")]
-    Host(String),
+    Host(#[from] HostFault),
+}
+
+/// What failed inside the host during a pairing step (for its log; the
+/// client only hears that the host failed).
+#[derive(Debug, thiserror::Error)]
+pub enum HostFault {
+    /// OpenSSL refused.
+    #[error("crypto library: {0}")]
+    Crypto(#[from] openssl::error::ErrorStack),
+    /// The host's own identity could not be used.
+    #[error("host identity: {0}")]
+    Identity(#[from] punktfunk_certs::IdentityError),
+    /// The transport gave no peer address.
+    #[error("the request has no peer address")]
+    NoPeerAddress,
+    /// The gate refused in a way no client request can cause.
+    #[error("gate: {0}")]
+    Gate(#[from] punktfunk_certs::GateError),
+    /// The device could not be stored.
+    #[error("registry: {0}")]
+    Registry(#[from] punktfunk_certs::RegistryError),
+    /// The blocking task that stores the device did not finish.
+    #[error("the storing task failed: {0}")]
+    Task(String),
 }
 
 impl PairError {
@@ -254,13 +278,13 @@ impl PairError {
 
 impl From<openssl::error::ErrorStack> for PairError {
     fn from(e: openssl::error::ErrorStack) -> Self {
-        Self::Host(format!("crypto library: {e}"))
+        Self::Host(e.into())
     }
 }
 
 impl From<punktfunk_certs::IdentityError> for PairError {
     fn from(e: punktfunk_certs::IdentityError) -> Self {
-        Self::Host(format!("host identity: {e}"))
+        Self::Host(e.into())
     }
 }
 

@@ -652,7 +652,15 @@ fn refusals_render_readable_errors() {
         (PairError::PinTimeout, 408),
         (PairError::Superseded, 409),
         (PairError::NoSession, 400),
-        (PairError::Host("disk full at /secret/path".into()), 500),
+        (
+            PairError::Host(punktfunk_gamestream::HostFault::Registry(
+                punktfunk_certs::RegistryError::Write {
+                    path: "/secret/path/trust.json".into(),
+                    source: std::io::Error::other("disk full"),
+                },
+            )),
+            500,
+        ),
     ] {
         let reply = err.reply();
         assert_eq!(reply.status_code(), status, "{err}");

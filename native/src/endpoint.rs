@@ -768,7 +768,7 @@ impl Conn {
 
     /// Stores the peer's certificate as a paired device, durably and off the
     /// async threads (the write fsyncs).
-    async fn admit_peer(&self, name: DisplayName, via: Via) -> Result<(), String> {
+    async fn admit_peer(&self, name: DisplayName, via: Via) -> Result<(), AdmitError> {
         let trust = self.ctx.trust.clone();
         let device = Device::from_der(
             &self.cert_der,
@@ -776,8 +776,7 @@ impl Conn {
             name,
             via,
             trust.clock().unix(),
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         let address = self.peer.ip();
         match tokio::task::spawn_blocking(move || trust.admit(device, address)).await {
             Ok(Ok(ticket)) => {
@@ -786,8 +785,8 @@ impl Conn {
                 }
                 Ok(())
             }
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(e) => Err(format!("the storing task failed: {e}")),
+            Ok(Err(e)) => Err(e.into()),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -795,7 +794,7 @@ impl Conn {
         let msg = handshake::welcome(status, self.ctx.host_name.clone(), self.ctx.host_fp);
         match self.send(&msg).await {
             Ok(()) => Next::Session,
-            Err(()) => Next::Close,
+            Err(PeerGone) => Next::Close,
         }
     }
 
@@ -845,12 +844,29 @@ impl Conn {
         }
     }
 
-    async fn send(&mut self, msg: &Message) -> Result<(), ()> {
+    async fn send(&mut self, msg: &Message) -> Result<(), PeerGone> {
         frame_io::send(&mut self.writer, msg).await.map_err(|e| {
             tracing::debug!(peer = %self.peer, "native: send failed: {e}");
+            PeerGone
         })
     }
 }
+
+/// Why a device could not be stored.
+#[derive(Debug, thiserror::Error)]
+enum AdmitError {
+    /// The registry refused it or could not save.
+    #[error(transparent)]
+    Registry(#[from] punktfunk_certs::RegistryError),
+    /// The blocking task that stores it did not finish.
+    #[error("the storing task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// The peer can no longer be written to (it went away, or the write timed
+/// out); the connection ends.
+#[derive(Debug, Clone, Copy)]
+struct PeerGone;
 
 const NOT_ARMED: &str =
     "pairing is not armed on this host (or its PIN was used or expired); arm it and use the new PIN";

@@ -36,6 +36,9 @@ pub enum FrameError {
         /// header while it is incomplete).
         want: usize,
     },
+    /// Something that cannot happen did (an invariant of this code broke).
+    #[error("internal error: {0}; please report this")]
+    Unreachable(&'static str),
     /// A previous error already ended this stream.
     #[error("the frame decoder already failed; the connection must be closed")]
     Poisoned,

@@ -299,16 +299,16 @@ impl Message {
     }
 
     /// The JSON payload (no length prefix), compact, `type` first.
-    pub fn to_json(&self) -> Vec<u8> {
-        // Serialising this enum of strings cannot fail (no maps with
-        // non-string keys, no custom Serialize impls); fall back to an
-        // empty payload, which encode_frame refuses, rather than panic.
-        serde_json::to_vec(&self.to_wire()).unwrap_or_default()
+    pub fn to_json(&self) -> Result<Vec<u8>, FrameError> {
+        // An enum of strings (no maps with non-string keys, no custom
+        // Serialize impls): cannot fail.
+        serde_json::to_vec(&self.to_wire())
+            .map_err(|_| FrameError::Unreachable("a message could not be serialised"))
     }
 
     /// The complete frame: length prefix + JSON (§ 3).
     pub fn to_frame(&self) -> Result<Vec<u8>, FrameError> {
-        encode_frame(&self.to_json())
+        encode_frame(&self.to_json()?)
     }
 
     fn to_wire(&self) -> Wire {
@@ -523,7 +523,7 @@ mod tests {
 
     #[test]
     fn type_comes_first_and_output_is_compact() {
-        let json = Message::Decision(Decision::Approved).to_json();
+        let json = Message::Decision(Decision::Approved).to_json().unwrap();
         assert_eq!(json, br#"{"type":"decision","outcome":"approved"}"#);
     }
 

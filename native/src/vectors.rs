@@ -112,7 +112,7 @@ fn unhex<const N: usize>(s: &str) -> [u8; N] {
 fn frame(from: &str, m: &Message) -> Frame {
     Frame {
         from: from.into(),
-        json: String::from_utf8(m.to_json()).unwrap(),
+        json: String::from_utf8(m.to_json().unwrap()).unwrap(),
         hex: h(m.to_frame().unwrap()),
     }
 }

@@ -548,7 +548,7 @@ fn registry_error(e: RegistryError) -> ApiError {
         RegistryError::NotFound(_) => {
             ApiError::new(StatusCode::NOT_FOUND, "unknown_device", e.to_string())
         }
-        RegistryError::Invalid(_) => {
+        RegistryError::Certificate(_) => {
             ApiError::new(StatusCode::BAD_REQUEST, "invalid", e.to_string())
         }
         other => ApiError::internal(other),

@@ -413,7 +413,7 @@ async fn server_info(caller: Caller, state: web::Data<State>) -> Xml {
 
 async fn pair(caller: Caller, state: web::Data<State>, query: Query) -> Xml {
     let Some(peer) = caller.peer else {
-        return Xml(crate::PairError::Host("no peer address".into()).reply());
+        return Xml(crate::PairError::Host(crate::HostFault::NoPeerAddress).reply());
     };
     Xml(state.pair(caller.channel, peer, query.into_inner()).await)
 }

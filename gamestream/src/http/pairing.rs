@@ -38,8 +38,8 @@ use tokio::sync::broadcast;
 use super::State;
 use crate::xml::{self, Channel};
 use crate::{
-    Effect, GetServerCert, NewDevice, Outcome, PairError, PairQuery, PairRequest, PairingSession,
-    Reply, UniqueId,
+    Effect, GetServerCert, HostFault, NewDevice, Outcome, PairError, PairQuery, PairRequest,
+    PairingSession, Reply, UniqueId,
 };
 
 /// Most pairing attempts tracked at once (the gate's own cap on pending
@@ -328,7 +328,7 @@ impl State {
                 tracing::warn!(%peer, "gamestream: pairing request refused: its certificate waits from another address");
                 return PairError::Busy.reply();
             }
-            Err(e) => return PairError::Host(format!("gate: {e}")).reply(),
+            Err(e) => return PairError::Host(e.into()).reply(),
         };
         tracing::info!(request = %id, %peer, "gamestream: pairing request waits for its PIN");
         let mut held = Held {
@@ -499,16 +499,16 @@ impl State {
             };
             let mut entry =
                 Device::from_der(&der, Kind::Gamestream, name, via, trust.clock().unix())
-                    .map_err(|e| PairError::Host(format!("device entry: {e}")))?;
+                    .map_err(|e| PairError::Host(e.into()))?;
             entry.label = label;
             let ticket = trust
                 .admit(entry, address)
-                .map_err(|e| PairError::Host(format!("registry: {e}")))?;
+                .map_err(|e| PairError::Host(e.into()))?;
             gate.finish(id, PendingOutcome::Paired);
             Ok(ticket)
         })
         .await
-        .map_err(|e| PairError::Host(format!("blocking pool: {e}")))??;
+        .map_err(|e| PairError::Host(HostFault::Task(e.to_string())))??;
         if let Err(e) = ticket.durable().await {
             tracing::error!("gamestream: {e}");
         }
