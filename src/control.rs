@@ -303,12 +303,19 @@ pub(crate) fn ask(state_dir: &Path, request: &Request) -> io::Result<Asked> {
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
     let mut line = serde_json::to_vec(request).map_err(io::Error::other)?;
     line.push(b'\n');
-    stream.write_all(&line)?;
+    // A host that refuses at once (another user, busy) answers and closes
+    // before reading: the write may then fail while its answer waits to
+    // be read.
+    let wrote = stream.write_all(&line);
     let mut reply = Vec::new();
     // A list of many thousands of devices is a few MiB.
-    std::io::BufReader::new(stream)
+    let read = std::io::BufReader::new(&stream)
         .take(256 * 1024 * 1024)
-        .read_until(b'\n', &mut reply)?;
+        .read_until(b'\n', &mut reply);
+    if reply.is_empty() {
+        wrote?;
+        read?;
+    }
     match serde_json::from_slice::<Reply>(&reply) {
         Ok(Reply::Ok(v)) => Ok(Asked::Answered(Ok(v))),
         Ok(Reply::Error(e)) => Ok(Asked::Answered(Err(e))),
