@@ -262,13 +262,11 @@ async fn serve_one(stream: UnixStream, trust: Arc<Trust>) {
             }
         },
     };
-    let mut stream = write;
-    let mut bytes = serde_json::to_vec(&reply).unwrap_or_default();
-    bytes.push(b'\n');
-    let _ = tokio::time::timeout(IO_TIMEOUT, stream.write_all(&bytes)).await;
+    answer(write, reply).await;
 }
 
-async fn answer(mut stream: UnixStream, reply: Reply) {
+/// Writes the reply line, within [`IO_TIMEOUT`].
+async fn answer(mut stream: impl tokio::io::AsyncWrite + Unpin, reply: Reply) {
     let mut bytes = serde_json::to_vec(&reply).unwrap_or_default();
     bytes.push(b'\n');
     let _ = tokio::time::timeout(IO_TIMEOUT, stream.write_all(&bytes)).await;

@@ -877,12 +877,17 @@ fn read_file(path: &Path) -> Result<Vec<u8>, AuditError> {
 }
 
 /// The records of one file's bytes, newest first; lines that do not parse
-/// (torn by a crash, or from a newer version) are skipped.
-fn records_newest_first(bytes: &[u8]) -> impl Iterator<Item = Record> + '_ {
+/// (torn by a crash, or from a newer version) are skipped. With `needle`,
+/// only lines containing it are parsed (a device's fingerprint: a filtered
+/// read of the whole trail stays cheap).
+fn records_newest_first<'a>(
+    bytes: &'a [u8],
+    needle: Option<&'a [u8]>,
+) -> impl Iterator<Item = Record> + 'a {
     bytes
         .split(|b| *b == b'\n')
         .rev()
-        .filter(|l| !l.is_empty())
+        .filter(move |l| !l.is_empty() && needle.is_none_or(|n| l.windows(n.len()).any(|w| w == n)))
         .filter_map(|l| serde_json::from_slice::<Record>(l).ok())
 }
 
@@ -892,18 +897,10 @@ pub fn read(dir: &Path, query: &Query) -> Result<Page, AuditError> {
     if query.limit == 0 {
         return Ok(page);
     }
-    // A device's records are found by their fingerprint's text before any
-    // line is parsed: a filtered read of the whole trail stays cheap.
     let needle = query.device.map(|fp| fp.to_string());
     for path in files(dir) {
         let bytes = read_file(&path)?;
-        let lines = bytes.split(|b| *b == b'\n').rev().filter(|l| {
-            !l.is_empty()
-                && needle
-                    .as_ref()
-                    .is_none_or(|n| l.windows(n.len()).any(|w| w == n.as_bytes()))
-        });
-        for record in lines.filter_map(|l| serde_json::from_slice::<Record>(l).ok()) {
+        for record in records_newest_first(&bytes, needle.as_deref().map(str::as_bytes)) {
             if query.after.is_some_and(|after| record.seq <= after) {
                 return Ok(page);
             }
@@ -929,7 +926,7 @@ pub fn read(dir: &Path, query: &Query) -> Result<Page, AuditError> {
 fn last_seq(dir: &Path) -> Result<u64, AuditError> {
     for path in files(dir) {
         let bytes = read_file(&path)?;
-        let last = records_newest_first(&bytes).next().map(|r| r.seq);
+        let last = records_newest_first(&bytes, None).next().map(|r| r.seq);
         if let Some(seq) = last {
             return Ok(seq);
         }

@@ -329,17 +329,6 @@ impl Trust {
         label: Option<Label>,
         by: Actor,
     ) -> Result<Device, TrustError> {
-        let ticket = self.approve_locked(id, label, by)?;
-        ticket.0.durable_blocking()?;
-        Ok(ticket.1)
-    }
-
-    fn approve_locked(
-        &self,
-        id: PendingId,
-        label: Option<Label>,
-        by: Actor,
-    ) -> Result<(Ticket, Device), TrustError> {
         let mut gate = self.gate();
         let now = self.clock.now();
         let pending = gate.approvable(id, now)?;
@@ -351,20 +340,21 @@ impl Trust {
             self.clock.unix(),
         )?;
         device.label = label;
+        let address = pending.request.address.ip();
         // Holding the gate lock across the write keeps a concurrent deny or
         // expiry from ending the request between "stored" and "approved".
         self.registry.upsert(device.clone())?;
-        let address = pending.request.address.ip();
         gate.finish(id, PendingOutcome::Approved);
         drop(gate);
         let _ = self.record(by.entry(Event::RequestApproved).device(&device));
-        let ticket = self.record(
+        self.record(
             Entry::new(Event::Paired, Door::of(device.kind))
                 .device(&device)
                 .address(address)
                 .via(Via::Approval),
-        );
-        Ok((ticket, device))
+        )
+        .durable_blocking()?;
+        Ok(device)
     }
 
     /// Revokes a device: removed durably, its connections are told to end,
