@@ -1,24 +1,22 @@
-//! The host endpoint: TLS 1.3 over TCP, the thin tokio shell around the
-//! sans-IO core (docs/native-protocol.md § 2, § 7.1, § 8).
+//! The host endpoint: TLS 1.3 over TCP, the tokio driver of the sans-IO
+//! [`HostConnection`] core (docs/native-protocol.md § 2, § 7.1, § 8).
 //!
-//! Like quinn's `ConnectionDriver`, each connection task only reads a frame
-//! (with a deadline), hands it to the core, writes what the core returns and
-//! executes its effects against [`Trust`]. Every decision about *who* gets
-//! in comes from the registry and the gate; this module owns no trust
-//! state. Revocation and shutdown reach a connection through channels
-//! (mini-redis `shutdown.rs` style): each connection subscribes to the trust
-//! events before it answers `hello`, so a revocation cannot slip between the
-//! check and the session.
+//! This module accepts, caps and evicts connections, runs the TLS handshake
+//! (client certificate required, any accepted), and then, like quinn's
+//! `ConnectionDriver`, only moves things between the core and the world:
+//! a frame, a trust event or a deadline goes in; messages come out and are
+//! written, effects come out and are run against [`Trust`] (registry, gate,
+//! audit trail) with their results fed back. What a connection gets is the
+//! core's decision, from the facts it asks for. Revocation and shutdown
+//! reach a connection through channels (mini-redis `shutdown.rs` style):
+//! each connection subscribes to the trust events before its `hello` is
+//! read, so a revocation cannot slip between the check and the session.
 //!
 //! ```text
-//! accept ─ cap ─ TLS 1.3 (client cert required, any accepted) ─ fp, exporter
-//!   └ hello ─┬ connect: trusted ─────────────────────────────────▶ session
-//!            │          unknown: DangerOpen → store (via open) ──▶ session
-//!            │                   Knock → pending ─ decision ─────▶ session | close
-//!            │                   Refuse → error{not_paired}
-//!            └ pair: armed? ─ welcome{pairing} ─ pake (take PIN) ─ confirm
-//!                    ─ store (via pin) ─ report ─ confirm{cB} ───▶ session
-//! session: ping → pong; DeviceRemoved(fp) → error{revoked}, close
+//! accept ─ cap ─ TLS 1.3 ─ fp, exporter ─ subscribe ─┐
+//!   ┌───────────────────────────────────────────────┘
+//!   └▶ act: Send → write │ Effect → Trust (→ result into the core) │ Close
+//!      wait: frame │ trust event / request update │ core deadline ─▶ core ─┘
 //! ```
 
 use std::collections::BTreeMap;
@@ -30,7 +28,7 @@ use punktfunk_certs::audit::DeviceRef;
 use punktfunk_certs::gate::PinTicket;
 use punktfunk_certs::{
     Claimant, Device, Door, Entry, Event, Fingerprint, GateError, Identity, Kind, Needs, Outcome,
-    PendingId, PendingOutcome, PendingRequest, RequestUpdate, Trust, TrustEvent, Via,
+    PendingId, PendingRequest, RequestUpdate, Trust, TrustEvent, Via,
 };
 use rand_core::OsRng;
 use tokio::io::{ReadHalf, WriteHalf};
@@ -40,29 +38,12 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_openssl::SslStream;
 
-use crate::handshake::{self, HandshakeError};
+pub use crate::connection::UnknownDevices;
+use crate::connection::{Action, Effect, HelloFacts, HostConnection, HostSide};
 use crate::io::{self as frame_io, FrameReader, ReadError};
-use crate::message::{Decision, DisplayName, ErrorCode, Hello, Intent, Message, Status};
-use crate::pairing::{
-    ChannelBinding, Exporter, HostEffect, HostPairing, PairingError, Pin, EXPORTER_LABEL,
-};
+use crate::message::{DisplayName, Message};
+use crate::pairing::{Exporter, Pin, EXPORTER_LABEL};
 use crate::timeouts;
-
-/// What the host does with a device it does not know (§ 7.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UnknownDevices {
-    /// Pairing required, knocks recorded: `connect` from an unknown device
-    /// becomes a pending request the console can approve (`serve --native`).
-    Knock,
-    /// Pairing required, no knocks: `error{not_paired}` (`m3-host
-    /// --require-pairing`, which has no console to approve anything).
-    Refuse,
-    /// DANGER: open mode. Any device that connects is stored as admitted
-    /// via `open` and let in. Anyone on the network, including an attacker,
-    /// gets a trusted session without a PIN or an approval; only for a fully
-    /// trusted single-user network (`serve --native --open`).
-    DangerAdmitOpen,
-}
 
 /// Settings of an [`Endpoint`].
 #[derive(Debug, Clone)]
@@ -117,10 +98,9 @@ impl std::fmt::Debug for Endpoint {
 /// What every connection task shares.
 struct Ctx {
     acceptor: SslAcceptor,
-    host_fp: Fingerprint,
-    host_name: DisplayName,
+    /// The host's side of every connection.
+    host: HostSide,
     trust: Arc<Trust>,
-    unknown_devices: UnknownDevices,
     /// One pairing exchange at a time (§ 6.5, last bullet).
     pairing: Arc<Semaphore>,
     connections: Arc<Semaphore>,
@@ -234,10 +214,12 @@ impl Endpoint {
             listener,
             ctx: Arc::new(Ctx {
                 acceptor,
-                host_fp: identity.fingerprint(),
-                host_name: config.host_name,
+                host: HostSide {
+                    name: config.host_name,
+                    fingerprint: identity.fingerprint(),
+                    unknown_devices: config.unknown_devices,
+                },
                 trust: config.trust,
-                unknown_devices: config.unknown_devices,
                 pairing: Arc::new(Semaphore::new(1)),
                 connections: Arc::new(Semaphore::new(config.max_connections.max(1))),
                 before_hello: Mutex::default(),
@@ -358,7 +340,8 @@ pub(crate) const ALPN_WIRE: &[u8] = b"\x0bpunktfunk/1";
 type Reader = FrameReader<ReadHalf<SslStream<TcpStream>>>;
 type Writer = WriteHalf<SslStream<TcpStream>>;
 
-/// One TLS connection after the handshake.
+/// One TLS connection after the handshake: the I/O and the trust-service
+/// handles the [`HostConnection`] core asks for.
 struct Conn {
     ctx: Arc<Ctx>,
     reader: Reader,
@@ -366,10 +349,15 @@ struct Conn {
     peer: SocketAddr,
     fp: Fingerprint,
     cert_der: Vec<u8>,
-    exporter: Exporter,
     events: broadcast::Receiver<TrustEvent>,
     /// Evictable until `hello` arrives.
     unhelloed: Option<Unhelloed>,
+    /// Held from a `pair` hello until [`Effect::LeavePairing`].
+    pairing_slot: Option<OwnedSemaphorePermit>,
+    exchange: Option<Exchange>,
+    /// The taken PIN, until [`Effect::ReportPin`] (or, if the connection is
+    /// cut short, its `Drop`).
+    ticket: Option<Ticket>,
 }
 
 async fn serve_connection(
@@ -380,389 +368,277 @@ async fn serve_connection(
     unhelloed: Unhelloed,
 ) {
     let _ = tcp.set_nodelay(true);
-    let stream = match tokio::time::timeout(timeouts::TLS_HANDSHAKE, tls_accept(&ctx, tcp)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            tracing::debug!(%peer, "native: TLS handshake failed: {e}");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(%peer, "native: TLS handshake timed out");
-            return;
-        }
-    };
-    let Some(cert_der) = stream
-        .ssl()
-        .peer_certificate()
-        .and_then(|c| c.to_der().ok())
-    else {
-        // FAIL_IF_NO_PEER_CERT makes this unreachable in practice.
-        tracing::debug!(%peer, "native: no client certificate");
-        return;
-    };
-    let mut ekm = [0u8; crate::pairing::EXPORTER_LEN];
-    if let Err(e) = stream
-        .ssl()
-        .export_keying_material(&mut ekm, EXPORTER_LABEL, None)
-    {
-        tracing::warn!(%peer, "native: TLS exporter failed: {e}");
-        return;
-    }
+    let (stream, cert_der, exporter) =
+        match tokio::time::timeout(timeouts::TLS_HANDSHAKE, tls_accept(&ctx, tcp)).await {
+            Ok(Ok(accepted)) => accepted,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, "native: TLS handshake failed: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "native: TLS handshake timed out");
+                return;
+            }
+        };
     // Subscribe before anything is decided from the registry, so that a
     // revocation racing with `hello` is still seen (§ 7.1).
     let events = ctx.trust.subscribe();
+    let fp = Fingerprint::of_der(&cert_der);
+    let peer_side = crate::connection::Peer {
+        address: peer,
+        fingerprint: fp,
+        exporter,
+    };
+    let core = HostConnection::new(ctx.host.clone(), peer_side, Instant::now().into_std());
     let (rd, writer) = tokio::io::split(stream);
     let conn = Conn {
-        fp: Fingerprint::of_der(&cert_der),
+        fp,
         ctx,
         reader: FrameReader::new(rd),
         writer,
         peer,
         cert_der,
-        exporter: Exporter(ekm),
         events,
         unhelloed: Some(unhelloed),
+        pairing_slot: None,
+        exchange: None,
+        ticket: None,
     };
-    conn.run().await;
+    conn.run(core).await;
 }
 
+/// The TLS handshake, then what the core needs from it: the client's
+/// certificate and the § 6.2 exporter value.
 async fn tls_accept(
     ctx: &Ctx,
     tcp: TcpStream,
-) -> Result<SslStream<TcpStream>, Box<dyn std::error::Error + Send + Sync>> {
+) -> Result<(SslStream<TcpStream>, Vec<u8>, Exporter), Box<dyn std::error::Error + Send + Sync>> {
     let ssl = Ssl::new(ctx.acceptor.context())?;
     let mut stream = SslStream::new(ssl, tcp)?;
     std::pin::Pin::new(&mut stream).accept().await?;
-    Ok(stream)
+    // FAIL_IF_NO_PEER_CERT makes a missing certificate unreachable in
+    // practice.
+    let cert_der = stream
+        .ssl()
+        .peer_certificate()
+        .ok_or("no client certificate")?
+        .to_der()?;
+    let mut ekm = [0u8; crate::pairing::EXPORTER_LEN];
+    stream
+        .ssl()
+        .export_keying_material(&mut ekm, EXPORTER_LABEL, None)?;
+    Ok((stream, cert_der, Exporter(ekm)))
 }
 
-/// How a state ends: keep the connection as a session, or close it.
-enum Next {
-    Session,
-    Close,
+/// What woke the driver up.
+enum Input {
+    Read(Result<Message, ReadError>),
+    Request(RequestUpdate),
+    Trust(Result<TrustEvent, broadcast::error::RecvError>),
+    Timeout,
 }
 
 impl Conn {
-    async fn run(mut self) {
-        let first = self.reader.next(Instant::now() + timeouts::HELLO).await;
-        // Past hello (or done): no longer evictable.
-        self.unhelloed = None;
-        let next = match first
-            .map_err(Failure::Read)
-            .and_then(|m| handshake::read_hello(m).map_err(Failure::Handshake))
-        {
-            Ok(hello) => {
-                tracing::debug!(peer = %self.peer, fp = %self.fp.short(), name = %hello.device_name, intent = ?hello.intent, "native: hello");
-                match hello.intent {
-                    Intent::Connect => self.connect(hello).await,
-                    Intent::Pair => self.pair(hello).await,
+    /// Drives the core: run what it asks for, then wait for the next
+    /// message, trust event or deadline, and feed it back.
+    async fn run(mut self, mut core: HostConnection) {
+        while self.act(&mut core).await {
+            let input = self.next_input(&core).await;
+            let now = Instant::now().into_std();
+            match input {
+                Input::Read(read) => {
+                    // Past hello (or done): no longer evictable.
+                    self.unhelloed = None;
+                    match read {
+                        Ok(msg) if core.wants_hello() => {
+                            let mut facts = Facts { conn: &mut self };
+                            core.on_hello(msg, &mut facts, now);
+                        }
+                        Ok(msg) => core.on_message(msg, now),
+                        Err(e) => core.on_read_failed(e.into()),
+                    }
                 }
+                Input::Request(RequestUpdate::Ended(outcome)) => {
+                    let trusted = self.ctx.trust.is_trusted(&self.fp);
+                    core.on_request_ended(outcome, trusted, now);
+                }
+                // Knocks need approval, not a PIN.
+                Input::Request(RequestUpdate::PinEntered) => {}
+                Input::Trust(Ok(TrustEvent::DeviceRemoved { fingerprint })) => {
+                    core.on_device_removed(&fingerprint);
+                }
+                Input::Trust(Ok(_)) => {}
+                Input::Trust(Err(broadcast::error::RecvError::Lagged(_))) => {
+                    if !self.ctx.trust.is_trusted(&self.fp) {
+                        core.on_device_removed(&self.fp);
+                    }
+                }
+                Input::Trust(Err(broadcast::error::RecvError::Closed)) => core.on_trust_stopped(),
+                Input::Timeout => core.on_timeout(now),
             }
-            Err(f) => {
-                self.fail(f).await;
-                Next::Close
-            }
-        };
-        if let Next::Session = next {
-            self.session().await;
         }
         frame_io::close(&mut self.writer).await;
     }
 
-    /// `hello{intent: connect}` (§ 7.1).
-    async fn connect(&mut self, hello: Hello) -> Next {
+    async fn next_input(&mut self, core: &HostConnection) -> Input {
+        // Only the core's deadline bounds the wait for a frame to start;
+        // the reader still bounds a started frame (§ 8).
+        let far = Instant::now() + FAR;
+        let deadline = core.poll_timeout().map_or(far, Instant::from_std);
         let trust = self.ctx.trust.clone();
-        if trust.is_trusted(&self.fp) {
-            let fp = self.fp;
-            // last_seen is coarse and may fsync: off the reply path.
-            if trust.touch_due(&fp) {
-                tokio::task::spawn_blocking(move || {
-                    if let Err(e) = trust.touch(&fp) {
-                        tracing::warn!("native: cannot record last_seen: {e}");
-                    }
-                });
-            }
-            return self.welcome(Status::Trusted).await;
-        }
-        match self.ctx.unknown_devices {
-            UnknownDevices::DangerAdmitOpen => {
-                if let Err(e) = self.admit_peer(hello.device_name.clone(), Via::Open).await {
-                    tracing::error!("native: cannot store an open-mode device: {e}");
-                    return self
-                        .refuse(ErrorCode::Internal, "the host could not store this device")
-                        .await;
+        let waiting_on = core.waiting_on();
+        let events = &mut self.events;
+        tokio::select! {
+            read = self.reader.next(far) => Input::Read(read),
+            input = async {
+                match waiting_on {
+                    // The one wait for a request's fate (it makes up for
+                    // missed events from the gate).
+                    Some(id) => Input::Request(trust.request_update(events, id).await),
+                    None => Input::Trust(events.recv().await),
                 }
-                tracing::info!(fp = %self.fp.short(), name = %hello.device_name, "native: device admitted (open mode)");
-                self.welcome(Status::Open).await
-            }
-            UnknownDevices::Refuse => {
-                self.refuse(
-                    ErrorCode::NotPaired,
-                    "this device is not paired with this host; pair it with the PIN the host shows",
-                )
-                .await
-            }
-            UnknownDevices::Knock => {
-                let request = PendingRequest {
-                    kind: Kind::Native,
-                    name: hello.device_name.clone(),
-                    cert_der: self.cert_der.clone(),
-                    address: self.peer,
-                    needs: Needs::Approval,
-                };
-                let added = trust.gate().add_pending(request, trust.now());
-                match added {
-                    Ok(id) => {
-                        tracing::info!(fp = %self.fp.short(), name = %hello.device_name, "native: device knocked; waiting for approval in the console");
-                        self.audited().await;
-                        match self.welcome(Status::ApprovalPending).await {
-                            Next::Session => self.await_decision(id).await,
-                            Next::Close => Next::Close,
-                        }
+            } => input,
+            _ = tokio::time::sleep_until(deadline) => Input::Timeout,
+        }
+    }
+
+    /// Runs the core's actions in order. `false` once it closed (or the
+    /// peer can no longer be written to).
+    async fn act(&mut self, core: &mut HostConnection) -> bool {
+        while let Some(action) = core.poll_action() {
+            match action {
+                Action::Send(msg) => {
+                    self.log_send(&msg);
+                    if self.send(&msg).await.is_err() {
+                        return false;
                     }
-                    Err(
-                        e @ (GateError::TooManyPending
-                        | GateError::TooManyFromAddress(_)
-                        | GateError::WaitingElsewhere),
-                    ) => self.refuse(ErrorCode::PairingBusy, &e.to_string()).await,
-                    Err(e) => {
-                        tracing::error!("native: cannot record a knock: {e}");
-                        self.refuse(ErrorCode::Internal, "the host could not record the request")
-                            .await
-                    }
+                }
+                Action::Effect(effect) => self.run_effect(effect, core).await,
+                Action::Close => return false,
+            }
+        }
+        true
+    }
+
+    async fn run_effect(&mut self, effect: Effect, core: &mut HostConnection) {
+        let now = || Instant::now().into_std();
+        match effect {
+            Effect::Touch => self.touch(),
+            Effect::Store { name, via } => {
+                let stored = self.admit_peer(name, via).await;
+                if let Err(e) = &stored {
+                    tracing::error!("native: cannot store a device: {e}");
+                }
+                core.on_stored(stored.is_ok(), now());
+            }
+            Effect::AddKnock { name } => core.on_knock_added(self.add_knock(name), now()),
+            Effect::BeginExchange(claimant) => {
+                self.exchange = Some(Exchange::begin(self.ctx.trust.clone(), claimant));
+            }
+            Effect::TakePin(claimant) => core.on_pin(self.take_pin(claimant), &mut OsRng, now()),
+            Effect::ReportPin(paired) => self.report_pin(paired),
+            Effect::LeavePairing => {
+                self.exchange = None;
+                self.pairing_slot = None;
+            }
+            Effect::ExpireDue => {
+                let trust = &self.ctx.trust;
+                let now = trust.now();
+                trust.gate().expire(now);
+            }
+            Effect::AwaitAudit => {
+                // Everything queued so far, this connection's entries
+                // among them, is on disk before the client hears of it.
+                if let Err(e) = self.ctx.trust.audited().durable().await {
+                    tracing::error!("native: {e}");
                 }
             }
         }
     }
 
-    /// `AwaitDecision` (§ 4.6, § 7.1): ping/pong until the console decides
-    /// or the request expires.
-    async fn await_decision(&mut self, id: PendingId) -> Next {
+    /// Notes the trusted device as seen, if due: coarse, may fsync, so off
+    /// the reply path.
+    fn touch(&self) {
         let trust = self.ctx.trust.clone();
-        let expires = {
-            let now = trust.now();
-            let mut gate = trust.gate();
-            gate.get_pending(id, now).map(|p| p.expires)
-        };
-        // The gate expires requests lazily; wake up when this one is due so
-        // the client hears `expired` even if nothing else looks at the gate.
-        let mut expires = expires.map(Instant::from_std).unwrap_or_else(Instant::now);
-        let mut idle = Instant::now() + timeouts::SESSION_IDLE;
-        let outcome = loop {
-            tokio::select! {
-                msg = self.reader.next(idle) => match msg {
-                    Ok(Message::Ping) => {
-                        idle = Instant::now() + timeouts::SESSION_IDLE;
-                        if self.send(&Message::Pong).await.is_err() {
-                            return Next::Close;
-                        }
-                    }
-                    // The request stays listed until it expires (§ 7.1).
-                    Err(ReadError::Eof) => return Next::Close,
-                    Ok(other) => {
-                        self.fail(Failure::Handshake(HandshakeError::Unexpected { expected: "ping", got: other.type_name() })).await;
-                        return Next::Close;
-                    }
-                    Err(e) => {
-                        self.fail(Failure::Read(e)).await;
-                        return Next::Close;
-                    }
-                },
-                update = trust.request_update(&mut self.events, id) => match update {
-                    RequestUpdate::Ended(Some(outcome)) => break outcome,
-                    RequestUpdate::Ended(None) => return Next::Close,
-                    // Knocks need approval, not a PIN.
-                    RequestUpdate::PinEntered => {}
-                },
-                _ = tokio::time::sleep_until(expires) => {
-                    let outcome = {
-                        let now = trust.now();
-                        let mut gate = trust.gate();
-                        gate.expire(now);
-                        gate.outcome(id)
-                    };
-                    if let Some(outcome) = outcome {
-                        break outcome;
-                    }
-                    // Not due by the gate's clock yet: ask again shortly.
-                    expires = Instant::now() + std::time::Duration::from_millis(200);
+        let fp = self.fp;
+        if trust.touch_due(&fp) {
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = trust.touch(&fp) {
+                    tracing::warn!("native: cannot record last_seen: {e}");
                 }
-            }
-        };
-        let decision = match outcome {
-            PendingOutcome::Approved => Decision::Approved,
-            PendingOutcome::Denied => Decision::Denied,
-            // Expired, or replaced by a newer knock of the same device on
-            // another connection: this request is over either way.
-            _ => Decision::Expired,
-        };
-        tracing::info!(fp = %self.fp.short(), ?decision, "native: knock decided");
-        self.audited().await;
-        if self.send(&Message::Decision(decision)).await.is_err() {
-            return Next::Close;
-        }
-        match decision {
-            // Trust::approve stored the device before ending the request.
-            Decision::Approved if trust.is_trusted(&self.fp) => Next::Session,
-            _ => Next::Close,
+            });
         }
     }
 
-    /// `hello{intent: pair}` through `AwaitPake` and `AwaitConfirm` (§ 6,
-    /// § 7.1).
-    async fn pair(&mut self, hello: Hello) -> Next {
-        let trust = self.ctx.trust.clone();
-        let Ok(_slot) = self.ctx.pairing.clone().try_acquire_owned() else {
-            return self
-                .refuse(
-                    ErrorCode::PairingBusy,
-                    "another device is pairing with this host right now; try again in a minute",
-                )
-                .await;
+    /// Lists the client as waiting for approval: its id and when the gate
+    /// expires it.
+    fn add_knock(&self, name: DisplayName) -> Result<(PendingId, std::time::Instant), GateError> {
+        let request = PendingRequest {
+            kind: Kind::Native,
+            name,
+            cert_der: self.cert_der.clone(),
+            address: self.peer,
+            needs: Needs::Approval,
         };
-        let armed = {
-            let now = trust.now();
-            trust.gate().armed(now).is_some()
-        };
-        if !armed {
-            return self.refuse(ErrorCode::NotArmed, NOT_ARMED).await;
+        let trust = &self.ctx.trust;
+        let now = trust.now();
+        let mut gate = trust.gate();
+        let added = gate.add_pending(request, now).map(|id| {
+            let expires = gate.get_pending(id, now).map(|p| p.expires);
+            (id, expires.unwrap_or(now))
+        });
+        match &added {
+            Ok(_) => {
+                tracing::info!(fp = %self.fp.short(), "native: device knocked; waiting for approval in the console")
+            }
+            Err(e) => tracing::info!(fp = %self.fp.short(), "native: knock not listed: {e}"),
         }
-        let claimant = Claimant {
-            address: self.peer.ip().to_canonical(),
-            name: hello.device_name.clone(),
-            fingerprint: self.fp,
-        };
-        // The console names whoever holds the one pairing slot.
-        let _exchange = Exchange::begin(trust.clone(), claimant.clone());
-        if let Next::Close = self.welcome(Status::Pairing).await {
-            return Next::Close;
-        }
+        added
+    }
 
-        // AwaitPake: anything but `pake` leaves the PIN in the gate. A
-        // client that connects to pair already has the PIN, so the step is
-        // short (§ 8): a peer that stalls here holds the slot only briefly.
-        let pake = match self
-            .reader
-            .next(Instant::now() + timeouts::HOST_PAIRING_STEP)
-            .await
-        {
-            Ok(Message::Pake(p)) => p,
-            Ok(other) => {
-                self.fail(Failure::Handshake(HandshakeError::Unexpected {
-                    expected: "pake",
-                    got: other.type_name(),
-                }))
-                .await;
-                return Next::Close;
-            }
-            Err(e) => {
-                self.fail(Failure::Read(e)).await;
-                return Next::Close;
-            }
-        };
-        // § 6.5: the PIN leaves the gate now, and never goes back.
-        let claimant_entry = Entry::new(Event::PinRejected, Door::Native)
+    /// Takes the armed PIN for `claimant`; the ticket stays with the
+    /// connection until the core reports the outcome.
+    fn take_pin(&mut self, claimant: Claimant) -> Option<Pin> {
+        let rejected = Entry::new(Event::PinRejected, Door::Native)
             .outcome(Outcome::Failed)
             .device(DeviceRef::new(self.fp, &claimant.name, None))
             .address(claimant.address);
-        let taken = {
-            let now = trust.now();
-            trust.gate().take_pin(claimant, now)
-        };
-        let ticket = match taken {
-            Ok(t) => Ticket::new(t, trust.clone(), claimant_entry),
-            Err(_) => return self.refuse(ErrorCode::NotArmed, NOT_ARMED).await,
-        };
+        let trust = self.ctx.trust.clone();
+        let now = trust.now();
+        let taken = trust.gate().take_pin(claimant, now).ok()?;
+        let ticket = Ticket::new(taken, trust, rejected);
         let pin = ticket.pin.clone();
-        let binding = ChannelBinding {
-            client: self.fp,
-            host: self.ctx.host_fp,
-            exporter: self.exporter.clone(),
-        };
-        let (host, reply) =
-            match HostPairing::respond(pin, binding, hello.device_name, pake, &mut OsRng) {
-                Ok(r) => r,
-                Err(e) => return self.pairing_failed(e, ticket).await,
-            };
-        if self.send(&reply).await.is_err() {
-            return Next::Close;
-        }
-
-        // AwaitConfirm: timeout, EOF or garbage all fail this arming.
-        let confirm = match self
-            .reader
-            .next(Instant::now() + timeouts::HOST_PAIRING_STEP)
-            .await
-        {
-            Ok(m) => m,
-            Err(e) => {
-                self.fail(Failure::Read(e)).await;
-                return Next::Close;
-            }
-        };
-        let (HostEffect::StoreDevice(verified), awaiting) = match host.on_message(confirm) {
-            Ok(r) => r,
-            Err(e) => return self.pairing_failed(e, ticket).await,
-        };
-        // § 6.4: durably stored before the host confirms.
-        if let Err(e) = self
-            .admit_peer(verified.device_name().clone(), Via::Pin)
-            .await
-        {
-            tracing::error!("native: cannot store a paired device: {e}");
-            return self
-                .refuse(ErrorCode::Internal, "the host could not store this device")
-                .await;
-        }
-        ticket.paired(verified.fingerprint());
-        tracing::info!(fp = %self.fp.short(), name = %verified.device_name(), "native: device paired with the PIN");
-        if self.send(&awaiting.stored()).await.is_err() {
-            return Next::Close;
-        }
-        Next::Session
+        self.ticket = Some(ticket);
+        Some(pin)
     }
 
-    /// A trusted session (§ 4.7, § 7.1): ping → pong, anything else is
-    /// `bad_message`; revocation ends it at once.
-    async fn session(&mut self) {
-        let trust = self.ctx.trust.clone();
-        let mut idle = Instant::now() + timeouts::SESSION_IDLE;
-        loop {
-            tokio::select! {
-                msg = self.reader.next(idle) => match msg {
-                    Ok(Message::Ping) => {
-                        idle = Instant::now() + timeouts::SESSION_IDLE;
-                        if self.send(&Message::Pong).await.is_err() {
-                            return;
-                        }
-                    }
-                    Err(ReadError::Eof) => return,
-                    // § 8: silence closes a session without a word.
-                    Err(ReadError::Timeout) => return,
-                    Ok(other) => {
-                        self.fail(Failure::Handshake(HandshakeError::Unexpected { expected: "ping", got: other.type_name() })).await;
-                        return;
-                    }
-                    Err(e) => {
-                        self.fail(Failure::Read(e)).await;
-                        return;
-                    }
-                },
-                event = self.events.recv() => {
-                    let revoked = match event {
-                        Ok(TrustEvent::DeviceRemoved { fingerprint }) => fingerprint == self.fp,
-                        Ok(_) => false,
-                        Err(broadcast::error::RecvError::Lagged(_)) => !trust.is_trusted(&self.fp),
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    };
-                    if revoked {
-                        tracing::info!(fp = %self.fp.short(), "native: device revoked; closing its session");
-                        self.audited().await;
-                        let _ = self.send(&Message::error(ErrorCode::Revoked, "this device was removed from the host; pair it again")).await;
-                        return;
-                    }
-                }
+    fn report_pin(&mut self, paired: Option<Fingerprint>) {
+        let Some(ticket) = self.ticket.take() else {
+            return;
+        };
+        match paired {
+            Some(fp) => {
+                tracing::info!(fp = %fp.short(), "native: device paired with the PIN");
+                ticket.paired(fp);
             }
+            // Drop reports the failure and records `pin_rejected`.
+            None => {
+                tracing::info!(fp = %self.fp.short(), "native: pairing failed; the PIN is spent")
+            }
+        }
+    }
+
+    fn log_send(&self, msg: &Message) {
+        let fp = self.fp.short();
+        match msg {
+            Message::Welcome(w) => {
+                tracing::debug!(peer = %self.peer, %fp, status = ?w.status, "native: welcome")
+            }
+            Message::Decision(d) => tracing::info!(%fp, decision = ?d, "native: knock decided"),
+            Message::Error(e) => {
+                tracing::info!(peer = %self.peer, %fp, code = %e.code, "native: closing with an error: {}", e.message)
+            }
+            _ => {}
         }
     }
 
@@ -790,65 +666,41 @@ impl Conn {
         }
     }
 
-    async fn welcome(&mut self, status: Status) -> Next {
-        let msg = handshake::welcome(status, self.ctx.host_name.clone(), self.ctx.host_fp);
-        match self.send(&msg).await {
-            Ok(()) => Next::Session,
-            Err(PeerGone) => Next::Close,
-        }
-    }
-
-    /// Waits until every audit entry queued so far (this connection's among
-    /// them) is on disk, before the client hears about what they record.
-    async fn audited(&self) {
-        if let Err(e) = self.ctx.trust.audited().durable().await {
-            tracing::error!("native: {e}");
-        }
-    }
-
-    /// A pairing step failed after the PIN was taken: record it, tell the
-    /// client why (unless it was the one that sent an error) and close.
-    async fn pairing_failed(&mut self, e: PairingError, ticket: Ticket) -> Next {
-        tracing::info!(fp = %self.fp.short(), "native: pairing failed: {e}");
-        drop(ticket);
-        self.audited().await;
-        if let Some(m) = e.to_message() {
-            let _ = self.send(&m).await;
-        }
-        Next::Close
-    }
-
-    /// Sends `error{code}` and closes.
-    async fn refuse(&mut self, code: ErrorCode, message: &str) -> Next {
-        tracing::info!(peer = %self.peer, fp = %self.fp.short(), %code, "native: refused");
-        let _ = self.send(&Message::error(code, message)).await;
-        Next::Close
-    }
-
-    /// Answers a failed read or step with the right code, best effort.
-    async fn fail(&mut self, failure: Failure) {
-        let msg = match failure {
-            Failure::Read(ReadError::Eof) | Failure::Read(ReadError::Io(_)) => None,
-            Failure::Read(ReadError::Timeout) => Some(Message::error(
-                ErrorCode::Timeout,
-                "the client took too long to send its next message",
-            )),
-            Failure::Read(e @ (ReadError::Frame(_) | ReadError::Message(_))) => {
-                Some(Message::error(ErrorCode::BadMessage, &e.to_string()))
-            }
-            Failure::Handshake(e) => e.to_message(),
-        };
-        if let Some(m) = msg {
-            tracing::debug!(peer = %self.peer, "native: closing with {:?}", m);
-            let _ = self.send(&m).await;
-        }
-    }
-
     async fn send(&mut self, msg: &Message) -> Result<(), PeerGone> {
         frame_io::send(&mut self.writer, msg).await.map_err(|e| {
             tracing::debug!(peer = %self.peer, "native: send failed: {e}");
             PeerGone
         })
+    }
+}
+
+/// Far enough to mean "no deadline" for a wait the core does not bound.
+const FAR: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// What the core may ask about the host when `hello` arrives.
+struct Facts<'a> {
+    conn: &'a mut Conn,
+}
+
+impl HelloFacts for Facts<'_> {
+    fn is_trusted(&mut self) -> bool {
+        self.conn.ctx.trust.is_trusted(&self.conn.fp)
+    }
+
+    fn claim_pairing_slot(&mut self) -> bool {
+        match self.conn.ctx.pairing.clone().try_acquire_owned() {
+            Ok(permit) => {
+                self.conn.pairing_slot = Some(permit);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn is_armed(&mut self) -> bool {
+        let trust = &self.conn.ctx.trust;
+        let now = trust.now();
+        trust.gate().armed(now).is_some()
     }
 }
 
@@ -867,14 +719,6 @@ enum AdmitError {
 /// out); the connection ends.
 #[derive(Debug, Clone, Copy)]
 struct PeerGone;
-
-const NOT_ARMED: &str =
-    "pairing is not armed on this host (or its PIN was used or expired); arm it and use the new PIN";
-
-enum Failure {
-    Read(ReadError),
-    Handshake(HandshakeError),
-}
 
 /// A native pairing exchange as the gate shows it to the console, from
 /// `welcome{pairing}` until the connection leaves the pairing steps.

@@ -36,6 +36,17 @@ pub(crate) enum ReadError {
     Io(#[from] io::Error),
 }
 
+impl From<ReadError> for crate::connection::ReadFailure {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Eof => Self::Closed,
+            ReadError::Io(_) => Self::Broken,
+            ReadError::Timeout => Self::TooSlow,
+            e @ (ReadError::Frame(_) | ReadError::Message(_)) => Self::Malformed(e.to_string()),
+        }
+    }
+}
+
 /// Reads messages from `R`, one frame at a time, never allocating more than
 /// one capped frame plus one chunk.
 pub(crate) struct FrameReader<R> {

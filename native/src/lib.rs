@@ -19,10 +19,15 @@
 //! - [`link`]: the pairing link a QR code carries ([`PairingLink`], § 12):
 //!   addresses, port, host fingerprint, PIN and host name in one URI.
 //!
+//! - [`connection`]: the host side of one connection (§ 7.1) as a state
+//!   machine ([`HostConnection`]): fed messages, read failures, timeouts,
+//!   trust events and effect results; emits messages, effects (take the
+//!   PIN, store the device, list a knock …) and its next deadline.
+//!
 //! Around that core, two thin tokio + openssl shells:
 //!
-//! - [`endpoint`]: the host's TLS 1.3 endpoint ([`Endpoint`]), driving the
-//!   host core against the shared [`punktfunk_certs::Trust`].
+//! - [`endpoint`]: the host's TLS 1.3 endpoint ([`Endpoint`]), the driver of
+//!   [`HostConnection`] against the shared [`punktfunk_certs::Trust`].
 //! - [`client`]: the reference client ([`Client`]): identity, known hosts,
 //!   pairing (with a PIN, or with a [`PairingLink`]), connecting, TOFU.
 //!
@@ -37,6 +42,9 @@
 //! The cores never log and never see the registry.
 //!
 //! ## Calling contract (host)
+//!
+//! [`HostConnection`] keeps this contract; a host drives it rather than
+//! the pairing core directly. What it does, step by step:
 //!
 //! 1. After the TLS handshake, read frames with [`check_header`] (or
 //!    [`FrameDecoder`]) and parse each with [`Message::decode`]. Any frame or
@@ -87,6 +95,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod client;
+pub mod connection;
 pub mod endpoint;
 pub mod frame;
 pub mod handshake;
@@ -99,7 +108,8 @@ pub use client::{
     Client, ClientError, Connected, HostAddr, HostTrust, KnownHost, NewHost, Session,
     LINK_CONNECT_TIMEOUT, PAIRING_BUSY_RETRY_INTERVAL, PAIRING_BUSY_RETRY_WINDOW,
 };
-pub use endpoint::{Endpoint, EndpointConfig, EndpointError, UnknownDevices};
+pub use connection::{HostConnection, UnknownDevices};
+pub use endpoint::{Endpoint, EndpointConfig, EndpointError};
 pub use frame::{check_header, encode_frame, FrameDecoder, FrameError, MAX_FRAME_LEN};
 pub use handshake::HandshakeError;
 pub use link::{is_linkable, LinkError, PairingLink, MAX_LINK_ADDRESSES, MAX_LINK_LEN};

@@ -1,0 +1,700 @@
+//! The host side of one native connection as a sans-IO state machine
+//! (docs/native-protocol.md § 7.1): every decision about what a connection
+//! gets, with no socket, no TLS, no clock and no gate of its own.
+//!
+//! Like quinn-proto's `Connection`, [`HostConnection`] is fed what
+//! happened — the first message with the [`HelloFacts`] it needs
+//! ([`HostConnection::on_hello`]), later messages, read failures, timeouts,
+//! trust events and the results of the effects it asked for — and the
+//! driver drains [`Action`]s in order: messages to send, [`Effect`]s to run
+//! against the trust service, and finally [`Action::Close`]. The driver
+//! reads with [`HostConnection::poll_timeout`] as its deadline and has no
+//! protocol decision of its own (`endpoint.rs` is that driver).
+//!
+//! ```text
+//! AwaitHello ─ connect ─┬ trusted ──────────── Touch, welcome{trusted} ──▶ Session
+//!            │          ├ Open policy ─ Store{open} ▶ Storing ─ welcome{open} ▶ Session
+//!            │          ├ Knock policy ─ AddKnock ▶ Knocking ─ welcome{approval_pending}
+//!            │          │                  ▶ AwaitDecision ─ decision ──▶ Session | close
+//!            │          └ Refuse policy ─ error{not_paired}
+//!            └ pair ─ slot? armed? ─ welcome{pairing} ▶ AwaitPake ─ pake ─ TakePin
+//!                     ▶ TakingPin ─ pake ▶ AwaitConfirm ─ confirm ─ Store{pin}
+//!                     ▶ Storing ─ confirm{cB} ──────────────────────────▶ Session
+//! Session: ping → pong; its device removed → error{revoked}, close
+//! ```
+//!
+//! The core keeps the promises that span several steps: the PIN is taken
+//! when `pake` arrives and never earlier (§ 6.5); a taken PIN is reported
+//! exactly once, as paired or spent ([`Effect::ReportPin`]); the pairing
+//! slot is given back ([`Effect::LeavePairing`]) on every way out of the
+//! pairing steps; and a client hears about a recorded decision only after
+//! the audit trail has it ([`Effect::AwaitAudit`]).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use punktfunk_certs::{Claimant, Fingerprint, GateError, PendingId, PendingOutcome, Via};
+use rand_core::{CryptoRng, RngCore};
+
+use crate::handshake::{self, HandshakeError};
+use crate::message::{Decision, DisplayName, ErrorCode, Hello, Intent, Message, Pake, Status};
+use crate::pairing::{ChannelBinding, Exporter, HostAwaitingStore, HostEffect, HostPairing, Pin};
+use crate::timeouts;
+
+/// What the host does with a device it does not know (§ 7.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownDevices {
+    /// Pairing required, knocks recorded: `connect` from an unknown device
+    /// becomes a pending request the console can approve (`serve --native`).
+    Knock,
+    /// Pairing required, no knocks: `error{not_paired}` (`m3-host
+    /// --require-pairing`, which has no console to approve anything).
+    Refuse,
+    /// DANGER: open mode. Any device that connects is stored as admitted
+    /// via `open` and let in. Anyone on the network, including an attacker,
+    /// gets a trusted session without a PIN or an approval; only for a fully
+    /// trusted single-user network (`serve --native --open`).
+    DangerAdmitOpen,
+}
+
+/// The host's side of the connection, fixed for its lifetime.
+#[derive(Debug, Clone)]
+pub struct HostSide {
+    /// The host's display name, sent in `welcome`.
+    pub name: DisplayName,
+    /// The host certificate's fingerprint, sent in `welcome` and bound
+    /// into pairing.
+    pub fingerprint: Fingerprint,
+    /// Policy for unknown devices.
+    pub unknown_devices: UnknownDevices,
+}
+
+/// What the TLS handshake established about the client.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// Where the connection comes from.
+    pub address: SocketAddr,
+    /// The fingerprint of the certificate the client presented.
+    pub fingerprint: Fingerprint,
+    /// The § 6.2 exporter value of this TLS session.
+    pub exporter: Exporter,
+}
+
+/// What the core asks about the host when `hello` arrives, and only what
+/// the intent needs: a `connect` never touches the pairing slot.
+pub trait HelloFacts {
+    /// Whether the registry lists the client's fingerprint.
+    fn is_trusted(&mut self) -> bool;
+    /// Takes the one pairing slot (§ 6.5) for this connection, if free.
+    /// The driver holds it until [`Effect::LeavePairing`] or the end of
+    /// the connection.
+    fn claim_pairing_slot(&mut self) -> bool;
+    /// Whether pairing is armed right now.
+    fn is_armed(&mut self) -> bool;
+}
+
+/// Why reading the next message failed, as far as the protocol cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadFailure {
+    /// The peer closed the connection at a frame boundary.
+    Closed,
+    /// The transport failed.
+    Broken,
+    /// A frame was started but not finished in time (§ 8).
+    TooSlow,
+    /// A frame or message was refused (§ 3, § 4); the reason is sent back.
+    Malformed(String),
+}
+
+/// Something the driver does against the trust service for the core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// The trusted client connected: note it as seen (coarse, may write;
+    /// keep it off the reply path).
+    Touch,
+    /// Store the client's certificate as a paired device, durably, then
+    /// call [`HostConnection::on_stored`].
+    Store {
+        /// The name it goes by.
+        name: DisplayName,
+        /// How it was admitted.
+        via: Via,
+    },
+    /// List the client as a request waiting for approval, then call
+    /// [`HostConnection::on_knock_added`].
+    AddKnock {
+        /// The name the console shows.
+        name: DisplayName,
+    },
+    /// Show `claimant` in the console as the device in the pairing
+    /// exchange.
+    BeginExchange(Claimant),
+    /// Take the armed PIN out of the gate for `claimant` (§ 6.5), then call
+    /// [`HostConnection::on_pin`].
+    TakePin(Claimant),
+    /// The taken PIN paired this device (`Some`), or is spent without
+    /// pairing (`None`: record `pin_rejected`). Emitted exactly once per
+    /// taken PIN.
+    ReportPin(Option<Fingerprint>),
+    /// The connection left the pairing steps: end the exchange the console
+    /// shows and give the pairing slot back.
+    LeavePairing,
+    /// A waiting request's deadline passed by the driver's clock: expire
+    /// what is due in the gate (the outcome arrives as a trust event).
+    ExpireDue,
+    /// Wait until every audit entry queued so far is durable before
+    /// carrying on with the next action.
+    AwaitAudit,
+}
+
+/// What the driver does next, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Write this message.
+    Send(Message),
+    /// Run this effect.
+    Effect(Effect),
+    /// Close the connection; nothing follows.
+    Close,
+}
+
+/// How soon a waiting knock asks the gate again when the gate's clock did
+/// not see the request as due yet.
+const RECHECK: Duration = Duration::from_millis(200);
+
+const NOT_ARMED: &str =
+    "pairing is not armed on this host (or its PIN was used or expired); arm it and use the new PIN";
+const BUSY: &str = "another device is pairing with this host right now; try again in a minute";
+const NOT_PAIRED: &str =
+    "this device is not paired with this host; pair it with the PIN the host shows";
+const CANNOT_STORE: &str = "the host could not store this device";
+const CANNOT_RECORD: &str = "the host could not record the request";
+const TOO_SLOW: &str = "the client took too long to send its next message";
+const REVOKED: &str = "this device was removed from the host; pair it again";
+
+/// One state per step of § 7.1.
+enum State {
+    AwaitHello {
+        deadline: Instant,
+    },
+    /// `Store` asked for; what to send once it is stored.
+    Storing(AfterStore),
+    /// `AddKnock` asked for.
+    Knocking,
+    AwaitDecision {
+        id: PendingId,
+        expires: Instant,
+        idle: Instant,
+    },
+    AwaitPake {
+        claimant: Claimant,
+        deadline: Instant,
+    },
+    /// `TakePin` asked for, with the `pake` that triggered it.
+    TakingPin {
+        name: DisplayName,
+        pake: Pake,
+    },
+    AwaitConfirm {
+        pairing: HostPairing,
+        deadline: Instant,
+    },
+    Session {
+        idle: Instant,
+    },
+    Closed,
+}
+
+enum AfterStore {
+    /// Open mode: `welcome{open}`.
+    Open,
+    /// PIN pairing: `confirm{cB}`.
+    Paired {
+        awaiting: HostAwaitingStore,
+        fingerprint: Fingerprint,
+    },
+}
+
+/// The host side of one native connection, from the first message on.
+pub struct HostConnection {
+    host: HostSide,
+    peer: Peer,
+    state: State,
+    /// The PIN was taken and not reported yet.
+    pin_taken: bool,
+    /// The connection holds the pairing slot.
+    pairing: bool,
+    /// [`Action::Close`] was queued; the core takes no more input.
+    closed: bool,
+    actions: VecDeque<Action>,
+}
+
+impl std::fmt::Debug for HostConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostConnection")
+            .field("peer", &self.peer.address)
+            .field("client", &self.peer.fingerprint)
+            .field("state", &self.state_name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl HostConnection {
+    /// A connection whose TLS handshake completed at `now`; it waits for
+    /// `hello` until [`timeouts::HELLO`] has passed.
+    pub fn new(host: HostSide, peer: Peer, now: Instant) -> Self {
+        Self {
+            host,
+            peer,
+            state: State::AwaitHello {
+                deadline: now + timeouts::HELLO,
+            },
+            pin_taken: false,
+            pairing: false,
+            closed: false,
+            actions: VecDeque::new(),
+        }
+    }
+
+    /// The next thing to do, in order; `None` when the core waits for
+    /// input.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When [`HostConnection::on_timeout`] is due, if the core waits for
+    /// the peer or the clock at all.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match &self.state {
+            State::AwaitHello { deadline }
+            | State::AwaitPake { deadline, .. }
+            | State::AwaitConfirm { deadline, .. } => Some(*deadline),
+            State::AwaitDecision { expires, idle, .. } => Some((*expires).min(*idle)),
+            State::Session { idle } => Some(*idle),
+            State::Storing(_) | State::Knocking | State::TakingPin { .. } | State::Closed => None,
+        }
+    }
+
+    /// Whether the next message is the first one, for
+    /// [`HostConnection::on_hello`].
+    pub fn wants_hello(&self) -> bool {
+        matches!(self.state, State::AwaitHello { .. })
+    }
+
+    /// The pending request this connection waits on, for the driver to
+    /// watch with `Trust::request_update` and report through
+    /// [`HostConnection::on_request_ended`].
+    pub fn waiting_on(&self) -> Option<PendingId> {
+        match self.state {
+            State::AwaitDecision { id, .. } => Some(id),
+            _ => None,
+        }
+    }
+
+    /// Whether [`Action::Close`] was issued.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// The first message of the connection (§ 7.1 `AwaitHello`), with
+    /// access to what the host knows. Past `hello`, this is
+    /// [`HostConnection::on_message`].
+    pub fn on_hello(&mut self, msg: Message, facts: &mut impl HelloFacts, now: Instant) {
+        if !self.wants_hello() {
+            return self.on_message(msg, now);
+        }
+        match handshake::read_hello(msg) {
+            Ok(hello) => match hello.intent {
+                Intent::Connect => self.connect(hello, facts, now),
+                Intent::Pair => self.pair(hello, facts, now),
+            },
+            Err(e) => self.close_with(e.to_message()),
+        }
+    }
+
+    fn connect(&mut self, hello: Hello, facts: &mut impl HelloFacts, now: Instant) {
+        if facts.is_trusted() {
+            self.effect(Effect::Touch);
+            return self.welcome(Status::Trusted, now);
+        }
+        match self.host.unknown_devices {
+            UnknownDevices::DangerAdmitOpen => {
+                self.state = State::Storing(AfterStore::Open);
+                self.effect(Effect::Store {
+                    name: hello.device_name,
+                    via: Via::Open,
+                });
+            }
+            UnknownDevices::Refuse => self.refuse(ErrorCode::NotPaired, NOT_PAIRED),
+            UnknownDevices::Knock => {
+                self.state = State::Knocking;
+                self.effect(Effect::AddKnock {
+                    name: hello.device_name,
+                });
+            }
+        }
+    }
+
+    fn pair(&mut self, hello: Hello, facts: &mut impl HelloFacts, now: Instant) {
+        if !facts.claim_pairing_slot() {
+            return self.refuse(ErrorCode::PairingBusy, BUSY);
+        }
+        self.pairing = true;
+        if !facts.is_armed() {
+            return self.refuse(ErrorCode::NotArmed, NOT_ARMED);
+        }
+        let claimant = Claimant {
+            address: self.peer.address.ip().to_canonical(),
+            name: hello.device_name,
+            fingerprint: self.peer.fingerprint,
+        };
+        self.effect(Effect::BeginExchange(claimant.clone()));
+        self.send(handshake::welcome(
+            Status::Pairing,
+            self.host.name.clone(),
+            self.host.fingerprint,
+        ));
+        // A client that connects to pair already has the PIN, so the step
+        // is short (§ 8): a peer that stalls holds the slot only briefly.
+        self.state = State::AwaitPake {
+            claimant,
+            deadline: now + timeouts::HOST_PAIRING_STEP,
+        };
+    }
+
+    /// A message after `hello`.
+    pub fn on_message(&mut self, msg: Message, now: Instant) {
+        match std::mem::replace(&mut self.state, State::Closed) {
+            State::AwaitPake { claimant, .. } => match msg {
+                // § 6.5: the PIN leaves the gate now, and never goes back.
+                Message::Pake(pake) => {
+                    self.state = State::TakingPin {
+                        name: claimant.name.clone(),
+                        pake,
+                    };
+                    self.effect(Effect::TakePin(claimant));
+                }
+                // Anything else leaves the PIN in the gate.
+                other => self.unexpected("pake", other),
+            },
+            State::AwaitConfirm { pairing, .. } => match pairing.on_message(msg) {
+                Ok((HostEffect::StoreDevice(verified), awaiting)) => {
+                    // § 6.4: durably stored before the host confirms.
+                    self.state = State::Storing(AfterStore::Paired {
+                        awaiting,
+                        fingerprint: verified.fingerprint(),
+                    });
+                    self.effect(Effect::Store {
+                        name: verified.device_name().clone(),
+                        via: Via::Pin,
+                    });
+                }
+                Err(e) => self.pairing_failed(e.to_message()),
+            },
+            State::AwaitDecision { id, expires, .. } => match msg {
+                Message::Ping => {
+                    self.state = State::AwaitDecision {
+                        id,
+                        expires,
+                        idle: now + timeouts::SESSION_IDLE,
+                    };
+                    self.send(Message::Pong);
+                }
+                other => self.unexpected("ping", other),
+            },
+            State::Session { .. } => match msg {
+                Message::Ping => {
+                    self.state = State::Session {
+                        idle: now + timeouts::SESSION_IDLE,
+                    };
+                    self.send(Message::Pong);
+                }
+                other => self.unexpected("ping", other),
+            },
+            // The driver feeds the first message to `on_hello`, and reads
+            // nothing while an effect is outstanding.
+            state @ (State::AwaitHello { .. }
+            | State::Storing(_)
+            | State::Knocking
+            | State::TakingPin { .. }) => {
+                self.state = state;
+                self.close_with(Some(Message::error(
+                    ErrorCode::Internal,
+                    "the host read a message out of turn",
+                )));
+            }
+            State::Closed => {}
+        }
+    }
+
+    /// Reading the next message failed.
+    pub fn on_read_failed(&mut self, failure: ReadFailure) {
+        let in_session = matches!(self.state, State::Session { .. });
+        let reply = match failure {
+            ReadFailure::Closed | ReadFailure::Broken => None,
+            // § 8: silence closes a session without a word.
+            ReadFailure::TooSlow if in_session => None,
+            ReadFailure::TooSlow => Some(Message::error(ErrorCode::Timeout, TOO_SLOW)),
+            ReadFailure::Malformed(why) => Some(Message::error(ErrorCode::BadMessage, &why)),
+        };
+        self.close_with(reply);
+    }
+
+    /// The clock reached [`HostConnection::poll_timeout`] (or later).
+    pub fn on_timeout(&mut self, now: Instant) {
+        match &mut self.state {
+            State::AwaitHello { deadline }
+            | State::AwaitPake { deadline, .. }
+            | State::AwaitConfirm { deadline, .. } => {
+                if now >= *deadline {
+                    self.close_with(Some(Message::error(ErrorCode::Timeout, TOO_SLOW)));
+                }
+            }
+            State::AwaitDecision { expires, idle, .. } => {
+                if now >= *idle {
+                    self.close_with(Some(Message::error(ErrorCode::Timeout, TOO_SLOW)));
+                } else if now >= *expires {
+                    // The gate expires requests lazily; its clock decides,
+                    // and until it does, ask again shortly.
+                    *expires = now + RECHECK;
+                    self.effect(Effect::ExpireDue);
+                }
+            }
+            State::Session { idle } => {
+                if now >= *idle {
+                    self.close_with(None);
+                }
+            }
+            State::Storing(_) | State::Knocking | State::TakingPin { .. } | State::Closed => {}
+        }
+    }
+
+    /// The result of [`Effect::Store`]: `true` if the device is durably
+    /// stored.
+    pub fn on_stored(&mut self, stored: bool, now: Instant) {
+        let State::Storing(after) = std::mem::replace(&mut self.state, State::Closed) else {
+            return;
+        };
+        if !stored {
+            return self.refuse(ErrorCode::Internal, CANNOT_STORE);
+        }
+        match after {
+            AfterStore::Open => self.welcome(Status::Open, now),
+            AfterStore::Paired {
+                awaiting,
+                fingerprint,
+            } => {
+                self.pin_taken = false;
+                self.effect(Effect::ReportPin(Some(fingerprint)));
+                self.leave_pairing();
+                self.send(awaiting.stored());
+                self.state = State::Session {
+                    idle: now + timeouts::SESSION_IDLE,
+                };
+            }
+        }
+    }
+
+    /// The result of [`Effect::AddKnock`]: the request and when the gate
+    /// expires it, or why it was not listed.
+    pub fn on_knock_added(&mut self, added: Result<(PendingId, Instant), GateError>, now: Instant) {
+        if !matches!(self.state, State::Knocking) {
+            return;
+        }
+        match added {
+            Ok((id, expires)) => {
+                // The knock is in the audit trail before the client hears
+                // it is waiting.
+                self.effect(Effect::AwaitAudit);
+                self.send(handshake::welcome(
+                    Status::ApprovalPending,
+                    self.host.name.clone(),
+                    self.host.fingerprint,
+                ));
+                self.state = State::AwaitDecision {
+                    id,
+                    expires,
+                    idle: now + timeouts::SESSION_IDLE,
+                };
+            }
+            Err(
+                e @ (GateError::TooManyPending
+                | GateError::TooManyFromAddress(_)
+                | GateError::WaitingElsewhere),
+            ) => self.refuse(ErrorCode::PairingBusy, &e.to_string()),
+            Err(_) => self.refuse(ErrorCode::Internal, CANNOT_RECORD),
+        }
+    }
+
+    /// The result of [`Effect::TakePin`]: the PIN, or `None` if the gate
+    /// had none any more. `rng` drives SPAKE2.
+    pub fn on_pin<R: RngCore + CryptoRng>(&mut self, pin: Option<Pin>, rng: &mut R, now: Instant) {
+        let State::TakingPin { name, pake } = std::mem::replace(&mut self.state, State::Closed)
+        else {
+            return;
+        };
+        let Some(pin) = pin else {
+            // Nothing was taken, so nothing to report.
+            return self.refuse(ErrorCode::NotArmed, NOT_ARMED);
+        };
+        self.pin_taken = true;
+        let binding = ChannelBinding {
+            client: self.peer.fingerprint,
+            host: self.host.fingerprint,
+            exporter: self.peer.exporter.clone(),
+        };
+        match HostPairing::respond(pin, binding, name, pake, rng) {
+            Ok((pairing, reply)) => {
+                self.send(reply);
+                // Timeout, EOF or garbage from here on all spend the PIN.
+                self.state = State::AwaitConfirm {
+                    pairing,
+                    deadline: now + timeouts::HOST_PAIRING_STEP,
+                };
+            }
+            Err(e) => self.pairing_failed(e.to_message()),
+        }
+    }
+
+    /// The request this connection waits on ended (`None`: its outcome is
+    /// forgotten, or the host is stopping). `trusted`: whether the registry
+    /// lists the client now.
+    pub fn on_request_ended(
+        &mut self,
+        outcome: Option<PendingOutcome>,
+        trusted: bool,
+        now: Instant,
+    ) {
+        if !matches!(self.state, State::AwaitDecision { .. }) {
+            return;
+        }
+        let Some(outcome) = outcome else {
+            return self.close_with(None);
+        };
+        let decision = match outcome {
+            PendingOutcome::Approved => Decision::Approved,
+            PendingOutcome::Denied => Decision::Denied,
+            // Expired, or replaced by a newer knock of the same device on
+            // another connection: this request is over either way.
+            _ => Decision::Expired,
+        };
+        // Whoever decided recorded it; the client hears it after the disk.
+        self.effect(Effect::AwaitAudit);
+        self.send(Message::Decision(decision));
+        // Trust::approve stores the device before ending the request; a
+        // revocation since then wins.
+        if decision == Decision::Approved && trusted {
+            self.state = State::Session {
+                idle: now + timeouts::SESSION_IDLE,
+            };
+        } else {
+            self.close_with(None);
+        }
+    }
+
+    /// A device was removed from the registry (`fingerprint`), or events
+    /// were missed and the registry no longer lists the client (pass the
+    /// client's own fingerprint). Only an open session cares (§ 7.1).
+    pub fn on_device_removed(&mut self, fingerprint: &Fingerprint) {
+        if *fingerprint != self.peer.fingerprint || !matches!(self.state, State::Session { .. }) {
+            return;
+        }
+        self.effect(Effect::AwaitAudit);
+        self.close_with(Some(Message::error(ErrorCode::Revoked, REVOKED)));
+    }
+
+    /// The trust service stopped: nothing more can be decided.
+    pub fn on_trust_stopped(&mut self) {
+        if matches!(
+            self.state,
+            State::Session { .. } | State::AwaitDecision { .. }
+        ) {
+            self.close_with(None);
+        }
+    }
+
+    /// A name for the current state, for logs.
+    pub fn state_name(&self) -> &'static str {
+        match self.state {
+            State::AwaitHello { .. } => "await_hello",
+            State::Storing(_) => "storing",
+            State::Knocking => "knocking",
+            State::AwaitDecision { .. } => "await_decision",
+            State::AwaitPake { .. } => "await_pake",
+            State::TakingPin { .. } => "taking_pin",
+            State::AwaitConfirm { .. } => "await_confirm",
+            State::Session { .. } => "session",
+            State::Closed => "closed",
+        }
+    }
+
+    fn welcome(&mut self, status: Status, now: Instant) {
+        self.send(handshake::welcome(
+            status,
+            self.host.name.clone(),
+            self.host.fingerprint,
+        ));
+        self.state = State::Session {
+            idle: now + timeouts::SESSION_IDLE,
+        };
+    }
+
+    /// A pairing step failed after the PIN was taken: the PIN is spent and
+    /// recorded before the client hears why (unless it sent the error).
+    fn pairing_failed(&mut self, reply: Option<Message>) {
+        self.report_spent();
+        self.effect(Effect::AwaitAudit);
+        self.close_with(reply);
+    }
+
+    fn unexpected(&mut self, expected: &'static str, got: Message) {
+        let e = HandshakeError::Unexpected {
+            expected,
+            got: got.type_name(),
+        };
+        self.close_with(e.to_message());
+    }
+
+    fn refuse(&mut self, code: ErrorCode, message: &str) {
+        self.close_with(Some(Message::error(code, message)));
+    }
+
+    /// Sends `reply` (if any), keeps the promises still open and closes.
+    fn close_with(&mut self, reply: Option<Message>) {
+        if self.closed {
+            return;
+        }
+        if let Some(m) = reply {
+            self.send(m);
+        }
+        self.report_spent();
+        self.leave_pairing();
+        self.state = State::Closed;
+        self.closed = true;
+        self.actions.push_back(Action::Close);
+    }
+
+    fn report_spent(&mut self) {
+        if std::mem::take(&mut self.pin_taken) {
+            self.effect(Effect::ReportPin(None));
+        }
+    }
+
+    fn leave_pairing(&mut self) {
+        if std::mem::take(&mut self.pairing) {
+            self.effect(Effect::LeavePairing);
+        }
+    }
+
+    fn send(&mut self, msg: Message) {
+        self.actions.push_back(Action::Send(msg));
+    }
+
+    fn effect(&mut self, effect: Effect) {
+        self.actions.push_back(Action::Effect(effect));
+    }
+}
+
+#[cfg(test)]
+mod tests;

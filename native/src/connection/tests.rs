@@ -1,0 +1,908 @@
+//! Every § 7.1 transition of the host connection core, without TLS: the
+//! facts it is given, the messages and effects it emits, in order.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+use punktfunk_certs::{
+    AddressKey, Claimant, Fingerprint, GateError, PendingId, PendingOutcome, Via,
+};
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+
+use super::*;
+use crate::handshake;
+use crate::message::{Confirm, Decision, DisplayName, ErrorCode, Intent, Message, Status};
+use crate::pairing::{ChannelBinding, ClientAwaitingConfirm, ClientPairing, Exporter, Pin};
+use crate::timeouts;
+
+fn host_fp() -> Fingerprint {
+    Fingerprint::from_bytes([0xAA; 32])
+}
+
+fn client_fp() -> Fingerprint {
+    Fingerprint::from_bytes([0xCC; 32])
+}
+
+fn other_fp() -> Fingerprint {
+    Fingerprint::from_bytes([0xDD; 32])
+}
+
+fn peer_addr() -> SocketAddr {
+    "192.0.2.7:50123".parse().unwrap()
+}
+
+fn host_name() -> DisplayName {
+    DisplayName::sanitize("Living Room").unwrap()
+}
+
+fn device_name() -> DisplayName {
+    DisplayName::sanitize("Test iPad").unwrap()
+}
+
+fn exporter() -> Exporter {
+    Exporter([7; crate::pairing::EXPORTER_LEN])
+}
+
+fn new_conn(policy: UnknownDevices, now: Instant) -> HostConnection {
+    HostConnection::new(
+        HostSide {
+            name: host_name(),
+            fingerprint: host_fp(),
+            unknown_devices: policy,
+        },
+        Peer {
+            address: peer_addr(),
+            fingerprint: client_fp(),
+            exporter: exporter(),
+        },
+        now,
+    )
+}
+
+/// Facts as a table, recording which were asked.
+#[derive(Default)]
+struct Facts {
+    trusted: bool,
+    slot_free: bool,
+    armed: bool,
+    asked: Vec<&'static str>,
+}
+
+impl Facts {
+    fn trusted() -> Self {
+        Self {
+            trusted: true,
+            ..Self::default()
+        }
+    }
+
+    fn pairable() -> Self {
+        Self {
+            slot_free: true,
+            armed: true,
+            ..Self::default()
+        }
+    }
+}
+
+impl HelloFacts for Facts {
+    fn is_trusted(&mut self) -> bool {
+        self.asked.push("trusted");
+        self.trusted
+    }
+    fn claim_pairing_slot(&mut self) -> bool {
+        self.asked.push("slot");
+        self.slot_free
+    }
+    fn is_armed(&mut self) -> bool {
+        self.asked.push("armed");
+        self.armed
+    }
+}
+
+fn drain(c: &mut HostConnection) -> Vec<Action> {
+    std::iter::from_fn(|| c.poll_action()).collect()
+}
+
+fn hello(intent: Intent) -> Message {
+    handshake::hello(device_name(), intent)
+}
+
+fn welcome(status: Status) -> Action {
+    Action::Send(handshake::welcome(status, host_name(), host_fp()))
+}
+
+fn claimant() -> Claimant {
+    Claimant {
+        address: peer_addr().ip(),
+        name: device_name(),
+        fingerprint: client_fp(),
+    }
+}
+
+/// The `error` code sent right before `Close`, or `None` for a silent
+/// close. Panics if the actions do not end in `Close`.
+fn closed_with(actions: &[Action]) -> Option<ErrorCode> {
+    assert_eq!(actions.last(), Some(&Action::Close), "{actions:?}");
+    actions.iter().rev().find_map(|a| match a {
+        Action::Send(Message::Error(e)) => Some(e.code),
+        _ => None,
+    })
+}
+
+fn effect(e: Effect) -> Action {
+    Action::Effect(e)
+}
+
+fn rng() -> ChaCha20Rng {
+    ChaCha20Rng::seed_from_u64(7)
+}
+
+fn pin(s: &str) -> Pin {
+    s.parse().unwrap()
+}
+
+fn binding() -> ChannelBinding {
+    ChannelBinding {
+        client: client_fp(),
+        host: host_fp(),
+        exporter: exporter(),
+    }
+}
+
+// ---- AwaitHello ----
+
+#[test]
+fn the_first_message_must_be_a_hello_of_this_version() {
+    let t = Instant::now();
+    let mut c = new_conn(UnknownDevices::Knock, t);
+    c.on_hello(Message::Ping, &mut Facts::default(), t);
+    assert_eq!(closed_with(&drain(&mut c)), Some(ErrorCode::BadMessage));
+
+    let mut c = new_conn(UnknownDevices::Knock, t);
+    let Message::Hello(mut h) = hello(Intent::Connect) else {
+        unreachable!()
+    };
+    h.protocol = 2;
+    let mut facts = Facts::trusted();
+    c.on_hello(Message::Hello(h), &mut facts, t);
+    assert_eq!(
+        closed_with(&drain(&mut c)),
+        Some(ErrorCode::UnsupportedVersion)
+    );
+    assert!(
+        facts.asked.is_empty(),
+        "nothing is looked up for a bad hello"
+    );
+}
+
+#[test]
+fn a_client_error_instead_of_hello_closes_without_a_word() {
+    let t = Instant::now();
+    let mut c = new_conn(UnknownDevices::Knock, t);
+    c.on_hello(
+        Message::error(ErrorCode::Internal, "bye"),
+        &mut Facts::default(),
+        t,
+    );
+    assert_eq!(closed_with(&drain(&mut c)), None);
+}
+
+#[test]
+fn no_hello_within_the_deadline_is_timeout() {
+    let t = Instant::now();
+    let mut c = new_conn(UnknownDevices::Knock, t);
+    assert_eq!(c.poll_timeout(), Some(t + timeouts::HELLO));
+    c.on_timeout(t + timeouts::HELLO - Duration::from_millis(1));
+    assert!(drain(&mut c).is_empty(), "not due yet");
+    c.on_timeout(t + timeouts::HELLO);
+    assert_eq!(closed_with(&drain(&mut c)), Some(ErrorCode::Timeout));
+}
+
+#[test]
+fn read_failures_before_hello() {
+    let t = Instant::now();
+    for (failure, code) in [
+        (ReadFailure::Closed, None),
+        (ReadFailure::Broken, None),
+        (ReadFailure::TooSlow, Some(ErrorCode::Timeout)),
+        (
+            ReadFailure::Malformed("frame too long".into()),
+            Some(ErrorCode::BadMessage),
+        ),
+    ] {
+        let mut c = new_conn(UnknownDevices::Knock, t);
+        c.on_read_failed(failure);
+        assert_eq!(closed_with(&drain(&mut c)), code);
+    }
+}
+
+// ---- connect ----
+
+#[test]
+fn a_trusted_device_gets_a_session_and_is_touched() {
+    let t = Instant::now();
+    let mut c = new_conn(UnknownDevices::Refuse, t);
+    let mut facts = Facts::trusted();
+    c.on_hello(hello(Intent::Connect), &mut facts, t);
+    assert_eq!(
+        drain(&mut c),
+        [effect(Effect::Touch), welcome(Status::Trusted)]
+    );
+    assert_eq!(
+        facts.asked,
+        ["trusted"],
+        "a connect never takes the pairing slot"
+    );
+    assert_eq!(c.state_name(), "session");
+}
+
+#[test]
+fn an_unknown_device_is_refused_when_knocks_are_off() {
+    let t = Instant::now();
+    let mut c = new_conn(UnknownDevices::Refuse, t);
+    c.on_hello(hello(Intent::Connect), &mut Facts::default(), t);
+    assert_eq!(closed_with(&drain(&mut c)), Some(ErrorCode::NotPaired));
+}
+
+#[test]
+fn open_mode_stores_the_device_before_welcoming_it() {
+    let t = Instant::now();
+    let mut c = new_conn(UnknownDevices::DangerAdmitOpen, t);
+    c.on_hello(hello(Intent::Connect), &mut Facts::default(), t);
+    assert_eq!(
+        drain(&mut c),
+        [effect(Effect::Store {
+            name: device_name(),
+            via: Via::Open
+        })]
+    );
+    assert_eq!(c.poll_timeout(), None, "the store is the driver's to bound");
+    c.on_stored(true, t);
+    assert_eq!(drain(&mut c), [welcome(Status::Open)]);
+    assert_eq!(c.state_name(), "session");
+}
+
+#[test]
+fn open_mode_that_cannot_store_is_internal() {
+    let t = Instant::now();
+    let mut c = new_conn(UnknownDevices::DangerAdmitOpen, t);
+    c.on_hello(hello(Intent::Connect), &mut Facts::default(), t);
+    drain(&mut c);
+    c.on_stored(false, t);
+    assert_eq!(closed_with(&drain(&mut c)), Some(ErrorCode::Internal));
+}
+
+// ---- knock ----
+
+fn knocking(t: Instant) -> HostConnection {
+    let mut c = new_conn(UnknownDevices::Knock, t);
+    c.on_hello(hello(Intent::Connect), &mut Facts::default(), t);
+    assert_eq!(
+        drain(&mut c),
+        [effect(Effect::AddKnock {
+            name: device_name()
+        })]
+    );
+    c
+}
+
+fn id() -> PendingId {
+    "41".parse().unwrap()
+}
+const KNOCK_TTL: Duration = Duration::from_secs(300);
+
+fn waiting(t: Instant) -> HostConnection {
+    let mut c = knocking(t);
+    c.on_knock_added(Ok((id(), t + KNOCK_TTL)), t);
+    assert_eq!(
+        drain(&mut c),
+        [effect(Effect::AwaitAudit), welcome(Status::ApprovalPending)],
+        "the knock is on disk before the client hears it waits"
+    );
+    assert_eq!(c.waiting_on(), Some(id()));
+    c
+}
+
+#[test]
+fn a_knock_the_gate_will_not_list_is_busy_or_internal() {
+    let t = Instant::now();
+    for (err, code) in [
+        (GateError::TooManyPending, ErrorCode::PairingBusy),
+        (
+            GateError::TooManyFromAddress(AddressKey::of(peer_addr().ip())),
+            ErrorCode::PairingBusy,
+        ),
+        (GateError::WaitingElsewhere, ErrorCode::PairingBusy),
+        (GateError::UnknownRequest, ErrorCode::Internal),
+    ] {
+        let mut c = knocking(t);
+        c.on_knock_added(Err(err), t);
+        assert_eq!(closed_with(&drain(&mut c)), Some(code));
+    }
+}
+
+#[test]
+fn a_waiting_knock_answers_pings_and_hears_the_decision() {
+    let t = Instant::now();
+    let mut c = waiting(t);
+    let later = t + Duration::from_secs(30);
+    c.on_message(Message::Ping, later);
+    assert_eq!(drain(&mut c), [Action::Send(Message::Pong)]);
+    assert_eq!(
+        c.poll_timeout(),
+        Some(later + timeouts::SESSION_IDLE),
+        "a ping moves the idle deadline"
+    );
+
+    c.on_request_ended(Some(PendingOutcome::Approved), true, later);
+    assert_eq!(
+        drain(&mut c),
+        [
+            effect(Effect::AwaitAudit),
+            Action::Send(Message::Decision(Decision::Approved))
+        ]
+    );
+    assert_eq!(c.state_name(), "session");
+    assert_eq!(c.waiting_on(), None);
+}
+
+#[test]
+fn every_other_end_of_a_knock_closes_after_the_decision() {
+    let t = Instant::now();
+    for (outcome, trusted, decision) in [
+        (PendingOutcome::Denied, false, Decision::Denied),
+        (PendingOutcome::Expired, false, Decision::Expired),
+        (PendingOutcome::Replaced, false, Decision::Expired),
+        // Approved, then revoked before the session began.
+        (PendingOutcome::Approved, false, Decision::Approved),
+    ] {
+        let mut c = waiting(t);
+        c.on_request_ended(Some(outcome), trusted, t);
+        let actions = drain(&mut c);
+        assert_eq!(
+            actions,
+            [
+                effect(Effect::AwaitAudit),
+                Action::Send(Message::Decision(decision)),
+                Action::Close
+            ],
+            "{outcome:?}"
+        );
+    }
+    let mut c = waiting(t);
+    c.on_request_ended(None, true, t);
+    assert_eq!(closed_with(&drain(&mut c)), None, "forgotten or stopping");
+}
+
+#[test]
+fn a_due_knock_asks_the_gate_and_rechecks_until_it_ends() {
+    let t = Instant::now();
+    let mut c = waiting(t);
+    let due = t + KNOCK_TTL;
+    assert_eq!(c.poll_timeout(), Some(t + timeouts::SESSION_IDLE));
+    // Keep the connection from idling out meanwhile.
+    c.on_message(Message::Ping, due - Duration::from_secs(10));
+    drain(&mut c);
+    assert_eq!(c.poll_timeout(), Some(due));
+    c.on_timeout(due);
+    assert_eq!(drain(&mut c), [effect(Effect::ExpireDue)]);
+    assert_eq!(c.poll_timeout(), Some(due + RECHECK));
+    c.on_request_ended(Some(PendingOutcome::Expired), false, due);
+    assert_eq!(
+        &drain(&mut c)[1..],
+        [
+            Action::Send(Message::Decision(Decision::Expired)),
+            Action::Close
+        ]
+    );
+}
+
+#[test]
+fn a_silent_knock_times_out_with_a_word_and_a_gone_one_closes() {
+    let t = Instant::now();
+    let mut c = waiting(t);
+    c.on_timeout(t + timeouts::SESSION_IDLE);
+    assert_eq!(closed_with(&drain(&mut c)), Some(ErrorCode::Timeout));
+
+    let mut c = waiting(t);
+    c.on_read_failed(ReadFailure::Closed);
+    assert_eq!(closed_with(&drain(&mut c)), None);
+
+    let mut c = waiting(t);
+    c.on_message(
+        Message::Hello(match hello(Intent::Pair) {
+            Message::Hello(h) => h,
+            _ => unreachable!(),
+        }),
+        t,
+    );
+    assert_eq!(closed_with(&drain(&mut c)), Some(ErrorCode::BadMessage));
+}
+
+#[test]
+fn a_revocation_does_not_touch_a_waiting_knock() {
+    let t = Instant::now();
+    let mut c = waiting(t);
+    c.on_device_removed(&client_fp());
+    assert!(drain(&mut c).is_empty());
+    assert_eq!(c.waiting_on(), Some(id()));
+}
+
+// ---- session ----
+
+fn session(t: Instant) -> HostConnection {
+    let mut c = new_conn(UnknownDevices::Knock, t);
+    c.on_hello(hello(Intent::Connect), &mut Facts::trusted(), t);
+    drain(&mut c);
+    c
+}
+
+#[test]
+fn a_session_is_ping_pong_and_nothing_else() {
+    let t = Instant::now();
+    let mut c = session(t);
+    c.on_message(Message::Ping, t);
+    assert_eq!(drain(&mut c), [Action::Send(Message::Pong)]);
+    c.on_message(Message::Pong, t);
+    assert_eq!(closed_with(&drain(&mut c)), Some(ErrorCode::BadMessage));
+}
+
+#[test]
+fn a_silent_session_just_closes() {
+    let t = Instant::now();
+    let mut c = session(t);
+    c.on_timeout(t + timeouts::SESSION_IDLE);
+    assert_eq!(closed_with(&drain(&mut c)), None);
+
+    let mut c = session(t);
+    c.on_read_failed(ReadFailure::TooSlow);
+    assert_eq!(
+        closed_with(&drain(&mut c)),
+        None,
+        "§ 8: a stalled frame too"
+    );
+
+    let mut c = session(t);
+    c.on_read_failed(ReadFailure::Malformed("bad json".into()));
+    assert_eq!(closed_with(&drain(&mut c)), Some(ErrorCode::BadMessage));
+}
+
+#[test]
+fn revoking_the_device_ends_its_session_after_the_audit() {
+    let t = Instant::now();
+    let mut c = session(t);
+    c.on_device_removed(&other_fp());
+    assert!(drain(&mut c).is_empty(), "another device's revocation");
+    c.on_device_removed(&client_fp());
+    let actions = drain(&mut c);
+    assert_eq!(actions[0], effect(Effect::AwaitAudit));
+    assert_eq!(closed_with(&actions), Some(ErrorCode::Revoked));
+}
+
+#[test]
+fn a_stopping_trust_service_ends_the_session() {
+    let t = Instant::now();
+    let mut c = session(t);
+    c.on_trust_stopped();
+    assert_eq!(closed_with(&drain(&mut c)), None);
+}
+
+// ---- pair ----
+
+#[test]
+fn pairing_needs_the_slot_then_an_armed_pin() {
+    let t = Instant::now();
+    let mut c = new_conn(UnknownDevices::Knock, t);
+    let mut facts = Facts {
+        armed: true,
+        ..Facts::default()
+    };
+    c.on_hello(hello(Intent::Pair), &mut facts, t);
+    assert_eq!(closed_with(&drain(&mut c)), Some(ErrorCode::PairingBusy));
+    assert_eq!(facts.asked, ["slot"]);
+
+    let mut c = new_conn(UnknownDevices::Knock, t);
+    let mut facts = Facts {
+        slot_free: true,
+        trusted: true,
+        ..Facts::default()
+    };
+    c.on_hello(hello(Intent::Pair), &mut facts, t);
+    let actions = drain(&mut c);
+    assert_eq!(closed_with(&actions), Some(ErrorCode::NotArmed));
+    assert!(
+        actions.contains(&effect(Effect::LeavePairing)),
+        "the slot goes back"
+    );
+    assert_eq!(facts.asked, ["slot", "armed"], "pairing never asks trust");
+}
+
+fn awaiting_pake(t: Instant) -> HostConnection {
+    let mut c = new_conn(UnknownDevices::Refuse, t);
+    c.on_hello(hello(Intent::Pair), &mut Facts::pairable(), t);
+    assert_eq!(
+        drain(&mut c),
+        [
+            effect(Effect::BeginExchange(claimant())),
+            welcome(Status::Pairing)
+        ]
+    );
+    assert_eq!(c.poll_timeout(), Some(t + timeouts::HOST_PAIRING_STEP));
+    c
+}
+
+#[test]
+fn anything_but_pake_leaves_the_pin_in_the_gate() {
+    let t = Instant::now();
+    for input in 0..4 {
+        let mut c = awaiting_pake(t);
+        match input {
+            0 => c.on_message(Message::Ping, t),
+            1 => c.on_message(Message::error(ErrorCode::Internal, "x"), t),
+            2 => c.on_read_failed(ReadFailure::Malformed("short pake".into())),
+            _ => c.on_timeout(t + timeouts::HOST_PAIRING_STEP),
+        }
+        let actions = drain(&mut c);
+        assert!(
+            !actions
+                .iter()
+                .any(|a| matches!(a, Action::Effect(Effect::TakePin(_) | Effect::ReportPin(_)))),
+            "input {input}: {actions:?}"
+        );
+        assert!(actions.contains(&effect(Effect::LeavePairing)));
+        assert_eq!(actions.last(), Some(&Action::Close));
+    }
+}
+
+/// Runs a pairing with the real client core holding `client_pin` against
+/// the host's `host_pin`, up to the host's answer to `confirm`.
+fn pair_until_confirm(
+    t: Instant,
+    client_pin: &str,
+    host_pin: &str,
+) -> (HostConnection, ClientAwaitingConfirm, Vec<Action>) {
+    let mut rng = rng();
+    let mut c = awaiting_pake(t);
+    let (client, pake) = ClientPairing::start(&pin(client_pin), binding(), &mut rng).unwrap();
+    c.on_message(pake, t);
+    assert_eq!(
+        drain(&mut c),
+        [effect(Effect::TakePin(claimant()))],
+        "§ 6.5: the PIN is taken when pake arrives"
+    );
+    assert_eq!(c.poll_timeout(), None);
+    c.on_pin(Some(pin(host_pin)), &mut rng, t);
+    let host_pake = match drain(&mut c).as_slice() {
+        [Action::Send(m @ Message::Pake(_))] => m.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(c.poll_timeout(), Some(t + timeouts::HOST_PAIRING_STEP));
+    let (awaiting, confirm) = client.on_message(host_pake).unwrap();
+    c.on_message(confirm, t);
+    let actions = drain(&mut c);
+    (c, awaiting, actions)
+}
+
+#[test]
+fn the_right_pin_stores_the_device_before_confirming() {
+    let t = Instant::now();
+    let (mut c, client, actions) = pair_until_confirm(t, "4821", "4821");
+    assert_eq!(
+        actions,
+        [effect(Effect::Store {
+            name: device_name(),
+            via: Via::Pin
+        })]
+    );
+    c.on_stored(true, t);
+    let actions = drain(&mut c);
+    assert_eq!(
+        actions[..2],
+        [
+            effect(Effect::ReportPin(Some(client_fp()))),
+            effect(Effect::LeavePairing)
+        ]
+    );
+    let [Action::Send(confirm)] = &actions[2..] else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(client.on_message(confirm.clone()).unwrap().host, host_fp());
+    assert_eq!(c.state_name(), "session");
+}
+
+#[test]
+fn a_wrong_pin_is_spent_and_recorded_before_the_client_hears() {
+    let t = Instant::now();
+    let (_, _, actions) = pair_until_confirm(t, "4821", "4822");
+    assert_eq!(
+        actions[..2],
+        [effect(Effect::ReportPin(None)), effect(Effect::AwaitAudit)]
+    );
+    assert_eq!(closed_with(&actions), Some(ErrorCode::PinRejected));
+    assert!(actions.contains(&effect(Effect::LeavePairing)));
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, Action::Send(Message::Confirm(_)))),
+        "nothing keyed goes out before the client's MAC checks"
+    );
+}
+
+#[test]
+fn a_paired_device_the_host_cannot_store_is_internal_and_spends_the_pin() {
+    let t = Instant::now();
+    let (mut c, _, _) = pair_until_confirm(t, "0000", "0000");
+    c.on_stored(false, t);
+    let actions = drain(&mut c);
+    assert_eq!(closed_with(&actions), Some(ErrorCode::Internal));
+    assert!(actions.contains(&effect(Effect::ReportPin(None))));
+    assert!(!actions
+        .iter()
+        .any(|a| matches!(a, Action::Send(Message::Confirm(_)))));
+}
+
+#[test]
+fn a_pin_gone_meanwhile_is_not_armed_and_nothing_to_report() {
+    let t = Instant::now();
+    let mut c = awaiting_pake(t);
+    let (_, pake) = ClientPairing::start(&pin("1111"), binding(), &mut rng()).unwrap();
+    c.on_message(pake, t);
+    drain(&mut c);
+    c.on_pin(None, &mut rng(), t);
+    let actions = drain(&mut c);
+    assert_eq!(closed_with(&actions), Some(ErrorCode::NotArmed));
+    assert!(!actions
+        .iter()
+        .any(|a| matches!(a, Action::Effect(Effect::ReportPin(_)))));
+    assert!(actions.contains(&effect(Effect::LeavePairing)));
+}
+
+#[test]
+fn after_the_pin_is_taken_every_way_out_spends_it() {
+    let t = Instant::now();
+    for input in 0..5 {
+        let mut rng = rng();
+        let mut c = awaiting_pake(t);
+        let (_, pake) = ClientPairing::start(&pin("1234"), binding(), &mut rng).unwrap();
+        c.on_message(pake, t);
+        c.on_pin(Some(pin("1234")), &mut rng, t);
+        drain(&mut c);
+        match input {
+            0 => c.on_timeout(t + timeouts::HOST_PAIRING_STEP),
+            1 => c.on_read_failed(ReadFailure::Closed),
+            2 => c.on_read_failed(ReadFailure::Malformed("x".into())),
+            3 => c.on_message(Message::Ping, t),
+            _ => c.on_message(Message::error(ErrorCode::Internal, "gave up"), t),
+        }
+        let actions = drain(&mut c);
+        let reports = actions
+            .iter()
+            .filter(|a| matches!(a, Action::Effect(Effect::ReportPin(None))))
+            .count();
+        assert_eq!(reports, 1, "input {input}: {actions:?}");
+        assert_eq!(actions.last(), Some(&Action::Close));
+    }
+}
+
+#[test]
+fn a_mac_of_the_wrong_shape_is_a_rejected_pin_too() {
+    let t = Instant::now();
+    let mut rng = rng();
+    let mut c = awaiting_pake(t);
+    let (_, pake) = ClientPairing::start(&pin("1234"), binding(), &mut rng).unwrap();
+    c.on_message(pake, t);
+    c.on_pin(Some(pin("1234")), &mut rng, t);
+    drain(&mut c);
+    c.on_message(Message::Confirm(Confirm { mac: [0; 32] }), t);
+    assert_eq!(closed_with(&drain(&mut c)), Some(ErrorCode::PinRejected));
+}
+
+#[test]
+fn nothing_follows_close() {
+    let t = Instant::now();
+    let mut c = session(t);
+    c.on_device_removed(&client_fp());
+    drain(&mut c);
+    assert!(c.is_closed());
+    c.on_message(Message::Ping, t);
+    c.on_read_failed(ReadFailure::Closed);
+    c.on_timeout(t + Duration::from_secs(3600));
+    c.on_device_removed(&client_fp());
+    c.on_stored(true, t);
+    c.on_trust_stopped();
+    assert!(drain(&mut c).is_empty());
+}
+
+// ---- every path, at random ----
+
+#[derive(Debug, Clone)]
+enum Input {
+    Hello(bool, bool, bool, bool),
+    Pake(bool),
+    Confirm,
+    Ping,
+    Junk,
+    ClientError,
+    Read(u8),
+    Wait(u16),
+    Stored(bool),
+    Knock(bool),
+    Pin(bool),
+    Ended(u8, bool),
+    Removed(bool),
+    Stopped,
+}
+
+fn input() -> impl Strategy<Value = Input> {
+    prop_oneof![
+        (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>())
+            .prop_map(|(a, b, c, d)| Input::Hello(a, b, c, d)),
+        any::<bool>().prop_map(Input::Pake),
+        Just(Input::Confirm),
+        Just(Input::Ping),
+        Just(Input::Junk),
+        Just(Input::ClientError),
+        (0u8..4).prop_map(Input::Read),
+        (0u16..400).prop_map(Input::Wait),
+        any::<bool>().prop_map(Input::Stored),
+        any::<bool>().prop_map(Input::Knock),
+        any::<bool>().prop_map(Input::Pin),
+        (0u8..5, any::<bool>()).prop_map(|(o, t)| Input::Ended(o, t)),
+        any::<bool>().prop_map(Input::Removed),
+        Just(Input::Stopped),
+    ]
+}
+
+/// A plausible start (a pairing, a knock, an open admission, a trusted
+/// connect) cut short anywhere, then anything at all: random inputs alone
+/// would rarely get as far as a taken PIN.
+fn inputs() -> impl Strategy<Value = Vec<Input>> {
+    let start =
+        (0usize..4, any::<bool>(), any::<bool>(), 0usize..6).prop_map(|(flow, a, b, cut)| {
+            let flow = match flow {
+                0 => vec![
+                    Input::Hello(false, true, true, true),
+                    Input::Pake(a),
+                    Input::Pin(true),
+                    Input::Confirm,
+                    Input::Stored(b),
+                    Input::Ping,
+                ],
+                1 => vec![
+                    Input::Hello(false, false, false, false),
+                    Input::Knock(true),
+                    Input::Ping,
+                    Input::Ended(if a { 0 } else { 1 }, b),
+                    Input::Ping,
+                ],
+                2 => vec![
+                    Input::Hello(false, false, false, false),
+                    Input::Stored(a),
+                    Input::Ping,
+                ],
+                _ => vec![
+                    Input::Hello(true, a, b, false),
+                    Input::Ping,
+                    Input::Removed(a),
+                ],
+            };
+            flow.into_iter().take(cut).collect::<Vec<_>>()
+        });
+    (start, proptest::collection::vec(input(), 0..24)).prop_map(|(mut start, tail)| {
+        start.extend(tail);
+        start
+    })
+}
+
+proptest! {
+    /// Whatever arrives in whatever order: nothing after `Close`; the PIN
+    /// is taken only after a `pake`, at most once, and a taken PIN is
+    /// reported exactly once by the time the connection is closed or in a
+    /// session; the pairing slot goes back exactly once; nothing keyed is
+    /// sent before a PIN; a session needs trust, a store or an approval.
+    #[test]
+    fn the_core_keeps_its_promises(policy in 0u8..3, inputs in inputs()) {
+        let policy = [UnknownDevices::Knock, UnknownDevices::Refuse, UnknownDevices::DangerAdmitOpen][policy as usize];
+        let mut now = Instant::now();
+        let mut rng = rng();
+        let mut c = new_conn(policy, now);
+        let mut log: Vec<Action> = Vec::new();
+        let mut client: Option<ClientPairing> = None;
+        let mut awaiting: Option<ClientAwaitingConfirm> = None;
+        let (mut pake_seen, mut pin_asked, mut pins_given, mut slots) = (false, false, 0, 0);
+        let mut may_enter_session = false;
+        for input in inputs {
+            match input {
+                Input::Hello(trusted, slot_free, armed, pair) => {
+                    let mut facts = Facts { trusted, slot_free, armed, asked: vec![] };
+                    let first = c.wants_hello();
+                    c.on_hello(hello(if pair { Intent::Pair } else { Intent::Connect }), &mut facts, now);
+                    if first && facts.asked.contains(&"slot") && slot_free {
+                        slots += 1;
+                    }
+                    if first && trusted && !pair {
+                        may_enter_session = true;
+                    }
+                }
+                Input::Pake(right) => {
+                    let (cl, msg) = ClientPairing::start(&pin(if right { "2468" } else { "1357" }), binding(), &mut rng).unwrap();
+                    client = Some(cl);
+                    if c.state_name() == "await_pake" { pake_seen = true; }
+                    c.on_message(msg, now);
+                }
+                Input::Confirm => {
+                    let host_pake = log.iter().rev().find_map(|a| match a {
+                        Action::Send(m @ Message::Pake(_)) => Some(m.clone()),
+                        _ => None,
+                    });
+                    let msg = match (client.take(), host_pake) {
+                        (Some(cl), Some(hp)) => match cl.on_message(hp) {
+                            Ok((aw, confirm)) => { awaiting = Some(aw); confirm }
+                            Err(_) => Message::Confirm(Confirm { mac: [1; 32] }),
+                        },
+                        _ => Message::Confirm(Confirm { mac: [1; 32] }),
+                    };
+                    c.on_message(msg, now);
+                }
+                Input::Ping => c.on_message(Message::Ping, now),
+                Input::Junk => c.on_message(Message::Pong, now),
+                Input::ClientError => c.on_message(Message::error(ErrorCode::Internal, "x"), now),
+                Input::Read(k) => c.on_read_failed(match k {
+                    0 => ReadFailure::Closed,
+                    1 => ReadFailure::Broken,
+                    2 => ReadFailure::TooSlow,
+                    _ => ReadFailure::Malformed("x".into()),
+                }),
+                Input::Wait(s) => {
+                    now += Duration::from_secs(u64::from(s));
+                    c.on_timeout(now);
+                }
+                Input::Stored(ok) => {
+                    if ok && c.state_name() == "storing" { may_enter_session = true; }
+                    c.on_stored(ok, now);
+                }
+                Input::Knock(ok) => c.on_knock_added(if ok { Ok((id(), now + KNOCK_TTL)) } else { Err(GateError::TooManyPending) }, now),
+                Input::Pin(armed) => {
+                    let given = armed && pin_asked && c.state_name() == "taking_pin";
+                    if given { pins_given += 1; }
+                    c.on_pin(armed.then(|| pin("2468")), &mut rng, now);
+                }
+                Input::Ended(o, trusted) => {
+                    let outcome = [PendingOutcome::Approved, PendingOutcome::Denied, PendingOutcome::Expired, PendingOutcome::Replaced].get(o as usize).copied();
+                    if outcome == Some(PendingOutcome::Approved) && trusted && c.waiting_on().is_some() {
+                        may_enter_session = true;
+                    }
+                    c.on_request_ended(outcome, trusted, now);
+                }
+                Input::Removed(own) => c.on_device_removed(&if own { client_fp() } else { other_fp() }),
+                Input::Stopped => c.on_trust_stopped(),
+            }
+            for a in drain(&mut c) {
+                prop_assert!(log.last() != Some(&Action::Close), "{a:?} after Close");
+                if let Action::Effect(Effect::TakePin(_)) = a {
+                    prop_assert!(pake_seen && !pin_asked, "PIN taken without a pake, or twice");
+                    pin_asked = true;
+                }
+                if let Action::Send(Message::Pake(_)) = a {
+                    prop_assert!(pins_given == 1, "keyed reply without a PIN");
+                }
+                log.push(a);
+            }
+            let reports = log.iter().filter(|a| matches!(a, Action::Effect(Effect::ReportPin(_)))).count();
+            let leaves = log.iter().filter(|a| matches!(a, Action::Effect(Effect::LeavePairing))).count();
+            prop_assert!(reports <= pins_given && pins_given <= 1);
+            prop_assert!(leaves <= slots && slots <= 1);
+            if c.is_closed() || c.state_name() == "session" {
+                prop_assert_eq!(reports, pins_given);
+                prop_assert_eq!(leaves, slots);
+            }
+            if c.state_name() == "session" {
+                prop_assert!(may_enter_session || log.contains(&effect(Effect::ReportPin(Some(client_fp())))));
+            }
+        }
+        let _ = awaiting;
+    }
+}
