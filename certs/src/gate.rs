@@ -251,6 +251,9 @@ pub struct Pending {
     pub expires: Instant,
     /// For `Needs::Pin`: the PIN's progress.
     pub pin: PinState,
+    /// Its device is being written to the registry ([`Gate::begin_storing`]):
+    /// nothing but the writer may end it, and it does not expire meanwhile.
+    pub storing: bool,
 }
 
 impl Pending {
@@ -412,6 +415,9 @@ pub enum GateError {
     /// Not a 4-digit PIN.
     #[error("a PIN is exactly 4 digits")]
     BadPin,
+    /// The request's device is being stored right now.
+    #[error("this device is being added right now; it will be in the device list in a moment")]
+    Storing,
 }
 
 /// The gate. See the module docs for its rules.
@@ -482,7 +488,8 @@ impl Gate {
         let expired: Vec<PendingId> = self
             .pending
             .iter()
-            .filter(|(_, p)| p.expires <= now)
+            // A write in flight ends the request itself, moments later.
+            .filter(|(_, p)| p.expires <= now && !p.storing)
             .map(|(id, _)| *id)
             .collect();
         for id in expired {
@@ -494,7 +501,12 @@ impl Gate {
     pub fn next_deadline(&self) -> Option<Instant> {
         let armed = self.armed.as_ref().map(|a| a.expires);
         let otp = self.otp.as_ref().map(|o| o.expires());
-        let pending = self.pending.values().map(|p| p.expires).min();
+        let pending = self
+            .pending
+            .values()
+            .filter(|p| !p.storing)
+            .map(|p| p.expires)
+            .min();
         armed.into_iter().chain(otp).chain(pending).min()
     }
 
@@ -714,10 +726,11 @@ impl Gate {
             .pending
             .iter()
             .find(|(_, p)| &p.fingerprint == fingerprint)
-            .map(|(id, p)| (*id, AddressKey::of(p.request.address.ip())));
+            .map(|(id, p)| (*id, AddressKey::of(p.request.address.ip()), p.storing));
         match previous {
-            Some((_, waiting_from)) if waiting_from != from => Err(GateError::WaitingElsewhere),
-            Some((id, _)) => Ok(Some(id)),
+            Some((_, _, true)) => Err(GateError::Storing),
+            Some((_, waiting_from, _)) if waiting_from != from => Err(GateError::WaitingElsewhere),
+            Some((id, _, _)) => Ok(Some(id)),
             None if self.pending.len() >= self.config.max_pending => Err(GateError::TooManyPending),
             None => {
                 let same_address = self
@@ -766,6 +779,7 @@ impl Gate {
                 created: now,
                 expires: now + self.config.pending_ttl,
                 pin: PinState::Waiting,
+                storing: false,
             },
         );
         self.events.push_back(TrustEvent::PendingAdded { id });
@@ -819,13 +833,44 @@ impl Gate {
             .map(|(_, o)| *o)
     }
 
-    /// Checks that `id` waits for approval (not a PIN); used before storing
-    /// the device, which is the caller's job.
-    pub fn approvable(&mut self, id: PendingId, now: Instant) -> Result<&Pending, GateError> {
-        let pending = self.get_pending(id, now).ok_or(GateError::UnknownRequest)?;
-        match pending.request.needs {
-            Needs::Approval => Ok(pending),
-            Needs::Pin => Err(GateError::WrongNeed("the PIN that Moonlight shows")),
+    /// Marks request `id`, which must need `needs`, as having its device
+    /// written to the registry, and returns it. Until
+    /// [`Gate::end_storing`], it cannot be denied, replaced or expired, so
+    /// the write can run without the gate locked (`Trust::admit_request`).
+    pub fn begin_storing(
+        &mut self,
+        id: PendingId,
+        needs: Needs,
+        now: Instant,
+    ) -> Result<&Pending, GateError> {
+        self.expire(now);
+        let pending = self.pending.get_mut(&id).ok_or(GateError::UnknownRequest)?;
+        if pending.request.needs != needs {
+            return Err(GateError::WrongNeed(match pending.request.needs {
+                Needs::Approval => "approval",
+                Needs::Pin => "the PIN that Moonlight shows",
+            }));
+        }
+        if pending.storing {
+            return Err(GateError::Storing);
+        }
+        pending.storing = true;
+        Ok(pending)
+    }
+
+    /// The write [`Gate::begin_storing`] announced is over: the request
+    /// ends with `outcome`, or, if the device could not be stored
+    /// (`None`), waits again as before.
+    pub fn end_storing(&mut self, id: PendingId, outcome: Option<PendingOutcome>) {
+        match outcome {
+            Some(outcome) => {
+                self.finish(id, outcome);
+            }
+            None => {
+                if let Some(p) = self.pending.get_mut(&id) {
+                    p.storing = false;
+                }
+            }
         }
     }
 
@@ -833,7 +878,12 @@ impl Gate {
     /// returns them.
     pub fn deny_all(&mut self, now: Instant) -> Vec<Pending> {
         self.expire(now);
-        let ids: Vec<PendingId> = self.pending.keys().copied().collect();
+        let ids: Vec<PendingId> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| !p.storing)
+            .map(|(id, _)| *id)
+            .collect();
         ids.into_iter()
             .filter_map(|id| self.finish(id, PendingOutcome::Denied))
             .collect()
@@ -842,6 +892,9 @@ impl Gate {
     /// Denies a request: it is dismissed, not blocklisted.
     pub fn deny(&mut self, id: PendingId, now: Instant) -> Result<Pending, GateError> {
         self.expire(now);
+        if self.pending.get(&id).is_some_and(|p| p.storing) {
+            return Err(GateError::Storing);
+        }
         self.finish(id, PendingOutcome::Denied)
             .ok_or(GateError::UnknownRequest)
     }
@@ -1053,14 +1106,60 @@ mod tests {
     }
 
     #[test]
+    fn a_request_being_stored_is_ended_only_by_its_writer() {
+        let mut g = Gate::new(GateConfig::default());
+        let t0 = Instant::now();
+        let ttl = g.config().pending_ttl;
+        let id = g.add_pending(req(b"s", Needs::Approval), t0).unwrap();
+        let other = g.add_pending(req(b"o", Needs::Approval), t0).unwrap();
+        g.begin_storing(id, Needs::Approval, t0).unwrap();
+        assert_eq!(
+            g.begin_storing(id, Needs::Approval, t0).unwrap_err(),
+            GateError::Storing,
+            "one writer"
+        );
+        assert_eq!(g.deny(id, t0).unwrap_err(), GateError::Storing);
+        assert_eq!(
+            g.add_pending(req(b"s", Needs::Approval), t0).unwrap_err(),
+            GateError::Storing,
+            "not replaced"
+        );
+        let denied = g.deny_all(t0);
+        assert_eq!(denied.len(), 1, "the other one only");
+        assert_eq!(denied[0].fingerprint, Fingerprint::of_der(b"o"));
+        assert_eq!(g.outcome(other), Some(PendingOutcome::Denied));
+        // Past its deadline, still there while the write runs.
+        let late = t0 + ttl + Duration::from_secs(1);
+        assert_eq!(g.next_deadline(), None);
+        let listed: Vec<(PendingId, bool)> = g.pending(late).map(|(i, p)| (i, p.storing)).collect();
+        assert_eq!(listed, [(id, true)]);
+
+        // The write failed: it waits (and expires) as before.
+        g.end_storing(id, None);
+        assert!(!g.get_pending(id, t0).unwrap().storing);
+        assert_eq!(g.pending(late).count(), 0);
+        assert_eq!(g.outcome(id), Some(PendingOutcome::Expired));
+
+        let id = g.add_pending(req(b"s", Needs::Approval), t0).unwrap();
+        g.begin_storing(id, Needs::Approval, t0).unwrap();
+        g.end_storing(id, Some(PendingOutcome::Approved));
+        assert_eq!(g.outcome(id), Some(PendingOutcome::Approved));
+        assert_eq!(g.pending(t0).count(), 0);
+    }
+
+    #[test]
     fn pin_entry_is_single_and_claimed_once() {
         let mut g = Gate::new(GateConfig::default());
         let t0 = Instant::now();
         let knock = g.add_pending(req(b"k", Needs::Approval), t0).unwrap();
         let id = g.add_pending(req(b"m", Needs::Pin), t0).unwrap();
         let pin: Pin = "4321".parse().unwrap();
-        assert!(g.approvable(id, t0).is_err());
-        assert!(g.approvable(knock, t0).is_ok());
+        assert_eq!(
+            g.begin_storing(id, Needs::Approval, t0).unwrap_err(),
+            GateError::WrongNeed("the PIN that Moonlight shows")
+        );
+        assert!(g.begin_storing(knock, Needs::Approval, t0).is_ok());
+        g.end_storing(knock, None);
         assert_eq!(
             g.enter_pin(knock, pin.clone(), None, t0).unwrap_err(),
             GateError::WrongNeed("approval")

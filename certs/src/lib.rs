@@ -60,4 +60,4 @@ pub use identity::{ct_eq, verify_sha256, HostIdentity, Identity, IdentityError};
 pub use name::{DisplayName, Label, LabelError};
 pub use registry::{CertificateError, Device, Kind, Registry, RegistryError, ResolveError, Via};
 pub use statedir::{StateDir, StateDirError, LOCK_FILE};
-pub use trust::{Actor, Clock, GateGuard, RequestUpdate, SystemClock, Trust, TrustError};
+pub use trust::{Actor, Admitted, Clock, GateGuard, RequestUpdate, SystemClock, Trust, TrustError};

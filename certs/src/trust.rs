@@ -25,7 +25,7 @@ use tokio::sync::broadcast;
 use crate::audit::{AuditConfig, AuditError, AuditLog, Door, Entry, Event, Ticket};
 use crate::events::TrustEvent;
 use crate::fingerprint::Fingerprint;
-use crate::gate::{Gate, GateConfig, GateError, PendingId, PendingOutcome};
+use crate::gate::{Gate, GateConfig, GateError, Needs, Pending, PendingId, PendingOutcome};
 use crate::name::Label;
 use crate::registry::{Device, Registry, RegistryError, Via, REGISTRY_FILE};
 
@@ -313,12 +313,53 @@ impl Trust {
     /// `address`, and queues its `paired` entry: wait on the ticket (outside
     /// any lock) before telling the client.
     pub fn admit(&self, device: Device, address: IpAddr) -> Result<Ticket, RegistryError> {
-        let entry = Entry::new(Event::Paired, Door::of(device.kind))
-            .device(&device)
-            .address(address)
-            .via(device.via);
+        let entry = paired_entry(&device, address);
         self.registry.upsert(device)?;
         Ok(self.record(entry))
+    }
+
+    /// The one way a waiting request becomes a device: `build` makes the
+    /// device from request `id` (which must need `needs`), the registry
+    /// stores it durably, then the request ends as approved (a knock) or
+    /// paired (a PIN). The gate is locked only to mark the request as being
+    /// stored and to end it, never across the registry's fsync, so nobody
+    /// else waits on the disk; meanwhile the request cannot be denied,
+    /// replaced or expired. If storing fails, the request waits again.
+    /// Blocks on fsync: call it off the async threads.
+    pub fn admit_request(
+        &self,
+        id: PendingId,
+        needs: Needs,
+        build: impl FnOnce(&Pending) -> Result<Device, RegistryError>,
+    ) -> Result<Admitted, TrustError> {
+        let (device, address) = {
+            let now = self.clock.now();
+            let mut gate = self.gate();
+            let pending = gate.begin_storing(id, needs, now)?;
+            let address = pending.request.address.ip();
+            match build(pending) {
+                Ok(device) => (device, address),
+                Err(e) => {
+                    gate.end_storing(id, None);
+                    return Err(e.into());
+                }
+            }
+        };
+        let stored = self.registry.upsert(device.clone());
+        let outcome = match needs {
+            Needs::Approval => PendingOutcome::Approved,
+            Needs::Pin => PendingOutcome::Paired,
+        };
+        self.gate()
+            .end_storing(id, stored.is_ok().then_some(outcome));
+        stored?;
+        Ok(Admitted { device, address })
+    }
+
+    /// Queues the `paired` entry of a device [`Trust::admit_request`]
+    /// stored: wait on the ticket before telling the client.
+    pub fn record_paired(&self, admitted: &Admitted) -> Ticket {
+        self.record(paired_entry(&admitted.device, admitted.address))
     }
 
     /// Approves a waiting knock: the device is stored durably, then the
@@ -329,32 +370,20 @@ impl Trust {
         label: Option<Label>,
         by: Actor,
     ) -> Result<Device, TrustError> {
-        let mut gate = self.gate();
-        let now = self.clock.now();
-        let pending = gate.approvable(id, now)?;
-        let mut device = Device::from_der(
-            &pending.request.cert_der,
-            pending.request.kind,
-            pending.request.name.clone(),
-            Via::Approval,
-            self.clock.unix(),
-        )?;
-        device.label = label;
-        let address = pending.request.address.ip();
-        // Holding the gate lock across the write keeps a concurrent deny or
-        // expiry from ending the request between "stored" and "approved".
-        self.registry.upsert(device.clone())?;
-        gate.finish(id, PendingOutcome::Approved);
-        drop(gate);
-        let _ = self.record(by.entry(Event::RequestApproved).device(&device));
-        self.record(
-            Entry::new(Event::Paired, Door::of(device.kind))
-                .device(&device)
-                .address(address)
-                .via(Via::Approval),
-        )
-        .durable_blocking()?;
-        Ok(device)
+        let admitted = self.admit_request(id, Needs::Approval, |pending| {
+            let mut device = Device::from_der(
+                &pending.request.cert_der,
+                pending.request.kind,
+                pending.request.name.clone(),
+                Via::Approval,
+                self.clock.unix(),
+            )?;
+            device.label = label;
+            Ok(device)
+        })?;
+        let _ = self.record(by.entry(Event::RequestApproved).device(&admitted.device));
+        self.record_paired(&admitted).durable_blocking()?;
+        Ok(admitted.device)
     }
 
     /// Revokes a device: removed durably, its connections are told to end,
@@ -381,4 +410,21 @@ impl Trust {
             .durable_blocking()?;
         Ok(device)
     }
+}
+
+/// A device [`Trust::admit_request`] stored for a waiting request.
+#[derive(Debug, Clone)]
+pub struct Admitted {
+    /// The device as stored.
+    pub device: Device,
+    /// Where its request came from.
+    pub address: IpAddr,
+}
+
+/// The `paired` entry of a device admitted from `address`.
+fn paired_entry(device: &Device, address: IpAddr) -> Entry {
+    Entry::new(Event::Paired, Door::of(device.kind))
+        .device(device)
+        .address(address)
+        .via(device.via)
 }

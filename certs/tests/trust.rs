@@ -266,3 +266,32 @@ fn a_waiter_that_fell_behind_still_learns_what_happened_to_its_request() {
         Some(PendingOutcome::PinRejected)
     );
 }
+
+#[test]
+fn a_request_whose_device_cannot_be_stored_waits_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock(Mutex::new(Instant::now())));
+    let trust = Trust::open(dir.path(), GateConfig::default(), clock).unwrap();
+    let id_a = Identity::generate_p256("a").unwrap();
+    let id = trust
+        .gate()
+        .add_pending(knock(&id_a, Needs::Approval), trust.now())
+        .unwrap();
+    let refused = trust.admit_request(id, Needs::Approval, |p| {
+        // The request is marked while its device is built and written.
+        assert!(p.storing);
+        Err(punktfunk_certs::RegistryError::NotFound(id_a.fingerprint()))
+    });
+    assert!(
+        matches!(refused, Err(TrustError::Registry(_))),
+        "{refused:?}"
+    );
+    let now = trust.now();
+    assert!(!trust.gate().get_pending(id, now).unwrap().storing);
+    assert!(trust.registry().list().is_empty());
+    // Back to waiting: it can be denied, or approved after all.
+    let approved = trust.approve(id, None, Actor::cli()).unwrap();
+    assert_eq!(approved.fingerprint, id_a.fingerprint());
+    assert_eq!(trust.gate().outcome(id), Some(PendingOutcome::Approved));
+    assert!(trust.is_trusted(&id_a.fingerprint()));
+}

@@ -246,6 +246,9 @@ pub enum HostFault {
     /// The device could not be stored.
     #[error("registry: {0}")]
     Registry(#[from] punktfunk_certs::RegistryError),
+    /// The audit trail failed.
+    #[error("audit trail: {0}")]
+    Audit(#[from] punktfunk_certs::AuditError),
     /// The blocking task that stores the device did not finish.
     #[error("the storing task failed: {0}")]
     Task(String),

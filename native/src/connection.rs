@@ -521,7 +521,8 @@ impl HostConnection {
             Err(
                 e @ (GateError::TooManyPending
                 | GateError::TooManyFromAddress(_)
-                | GateError::WaitingElsewhere),
+                | GateError::WaitingElsewhere
+                | GateError::Storing),
             ) => self.refuse(ErrorCode::PairingBusy, &e.to_string()),
             Err(_) => self.refuse(ErrorCode::Internal, CANNOT_RECORD),
         }

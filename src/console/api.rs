@@ -470,6 +470,7 @@ pub(crate) fn pairing_state(state: &ConsoleState) -> Value {
                 "expires_in_s": expires_in(p.expires, now),
                 "age_s": now.saturating_duration_since(p.created).as_secs(),
                 "pin_entered": !matches!(p.pin, punktfunk_certs::gate::PinState::Waiting),
+                "storing": p.storing,
             })
         })
         .collect();
@@ -539,6 +540,7 @@ fn gate_error(e: GateError) -> ApiError {
         GateError::WrongNeed(_) => (StatusCode::CONFLICT, "wrong_need"),
         GateError::PinAlreadyEntered => (StatusCode::CONFLICT, "pin_already_entered"),
         GateError::BadPin => (StatusCode::BAD_REQUEST, "bad_pin"),
+        GateError::Storing => (StatusCode::CONFLICT, "storing"),
     };
     ApiError::new(status, code, e.to_string())
 }

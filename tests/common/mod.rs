@@ -154,9 +154,13 @@ impl Drop for Host {
 }
 
 pub fn signal(child: &Child, sig: &str) {
+    signal_pid(child.id(), sig);
+}
+
+pub fn signal_pid(pid: u32, sig: &str) {
     let status = Command::new("kill")
         .arg(format!("-{sig}"))
-        .arg(child.id().to_string())
+        .arg(pid.to_string())
         .status()
         .unwrap();
     assert!(status.success());

@@ -30,7 +30,7 @@ use actix_web::web;
 use punktfunk_certs::gate::OtpRequestError;
 use punktfunk_certs::{
     Device, DisplayName, Event, GateError, Kind, Label, Needs, Outcome as AuditOutcome, PendingId,
-    PendingOutcome, PendingRequest, RequestUpdate, TrustEvent, Via,
+    PendingOutcome, PendingRequest, RequestUpdate, TrustError, TrustEvent, Via,
 };
 use rand::rngs::OsRng;
 use tokio::sync::broadcast;
@@ -328,6 +328,8 @@ impl State {
                 tracing::warn!(%peer, "gamestream: pairing request refused: its certificate waits from another address");
                 return PairError::Busy.reply();
             }
+            // Its previous attempt is storing the device this moment.
+            Err(GateError::Storing) => return PairError::Busy.reply(),
             Err(e) => return PairError::Host(e.into()).reply(),
         };
         tracing::info!(request = %id, %peer, "gamestream: pairing request waits for its PIN");
@@ -477,8 +479,9 @@ impl State {
     }
 
     /// Stores a verified device durably, then finishes its request as
-    /// `paired`, with the gate locked across both (as `Trust::approve`
-    /// does), so a deny or expiry cannot come between them.
+    /// `paired`: `Trust::admit_request`, the one admission transaction,
+    /// which keeps a deny or expiry from coming between the two without
+    /// holding the gate across the write.
     async fn store(
         &self,
         id: PendingId,
@@ -488,27 +491,29 @@ impl State {
     ) -> Result<(), PairError> {
         let trust = self.trust.clone();
         let der = device.cert_der().to_vec();
-        let ticket = web::block(move || {
-            let mut gate = trust.gate();
-            // The name the console showed while the request waited.
-            let Some((name, address)) = gate
-                .get_pending(id, trust.now())
-                .map(|p| (p.request.name.clone(), p.request.address.ip()))
-            else {
-                return Err(ended(gate.outcome(id)));
-            };
-            let mut entry =
-                Device::from_der(&der, Kind::Gamestream, name, via, trust.clock().unix())
-                    .map_err(|e| PairError::Host(e.into()))?;
-            entry.label = label;
-            let ticket = trust
-                .admit(entry, address)
-                .map_err(|e| PairError::Host(e.into()))?;
-            gate.finish(id, PendingOutcome::Paired);
-            Ok(ticket)
+        let admitted = web::block(move || {
+            trust
+                .admit_request(id, Needs::Pin, |pending| {
+                    // The name the console showed while the request waited.
+                    let name = pending.request.name.clone();
+                    let mut entry =
+                        Device::from_der(&der, Kind::Gamestream, name, via, trust.clock().unix())?;
+                    entry.label = label;
+                    Ok(entry)
+                })
+                .map(|admitted| trust.record_paired(&admitted))
         })
         .await
-        .map_err(|e| PairError::Host(HostFault::Task(e.to_string())))??;
+        .map_err(|e| PairError::Host(HostFault::Task(e.to_string())))?;
+        let ticket = match admitted {
+            Ok(ticket) => ticket,
+            Err(TrustError::Gate(GateError::UnknownRequest)) => {
+                return Err(ended(self.trust.gate().outcome(id)))
+            }
+            Err(TrustError::Gate(e)) => return Err(PairError::Host(e.into())),
+            Err(TrustError::Registry(e)) => return Err(PairError::Host(e.into())),
+            Err(TrustError::Audit(e)) => return Err(PairError::Host(e.into())),
+        };
         if let Err(e) = ticket.durable().await {
             tracing::error!("gamestream: {e}");
         }

@@ -316,6 +316,7 @@ fn a_knock_the_gate_will_not_list_is_busy_or_internal() {
             ErrorCode::PairingBusy,
         ),
         (GateError::WaitingElsewhere, ErrorCode::PairingBusy),
+        (GateError::Storing, ErrorCode::PairingBusy),
         (GateError::UnknownRequest, ErrorCode::Internal),
     ] {
         let mut c = knocking(t);
