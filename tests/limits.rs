@@ -8,13 +8,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::moonlight::Run;
 use common::{Console, Host};
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
 use punktfunk_certs::Identity;
@@ -527,54 +527,15 @@ fn secs(s: u64) -> Duration {
 
 // ---- a flood of held getservercert ---------------------------------------------
 
-fn python() -> std::path::PathBuf {
-    std::env::var_os("PUNKTFUNK_PYTHON")
-        .map(Into::into)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"))
-}
-
 /// `tests/moonlight/client.py pair`: the real Moonlight pairing code.
-struct Moonlight {
-    child: std::process::Child,
-    lines: mpsc::Receiver<Value>,
-}
-
-impl Moonlight {
-    fn pair(dir: &Path, http_port: u16, pin: &str) -> Moonlight {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/moonlight/client.py");
-        let mut child = Command::new(python())
-            .arg(script)
-            .args(["pair", dir.to_str().unwrap(), "127.0.0.1"])
-            .arg(http_port.to_string())
-            .arg(pin)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("the Moonlight driver (scripts/test sets up .venv)");
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(serde_json::from_str(&line).unwrap()).is_err() {
-                    break;
-                }
-            }
-        });
-        Moonlight { child, lines }
-    }
-
-    fn next(&self) -> Value {
-        self.lines
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the Moonlight driver said nothing")
-    }
-}
-
-impl Drop for Moonlight {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn moonlight_pair(dir: &Path, http_port: u16, pin: &str) -> Run {
+    Run::spawn(&[
+        "pair",
+        dir.to_str().unwrap(),
+        "127.0.0.1",
+        &http_port.to_string(),
+        pin,
+    ])
 }
 
 #[test]
@@ -671,7 +632,7 @@ fn a_flood_of_held_getservercert_is_capped_and_a_real_pairing_still_completes() 
     // requests are waiting" (Moonlight shows the message)...
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("moonlight");
-    let run = Moonlight::pair(&dir, http.port(), "4321");
+    let run = moonlight_pair(&dir, http.port(), "4321");
     let fp = run.next()["fingerprint"].as_str().unwrap().to_owned();
     let result = run.next();
     assert_eq!(
@@ -694,7 +655,7 @@ fn a_flood_of_held_getservercert_is_capped_and_a_real_pairing_still_completes() 
         let (status, body) = console.send("POST", &format!("/api/pending/{id}/deny"), None);
         assert_eq!(status, 200, "{body}");
     }
-    let run = Moonlight::pair(&dir, http.port(), "4321");
+    let run = moonlight_pair(&dir, http.port(), "4321");
     assert_eq!(run.next()["fingerprint"], fp.as_str());
     let deadline = Instant::now() + Duration::from_secs(30);
     let id = loop {
