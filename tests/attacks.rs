@@ -34,7 +34,7 @@ use openssl::x509::extension::BasicConstraints;
 use openssl::x509::X509;
 use punktfunk_certs::Identity;
 use punktfunk_native::{Client, Connected, DisplayName, HostAddr, NewHost, Pin};
-use punktfunk_testsupport::moonlight;
+use punktfunk_testsupport::{moonlight, xml};
 use rand::Rng;
 use serde_json::{json, Value};
 
@@ -388,29 +388,31 @@ impl Door {
     }
 }
 
-/// A GameStream reply: the HTTP status line and the XML body.
-#[derive(Debug)]
+/// A GameStream reply (HTTP 200): the XML body, and the body parsed (so
+/// every reply a test reads is proven well-formed).
 struct Reply {
-    status_line: String,
     body: String,
+    xml: xml::Reply,
+}
+
+/// Failure messages show the body as the host sent it.
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.body)
+    }
 }
 
 impl Reply {
     fn code(&self) -> &str {
-        self.attr("status_code").unwrap_or("")
+        self.xml.status_code()
     }
 
     fn attr(&self, name: &str) -> Option<&str> {
-        let start = self.body.find(&format!("{name}=\""))? + name.len() + 2;
-        let len = self.body[start..].find('"')?;
-        Some(&self.body[start..start + len])
+        self.xml.attr(name)
     }
 
     fn field(&self, name: &str) -> Option<&str> {
-        let open = format!("<{name}>");
-        let start = self.body.find(&open)? + open.len();
-        let len = self.body[start..].find(&format!("</{name}>"))?;
-        Some(&self.body[start..start + len])
+        self.xml.field(name)
     }
 }
 
@@ -450,15 +452,15 @@ fn exchange<S: Read + Write>(mut s: S, path: &str) -> Reply {
         }
     };
     let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-    let reply = Reply {
-        status_line: head.lines().next().unwrap_or("").to_owned(),
-        body: String::from_utf8_lossy(&buf[end + 4..]).into_owned(),
-    };
+    let status_line = head.lines().next().unwrap_or("").to_owned();
+    let body = String::from_utf8_lossy(&buf[end + 4..]).into_owned();
     assert!(
-        reply.status_line.starts_with("HTTP/1.1 200"),
-        "{path}: {reply:?}"
+        status_line.starts_with("HTTP/1.1 200"),
+        "{path}: {status_line} {body:?}"
     );
-    assert!(reply.body.starts_with("<?xml"), "{path}: {reply:?}");
+    assert!(body.starts_with("<?xml"), "{path}: {status_line} {body:?}");
+    let xml = xml::parse(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body:?}"));
+    let reply = Reply { body, xml };
     assert!(!reply.code().is_empty(), "{path}: {reply:?}");
     reply
 }

@@ -15,6 +15,7 @@ use punktfunk_gamestream::{
     Phrase, Pin, Rejection, Reply, Step, PHASE_TIMEOUT,
 };
 use punktfunk_testsupport::moonlight::{self, StepError};
+use punktfunk_testsupport::xml;
 use rand::RngCore;
 
 const HOST_CRT: &str = include_str!("data/host.crt");
@@ -176,13 +177,14 @@ impl Harness {
         let step = session.pin_entered(&pin, &self.host, self.now).unwrap();
         assert!(step.effects.is_empty());
         self.session = step.session;
-        step.reply
+        well_formed(step.reply)
     }
 
     fn step(&mut self, query: &str) -> Result<Step, PairError> {
         let q = parse(query).unwrap();
         let session = self.session.take().ok_or(PairError::NoSession)?;
-        let step = session.step(q.request, &self.host, &mut self.rng, self.now)?;
+        let mut step = session.step(q.request, &self.host, &mut self.rng, self.now)?;
+        step.reply = well_formed(step.reply);
         Ok(step)
     }
 
@@ -192,6 +194,14 @@ impl Harness {
         self.session = step.session.take();
         step
     }
+}
+
+/// `reply`, once its rendering has parsed as well-formed XML that says
+/// the same status code.
+fn well_formed(reply: Reply) -> Reply {
+    let parsed = xml::reply(&reply.to_xml());
+    assert_eq!(parsed.status_code(), reply.status_code().to_string());
+    reply
 }
 
 fn client_fingerprint() -> Fingerprint {
@@ -604,6 +614,8 @@ fn refusals_render_readable_errors() {
         let xml = reply.to_xml();
         assert!(!xml.contains("/secret/path"), "host details leak: {xml}");
         assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<root status_code="));
+        let parsed = xml::reply(&xml);
+        assert_eq!(parsed.status_code(), status.to_string());
     }
 }
 

@@ -7,6 +7,9 @@
 //!   as ported byte for byte by moonlight-python), one phase at a time and
 //!   sans-IO, so a caller can send the phases in order, skip, repeat or
 //!   forge them, over whatever transport it drives.
+//! - [`xml`]: a quick-xml parser for GameStream replies, so that every
+//!   reply a test reads is proven well-formed XML with a `<root
+//!   status_code>`, not searched for a substring.
 //!
 //! Test code only: never a dependency of a shipped binary. The real
 //! Moonlight client in the tests stays moonlight-python
@@ -14,3 +17,4 @@
 //! limits and load figures that need to misbehave or go fast.
 
 pub mod moonlight;
+pub mod xml;

@@ -28,7 +28,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
 use punktfunk_certs::{Device, Identity, Kind, Registry, Via};
 use punktfunk_native::{Client, Connected, DisplayName, HostAddr, NewHost, Pin};
-use punktfunk_testsupport::moonlight;
+use punktfunk_testsupport::{moonlight, xml};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_openssl::SslStream;
@@ -714,11 +714,13 @@ async fn native_pairings(
 // GameStream pairing: Moonlight's client steps (nvpairingmanager.cpp), as
 // restated once in punktfunk-testsupport
 
-fn xml_field<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
-    let open = format!("<{name}>");
-    let start = xml.find(&open)? + open.len();
-    let end = xml[start..].find("</")? + start;
-    Some(&xml[start..end])
+/// The text of `<name>` in a GameStream reply, which must be well-formed.
+fn xml_field(body: &str, name: &str) -> Result<String> {
+    let reply = xml::parse(body).with_context(|| format!("{body:?}"))?;
+    reply
+        .field(name)
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("no <{name}> in {body}"))
 }
 
 fn gs_get(params: &str) -> Vec<u8> {
@@ -791,7 +793,7 @@ async fn gamestream_pair(
     let (mut conn, r1) = phase1.await??;
     mark("phase 1 reply");
     let r1 = r1.text();
-    client.read_plaincert(xml_field(&r1, "plaincert").ok_or_else(|| anyhow!("{r1}"))?)?;
+    client.read_plaincert(&xml_field(&r1, "plaincert")?)?;
 
     // Phase 2.
     let r2 = conn
@@ -799,9 +801,7 @@ async fn gamestream_pair(
         .await?
         .text();
     mark("phase 2");
-    client.read_challengeresponse(
-        xml_field(&r2, "challengeresponse").ok_or_else(|| anyhow!("{r2}"))?,
-    )?;
+    client.read_challengeresponse(&xml_field(&r2, "challengeresponse")?)?;
 
     // Phase 3, and the client's own checks of the host's answer.
     let r3 = conn
@@ -809,7 +809,7 @@ async fn gamestream_pair(
         .await?
         .text();
     mark("phase 3");
-    client.check_pairingsecret(xml_field(&r3, "pairingsecret").ok_or_else(|| anyhow!("{r3}"))?)?;
+    client.check_pairingsecret(&xml_field(&r3, "pairingsecret")?)?;
 
     // Phase 4.
     let r4 = conn
@@ -817,7 +817,7 @@ async fn gamestream_pair(
         .await?
         .text();
     mark("phase 4");
-    if xml_field(&r4, "paired") != Some("1") {
+    if xml_field(&r4, "paired")? != "1" {
         bail!("phase 4: {r4}");
     }
 
@@ -827,7 +827,7 @@ async fn gamestream_pair(
         .roundtrip(&gs_get(moonlight::PAIRCHALLENGE))
         .await?
         .text();
-    if xml_field(&r5, "paired") != Some("1") {
+    if xml_field(&r5, "paired")? != "1" {
         bail!("phase 5: {r5}");
     }
     mark("phase 5");
