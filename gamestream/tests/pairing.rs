@@ -163,9 +163,9 @@ impl Harness {
         let PairRequest::GetServerCert(g) = q.request else {
             panic!("not phase 1")
         };
-        let (session, pending) = PairingSession::start(q.unique_id, g);
+        let session = PairingSession::start(q.unique_id, g);
         assert_eq!(
-            pending.fingerprint,
+            session.fingerprint(),
             Fingerprint::of_der(
                 &X509::from_pem(CLIENT_CRT.as_bytes())
                     .unwrap()
@@ -282,7 +282,7 @@ fn pairs_with_fresh_randomness() {
     let PairRequest::GetServerCert(g) = q.request else {
         panic!()
     };
-    let (session, _) = PairingSession::start(q.unique_id, g);
+    let session = PairingSession::start(q.unique_id, g);
     let step = session
         .pin_entered(&"0042".parse().unwrap(), &host, now)
         .unwrap();
@@ -428,7 +428,7 @@ fn every_wrong_phrase_is_unexpected_in_every_state() {
         let PairRequest::GetServerCert(g) = q.request else {
             panic!()
         };
-        PairingSession::start(q.unique_id, g).0
+        PairingSession::start(q.unique_id, g)
     };
     // Awaiting the PIN, nothing is a valid step.
     for query in [
@@ -516,7 +516,7 @@ fn awaiting_the_pin_never_expires_in_the_core_and_unpair_abandons() {
     let PairRequest::GetServerCert(g) = q.request else {
         panic!()
     };
-    let (session, _) = PairingSession::start(q.unique_id, g);
+    let session = PairingSession::start(q.unique_id, g);
     assert_eq!(session.expected(), Phrase::GetServerCert);
     assert!(!session.is_expired(Instant::now() + Duration::from_secs(86_400)));
     assert_eq!(session.fingerprint(), client_fingerprint());
@@ -627,7 +627,6 @@ fn core_types_can_cross_threads_and_awaits() {
     assert_send_sync::<Reply>();
     assert_send_sync::<PairError>();
     assert_send_sync::<InvalidQuery>();
-    assert_send_sync::<punktfunk_gamestream::PendingPair>();
 }
 
 #[test]
