@@ -285,15 +285,14 @@ impl PairingSession {
     /// ([`PairError::Declined`], [`PairError::PinTimeout`],
     /// [`PairError::Superseded`]).
     pub fn start(unique_id: UniqueId, request: GetServerCert) -> Self {
-        let session = Self::AwaitingPin(AwaitingPin {
+        Self::AwaitingPin(AwaitingPin {
             client: Client {
                 unique_id,
                 device_name: request.device_name,
                 cert: request.client_cert,
             },
             salt: request.salt,
-        });
-        session
+        })
     }
 
     /// The PIN for this request was entered: answers phase 1 with the host
