@@ -15,7 +15,7 @@ use crate::host::{self, ServeConfig};
 /// punktfunk host: pair Moonlight and punktfunk clients, keep their trust.
 #[derive(Debug, Parser)]
 #[command(name = "punktfunk", version, about)]
-pub(crate) struct Cli {
+pub struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -173,7 +173,7 @@ fn give_to_dir_owner(dir: &std::path::Path, file: &str) -> anyhow::Result<()> {
 }
 
 /// Runs a parsed command line.
-pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => {
             host::serve(args.into_config()?)?;

@@ -349,35 +349,30 @@ async fn start_gamestream(shared: &Shared) -> anyhow::Result<Door> {
 
 /// The native endpoint (`--native`).
 async fn start_native(shared: &Shared) -> anyhow::Result<Door> {
-    use punktfunk_native::{endpoint, DisplayName, Endpoint, EndpointConfig, UnknownDevices};
+    use punktfunk_native::UnknownDevices;
 
     let port = shared
         .config
         .native_port
         .unwrap_or(punktfunk_native::DEFAULT_PORT);
-    let config = EndpointConfig {
-        host_name: DisplayName::sanitize(&shared.host_name)
-            .or_else(|| DisplayName::sanitize("punktfunk"))
-            .context("no usable host name")?,
-        trust: shared.trust.clone(),
+    let door = startup::bind_native(
+        SocketAddr::new(shared.config.bind(), port),
+        &shared.host.identity,
+        shared.trust.clone(),
+        &shared.host_name,
         // --open is the DANGER mode; otherwise unknown devices knock and
         // wait for the console.
-        unknown_devices: if shared.config.open {
+        if shared.config.open {
             UnknownDevices::DangerAdmitOpen
         } else {
             UnknownDevices::Knock
         },
-        max_connections: endpoint::DEFAULT_MAX_CONNECTIONS,
-    };
-    let addr = SocketAddr::new(shared.config.bind(), port);
-    let listener =
-        crate::net::listen(addr).with_context(|| format!("cannot listen on {addr} (native)"))?;
-    let endpoint = Endpoint::from_listener(listener, &shared.host.identity, config)?;
-    shared.announce("native", "tls", endpoint.local_addr()?);
+    )?;
+    shared.announce("native", "tls", door.addr);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     Ok(Door {
         actix: Vec::new(),
-        tasks: vec![tokio::spawn(endpoint.run(stopped))],
+        tasks: vec![tokio::spawn(door.endpoint.run(stopped))],
         shutdown: Some(stop),
     })
 }

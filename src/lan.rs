@@ -1,8 +1,6 @@
 //! Where clients on the LAN can reach this machine: the addresses a pairing
 //! link lists (docs/native-protocol.md § 12) for a listener bound to one
 //! address.
-//!
-//! `m3-host` is a separate binary crate and includes this file by path.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -23,7 +21,7 @@ use punktfunk_native::{is_linkable, MAX_LINK_ADDRESSES};
 ///
 /// At most [`MAX_LINK_ADDRESSES`], each once. The interfaces are read at
 /// every call: addresses change (DHCP, Wi-Fi), so ask when making a link.
-pub(crate) fn link_addresses(bind: IpAddr) -> Vec<IpAddr> {
+pub fn link_addresses(bind: IpAddr) -> Vec<IpAddr> {
     if !bind.is_unspecified() {
         return select(bind, []);
     }

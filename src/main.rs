@@ -1,24 +1,13 @@
 //! `punktfunk`: the host trust service of a punktfunk game-streaming host.
 //!
 //! `main` only parses the command line, runs it, and turns an error into a
-//! message and an exit code; everything else lives in the modules below.
+//! message and an exit code; everything else lives in the library
+//! (`src/lib.rs`), which `m3-host` shares.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-
-mod admin_cli;
-mod cli;
-mod config;
-mod console;
-mod control;
-mod host;
-mod lan;
-mod mdns;
-mod native_cli;
-mod net;
-mod startup;
-mod tls;
+use punktfunk::cli;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();

@@ -1,8 +1,7 @@
 //! What both host binaries (`punktfunk serve` and `m3-host`) do the same way
 //! at start and stop: logging, the locked state dir with identity and trust
-//! registry, the expiry ticker, listener lines on stdout, signals.
-//!
-//! `m3-host` is a separate binary crate and includes this file by path.
+//! registry, the native endpoint's binding, the expiry ticker, listener
+//! lines on stdout, signals.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -12,11 +11,12 @@ use std::time::Duration;
 use anyhow::Context;
 use punktfunk_certs::registry::REGISTRY_FILE;
 use punktfunk_certs::{
-    audit, Door, Entry, Event, GateConfig, HostIdentity, StateDir, SystemClock, Trust,
+    audit, Door, Entry, Event, GateConfig, HostIdentity, Identity, StateDir, SystemClock, Trust,
 };
+use punktfunk_native::{endpoint, DisplayName, Endpoint, EndpointConfig, UnknownDevices};
 
 /// Logs to stderr (stdout carries the lines tests and scripts read).
-pub(crate) fn init_logging() {
+pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
@@ -37,7 +37,7 @@ pub(crate) fn host_name() -> String {
 }
 
 /// `--state-dir`, else `$XDG_CONFIG_HOME/punktfunk`, else `$HOME/.config/punktfunk`.
-pub(crate) fn state_dir_or_default(dir: Option<&Path>) -> anyhow::Result<PathBuf> {
+pub fn state_dir_or_default(dir: Option<&Path>) -> anyhow::Result<PathBuf> {
     match dir {
         Some(d) => Ok(d.to_path_buf()),
         None => StateDir::default_path().ok_or_else(|| {
@@ -49,12 +49,15 @@ pub(crate) fn state_dir_or_default(dir: Option<&Path>) -> anyhow::Result<PathBuf
 /// A host's state, loaded in the order that keeps promises: the dir is
 /// locked before anything is read, and every file is loaded (a corrupt one
 /// refused) before any port is bound.
-pub(crate) struct HostState {
+pub struct HostState {
     /// Holds the lock until dropped.
-    pub(crate) state_dir: StateDir,
-    pub(crate) host: HostIdentity,
-    pub(crate) trust: Arc<Trust>,
-    pub(crate) host_name: String,
+    pub state_dir: StateDir,
+    /// The host's certificate and key.
+    pub host: HostIdentity,
+    /// The registry and the gate, shared by every door.
+    pub trust: Arc<Trust>,
+    /// The machine's host name.
+    pub host_name: String,
 }
 
 /// File holding the PHC-format argon2id hash of the console password.
@@ -73,7 +76,9 @@ const PRIVATE_FILES: &[&str] = &[
 ];
 
 impl HostState {
-    pub(crate) fn open(dir: &Path) -> anyhow::Result<Self> {
+    /// Locks `dir`, makes its private files private, then loads (or
+    /// creates) the identity and opens the trust registry.
+    pub fn open(dir: &Path) -> anyhow::Result<Self> {
         let state_dir = StateDir::open(dir)?;
         // Before anything is read from them: the host key, the pinned
         // devices and the password hash are for this user only.
@@ -117,12 +122,54 @@ impl HostState {
     }
 }
 
+/// The native endpoint, bound and configured but not yet serving: the
+/// caller announces `addr`, then spawns `endpoint.run(stopped)` once it is
+/// ready to answer (`m3-host` arms pairing first).
+pub struct NativeDoor {
+    /// The endpoint, to run.
+    pub endpoint: Endpoint,
+    /// The address it is bound to (the port is real with port 0).
+    pub addr: SocketAddr,
+    /// The host name it tells clients, as a display name.
+    pub name: DisplayName,
+}
+
+/// Binds the native endpoint on `addr` for the host `identity`: the one
+/// way both binaries open the native door (`serve --native` knocks or,
+/// with `--open`, admits; `m3-host` admits or refuses unknown devices).
+pub fn bind_native(
+    addr: SocketAddr,
+    identity: &Identity,
+    trust: Arc<Trust>,
+    host_name: &str,
+    unknown_devices: UnknownDevices,
+) -> anyhow::Result<NativeDoor> {
+    let name = DisplayName::sanitize(host_name)
+        .or_else(|| DisplayName::sanitize("punktfunk"))
+        .context("no usable host name")?;
+    let config = EndpointConfig {
+        host_name: name.clone(),
+        trust,
+        unknown_devices,
+        max_connections: endpoint::DEFAULT_MAX_CONNECTIONS,
+    };
+    let listener =
+        crate::net::listen(addr).with_context(|| format!("cannot listen on {addr} (native)"))?;
+    let endpoint = Endpoint::from_listener(listener, identity, config)?;
+    let addr = endpoint.local_addr()?;
+    Ok(NativeDoor {
+        endpoint,
+        addr,
+        name,
+    })
+}
+
 /// Expires PINs and pending requests on time, so their events fire even
 /// when nobody is looking at the gate. It sleeps until the gate's next
 /// deadline, waking early only when the gate or registry changes (which
 /// may bring an earlier one): an idle host does not wake at all. Abort the
 /// task to stop it.
-pub(crate) fn spawn_expiry_ticker(trust: Arc<Trust>) -> tokio::task::JoinHandle<()> {
+pub fn spawn_expiry_ticker(trust: Arc<Trust>) -> tokio::task::JoinHandle<()> {
     use tokio::sync::broadcast::error::RecvError;
     tokio::spawn(async move {
         let mut changes = trust.subscribe();
@@ -166,14 +213,14 @@ pub(crate) fn display_addr(addr: SocketAddr) -> String {
 }
 
 /// The stdout line tests and scripts wait for: `<what> listening on <scheme>://<addr>/`.
-pub(crate) fn print_listening(what: &str, scheme: &str, addr: SocketAddr) {
+pub fn print_listening(what: &str, scheme: &str, addr: SocketAddr) {
     println!("{what} listening on {scheme}://{}/", display_addr(addr));
     tracing::info!("{what}: {scheme}://{}/", display_addr(addr));
 }
 
 /// Resolves on the first SIGTERM or SIGINT. Call it before announcing
 /// anything, so that a stop sent right after "ready" is not lost.
-pub(crate) fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+pub fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;

@@ -30,11 +30,11 @@ use openssl::hash::MessageDigest;
 use openssl::pkey::PKey;
 use openssl::rsa::Rsa;
 use openssl::ssl::{Ssl, SslContext, SslMethod, SslVerifyMode};
-use openssl::symm::{Cipher, Crypter, Mode};
 use openssl::x509::extension::BasicConstraints;
 use openssl::x509::X509;
 use punktfunk_certs::Identity;
 use punktfunk_native::{Client, Connected, DisplayName, HostAddr, NewHost, Pin};
+use punktfunk_testsupport::{moonlight, xml};
 use rand::Rng;
 use serde_json::{json, Value};
 
@@ -365,7 +365,7 @@ fn native_unknown_and_lookalike_certificates_are_never_trusted() {
 // ---- GameStream ---------------------------------------------------------------------
 
 /// What every stock client sends as `uniqueid`.
-const UNIQUEID: &str = "0123456789ABCDEF";
+const UNIQUEID: &str = moonlight::UNIQUE_ID;
 const GFE_401: &str = "The client is not authorized. Certificate verification failed.";
 
 #[derive(Clone, Copy)]
@@ -388,29 +388,31 @@ impl Door {
     }
 }
 
-/// A GameStream reply: the HTTP status line and the XML body.
-#[derive(Debug)]
+/// A GameStream reply (HTTP 200): the XML body, and the body parsed (so
+/// every reply a test reads is proven well-formed).
 struct Reply {
-    status_line: String,
     body: String,
+    xml: xml::Reply,
+}
+
+/// Failure messages show the body as the host sent it.
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.body)
+    }
 }
 
 impl Reply {
     fn code(&self) -> &str {
-        self.attr("status_code").unwrap_or("")
+        self.xml.status_code()
     }
 
     fn attr(&self, name: &str) -> Option<&str> {
-        let start = self.body.find(&format!("{name}=\""))? + name.len() + 2;
-        let len = self.body[start..].find('"')?;
-        Some(&self.body[start..start + len])
+        self.xml.attr(name)
     }
 
     fn field(&self, name: &str) -> Option<&str> {
-        let open = format!("<{name}>");
-        let start = self.body.find(&open)? + open.len();
-        let len = self.body[start..].find(&format!("</{name}>"))?;
-        Some(&self.body[start..start + len])
+        self.xml.field(name)
     }
 }
 
@@ -450,15 +452,15 @@ fn exchange<S: Read + Write>(mut s: S, path: &str) -> Reply {
         }
     };
     let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-    let reply = Reply {
-        status_line: head.lines().next().unwrap_or("").to_owned(),
-        body: String::from_utf8_lossy(&buf[end + 4..]).into_owned(),
-    };
+    let status_line = head.lines().next().unwrap_or("").to_owned();
+    let body = String::from_utf8_lossy(&buf[end + 4..]).into_owned();
     assert!(
-        reply.status_line.starts_with("HTTP/1.1 200"),
-        "{path}: {reply:?}"
+        status_line.starts_with("HTTP/1.1 200"),
+        "{path}: {status_line} {body:?}"
     );
-    assert!(reply.body.starts_with("<?xml"), "{path}: {reply:?}");
+    assert!(body.starts_with("<?xml"), "{path}: {status_line} {body:?}");
+    let xml = xml::parse(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body:?}"));
+    let reply = Reply { body, xml };
     assert!(!reply.code().is_empty(), "{path}: {reply:?}");
     reply
 }
@@ -503,31 +505,14 @@ fn https(door: Door, id: Option<&Identity>, path: &str) -> Reply {
     exchange(tls, path)
 }
 
-fn random16() -> [u8; 16] {
-    rand::thread_rng().gen()
-}
-
-fn aes(key: &[u8], data: &[u8], mode: Mode) -> Vec<u8> {
-    let mut c = Crypter::new(Cipher::aes_128_ecb(), mode, key, None).unwrap();
-    c.pad(false);
-    let mut out = vec![0; data.len() + 16];
-    let n = c.update(data, &mut out).unwrap();
-    let m = c.finalize(&mut out[n..]).unwrap();
-    out.truncate(n + m);
-    out
-}
-
-/// A Moonlight-compatible client: its identity, the address it connects
-/// from, and the PIN it shows its user. It follows the exchange in the
-/// `punktfunk-gamestream` crate docs, one phase per call, so a test can
-/// skip, reorder or forge phases.
+/// A Moonlight-compatible client: the address it connects from and its
+/// pairing attempt (punktfunk-testsupport's restatement of Moonlight's
+/// steps, which follows the exchange in the `punktfunk-gamestream` crate
+/// docs), one phase per call, so a test can skip, reorder or forge phases.
 struct Moon {
-    id: Identity,
+    client: moonlight::Client,
     src: &'static str,
     pin: String,
-    salt: [u8; 16],
-    client_secret: [u8; 16],
-    server_challenge: Vec<u8>,
 }
 
 impl Moon {
@@ -541,38 +526,26 @@ impl Moon {
 
     fn with_identity(id: Identity, src: &'static str, pin: &str) -> Moon {
         Moon {
-            id,
+            client: moonlight::Client::random(id, pin),
             src,
             pin: pin.to_owned(),
-            salt: random16(),
-            client_secret: random16(),
-            server_challenge: Vec::new(),
         }
     }
 
-    fn fp(&self) -> String {
-        self.id.fingerprint().to_string()
+    fn id(&self) -> &Identity {
+        self.client.identity()
     }
 
-    fn key(&self) -> Vec<u8> {
-        let mut input = self.salt.to_vec();
-        input.extend_from_slice(self.pin.as_bytes());
-        openssl::sha::sha256(&input)[..16].to_vec()
+    fn fp(&self) -> String {
+        self.client.fingerprint().to_string()
     }
 
     fn path(rest: &str) -> String {
-        format!(
-            "/pair?uniqueid={UNIQUEID}&uuid={}&{rest}",
-            hex::encode(random16())
-        )
+        format!("/pair?{}", moonlight::query_with_uuid(rest))
     }
 
     fn phase1_path(&self) -> String {
-        Moon::path(&format!(
-            "devicename=roth&updateState=1&phrase=getservercert&salt={}&clientcert={}",
-            hex::encode(self.salt),
-            hex::encode(self.id.cert_pem())
-        ))
+        Moon::path(&self.client.getservercert())
     }
 
     /// Phase 1 on a thread: the host holds it until the console enters a PIN.
@@ -582,33 +555,29 @@ impl Moon {
     }
 
     fn phase2_path(&self) -> String {
-        let challenge = aes(&self.key(), &random16(), Mode::Encrypt);
-        Moon::path(&format!("clientchallenge={}", hex::encode(challenge)))
+        Moon::path(&self.client.clientchallenge())
     }
 
     fn phase2(&mut self, door: Door) -> Reply {
         let reply = http(door, self.src, &self.phase2_path());
         if let Some(resp) = reply.field("challengeresponse") {
-            let plain = aes(&self.key(), &hex::decode(resp).unwrap(), Mode::Decrypt);
-            assert_eq!(plain.len(), 48, "{reply:?}");
-            self.server_challenge = plain[32..].to_vec();
+            let read = self.client.read_challengeresponse(resp);
+            assert_eq!(read, Ok(()), "{reply:?}");
         }
         reply
     }
 
+    /// Phase 3 as if phase 2 had answered with a random challenge.
+    fn forge_server_challenge(&mut self) {
+        self.client.forge_server_challenge(moonlight::random16());
+    }
+
     fn phase3_path(&self) -> String {
-        let mut input = self.server_challenge.clone();
-        input.extend_from_slice(self.id.cert().signature().as_slice());
-        input.extend_from_slice(&self.client_secret);
-        let hash = openssl::sha::sha256(&input);
-        let resp = aes(&self.key(), &hash, Mode::Encrypt);
-        Moon::path(&format!("serverchallengeresp={}", hex::encode(resp)))
+        Moon::path(&self.client.serverchallengeresp())
     }
 
     fn phase4_path(&self) -> String {
-        let mut secret = self.client_secret.to_vec();
-        secret.extend(self.id.sign_sha256(&self.client_secret).unwrap());
-        Moon::path(&format!("clientpairingsecret={}", hex::encode(secret)))
+        Moon::path(&self.client.clientpairingsecret())
     }
 
     /// Phases 2 to 4 after phase 1 was answered; the phase-4 reply.
@@ -678,7 +647,7 @@ fn gamestream_one_pin_entry_per_request_and_no_device_without_the_pin() {
     );
     assert_eq!(devices(&console), Vec::<String>::new());
     assert!(pending_list(&console).is_empty());
-    let info = https(door, Some(&moon.id), "/serverinfo");
+    let info = https(door, Some(moon.id()), "/serverinfo");
     assert_eq!(info.code(), "401", "{info:?}");
     // The attempt is over: more phases find no session.
     let again = http(door, moon.src, &moon.phase4_path());
@@ -694,7 +663,7 @@ fn gamestream_pair_phases_out_of_order_are_refused_and_store_nothing() {
 
     // No request at all: phases 2, 3 and 4 first.
     let mut moon = Moon::new("127.0.0.1", "4321");
-    moon.server_challenge = random16().to_vec();
+    moon.forge_server_challenge();
     for path in [moon.phase2_path(), moon.phase3_path(), moon.phase4_path()] {
         let r = http(door, moon.src, &path);
         assert_eq!(r.code(), "400", "{path}: {r:?}");
@@ -721,7 +690,7 @@ fn gamestream_pair_phases_out_of_order_are_refused_and_store_nothing() {
         .to_owned();
     let entry = enter_pin_bg(&console, &id, "4321");
     assert_eq!(held.join().unwrap().field("paired"), Some("1"));
-    moon.server_challenge = random16().to_vec();
+    moon.forge_server_challenge();
     let r = http(door, moon.src, &moon.phase3_path());
     assert_eq!(r.code(), "400", "{r:?}");
     assert_eq!(entry.join().unwrap(), (200, json!({"result": "abandoned"})));
@@ -810,7 +779,7 @@ fn gamestream_another_address_with_the_same_uniqueid_cannot_hijack_or_cancel() {
     let r2 = mallory.phase2(door);
     assert_eq!(r2.code(), "400", "{r2:?}");
     assert_eq!(r2.field("challengeresponse"), None);
-    mallory.server_challenge = random16().to_vec();
+    mallory.forge_server_challenge();
     assert_eq!(
         http(door, mallory.src, &mallory.phase3_path()).code(),
         "400"
@@ -832,9 +801,9 @@ fn gamestream_another_address_with_the_same_uniqueid_cannot_hijack_or_cancel() {
     for src in ["127.0.0.1", "127.0.0.2", "127.0.0.3"] {
         assert_eq!(http(door, src, &unpair).code(), "200");
     }
-    assert_eq!(https(door, Some(&mallory.id), &unpair).code(), "401");
+    assert_eq!(https(door, Some(mallory.id()), &unpair).code(), "401");
     assert_eq!(devices(&console), vec![victim.fp()]);
-    let info = https(door, Some(&victim.id), "/serverinfo");
+    let info = https(door, Some(victim.id()), "/serverinfo");
     assert_eq!(info.field("PairStatus"), Some("1"), "{info:?}");
 }
 
@@ -847,7 +816,7 @@ fn gamestream_unknown_lookalike_absent_and_revoked_certificates_get_401_on_every
     pair_moon(&console, door, &mut paired);
 
     let stranger = Identity::generate("NVIDIA GameStream Client").unwrap();
-    let twin = lookalike(paired.id.cert());
+    let twin = lookalike(paired.id().cert());
     let twin_moon = Moon::with_identity(
         Identity::from_pem(
             twin.cert_pem().as_bytes(),
@@ -861,7 +830,7 @@ fn gamestream_unknown_lookalike_absent_and_revoked_certificates_get_401_on_every
         let sep = if p.contains('?') { '&' } else { '?' };
         format!(
             "{p}{sep}uniqueid={UNIQUEID}&uuid={}",
-            hex::encode(random16())
+            hex::encode(moonlight::random16())
         )
     };
     let paths: Vec<String> = [
@@ -883,13 +852,13 @@ fn gamestream_unknown_lookalike_absent_and_revoked_certificates_get_401_on_every
     .collect();
 
     // Control: the paired certificate passes.
-    let info = https(door, Some(&paired.id), &q("/serverinfo"));
+    let info = https(door, Some(paired.id()), &q("/serverinfo"));
     assert_eq!(
         (info.code(), info.field("PairStatus")),
         ("200", Some("1")),
         "{info:?}"
     );
-    assert_eq!(https(door, Some(&paired.id), &q("/applist")).code(), "200");
+    assert_eq!(https(door, Some(paired.id()), &q("/applist")).code(), "200");
 
     let refused = |who: Option<&Identity>, what: &str| {
         for path in &paths {
@@ -910,7 +879,7 @@ fn gamestream_unknown_lookalike_absent_and_revoked_certificates_get_401_on_every
     let (status, _) = console.send("DELETE", &format!("/api/devices/{}", paired.fp()), None);
     assert_eq!(status, 200);
     assert_eq!(devices(&console), Vec::<String>::new());
-    refused(Some(&paired.id), "revoked certificate");
+    refused(Some(paired.id()), "revoked certificate");
     let plain = http(door, "127.0.0.1", &q("/serverinfo"));
     assert_eq!(plain.field("PairStatus"), Some("0"), "{plain:?}");
     assert!(pending_list(&console).is_empty());

@@ -8,17 +8,18 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::moonlight::Run;
 use common::{Console, Host};
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
 use punktfunk_certs::Identity;
 use punktfunk_native::{Client, Connected, HostAddr, NewHost};
+use punktfunk_testsupport::xml;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -128,6 +129,13 @@ fn keep_alive_answer_complete(got: &[u8]) -> bool {
         .is_some_and(|len| body.len() >= len)
 }
 
+/// The XML body of a raw HTTP answer, parsed: a body that is not a
+/// well-formed GameStream reply fails the test.
+fn xml_of(answer: &str) -> xml::Reply {
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    xml::reply(body)
+}
+
 fn get(addr: SocketAddr, tls: bool, path: &str) -> (Option<u16>, String) {
     let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     let (status, text, _) = exchange(addr, tls, req.as_bytes());
@@ -140,7 +148,7 @@ fn serverinfo_is_prompt(addr: SocketAddr, tls: bool) {
     let (status, text) = get(addr, tls, "/serverinfo?uniqueid=0123456789ABCDEF");
     let took = t.elapsed();
     assert_eq!(status, Some(200), "{text}");
-    assert!(text.contains("<root"), "{text}");
+    assert_eq!(xml_of(&text).root.name, "root", "{text}");
     assert!(took < PROMPT, "/serverinfo (tls: {tls}) took {took:?}");
 }
 
@@ -234,9 +242,10 @@ fn oversized_requests_are_refused_and_the_host_lives() {
                 &format!("/pair?uniqueid=0123456789ABCDEF&devicename={long}&phrase=getservercert"),
             );
             assert_eq!(status, Some(200), "{what}: {text}");
-            let code = text.split("status_code=\"").nth(1).and_then(|r| r.get(..3));
-            assert!(
-                matches!(code, Some(c) if c != "200"),
+            let reply = xml_of(&text);
+            assert_ne!(
+                reply.status_code(),
+                "200",
                 "{what}: a 60 KiB query was not refused: {text}"
             );
         }
@@ -527,54 +536,15 @@ fn secs(s: u64) -> Duration {
 
 // ---- a flood of held getservercert ---------------------------------------------
 
-fn python() -> std::path::PathBuf {
-    std::env::var_os("PUNKTFUNK_PYTHON")
-        .map(Into::into)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"))
-}
-
 /// `tests/moonlight/client.py pair`: the real Moonlight pairing code.
-struct Moonlight {
-    child: std::process::Child,
-    lines: mpsc::Receiver<Value>,
-}
-
-impl Moonlight {
-    fn pair(dir: &Path, http_port: u16, pin: &str) -> Moonlight {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/moonlight/client.py");
-        let mut child = Command::new(python())
-            .arg(script)
-            .args(["pair", dir.to_str().unwrap(), "127.0.0.1"])
-            .arg(http_port.to_string())
-            .arg(pin)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("the Moonlight driver (scripts/test sets up .venv)");
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(serde_json::from_str(&line).unwrap()).is_err() {
-                    break;
-                }
-            }
-        });
-        Moonlight { child, lines }
-    }
-
-    fn next(&self) -> Value {
-        self.lines
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the Moonlight driver said nothing")
-    }
-}
-
-impl Drop for Moonlight {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn moonlight_pair(dir: &Path, http_port: u16, pin: &str) -> Run {
+    Run::spawn(&[
+        "pair",
+        dir.to_str().unwrap(),
+        "127.0.0.1",
+        &http_port.to_string(),
+        pin,
+    ])
 }
 
 #[test]
@@ -637,12 +607,12 @@ fn a_flood_of_held_getservercert_is_capped_and_a_real_pairing_still_completes() 
             .recv_timeout(left)
             .unwrap_or_else(|_| panic!("only {refused} of {FLOOD} refused in time"));
         assert!(answer.starts_with("HTTP/1.1 200"), "request {i}: {answer}");
-        let status = answer
-            .split("status_code=\"")
-            .nth(1)
-            .and_then(|r| r.get(..3))
-            .unwrap_or("?");
-        assert_ne!(status, "200", "request {i} was not refused: {answer}");
+        let reply = xml_of(&answer);
+        assert_ne!(
+            reply.status_code(),
+            "200",
+            "request {i} was not refused: {answer}"
+        );
         refused += 1;
     }
     // The last refusals may still be on their way on a loaded machine: the
@@ -671,7 +641,7 @@ fn a_flood_of_held_getservercert_is_capped_and_a_real_pairing_still_completes() 
     // requests are waiting" (Moonlight shows the message)...
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("moonlight");
-    let run = Moonlight::pair(&dir, http.port(), "4321");
+    let run = moonlight_pair(&dir, http.port(), "4321");
     let fp = run.next()["fingerprint"].as_str().unwrap().to_owned();
     let result = run.next();
     assert_eq!(
@@ -694,7 +664,7 @@ fn a_flood_of_held_getservercert_is_capped_and_a_real_pairing_still_completes() 
         let (status, body) = console.send("POST", &format!("/api/pending/{id}/deny"), None);
         assert_eq!(status, 200, "{body}");
     }
-    let run = Moonlight::pair(&dir, http.port(), "4321");
+    let run = moonlight_pair(&dir, http.port(), "4321");
     assert_eq!(run.next()["fingerprint"], fp.as_str());
     let deadline = Instant::now() + Duration::from_secs(30);
     let id = loop {

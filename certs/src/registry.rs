@@ -114,13 +114,6 @@ impl Device {
         })
     }
 
-    /// The label if set, otherwise the device's own name.
-    pub fn display_name(&self) -> &str {
-        self.label
-            .as_ref()
-            .map_or(self.name.as_str(), |l| l.as_str())
-    }
-
     /// Checks sizes and that `fingerprint` is the SHA-256 of
     /// the certificate in `cert_pem`. Cheap (no X.509 parsing: OpenSSL 3
     /// takes ~200 µs per certificate, which made loading 10,000 devices take
@@ -351,6 +344,9 @@ impl std::fmt::Debug for Registry {
 impl Registry {
     /// Opens the registry at `path`. A missing file is an empty registry
     /// (created on the first change); anything unreadable is an error.
+    /// Each change is sent on `events` once it is durable; whoever opens
+    /// the registry keeps that sender to hand out receivers (`Trust`'s
+    /// `subscribe`).
     pub fn open(
         path: &Path,
         events: tokio::sync::broadcast::Sender<TrustEvent>,
@@ -432,11 +428,6 @@ impl Registry {
                 count: more + 1,
             }),
         }
-    }
-
-    /// Subscribes to registry changes.
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<TrustEvent> {
-        self.events.subscribe()
     }
 
     /// The one write path: applies `change` to a copy, saves the copy

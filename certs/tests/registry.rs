@@ -38,6 +38,13 @@ fn open(path: &Path) -> Result<Registry, RegistryError> {
     Registry::open(path, broadcast::channel(64).0)
 }
 
+/// Opens the registry and keeps the sender its changes are published on,
+/// as `Trust` does: a test subscribes where it starts to listen.
+fn open_observed(path: &Path) -> (Registry, broadcast::Sender<TrustEvent>) {
+    let (events, _) = broadcast::channel(64);
+    (Registry::open(path, events.clone()).unwrap(), events)
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Upsert(usize, String),
@@ -254,10 +261,10 @@ fn failed_write_changes_nothing() {
     let sub = dir.path().join("ro");
     fs::create_dir(&sub).unwrap();
     let path = sub.join(REGISTRY_FILE);
-    let reg = open(&path).unwrap();
+    let (reg, sender) = open_observed(&path);
     reg.upsert(device(0, "kept")).unwrap();
     let before = fs::read(&path).unwrap();
-    let mut events = reg.subscribe();
+    let mut events = sender.subscribe();
     fs::set_permissions(&sub, fs::Permissions::from_mode(0o500)).unwrap();
     let probe = fs::write(sub.join("probe"), b"x");
     if probe.is_ok() {
@@ -360,8 +367,8 @@ fn re_pairing_keeps_the_label_unless_a_new_one_is_given() {
 fn changes_are_broadcast_after_they_are_durable() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(REGISTRY_FILE);
-    let reg = open(&path).unwrap();
-    let mut rx = reg.subscribe();
+    let (reg, sender) = open_observed(&path);
+    let mut rx = sender.subscribe();
     reg.upsert(device(0, "a")).unwrap();
     let fp = certs()[0].fingerprint();
     assert_eq!(

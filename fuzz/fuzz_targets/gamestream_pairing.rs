@@ -37,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
     );
     let Some(first) = query(&start) else { return };
     let PairRequest::GetServerCert(g) = first.request else { return };
-    let (session, _) = PairingSession::start(first.unique_id, g);
+    let session = PairingSession::start(first.unique_id, g);
     let now = Instant::now();
     let Ok(step) = session.pin_entered(&"1234".parse().expect("pin"), host(), now) else { return };
     let mut session = step.session;

@@ -66,7 +66,7 @@ impl Fixture {
         let PairRequest::GetServerCert(g) = q.request else {
             panic!("not phase 1")
         };
-        let (session, _pending) = PairingSession::start(q.unique_id, g);
+        let session = PairingSession::start(q.unique_id, g);
         let mut step = session.pin_entered(&self.pin, &self.host, now).unwrap();
         for query in &self.queries[1..] {
             let request = parse(query).unwrap().request;

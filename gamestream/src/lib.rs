@@ -38,7 +38,7 @@
 //!  Moonlight client                                  host (shell + this core)
 //!  ----------------                                  -----------------------
 //!  1 HTTP  phrase=getservercert&salt&clientcert ───▶ PairingSession::start
-//!                                                    -> PendingPair to the gate;
+//!                                                    + a pending request in the gate;
 //!                                                    response held until the
 //!          (user types the PIN the client shows) ... pin_entered(pin)
 //!        ◀─── paired=1, plaincert=hex(host PEM) ─── (client pins this cert)
@@ -62,8 +62,10 @@
 //! 1. `PairQuery::parse(query_pairs)`. On `Err(e)`: drop the session of
 //!    (`e.unique_id`, peer address) if any (report [`Outcome::Failed`]) and
 //!    answer `Reply::from(&e)`.
-//! 2. [`PairRequest::GetServerCert`]: [`PairingSession::start`]; register the
-//!    [`PendingPair`] with the gate under (uniqueid, peer address), replacing
+//! 2. [`PairRequest::GetServerCert`]: [`PairingSession::start`]; register a
+//!    pending request with the gate (kind, shown name, the client
+//!    certificate from [`GetServerCert`], peer address) and keep the
+//!    session under (uniqueid, peer address), replacing
 //!    and ending an older one ([`PairError::Superseded`]); hold the response.
 //!    When the PIN arrives, [`PairingSession::pin_entered`]; if instead the
 //!    request is denied or expires, answer [`PairError::Declined`] or
@@ -113,7 +115,6 @@ pub use request::{
 };
 pub use session::{
     AwaitingClientChallenge, AwaitingClientPairingSecret, AwaitingPin, AwaitingServerChallengeResp,
-    Effect, HostFault, NewDevice, Outcome, PairError, PairingSession, PendingPair, Step,
-    PHASE_TIMEOUT,
+    Effect, HostFault, NewDevice, Outcome, PairError, PairingSession, Step, PHASE_TIMEOUT,
 };
 pub use xml::Reply;

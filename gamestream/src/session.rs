@@ -76,17 +76,6 @@ pub struct AwaitingClientPairingSecret {
     deadline: Instant,
 }
 
-/// What the shell registers with the gate while phase 1 waits for its PIN.
-#[derive(Debug, Clone)]
-pub struct PendingPair {
-    /// The client's `uniqueid` (with the peer address, the request's key).
-    pub unique_id: UniqueId,
-    /// The `devicename` it sent, if any.
-    pub device_name: Option<DeviceName>,
-    /// The fingerprint of the certificate it will be pinned to.
-    pub fingerprint: Fingerprint,
-}
-
 /// The result of a step that did not fail.
 #[derive(Debug)]
 pub struct Step {
@@ -292,26 +281,21 @@ impl From<punktfunk_certs::IdentityError> for PairError {
 }
 
 impl PairingSession {
-    /// Phase 1 arrived. Register the returned [`PendingPair`] with the gate
-    /// (replacing an older one for the same `uniqueid` and peer address) and
-    /// hold the HTTP response until [`pin_entered`](Self::pin_entered) or a
-    /// refusal ([`PairError::Declined`], [`PairError::PinTimeout`],
+    /// Phase 1 arrived. The shell registers the request with the gate
+    /// (replacing an older one for the same `uniqueid` and peer address),
+    /// from the [`GetServerCert`] it parsed, and holds the HTTP response
+    /// until [`pin_entered`](Self::pin_entered) or a refusal
+    /// ([`PairError::Declined`], [`PairError::PinTimeout`],
     /// [`PairError::Superseded`]).
-    pub fn start(unique_id: UniqueId, request: GetServerCert) -> (Self, PendingPair) {
-        let pending = PendingPair {
-            unique_id: unique_id.clone(),
-            device_name: request.device_name.clone(),
-            fingerprint: request.client_cert.fingerprint(),
-        };
-        let session = Self::AwaitingPin(AwaitingPin {
+    pub fn start(unique_id: UniqueId, request: GetServerCert) -> Self {
+        Self::AwaitingPin(AwaitingPin {
             client: Client {
                 unique_id,
                 device_name: request.device_name,
                 cert: request.client_cert,
             },
             salt: request.salt,
-        });
-        (session, pending)
+        })
     }
 
     /// The PIN for this request was entered: answers phase 1 with the host
@@ -611,9 +595,9 @@ mod tests {
         let PairRequest::GetServerCert(g) = q.request else {
             panic!("phase 1 expected")
         };
-        let (session, pending) = PairingSession::start(q.unique_id, g);
-        assert_eq!(pending.unique_id.as_str(), "0123456789ABCDEF");
-        assert_eq!(pending.device_name.as_ref().unwrap().as_str(), "roth");
+        assert_eq!(g.device_name.as_ref().unwrap().as_str(), "roth");
+        let session = PairingSession::start(q.unique_id, g);
+        assert_eq!(session.unique_id().as_str(), "0123456789ABCDEF");
         let step = session.pin_entered(&v.pin(), &host, now).unwrap();
         let mut session = step.session.unwrap();
         // The whole document, byte for byte, as the real client accepted it.
@@ -667,7 +651,7 @@ mod tests {
         let PairRequest::GetServerCert(g) = q.request else {
             panic!("phase 1 expected")
         };
-        let (session, _) = PairingSession::start(q.unique_id, g);
+        let session = PairingSession::start(q.unique_id, g);
         let mut session = session
             .pin_entered(&v.pin(), &host, now)
             .unwrap()

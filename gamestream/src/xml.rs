@@ -421,8 +421,12 @@ mod tests {
         );
         let xml = server_info(&host(), Channel::Http).to_xml();
         assert!(xml.contains("<hostname>den &lt;&amp;&gt; &quot;pc&quot;</hostname>"));
+        let parsed = punktfunk_testsupport::xml::reply(&xml);
+        assert_eq!(parsed.field("hostname"), Some("den <&> \"pc\""));
         let xml = unauthorized("/x\"><evil/>").to_xml();
         assert!(xml.contains("query=\"x&quot;&gt;&lt;evil/&gt;\""), "{xml}");
+        let parsed = punktfunk_testsupport::xml::reply(&xml);
+        assert_eq!(parsed.attr("query"), Some("x\"><evil/>"));
     }
 
     #[test]

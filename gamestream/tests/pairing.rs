@@ -8,17 +8,14 @@
 
 use std::time::{Duration, Instant};
 
-use openssl::hash::MessageDigest;
-use openssl::pkey::{PKey, Private};
-use openssl::sha::sha256;
-use openssl::sign::{Signer, Verifier};
-use openssl::symm::{Cipher, Crypter, Mode};
 use openssl::x509::X509;
 use punktfunk_certs::{Fingerprint, Identity};
 use punktfunk_gamestream::{
     Effect, InvalidQuery, Outcome, PairError, PairQuery, PairRequest, PairingSession, ParseError,
     Phrase, Pin, Rejection, Reply, Step, PHASE_TIMEOUT,
 };
+use punktfunk_testsupport::moonlight::{self, StepError};
+use punktfunk_testsupport::xml;
 use rand::RngCore;
 
 const HOST_CRT: &str = include_str!("data/host.crt");
@@ -76,46 +73,16 @@ fn parse(query: &str) -> Result<PairQuery, InvalidQuery> {
 }
 
 // ---------------------------------------------------------------------------
-// The client, restated
+// The client, restated (punktfunk-testsupport), fed from the core's replies
 
-fn aes(mode: Mode, key: &[u8; 16], data: &[u8]) -> Vec<u8> {
-    let mut c = Crypter::new(Cipher::aes_128_ecb(), mode, key, None).unwrap();
-    c.pad(false);
-    let mut out = vec![0; data.len() + 16];
-    let n = c.update(data, &mut out).unwrap();
-    let m = c.finalize(&mut out[n..]).unwrap();
-    out.truncate(n + m);
-    out
-}
-
-struct Client {
-    key: PKey<Private>,
-    cert: X509,
-    cert_pem: Vec<u8>,
-    salt: [u8; 16],
-    challenge: [u8; 16],
-    secret: [u8; 16],
-    aes_key: [u8; 16],
-    server_cert: Option<X509>,
-    server_response: Vec<u8>,
-}
+struct Client(moonlight::Client);
 
 impl Client {
     fn new(pin: &str, salt: [u8; 16], challenge: [u8; 16], secret: [u8; 16]) -> Self {
-        let mut salted = salt.to_vec();
-        salted.extend_from_slice(pin.as_bytes());
-        let aes_key = sha256(&salted)[..16].try_into().unwrap();
-        Self {
-            key: PKey::private_key_from_pem(CLIENT_KEY.as_bytes()).unwrap(),
-            cert: X509::from_pem(CLIENT_CRT.as_bytes()).unwrap(),
-            cert_pem: CLIENT_CRT.as_bytes().to_vec(),
-            salt,
-            challenge,
-            secret,
-            aes_key,
-            server_cert: None,
-            server_response: Vec::new(),
-        }
+        let identity = Identity::from_pem(CLIENT_CRT.as_bytes(), CLIENT_KEY.as_bytes()).unwrap();
+        Self(moonlight::Client::new(
+            identity, pin, salt, challenge, secret,
+        ))
     }
 
     fn from_vectors(v: &Vectors, pin: &str) -> Self {
@@ -128,73 +95,43 @@ impl Client {
     }
 
     fn prefix() -> &'static str {
-        "uniqueid=0123456789ABCDEF&devicename=roth&updateState=1"
+        moonlight::PREFIX
+    }
+
+    fn secret(&self) -> [u8; 16] {
+        self.0.secret()
     }
 
     fn phase1(&self) -> String {
-        format!(
-            "{}&phrase=getservercert&salt={}&clientcert={}",
-            Self::prefix(),
-            hex::encode(self.salt),
-            hex::encode(&self.cert_pem)
-        )
+        moonlight::query(&self.0.getservercert())
     }
 
     fn phase2(&mut self, reply: &Reply) -> String {
         assert_eq!(reply.status_code(), 200);
         assert_eq!(reply.field("paired"), Some("1"));
-        let pem = hex::decode(reply.field("plaincert").expect("plaincert")).unwrap();
-        self.server_cert = Some(X509::from_pem(&pem).unwrap());
-        let enc = aes(Mode::Encrypt, &self.aes_key, &self.challenge);
-        format!("{}&clientchallenge={}", Self::prefix(), hex::encode(enc))
+        self.0
+            .read_plaincert(reply.field("plaincert").expect("plaincert"))
+            .unwrap();
+        moonlight::query(&self.0.clientchallenge())
     }
 
     fn phase3(&mut self, reply: &Reply) -> String {
         assert_eq!(reply.field("paired"), Some("1"));
-        let enc = hex::decode(reply.field("challengeresponse").unwrap()).unwrap();
-        let dec = aes(Mode::Decrypt, &self.aes_key, &enc);
-        self.server_response = dec[..32].to_vec();
-        let mut data = dec[32..48].to_vec();
-        data.extend_from_slice(self.cert.signature().as_slice());
-        data.extend_from_slice(&self.secret);
-        let enc = aes(Mode::Encrypt, &self.aes_key, &sha256(&data));
-        format!(
-            "{}&serverchallengeresp={}",
-            Self::prefix(),
-            hex::encode(enc)
-        )
+        self.0
+            .read_challengeresponse(reply.field("challengeresponse").unwrap())
+            .unwrap();
+        moonlight::query(&self.0.serverchallengeresp())
     }
 
     /// The client's own checks after phase 3: the host's signature (else
     /// "MITM detected"), then the hash (else "Incorrect PIN").
-    fn check_phase3(&self, reply: &Reply) -> Result<(), &'static str> {
-        let secret = hex::decode(reply.field("pairingsecret").unwrap()).unwrap();
-        let (ss, sig) = secret.split_at(16);
-        let server_cert = self.server_cert.as_ref().unwrap();
-        let public = server_cert.public_key().unwrap();
-        let mut verifier = Verifier::new(MessageDigest::sha256(), &public).unwrap();
-        if !verifier.verify_oneshot(sig, ss).unwrap() {
-            return Err("MITM detected");
-        }
-        let mut data = self.challenge.to_vec();
-        data.extend_from_slice(server_cert.signature().as_slice());
-        data.extend_from_slice(ss);
-        if sha256(&data).as_slice() != self.server_response.as_slice() {
-            return Err("Incorrect PIN");
-        }
-        Ok(())
+    fn check_phase3(&self, reply: &Reply) -> Result<(), StepError> {
+        self.0
+            .check_pairingsecret(reply.field("pairingsecret").unwrap())
     }
 
     fn phase4(&self) -> String {
-        let mut signer = Signer::new(MessageDigest::sha256(), &self.key).unwrap();
-        let sig = signer.sign_oneshot_to_vec(&self.secret).unwrap();
-        let mut cps = self.secret.to_vec();
-        cps.extend_from_slice(&sig);
-        format!(
-            "{}&clientpairingsecret={}",
-            Self::prefix(),
-            hex::encode(cps)
-        )
+        moonlight::query(&self.0.clientpairingsecret())
     }
 }
 
@@ -226,9 +163,9 @@ impl Harness {
         let PairRequest::GetServerCert(g) = q.request else {
             panic!("not phase 1")
         };
-        let (session, pending) = PairingSession::start(q.unique_id, g);
+        let session = PairingSession::start(q.unique_id, g);
         assert_eq!(
-            pending.fingerprint,
+            session.fingerprint(),
             Fingerprint::of_der(
                 &X509::from_pem(CLIENT_CRT.as_bytes())
                     .unwrap()
@@ -240,13 +177,14 @@ impl Harness {
         let step = session.pin_entered(&pin, &self.host, self.now).unwrap();
         assert!(step.effects.is_empty());
         self.session = step.session;
-        step.reply
+        well_formed(step.reply)
     }
 
     fn step(&mut self, query: &str) -> Result<Step, PairError> {
         let q = parse(query).unwrap();
         let session = self.session.take().ok_or(PairError::NoSession)?;
-        let step = session.step(q.request, &self.host, &mut self.rng, self.now)?;
+        let mut step = session.step(q.request, &self.host, &mut self.rng, self.now)?;
+        step.reply = well_formed(step.reply);
         Ok(step)
     }
 
@@ -256,6 +194,14 @@ impl Harness {
         self.session = step.session.take();
         step
     }
+}
+
+/// `reply`, once its rendering has parsed as well-formed XML that says
+/// the same status code.
+fn well_formed(reply: Reply) -> Reply {
+    let parsed = xml::reply(&reply.to_xml());
+    assert_eq!(parsed.status_code(), reply.status_code().to_string());
+    reply
 }
 
 fn client_fingerprint() -> Fingerprint {
@@ -336,7 +282,7 @@ fn pairs_with_fresh_randomness() {
     let PairRequest::GetServerCert(g) = q.request else {
         panic!()
     };
-    let (session, _) = PairingSession::start(q.unique_id, g);
+    let session = PairingSession::start(q.unique_id, g);
     let step = session
         .pin_entered(&"0042".parse().unwrap(), &host, now)
         .unwrap();
@@ -374,7 +320,7 @@ fn wrong_pin_is_caught_by_the_client_after_phase3() {
     let v = Vectors::load();
     let mut client = Client::from_vectors(&v, v.str("wrong_pin"));
     let (h, r3) = through_phase3(&v, &mut client, v.str("pin"));
-    assert_eq!(client.check_phase3(&r3), Err("Incorrect PIN"));
+    assert_eq!(client.check_phase3(&r3), Err(StepError::IncorrectPin));
     // The recorded client then called /unpair.
     let outcome = h.session.unwrap().cancelled_by_client();
     assert_eq!(outcome, Outcome::PinRejected(Rejection::ClientGaveUp));
@@ -424,8 +370,8 @@ fn signature_by_another_key_is_refused() {
     let mut client = Client::from_vectors(&v, v.str("pin"));
     let (mut h, _) = through_phase3(&v, &mut client, v.str("pin"));
     // Right secret, signed by the host key instead of the phase-1 certificate's.
-    let sig = host().sign_sha256(&client.secret).unwrap();
-    let mut cps = client.secret.to_vec();
+    let sig = host().sign_sha256(&client.secret()).unwrap();
+    let mut cps = client.secret().to_vec();
     cps.extend(sig);
     let q4 = format!(
         "{}&clientpairingsecret={}",
@@ -482,7 +428,7 @@ fn every_wrong_phrase_is_unexpected_in_every_state() {
         let PairRequest::GetServerCert(g) = q.request else {
             panic!()
         };
-        PairingSession::start(q.unique_id, g).0
+        PairingSession::start(q.unique_id, g)
     };
     // Awaiting the PIN, nothing is a valid step.
     for query in [
@@ -570,7 +516,7 @@ fn awaiting_the_pin_never_expires_in_the_core_and_unpair_abandons() {
     let PairRequest::GetServerCert(g) = q.request else {
         panic!()
     };
-    let (session, _) = PairingSession::start(q.unique_id, g);
+    let session = PairingSession::start(q.unique_id, g);
     assert_eq!(session.expected(), Phrase::GetServerCert);
     assert!(!session.is_expired(Instant::now() + Duration::from_secs(86_400)));
     assert_eq!(session.fingerprint(), client_fingerprint());
@@ -668,6 +614,8 @@ fn refusals_render_readable_errors() {
         let xml = reply.to_xml();
         assert!(!xml.contains("/secret/path"), "host details leak: {xml}");
         assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<root status_code="));
+        let parsed = xml::reply(&xml);
+        assert_eq!(parsed.status_code(), status.to_string());
     }
 }
 
@@ -679,7 +627,6 @@ fn core_types_can_cross_threads_and_awaits() {
     assert_send_sync::<Reply>();
     assert_send_sync::<PairError>();
     assert_send_sync::<InvalidQuery>();
-    assert_send_sync::<punktfunk_gamestream::PendingPair>();
 }
 
 #[test]

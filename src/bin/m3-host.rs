@@ -19,21 +19,15 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Parser;
+use punktfunk::lan;
+use punktfunk::startup::{self, HostState, NativeDoor};
 use punktfunk_certs::{Fingerprint, HostIdentity, Trust, TrustEvent};
-use punktfunk_native::{
-    endpoint, DisplayName, Endpoint, EndpointConfig, PairingLink, UnknownDevices,
-};
+use punktfunk_native::{DisplayName, PairingLink, UnknownDevices};
 use qrcode::render::unicode::Dense1x2;
 use qrcode::QrCode;
 use rand::rngs::OsRng;
-
-#[path = "../lan.rs"]
-mod lan;
-#[path = "../startup.rs"]
-mod startup;
-use startup::HostState;
 
 /// Headless punktfunk test host: the native endpoint only.
 #[derive(Debug, Parser)]
@@ -99,23 +93,17 @@ async fn serve(
         tracing::warn!("DANGER: open mode: any device that connects is let in and stored; pass --require-pairing on a shared network");
         UnknownDevices::DangerAdmitOpen
     };
-    let Some(name) =
-        DisplayName::sanitize(&host_name).or_else(|| DisplayName::sanitize("punktfunk"))
-    else {
-        bail!("no usable host name");
-    };
-    let endpoint = Endpoint::bind(
+    let NativeDoor {
+        endpoint,
+        addr,
+        name,
+    } = startup::bind_native(
         SocketAddr::new(args.bind, args.port),
         &host.identity,
-        EndpointConfig {
-            host_name: name.clone(),
-            trust: trust.clone(),
-            unknown_devices,
-            max_connections: endpoint::DEFAULT_MAX_CONNECTIONS,
-        },
-    )
-    .await?;
-    let addr = endpoint.local_addr()?;
+        trust.clone(),
+        &host_name,
+        unknown_devices,
+    )?;
     startup::print_listening("native", "tls", addr);
     let shown = Shown {
         bound: addr,

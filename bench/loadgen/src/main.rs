@@ -25,14 +25,10 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use openssl::hash::MessageDigest;
-use openssl::sha::sha256;
-use openssl::sign::Verifier;
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
-use openssl::symm::{Cipher, Crypter, Mode};
 use punktfunk_certs::{Device, Identity, Kind, Registry, Via};
 use punktfunk_native::{Client, Connected, DisplayName, HostAddr, NewHost, Pin};
-use rand::RngCore;
+use punktfunk_testsupport::{moonlight, xml};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_openssl::SslStream;
@@ -715,30 +711,25 @@ async fn native_pairings(
 }
 
 // ---------------------------------------------------------------------------
-// GameStream pairing: Moonlight's client steps (nvpairingmanager.cpp),
-// restated as in gamestream/tests/pairing.rs
+// GameStream pairing: Moonlight's client steps (nvpairingmanager.cpp), as
+// restated once in punktfunk-testsupport
 
-fn aes(mode: Mode, key: &[u8; 16], data: &[u8]) -> Vec<u8> {
-    let mut c = Crypter::new(Cipher::aes_128_ecb(), mode, key, None).unwrap();
-    c.pad(false);
-    let mut out = vec![0; data.len() + 16];
-    let n = c.update(data, &mut out).unwrap();
-    let m = c.finalize(&mut out[n..]).unwrap();
-    out.truncate(n + m);
-    out
+/// The text of `<name>` in a GameStream reply, which must be well-formed.
+fn xml_field(body: &str, name: &str) -> Result<String> {
+    let reply = xml::parse(body).with_context(|| format!("{body:?}"))?;
+    reply
+        .field(name)
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("no <{name}> in {body}"))
 }
 
-fn xml_field<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
-    let open = format!("<{name}>");
-    let start = xml.find(&open)? + open.len();
-    let end = xml[start..].find("</")? + start;
-    Some(&xml[start..end])
-}
-
-const GS_PREFIX: &str = "uniqueid=0123456789ABCDEF&devicename=roth&updateState=1";
-
-fn gs_get(query: &str) -> Vec<u8> {
-    request_bytes("GET", &format!("/pair?{query}"), &[], b"")
+fn gs_get(params: &str) -> Vec<u8> {
+    request_bytes(
+        "GET",
+        &format!("/pair?{}", moonlight::query(params)),
+        &[],
+        b"",
+    )
 }
 
 /// Phases 1-4 over HTTP and the phase-5 `pairchallenge` over HTTPS with the
@@ -757,25 +748,14 @@ async fn gamestream_pair(
             eprintln!("  {what}: {:.1} ms", t0.elapsed().as_secs_f64() * 1000.0)
         }
     };
-    let mut rnd = [[0u8; 16]; 3];
-    for r in &mut rnd {
-        rand::rngs::OsRng.fill_bytes(r);
-    }
-    let [salt, challenge, secret] = rnd;
     let pin = format!("{:04}", rand::random::<u16>() % 10_000);
-    let mut salted = salt.to_vec();
-    salted.extend_from_slice(pin.as_bytes());
-    let key: [u8; 16] = sha256(&salted)[..16].try_into().unwrap();
+    let mut client = moonlight::Client::random(id, &pin);
 
     // Phase 1, held until the PIN is entered.
-    let q1 = format!(
-        "{GS_PREFIX}&phrase=getservercert&salt={}&clientcert={}",
-        hex::encode(salt),
-        hex::encode(id.cert_pem())
-    );
+    let q1 = gs_get(&client.getservercert());
     let mut conn = Conn::open(http, None).await?;
     let phase1 = tokio::spawn(async move {
-        let r = conn.roundtrip(&gs_get(&q1)).await;
+        let r = conn.roundtrip(&q1).await;
         r.map(|r| (conn, r))
     });
 
@@ -813,61 +793,41 @@ async fn gamestream_pair(
     let (mut conn, r1) = phase1.await??;
     mark("phase 1 reply");
     let r1 = r1.text();
-    let server_pem = hex::decode(xml_field(&r1, "plaincert").ok_or_else(|| anyhow!("{r1}"))?)?;
-    let server_cert = openssl::x509::X509::from_pem(&server_pem)?;
+    client.read_plaincert(&xml_field(&r1, "plaincert")?)?;
 
     // Phase 2.
-    let q2 = format!(
-        "{GS_PREFIX}&clientchallenge={}",
-        hex::encode(aes(Mode::Encrypt, &key, &challenge))
-    );
-    let r2 = conn.roundtrip(&gs_get(&q2)).await?.text();
+    let r2 = conn
+        .roundtrip(&gs_get(&client.clientchallenge()))
+        .await?
+        .text();
     mark("phase 2");
-    let enc = hex::decode(xml_field(&r2, "challengeresponse").ok_or_else(|| anyhow!("{r2}"))?)?;
-    let dec = aes(Mode::Decrypt, &key, &enc);
-    let server_response = dec[..32].to_vec();
+    client.read_challengeresponse(&xml_field(&r2, "challengeresponse")?)?;
 
-    // Phase 3.
-    let mut data = dec[32..48].to_vec();
-    data.extend_from_slice(id.cert().signature().as_slice());
-    data.extend_from_slice(&secret);
-    let q3 = format!(
-        "{GS_PREFIX}&serverchallengeresp={}",
-        hex::encode(aes(Mode::Encrypt, &key, &sha256(&data)))
-    );
-    let r3 = conn.roundtrip(&gs_get(&q3)).await?.text();
+    // Phase 3, and the client's own checks of the host's answer.
+    let r3 = conn
+        .roundtrip(&gs_get(&client.serverchallengeresp()))
+        .await?
+        .text();
     mark("phase 3");
-    let ps = hex::decode(xml_field(&r3, "pairingsecret").ok_or_else(|| anyhow!("{r3}"))?)?;
-    let (ss, sig) = ps.split_at(16);
-    let server_key = server_cert.public_key()?;
-    let mut v = Verifier::new(MessageDigest::sha256(), &server_key)?;
-    if !v.verify_oneshot(sig, ss)? {
-        bail!("MITM detected");
-    }
-    let mut check = challenge.to_vec();
-    check.extend_from_slice(server_cert.signature().as_slice());
-    check.extend_from_slice(ss);
-    if sha256(&check).as_slice() != server_response.as_slice() {
-        bail!("Incorrect PIN");
-    }
+    client.check_pairingsecret(&xml_field(&r3, "pairingsecret")?)?;
 
     // Phase 4.
-    let mut cps = secret.to_vec();
-    cps.extend(id.sign_sha256(&secret)?);
-    let q4 = format!("{GS_PREFIX}&clientpairingsecret={}", hex::encode(cps));
-    let r4 = conn.roundtrip(&gs_get(&q4)).await?.text();
+    let r4 = conn
+        .roundtrip(&gs_get(&client.clientpairingsecret()))
+        .await?
+        .text();
     mark("phase 4");
-    if xml_field(&r4, "paired") != Some("1") {
+    if xml_field(&r4, "paired")? != "1" {
         bail!("phase 4: {r4}");
     }
 
     // Phase 5 over HTTPS with the client certificate.
     let mut tls_conn = Conn::open(https, Some(id_tls)).await?;
     let r5 = tls_conn
-        .roundtrip(&gs_get(&format!("{GS_PREFIX}&phrase=pairchallenge")))
+        .roundtrip(&gs_get(moonlight::PAIRCHALLENGE))
         .await?
         .text();
-    if xml_field(&r5, "paired") != Some("1") {
+    if xml_field(&r5, "paired")? != "1" {
         bail!("phase 5: {r5}");
     }
     mark("phase 5");

@@ -294,7 +294,7 @@ impl State {
         let otp = request
             .otpauth
             .map(|sent| (sent, request.salt_text.clone()));
-        let (session, _) = PairingSession::start(unique_id, request);
+        let session = PairingSession::start(unique_id, request);
         // Subscribe before the request exists, so no event about it is missed.
         let mut events = self.trust.subscribe();
         let added = match &otp {

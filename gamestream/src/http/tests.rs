@@ -73,7 +73,10 @@ async fn body(resp: ServiceResponse) -> String {
         resp.headers().get("content-type").unwrap(),
         crate::xml::CONTENT_TYPE
     );
-    String::from_utf8(test::read_body(resp).await.to_vec()).unwrap()
+    let xml = String::from_utf8(test::read_body(resp).await.to_vec()).unwrap();
+    // Every reply a test reads is well-formed XML with a <root status_code>.
+    punktfunk_testsupport::xml::reply(&xml);
+    xml
 }
 
 /// Waits until the gate lists a request, and returns its id.
