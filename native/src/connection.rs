@@ -206,6 +206,13 @@ enum State {
     Closed,
 }
 
+/// A trusted session whose idle clock starts at `now`.
+fn session(now: Instant) -> State {
+    State::Session {
+        idle: now + timeouts::SESSION_IDLE,
+    }
+}
+
 enum AfterStore {
     /// Open mode: `welcome{open}`.
     Open,
@@ -316,7 +323,7 @@ impl HostConnection {
     fn connect(&mut self, hello: Hello, facts: &mut impl HelloFacts, now: Instant) {
         if facts.is_trusted() {
             self.effect(Effect::Touch);
-            return self.welcome(Status::Trusted, now);
+            return self.welcome(Status::Trusted, session(now));
         }
         match self.host.unknown_devices {
             UnknownDevices::DangerAdmitOpen => {
@@ -350,17 +357,13 @@ impl HostConnection {
             fingerprint: self.peer.fingerprint,
         };
         self.effect(Effect::BeginExchange(claimant.clone()));
-        self.send(handshake::welcome(
-            Status::Pairing,
-            self.host.name.clone(),
-            self.host.fingerprint,
-        ));
         // A client that connects to pair already has the PIN, so the step
         // is short (§ 8): a peer that stalls holds the slot only briefly.
-        self.state = State::AwaitPake {
+        let next = State::AwaitPake {
             claimant,
             deadline: now + timeouts::HOST_PAIRING_STEP,
         };
+        self.welcome(Status::Pairing, next);
     }
 
     /// A message after `hello`.
@@ -405,9 +408,7 @@ impl HostConnection {
             },
             State::Session { .. } => match msg {
                 Message::Ping => {
-                    self.state = State::Session {
-                        idle: now + timeouts::SESSION_IDLE,
-                    };
+                    self.state = session(now);
                     self.send(Message::Pong);
                 }
                 other => self.unexpected("ping", other),
@@ -480,7 +481,7 @@ impl HostConnection {
             return self.refuse(ErrorCode::Internal, CANNOT_STORE);
         }
         match after {
-            AfterStore::Open => self.welcome(Status::Open, now),
+            AfterStore::Open => self.welcome(Status::Open, session(now)),
             AfterStore::Paired {
                 awaiting,
                 fingerprint,
@@ -489,9 +490,7 @@ impl HostConnection {
                 self.effect(Effect::ReportPin(Some(fingerprint)));
                 self.leave_pairing();
                 self.send(awaiting.stored());
-                self.state = State::Session {
-                    idle: now + timeouts::SESSION_IDLE,
-                };
+                self.state = session(now);
             }
         }
     }
@@ -507,16 +506,12 @@ impl HostConnection {
                 // The knock is in the audit trail before the client hears
                 // it is waiting.
                 self.effect(Effect::AwaitAudit);
-                self.send(handshake::welcome(
-                    Status::ApprovalPending,
-                    self.host.name.clone(),
-                    self.host.fingerprint,
-                ));
-                self.state = State::AwaitDecision {
+                let next = State::AwaitDecision {
                     id,
                     expires,
                     idle: now + timeouts::SESSION_IDLE,
                 };
+                self.welcome(Status::ApprovalPending, next);
             }
             Err(
                 e @ (GateError::TooManyPending
@@ -586,9 +581,7 @@ impl HostConnection {
         // Trust::approve stores the device before ending the request; a
         // revocation since then wins.
         if decision == Decision::Approved && trusted {
-            self.state = State::Session {
-                idle: now + timeouts::SESSION_IDLE,
-            };
+            self.state = session(now);
         } else {
             self.close_with(None);
         }
@@ -630,15 +623,14 @@ impl HostConnection {
         }
     }
 
-    fn welcome(&mut self, status: Status, now: Instant) {
+    /// Sends `welcome{status}` and moves on to `next`.
+    fn welcome(&mut self, status: Status, next: State) {
         self.send(handshake::welcome(
             status,
             self.host.name.clone(),
             self.host.fingerprint,
         ));
-        self.state = State::Session {
-            idle: now + timeouts::SESSION_IDLE,
-        };
+        self.state = next;
     }
 
     /// A pairing step failed after the PIN was taken: the PIN is spent and

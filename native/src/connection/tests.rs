@@ -102,6 +102,23 @@ impl HelloFacts for Facts {
     }
 }
 
+/// A connection that got a `hello` with `intent`, answered from `facts`.
+fn greeted(
+    policy: UnknownDevices,
+    intent: Intent,
+    facts: &mut Facts,
+    t: Instant,
+) -> HostConnection {
+    let mut c = new_conn(policy, t);
+    c.on_hello(hello(intent), facts, t);
+    c
+}
+
+/// An unknown device's `hello{connect}` under `policy`.
+fn unknown_connects(policy: UnknownDevices, t: Instant) -> HostConnection {
+    greeted(policy, Intent::Connect, &mut Facts::default(), t)
+}
+
 fn drain(c: &mut HostConnection) -> Vec<Action> {
     std::iter::from_fn(|| c.poll_action()).collect()
 }
@@ -242,16 +259,14 @@ fn a_trusted_device_gets_a_session_and_is_touched() {
 #[test]
 fn an_unknown_device_is_refused_when_knocks_are_off() {
     let t = Instant::now();
-    let mut c = new_conn(UnknownDevices::Refuse, t);
-    c.on_hello(hello(Intent::Connect), &mut Facts::default(), t);
+    let mut c = unknown_connects(UnknownDevices::Refuse, t);
     assert_eq!(closed_with(&drain(&mut c)), Some(ErrorCode::NotPaired));
 }
 
 #[test]
 fn open_mode_stores_the_device_before_welcoming_it() {
     let t = Instant::now();
-    let mut c = new_conn(UnknownDevices::DangerAdmitOpen, t);
-    c.on_hello(hello(Intent::Connect), &mut Facts::default(), t);
+    let mut c = unknown_connects(UnknownDevices::DangerAdmitOpen, t);
     assert_eq!(
         drain(&mut c),
         [effect(Effect::Store {
@@ -268,8 +283,7 @@ fn open_mode_stores_the_device_before_welcoming_it() {
 #[test]
 fn open_mode_that_cannot_store_is_internal() {
     let t = Instant::now();
-    let mut c = new_conn(UnknownDevices::DangerAdmitOpen, t);
-    c.on_hello(hello(Intent::Connect), &mut Facts::default(), t);
+    let mut c = unknown_connects(UnknownDevices::DangerAdmitOpen, t);
     drain(&mut c);
     c.on_stored(false, t);
     assert_eq!(closed_with(&drain(&mut c)), Some(ErrorCode::Internal));
@@ -278,8 +292,7 @@ fn open_mode_that_cannot_store_is_internal() {
 // ---- knock ----
 
 fn knocking(t: Instant) -> HostConnection {
-    let mut c = new_conn(UnknownDevices::Knock, t);
-    c.on_hello(hello(Intent::Connect), &mut Facts::default(), t);
+    let mut c = unknown_connects(UnknownDevices::Knock, t);
     assert_eq!(
         drain(&mut c),
         [effect(Effect::AddKnock {
@@ -413,13 +426,7 @@ fn a_silent_knock_times_out_with_a_word_and_a_gone_one_closes() {
     assert_eq!(closed_with(&drain(&mut c)), None);
 
     let mut c = waiting(t);
-    c.on_message(
-        Message::Hello(match hello(Intent::Pair) {
-            Message::Hello(h) => h,
-            _ => unreachable!(),
-        }),
-        t,
-    );
+    c.on_message(hello(Intent::Pair), t);
     assert_eq!(closed_with(&drain(&mut c)), Some(ErrorCode::BadMessage));
 }
 
@@ -435,8 +442,12 @@ fn a_revocation_does_not_touch_a_waiting_knock() {
 // ---- session ----
 
 fn session(t: Instant) -> HostConnection {
-    let mut c = new_conn(UnknownDevices::Knock, t);
-    c.on_hello(hello(Intent::Connect), &mut Facts::trusted(), t);
+    let mut c = greeted(
+        UnknownDevices::Knock,
+        Intent::Connect,
+        &mut Facts::trusted(),
+        t,
+    );
     drain(&mut c);
     c
 }
@@ -522,8 +533,12 @@ fn pairing_needs_the_slot_then_an_armed_pin() {
 }
 
 fn awaiting_pake(t: Instant) -> HostConnection {
-    let mut c = new_conn(UnknownDevices::Refuse, t);
-    c.on_hello(hello(Intent::Pair), &mut Facts::pairable(), t);
+    let mut c = greeted(
+        UnknownDevices::Refuse,
+        Intent::Pair,
+        &mut Facts::pairable(),
+        t,
+    );
     assert_eq!(
         drain(&mut c),
         [
