@@ -40,20 +40,6 @@ use serde_json::{json, Value};
 
 // ---- shared helpers ---------------------------------------------------------------
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn arm(console: &Console) -> String {
-    let (status, body) = console.send("POST", "/api/pairing/arm", None);
-    assert_eq!(status, 200, "{body}");
-    body["pin"].as_str().unwrap().to_owned()
-}
-
 fn pin(s: &str) -> Pin {
     s.parse().unwrap()
 }
@@ -234,12 +220,12 @@ fn native_one_online_guess_per_arming_whatever_the_attacker_does() {
     let console = Console::login(&host);
     let addr = native_addr(&host);
     let tmp = tempfile::tempdir().unwrap();
-    let rt = runtime();
+    let rt = common::runtime();
     let started = Instant::now();
 
     // One arming, 1,000 attempts with random (wrong) PINs, one after the
     // other: the first one takes the PIN, whatever happens next.
-    let armed = arm(&console);
+    let armed = common::arm(&console);
     let mut attacker = native_client(&tmp.path().join("attacker"));
     let mut codes = Vec::new();
     rt.block_on(async {
@@ -276,7 +262,7 @@ fn native_one_online_guess_per_arming_whatever_the_attacker_does() {
     // A new arming attacked by 8 connections at once from the start: the
     // racing attempts are turned away (busy or not armed), and still only
     // one exchange ever gets the PIN.
-    let armed = arm(&console);
+    let armed = common::arm(&console);
     let tally = burst(&rt, tmp.path(), &addr, &armed, 8, 25);
     assert_eq!(tally.get("pin_rejected"), Some(&1), "{tally:?}");
     let refused: usize = ["not_armed", "pairing_busy"]
@@ -300,11 +286,11 @@ fn native_unknown_and_lookalike_certificates_are_never_trusted() {
     let console = Console::login(&host);
     let addr = native_addr(&host);
     let tmp = tempfile::tempdir().unwrap();
-    let rt = runtime();
+    let rt = common::runtime();
 
     let real_dir = tmp.path().join("real");
     let mut real = native_client(&real_dir);
-    let armed = arm(&console);
+    let armed = common::arm(&console);
     rt.block_on(real.pair(&addr, &pin(&armed))).unwrap();
     let real_fp = real.fingerprint().to_string();
     assert_eq!(devices(&console), vec![real_fp.clone()]);
@@ -922,12 +908,7 @@ fn bare() -> reqwest::blocking::Client {
 
 /// A second session's cookie value and CSRF token.
 fn session_of(host: &Host) -> (String, String) {
-    let resp = bare()
-        .post(format!("{}/api/login", host.console))
-        .json(&json!({"password": host.password()}))
-        .send()
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let resp = common::logged_in(&bare(), host);
     let cookie = resp
         .headers()
         .get_all("set-cookie")
@@ -955,11 +936,11 @@ fn console_refuses_every_unauthenticated_change_to_real_state() {
     let door = Door::of(&host);
     let addr = native_addr(&host);
     let tmp = tempfile::tempdir().unwrap();
-    let rt = runtime();
+    let rt = common::runtime();
 
     // Real state: a paired device, a knock, a held Moonlight request, an armed PIN.
     let mut paired = native_client(&tmp.path().join("paired"));
-    rt.block_on(paired.pair(&addr, &pin(&arm(&console))))
+    rt.block_on(paired.pair(&addr, &pin(&common::arm(&console))))
         .unwrap();
     let mut knocker = native_client(&tmp.path().join("knocker"));
     let got = rt
@@ -970,7 +951,7 @@ fn console_refuses_every_unauthenticated_change_to_real_state() {
     let moon = Moon::new("127.0.0.1", "7777");
     let held = moon.phase1_bg(door);
     let moon_req = wait_pending(&console, &moon.fp());
-    arm(&console);
+    common::arm(&console);
     let before = snapshot(&console);
     assert_eq!(before["devices"].as_array().unwrap().len(), 1, "{before}");
     assert_eq!(before["pending"].as_array().unwrap().len(), 2, "{before}");

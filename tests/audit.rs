@@ -31,12 +31,7 @@ fn trail(state_dir: &Path) -> Vec<Value> {
 /// file must not contain).
 fn login_capturing_token(host: &Host) -> (Console, String) {
     let http = client();
-    let resp = http
-        .post(format!("{}/api/login", host.console))
-        .json(&json!({"password": host.password()}))
-        .send()
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let resp = common::logged_in(&http, host);
     let token = resp
         .cookies()
         .find(|c| c.name() == "pf_session")
@@ -49,12 +44,6 @@ fn login_capturing_token(host: &Host) -> (Console, String) {
         csrf: body["csrf"].as_str().unwrap().to_owned(),
     };
     (console, token)
-}
-
-fn arm(console: &Console) -> String {
-    let (status, body) = console.send("POST", "/api/pairing/arm", None);
-    assert_eq!(status, 200, "{body}");
-    body["pin"].as_str().unwrap().to_owned()
 }
 
 /// `punktfunk pair` (the native reference client) with its own identity.
@@ -123,14 +112,14 @@ fn a_full_scenario_is_recorded_exactly_in_order_with_no_secret() {
     // Native: a wrong PIN spends the arming, the right PIN pairs.
     let tmp = tempfile::tempdir().unwrap();
     let ipad = tmp.path().join("ipad");
-    let pin1 = arm(&console);
+    let pin1 = common::arm(&console);
     push("pairing_armed", "console", "ok", "");
     let wrong = format!("{:04}", (pin1.parse::<u32>().unwrap() + 1) % 10_000);
     let (code, out) = native_pair(&ipad, native, &wrong, "Anna's iPad");
     assert_ne!(code, Some(0), "{out}");
     let ipad_fp = native_fingerprint(&ipad);
     push("pin_rejected", "native", "failed", &ipad_fp);
-    let pin2 = arm(&console);
+    let pin2 = common::arm(&console);
     push("pairing_armed", "console", "ok", "");
     let (code, out) = native_pair(&ipad, native, &pin2, "Anna's iPad");
     assert_eq!(code, Some(0), "{out}");
@@ -372,7 +361,7 @@ fn a_sigkill_during_a_burst_of_decisions_loses_no_acknowledged_one() {
     let ipad = tmp.path().join("ipad");
     let native = host.url("native");
     let native = native.as_str();
-    let pin = arm(&console);
+    let pin = common::arm(&console);
     let (code, out) = native_pair(&ipad, native, &pin, "iPad");
     assert_eq!(code, Some(0), "{out}");
     let fp = native_fingerprint(&ipad);

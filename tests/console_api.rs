@@ -101,12 +101,7 @@ fn every_route_needs_a_session_and_changes_need_csrf() {
 fn login_cookie_is_strict_and_logout_ends_the_session() {
     let host = Host::start(&[]);
     let http = client();
-    let resp = http
-        .post(format!("{}/api/login", host.console))
-        .json(&json!({"password": host.password()}))
-        .send()
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let resp = common::logged_in(&http, &host);
     let cookie = resp
         .headers()
         .get("set-cookie")

@@ -427,17 +427,11 @@ fn a_certificate_replayed_from_another_address_does_not_replace_the_waiting_requ
 
 // ---- native PIN pairing ----------------------------------------------------------
 
-fn arm(console: &Console) -> String {
-    let (status, body) = console.send("POST", "/api/pairing/arm", None);
-    assert_eq!(status, 200, "{body}");
-    body["pin"].as_str().unwrap().to_owned()
-}
-
 #[test]
 fn a_stalled_pairing_frees_the_slot_within_the_deadline_and_a_real_client_then_pairs() {
     let host = Host::start(&["--native"]);
     let console = Console::login(&host);
-    let pin = arm(&console);
+    let pin = common::arm(&console);
     let native = raw_native::addr(&host);
     // The attacker asks to pair and then sends nothing.
     let stall_id = Identity::generate_p256("staller").unwrap();
@@ -496,7 +490,7 @@ fn a_stalled_pairing_frees_the_slot_within_the_deadline_and_a_real_client_then_p
 fn the_console_names_who_burned_an_arming() {
     let host = Host::start(&["--native"]);
     let console = Console::login(&host);
-    arm(&console);
+    common::arm(&console);
     let native = raw_native::addr(&host);
     let id = Identity::generate_p256("guesser").unwrap();
     let mut raw = Raw::connect("127.0.6.2", native, &id);

@@ -158,14 +158,6 @@ fn console_login_is_prompt(host: &Host) {
     assert!(t.elapsed() < PROMPT, "console login took {:?}", t.elapsed());
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// A fresh native device (P-256: quick to make) in `dir`.
 fn native_client(dir: &Path) -> Client {
     let id = Identity::generate_p256("punktfunk client").unwrap();
@@ -309,7 +301,7 @@ fn oversized_requests_are_refused_and_the_host_lives() {
     serverinfo_is_prompt(doors[0].1, false);
     serverinfo_is_prompt(doors[1].1, true);
     console_login_is_prompt(&host);
-    native_knock_is_prompt(&runtime(), na);
+    native_knock_is_prompt(&common::runtime(), na);
     let grown = rss_kib(&host).saturating_sub(rss_before);
     println!("oversized requests: RSS grew {grown} KiB");
     assert!(grown < 64 * 1024, "RSS grew by {grown} KiB");
@@ -378,7 +370,7 @@ async fn slow_connection(
 fn slow_and_idle_clients_are_cut_off_and_others_are_served_meanwhile() {
     let mut host = Host::start(&["--native"]);
     let rss_before = rss_kib(&host);
-    let rt = runtime();
+    let rt = common::runtime();
     let http = addr(&host, "gamestream-http");
     let https = addr(&host, "gamestream-https");
     let console = addr(&host, "console");
@@ -554,7 +546,7 @@ fn a_flood_of_held_getservercert_is_capped_and_a_real_pairing_still_completes() 
     let http = addr(&host, "gamestream-http");
     let console = Console::login(&host);
     let rss_before = rss_kib(&host);
-    let rt = runtime();
+    let rt = common::runtime();
 
     // 1,000 phase-1 requests, each with its own certificate and uniqueid,
     // from ten other addresses: what the gate holds waits, the rest must be

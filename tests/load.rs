@@ -45,12 +45,6 @@ fn moonlight_https(dev: &Device, fresh_handshakes: bool) -> reqwest::blocking::C
     b.build().unwrap()
 }
 
-fn arm(console: &Console) -> String {
-    let (status, body) = console.send("POST", "/api/pairing/arm", None);
-    assert_eq!(status, 200, "{body}");
-    body["pin"].as_str().unwrap().to_owned()
-}
-
 fn cli_pair(addr: &str, pin: &str, client_dir: &std::path::Path, name: &str) {
     let out = std::process::Command::new(BIN)
         .args(["pair", addr, "--pin", pin, "--name", name, "--client-dir"])
@@ -75,7 +69,7 @@ fn the_host_stays_responsive_and_bounded_under_load() {
     let moonlight = Device::new();
     pair(&console, door, &moonlight);
     let native_dir = tmp.path().join("native");
-    cli_pair(&native_addr, &arm(&console), &native_dir, "poller");
+    cli_pair(&native_addr, &common::arm(&console), &native_dir, "poller");
     let idle_rss = rss_kib(host.child.id());
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -139,7 +133,7 @@ fn the_host_stays_responsive_and_bounded_under_load() {
     pair(&console, door, &second);
     cli_pair(
         &native_addr,
-        &arm(&console),
+        &common::arm(&console),
         &tmp.path().join("new"),
         "newcomer",
     );

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -120,20 +120,6 @@ fn finish(mut child: Child, limit: Duration) -> Out {
     out
 }
 
-/// Reads a child's stdout lines on a thread.
-fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
 fn wait_line(rx: &mpsc::Receiver<String>, prefix: &str, seen: &mut Vec<String>) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -148,12 +134,6 @@ fn wait_line(rx: &mpsc::Receiver<String>, prefix: &str, seen: &mut Vec<String>) 
             Err(_) => panic!("no line starting with {prefix:?}; saw {seen:?}"),
         }
     }
-}
-
-fn arm(console: &Console) -> String {
-    let (status, body) = console.send("POST", "/api/pairing/arm", None);
-    assert_eq!(status, 200, "{body}");
-    body["pin"].as_str().unwrap().to_owned()
 }
 
 fn other_pin(pin: &str) -> String {
@@ -192,7 +172,7 @@ fn pin_pairing_then_connect_is_trusted() {
     let addr = native_addr(&host);
     let ipad = Device::new("Anna's iPad");
 
-    let pin = arm(&console);
+    let pin = common::arm(&console);
     ipad.pair(&addr, &pin).ok("paired");
 
     let state = console.pairing();
@@ -221,7 +201,7 @@ fn wrong_pin_then_right_pin_in_the_same_arming_are_both_refused() {
     let attacker = Device::new("attacker");
     let ipad = Device::new("iPad");
 
-    let pin = arm(&console);
+    let pin = common::arm(&console);
     attacker.pair(&addr, &other_pin(&pin)).err("pin_rejected");
     let state = console.pairing();
     assert_eq!(state["last_attempt"]["result"], "pin_rejected", "{state}");
@@ -237,7 +217,7 @@ fn wrong_pin_then_right_pin_in_the_same_arming_are_both_refused() {
     );
 
     // Re-arming starts over.
-    let pin = arm(&console);
+    let pin = common::arm(&console);
     assert!(console.pairing()["last_attempt"].is_null());
     ipad.pair(&addr, &pin).ok("paired");
 }
@@ -436,7 +416,7 @@ fn revoking_a_device_ends_its_open_session_and_refuses_the_next_connect() {
     let console = Console::login(&host);
     let addr = native_addr(&host);
     let ipad = Device::new("iPad");
-    ipad.pair(&addr, &arm(&console)).ok("paired");
+    ipad.pair(&addr, &common::arm(&console)).ok("paired");
     let fp = devices(&console)[0]["fingerprint"]
         .as_str()
         .unwrap()
@@ -447,7 +427,7 @@ fn revoking_a_device_ends_its_open_session_and_refuses_the_next_connect() {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    let rx = lines_of(&mut child);
+    let rx = common::lines_of(&mut child);
     let mut seen = Vec::new();
     wait_line(&rx, "trusted", &mut seen);
 
@@ -605,7 +585,7 @@ fn pairing_link_pairs_then_connect_is_trusted() {
     let fp = host_fingerprint(&host.state_dir);
     let ipad = Device::new("Anna's iPad");
 
-    let pin = arm(&console);
+    let pin = common::arm(&console);
     let link = pairing_link(&fp, &pin, &port);
     let out = ipad.run(&["pair", "--link", &link]);
     out.ok("paired");
@@ -652,7 +632,7 @@ fn pairing_link_with_another_fingerprint_leaves_the_pin_armed() {
     assert_ne!(fp, impostor_fp);
     let ipad = Device::new("iPad");
 
-    let pin = arm(&console);
+    let pin = common::arm(&console);
     let out = ipad.run(&["pair", "--link", &pairing_link(&impostor_fp, &pin, &port)]);
     out.err("host_identity_changed");
     let state = console.pairing();
@@ -747,7 +727,7 @@ impl M3Host {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn m3-host");
-        let lines = lines_of(&mut child);
+        let lines = common::lines_of(&mut child);
         let mut seen = Vec::new();
         let mut addr = None;
         let mut pin = None;

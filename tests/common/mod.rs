@@ -75,15 +75,7 @@ impl Host {
     /// Starts `cmd` (a `serve` command on `dir`) and waits until it is ready.
     pub fn start_with(mut cmd: Command, dir: &Path) -> Host {
         let mut child = cmd.spawn().expect("spawn punktfunk");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let rx = lines_of(&mut child);
         let mut host = Host {
             child,
             state_dir: dir.to_path_buf(),
@@ -153,6 +145,37 @@ impl Drop for Host {
     }
 }
 
+/// Reads a child's stdout lines on a thread.
+pub fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// A tokio runtime for in-process clients (two workers: the machine may
+/// have only two cores).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Arms pairing from the console; the PIN.
+pub fn arm(console: &Console) -> String {
+    let (status, body) = console.send("POST", "/api/pairing/arm", None);
+    assert_eq!(status, 200, "{body}");
+    body["pin"].as_str().unwrap().to_owned()
+}
+
 pub fn signal(child: &Child, sig: &str) {
     signal_pid(child.id(), sig);
 }
@@ -189,6 +212,18 @@ pub fn client() -> reqwest::blocking::Client {
         .unwrap()
 }
 
+/// `POST /api/login` with the host's password through `http`; the answer,
+/// checked to be a success (its cookie sets the session).
+pub fn logged_in(http: &reqwest::blocking::Client, host: &Host) -> reqwest::blocking::Response {
+    let resp = http
+        .post(format!("{}/api/login", host.console))
+        .json(&serde_json::json!({"password": host.password()}))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200, "login with the host's password");
+    resp
+}
+
 /// A logged-in console client and its CSRF token.
 pub struct Console {
     pub http: reqwest::blocking::Client,
@@ -199,13 +234,7 @@ pub struct Console {
 impl Console {
     pub fn login(host: &Host) -> Console {
         let http = client();
-        let resp = http
-            .post(format!("{}/api/login", host.console))
-            .json(&serde_json::json!({"password": host.password()}))
-            .send()
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        let body: serde_json::Value = resp.json().unwrap();
+        let body: serde_json::Value = logged_in(&http, host).json().unwrap();
         Console {
             http,
             base: host.console.clone(),
