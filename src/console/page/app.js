@@ -226,7 +226,8 @@ function tick() {
   for (const card of document.querySelectorAll("#pending > li[data-expires]")) {
     const s = secondsLeft(Number(card.dataset.expires));
     const t = card.querySelector(".time-left");
-    if (t) t.textContent = s > 0 ? `expires in ${left(s)}` : "expired";
+    // A device being written to the registry neither expires nor waits.
+    if (t) t.textContent = card.dataset.storing ? "being added…" : s > 0 ? `expires in ${left(s)}` : "expired";
   }
 }
 
@@ -241,6 +242,7 @@ function renderPending() {
       list.append(card);
     }
     card.dataset.expires = String(p.expires_in_s);
+    card.dataset.storing = p.storing ? "1" : "";
   }
   for (const card of [...list.children]) {
     if (!seen.has(card.dataset.id) && !card.dataset.hold) card.remove();
