@@ -13,8 +13,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 use punktfunk_native::{
-    Client, ClientError, Connected, DisplayName, HostAddr, HostTrust, NewHost, PairingLink, Pin,
-    Status,
+    Client, ClientError, Connected, DisplayName, HostAddr, HostAddrError, HostTrust, NewHost,
+    PairingLink, Pin, Status,
 };
 
 /// Exit code of `connect` when the host answered `approval_pending`.
@@ -82,7 +82,7 @@ pub(crate) struct ConnectArgs {
     hold: Option<u64>,
 }
 
-fn parse_addr(s: &str) -> Result<HostAddr, String> {
+fn parse_addr(s: &str) -> Result<HostAddr, HostAddrError> {
     HostAddr::parse(s)
 }
 
