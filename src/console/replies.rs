@@ -263,3 +263,146 @@ pub(crate) fn expires_in(deadline: Instant, now: Instant) -> u64 {
     let left = deadline.saturating_duration_since(now);
     left.as_secs() + u64::from(left.subsec_nanos() > 0)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use punktfunk_certs::otp::Passphrase;
+    use serde_json::json;
+
+    use super::*;
+
+    /// The bytes a reply type writes are the bytes the `json!` literal it
+    /// replaced wrote (the page and the tests read them).
+    fn same_bytes(reply: impl Serialize, literal: serde_json::Value) {
+        assert_eq!(
+            serde_json::to_string(&reply).unwrap(),
+            serde_json::to_string(&literal).unwrap()
+        );
+    }
+
+    fn claimant() -> Claimant {
+        Claimant {
+            address: [192, 168, 1, 30].into(),
+            name: DisplayName::sanitize("Anna's iPad").unwrap(),
+            fingerprint: Fingerprint::of_der(b"ipad"),
+        }
+    }
+
+    #[test]
+    fn replies_write_what_the_json_literals_wrote() {
+        same_bytes(Done {}, json!({}));
+        same_bytes(
+            ErrorReply::new("csrf", "reload <the> \"page\""),
+            json!({"error": {"code": "csrf", "message": "reload <the> \"page\""}}),
+        );
+        same_bytes(Csrf { csrf: "t0k" }, json!({ "csrf": "t0k" }));
+        same_bytes(DeniedAll { denied: 3 }, json!({ "denied": 3 }));
+        same_bytes(
+            OtpCancelled { cancelled: true },
+            json!({ "cancelled": true }),
+        );
+        same_bytes(
+            PinOutcome { result: "waiting" },
+            json!({"result": "waiting"}),
+        );
+
+        let fp = Fingerprint::of_der(b"host");
+        same_bytes(
+            HostReply {
+                console_urls: vec!["https://192.168.1.20:47990/".into()],
+                fingerprint: fp,
+                fingerprint_grouped: fp.grouped(),
+                name: "den",
+            },
+            json!({
+                "name": "den",
+                "fingerprint": fp,
+                "fingerprint_grouped": fp.grouped(),
+                "console_urls": ["https://192.168.1.20:47990/"],
+            }),
+        );
+
+        for label in [None, Label::parse("Living room").unwrap()] {
+            let d = Device {
+                fingerprint: fp,
+                cert_pem: "not shown".into(),
+                kind: Kind::Native,
+                name: DisplayName::sanitize("iPad").unwrap(),
+                label,
+                paired_at: 1_700_000_000,
+                last_seen: Some(1_700_000_100),
+                via: Via::Approval,
+            };
+            same_bytes(
+                DeviceReply::from(&d),
+                json!({
+                    "fingerprint": d.fingerprint,
+                    "kind": d.kind,
+                    "name": d.name,
+                    "label": d.label,
+                    "paired_at": d.paired_at,
+                    "last_seen": d.last_seen,
+                    "via": d.via,
+                }),
+            );
+        }
+
+        let c = claimant();
+        let by = json!({
+            "address": c.address.to_string(),
+            "name": c.name,
+            "fingerprint": c.fingerprint,
+        });
+        same_bytes(
+            LastAttemptReply::new(&c, &Attempt::Paired { fingerprint: fp }),
+            json!({"result": "paired", "fingerprint": fp, "by": by}),
+        );
+        same_bytes(
+            LastAttemptReply::new(&c, &Attempt::Failed),
+            json!({"result": "pin_rejected", "by": by}),
+        );
+        let now = Instant::now();
+        let e = Exchange {
+            by: c.clone(),
+            since: now - Duration::from_secs(7),
+        };
+        let mut exchange = by.clone();
+        exchange["since_s"] = 7.into();
+        same_bytes(ExchangeReply::new(&e, now), exchange);
+
+        let otp = OneTimePin::new(
+            Passphrase::generate(&mut rand::rngs::OsRng),
+            DisplayName::sanitize("TV"),
+            now,
+            &mut rand::rngs::OsRng,
+        );
+        same_bytes(
+            OtpReply::new(&otp, now, Some("art://x".into())),
+            json!({
+                "pin": otp.pin().as_str(),
+                "passphrase": otp.passphrase().as_str(),
+                "name": otp.name(),
+                "expires_in_s": expires_in(otp.expires(), now),
+                "link": "art://x",
+            }),
+        );
+        same_bytes(
+            ArmedReply {
+                expires_in_s: 180,
+                link: None,
+                pin: "0042".into(),
+            },
+            json!({"pin": "0042", "expires_in_s": 180, "link": null}),
+        );
+    }
+
+    #[test]
+    fn expires_in_rounds_up() {
+        let now = Instant::now();
+        assert_eq!(expires_in(now + Duration::from_millis(1), now), 1);
+        assert_eq!(expires_in(now + Duration::from_secs(2), now), 2);
+        assert_eq!(expires_in(now, now + Duration::from_secs(1)), 0);
+    }
+}
