@@ -346,9 +346,9 @@ struct Caller {
 
 impl FromRequest for Caller {
     type Error = Refusal;
-    /// Plain HTTP and refusals are ready at once, without an allocation
-    /// (`/serverinfo` over HTTP is the hot path); an authorised HTTPS
-    /// request may have to record `last_seen` first.
+    /// Ready at once, without an allocation (`/serverinfo` is the hot
+    /// path), unless an authorised HTTPS request has to record `last_seen`
+    /// first.
     type Future = Either<
         std::future::Ready<Result<Self, Refusal>>,
         StdPin<Box<dyn Future<Output = Result<Self, Refusal>>>>,
@@ -393,23 +393,25 @@ impl FromRequest for Caller {
         };
         // last_seen is coarse: most requests need no write, and no hop to
         // the blocking pool.
-        let trust = req
+        let caller = Self {
+            channel: Channel::AuthorizedHttps,
+            local_ip,
+            peer,
+        };
+        let Some(trust) = req
             .app_data::<web::Data<State>>()
             .map(|s| s.trust.clone())
-            .filter(|t| t.touch_due(&fp));
+            .filter(|t| t.touch_due(&fp))
+        else {
+            return Either::Left(std::future::ready(Ok(caller)));
+        };
         Either::Right(Box::pin(async move {
-            if let Some(trust) = trust {
-                match web::block(move || trust.touch(&fp)).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => tracing::warn!("gamestream: last-seen not recorded: {e}"),
-                    Err(e) => tracing::warn!("gamestream: last-seen not recorded: {e}"),
-                }
+            match web::block(move || trust.touch(&fp)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!("gamestream: last-seen not recorded: {e}"),
+                Err(e) => tracing::warn!("gamestream: last-seen not recorded: {e}"),
             }
-            Ok(Self {
-                channel: Channel::AuthorizedHttps,
-                local_ip,
-                peer,
-            })
+            Ok(caller)
         }))
     }
 }
