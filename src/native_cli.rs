@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use punktfunk_certs::GateError;
 use punktfunk_native::{
-    Client, ClientError, Connected, DisplayName, HostAddr, HostTrust, NewHost, PairingLink, Pin,
-    Status,
+    Client, ClientError, Connected, DisplayName, HostAddr, HostAddrError, HostTrust, LinkError,
+    NewHost, PairingLink, Pin, Status,
 };
 
 /// Exit code of `connect` when the host answered `approval_pending`.
@@ -82,16 +83,16 @@ pub(crate) struct ConnectArgs {
     hold: Option<u64>,
 }
 
-fn parse_addr(s: &str) -> Result<HostAddr, String> {
+fn parse_addr(s: &str) -> Result<HostAddr, HostAddrError> {
     HostAddr::parse(s)
 }
 
-fn parse_link(s: &str) -> Result<PairingLink, String> {
-    PairingLink::parse(s.trim()).map_err(|e| e.to_string())
+fn parse_link(s: &str) -> Result<PairingLink, LinkError> {
+    PairingLink::parse(s.trim())
 }
 
-fn parse_pin(s: &str) -> Result<Pin, String> {
-    s.trim().parse().map_err(|e| format!("{e}"))
+fn parse_pin(s: &str) -> Result<Pin, GateError> {
+    s.trim().parse()
 }
 
 impl ClientArgs {

@@ -222,6 +222,29 @@ fn pairing_state_arm_disarm_and_unknown_ids() {
         assert_eq!(status, 404, "{method} {path}: {body}");
         assert!(body["error"]["code"].is_string());
     }
+    // A path segment that cannot be an id or a fingerprint is answered like
+    // one that is not there, with the parse error as the message.
+    for (method, path, code, message) in [
+        (
+            "POST",
+            "/api/pending/abc/deny",
+            "unknown_request",
+            punktfunk_certs::GateError::UnknownRequest.to_string(),
+        ),
+        (
+            "DELETE",
+            "/api/devices/not-a-fingerprint",
+            "unknown_device",
+            "not-a-fingerprint"
+                .parse::<punktfunk_certs::Fingerprint>()
+                .unwrap_err()
+                .to_string(),
+        ),
+    ] {
+        let (status, body) = console.send(method, path, None);
+        assert_eq!(status, 404, "{method} {path}: {body}");
+        assert_eq!(body, json!({"error": {"code": code, "message": message}}));
+    }
     let (status, body) = console.send("POST", "/api/pending/1/pin", Some(json!({"pin": "12x4"})));
     assert_eq!(
         (status, body["error"]["code"].as_str()),

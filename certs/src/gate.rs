@@ -147,6 +147,16 @@ impl FromStr for PendingId {
     }
 }
 
+/// From its decimal string form (what [`fmt::Display`] writes and the
+/// console puts in its URLs), by the rules of [`FromStr`]: anything else is
+/// [`GateError::UnknownRequest`], since no request has such an id.
+impl<'de> serde::Deserialize<'de> for PendingId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// What a waiting device needs to get in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Needs {
@@ -1337,5 +1347,25 @@ mod tests {
         g.end_exchange(&who().fingerprint);
         assert!(g.exchange().is_none());
         assert!(drain(&mut g).contains(&TrustEvent::ExchangeChanged));
+    }
+
+    #[test]
+    fn pending_id_deserializes_from_its_display_form_only() {
+        let id: PendingId = serde_json::from_str("\"42\"").unwrap();
+        assert_eq!(id.to_string(), "42");
+        for bad in [
+            "\"\"",
+            "\"-1\"",
+            "\"4 2\"",
+            "\"x\"",
+            "\"18446744073709551616\"",
+        ] {
+            let e = serde_json::from_str::<PendingId>(bad).unwrap_err();
+            assert!(
+                e.to_string()
+                    .starts_with(&GateError::UnknownRequest.to_string()),
+                "{bad}: {e}"
+            );
+        }
     }
 }

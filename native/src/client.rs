@@ -170,12 +170,73 @@ pub enum ClientError {
         reason: String,
     },
     /// The client's own files could not be read or written.
-    #[error("client dir {}: {reason}", .dir.display())]
+    #[error("client dir {}: {source}", .dir.display())]
     ClientDir {
         /// The client dir.
         dir: PathBuf,
+        /// What went wrong, with which file.
+        source: ClientDirError,
+    },
+}
+
+/// What went wrong with a file in the client dir ([`ClientError::ClientDir`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ClientDirError {
+    /// The dir itself could not be created.
+    #[error("cannot create it ({0}); check that its parent exists and is writable, or pass another client dir")]
+    Create(#[source] std::io::Error),
+    /// `client.crt`/`client.key` could not be loaded or created.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// The known-hosts file could not be read, parsed or written.
+    #[error(transparent)]
+    KnownHosts(#[from] KnownHostsError),
+}
+
+/// Why the known-hosts file ([`KNOWN_HOSTS_FILE`]) could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KnownHostsError {
+    /// It exists but could not be read.
+    #[error("cannot read {}: {source}", .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// A line is neither a host, a comment nor empty. Nothing is guessed:
+    /// a pin silently dropped would turn the next connect into trust on
+    /// first use.
+    #[error("{} line {line}: expected `HOST:PORT FINGERPRINT` or `HOST:PORT FINGERPRINT {ACCEPTED_MARKER}`; fix or delete that line", .path.display())]
+    Line {
+        /// The file.
+        path: PathBuf,
+        /// The 1-based line number.
+        line: usize,
+    },
+    /// It could not be replaced (the new pin is not recorded).
+    #[error("cannot write {}: {source}", .path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
         /// What went wrong.
-        reason: String,
+        source: std::io::Error,
+    },
+}
+
+/// Why a typed host address ([`HostAddr::parse`]) was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostAddrError {
+    /// Not of the form `HOST`, `HOST:PORT` or `[V6]:PORT`.
+    #[error("`{0}` is not HOST[:PORT]; write e.g. `192.168.1.20`, `tv.local:47991` or `[fe80::1]:47991`")]
+    Malformed(String),
+    /// The port is not a number from 1 to 65535.
+    #[error("`{input}` is not HOST[:PORT]: the port `{port}` is not a number from 1 to 65535")]
+    Port {
+        /// The address as typed (trimmed).
+        input: String,
+        /// The port as typed.
+        port: String,
     },
 }
 
@@ -225,11 +286,11 @@ pub struct HostAddr {
 
 impl HostAddr {
     /// Parses `HOST[:PORT]`; the port defaults to 47991.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, HostAddrError> {
         let s = s.trim();
         let s = s.strip_prefix("tls://").unwrap_or(s);
         let s = s.strip_suffix('/').unwrap_or(s);
-        let bad = || format!("`{s}` is not HOST[:PORT]");
+        let bad = || HostAddrError::Malformed(s.to_owned());
         let (host, port) = if let Some(rest) = s.strip_prefix('[') {
             let (h, after) = rest.split_once(']').ok_or_else(bad)?;
             match after.strip_prefix(':') {
@@ -246,10 +307,16 @@ impl HostAddr {
         if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(bad());
         }
-        let port = match port {
-            Some(p) => p.parse::<u16>().ok().filter(|&p| p != 0).ok_or_else(bad)?,
-            None => DEFAULT_PORT,
-        };
+        let port =
+            match port {
+                Some(p) => p.parse::<u16>().ok().filter(|&p| p != 0).ok_or_else(|| {
+                    HostAddrError::Port {
+                        input: s.to_owned(),
+                        port: p.to_owned(),
+                    }
+                })?,
+                None => DEFAULT_PORT,
+            };
         Ok(Self {
             host: host.to_owned(),
             port,
@@ -273,6 +340,14 @@ impl HostAddr {
     /// The port.
     pub fn port(&self) -> u16 {
         self.port
+    }
+}
+
+impl std::str::FromStr for HostAddr {
+    type Err = HostAddrError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
     }
 }
 
@@ -355,18 +430,18 @@ impl Client {
     /// Opens the client dir (mode 0700, created if needed), loading or
     /// creating the client identity and reading the known hosts.
     pub fn open(dir: &Path, device_name: DisplayName) -> Result<Self, ClientError> {
-        let dir_err = |reason: String| ClientError::ClientDir {
+        let dir_err = |source: ClientDirError| ClientError::ClientDir {
             dir: dir.to_path_buf(),
-            reason,
+            source,
         };
-        create_private_dir(dir).map_err(|e| dir_err(e.to_string()))?;
+        create_private_dir(dir).map_err(|e| dir_err(ClientDirError::Create(e)))?;
         let (identity, _) = Identity::load_or_create(
             &dir.join(CLIENT_CERT_FILE),
             &dir.join(CLIENT_KEY_FILE),
             "punktfunk client",
         )
-        .map_err(|e: IdentityError| dir_err(e.to_string()))?;
-        let known = KnownHosts::load(&dir.join(KNOWN_HOSTS_FILE)).map_err(dir_err)?;
+        .map_err(|e| dir_err(e.into()))?;
+        let known = KnownHosts::load(&dir.join(KNOWN_HOSTS_FILE)).map_err(|e| dir_err(e.into()))?;
         Ok(Self {
             dir: dir.to_path_buf(),
             identity,
@@ -403,9 +478,7 @@ impl Client {
     /// a host given away); the next connect treats it as new. Whether it
     /// was on record.
     pub fn forget_host(&mut self, addr: &HostAddr) -> Result<bool, ClientError> {
-        self.known
-            .remove(addr)
-            .map_err(|reason| self.dir_error(reason))
+        self.known.remove(addr).map_err(|e| self.dir_error(e))
     }
 
     /// Runs only the TLS handshake and returns the host's fingerprint,
@@ -610,22 +683,18 @@ impl Client {
 
     /// Records `fp` for `addr` as pinned (promoting an accepted one).
     fn pin(&mut self, addr: &HostAddr, fp: Fingerprint) -> Result<(), ClientError> {
-        self.known
-            .pin(addr, fp)
-            .map_err(|reason| self.dir_error(reason))
+        self.known.pin(addr, fp).map_err(|e| self.dir_error(e))
     }
 
     /// Records `fp` for `addr` as accepted, unless `addr` is known already.
     fn accept(&mut self, addr: &HostAddr, fp: Fingerprint) -> Result<(), ClientError> {
-        self.known
-            .accept(addr, fp)
-            .map_err(|reason| self.dir_error(reason))
+        self.known.accept(addr, fp).map_err(|e| self.dir_error(e))
     }
 
-    fn dir_error(&self, reason: String) -> ClientError {
+    fn dir_error(&self, e: KnownHostsError) -> ClientError {
         ClientError::ClientDir {
             dir: self.dir.clone(),
-            reason,
+            source: e.into(),
         }
     }
 
@@ -939,18 +1008,22 @@ struct KnownHosts {
 }
 
 impl KnownHosts {
-    fn load(path: &Path) -> Result<Self, String> {
+    fn load(path: &Path) -> Result<Self, KnownHostsError> {
+        let read_err = |source| KnownHostsError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
         let text = match std::fs::File::open(path) {
             Ok(f) => {
                 use std::io::Read;
                 let mut s = String::new();
                 f.take(MAX_KNOWN_HOSTS_BYTES)
                     .read_to_string(&mut s)
-                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                    .map_err(read_err)?;
                 s
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+            Err(e) => return Err(read_err(e)),
         };
         let mut entries = Vec::new();
         for (n, line) in text.lines().enumerate() {
@@ -958,12 +1031,9 @@ impl KnownHosts {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let bad = || {
-                format!(
-                    "{} line {}: expected `HOST:PORT FINGERPRINT` or `HOST:PORT FINGERPRINT {ACCEPTED_MARKER}`; fix or delete that line",
-                    path.display(),
-                    n + 1
-                )
+            let bad = || KnownHostsError::Line {
+                path: path.to_path_buf(),
+                line: n + 1,
             };
             let mut words = line.split_whitespace();
             let (Some(host), Some(fp)) = (words.next(), words.next()) else {
@@ -996,7 +1066,7 @@ impl KnownHosts {
 
     /// Pins `fp` for `addr`: a new host, a promotion of an accepted
     /// fingerprint, or (after PIN pairing) a replacement of one.
-    fn pin(&mut self, addr: &HostAddr, fp: Fingerprint) -> Result<(), String> {
+    fn pin(&mut self, addr: &HostAddr, fp: Fingerprint) -> Result<(), KnownHostsError> {
         self.insert(
             addr,
             KnownHost {
@@ -1010,7 +1080,7 @@ impl KnownHosts {
     /// `addr` is known already: never demotes a pin (a pinned host whose
     /// registry forgot this device, e.g. after a revocation, is still the
     /// same host), never replaces a fingerprint on record.
-    fn accept(&mut self, addr: &HostAddr, fp: Fingerprint) -> Result<(), String> {
+    fn accept(&mut self, addr: &HostAddr, fp: Fingerprint) -> Result<(), KnownHostsError> {
         if self.get(addr).is_some() {
             return Ok(());
         }
@@ -1024,7 +1094,7 @@ impl KnownHosts {
     }
 
     /// Writes `host` for `addr` (durably) unless it is on record already.
-    fn insert(&mut self, addr: &HostAddr, host: KnownHost) -> Result<(), String> {
+    fn insert(&mut self, addr: &HostAddr, host: KnownHost) -> Result<(), KnownHostsError> {
         if self.get(addr) == Some(host) {
             return Ok(());
         }
@@ -1036,7 +1106,7 @@ impl KnownHosts {
     }
 
     /// Forgets `addr`; whether it was on record.
-    fn remove(&mut self, addr: &HostAddr) -> Result<bool, String> {
+    fn remove(&mut self, addr: &HostAddr) -> Result<bool, KnownHostsError> {
         let key = addr.to_string();
         let mut entries = self.entries.clone();
         entries.retain(|(h, _)| *h != key);
@@ -1047,7 +1117,7 @@ impl KnownHosts {
     }
 
     /// Replaces the file with `entries`, durably, then keeps them.
-    fn save(&mut self, entries: Vec<(String, KnownHost)>) -> Result<(), String> {
+    fn save(&mut self, entries: Vec<(String, KnownHost)>) -> Result<(), KnownHostsError> {
         let mut text = format!(
             "# punktfunk known hosts: HOST:PORT SHA-256 fingerprint [{ACCEPTED_MARKER}]\n\
              # `{ACCEPTED_MARKER}`: you accepted the fingerprint, the host has not admitted this device yet\n"
@@ -1060,8 +1130,12 @@ impl KnownHosts {
                 }
             }
         }
-        punktfunk_certs::fsutil::write_atomic(&self.path, text.as_bytes())
-            .map_err(|e| format!("cannot write {}: {e}", self.path.display()))?;
+        punktfunk_certs::fsutil::write_atomic(&self.path, text.as_bytes()).map_err(|source| {
+            KnownHostsError::Write {
+                path: self.path.clone(),
+                source,
+            }
+        })?;
         // Only what is on disk counts.
         self.entries = entries;
         Ok(())
@@ -1145,7 +1219,11 @@ mod tests {
         ] {
             std::fs::write(&path, &bad).unwrap();
             let err = KnownHosts::load(&path).unwrap_err();
-            assert!(err.contains("line 1"), "{bad:?}: {err}");
+            assert!(
+                matches!(err, KnownHostsError::Line { line: 1, .. }),
+                "{bad:?}: {err}"
+            );
+            assert!(err.to_string().contains("line 1"), "{bad:?}: {err}");
         }
     }
 

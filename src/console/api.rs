@@ -5,21 +5,26 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use actix_web::cookie::{Cookie, SameSite};
+use actix_web::error::PathError;
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use punktfunk_certs::audit::{self, Door, Query};
-use punktfunk_certs::gate::{Attempt, PendingOutcome};
+use punktfunk_certs::gate::PendingOutcome;
 use punktfunk_certs::otp::Passphrase;
 use punktfunk_certs::{
-    Actor, AddressKey, AuditError, Claimant, Device, DisplayName, Entry, Event, Fingerprint,
-    GateError, Label, Outcome, PendingId, Pin, RegistryError, TrustError, TrustEvent,
+    Actor, AddressKey, AuditError, DisplayName, Entry, Event, Fingerprint, GateError, Label,
+    Outcome, PendingId, Pin, RegistryError, TrustError, TrustEvent,
 };
 use punktfunk_native::PairingLink;
 use rand::rngs::OsRng;
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::auth::{Refusal, SESSION_LIFETIME};
+use super::replies::{
+    expires_in, ArmedReply, Csrf, DeniedAll, DeviceReply, Done, ErrorReply, ExchangeReply,
+    HostReply, HostSummary, LastAttemptReply, OtpCancelled, OtpLastReply, OtpReply, PairingState,
+    PendingReply, PinOutcome,
+};
 use super::{ApiError, ConsoleState, CSRF_HEADER, SESSION_COOKIE};
 
 /// How long `POST /api/pending/{id}/pin` waits for the pairing to finish.
@@ -193,8 +198,10 @@ fn refused_login(refusal: Refusal, key: AddressKey) -> HttpResponse {
     builder
         .insert_header(("Retry-After", secs.to_string()))
         .insert_header(("Cache-Control", "no-store"))
-        .json(json!({"error": {"code": "rate_limited", "message": format!(
-            "{message}; try again in {secs} s")}}))
+        .json(ErrorReply::new(
+            "rate_limited",
+            &format!("{message}; try again in {secs} s"),
+        ))
 }
 
 #[derive(Deserialize)]
@@ -245,7 +252,7 @@ async fn login(
     Ok(HttpResponse::Ok()
         .cookie(session_cookie(token, SESSION_LIFETIME))
         .insert_header(("Cache-Control", "no-store"))
-        .json(json!({ "csrf": csrf })))
+        .json(Csrf { csrf: &csrf }))
 }
 
 async fn logout(auth: Authed, state: web::Data<ConsoleState>) -> Result<HttpResponse, ApiError> {
@@ -253,7 +260,7 @@ async fn logout(auth: Authed, state: web::Data<ConsoleState>) -> Result<HttpResp
     recorded(state.trust.record(auth.actor.entry(Event::Logout))).await?;
     Ok(HttpResponse::Ok()
         .cookie(session_cookie(String::new(), Duration::ZERO))
-        .json(json!({})))
+        .json(Done {}))
 }
 
 /// Waits until an audit entry is on disk; a failure is the operator's to
@@ -329,12 +336,12 @@ async fn host(state: web::Data<ConsoleState>) -> HttpResponse {
         .get()
         .map(|r| r.console_urls())
         .unwrap_or_default();
-    HttpResponse::Ok().json(json!({
-        "name": state.host_name,
-        "fingerprint": state.host_fingerprint,
-        "fingerprint_grouped": state.host_fingerprint.grouped(),
-        "console_urls": urls,
-    }))
+    HttpResponse::Ok().json(HostReply {
+        console_urls: urls,
+        fingerprint: state.host_fingerprint,
+        fingerprint_grouped: state.host_fingerprint.grouped(),
+        name: &state.host_name,
+    })
 }
 
 /// Server-sent events: one `data: changed` per trust change, so the page
@@ -374,68 +381,27 @@ async fn events(auth: Authed, state: web::Data<ConsoleState>) -> HttpResponse {
 async fn session(auth: Authed) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
-        .json(json!({ "csrf": auth.csrf }))
-}
-
-fn expires_in(deadline: Instant, now: Instant) -> u64 {
-    let left = deadline.saturating_duration_since(now);
-    // Round up: "0 s left" while it is still valid would be wrong.
-    left.as_secs() + u64::from(left.subsec_nanos() > 0)
-}
-
-fn claimant_json(c: &Claimant) -> Value {
-    json!({
-        "address": c.address.to_string(),
-        "name": c.name,
-        "fingerprint": c.fingerprint,
-    })
-}
-
-fn device_json(d: &Device) -> Value {
-    json!({
-        "fingerprint": d.fingerprint,
-        "kind": d.kind,
-        "name": d.name,
-        "label": d.label,
-        "paired_at": d.paired_at,
-        "last_seen": d.last_seen,
-        "via": d.via,
-    })
+        .json(Csrf { csrf: &auth.csrf })
 }
 
 /// The whole Pairing page state.
-pub(crate) fn pairing_state(state: &ConsoleState) -> Value {
+pub(crate) fn pairing_state(state: &ConsoleState) -> PairingState<'_> {
     let trust = &state.trust;
     let now = trust.now();
     // Read before the gate is locked: it asks the kernel for the interfaces.
     let addresses = lan_addresses(state);
     let mut gate = trust.gate();
-    let armed = gate.armed(now).map(|a| {
-        json!({
-            "pin": a.pin.as_str(),
-            "expires_in_s": expires_in(a.expires, now),
-            "link": pairing_link(state, &addresses, &a.pin).map(|l| l.to_uri()),
-        })
+    let armed = gate.armed(now).map(|a| ArmedReply {
+        expires_in_s: expires_in(a.expires, now),
+        link: pairing_link(state, &addresses, &a.pin).map(|l| l.to_uri()),
+        pin: a.pin.as_str().to_owned(),
     });
-    let last_attempt = gate.last_attempt().map(|a| {
-        let mut v = match &a.result {
-            Attempt::InProgress => json!({"result": "in_progress"}),
-            Attempt::Paired { fingerprint } => {
-                json!({"result": "paired", "fingerprint": fingerprint})
-            }
-            Attempt::Failed => json!({"result": "pin_rejected"}),
-        };
-        v["by"] = claimant_json(&a.by);
-        v
-    });
+    let last_attempt = gate
+        .last_attempt()
+        .map(|a| LastAttemptReply::new(&a.by, &a.result));
     let otp = gate.otp(now).map(|o| {
-        json!({
-            "pin": o.pin().as_str(),
-            "passphrase": o.passphrase().as_str(),
-            "name": o.name(),
-            "expires_in_s": expires_in(o.expires(), now),
-            "link": otp_link(state, &addresses, o.pin().as_str(), o.passphrase().as_str()),
-        })
+        let link = otp_link(state, &addresses, o.pin().as_str(), o.passphrase().as_str());
+        OtpReply::new(o, now, link)
     });
     // How the last one-time PIN went: a wrong passphrase, or the pairing
     // it started (waiting, paired, failed).
@@ -449,52 +415,38 @@ pub(crate) fn pairing_state(state: &ConsoleState) -> Value {
                 None => "in_progress",
             },
         };
-        json!({"result": result, "address": l.address.to_string()})
+        OtpLastReply {
+            address: l.address.to_string(),
+            result,
+        }
     });
     // Who holds the one native pairing slot right now.
-    let exchange = gate.exchange().map(|e| {
-        let mut v = claimant_json(&e.by);
-        v["since_s"] = now.saturating_duration_since(e.since).as_secs().into();
-        v
-    });
-    let pending: Vec<Value> = gate
+    let exchange = gate.exchange().map(|e| ExchangeReply::new(e, now));
+    let pending = gate
         .pending(now)
-        .map(|(id, p)| {
-            json!({
-                "id": id.to_string(),
-                "kind": p.request.kind,
-                "name": p.request.name,
-                "fingerprint": p.fingerprint,
-                "address": p.request.address.ip().to_string(),
-                "needs": p.request.needs.as_str(),
-                "expires_in_s": expires_in(p.expires, now),
-                "age_s": now.saturating_duration_since(p.created).as_secs(),
-                "pin_entered": !matches!(p.pin, punktfunk_certs::gate::PinState::Waiting),
-                "storing": p.storing,
-            })
-        })
+        .map(|(id, p)| PendingReply::new(id, p, now))
         .collect();
     drop(gate);
-    let devices: Vec<Value> = trust
+    let devices = trust
         .registry()
         .list()
         .iter()
-        .map(|d| device_json(d))
+        .map(|d| DeviceReply::from(&**d))
         .collect();
-    json!({
-        "host": {
-            "name": state.host_name,
-            "fingerprint": state.host_fingerprint,
-            "fingerprint_grouped": state.host_fingerprint.grouped(),
+    PairingState {
+        armed,
+        devices,
+        exchange,
+        host: HostSummary {
+            fingerprint: state.host_fingerprint,
+            fingerprint_grouped: state.host_fingerprint.grouped(),
+            name: &state.host_name,
         },
-        "armed": armed,
-        "last_attempt": last_attempt,
-        "exchange": exchange,
-        "otp": otp,
-        "otp_last": otp_last,
-        "pending": pending,
-        "devices": devices,
-    })
+        last_attempt,
+        otp,
+        otp_last,
+        pending,
+    }
 }
 
 async fn pairing(_: Authed, state: web::Data<ConsoleState>) -> HttpResponse {
@@ -508,11 +460,11 @@ async fn arm(auth: Authed, state: web::Data<ConsoleState>) -> Result<HttpRespons
     let armed = state.trust.gate().arm(now, &mut OsRng);
     tracing::info!("pairing armed from the console");
     recorded(state.trust.record(auth.actor.entry(Event::PairingArmed))).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "pin": armed.pin.as_str(),
-        "expires_in_s": expires_in(armed.expires, now),
-        "link": pairing_link(&state, &lan_addresses(&state), &armed.pin).map(|l| l.to_uri()),
-    })))
+    Ok(HttpResponse::Ok().json(ArmedReply {
+        expires_in_s: expires_in(armed.expires, now),
+        link: pairing_link(&state, &lan_addresses(&state), &armed.pin).map(|l| l.to_uri()),
+        pin: armed.pin.as_str().to_owned(),
+    }))
 }
 
 async fn disarm(auth: Authed, state: web::Data<ConsoleState>) -> Result<HttpResponse, ApiError> {
@@ -526,7 +478,7 @@ async fn disarm(auth: Authed, state: web::Data<ConsoleState>) -> Result<HttpResp
     if was_armed {
         recorded(state.trust.record(auth.actor.entry(Event::PairingDisarmed))).await?;
     }
-    Ok(HttpResponse::Ok().json(json!({})))
+    Ok(HttpResponse::Ok().json(Done {}))
 }
 
 fn gate_error(e: GateError) -> ApiError {
@@ -565,13 +517,25 @@ fn trust_error(e: TrustError) -> ApiError {
     }
 }
 
-fn pending_id(raw: &str) -> Result<PendingId, ApiError> {
-    raw.parse().map_err(gate_error)
-}
-
-fn fingerprint(raw: &str) -> Result<Fingerprint, ApiError> {
-    raw.parse()
-        .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "unknown_device", format!("{e}")))
+/// A path segment that does not parse names nothing there is: an id or a
+/// fingerprint that cannot exist is answered like one that is not (any
+/// more) there, with the parse error as the message. Which it is, is the
+/// route's parameter name.
+pub(crate) fn path_error(err: PathError, req: &HttpRequest) -> actix_web::Error {
+    let message = match &err {
+        // The parse error itself, without actix's "Path deserialize error: ".
+        PathError::Deserialize(e) => e.to_string(),
+        other => other.to_string(),
+    };
+    let code = if req.match_info().get("fingerprint").is_some() {
+        "unknown_device"
+    } else if req.match_info().get("id").is_some() {
+        // What `GateError::UnknownRequest` answers (`gate_error`).
+        "unknown_request"
+    } else {
+        "not_found"
+    };
+    ApiError::new(StatusCode::NOT_FOUND, code, message).into()
 }
 
 /// An optional JSON body: empty means "no fields".
@@ -600,10 +564,10 @@ fn label(raw: Option<String>) -> Result<Option<Label>, ApiError> {
 async fn approve(
     auth: Authed,
     state: web::Data<ConsoleState>,
-    path: web::Path<String>,
+    id: web::Path<PendingId>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let id = pending_id(&path)?;
+    let id = id.into_inner();
     let label = label(optional_json::<LabelBody>(&body)?.label)?;
     let trust = state.trust.clone();
     let device = web::block(move || trust.approve(id, label, auth.actor))
@@ -611,19 +575,19 @@ async fn approve(
         .map_err(ApiError::internal)?
         .map_err(trust_error)?;
     tracing::info!(fingerprint = %device.fingerprint.short(), name = %device.name, "device approved in the console");
-    Ok(HttpResponse::Ok().json(device_json(&device)))
+    Ok(HttpResponse::Ok().json(DeviceReply::from(&device)))
 }
 
 async fn deny(
     auth: Authed,
     state: web::Data<ConsoleState>,
-    path: web::Path<String>,
+    id: web::Path<PendingId>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = pending_id(&path)?;
+    let id = id.into_inner();
     let now = state.trust.now();
     let pending = state.trust.gate().deny(id, now).map_err(gate_error)?;
     recorded(state.trust.record(denied_entry(&auth.actor, &pending))).await?;
-    Ok(HttpResponse::Ok().json(json!({})))
+    Ok(HttpResponse::Ok().json(Done {}))
 }
 
 /// `request_denied` by the console user, naming where the request came from.
@@ -651,7 +615,9 @@ async fn deny_all(auth: Authed, state: web::Data<ConsoleState>) -> Result<HttpRe
         let _ = state.trust.record(denied_entry(&auth.actor, pending));
     }
     recorded(state.trust.audited()).await?;
-    Ok(HttpResponse::Ok().json(json!({ "denied": denied.len() })))
+    Ok(HttpResponse::Ok().json(DeniedAll {
+        denied: denied.len(),
+    }))
 }
 
 #[derive(Deserialize, Default)]
@@ -746,13 +712,16 @@ async fn create_otp(
     recorded(state.trust.record(entry)).await?;
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
-        .json(json!({
-            "pin": otp.pin().as_str(),
-            "passphrase": otp.passphrase().as_str(),
-            "name": otp.name(),
-            "expires_in_s": expires_in(otp.expires(), now),
-            "link": otp_link(&state, &lan_addresses(&state), otp.pin().as_str(), otp.passphrase().as_str()),
-        })))
+        .json(OtpReply::new(
+            &otp,
+            now,
+            otp_link(
+                &state,
+                &lan_addresses(&state),
+                otp.pin().as_str(),
+                otp.passphrase().as_str(),
+            ),
+        )))
 }
 
 async fn cancel_otp(
@@ -763,7 +732,7 @@ async fn cancel_otp(
     if cancelled {
         recorded(state.trust.record(auth.actor.entry(Event::OtpCancelled))).await?;
     }
-    Ok(HttpResponse::Ok().json(json!({ "cancelled": cancelled })))
+    Ok(HttpResponse::Ok().json(OtpCancelled { cancelled }))
 }
 
 /// The QR code of the active one-time PIN's `art://` link.
@@ -807,10 +776,10 @@ struct PinBody {
 async fn enter_pin(
     auth: Authed,
     state: web::Data<ConsoleState>,
-    path: web::Path<String>,
+    id: web::Path<PendingId>,
     body: web::Json<PinBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = pending_id(&path)?;
+    let id = id.into_inner();
     let PinBody { pin, label } = body.into_inner();
     let pin: Pin = pin.trim().parse().map_err(gate_error)?;
     let label = self::label(label)?;
@@ -841,39 +810,39 @@ async fn enter_pin(
         Some(_) => "abandoned",
         // Still running after the wait: say so rather than guess.
         None => {
-            return Ok(HttpResponse::Accepted().json(json!({"result": "waiting"})));
+            return Ok(HttpResponse::Accepted().json(PinOutcome { result: "waiting" }));
         }
     };
-    Ok(HttpResponse::Ok().json(json!({ "result": result })))
+    Ok(HttpResponse::Ok().json(PinOutcome { result }))
 }
 
 async fn rename(
     auth: Authed,
     state: web::Data<ConsoleState>,
-    path: web::Path<String>,
+    fp: web::Path<Fingerprint>,
     body: web::Json<LabelBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let fp = fingerprint(&path)?;
+    let fp = fp.into_inner();
     let label = label(body.into_inner().label)?;
     let trust = state.trust.clone();
     let device = web::block(move || trust.rename(&fp, label, auth.actor))
         .await
         .map_err(ApiError::internal)?
         .map_err(trust_error)?;
-    Ok(HttpResponse::Ok().json(device_json(&device)))
+    Ok(HttpResponse::Ok().json(DeviceReply::from(&device)))
 }
 
 async fn remove(
     auth: Authed,
     state: web::Data<ConsoleState>,
-    path: web::Path<String>,
+    fp: web::Path<Fingerprint>,
 ) -> Result<HttpResponse, ApiError> {
-    let fp = fingerprint(&path)?;
+    let fp = fp.into_inner();
     let trust = state.trust.clone();
     let device = web::block(move || trust.revoke(&fp, auth.actor))
         .await
         .map_err(ApiError::internal)?
         .map_err(trust_error)?;
     tracing::info!(fingerprint = %fp.short(), name = %device.name, "device revoked in the console");
-    Ok(HttpResponse::Ok().json(device_json(&device)))
+    Ok(HttpResponse::Ok().json(DeviceReply::from(&device)))
 }

@@ -8,13 +8,13 @@ pub(crate) mod api;
 pub(crate) mod auth;
 pub(crate) mod links;
 mod page;
+mod replies;
 
 use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse, ResponseError};
 use punktfunk_certs::{Fingerprint, Trust};
-use serde_json::json;
 
 use auth::{LoginLimiter, PasswordFile, Sessions};
 
@@ -120,7 +120,7 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         HttpResponse::build(self.status)
             .insert_header(("Cache-Control", "no-store"))
-            .json(json!({"error": {"code": self.code, "message": self.message}}))
+            .json(replies::ErrorReply::new(self.code, &self.message))
     }
 }
 
@@ -136,9 +136,7 @@ pub(crate) fn configure(state: web::Data<ConsoleState>) -> impl FnOnce(&mut web:
                             .into()
                     }),
             )
-            .app_data(web::PathConfig::default().error_handler(|err, _| {
-                ApiError::new(StatusCode::NOT_FOUND, "not_found", err.to_string()).into()
-            }))
+            .app_data(web::PathConfig::default().error_handler(api::path_error))
             .configure(api::routes)
             .configure(page::routes);
     }

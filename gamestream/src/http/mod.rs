@@ -17,7 +17,10 @@
 //! - the `/pair` shell (`pairing.rs`): pending requests in the gate, the held
 //!   `getservercert`, the in-flight sessions, and the registry write;
 //! - `/appasset`, the one reply that is not XML: box art is an image
-//!   ([`crate::boxart`]).
+//!   ([`crate::boxart`]);
+//! - `/serverinfo`, what every Moonlight client on the LAN polls every few
+//!   seconds, rendered once per local address and door and then served as
+//!   the same bytes ([`ServerInfoCache`]).
 //!
 //! Start it with [`server`]; run [`sweep`] beside it to end attempts whose
 //! client stopped halfway.
@@ -37,7 +40,10 @@ use actix_service::{map_config, IntoServiceFactory, ServiceFactoryExt};
 use actix_tls::accept::openssl::TlsStream;
 use actix_web::dev::{AppConfig, Payload};
 use actix_web::http::header;
+use actix_web::web::Bytes;
 use actix_web::{web, App, FromRequest, HttpRequest, HttpResponse, Responder, ResponseError};
+use arc_swap::ArcSwap;
+use futures_util::future::Either;
 use openssl::ssl::{AlpnError, SslAcceptor, SslAcceptorBuilder};
 use punktfunk_certs::{Fingerprint, HostIdentity, Trust};
 use tokio::net::TcpStream;
@@ -63,6 +69,11 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
 /// The one app `/applist` offers: clients ignore an empty list or id 0.
 const DESKTOP: (u32, &str) = (1, "Desktop");
 
+/// Most `/serverinfo` renderings kept: one per local address a client
+/// reached the host on and door. A host has a handful of addresses; the cap
+/// only bounds memory on one with very many (IPv6 privacy addresses).
+const MAX_SERVER_INFO_RENDERINGS: usize = 16;
+
 /// What the GameStream handlers share.
 pub struct State {
     trust: Arc<Trust>,
@@ -71,6 +82,7 @@ pub struct State {
     ports: Ports,
     apps: Vec<AppEntry>,
     sessions: pairing::Sessions,
+    server_info: ServerInfoCache,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -117,8 +129,68 @@ impl State {
             ports,
             apps,
             sessions: pairing::Sessions::default(),
+            server_info: ServerInfoCache::default(),
             shutdown,
         }
+    }
+
+    /// The `/serverinfo` document for a request that reached `local_ip`
+    /// over `channel`, rendered on first use and the same bytes after.
+    fn server_info(&self, local_ip: IpAddr, channel: Channel) -> Bytes {
+        let key = (local_ip, channel);
+        if let Some(bytes) = self.server_info.get(key) {
+            return bytes;
+        }
+        let info = HostInfo {
+            host_name: &self.host_name,
+            unique_id: &self.host.uuid,
+            http_port: self.ports.http,
+            https_port: self.ports.https,
+            local_ip,
+        };
+        let bytes = Bytes::from(xml::server_info(&info, channel).to_xml());
+        self.server_info.insert(key, bytes.clone());
+        bytes
+    }
+}
+
+/// Rendered `/serverinfo` replies, keyed by what varies between requests.
+///
+/// What the document says is fixed for the life of a [`State`] but for two
+/// inputs: `LocalIP` (the local address of the connection) and the door
+/// (`PairStatus`: always 0 over plain HTTP, as GFE and Sunshine answer
+/// there; 1 over HTTPS, which only trusted certificates reach). Host name,
+/// `uniqueid` and ports are set when the state is made and never change,
+/// and no trust event (arming, pairing, revoking) changes a byte, so the
+/// key is the whole invalidation: a new address or door is a new entry.
+/// Whether a request may see the HTTPS document at all is still decided
+/// per request, by [`Caller`], before this is read.
+#[derive(Default)]
+struct ServerInfoCache {
+    rendered: ArcSwap<Vec<((IpAddr, Channel), Bytes)>>,
+}
+
+impl ServerInfoCache {
+    fn get(&self, key: (IpAddr, Channel)) -> Option<Bytes> {
+        self.rendered
+            .load()
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, bytes)| bytes.clone())
+    }
+
+    fn insert(&self, key: (IpAddr, Channel), bytes: Bytes) {
+        self.rendered.rcu(|current| {
+            let mut next = if current.len() >= MAX_SERVER_INFO_RENDERINGS {
+                Vec::new()
+            } else {
+                current.as_ref().clone()
+            };
+            if !next.iter().any(|(k, _)| *k == key) {
+                next.push((key, bytes.clone()));
+            }
+            next
+        });
     }
 }
 
@@ -274,7 +346,13 @@ struct Caller {
 
 impl FromRequest for Caller {
     type Error = Refusal;
-    type Future = StdPin<Box<dyn Future<Output = Result<Self, Refusal>>>>;
+    /// Ready at once, without an allocation (`/serverinfo` is the hot
+    /// path), unless an authorised HTTPS request has to record `last_seen`
+    /// first.
+    type Future = Either<
+        std::future::Ready<Result<Self, Refusal>>,
+        StdPin<Box<dyn Future<Output = Result<Self, Refusal>>>>,
+    >;
 
     /// Over HTTPS, the connection's certificate must be in the registry at
     /// this very request (Sunshine checks at the handshake only, so a
@@ -297,7 +375,7 @@ impl FromRequest for Caller {
         let peer = req.peer_addr();
         let trusted = match conn.tls {
             None => {
-                return Box::pin(std::future::ready(Ok(Self {
+                return Either::Left(std::future::ready(Ok(Self {
                     channel: Channel::Http,
                     local_ip,
                     peer,
@@ -309,30 +387,32 @@ impl FromRequest for Caller {
             }),
         };
         let Some(fp) = trusted else {
-            return Box::pin(std::future::ready(Err(Refusal(xml::unauthorized(
+            return Either::Left(std::future::ready(Err(Refusal(xml::unauthorized(
                 req.path(),
             )))));
         };
         // last_seen is coarse: most requests need no write, and no hop to
         // the blocking pool.
-        let trust = req
+        let caller = Self {
+            channel: Channel::AuthorizedHttps,
+            local_ip,
+            peer,
+        };
+        let Some(trust) = req
             .app_data::<web::Data<State>>()
             .map(|s| s.trust.clone())
-            .filter(|t| t.touch_due(&fp));
-        Box::pin(async move {
-            if let Some(trust) = trust {
-                match web::block(move || trust.touch(&fp)).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => tracing::warn!("gamestream: last-seen not recorded: {e}"),
-                    Err(e) => tracing::warn!("gamestream: last-seen not recorded: {e}"),
-                }
+            .filter(|t| t.touch_due(&fp))
+        else {
+            return Either::Left(std::future::ready(Ok(caller)));
+        };
+        Either::Right(Box::pin(async move {
+            match web::block(move || trust.touch(&fp)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!("gamestream: last-seen not recorded: {e}"),
+                Err(e) => tracing::warn!("gamestream: last-seen not recorded: {e}"),
             }
-            Ok(Self {
-                channel: Channel::AuthorizedHttps,
-                local_ip,
-                peer,
-            })
-        })
+            Ok(caller)
+        }))
     }
 }
 
@@ -364,10 +444,15 @@ impl Responder for Xml {
 }
 
 fn xml_response(reply: &Reply) -> HttpResponse {
+    xml_bytes_response(reply.to_xml().into())
+}
+
+/// An XML document rendered earlier, as an HTTP response.
+fn xml_bytes_response(xml: Bytes) -> HttpResponse {
     HttpResponse::Ok()
         .content_type(xml::CONTENT_TYPE)
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .body(reply.to_xml())
+        .body(xml)
 }
 
 /// A request refused before its handler ran (unpaired certificate, malformed
@@ -400,15 +485,8 @@ impl ResponseError for Refusal {
 
 type Query = web::Query<Vec<(String, String)>>;
 
-async fn server_info(caller: Caller, state: web::Data<State>) -> Xml {
-    let info = HostInfo {
-        host_name: &state.host_name,
-        unique_id: &state.host.uuid,
-        http_port: state.ports.http,
-        https_port: state.ports.https,
-        local_ip: caller.local_ip,
-    };
-    Xml(xml::server_info(&info, caller.channel))
+async fn server_info(caller: Caller, state: web::Data<State>) -> HttpResponse {
+    xml_bytes_response(state.server_info(caller.local_ip, caller.channel))
 }
 
 async fn pair(caller: Caller, state: web::Data<State>, query: Query) -> Xml {

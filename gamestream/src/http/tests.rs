@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Service, ServiceResponse};
+use actix_web::web::Bytes;
 use actix_web::{test, web};
 use punktfunk_certs::{
     Device, Fingerprint, GateConfig, HostIdentity, Identity, Kind, PendingId, PendingOutcome,
@@ -299,4 +300,86 @@ async fn appasset_is_a_png_for_listed_apps_and_an_xml_404_otherwise() {
             "{xml}"
         );
     }
+}
+
+/// A plain-HTTP request that reached the host on `local`.
+fn http_request_to(uri: &str, local: &str) -> actix_http::Request {
+    use actix_web::HttpMessage;
+    let req = request(uri, "192.0.2.7:5000");
+    req.extensions_mut().insert(Conn {
+        local: Some(local.parse().unwrap()),
+        tls: None,
+    });
+    req
+}
+
+#[actix_web::test]
+async fn serverinfo_is_rendered_once_and_changes_only_with_what_it_shows() {
+    let f = fixture(8);
+    let app = test::init_service(app(f.state.clone())).await;
+    let get = |req| async { body(app.call(req).await.unwrap()).await };
+    let fresh = |ip: &str, channel| {
+        let info = crate::xml::HostInfo {
+            host_name: "den",
+            unique_id: &f.state.host.uuid,
+            http_port: 47989,
+            https_port: 47984,
+            local_ip: ip.parse().unwrap(),
+        };
+        crate::xml::server_info(&info, channel).to_xml()
+    };
+
+    let first = get(http_request_to("/serverinfo", "192.168.1.20:47989")).await;
+    assert_eq!(first, fresh("192.168.1.20", crate::xml::Channel::Http));
+    assert!(first.contains("<LocalIP>192.168.1.20</LocalIP>"), "{first}");
+
+    // Trust changes do not show over plain HTTP (PairStatus stays 0 there,
+    // as in GFE and Sunshine): the reply stays byte for byte the same.
+    let now = f.state.trust.now();
+    f.state.trust.gate().arm(now, &mut rand::rngs::OsRng);
+    let fp = paired_client(&f.state);
+    for _ in 0..3 {
+        let again = get(http_request_to("/serverinfo", "192.168.1.20:47989")).await;
+        assert_eq!(again, first);
+    }
+
+    // Another local address is another document, and the first one is
+    // still served for its own address.
+    let other = get(http_request_to("/serverinfo", "[::ffff:10.0.0.7]:47989")).await;
+    assert_eq!(other, fresh("10.0.0.7", crate::xml::Channel::Http));
+    assert!(other.contains("<LocalIP>10.0.0.7</LocalIP>"), "{other}");
+    assert_ne!(other, first);
+    assert_eq!(
+        get(http_request_to("/serverinfo", "192.168.1.20:47989")).await,
+        first
+    );
+
+    // The paired certificate over HTTPS sees PairStatus 1; that rendering
+    // does not leak into the plain-HTTP one, nor to a revoked device.
+    let https = get(https_request("/serverinfo", Some(fp))).await;
+    assert!(https.contains("<PairStatus>1</PairStatus>"), "{https}");
+    assert_eq!(
+        https,
+        fresh("127.0.0.1", crate::xml::Channel::AuthorizedHttps)
+    );
+    let plain = get(request("/serverinfo", "192.0.2.7:5000")).await;
+    assert!(plain.contains("<PairStatus>0</PairStatus>"), "{plain}");
+    f.state
+        .trust
+        .revoke(&fp, punktfunk_certs::Actor::cli())
+        .unwrap();
+    let revoked = get(https_request("/serverinfo", Some(fp))).await;
+    assert!(revoked.contains("status_code=\"401\""), "{revoked}");
+}
+
+#[actix_web::test]
+async fn the_serverinfo_cache_is_bounded() {
+    let cache = super::ServerInfoCache::default();
+    for i in 0..=super::MAX_SERVER_INFO_RENDERINGS as u32 {
+        let ip = std::net::IpAddr::from(i.to_be_bytes());
+        cache.insert((ip, crate::xml::Channel::Http), Bytes::from(i.to_string()));
+        assert!(cache.rendered.load().len() <= super::MAX_SERVER_INFO_RENDERINGS);
+    }
+    let last = std::net::IpAddr::from((super::MAX_SERVER_INFO_RENDERINGS as u32).to_be_bytes());
+    assert!(cache.get((last, crate::xml::Channel::Http)).is_some());
 }

@@ -413,7 +413,7 @@ fn host_addr(host: &str, port: u16) -> Result<HostAddr, PunktfunkError> {
     } else {
         format!("{host}:{port}")
     };
-    HostAddr::parse(&typed).map_err(PunktfunkError::invalid)
+    HostAddr::parse(&typed).map_err(|e| PunktfunkError::invalid(e.to_string()))
 }
 
 #[uniffi::export]

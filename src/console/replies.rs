@@ -1,0 +1,411 @@
+//! The console API's JSON replies, one type per shape: the contract the
+//! page (`page/app.js`) and the tests read.
+//!
+//! Fields are declared in alphabetical order on purpose: these types
+//! replaced `serde_json::json!` literals, whose maps (without serde_json's
+//! `preserve_order`) wrote keys sorted, and keeping that order keeps every
+//! reply byte for byte what it was.
+
+use std::time::Instant;
+
+use punktfunk_certs::gate::{Attempt, Claimant, Exchange, Pending, PinState};
+use punktfunk_certs::otp::OneTimePin;
+use punktfunk_certs::{Device, DisplayName, Fingerprint, Kind, Label, Via};
+use serde::Serialize;
+
+/// `{}`: an action that has nothing to report but that it happened.
+#[derive(Debug, Serialize)]
+pub(crate) struct Done {}
+
+/// `{"error": {"code", "message"}}`, the shape of every refusal.
+#[derive(Debug, Serialize)]
+pub(crate) struct ErrorReply<'a> {
+    pub(crate) error: ErrorBody<'a>,
+}
+
+/// The inside of [`ErrorReply`].
+#[derive(Debug, Serialize)]
+pub(crate) struct ErrorBody<'a> {
+    /// A stable code the page switches on.
+    pub(crate) code: &'a str,
+    /// What a person reads.
+    pub(crate) message: &'a str,
+}
+
+impl<'a> ErrorReply<'a> {
+    pub(crate) fn new(code: &'a str, message: &'a str) -> Self {
+        Self {
+            error: ErrorBody { code, message },
+        }
+    }
+}
+
+/// `POST /api/login` and `GET /api/session`: the CSRF token of the session.
+#[derive(Debug, Serialize)]
+pub(crate) struct Csrf<'a> {
+    pub(crate) csrf: &'a str,
+}
+
+/// `GET /api/host`: what the login page shows before anyone logs in.
+#[derive(Debug, Serialize)]
+pub(crate) struct HostReply<'a> {
+    pub(crate) console_urls: Vec<String>,
+    pub(crate) fingerprint: Fingerprint,
+    pub(crate) fingerprint_grouped: String,
+    pub(crate) name: &'a str,
+}
+
+/// The host, as the Pairing page heads it.
+#[derive(Debug, Serialize)]
+pub(crate) struct HostSummary<'a> {
+    pub(crate) fingerprint: Fingerprint,
+    pub(crate) fingerprint_grouped: String,
+    pub(crate) name: &'a str,
+}
+
+/// A device in the registry, without its certificate.
+#[derive(Debug, Serialize)]
+pub(crate) struct DeviceReply {
+    fingerprint: Fingerprint,
+    kind: Kind,
+    label: Option<Label>,
+    last_seen: Option<u64>,
+    name: DisplayName,
+    paired_at: u64,
+    via: Via,
+}
+
+impl From<&Device> for DeviceReply {
+    fn from(d: &Device) -> Self {
+        Self {
+            fingerprint: d.fingerprint,
+            kind: d.kind,
+            label: d.label.clone(),
+            last_seen: d.last_seen,
+            name: d.name.clone(),
+            paired_at: d.paired_at,
+            via: d.via,
+        }
+    }
+}
+
+/// Who is pairing or paired: a connection's address, name and certificate.
+#[derive(Debug, Serialize)]
+pub(crate) struct ClaimantReply {
+    address: String,
+    fingerprint: Fingerprint,
+    name: DisplayName,
+}
+
+impl From<&Claimant> for ClaimantReply {
+    fn from(c: &Claimant) -> Self {
+        Self {
+            address: c.address.to_string(),
+            fingerprint: c.fingerprint,
+            name: c.name.clone(),
+        }
+    }
+}
+
+/// The armed PIN (`POST /api/pairing/arm`, and `armed` in the page state).
+#[derive(Debug, Serialize)]
+pub(crate) struct ArmedReply {
+    pub(crate) expires_in_s: u64,
+    /// The native pairing link (`None` without the native door).
+    pub(crate) link: Option<String>,
+    pub(crate) pin: String,
+}
+
+/// The active one-time PIN (`POST /api/otp`, and `otp` in the page state).
+#[derive(Debug, Serialize)]
+pub(crate) struct OtpReply {
+    expires_in_s: u64,
+    /// The `art://` link (`None` until the doors are bound).
+    link: Option<String>,
+    name: Option<DisplayName>,
+    passphrase: String,
+    pin: String,
+}
+
+impl OtpReply {
+    pub(crate) fn new(otp: &OneTimePin, now: Instant, link: Option<String>) -> Self {
+        Self {
+            expires_in_s: expires_in(otp.expires(), now),
+            link,
+            name: otp.name().cloned(),
+            passphrase: otp.passphrase().as_str().to_owned(),
+            pin: otp.pin().as_str().to_owned(),
+        }
+    }
+}
+
+/// How the last use of the armed PIN went.
+#[derive(Debug, Serialize)]
+pub(crate) struct LastAttemptReply {
+    by: ClaimantReply,
+    /// Only for `paired`: the device that was stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fingerprint: Option<Fingerprint>,
+    result: &'static str,
+}
+
+impl LastAttemptReply {
+    pub(crate) fn new(by: &Claimant, result: &Attempt) -> Self {
+        let (result, fingerprint) = match result {
+            Attempt::InProgress => ("in_progress", None),
+            Attempt::Paired { fingerprint } => ("paired", Some(*fingerprint)),
+            Attempt::Failed => ("pin_rejected", None),
+        };
+        Self {
+            by: by.into(),
+            fingerprint,
+            result,
+        }
+    }
+}
+
+/// How the last one-time PIN went, and from where.
+#[derive(Debug, Serialize)]
+pub(crate) struct OtpLastReply {
+    pub(crate) address: String,
+    pub(crate) result: &'static str,
+}
+
+/// Who holds the one native pairing slot, and for how long.
+#[derive(Debug, Serialize)]
+pub(crate) struct ExchangeReply {
+    address: String,
+    fingerprint: Fingerprint,
+    name: DisplayName,
+    since_s: u64,
+}
+
+impl ExchangeReply {
+    pub(crate) fn new(e: &Exchange, now: Instant) -> Self {
+        let ClaimantReply {
+            address,
+            fingerprint,
+            name,
+        } = (&e.by).into();
+        Self {
+            address,
+            fingerprint,
+            name,
+            since_s: now.saturating_duration_since(e.since).as_secs(),
+        }
+    }
+}
+
+/// A request waiting for the console.
+#[derive(Debug, Serialize)]
+pub(crate) struct PendingReply {
+    address: String,
+    age_s: u64,
+    expires_in_s: u64,
+    fingerprint: Fingerprint,
+    id: String,
+    kind: Kind,
+    name: DisplayName,
+    needs: &'static str,
+    pin_entered: bool,
+    /// Its device is being written to the registry right now.
+    storing: bool,
+}
+
+impl PendingReply {
+    pub(crate) fn new(id: impl std::fmt::Display, p: &Pending, now: Instant) -> Self {
+        Self {
+            address: p.request.address.ip().to_string(),
+            age_s: now.saturating_duration_since(p.created).as_secs(),
+            expires_in_s: expires_in(p.expires, now),
+            fingerprint: p.fingerprint,
+            id: id.to_string(),
+            kind: p.request.kind,
+            name: p.request.name.clone(),
+            needs: p.request.needs.as_str(),
+            pin_entered: !matches!(p.pin, PinState::Waiting),
+            storing: p.storing,
+        }
+    }
+}
+
+/// `GET /api/pairing`: the whole Pairing page.
+#[derive(Debug, Serialize)]
+pub(crate) struct PairingState<'a> {
+    pub(crate) armed: Option<ArmedReply>,
+    pub(crate) devices: Vec<DeviceReply>,
+    pub(crate) exchange: Option<ExchangeReply>,
+    pub(crate) host: HostSummary<'a>,
+    pub(crate) last_attempt: Option<LastAttemptReply>,
+    pub(crate) otp: Option<OtpReply>,
+    pub(crate) otp_last: Option<OtpLastReply>,
+    pub(crate) pending: Vec<PendingReply>,
+}
+
+/// `POST /api/pending/deny-all`: how many requests were dismissed.
+#[derive(Debug, Serialize)]
+pub(crate) struct DeniedAll {
+    pub(crate) denied: usize,
+}
+
+/// `DELETE /api/otp`: whether a one-time PIN was active.
+#[derive(Debug, Serialize)]
+pub(crate) struct OtpCancelled {
+    pub(crate) cancelled: bool,
+}
+
+/// `POST /api/pending/{id}/pin`: how the pairing ended, or `waiting`.
+#[derive(Debug, Serialize)]
+pub(crate) struct PinOutcome {
+    pub(crate) result: &'static str,
+}
+
+/// Seconds until `deadline`, rounded up: "0 s left" while it is still valid
+/// would be wrong.
+pub(crate) fn expires_in(deadline: Instant, now: Instant) -> u64 {
+    let left = deadline.saturating_duration_since(now);
+    left.as_secs() + u64::from(left.subsec_nanos() > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use punktfunk_certs::otp::Passphrase;
+    use serde_json::json;
+
+    use super::*;
+
+    /// The bytes a reply type writes are the bytes the `json!` literal it
+    /// replaced wrote (the page and the tests read them).
+    fn same_bytes(reply: impl Serialize, literal: serde_json::Value) {
+        assert_eq!(
+            serde_json::to_string(&reply).unwrap(),
+            serde_json::to_string(&literal).unwrap()
+        );
+    }
+
+    fn claimant() -> Claimant {
+        Claimant {
+            address: [192, 168, 1, 30].into(),
+            name: DisplayName::sanitize("Anna's iPad").unwrap(),
+            fingerprint: Fingerprint::of_der(b"ipad"),
+        }
+    }
+
+    #[test]
+    fn replies_write_what_the_json_literals_wrote() {
+        same_bytes(Done {}, json!({}));
+        same_bytes(
+            ErrorReply::new("csrf", "reload <the> \"page\""),
+            json!({"error": {"code": "csrf", "message": "reload <the> \"page\""}}),
+        );
+        same_bytes(Csrf { csrf: "t0k" }, json!({ "csrf": "t0k" }));
+        same_bytes(DeniedAll { denied: 3 }, json!({ "denied": 3 }));
+        same_bytes(
+            OtpCancelled { cancelled: true },
+            json!({ "cancelled": true }),
+        );
+        same_bytes(
+            PinOutcome { result: "waiting" },
+            json!({"result": "waiting"}),
+        );
+
+        let fp = Fingerprint::of_der(b"host");
+        same_bytes(
+            HostReply {
+                console_urls: vec!["https://192.168.1.20:47990/".into()],
+                fingerprint: fp,
+                fingerprint_grouped: fp.grouped(),
+                name: "den",
+            },
+            json!({
+                "name": "den",
+                "fingerprint": fp,
+                "fingerprint_grouped": fp.grouped(),
+                "console_urls": ["https://192.168.1.20:47990/"],
+            }),
+        );
+
+        for label in [None, Label::parse("Living room").unwrap()] {
+            let d = Device {
+                fingerprint: fp,
+                cert_pem: "not shown".into(),
+                kind: Kind::Native,
+                name: DisplayName::sanitize("iPad").unwrap(),
+                label,
+                paired_at: 1_700_000_000,
+                last_seen: Some(1_700_000_100),
+                via: Via::Approval,
+            };
+            same_bytes(
+                DeviceReply::from(&d),
+                json!({
+                    "fingerprint": d.fingerprint,
+                    "kind": d.kind,
+                    "name": d.name,
+                    "label": d.label,
+                    "paired_at": d.paired_at,
+                    "last_seen": d.last_seen,
+                    "via": d.via,
+                }),
+            );
+        }
+
+        let c = claimant();
+        let by = json!({
+            "address": c.address.to_string(),
+            "name": c.name,
+            "fingerprint": c.fingerprint,
+        });
+        same_bytes(
+            LastAttemptReply::new(&c, &Attempt::Paired { fingerprint: fp }),
+            json!({"result": "paired", "fingerprint": fp, "by": by}),
+        );
+        same_bytes(
+            LastAttemptReply::new(&c, &Attempt::Failed),
+            json!({"result": "pin_rejected", "by": by}),
+        );
+        let now = Instant::now();
+        let e = Exchange {
+            by: c.clone(),
+            since: now - Duration::from_secs(7),
+        };
+        let mut exchange = by.clone();
+        exchange["since_s"] = 7.into();
+        same_bytes(ExchangeReply::new(&e, now), exchange);
+
+        let otp = OneTimePin::new(
+            Passphrase::generate(&mut rand::rngs::OsRng),
+            DisplayName::sanitize("TV"),
+            now,
+            &mut rand::rngs::OsRng,
+        );
+        same_bytes(
+            OtpReply::new(&otp, now, Some("art://x".into())),
+            json!({
+                "pin": otp.pin().as_str(),
+                "passphrase": otp.passphrase().as_str(),
+                "name": otp.name(),
+                "expires_in_s": expires_in(otp.expires(), now),
+                "link": "art://x",
+            }),
+        );
+        same_bytes(
+            ArmedReply {
+                expires_in_s: 180,
+                link: None,
+                pin: "0042".into(),
+            },
+            json!({"pin": "0042", "expires_in_s": 180, "link": null}),
+        );
+    }
+
+    #[test]
+    fn expires_in_rounds_up() {
+        let now = Instant::now();
+        assert_eq!(expires_in(now + Duration::from_millis(1), now), 1);
+        assert_eq!(expires_in(now + Duration::from_secs(2), now), 2);
+        assert_eq!(expires_in(now, now + Duration::from_secs(1)), 0);
+    }
+}
