@@ -428,6 +428,12 @@ impl Stats {
         self.lat.extend(o.lat);
     }
 
+    /// Adds a measurement taken after this one (its time adds up too).
+    fn then(&mut self, o: Stats) {
+        self.elapsed += o.elapsed;
+        self.merge(o);
+    }
+
     fn rate(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64()
     }
@@ -474,6 +480,30 @@ fn fmt_rate(r: f64) -> String {
 enum ConnMode {
     KeepAlive,
     NewPerRequest,
+}
+
+/// Rounds of [`alternating`]: enough that a drift in the machine's speed
+/// (frequency, a neighbour's load) falls on both servers alike.
+const ROUNDS: u32 = 5;
+
+/// `GET path` on `serve` and on `base`, `concurrency` clients each, in
+/// [`ROUNDS`] alternating slices of `duration` (so each gets `duration` in
+/// all), for a ratio that drift does not bias towards either.
+async fn alternating(
+    (serve, base): (SocketAddr, SocketAddr),
+    tls_with: Option<SslConnector>,
+    path: &str,
+    mode: ConnMode,
+    concurrency: usize,
+    duration: Duration,
+) -> (Stats, Stats) {
+    let slice = duration / ROUNDS;
+    let (mut s, mut b) = (Stats::default(), Stats::default());
+    for _ in 0..ROUNDS {
+        s.then(http_load(serve, tls_with.clone(), path, mode, concurrency, slice).await);
+        b.then(http_load(base, tls_with.clone(), path, mode, concurrency, slice).await);
+    }
+    (s, b)
 }
 
 /// `concurrency` clients sending `GET path` for `duration`.
@@ -1070,10 +1100,25 @@ async fn run(o: Opts) -> Result<()> {
     std::fs::write(work.join("http.xml"), &http_body)?;
     std::fs::write(work.join("https.xml"), &https_body)?;
 
-    eprintln!("[3/9] /serverinfo load on serve ({c} clients, {secs} s each)");
+    // The baseline runs beside serve from here on, idle while serve is
+    // measured and the other way round.
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.arg("baseline")
+        .arg(state.join("host.crt"))
+        .arg(state.join("host.key"))
+        .arg(work.join("http.xml"))
+        .arg(work.join("https.xml"));
+    let (mut base, _) = Proc::spawn(cmd)?;
+    base.wait_for("ready")?;
+    let (b_http_addr, b_https_addr) = (base.addr("http")?, base.addr("https")?);
+
+    eprintln!(
+        "[3/9] /serverinfo load on serve and on a minimal actix-web server (same bytes and \
+         settings), {c} clients, {secs} s each, alternating in {ROUNDS} rounds"
+    );
     let sampler = RssSampler::start(pid);
-    let s_http = http_load(
-        gs_http,
+    let (s_http, b_http) = alternating(
+        (gs_http, b_http_addr),
         None,
         "/serverinfo",
         ConnMode::KeepAlive,
@@ -1081,8 +1126,8 @@ async fn run(o: Opts) -> Result<()> {
         o.duration,
     )
     .await;
-    let s_https = http_load(
-        gs_https,
+    let (s_https, b_https) = alternating(
+        (gs_https, b_https_addr),
         Some(paired_tls.clone()),
         "/serverinfo",
         ConnMode::KeepAlive,
@@ -1090,8 +1135,8 @@ async fn run(o: Opts) -> Result<()> {
         o.duration,
     )
     .await;
-    let s_https_new = http_load(
-        gs_https,
+    let (s_https_new, b_https_new) = alternating(
+        (gs_https, b_https_addr),
         Some(paired_tls.clone()),
         "/serverinfo",
         ConnMode::NewPerRequest,
@@ -1124,43 +1169,7 @@ async fn run(o: Opts) -> Result<()> {
     let after_rss = host.rss_kib().unwrap_or(0);
     host.stop()?;
 
-    eprintln!("[5/9] baseline: minimal actix-web server, same bytes and settings");
-    let mut cmd = Command::new(std::env::current_exe()?);
-    cmd.arg("baseline")
-        .arg(state.join("host.crt"))
-        .arg(state.join("host.key"))
-        .arg(work.join("http.xml"))
-        .arg(work.join("https.xml"));
-    let (mut base, _) = Proc::spawn(cmd)?;
-    base.wait_for("ready")?;
-    let (b_http_addr, b_https_addr) = (base.addr("http")?, base.addr("https")?);
-    let b_http = http_load(
-        b_http_addr,
-        None,
-        "/serverinfo",
-        ConnMode::KeepAlive,
-        c,
-        o.duration,
-    )
-    .await;
-    let b_https = http_load(
-        b_https_addr,
-        Some(paired_tls.clone()),
-        "/serverinfo",
-        ConnMode::KeepAlive,
-        c,
-        o.duration,
-    )
-    .await;
-    let b_https_new = http_load(
-        b_https_addr,
-        Some(paired_tls.clone()),
-        "/serverinfo",
-        ConnMode::NewPerRequest,
-        c,
-        o.duration,
-    )
-    .await;
+    eprintln!("[5/9] baseline: its memory after its load");
     let base_rss = base.rss_kib().unwrap_or(0);
     base.stop()?;
 
