@@ -174,6 +174,14 @@ impl Needs {
             Needs::Pin => "pin",
         }
     }
+
+    /// What the request waits for, in words ([`GateError::WrongNeed`]).
+    fn in_words(self) -> &'static str {
+        match self {
+            Needs::Approval => "approval",
+            Needs::Pin => "the PIN that Moonlight shows",
+        }
+    }
 }
 
 /// What counts as "one source address" for the per-address caps: an IPv4
@@ -856,10 +864,7 @@ impl Gate {
         self.expire(now);
         let pending = self.pending.get_mut(&id).ok_or(GateError::UnknownRequest)?;
         if pending.request.needs != needs {
-            return Err(GateError::WrongNeed(match pending.request.needs {
-                Needs::Approval => "approval",
-                Needs::Pin => "the PIN that Moonlight shows",
-            }));
+            return Err(GateError::WrongNeed(pending.request.needs.in_words()));
         }
         if pending.storing {
             return Err(GateError::Storing);
@@ -921,7 +926,7 @@ impl Gate {
         self.expire(now);
         let pending = self.pending.get_mut(&id).ok_or(GateError::UnknownRequest)?;
         if pending.request.needs != Needs::Pin {
-            return Err(GateError::WrongNeed("approval"));
+            return Err(GateError::WrongNeed(pending.request.needs.in_words()));
         }
         if pending.pin != PinState::Waiting {
             return Err(GateError::PinAlreadyEntered);

@@ -606,9 +606,8 @@ impl Conn {
         let trust = self.ctx.trust.clone();
         let now = trust.now();
         let taken = trust.gate().take_pin(claimant, now).ok()?;
-        let ticket = Ticket::new(taken, trust, rejected);
-        let pin = ticket.pin.clone();
-        self.ticket = Some(ticket);
+        let pin = taken.pin().clone();
+        self.ticket = Some(Ticket::new(taken, trust, rejected));
         Some(pin)
     }
 
@@ -747,8 +746,6 @@ impl Drop for Exchange {
 /// (errors, timeouts, a dropped connection, shutdown), via `Drop`, which
 /// also records the failure as `pin_rejected` (the PIN is spent).
 struct Ticket {
-    /// The PIN this exchange runs with (a copy of the ticket's).
-    pin: Pin,
     ticket: Option<PinTicket>,
     trust: Arc<Trust>,
     /// The `pin_rejected` entry to record on failure.
@@ -758,7 +755,6 @@ struct Ticket {
 impl Ticket {
     fn new(ticket: PinTicket, trust: Arc<Trust>, rejected: Entry) -> Self {
         Self {
-            pin: ticket.pin().clone(),
             ticket: Some(ticket),
             trust,
             rejected,

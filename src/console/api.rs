@@ -338,9 +338,7 @@ async fn host(state: web::Data<ConsoleState>) -> HttpResponse {
         .unwrap_or_default();
     HttpResponse::Ok().json(HostReply {
         console_urls: urls,
-        fingerprint: state.host_fingerprint,
-        fingerprint_grouped: state.host_fingerprint.grouped(),
-        name: &state.host_name,
+        host: HostSummary::new(state.host_fingerprint, &state.host_name),
     })
 }
 
@@ -437,11 +435,7 @@ pub(crate) fn pairing_state(state: &ConsoleState) -> PairingState<'_> {
         armed,
         devices,
         exchange,
-        host: HostSummary {
-            fingerprint: state.host_fingerprint,
-            fingerprint_grouped: state.host_fingerprint.grouped(),
-            name: &state.host_name,
-        },
+        host: HostSummary::new(state.host_fingerprint, &state.host_name),
         last_attempt,
         otp,
         otp_last,

@@ -50,17 +50,27 @@ pub(crate) struct Csrf<'a> {
 #[derive(Debug, Serialize)]
 pub(crate) struct HostReply<'a> {
     pub(crate) console_urls: Vec<String>,
-    pub(crate) fingerprint: Fingerprint,
-    pub(crate) fingerprint_grouped: String,
-    pub(crate) name: &'a str,
+    /// Sorts after `console_urls`, so the keys stay in order.
+    #[serde(flatten)]
+    pub(crate) host: HostSummary<'a>,
 }
 
 /// The host, as the Pairing page heads it.
 #[derive(Debug, Serialize)]
 pub(crate) struct HostSummary<'a> {
-    pub(crate) fingerprint: Fingerprint,
-    pub(crate) fingerprint_grouped: String,
-    pub(crate) name: &'a str,
+    fingerprint: Fingerprint,
+    fingerprint_grouped: String,
+    name: &'a str,
+}
+
+impl<'a> HostSummary<'a> {
+    pub(crate) fn new(fingerprint: Fingerprint, name: &'a str) -> Self {
+        Self {
+            fingerprint,
+            fingerprint_grouped: fingerprint.grouped(),
+            name,
+        }
+    }
 }
 
 /// A device in the registry, without its certificate.
@@ -174,23 +184,16 @@ pub(crate) struct OtpLastReply {
 /// Who holds the one native pairing slot, and for how long.
 #[derive(Debug, Serialize)]
 pub(crate) struct ExchangeReply {
-    address: String,
-    fingerprint: Fingerprint,
-    name: DisplayName,
+    /// `address`, `fingerprint`, `name`: they sort before `since_s`.
+    #[serde(flatten)]
+    by: ClaimantReply,
     since_s: u64,
 }
 
 impl ExchangeReply {
     pub(crate) fn new(e: &Exchange, now: Instant) -> Self {
-        let ClaimantReply {
-            address,
-            fingerprint,
-            name,
-        } = (&e.by).into();
         Self {
-            address,
-            fingerprint,
-            name,
+            by: (&e.by).into(),
             since_s: now.saturating_duration_since(e.since).as_secs(),
         }
     }
@@ -315,9 +318,7 @@ mod tests {
         same_bytes(
             HostReply {
                 console_urls: vec!["https://192.168.1.20:47990/".into()],
-                fingerprint: fp,
-                fingerprint_grouped: fp.grouped(),
-                name: "den",
+                host: HostSummary::new(fp, "den"),
             },
             json!({
                 "name": "den",

@@ -449,10 +449,10 @@ impl Client {
         cancel: Option<Arc<Cancellation>>,
     ) -> Result<Paired, PunktfunkError> {
         let addr = host_addr(&host, port)?;
-        let pin: Pin = pin
+        let pin = pin
             .trim()
-            .parse()
-            .map_err(|_| PunktfunkError::invalid("a PIN is exactly 4 digits"))?;
+            .parse::<Pin>()
+            .map_err(|e| PunktfunkError::invalid(e.to_string()))?;
         block(timeout_ms, cancel, async {
             let _files = self.files.lock().await;
             let mut client = self.open(&device_name)?;
