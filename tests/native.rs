@@ -568,10 +568,15 @@ fn port_of(addr: &str) -> String {
 /// A pairing link as § 12.1 writes it. 127.0.0.9 comes first: the host
 /// is bound to 127.0.0.1 only, so that address refuses the connection and
 /// the client must go on to the next one.
-fn pairing_link(fp: &str, pin: &str, port: &str) -> String {
+fn pairing_link(fp: &str, secret: &str, port: &str) -> String {
     format!(
-        "punktfunk://pair?v=1&fp={fp}&pin={pin}&port={port}&a=127.0.0.9&a=127.0.0.1&n=Test%20Host%20%C3%BC"
+        "punktfunk://pair?v=2&fp={fp}&s={secret}&port={port}&a=127.0.0.9&a=127.0.0.1&n=Test%20Host%20%C3%BC"
     )
+}
+
+/// Arms pairing; the secret of the link the console shows for it.
+fn arm_link(console: &Console) -> String {
+    common::link_secret(&common::arm_with_link(console).1)
 }
 
 /// § 12: the QR code's link pairs with nothing typed, skipping an address
@@ -585,7 +590,7 @@ fn pairing_link_pairs_then_connect_is_trusted() {
     let fp = host_fingerprint(&host.state_dir);
     let ipad = Device::new("Anna's iPad");
 
-    let pin = common::arm(&console);
+    let pin = arm_link(&console);
     let link = pairing_link(&fp, &pin, &port);
     let out = ipad.run(&["pair", "--link", &link]);
     out.ok("paired");
@@ -632,7 +637,7 @@ fn pairing_link_with_another_fingerprint_leaves_the_pin_armed() {
     assert_ne!(fp, impostor_fp);
     let ipad = Device::new("iPad");
 
-    let pin = common::arm(&console);
+    let pin = arm_link(&console);
     let out = ipad.run(&["pair", "--link", &pairing_link(&impostor_fp, &pin, &port)]);
     out.err("host_identity_changed");
     let state = console.pairing();
@@ -662,7 +667,8 @@ fn m3_host_prints_a_pairing_link_and_its_qr_code() {
         .clone()
         .expect("a `pairing link:` line after the PIN");
     let link = punktfunk_native::PairingLink::parse(&text).expect("the link parses");
-    assert_eq!(link.pin.as_str(), pin);
+    let _ = pin;
+    assert_eq!(link.secret.as_bytes().len(), 16);
     assert_eq!(link.port.to_string(), host.port());
     assert_eq!(link.host_fingerprint.to_hex(), host_fingerprint(&state_dir));
     // Bound to 127.0.0.1: that is the one address.
@@ -698,7 +704,8 @@ fn m3_host_prints_a_pairing_link_and_its_qr_code() {
     let pin2 = host.next_pin();
     let text2 = wait_line(&host.lines, "pairing link: ", &mut host.seen);
     let link2 = punktfunk_native::PairingLink::parse(&text2).unwrap();
-    assert_eq!(link2.pin.as_str(), pin2);
+    let _ = pin2;
+    assert_ne!(link2.secret, link.secret, "a new arming, a new secret");
     Device::new("laptop")
         .run(&["pair", "--link", &text2])
         .ok("paired");

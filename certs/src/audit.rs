@@ -107,6 +107,12 @@ pub enum Event {
     PinEntered,
     /// A pairing exchange failed on a wrong PIN.
     PinRejected,
+    /// A pairing exchange failed on a wrong pairing-link secret (the link
+    /// stays usable; budgeted like other unsolicited entries).
+    LinkRejected,
+    /// A connection said `hello{intent: pair}` and sent no `pake` before
+    /// its deadline (budgeted like other unsolicited entries).
+    PairingStalled,
     /// A device was paired (`via` says how).
     Paired,
     /// A device's label was changed.
@@ -147,6 +153,8 @@ impl Event {
             Event::RequestReplaced => "request_replaced",
             Event::PinEntered => "pin_entered",
             Event::PinRejected => "pin_rejected",
+            Event::LinkRejected => "link_rejected",
+            Event::PairingStalled => "pairing_stalled",
             Event::Paired => "paired",
             Event::Renamed => "renamed",
             Event::Revoked => "revoked",
@@ -314,7 +322,9 @@ impl Entry {
             Event::RequestWaiting
             | Event::RequestExpired
             | Event::RequestAbandoned
-            | Event::RequestReplaced => true,
+            | Event::RequestReplaced
+            | Event::LinkRejected
+            | Event::PairingStalled => true,
             _ => false,
         }
     }

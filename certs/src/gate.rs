@@ -11,8 +11,12 @@
 //! Rules:
 //! - [`Gate::arm`] draws a 4-digit PIN, valid for [`GateConfig::pin_ttl`].
 //!   Arming again replaces the PIN.
-//! - [`Gate::take_pin`] moves the PIN out: one exchange gets it, whether it
-//!   then succeeds or fails, so an attacker gets one online guess per arming.
+//! - [`Gate::arm`] also draws the pairing link's 128-bit secret
+//!   ([`LinkSecret`]). [`Gate::take_pin`] spends the PIN: one exchange gets
+//!   it, whether it then succeeds or fails, so an attacker gets one online
+//!   guess per arming. [`Gate::use_link`] hands out the link's secret to any
+//!   number of exchanges: a wrong guess (at either) does not use the link
+//!   up; a success (through either) ends the arming.
 //!   The exchange reports how it ended ([`Gate::report`]); a failure stays
 //!   visible ([`Gate::last_attempt`]) until the next arming.
 //! - Pending requests (a native knock needing approval, a Moonlight request
@@ -127,6 +131,57 @@ impl fmt::Debug for Pin {
 impl fmt::Display for Pin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// Bytes of a [`LinkSecret`]: 128 bits, far past any online guessing.
+pub const LINK_SECRET_LEN: usize = 16;
+
+/// The one-time secret a pairing link (QR code) carries instead of the
+/// typed PIN, the SPAKE2 password of a link pairing (docs/native-protocol.md
+/// § 12). Drawn with every arming; a wrong guess does not use it up (it
+/// cannot be guessed online), only a success or the arming's expiry.
+/// Zeroed on drop; `Debug` hides it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LinkSecret(zeroize::Zeroizing<[u8; LINK_SECRET_LEN]>);
+
+impl LinkSecret {
+    /// Draws a uniformly random secret.
+    pub fn random(rng: &mut (impl RngCore + CryptoRng)) -> Self {
+        let mut b = zeroize::Zeroizing::new([0u8; LINK_SECRET_LEN]);
+        rng.fill_bytes(b.as_mut());
+        Self(b)
+    }
+
+    /// A secret from its bytes (test vectors, a parsed link).
+    pub fn from_bytes(bytes: [u8; LINK_SECRET_LEN]) -> Self {
+        Self(zeroize::Zeroizing::new(bytes))
+    }
+
+    /// The raw bytes (the SPAKE2 password).
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_ref()
+    }
+
+    /// The 32 lowercase hex digits a link carries.
+    pub fn to_hex(&self) -> zeroize::Zeroizing<String> {
+        zeroize::Zeroizing::new(hex::encode(self.0.as_ref()))
+    }
+
+    /// 32 hex digits of either case.
+    pub fn parse_hex(s: &str) -> Option<Self> {
+        let mut b = zeroize::Zeroizing::new([0u8; LINK_SECRET_LEN]);
+        if s.len() != 2 * LINK_SECRET_LEN {
+            return None;
+        }
+        hex::decode_to_slice(s, b.as_mut()).ok()?;
+        Some(Self(b))
+    }
+}
+
+impl fmt::Debug for LinkSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LinkSecret(****)")
     }
 }
 
@@ -323,27 +378,59 @@ impl PendingOutcome {
     }
 }
 
-/// The currently armed PIN, as shown in the console.
+/// The current arming, as shown in the console: the typed PIN (one
+/// guess) and the pairing link's secret (no guess uses it up).
 #[derive(Debug, Clone)]
 pub struct Armed {
     /// The PIN.
     pub pin: Pin,
+    /// Whether an exchange took the PIN already (it failed, or still
+    /// runs): the PIN is spent, the link still pairs.
+    pub pin_taken: bool,
+    /// The secret of this arming's pairing link.
+    pub link: LinkSecret,
     /// When it stops being valid.
     pub expires: Instant,
 }
 
-/// The armed PIN, moved out of the gate by the exchange that uses it.
-/// Hand it back to [`Gate::report`] with the result.
+/// What an exchange runs SPAKE2 with, taken from the gate.
+#[derive(Debug, Clone)]
+pub enum Secret {
+    /// The typed PIN: moved out, one exchange per arming.
+    Pin(Pin),
+    /// The link's secret: a copy, any number of exchanges.
+    Link(LinkSecret),
+}
+
+impl Secret {
+    /// The SPAKE2 password (§ 6.1 of the protocol document).
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Secret::Pin(p) => p.as_bytes(),
+            Secret::Link(l) => l.as_bytes(),
+        }
+    }
+}
+
+/// The armed PIN (or the link's secret) handed to the exchange that uses
+/// it. Hand it back to [`Gate::report`] with the result.
 #[derive(Debug)]
 pub struct PinTicket {
-    pin: Pin,
+    secret: Secret,
     arming: u64,
+    /// Who uses the link's secret (shown once it paired).
+    by: Option<Claimant>,
 }
 
 impl PinTicket {
-    /// The PIN to run the exchange with.
-    pub fn pin(&self) -> &Pin {
-        &self.pin
+    /// What to run the exchange with.
+    pub fn secret(&self) -> &Secret {
+        &self.secret
+    }
+
+    /// Whether this is the link's secret rather than the typed PIN.
+    pub fn is_link(&self) -> bool {
+        matches!(self.secret, Secret::Link(_))
     }
 }
 
@@ -535,6 +622,8 @@ impl Gate {
         self.expire(now);
         let armed = Armed {
             pin: Pin::random(rng),
+            pin_taken: false,
+            link: LinkSecret::random(rng),
             expires: now + self.config.pin_ttl,
         };
         self.arming += 1;
@@ -551,40 +640,82 @@ impl Gate {
         }
     }
 
-    /// The armed PIN, if any.
+    /// The current arming (the link's, even once its PIN is spent), if any.
     pub fn armed(&mut self, now: Instant) -> Option<&Armed> {
         self.expire(now);
         self.armed.as_ref()
     }
 
-    /// Takes the armed PIN for one exchange run by `by`. After this the
-    /// gate is disarmed until the console arms it again, whatever the
-    /// exchange's outcome.
+    /// Whether the typed PIN is armed and not taken yet.
+    pub fn pin_armed(&mut self, now: Instant) -> bool {
+        self.armed(now).is_some_and(|a| !a.pin_taken)
+    }
+
+    /// Takes the armed PIN for one exchange run by `by`. After this the PIN
+    /// is spent, whatever the exchange's outcome: one guess per arming.
+    /// The arming's link still pairs.
     pub fn take_pin(&mut self, by: Claimant, now: Instant) -> Result<PinTicket, GateError> {
         self.expire(now);
-        let armed = self.armed.take().ok_or(GateError::NotArmed)?;
+        let armed = self
+            .armed
+            .as_mut()
+            .filter(|a| !a.pin_taken)
+            .ok_or(GateError::NotArmed)?;
+        armed.pin_taken = true;
+        let pin = armed.pin.clone();
         self.last_attempt = Some(LastAttempt {
             by,
             result: Attempt::InProgress,
         });
         self.events.push_back(TrustEvent::PinTaken);
         Ok(PinTicket {
-            pin: armed.pin,
+            secret: Secret::Pin(pin),
             arming: self.arming,
+            by: None,
         })
     }
 
-    /// Reports how the exchange that took the PIN ended. `Some(fp)` if the
-    /// device was paired, `None` if it failed for any reason.
+    /// Hands the arming's link secret to one exchange. Any number may run;
+    /// a wrong guess leaves the link (and the PIN) as they are, since 128
+    /// bits cannot be guessed online. The first success ends the arming.
+    pub fn use_link(&mut self, by: Claimant, now: Instant) -> Result<PinTicket, GateError> {
+        self.expire(now);
+        let armed = self.armed.as_ref().ok_or(GateError::NotArmed)?;
+        Ok(PinTicket {
+            secret: Secret::Link(armed.link.clone()),
+            arming: self.arming,
+            by: Some(by),
+        })
+    }
+
+    /// Reports how the exchange that took the PIN (or the link's secret)
+    /// ended. `Some(fp)` if the device was paired, `None` if it failed for
+    /// any reason. A success ends the arming: its PIN and its link are
+    /// both used.
     pub fn report(&mut self, ticket: PinTicket, paired: Option<Fingerprint>) {
         // A report for an older arming must not overwrite what the console
         // shows for the current one.
         if ticket.arming == self.arming {
-            if let Some(last) = &mut self.last_attempt {
-                last.result = match paired {
-                    Some(fingerprint) => Attempt::Paired { fingerprint },
-                    None => Attempt::Failed,
-                };
+            if paired.is_some() && self.armed.take().is_some() {
+                self.events.push_back(TrustEvent::Disarmed);
+            }
+            match (ticket.by, paired) {
+                (Some(by), Some(fingerprint)) => {
+                    self.last_attempt = Some(LastAttempt {
+                        by,
+                        result: Attempt::Paired { fingerprint },
+                    })
+                }
+                // A wrong guess at the link says nothing about the PIN.
+                (Some(_), None) => {}
+                (None, paired) => {
+                    if let Some(last) = &mut self.last_attempt {
+                        last.result = match paired {
+                            Some(fingerprint) => Attempt::Paired { fingerprint },
+                            None => Attempt::Failed,
+                        };
+                    }
+                }
             }
         }
         self.events.push_back(TrustEvent::PinAttemptFinished {
@@ -996,7 +1127,7 @@ mod tests {
         assert_eq!(armed.pin.as_str().len(), 4);
         assert!(armed.pin.as_str().bytes().all(|b| b.is_ascii_digit()));
         let ticket = g.take_pin(who(), t0).unwrap();
-        assert_eq!(ticket.pin(), &armed.pin);
+        assert_eq!(ticket.secret().as_bytes(), armed.pin.as_bytes());
         assert_eq!(g.take_pin(who(), t0).unwrap_err(), GateError::NotArmed);
         assert_eq!(g.last_attempt().unwrap().result, Attempt::InProgress);
         assert_eq!(g.last_attempt().unwrap().by, who());
@@ -1009,6 +1140,68 @@ mod tests {
         let events = drain(&mut g);
         assert!(events.contains(&TrustEvent::PinTaken));
         assert!(events.contains(&TrustEvent::PinAttemptFinished { paired: false }));
+    }
+
+    #[test]
+    fn link_survives_wrong_guesses_and_a_success_ends_the_arming() {
+        let mut g = Gate::new(GateConfig::default());
+        let mut rng = StdRng::seed_from_u64(9);
+        let t0 = Instant::now();
+        assert_eq!(g.use_link(who(), t0).unwrap_err(), GateError::NotArmed);
+        let armed = g.arm(t0, &mut rng);
+        assert_eq!(armed.link.as_bytes().len(), LINK_SECRET_LEN);
+        assert_ne!(armed.link, g.arm(t0, &mut rng).link, "a new arming, a new link");
+        let armed = g.armed(t0).unwrap().clone();
+        // A wrong typed PIN spends the PIN, not the link.
+        let pin = g.take_pin(who(), t0).unwrap();
+        g.report(pin, None);
+        assert!(!g.pin_armed(t0));
+        assert_eq!(g.last_attempt().unwrap().result, Attempt::Failed);
+        // Wrong guesses at the link, from anyone, any number.
+        for _ in 0..10 {
+            let t = g.use_link(who(), t0).unwrap();
+            assert_eq!(t.secret().as_bytes(), armed.link.as_bytes());
+            g.report(t, None);
+        }
+        assert!(g.armed(t0).is_some());
+        assert_eq!(g.last_attempt().unwrap().result, Attempt::Failed);
+        // The first success ends the arming.
+        let t = g.use_link(who(), t0).unwrap();
+        let late = g.use_link(who(), t0).unwrap();
+        g.report(t, Some(who().fingerprint));
+        assert!(g.armed(t0).is_none());
+        assert_eq!(
+            g.last_attempt().unwrap().result,
+            Attempt::Paired {
+                fingerprint: who().fingerprint
+            }
+        );
+        assert_eq!(g.use_link(who(), t0).unwrap_err(), GateError::NotArmed);
+        g.report(late, None);
+        assert!(drain(&mut g).contains(&TrustEvent::Disarmed));
+    }
+
+    #[test]
+    fn a_pin_success_ends_the_link_too() {
+        let mut g = Gate::new(GateConfig::default());
+        let mut rng = StdRng::seed_from_u64(3);
+        let t0 = Instant::now();
+        g.arm(t0, &mut rng);
+        let pin = g.take_pin(who(), t0).unwrap();
+        assert!(g.armed(t0).is_some(), "the link pairs while the PIN is in use");
+        g.report(pin, Some(who().fingerprint));
+        assert!(g.armed(t0).is_none());
+        assert_eq!(g.use_link(who(), t0).unwrap_err(), GateError::NotArmed);
+    }
+
+    #[test]
+    fn link_secret_hex_round_trips() {
+        let s = LinkSecret::from_bytes([0xab; LINK_SECRET_LEN]);
+        assert_eq!(s.to_hex().as_str(), "ab".repeat(16));
+        assert_eq!(LinkSecret::parse_hex(&"AB".repeat(16)), Some(s));
+        assert_eq!(LinkSecret::parse_hex(&"ab".repeat(15)), None);
+        assert_eq!(LinkSecret::parse_hex(&"zz".repeat(16)), None);
+        assert_eq!(format!("{:?}", LinkSecret::from_bytes([1; 16])), "LinkSecret(****)");
     }
 
     #[test]

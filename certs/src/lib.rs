@@ -54,7 +54,7 @@ pub use events::TrustEvent;
 pub use fingerprint::{Fingerprint, ParseFingerprintError};
 pub use gate::{
     AddressKey, Claimant, Gate, GateConfig, GateError, Needs, PendingId, PendingOutcome,
-    PendingRequest, Pin,
+    LinkSecret, PendingRequest, Pin, Secret,
 };
 pub use identity::{ct_eq, verify_sha256, HostIdentity, Identity, IdentityError};
 pub use name::{DisplayName, Label, LabelError};

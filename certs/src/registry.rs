@@ -51,6 +51,16 @@ pub enum Kind {
     Native,
 }
 
+impl Kind {
+    /// The door's name as a user knows it.
+    pub fn door_name(self) -> &'static str {
+        match self {
+            Kind::Gamestream => "Moonlight (GameStream)",
+            Kind::Native => "punktfunk app (native)",
+        }
+    }
+}
+
 /// How the device was admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -186,6 +196,15 @@ pub enum RegistryError {
     /// nothing was changed.
     #[error("internal error: {0}; nothing was changed, please report this")]
     Unreachable(&'static str),
+    /// The certificate is already paired through the other front door. A
+    /// device is trusted only at the door it was admitted through, and the
+    /// registry keeps one entry (one door) per certificate, so the second
+    /// door's pairing is refused rather than moving the device.
+    #[error("this certificate is already paired with this host through the {} door; a device is trusted only at the door it paired through: remove it in the console first, or give this client its own certificate", paired_at.door_name())]
+    PairedAtOtherDoor {
+        /// The door it is paired at.
+        paired_at: Kind,
+    },
 }
 
 /// What is wrong with a device's certificate.
@@ -262,6 +281,13 @@ impl Draft {
     pub fn upsert(&mut self, mut device: Device) -> Result<(), RegistryError> {
         device.validate()?;
         let fp = device.fingerprint;
+        // Re-pairing at the same door replaces the entry; the other door
+        // must not take over (or demote) a device it did not admit.
+        if let Some(old) = self.devices.get(&fp).filter(|old| old.kind != device.kind) {
+            return Err(RegistryError::PairedAtOtherDoor {
+                paired_at: old.kind,
+            });
+        }
         if device.label.is_none() {
             device.label = self.devices.get(&fp).and_then(|old| old.label.clone());
         }

@@ -27,7 +27,7 @@ use crate::events::TrustEvent;
 use crate::fingerprint::Fingerprint;
 use crate::gate::{Gate, GateConfig, GateError, Needs, Pending, PendingId, PendingOutcome};
 use crate::name::Label;
-use crate::registry::{Device, Registry, RegistryError, Via, REGISTRY_FILE};
+use crate::registry::{Device, Kind, Registry, RegistryError, Via, REGISTRY_FILE};
 
 /// Where the service reads time from; tests inject a fake one.
 pub trait Clock: Send + Sync + 'static {
@@ -292,9 +292,22 @@ impl Trust {
         GateGuard { gate, trust: self }
     }
 
-    /// Whether the certificate with this fingerprint is paired. Never blocks.
+    /// Whether the certificate with this fingerprint is paired at any
+    /// door. Never blocks. Not an authorisation check: a front door asks
+    /// [`Trust::is_trusted_at`].
     pub fn is_trusted(&self, fp: &Fingerprint) -> bool {
         self.registry.contains(fp)
+    }
+
+    /// The one authorisation rule of both front doors: whether the
+    /// certificate with this fingerprint is paired *at this door*. A device
+    /// is trusted only at the door it was admitted through (its
+    /// [`Kind`]); at the other door it is unknown. GameStream pairing has
+    /// an offline-crackable PIN, so its trust must not open the native
+    /// door, and native trust must not open GameStream's apps either.
+    /// Never blocks.
+    pub fn is_trusted_at(&self, door: Kind, fp: &Fingerprint) -> bool {
+        self.registry.get(fp).is_some_and(|d| d.kind == door)
     }
 
     /// Records that a paired device was seen now (coarse, see

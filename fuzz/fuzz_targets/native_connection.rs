@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use punktfunk_certs::{Fingerprint, GateError, PendingOutcome};
+use punktfunk_certs::{Fingerprint, GateError, PendingOutcome, Secret};
 use punktfunk_native::connection::{
     Action, Effect, HelloFacts, HostConnection, HostSide, Peer, ReadFailure,
 };
@@ -46,10 +46,10 @@ impl HelloFacts for Facts {
     fn is_trusted(&mut self) -> bool {
         self.0 & 1 != 0
     }
-    fn claim_pairing_slot(&mut self) -> bool {
+    fn wait_for_pake(&mut self) -> bool {
         self.0 & 2 != 0
     }
-    fn is_armed(&mut self) -> bool {
+    fn is_armed(&mut self, _link: bool) -> bool {
         self.0 & 4 != 0
     }
 }
@@ -145,7 +145,7 @@ fuzz_target!(|data: &[u8]| {
                 now += Duration::from_millis(u64::from(input.byte()) * 1000);
                 c.on_timeout(now);
             }
-            6 => c.on_stored(input.byte() & 1 == 0, now),
+            6 => c.on_stored(if input.byte() & 1 == 0 { Ok(()) } else { Err(None) }, now),
             7 => {
                 let added = match input.byte() % 3 {
                     0 => Ok(("7".parse().expect("an id"), now + Duration::from_secs(300))),
@@ -156,7 +156,7 @@ fuzz_target!(|data: &[u8]| {
             }
             8 => {
                 let b = input.byte();
-                c.on_pin((b & 1 == 0).then(|| pin(b >> 1)), &mut rng, now);
+                c.on_pin((b & 1 == 0).then(|| Secret::Pin(pin(b >> 1))), &mut rng, now);
             }
             9 => {
                 let outcome = [

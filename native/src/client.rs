@@ -45,7 +45,9 @@ use crate::handshake::{self, HandshakeError};
 use crate::io::{self as frame_io, FrameReader, ReadError, WriteError};
 use crate::link::PairingLink;
 use crate::message::{Decision, DisplayName, ErrorCode, ErrorMessage, Intent, Message, Status};
-use crate::pairing::{ChannelBinding, ClientPairing, Exporter, PairingError, Pin, EXPORTER_LABEL};
+use crate::pairing::{
+    ChannelBinding, ClientPairing, Exporter, PairingError, PairingPassword, Pin, EXPORTER_LABEL,
+};
 use crate::{timeouts, DEFAULT_PORT};
 
 /// Client certificate file in the client dir.
@@ -507,7 +509,8 @@ impl Client {
         let pinned = self.pinned(addr);
         let give_up = Instant::now() + PAIRING_BUSY_RETRY_WINDOW;
         let tls = self.tls_connect(addr, pinned).await?;
-        self.pair_over(tls, pin, pinned, give_up).await
+        self.pair_over(tls, Intent::Pair, pin, pinned, give_up)
+            .await
     }
 
     /// Pairing with a [`PairingLink`] (§ 12): the host's fingerprint comes
@@ -559,7 +562,7 @@ impl Client {
             {
                 Ok(tls) => {
                     let session = self
-                        .pair_over(tls, &link.pin, Some(expect), give_up)
+                        .pair_over(tls, Intent::PairLink, &link.secret, Some(expect), give_up)
                         .await?;
                     return Ok((addr, session));
                 }
@@ -582,16 +585,19 @@ impl Client {
 
     /// The ceremony on a connection whose host certificate passed the
     /// checks (`expect`: the fingerprint every reconnect must show too).
+    /// `intent` says which password `pin` is (§ 4.1: the typed PIN, or the
+    /// link's secret with `via: link`).
     async fn pair_over(
         &mut self,
         mut tls: Tls,
-        pin: &Pin,
+        intent: Intent,
+        pin: &impl PairingPassword,
         expect: Option<Fingerprint>,
         give_up: Instant,
     ) -> Result<Session, ClientError> {
         let addr = tls.addr.clone();
         let welcome = loop {
-            match tls.hello(&self.device_name, Intent::Pair).await {
+            match tls.hello(&self.device_name, intent).await {
                 Ok(welcome) => break welcome,
                 Err(ClientError::Host(e))
                     if e.code == ErrorCode::PairingBusy

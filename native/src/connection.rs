@@ -17,29 +17,34 @@
 //!            │          ├ Knock policy ─ AddKnock ▶ Knocking ─ welcome{approval_pending}
 //!            │          │                  ▶ AwaitDecision ─ decision ──▶ Session | close
 //!            │          └ Refuse policy ─ error{not_paired}
-//!            └ pair ─ slot? armed? ─ welcome{pairing} ▶ AwaitPake ─ pake ─ TakePin
+//!            └ pair ─ armed? place? ─ welcome{pairing} ▶ AwaitPake ─ pake ─ TakePin | UseLink
 //!                     ▶ TakingPin ─ pake ▶ AwaitConfirm ─ confirm ─ Store{pin}
 //!                     ▶ Storing ─ confirm{cB} ──────────────────────────▶ Session
+//!                     AwaitPake ─ silence, EOF ─ RecordStall, close
 //! Session: ping → pong; its device removed → error{revoked}, close
 //! ```
 //!
-//! The core keeps the promises that span several steps: the PIN is taken
-//! when `pake` arrives and never earlier (§ 6.5); a taken PIN is reported
-//! exactly once, as paired or spent ([`Effect::ReportPin`]); the pairing
-//! slot is given back ([`Effect::LeavePairing`]) on every way out of the
-//! pairing steps; and a client hears about a recorded decision only after
-//! the audit trail has it ([`Effect::AwaitAudit`]).
+//! The core keeps the promises that span several steps: the PIN (or the
+//! link's secret) is taken when `pake` arrives and never earlier (§ 6.5),
+//! so no connection holds anything exclusive while it waits for its
+//! `pake`: any number may wait (the driver bounds them per address and in
+//! total), and the first `pake` takes the PIN; one that never sends it is
+//! recorded ([`Effect::RecordStall`]). A taken PIN is reported exactly
+//! once, as paired or spent ([`Effect::ReportPin`]); the place among the
+//! waiting connections is given back ([`Effect::LeavePairing`]) on every
+//! way out of the pairing steps; and a client hears about a recorded
+//! decision only after the audit trail has it ([`Effect::AwaitAudit`]).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use punktfunk_certs::{Claimant, Fingerprint, GateError, PendingId, PendingOutcome, Via};
+use punktfunk_certs::{Claimant, Fingerprint, GateError, PendingId, PendingOutcome, Secret, Via};
 use rand_core::{CryptoRng, RngCore};
 
 use crate::handshake::{self, HandshakeError};
 use crate::message::{Decision, DisplayName, ErrorCode, Hello, Intent, Message, Pake, Status};
-use crate::pairing::{ChannelBinding, Exporter, HostAwaitingStore, HostEffect, HostPairing, Pin};
+use crate::pairing::{ChannelBinding, Exporter, HostAwaitingStore, HostEffect, HostPairing};
 use crate::timeouts;
 
 /// What the host does with a device it does not know (§ 7.1).
@@ -86,12 +91,15 @@ pub struct Peer {
 pub trait HelloFacts {
     /// Whether the registry lists the client's fingerprint.
     fn is_trusted(&mut self) -> bool;
-    /// Takes the one pairing slot (§ 6.5) for this connection, if free.
-    /// The driver holds it until [`Effect::LeavePairing`] or the end of
-    /// the connection.
-    fn claim_pairing_slot(&mut self) -> bool;
-    /// Whether pairing is armed right now.
-    fn is_armed(&mut self) -> bool;
+    /// Lists this connection among those waiting for their `pake` (§ 6.5),
+    /// if its source address and the host have room (§ 8.2). Nothing
+    /// exclusive: the driver only counts it, until [`Effect::LeavePairing`]
+    /// or the end of the connection.
+    fn wait_for_pake(&mut self) -> bool;
+    /// Whether pairing is armed right now for this password: the typed PIN
+    /// (armed and not taken yet), or the pairing link's secret (`link`:
+    /// the arming has not ended).
+    fn is_armed(&mut self, link: bool) -> bool;
 }
 
 /// Why reading the next message failed, as far as the protocol cares.
@@ -133,12 +141,19 @@ pub enum Effect {
     /// Take the armed PIN out of the gate for `claimant` (§ 6.5), then call
     /// [`HostConnection::on_pin`].
     TakePin(Claimant),
+    /// Get the arming's link secret from the gate for `claimant` (§ 12; no
+    /// guess uses it up), then call [`HostConnection::on_pin`].
+    UseLink(Claimant),
+    /// `claimant` said `hello{intent: pair}` and sent no `pake` before its
+    /// deadline (or went away): record who, so the console can name a
+    /// device that keeps pairing busy.
+    RecordStall(Claimant),
     /// The taken PIN paired this device (`Some`), or is spent without
     /// pairing (`None`: record `pin_rejected`). Emitted exactly once per
     /// taken PIN.
     ReportPin(Option<Fingerprint>),
     /// The connection left the pairing steps: end the exchange the console
-    /// shows and give the pairing slot back.
+    /// shows and give its place among the waiting connections back.
     LeavePairing,
     /// A waiting request's deadline passed by the driver's clock: expire
     /// what is due in the gate (the outcome arrives as a trust event).
@@ -165,7 +180,7 @@ const RECHECK: Duration = Duration::from_millis(200);
 
 const NOT_ARMED: &str =
     "pairing is not armed on this host (or its PIN was used or expired); arm it and use the new PIN";
-const BUSY: &str = "another device is pairing with this host right now; try again in a minute";
+const BUSY: &str = "too many connections from this address (or in all) are waiting to pair with this host; try again in a minute";
 const NOT_PAIRED: &str =
     "this device is not paired with this host; pair it with the PIN the host shows";
 const CANNOT_STORE: &str = "the host could not store this device";
@@ -189,6 +204,8 @@ enum State {
     },
     AwaitPake {
         claimant: Claimant,
+        /// The client pairs with the link's secret, not the typed PIN.
+        link: bool,
         deadline: Instant,
     },
     /// `TakePin` asked for, with the `pake` that triggered it.
@@ -230,7 +247,7 @@ pub struct HostConnection {
     state: State,
     /// The PIN was taken and not reported yet.
     pin_taken: bool,
-    /// The connection holds the pairing slot.
+    /// The connection holds a place among those waiting to pair.
     pairing: bool,
     /// [`Action::Close`] was queued; the core takes no more input.
     closed: bool,
@@ -314,7 +331,8 @@ impl HostConnection {
         match handshake::read_hello(msg) {
             Ok(hello) => match hello.intent {
                 Intent::Connect => self.connect(hello, facts, now),
-                Intent::Pair => self.pair(hello, facts, now),
+                Intent::Pair => self.pair(hello, false, facts, now),
+                Intent::PairLink => self.pair(hello, true, facts, now),
             },
             Err(e) => self.close_with(e.to_message()),
         }
@@ -343,24 +361,25 @@ impl HostConnection {
         }
     }
 
-    fn pair(&mut self, hello: Hello, facts: &mut impl HelloFacts, now: Instant) {
-        if !facts.claim_pairing_slot() {
+    fn pair(&mut self, hello: Hello, link: bool, facts: &mut impl HelloFacts, now: Instant) {
+        if !facts.is_armed(link) {
+            return self.refuse(ErrorCode::NotArmed, NOT_ARMED);
+        }
+        if !facts.wait_for_pake() {
             return self.refuse(ErrorCode::PairingBusy, BUSY);
         }
         self.pairing = true;
-        if !facts.is_armed() {
-            return self.refuse(ErrorCode::NotArmed, NOT_ARMED);
-        }
         let claimant = Claimant {
             address: self.peer.address.ip().to_canonical(),
             name: hello.device_name,
             fingerprint: self.peer.fingerprint,
         };
-        self.effect(Effect::BeginExchange(claimant.clone()));
         // A client that connects to pair already has the PIN, so the step
-        // is short (§ 8): a peer that stalls holds the slot only briefly.
+        // is short (§ 8). Waiting holds nothing: the PIN stays in the gate
+        // for whoever sends `pake` first.
         let next = State::AwaitPake {
             claimant,
+            link,
             deadline: now + timeouts::HOST_PAIRING_STEP,
         };
         self.welcome(Status::Pairing, next);
@@ -369,14 +388,20 @@ impl HostConnection {
     /// A message after `hello`.
     pub fn on_message(&mut self, msg: Message, now: Instant) {
         match std::mem::replace(&mut self.state, State::Closed) {
-            State::AwaitPake { claimant, .. } => match msg {
-                // § 6.5: the PIN leaves the gate now, and never goes back.
+            State::AwaitPake { claimant, link, .. } => match msg {
+                // § 6.5: the PIN leaves the gate now, and never goes back
+                // (the link's secret is only read: no guess uses it up).
                 Message::Pake(pake) => {
                     self.state = State::TakingPin {
                         name: claimant.name.clone(),
                         pake,
                     };
-                    self.effect(Effect::TakePin(claimant));
+                    self.effect(Effect::BeginExchange(claimant.clone()));
+                    self.effect(if link {
+                        Effect::UseLink(claimant)
+                    } else {
+                        Effect::TakePin(claimant)
+                    });
                 }
                 // Anything else leaves the PIN in the gate.
                 other => self.unexpected("pake", other),
@@ -431,6 +456,9 @@ impl HostConnection {
 
     /// Reading the next message failed.
     pub fn on_read_failed(&mut self, failure: ReadFailure) {
+        if !matches!(failure, ReadFailure::Malformed(_)) {
+            self.record_stall();
+        }
         let in_session = matches!(self.state, State::Session { .. });
         let reply = match failure {
             ReadFailure::Closed | ReadFailure::Broken => None,
@@ -449,6 +477,7 @@ impl HostConnection {
             | State::AwaitPake { deadline, .. }
             | State::AwaitConfirm { deadline, .. } => {
                 if now >= *deadline {
+                    self.record_stall();
                     self.close_with(Some(Message::error(ErrorCode::Timeout, TOO_SLOW)));
                 }
             }
@@ -471,14 +500,16 @@ impl HostConnection {
         }
     }
 
-    /// The result of [`Effect::Store`]: `true` if the device is durably
-    /// stored.
-    pub fn on_stored(&mut self, stored: bool, now: Instant) {
+    /// The result of [`Effect::Store`]: `Ok` if the device is durably
+    /// stored, else why not (sent to the client with `error{internal}`;
+    /// `None`: a fault the client can do nothing about).
+    pub fn on_stored(&mut self, stored: Result<(), Option<String>>, now: Instant) {
         let State::Storing(after) = std::mem::replace(&mut self.state, State::Closed) else {
             return;
         };
-        if !stored {
-            return self.refuse(ErrorCode::Internal, CANNOT_STORE);
+        if let Err(why) = stored {
+            let why = why.unwrap_or_else(|| CANNOT_STORE.to_owned());
+            return self.refuse(ErrorCode::Internal, &why);
         }
         match after {
             AfterStore::Open => self.welcome(Status::Open, session(now)),
@@ -523,9 +554,15 @@ impl HostConnection {
         }
     }
 
-    /// The result of [`Effect::TakePin`]: the PIN, or `None` if the gate
-    /// had none any more. `rng` drives SPAKE2.
-    pub fn on_pin<R: RngCore + CryptoRng>(&mut self, pin: Option<Pin>, rng: &mut R, now: Instant) {
+    /// The result of [`Effect::TakePin`] or [`Effect::UseLink`]: the PIN
+    /// (or the link's secret), or `None` if the gate had none any more.
+    /// `rng` drives SPAKE2.
+    pub fn on_pin<R: RngCore + CryptoRng>(
+        &mut self,
+        pin: Option<Secret>,
+        rng: &mut R,
+        now: Instant,
+    ) {
         let State::TakingPin { name, pake } = std::mem::replace(&mut self.state, State::Closed)
         else {
             return;
@@ -666,6 +703,14 @@ impl HostConnection {
         self.state = State::Closed;
         self.closed = true;
         self.actions.push_back(Action::Close);
+    }
+
+    /// A connection that said `hello{intent: pair}` leaves without `pake`.
+    fn record_stall(&mut self) {
+        if let State::AwaitPake { claimant, .. } = &self.state {
+            let claimant = claimant.clone();
+            self.effect(Effect::RecordStall(claimant));
+        }
     }
 
     fn report_spent(&mut self) {

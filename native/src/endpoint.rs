@@ -19,8 +19,8 @@
 //!      wait: frame │ trust event / request update │ core deadline ─▶ core ─┘
 //! ```
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use openssl::ssl::{self, AlpnError, Ssl, SslAcceptor, SslMethod, SslVerifyMode};
@@ -28,7 +28,7 @@ use punktfunk_certs::audit::DeviceRef;
 use punktfunk_certs::gate::PinTicket;
 use punktfunk_certs::{
     Claimant, Device, Door, Entry, Event, Fingerprint, GateError, Identity, Kind, Needs, Outcome,
-    PendingId, PendingRequest, RequestUpdate, Trust, TrustEvent, Via,
+    PendingId, PendingRequest, RequestUpdate, Secret, Trust, TrustEvent, Via,
 };
 use rand_core::OsRng;
 use tokio::io::{ReadHalf, WriteHalf};
@@ -42,7 +42,7 @@ pub use crate::connection::UnknownDevices;
 use crate::connection::{Action, Effect, HelloFacts, HostConnection, HostSide};
 use crate::io::{self as frame_io, FrameReader, ReadError};
 use crate::message::{DisplayName, Message};
-use crate::pairing::{Exporter, Pin, EXPORTER_LABEL};
+use crate::pairing::{Exporter, EXPORTER_LABEL};
 use crate::timeouts;
 
 /// Settings of an [`Endpoint`].
@@ -64,6 +64,15 @@ pub struct EndpointConfig {
 /// Default for [`EndpointConfig::max_connections`]: room for every pending
 /// knock (the gate's default cap is 32) plus sessions.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 128;
+
+/// Connections from one source address that may wait for their `pake`
+/// (or run a pairing step) at once (§ 8.2). Waiting holds nothing
+/// exclusive; this only keeps one address from taking every place.
+pub const MAX_PAIRING_PER_ADDRESS: usize = 4;
+
+/// Connections that may wait for their `pake` (or run a pairing step) at
+/// once, from all addresses.
+pub const MAX_PAIRING: usize = 64;
 
 /// Why the endpoint could not start.
 #[derive(Debug, thiserror::Error)]
@@ -101,12 +110,57 @@ struct Ctx {
     /// The host's side of every connection.
     host: HostSide,
     trust: Arc<Trust>,
-    /// One pairing exchange at a time (§ 6.5, last bullet).
-    pairing: Arc<Semaphore>,
+    /// Connections in the pairing steps, by source address (§ 6.5).
+    pairing: Arc<Mutex<Pairing>>,
     connections: Arc<Semaphore>,
     /// Connections that have not sent `hello` yet, oldest first: the ones
     /// a new connection may evict when every slot is taken.
     before_hello: Mutex<BeforeHello>,
+}
+
+/// Connections in the pairing steps: counted, never exclusive.
+#[derive(Default)]
+struct Pairing {
+    total: usize,
+    by_address: HashMap<IpAddr, usize>,
+}
+
+/// A connection's place among those in the pairing steps; given back on
+/// drop.
+struct PairingPlace {
+    pairing: Arc<Mutex<Pairing>>,
+    address: IpAddr,
+}
+
+impl PairingPlace {
+    /// A place for a connection from `address`, if it and the host have
+    /// room.
+    fn take(pairing: &Arc<Mutex<Pairing>>, address: IpAddr) -> Option<Self> {
+        let mut p = pairing.lock().unwrap_or_else(|e| e.into_inner());
+        let here = p.by_address.get(&address).copied().unwrap_or(0);
+        if p.total >= MAX_PAIRING || here >= MAX_PAIRING_PER_ADDRESS {
+            return None;
+        }
+        p.total += 1;
+        p.by_address.insert(address, here + 1);
+        Some(Self {
+            pairing: pairing.clone(),
+            address,
+        })
+    }
+}
+
+impl Drop for PairingPlace {
+    fn drop(&mut self) {
+        let mut p = self.pairing.lock().unwrap_or_else(|e| e.into_inner());
+        p.total = p.total.saturating_sub(1);
+        if let Some(n) = p.by_address.get_mut(&self.address) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                p.by_address.remove(&self.address);
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -220,7 +274,7 @@ impl Endpoint {
                     unknown_devices: config.unknown_devices,
                 },
                 trust: config.trust,
-                pairing: Arc::new(Semaphore::new(1)),
+                pairing: Arc::default(),
                 connections: Arc::new(Semaphore::new(config.max_connections.max(1))),
                 before_hello: Mutex::default(),
             }),
@@ -353,7 +407,7 @@ struct Conn {
     /// Evictable until `hello` arrives.
     unhelloed: Option<Unhelloed>,
     /// Held from a `pair` hello until [`Effect::LeavePairing`].
-    pairing_slot: Option<OwnedSemaphorePermit>,
+    pairing_slot: Option<PairingPlace>,
     exchange: Option<Exchange>,
     /// The taken PIN, until [`Effect::ReportPin`] (or, if the connection is
     /// cut short, its `Drop`).
@@ -459,7 +513,7 @@ impl Conn {
                     }
                 }
                 Input::Request(RequestUpdate::Ended(outcome)) => {
-                    let trusted = self.ctx.trust.is_trusted(&self.fp);
+                    let trusted = self.ctx.trust.is_trusted_at(Kind::Native, &self.fp);
                     core.on_request_ended(outcome, trusted, now);
                 }
                 // Knocks need approval, not a PIN.
@@ -469,7 +523,7 @@ impl Conn {
                 }
                 Input::Trust(Ok(_)) => {}
                 Input::Trust(Err(broadcast::error::RecvError::Lagged(_))) => {
-                    if !self.ctx.trust.is_trusted(&self.fp) {
+                    if !self.ctx.trust.is_trusted_at(Kind::Native, &self.fp) {
                         core.on_device_removed(&self.fp);
                     }
                 }
@@ -525,17 +579,29 @@ impl Conn {
         match effect {
             Effect::Touch => self.touch(),
             Effect::Store { name, via } => {
-                let stored = self.admit_peer(name, via).await;
-                if let Err(e) = &stored {
+                let stored = self.admit_peer(name, via).await.map_err(|e| {
                     tracing::error!("native: cannot store a device: {e}");
-                }
-                core.on_stored(stored.is_ok(), now());
+                    // The one refusal the client can act on.
+                    match e {
+                        AdmitError::Registry(
+                            e @ punktfunk_certs::RegistryError::PairedAtOtherDoor { .. },
+                        ) => Some(e.to_string()),
+                        _ => None,
+                    }
+                });
+                core.on_stored(stored, now());
             }
             Effect::AddKnock { name } => core.on_knock_added(self.add_knock(name), now()),
             Effect::BeginExchange(claimant) => {
                 self.exchange = Some(Exchange::begin(self.ctx.trust.clone(), claimant));
             }
-            Effect::TakePin(claimant) => core.on_pin(self.take_pin(claimant), &mut OsRng, now()),
+            Effect::TakePin(claimant) => {
+                core.on_pin(self.take_pin(claimant, false), &mut OsRng, now())
+            }
+            Effect::UseLink(claimant) => {
+                core.on_pin(self.take_pin(claimant, true), &mut OsRng, now())
+            }
+            Effect::RecordStall(claimant) => self.record_stall(claimant),
             Effect::ReportPin(paired) => self.report_pin(paired),
             Effect::LeavePairing => {
                 self.exchange = None;
@@ -596,19 +662,44 @@ impl Conn {
         added
     }
 
-    /// Takes the armed PIN for `claimant`; the ticket stays with the
-    /// connection until the core reports the outcome.
-    fn take_pin(&mut self, claimant: Claimant) -> Option<Pin> {
-        let rejected = Entry::new(Event::PinRejected, Door::Native)
+    /// Takes the armed PIN (or, `link`, gets the link's secret) for
+    /// `claimant`; the ticket stays with the connection until the core
+    /// reports the outcome.
+    fn take_pin(&mut self, claimant: Claimant, link: bool) -> Option<Secret> {
+        // A wrong guess at the link costs nothing, so anyone may make many:
+        // its entry is budgeted like other unsolicited ones.
+        let event = if link {
+            Event::LinkRejected
+        } else {
+            Event::PinRejected
+        };
+        let rejected = Entry::new(event, Door::Native)
             .outcome(Outcome::Failed)
             .device(DeviceRef::new(self.fp, &claimant.name, None))
             .address(claimant.address);
         let trust = self.ctx.trust.clone();
         let now = trust.now();
-        let taken = trust.gate().take_pin(claimant, now).ok()?;
-        let pin = taken.pin().clone();
+        let taken = if link {
+            trust.gate().use_link(claimant, now)
+        } else {
+            trust.gate().take_pin(claimant, now)
+        }
+        .ok()?;
+        let secret = taken.secret().clone();
         self.ticket = Some(Ticket::new(taken, trust, rejected));
-        Some(pin)
+        Some(secret)
+    }
+
+    /// Records a connection that said `hello{intent: pair}` and sent no
+    /// `pake` in time: who kept a place among the pairing connections.
+    fn record_stall(&self, claimant: Claimant) {
+        tracing::info!(peer = %self.peer, fp = %self.fp.short(), "native: hello{{pair}} without pake");
+        let entry = Entry::new(Event::PairingStalled, Door::Native)
+            .outcome(Outcome::Failed)
+            .device(DeviceRef::new(self.fp, &claimant.name, None))
+            .address(claimant.address)
+            .detail("said hello{intent: pair} and sent no pake before its deadline");
+        let _ = self.ctx.trust.record(entry);
     }
 
     fn report_pin(&mut self, paired: Option<Fingerprint>) {
@@ -683,23 +774,30 @@ struct Facts<'a> {
 
 impl HelloFacts for Facts<'_> {
     fn is_trusted(&mut self) -> bool {
-        self.conn.ctx.trust.is_trusted(&self.conn.fp)
+        // Trust won through Moonlight does not open this door.
+        self.conn.ctx.trust.is_trusted_at(Kind::Native, &self.conn.fp)
     }
 
-    fn claim_pairing_slot(&mut self) -> bool {
-        match self.conn.ctx.pairing.clone().try_acquire_owned() {
-            Ok(permit) => {
-                self.conn.pairing_slot = Some(permit);
+    fn wait_for_pake(&mut self) -> bool {
+        let address = self.conn.peer.ip().to_canonical();
+        match PairingPlace::take(&self.conn.ctx.pairing, address) {
+            Some(place) => {
+                self.conn.pairing_slot = Some(place);
                 true
             }
-            Err(_) => false,
+            None => false,
         }
     }
 
-    fn is_armed(&mut self) -> bool {
+    fn is_armed(&mut self, link: bool) -> bool {
         let trust = &self.conn.ctx.trust;
         let now = trust.now();
-        trust.gate().armed(now).is_some()
+        let mut gate = trust.gate();
+        if link {
+            gate.armed(now).is_some()
+        } else {
+            gate.pin_armed(now)
+        }
     }
 }
 

@@ -125,13 +125,13 @@ pub fn read_welcome(
         });
     }
     let fits = match intent {
-        Intent::Pair => w.status == Status::Pairing,
+        Intent::Pair | Intent::PairLink => w.status == Status::Pairing,
         Intent::Connect => w.status != Status::Pairing,
     };
     if !fits {
         return Err(HandshakeError::StatusForOtherIntent {
             intent: match intent {
-                Intent::Pair => "pair",
+                Intent::Pair | Intent::PairLink => "pair",
                 Intent::Connect => "connect",
             },
             status: match w.status {

@@ -120,7 +120,8 @@ pub use message::{
 };
 pub use pairing::{
     ChannelBinding, ClientAwaitingConfirm, ClientPairing, Exporter, HostAwaitingStore, HostEffect,
-    HostPairing, Paired, PairingError, Pin, VerifiedDevice, EXPORTER_LABEL, EXPORTER_LEN,
+    HostPairing, LinkSecret, Paired, PairingError, PairingPassword, Pin, Secret, VerifiedDevice,
+    EXPORTER_LABEL, EXPORTER_LEN,
 };
 
 /// The TCP port of the native endpoint (§ 2).
@@ -142,8 +143,7 @@ pub mod timeouts {
     pub const PAIRING_STEP: Duration = Duration::from_secs(30);
     /// Host side: each pairing step, `welcome{pairing}` → `pake` and host
     /// `pake` → `confirm`. Short, because a client that asks to pair already
-    /// has the PIN, and one pairing runs at a time: a peer that stalls holds
-    /// the slot for at most this long per step.
+    /// has the PIN (or the link); waiting for `pake` holds nothing.
     pub const HOST_PAIRING_STEP: Duration = Duration::from_secs(5);
     /// Time a single frame may take to arrive once its header has.
     pub const FRAME_BODY: Duration = Duration::from_secs(10);

@@ -2,19 +2,21 @@
 //! needs to pair with a host, in one URI that a QR code carries.
 //!
 //! ```text
-//! punktfunk://pair?v=1&fp=<64 hex>&pin=<4 digits>&port=<u16>&a=<addr>&a=<addr>…&n=<host name>
+//! punktfunk://pair?v=2&fp=<64 hex>&s=<32 hex>&port=<u16>&a=<addr>&a=<addr>…&n=<host name>
 //! ```
 //!
 //! A host shows the link (as a QR code) while pairing is armed; the app
 //! scans it and pairs without anything typed. The link carries the host's
 //! certificate fingerprint, so the client pins the host *before* it
 //! connects: an impostor fails the TLS handshake and never receives a
-//! PIN-derived message (no trust on first use), and the PIN still proves to
-//! the host, through the usual SPAKE2 ceremony (§ 6), that the client saw
-//! the host's screen.
+//! secret-derived message (no trust on first use). The link's one-time
+//! secret `s` (128 bits, drawn with each arming, not the typed PIN) proves
+//! to the host, through the usual SPAKE2 ceremony (§ 6), that the client
+//! saw the host's screen; it cannot be guessed online, so wrong guesses do
+//! not use it up.
 //!
 //! [`PairingLink::parse`] is strict about everything that matters (version,
-//! exactly one `fp`/`pin`/`port`, usable addresses, a length cap checked
+//! exactly one `fp`/`s`/`port`, usable addresses, a length cap checked
 //! before any other work) and lenient only where the document allows it
 //! (case of the scheme, host and hex, unknown parameters).
 
@@ -23,15 +25,16 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use punktfunk_certs::{DisplayName, Fingerprint, Pin};
+use punktfunk_certs::{DisplayName, Fingerprint, LinkSecret};
 
 use crate::message::MAX_NAME_BYTES;
 
 /// What every pairing link starts with (compared ignoring ASCII case).
 pub const LINK_PREFIX: &str = "punktfunk://pair?";
 
-/// The link format version this crate reads and writes (`v=1`).
-pub const LINK_VERSION: &str = "1";
+/// The link format version this crate reads and writes (`v=2`: the link
+/// carries its own secret; `v=1` carried the typed PIN and is refused).
+pub const LINK_VERSION: &str = "2";
 
 /// Longest link parsed, in bytes; longer input is refused before any other
 /// work. The longest link [`PairingLink::to_uri`] can write (16 full IPv6
@@ -51,8 +54,8 @@ const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
 
 /// A decoded pairing link (§ 12).
 ///
-/// `Debug` hides the PIN; [`PairingLink::to_uri`] necessarily contains it,
-/// so treat the link text like the PIN itself (show it, never log it).
+/// `Debug` hides the secret; [`PairingLink::to_uri`] necessarily contains
+/// it, so treat the link text like a PIN (show it, never log it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PairingLink {
     /// Where the host listens, in the order a client tries them (hosts list
@@ -64,14 +67,14 @@ pub struct PairingLink {
     /// The host certificate's fingerprint: the client pins it before it
     /// connects.
     pub host_fingerprint: Fingerprint,
-    /// The armed PIN.
-    pub pin: Pin,
+    /// The arming's link secret: the SPAKE2 password of a link pairing.
+    pub secret: LinkSecret,
     /// The host's name, for display only.
     pub host_name: DisplayName,
 }
 
 impl PairingLink {
-    /// The link text (§ 12.1), parameters in the order `v`, `fp`, `pin`,
+    /// The link text (§ 12.1), parameters in the order `v`, `fp`, `s`,
     /// `port`, `a`…, `n`.
     ///
     /// Addresses a client could not use ([`is_linkable`] says no) are left
@@ -84,8 +87,8 @@ impl PairingLink {
         s.push_str(LINK_VERSION);
         s.push_str("&fp=");
         s.push_str(&self.host_fingerprint.to_hex());
-        s.push_str("&pin=");
-        s.push_str(self.pin.as_str());
+        s.push_str("&s=");
+        s.push_str(&self.secret.to_hex());
         s.push_str("&port=");
         s.push_str(&self.port.to_string());
         for a in self
@@ -128,10 +131,11 @@ impl PairingLink {
             reason: e.to_string(),
         })?;
 
-        let pin = single(&params, "pin")?.ok_or(LinkError::Missing("pin"))?;
-        let pin = pin.parse::<Pin>().map_err(|_| LinkError::BadValue {
-            param: "pin",
-            reason: "the PIN is exactly 4 digits".into(),
+        let secret = single(&params, "s")?.ok_or(LinkError::Missing("s"))?;
+        // Never echoed: it is the secret.
+        let secret = LinkSecret::parse_hex(secret).ok_or_else(|| LinkError::BadValue {
+            param: "s",
+            reason: "the secret is exactly 32 hexadecimal digits".into(),
         })?;
 
         let port = single(&params, "port")?.ok_or(LinkError::Missing("port"))?;
@@ -181,7 +185,7 @@ impl PairingLink {
             addresses,
             port,
             host_fingerprint,
-            pin,
+            secret,
             host_name,
         })
     }
@@ -393,6 +397,7 @@ mod tests {
 
     use super::*;
 
+    const S: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
     const FP: &str = "50e3c712eeac7e84920fbcbe82424953cd8b8b79de73ff54df8c894c47991cb8";
 
     fn link() -> PairingLink {
@@ -400,7 +405,7 @@ mod tests {
             addresses: vec!["192.168.1.20".parse().unwrap(), "fd00::1".parse().unwrap()],
             port: 47991,
             host_fingerprint: FP.parse().unwrap(),
-            pin: "0427".parse().unwrap(),
+            secret: LinkSecret::parse_hex(S).unwrap(),
             host_name: DisplayName::sanitize("Living Room PC").unwrap(),
         }
     }
@@ -410,7 +415,7 @@ mod tests {
         format!("{LINK_PREFIX}{params}")
     }
 
-    const GOOD_QUERY: &str = "v=1&fp=50e3c712eeac7e84920fbcbe82424953cd8b8b79de73ff54df8c894c47991cb8&pin=0427&port=47991&a=192.168.1.20&a=fd00%3A%3A1&n=Living%20Room%20PC";
+    const GOOD_QUERY: &str = "v=2&fp=50e3c712eeac7e84920fbcbe82424953cd8b8b79de73ff54df8c894c47991cb8&s=0f1e2d3c4b5a69788796a5b4c3d2e1f0&port=47991&a=192.168.1.20&a=fd00%3A%3A1&n=Living%20Room%20PC";
 
     #[test]
     fn writes_the_documented_form() {
@@ -420,9 +425,9 @@ mod tests {
     }
 
     #[test]
-    fn debug_hides_the_pin() {
+    fn debug_hides_the_secret() {
         let shown = format!("{:?}", link());
-        assert!(!shown.contains("0427"), "{shown}");
+        assert!(!shown.contains(S), "{shown}");
     }
 
     #[test]
@@ -430,7 +435,7 @@ mod tests {
         // Scheme and host in any case, uppercase hex, lowercase escapes,
         // any order, unknown (even repeated) parameters, empty segments.
         let s = format!(
-            "PunktFunk://PAIR?x=1&x=2&&n=Living%20Room%20PC&a=192.168.1.20&port=47991&a=fd00%3a%3a1&pin=0427&fp={}&v=1&",
+            "PunktFunk://PAIR?x=1&x=2&&n=Living%20Room%20PC&a=192.168.1.20&port=47991&a=fd00%3a%3a1&s=0f1e2d3c4b5a69788796a5b4c3d2e1f0&fp={}&v=2&",
             FP.to_uppercase()
         );
         assert_eq!(PairingLink::parse(&s), Ok(link()));
@@ -478,11 +483,11 @@ mod tests {
         for s in [
             "",
             "punktfunk://pair",
-            "punktfunk://pairing?v=1",
-            "punktfunk://pair/?v=1",
-            "https://pair?v=1",
-            " punktfunk://pair?v=1",
-            "punktfunk:pair?v=1",
+            "punktfunk://pairing?v=2",
+            "punktfunk://pair/?v=2",
+            "https://pair?v=2",
+            " punktfunk://pair?v=2",
+            "punktfunk:pair?v=2",
         ] {
             assert_eq!(
                 PairingLink::parse(s),
@@ -495,25 +500,28 @@ mod tests {
     #[test]
     fn rejects_versions_and_repeats() {
         for (q, want) in [
-            (GOOD_QUERY.replace("v=1", "v=2"), "unsupported_version"),
-            (GOOD_QUERY.replace("v=1", "v=01"), "unsupported_version"),
-            (GOOD_QUERY.replace("v=1", "v="), "unsupported_version"),
-            (GOOD_QUERY.replace("v=1&", ""), "missing"),
-            (format!("{GOOD_QUERY}&v=1"), "duplicate"),
+            (GOOD_QUERY.replace("v=2", "v=3"), "unsupported_version"),
+            (GOOD_QUERY.replace("v=2", "v=01"), "unsupported_version"),
+            (GOOD_QUERY.replace("v=2", "v="), "unsupported_version"),
+            (GOOD_QUERY.replace("v=2&", ""), "missing"),
+            (format!("{GOOD_QUERY}&v=2"), "duplicate"),
             (format!("{GOOD_QUERY}&fp={FP}"), "duplicate"),
-            (format!("{GOOD_QUERY}&pin=0427"), "duplicate"),
+            (format!("{GOOD_QUERY}&s=0f1e2d3c4b5a69788796a5b4c3d2e1f0"), "duplicate"),
             (format!("{GOOD_QUERY}&port=47991"), "duplicate"),
             (format!("{GOOD_QUERY}&n=x"), "duplicate"),
         ] {
             assert_eq!(refused(&q).kind(), want, "{q}");
         }
-        // Another version is reported as such even if nothing else fits v1.
+        // Another version is reported as such even if nothing else fits v2;
+        // a v1 link (it carried the typed PIN) among them.
         assert_eq!(
-            PairingLink::parse("punktfunk://pair?v=2&whatever"),
+            PairingLink::parse("punktfunk://pair?v=3&whatever"),
             Err(LinkError::UnsupportedVersion {
-                found: "`2`".into()
+                found: "`3`".into()
             })
         );
+        let v1 = "punktfunk://pair?v=1&fp=50e3c712eeac7e84920fbcbe82424953cd8b8b79de73ff54df8c894c47991cb8&pin=0427&port=47991&a=10.0.0.5";
+        assert_eq!(PairingLink::parse(v1).unwrap_err().kind(), "unsupported_version");
     }
 
     #[test]
@@ -522,9 +530,10 @@ mod tests {
         for (q, param) in [
             (GOOD_QUERY.replace(FP, fp63), "fp"),
             (GOOD_QUERY.replace(FP, &FP.replace('e', "g")), "fp"),
-            (GOOD_QUERY.replace("pin=0427", "pin=427"), "pin"),
-            (GOOD_QUERY.replace("pin=0427", "pin=04270"), "pin"),
-            (GOOD_QUERY.replace("pin=0427", "pin=%EF%BC%90427"), "pin"),
+            (GOOD_QUERY.replace(S, &S[..31]), "s"),
+            (GOOD_QUERY.replace(S, &format!("{S}0")), "s"),
+            (GOOD_QUERY.replace(S, &S.replace('f', "g")), "s"),
+            (GOOD_QUERY.replace(S, "%EF%BC%90427"), "s"),
             (GOOD_QUERY.replace("port=47991", "port=0"), "port"),
             (GOOD_QUERY.replace("port=47991", "port=65536"), "port"),
             (GOOD_QUERY.replace("port=47991", "port=%2B47"), "port"),
@@ -551,7 +560,7 @@ mod tests {
         }
         for (q, missing) in [
             (GOOD_QUERY.replace(&format!("&fp={FP}"), ""), "fp"),
-            (GOOD_QUERY.replace("&pin=0427", ""), "pin"),
+            (GOOD_QUERY.replace(&format!("&s={S}"), ""), "s"),
             (GOOD_QUERY.replace("&port=47991", ""), "port"),
             (GOOD_QUERY.replace("&a=192.168.1.20&a=fd00%3A%3A1", ""), "a"),
         ] {
@@ -612,7 +621,7 @@ mod tests {
 
     #[test]
     fn error_text_escapes_what_it_quotes() {
-        let e = refused(&GOOD_QUERY.replace("v=1", "v=%1B%5B2J"));
+        let e = refused(&GOOD_QUERY.replace("v=2", "v=%1B%5B2J"));
         let text = e.to_string();
         assert!(!text.contains('\u{1b}'), "{text}");
         assert!(text.contains("\\u{1b}[2J"), "{text}");
@@ -646,7 +655,7 @@ mod tests {
             ],
             port: 65535,
             host_fingerprint: FP.parse().unwrap(),
-            pin: "9999".parse().unwrap(),
+            secret: LinkSecret::from_bytes([0xff; 16]),
             host_name: DisplayName::sanitize(&"🎮".repeat(100)).unwrap(),
         };
         let uri = l.to_uri();
@@ -662,7 +671,7 @@ mod tests {
         #[test]
         fn round_trip(
             fp in any::<[u8; 32]>(),
-            pin in 0u16..10_000,
+            secret in any::<[u8; 16]>(),
             port in 1u16..=65535,
             addresses in proptest::collection::vec(linkable_ip(), 1..=MAX_LINK_ADDRESSES),
             name in any::<String>().prop_filter_map("printable", |s| DisplayName::sanitize(&s)),
@@ -671,7 +680,7 @@ mod tests {
                 addresses,
                 port,
                 host_fingerprint: Fingerprint::from_bytes(fp),
-                pin: format!("{pin:04}").parse().unwrap(),
+                secret: LinkSecret::from_bytes(secret),
                 host_name: name,
             };
             let uri = l.to_uri();
@@ -690,7 +699,7 @@ mod tests {
         fn parse_never_panics_on_near_links(
             parts in proptest::collection::vec(
                 prop_oneof![
-                    Just("v=1".to_owned()), Just(format!("fp={FP}")), Just("pin=0427".to_owned()),
+                    Just("v=2".to_owned()), Just(format!("fp={FP}")), Just("s=0f1e2d3c4b5a69788796a5b4c3d2e1f0".to_owned()),
                     Just("port=1".to_owned()), Just("a=10.0.0.1".to_owned()), Just("a=fd00%3A%3A1".to_owned()),
                     "[a-z]{1,4}=[%0-9A-Za-z:.]{0,12}",
                 ],

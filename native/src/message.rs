@@ -92,8 +92,19 @@ pub struct Hello {
 pub enum Intent {
     /// Use an existing trust (or knock, or be let in on an open host).
     Connect,
-    /// Run the PIN ceremony.
+    /// Run the PIN ceremony with the typed PIN (`intent: pair`, no `via`
+    /// or `via: pin`).
     Pair,
+    /// Run the same ceremony with a pairing link's secret as the password
+    /// (`intent: pair, via: link`, § 12.3).
+    PairLink,
+}
+
+impl Intent {
+    /// Whether this is a pairing ceremony (either password).
+    pub fn is_pair(self) -> bool {
+        matches!(self, Intent::Pair | Intent::PairLink)
+    }
 }
 
 /// `welcome{status, host_name, host_fingerprint}` (§ 4.3).
@@ -318,9 +329,11 @@ impl Message {
                 device_name: h.device_name.as_str().to_owned(),
                 intent: match h.intent {
                     Intent::Connect => "connect",
-                    Intent::Pair => "pair",
+                    Intent::Pair | Intent::PairLink => "pair",
                 }
                 .to_owned(),
+                // Absent for the typed PIN: v1 PIN frames are unchanged.
+                via: (h.intent == Intent::PairLink).then(|| "link".to_owned()),
             },
             Self::Welcome(w) => Wire::Welcome {
                 status: match w.status {
@@ -362,12 +375,15 @@ impl Message {
                 protocol,
                 device_name,
                 intent,
+                via,
             } => Self::Hello(Hello {
                 protocol,
                 device_name: name("hello", "device_name", &device_name)?,
-                intent: match intent.as_str() {
-                    "connect" => Intent::Connect,
-                    "pair" => Intent::Pair,
+                intent: match (intent.as_str(), via.as_deref()) {
+                    ("connect", _) => Intent::Connect,
+                    ("pair", None | Some("pin")) => Intent::Pair,
+                    ("pair", Some("link")) => Intent::PairLink,
+                    ("pair", Some(_)) => return Err(field("hello", "via", "not `pin` or `link`")),
                     _ => return Err(field("hello", "intent", "not `connect` or `pair`")),
                 },
             }),
@@ -430,6 +446,9 @@ enum Wire {
         protocol: u32,
         device_name: String,
         intent: String,
+        /// `pin` (the default) or `link`, for `intent: pair` (§ 4.1).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        via: Option<String>,
     },
     Welcome {
         status: String,
@@ -519,6 +538,32 @@ mod tests {
         for code in ErrorCode::ALL {
             assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
         }
+    }
+
+    #[test]
+    fn hello_via_link_is_a_field_a_pin_hello_does_not_carry() {
+        let name = DisplayName::sanitize("x").unwrap();
+        let hello = |intent| {
+            Message::Hello(Hello {
+                protocol: 1,
+                device_name: name.clone(),
+                intent,
+            })
+        };
+        assert_eq!(
+            hello(Intent::PairLink).to_json().unwrap(),
+            br#"{"type":"hello","protocol":1,"device_name":"x","intent":"pair","via":"link"}"#
+        );
+        assert_eq!(
+            hello(Intent::Pair).to_json().unwrap(),
+            br#"{"type":"hello","protocol":1,"device_name":"x","intent":"pair"}"#
+        );
+        let pin = r#"{"type":"hello","protocol":1,"device_name":"x","intent":"pair","via":"pin"}"#;
+        assert_eq!(dec(pin).unwrap(), hello(Intent::Pair));
+        let odd = r#"{"type":"hello","protocol":1,"device_name":"x","intent":"pair","via":"qr"}"#;
+        assert!(dec(odd).is_err());
+        let link = r#"{"type":"hello","protocol":1,"device_name":"x","intent":"pair","via":"link"}"#;
+        assert_eq!(dec(link).unwrap(), hello(Intent::PairLink));
     }
 
     #[test]

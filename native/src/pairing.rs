@@ -53,6 +53,38 @@ const SIDE_B: u8 = 0x42;
 /// SPAKE2 as it is.
 pub use punktfunk_certs::Pin;
 
+/// A pairing link's one-time secret (§ 12): the SPAKE2 password of a link
+/// pairing, its 16 raw bytes.
+pub use punktfunk_certs::LinkSecret;
+
+/// The typed PIN or the link's secret, as the host's gate hands it out.
+pub use punktfunk_certs::Secret;
+
+/// What SPAKE2 may run with (§ 6.1 `pw`): the 4 ASCII digits of a typed
+/// PIN, or the 16 bytes of a pairing link's secret.
+pub trait PairingPassword {
+    /// The password bytes.
+    fn password(&self) -> &[u8];
+}
+
+impl PairingPassword for Pin {
+    fn password(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl PairingPassword for LinkSecret {
+    fn password(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl PairingPassword for Secret {
+    fn password(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
 /// A TLS exporter value (§ 6.2).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Exporter(pub [u8; EXPORTER_LEN]);
@@ -162,12 +194,12 @@ impl ClientPairing {
     /// Starts SPAKE2 as side A after `welcome{status: pairing}` (§ 6.1).
     /// Send the returned message.
     pub fn start<R: RngCore + CryptoRng>(
-        pin: &Pin,
+        pin: &impl PairingPassword,
         binding: ChannelBinding,
         rng: &mut R,
     ) -> Result<(Self, Message), PairingError> {
         let (spake, msg) = Spake2::<Ed25519Group>::start_a_with_rng(
-            &Password::new(pin.as_bytes()),
+            &Password::new(pin.password()),
             &Identity::new(binding.client.as_bytes()),
             &Identity::new(binding.host.as_bytes()),
             rng,
@@ -290,7 +322,7 @@ impl HostPairing {
     /// returned message; on error send [`PairingError::to_message`] and
     /// report a failed pairing to the gate.
     pub fn respond<R: RngCore + CryptoRng>(
-        pin: Pin,
+        pin: impl PairingPassword,
         binding: ChannelBinding,
         device_name: DisplayName,
         client_pake: Pake,
@@ -299,7 +331,7 @@ impl HostPairing {
         let msg_a = client_pake.msg;
         check_pake(&msg_a, SIDE_A)?;
         let (spake, msg) = Spake2::<Ed25519Group>::start_b_with_rng(
-            &Password::new(pin.as_bytes()),
+            &Password::new(pin.password()),
             &Identity::new(binding.client.as_bytes()),
             &Identity::new(binding.host.as_bytes()),
             rng,

@@ -22,8 +22,8 @@ use sha2::{Digest, Sha256};
 use crate::handshake;
 use crate::message::{DisplayName, ErrorCode, Intent, Message, Status};
 use crate::pairing::{
-    derive_keys, ChannelBinding, ClientPairing, Exporter, HostEffect, HostPairing, PairingError,
-    Pin, TranscriptHash, CLIENT_CONFIRM_INFO, HOST_CONFIRM_INFO, TRANSCRIPT_LABEL,
+    derive_keys, ChannelBinding, ClientPairing, Exporter, HostEffect, HostPairing, LinkSecret,
+    PairingError, Pin, Secret, TranscriptHash, CLIENT_CONFIRM_INFO, HOST_CONFIRM_INFO, TRANSCRIPT_LABEL,
 };
 
 const DOC: &str = include_str!("../../docs/native-protocol.md");
@@ -58,6 +58,23 @@ struct Vectors {
     host_mac: String,
     frames: Vec<Frame>,
     wrong_pin: WrongPin,
+    link: LinkVectors,
+}
+
+/// The same exchange with a pairing link's secret as the password (§ 12):
+/// the client's `hello` says `via: link`, the RNG bytes are the same.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct LinkVectors {
+    secret: String,
+    hello: Frame,
+    password_scalar_w: String,
+    msg_a: String,
+    msg_b: String,
+    shared_point_k: String,
+    spake2_key: String,
+    transcript_hash: String,
+    client_mac: String,
+    host_mac: String,
 }
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -128,6 +145,7 @@ struct Inputs {
     client_seed: [u8; 32],
     host_seed: [u8; 32],
     wrong_pin: &'static str,
+    link_secret: [u8; 16],
 }
 
 fn inputs() -> Inputs {
@@ -141,6 +159,9 @@ fn inputs() -> Inputs {
         client_seed: [0x11; 32],
         host_seed: [0x22; 32],
         wrong_pin: "1234",
+        link_secret: Sha256::digest(b"punktfunk test vector: pairing link secret")[..16]
+            .try_into()
+            .unwrap(),
     }
 }
 
@@ -216,9 +237,9 @@ fn generate() -> Vectors {
     let (client, pake_a) =
         ClientPairing::start(&wrong, binding.clone(), &mut ReplayRng(client_rng.to_vec())).unwrap();
     let (host, pake_b) = HostPairing::respond(
-        i.pin.parse().unwrap(),
-        binding,
-        device_name,
+        i.pin.parse::<Pin>().unwrap(),
+        binding.clone(),
+        device_name.clone(),
         as_pake(&pake_a),
         &mut ReplayRng(host_rng.to_vec()),
     )
@@ -231,7 +252,10 @@ fn generate() -> Vectors {
     assert_eq!(err, PairingError::PinRejected);
     let reply = err.to_message().unwrap();
 
+    let link = link_exchange(&i, &binding, &client_rng, &host_rng, &device_name);
+
     Vectors {
+        link,
         pin: i.pin.into(),
         device_name: i.device_name.into(),
         host_name: i.host_name.into(),
@@ -268,6 +292,54 @@ fn generate() -> Vectors {
             client_mac: h(wrong_mac.mac),
             host_reply: frame("host", &reply),
         },
+    }
+}
+
+/// The link ceremony through the real API, with the § 10 RNG bytes.
+fn link_exchange(
+    i: &Inputs,
+    binding: &ChannelBinding,
+    client_rng: &[u8; 64],
+    host_rng: &[u8; 64],
+    device_name: &DisplayName,
+) -> LinkVectors {
+    let secret = LinkSecret::from_bytes(i.link_secret);
+    let hello = handshake::hello(device_name.clone(), Intent::PairLink);
+    let (client, pake_a) =
+        ClientPairing::start(&secret, binding.clone(), &mut ReplayRng(client_rng.to_vec())).unwrap();
+    let (host, pake_b) = HostPairing::respond(
+        Secret::Link(secret.clone()),
+        binding.clone(),
+        device_name.clone(),
+        as_pake(&pake_a),
+        &mut ReplayRng(host_rng.to_vec()),
+    )
+    .unwrap();
+    let (client, confirm_a) = client.on_message(pake_b.clone()).unwrap();
+    let (_, awaiting) = host.on_message(confirm_a.clone()).unwrap();
+    let confirm_b = awaiting.stored();
+    let _ = client.on_message(confirm_b.clone()).unwrap();
+    let (Message::Pake(a), Message::Pake(b), Message::Confirm(ca), Message::Confirm(cb)) =
+        (&pake_a, &pake_b, &confirm_a, &confirm_b)
+    else {
+        panic!("wrong message types");
+    };
+    let w = password_scalar(secret.as_bytes());
+    let x = Scalar::from_bytes_mod_order_wide(client_rng);
+    let k = shared_point(&b.msg, x, w, N_HEX);
+    let key = spake2_key(secret.as_bytes(), &i.client_fp, &i.host_fp, &a.msg, &b.msg, &k);
+    let th = TranscriptHash::new(binding, &a.msg, &b.msg);
+    LinkVectors {
+        secret: h(i.link_secret),
+        hello: frame("client", &hello),
+        password_scalar_w: h(w.as_bytes()),
+        msg_a: h(a.msg),
+        msg_b: h(b.msg),
+        shared_point_k: h(k),
+        spake2_key: h(key),
+        transcript_hash: h(th.0),
+        client_mac: h(ca.mac),
+        host_mac: h(cb.mac),
     }
 }
 
@@ -431,6 +503,43 @@ fn published_vectors_follow_the_documented_formulas() {
     // The wrong-PIN host reply is `pin_rejected`.
     let reply = Message::decode(v.wrong_pin.host_reply.json.as_bytes()).unwrap();
     assert!(matches!(reply, Message::Error(e) if e.code == ErrorCode::PinRejected));
+
+    // The link exchange: the same formulas with pw = the secret's 16 bytes.
+    let l = &v.link;
+    let pw = unhex::<16>(&l.secret);
+    let w = password_scalar(&pw);
+    assert_eq!(h(w.as_bytes()), l.password_scalar_w);
+    let msg_a = unhex::<33>(&l.msg_a);
+    let msg_b = unhex::<33>(&l.msg_b);
+    let x_pt = (ED25519_BASEPOINT_POINT * x + point(M_HEX) * w).compress();
+    let y_pt = (ED25519_BASEPOINT_POINT * y + point(N_HEX) * w).compress();
+    assert_eq!(&msg_a[1..], x_pt.as_bytes());
+    assert_eq!(&msg_b[1..], y_pt.as_bytes());
+    let k = shared_point(&msg_b, x, w, N_HEX);
+    assert_eq!(k, shared_point(&msg_a, y, w, M_HEX));
+    assert_eq!(h(k), l.shared_point_k);
+    let key = spake2_key(&pw, &client_fp, &host_fp, &msg_a, &msg_b, &k);
+    assert_eq!(h(key), l.spake2_key);
+    let mut input = b"punktfunk native pairing v1\0".to_vec();
+    for part in [&client_fp[..], &host_fp, &msg_a, &msg_b, &exporter] {
+        input.extend_from_slice(part);
+    }
+    let th: [u8; 32] = Sha256::digest(&input).into();
+    assert_eq!(h(th), l.transcript_hash);
+    let prk = Hkdf::<Sha256>::new(Some(&th), &key);
+    let (mut kc, mut kh) = ([0u8; 32], [0u8; 32]);
+    prk.expand(b"punktfunk native v1 client confirm", &mut kc)
+        .unwrap();
+    prk.expand(b"punktfunk native v1 host confirm", &mut kh)
+        .unwrap();
+    assert_eq!(h(hmac(&kc, &th)), l.client_mac);
+    assert_eq!(h(hmac(&kh, &th)), l.host_mac);
+    let hello = hex::decode(&l.hello.hex).unwrap();
+    assert_eq!(&hello[4..], l.hello.json.as_bytes());
+    assert!(matches!(
+        Message::decode(l.hello.json.as_bytes()).unwrap(),
+        Message::Hello(h) if h.intent == Intent::PairLink
+    ));
 }
 
 #[test]

@@ -168,7 +168,7 @@ fn timeout_tables_match_the_constants() {
         ),
         ("silence in a session", timeouts::SESSION_IDLE),
         ("a pending request (knock)", gate.pending_ttl),
-        ("an armed PIN", gate.pin_ttl),
+        ("an armed PIN, and its link's secret", gate.pin_ttl),
         ("host → client: writing one frame", timeouts::FRAME_BODY),
         (
             "client: each wait for a host answer",
@@ -213,7 +213,7 @@ fn timeout_tables_match_the_constants() {
     );
     assert!(
         flat(section("### 6.5 Why this order: one guess per armed PIN")).contains(&format!(
-            "The host gives each step {}",
+            "each with its own {} deadline",
             secs(timeouts::HOST_PAIRING_STEP)
         ))
     );
@@ -228,7 +228,14 @@ fn limit_table_matches_the_constants() {
         cell(t, "connections served at once"),
         DEFAULT_MAX_CONNECTIONS.to_string()
     );
-    assert_eq!(cell(t, "pairing exchanges at once"), "1");
+    assert_eq!(
+        cell(t, "connections in the pairing steps (waiting for `pake`, or past it)"),
+        format!(
+            "{}, and {} per source address",
+            punktfunk_native::endpoint::MAX_PAIRING,
+            punktfunk_native::endpoint::MAX_PAIRING_PER_ADDRESS
+        )
+    );
     assert_eq!(cell(t, "waiting requests"), gate.max_pending.to_string());
     assert_eq!(
         cell(t, "waiting requests per source address"),
@@ -266,7 +273,7 @@ fn pairing_link_vectors_are_what_the_parser_makes_of_them() {
         let text = case["link"].as_str().unwrap();
         let link = PairingLink::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
         assert_eq!(link.host_fingerprint.to_hex(), case["fp"], "{text}");
-        assert_eq!(link.pin.as_str(), case["pin"], "{text}");
+        assert_eq!(link.secret.to_hex().as_str(), case["secret"], "{text}");
         assert_eq!(u64::from(link.port), case["port"], "{text}");
         let addresses: Vec<String> = link.addresses.iter().map(ToString::to_string).collect();
         assert_eq!(
@@ -339,7 +346,7 @@ fn pairing_link_numbers_match_the_constants() {
         ],
         port: 65535,
         host_fingerprint: punktfunk_certs::Fingerprint::from_bytes([0xab; 32]),
-        pin: "9999".parse().unwrap(),
+        secret: punktfunk_native::LinkSecret::from_bytes([0xff; 16]),
         host_name: DisplayName::sanitize(&"\u{1f3ae}".repeat(MAX_NAME_CHARS + 1)).unwrap(),
     }
     .to_uri();

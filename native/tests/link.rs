@@ -10,9 +10,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use punktfunk_certs::{Fingerprint, GateConfig, Identity, SystemClock, Trust};
+use punktfunk_certs::{Fingerprint, GateConfig, Identity, LinkSecret, SystemClock, Trust};
 use punktfunk_native::{
-    Client, ClientError, DisplayName, Endpoint, EndpointConfig, HostAddr, PairingLink, Pin, Status,
+    Client, ClientError, DisplayName, Endpoint, EndpointConfig, HostAddr, PairingLink, Status,
     UnknownDevices,
 };
 use rand::rngs::OsRng;
@@ -27,7 +27,7 @@ struct Host {
 }
 
 /// A host on `ip:port` (port 0: any) with pairing armed.
-async fn host(ip: &str, port: u16) -> (Host, Pin) {
+async fn host(ip: &str, port: u16) -> (Host, LinkSecret) {
     let tmp = tempfile::tempdir().unwrap();
     let trust =
         Arc::new(Trust::open(tmp.path(), GateConfig::default(), Arc::new(SystemClock)).unwrap());
@@ -48,8 +48,7 @@ async fn host(ip: &str, port: u16) -> (Host, Pin) {
     let (stop, stopped) = watch::channel(false);
     tokio::spawn(endpoint.run(stopped));
     let now = trust.now();
-    let pin = trust.gate().arm(now, &mut OsRng).pin;
-    let pin = pin.as_str().parse().unwrap();
+    let pin = trust.gate().arm(now, &mut OsRng).link;
     let fingerprint = identity.fingerprint();
     (
         Host {
@@ -70,12 +69,12 @@ impl Host {
     }
 }
 
-fn link(addresses: &[&str], port: u16, fingerprint: Fingerprint, pin: &Pin) -> PairingLink {
+fn link(addresses: &[&str], port: u16, fingerprint: Fingerprint, pin: &LinkSecret) -> PairingLink {
     PairingLink {
         addresses: addresses.iter().map(|a| a.parse().unwrap()).collect(),
         port,
         host_fingerprint: fingerprint,
-        pin: pin.clone(),
+        secret: pin.clone(),
         host_name: DisplayName::sanitize("Test Host").unwrap(),
     }
 }

@@ -153,10 +153,10 @@ proptest! {
     fn pairing_succeeds_iff_the_pins_match(a in 0u16..10_000, b in 0u16..10_000, seed in any::<u64>()) {
         let (a, b) = (format!("{a:04}"), format!("{b:04}"));
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
-        let (client, m) = ClientPairing::start(&a.parse().unwrap(), binding(), &mut rng).unwrap();
+        let (client, m) = ClientPairing::start(&a.parse::<Pin>().unwrap(), binding(), &mut rng).unwrap();
         let Message::Pake(m) = m else { unreachable!() };
         let (host, m) = HostPairing::respond(
-            b.parse().unwrap(), binding(), DisplayName::sanitize("x").unwrap(), m, &mut rng,
+            b.parse::<Pin>().unwrap(), binding(), DisplayName::sanitize("x").unwrap(), m, &mut rng,
         ).unwrap();
         let (_, m) = client.on_message(m).unwrap();
         prop_assert_eq!(host.on_message(m).is_ok(), a == b);

@@ -125,12 +125,10 @@ async fn serve(
     let rearm = tokio::spawn(async move {
         loop {
             match events.recv().await {
-                // A success re-arms; a failure never does (one guess per
-                // PIN, and a wrong guess leaves pairing off).
-                Ok(TrustEvent::PinAttemptFinished { paired: true }) if allow_pairing => {
-                    arm(&rearm_trust, &shown)
-                }
-                // Only expiry disarms here (no console): keep a PIN on offer.
+                // A success ends the arming, and so does expiry (there is
+                // no console here): either way, keep a PIN on offer. A
+                // failure never re-arms (one guess per PIN; a wrong guess
+                // leaves the PIN spent, the link still pairs).
                 Ok(TrustEvent::Disarmed) if allow_pairing => arm(&rearm_trust, &shown),
                 Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
@@ -182,7 +180,7 @@ fn arm(trust: &Trust, shown: &Shown) {
             addresses,
             port: shown.bound.port(),
             host_fingerprint: shown.fingerprint,
-            pin: armed.pin,
+            secret: armed.link,
             host_name: shown.name.clone(),
         }
         .to_uri();

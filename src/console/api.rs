@@ -13,7 +13,7 @@ use punktfunk_certs::gate::PendingOutcome;
 use punktfunk_certs::otp::Passphrase;
 use punktfunk_certs::{
     Actor, AddressKey, AuditError, DisplayName, Entry, Event, Fingerprint, GateError, Label,
-    Outcome, PendingId, Pin, RegistryError, TrustError, TrustEvent,
+    LinkSecret, Outcome, PendingId, Pin, RegistryError, TrustError, TrustEvent,
 };
 use punktfunk_native::PairingLink;
 use rand::rngs::OsRng;
@@ -391,8 +391,9 @@ pub(crate) fn pairing_state(state: &ConsoleState) -> PairingState<'_> {
     let mut gate = trust.gate();
     let armed = gate.armed(now).map(|a| ArmedReply {
         expires_in_s: expires_in(a.expires, now),
-        link: pairing_link(state, &addresses, &a.pin).map(|l| l.to_uri()),
+        link: pairing_link(state, &addresses, &a.link).map(|l| l.to_uri()),
         pin: a.pin.as_str().to_owned(),
+        pin_used: a.pin_taken,
     });
     let last_attempt = gate
         .last_attempt()
@@ -456,8 +457,9 @@ async fn arm(auth: Authed, state: web::Data<ConsoleState>) -> Result<HttpRespons
     recorded(state.trust.record(auth.actor.entry(Event::PairingArmed))).await?;
     Ok(HttpResponse::Ok().json(ArmedReply {
         expires_in_s: expires_in(armed.expires, now),
-        link: pairing_link(&state, &lan_addresses(&state), &armed.pin).map(|l| l.to_uri()),
+        link: pairing_link(&state, &lan_addresses(&state), &armed.link).map(|l| l.to_uri()),
         pin: armed.pin.as_str().to_owned(),
+        pin_used: armed.pin_taken,
     }))
 }
 
@@ -498,6 +500,9 @@ fn registry_error(e: RegistryError) -> ApiError {
         }
         RegistryError::Certificate(_) => {
             ApiError::new(StatusCode::BAD_REQUEST, "invalid", e.to_string())
+        }
+        RegistryError::PairedAtOtherDoor { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "paired_at_other_door", e.to_string())
         }
         other => ApiError::internal(other),
     }
@@ -625,16 +630,21 @@ fn lan_addresses(state: &ConsoleState) -> Vec<IpAddr> {
     state.reach.get().map(|r| r.addresses()).unwrap_or_default()
 }
 
-/// The native door's pairing link for the armed `pin` (docs/native-protocol.md
-/// § 12): the app pins the host fingerprint from it before connecting.
+/// The native door's pairing link for the arming's `secret`
+/// (docs/native-protocol.md § 12): the app pins the host fingerprint from
+/// it before connecting, and pairs with the secret, not the typed PIN.
 /// `None` without `--native`, or until the doors are bound.
-fn pairing_link(state: &ConsoleState, addresses: &[IpAddr], pin: &Pin) -> Option<PairingLink> {
+fn pairing_link(
+    state: &ConsoleState,
+    addresses: &[IpAddr],
+    secret: &LinkSecret,
+) -> Option<PairingLink> {
     let reach = state.reach.get()?;
     Some(PairingLink {
         addresses: addresses.to_vec(),
         port: reach.native?,
         host_fingerprint: state.host_fingerprint,
-        pin: pin.clone(),
+        secret: secret.clone(),
         host_name: DisplayName::sanitize_or(&state.host_name, "punktfunk host"),
     })
 }
@@ -642,10 +652,10 @@ fn pairing_link(state: &ConsoleState, addresses: &[IpAddr], pin: &Pin) -> Option
 /// The QR code of the armed PIN's pairing link.
 async fn pairing_qr(_: Authed, state: web::Data<ConsoleState>) -> Result<HttpResponse, ApiError> {
     let now = state.trust.now();
-    let pin = state.trust.gate().armed(now).map(|a| a.pin.clone());
-    let pin = pin
+    let secret = state.trust.gate().armed(now).map(|a| a.link.clone());
+    let secret = secret
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_armed", "pairing is not armed"))?;
-    let link = pairing_link(&state, &lan_addresses(&state), &pin).ok_or_else(|| {
+    let link = pairing_link(&state, &lan_addresses(&state), &secret).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "no_native_door",

@@ -124,6 +124,9 @@ pub(crate) struct ArmedReply {
     /// The native pairing link (`None` without the native door).
     pub(crate) link: Option<String>,
     pub(crate) pin: String,
+    /// The typed PIN was used (a wrong guess, or a pairing in progress):
+    /// only the link (QR code) still pairs in this arming.
+    pub(crate) pin_used: bool,
 }
 
 /// The active one-time PIN (`POST /api/otp`, and `otp` in the page state).
@@ -397,8 +400,9 @@ mod tests {
                 expires_in_s: 180,
                 link: None,
                 pin: "0042".into(),
+                pin_used: true,
             },
-            json!({"pin": "0042", "expires_in_s": 180, "link": null}),
+            json!({"pin": "0042", "expires_in_s": 180, "link": null, "pin_used": true}),
         );
     }
 

@@ -176,6 +176,21 @@ pub fn arm(console: &Console) -> String {
     body["pin"].as_str().unwrap().to_owned()
 }
 
+/// Arms pairing from the console; the PIN and the pairing link (QR code)
+/// the console shows for it (with `--native`).
+pub fn arm_with_link(console: &Console) -> (String, String) {
+    let (status, body) = console.send("POST", "/api/pairing/arm", None);
+    assert_eq!(status, 200, "{body}");
+    let link = body["link"].as_str().expect("a pairing link").to_owned();
+    (body["pin"].as_str().unwrap().to_owned(), link)
+}
+
+/// The `s` (secret, hex) of a pairing link.
+pub fn link_secret(link: &str) -> String {
+    let link = punktfunk_native::PairingLink::parse(link).expect("the link parses");
+    link.secret.to_hex().to_string()
+}
+
 pub fn signal(child: &Child, sig: &str) {
     signal_pid(child.id(), sig);
 }

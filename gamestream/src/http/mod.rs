@@ -382,8 +382,12 @@ impl FromRequest for Caller {
                 })))
             }
             Some(cert) => cert.filter(|fp| {
-                req.app_data::<web::Data<State>>()
-                    .is_some_and(|s| s.trust.is_trusted(fp))
+                // Only a Moonlight-paired certificate: trust won at the
+                // native door does not count here.
+                req.app_data::<web::Data<State>>().is_some_and(|s| {
+                    s.trust
+                        .is_trusted_at(punktfunk_certs::Kind::Gamestream, fp)
+                })
             }),
         };
         let Some(fp) = trusted else {

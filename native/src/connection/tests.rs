@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use punktfunk_certs::{
-    AddressKey, Claimant, Fingerprint, GateError, PendingId, PendingOutcome, Via,
+    AddressKey, Claimant, Fingerprint, GateError, LinkSecret, PendingId, PendingOutcome, Secret,
+    Via,
 };
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -65,7 +66,7 @@ fn new_conn(policy: UnknownDevices, now: Instant) -> HostConnection {
 #[derive(Default)]
 struct Facts {
     trusted: bool,
-    slot_free: bool,
+    place_free: bool,
     armed: bool,
     asked: Vec<&'static str>,
 }
@@ -80,7 +81,7 @@ impl Facts {
 
     fn pairable() -> Self {
         Self {
-            slot_free: true,
+            place_free: true,
             armed: true,
             ..Self::default()
         }
@@ -92,12 +93,12 @@ impl HelloFacts for Facts {
         self.asked.push("trusted");
         self.trusted
     }
-    fn claim_pairing_slot(&mut self) -> bool {
-        self.asked.push("slot");
-        self.slot_free
+    fn wait_for_pake(&mut self) -> bool {
+        self.asked.push("place");
+        self.place_free
     }
-    fn is_armed(&mut self) -> bool {
-        self.asked.push("armed");
+    fn is_armed(&mut self, link: bool) -> bool {
+        self.asked.push(if link { "link armed" } else { "armed" });
         self.armed
     }
 }
@@ -159,6 +160,15 @@ fn rng() -> ChaCha20Rng {
 
 fn pin(s: &str) -> Pin {
     s.parse().unwrap()
+}
+
+/// The typed PIN `s` as the gate hands it to the core.
+fn secret(s: &str) -> Secret {
+    Secret::Pin(pin(s))
+}
+
+fn link_secret(byte: u8) -> LinkSecret {
+    LinkSecret::from_bytes([byte; 16])
 }
 
 fn binding() -> ChannelBinding {
@@ -275,7 +285,7 @@ fn open_mode_stores_the_device_before_welcoming_it() {
         })]
     );
     assert_eq!(c.poll_timeout(), None, "the store is the driver's to bound");
-    c.on_stored(true, t);
+    c.on_stored(Ok(()), t);
     assert_eq!(drain(&mut c), [welcome(Status::Open)]);
     assert_eq!(c.state_name(), "session");
 }
@@ -285,7 +295,7 @@ fn open_mode_that_cannot_store_is_internal() {
     let t = Instant::now();
     let mut c = unknown_connects(UnknownDevices::DangerAdmitOpen, t);
     drain(&mut c);
-    c.on_stored(false, t);
+    c.on_stored(Err(None), t);
     assert_eq!(closed_with(&drain(&mut c)), Some(ErrorCode::Internal));
 }
 
@@ -505,49 +515,139 @@ fn a_stopping_trust_service_ends_the_session() {
 // ---- pair ----
 
 #[test]
-fn pairing_needs_the_slot_then_an_armed_pin() {
+fn pairing_needs_an_armed_pin_then_a_place_among_the_waiting() {
     let t = Instant::now();
     let mut c = new_conn(UnknownDevices::Knock, t);
     let mut facts = Facts {
-        armed: true,
-        ..Facts::default()
-    };
-    c.on_hello(hello(Intent::Pair), &mut facts, t);
-    assert_eq!(closed_with(&drain(&mut c)), Some(ErrorCode::PairingBusy));
-    assert_eq!(facts.asked, ["slot"]);
-
-    let mut c = new_conn(UnknownDevices::Knock, t);
-    let mut facts = Facts {
-        slot_free: true,
+        place_free: true,
         trusted: true,
         ..Facts::default()
     };
     c.on_hello(hello(Intent::Pair), &mut facts, t);
     let actions = drain(&mut c);
     assert_eq!(closed_with(&actions), Some(ErrorCode::NotArmed));
-    assert!(
-        actions.contains(&effect(Effect::LeavePairing)),
-        "the slot goes back"
-    );
-    assert_eq!(facts.asked, ["slot", "armed"], "pairing never asks trust");
+    assert!(!actions.contains(&effect(Effect::LeavePairing)), "none taken");
+    assert_eq!(facts.asked, ["armed"], "pairing never asks trust");
+
+    let mut c = new_conn(UnknownDevices::Knock, t);
+    let mut facts = Facts {
+        armed: true,
+        ..Facts::default()
+    };
+    c.on_hello(hello(Intent::PairLink), &mut facts, t);
+    assert_eq!(closed_with(&drain(&mut c)), Some(ErrorCode::PairingBusy));
+    assert_eq!(facts.asked, ["link armed", "place"]);
+}
+
+fn awaiting_pake_with(t: Instant, intent: Intent) -> HostConnection {
+    let mut c = greeted(UnknownDevices::Refuse, intent, &mut Facts::pairable(), t);
+    // Nothing is claimed or shown yet: waiting for `pake` holds nothing.
+    assert_eq!(drain(&mut c), [welcome(Status::Pairing)]);
+    assert_eq!(c.poll_timeout(), Some(t + timeouts::HOST_PAIRING_STEP));
+    c
 }
 
 fn awaiting_pake(t: Instant) -> HostConnection {
-    let mut c = greeted(
-        UnknownDevices::Refuse,
-        Intent::Pair,
-        &mut Facts::pairable(),
-        t,
-    );
+    awaiting_pake_with(t, Intent::Pair)
+}
+
+#[test]
+fn any_number_wait_for_pake_and_the_first_pake_takes_the_pin() {
+    let t = Instant::now();
+    let mut rng = rng();
+    let mut waiting: Vec<HostConnection> = (0..5).map(|_| awaiting_pake(t)).collect();
+    // The fourth sends its pake first: it is the one that takes the PIN.
+    let (_, pake) = ClientPairing::start(&pin("1111"), binding(), &mut rng).unwrap();
+    waiting[3].on_message(pake.clone(), t);
     assert_eq!(
-        drain(&mut c),
+        drain(&mut waiting[3]),
         [
             effect(Effect::BeginExchange(claimant())),
-            welcome(Status::Pairing)
+            effect(Effect::TakePin(claimant()))
         ]
     );
-    assert_eq!(c.poll_timeout(), Some(t + timeouts::HOST_PAIRING_STEP));
-    c
+    // Another's later pake finds the PIN gone: not armed, nothing spent.
+    waiting[0].on_message(pake, t);
+    drain(&mut waiting[0]);
+    waiting[0].on_pin(None, &mut rng, t);
+    let actions = drain(&mut waiting[0]);
+    assert_eq!(closed_with(&actions), Some(ErrorCode::NotArmed));
+    assert!(!actions
+        .iter()
+        .any(|a| matches!(a, Action::Effect(Effect::ReportPin(_)))));
+    // The rest still wait, each on its own deadline.
+    for c in &waiting[1..3] {
+        assert_eq!(c.state_name(), "await_pake");
+    }
+}
+
+#[test]
+fn a_pair_hello_without_pake_is_recorded_as_a_stall() {
+    let t = Instant::now();
+    for input in 0..4 {
+        let mut c = awaiting_pake(t);
+        match input {
+            0 => c.on_timeout(t + timeouts::HOST_PAIRING_STEP),
+            1 => c.on_read_failed(ReadFailure::Closed),
+            2 => c.on_read_failed(ReadFailure::Broken),
+            _ => c.on_read_failed(ReadFailure::TooSlow),
+        }
+        let actions = drain(&mut c);
+        assert_eq!(
+            actions[0],
+            effect(Effect::RecordStall(claimant())),
+            "input {input}: {actions:?}"
+        );
+        assert!(actions.contains(&effect(Effect::LeavePairing)));
+        assert_eq!(actions.last(), Some(&Action::Close));
+    }
+    // Early is no stall; garbage is a bad message, not a stall.
+    let mut c = awaiting_pake(t);
+    c.on_timeout(t + timeouts::HOST_PAIRING_STEP - Duration::from_millis(1));
+    assert_eq!(drain(&mut c), []);
+    c.on_read_failed(ReadFailure::Malformed("x".into()));
+    let actions = drain(&mut c);
+    assert!(!actions.contains(&effect(Effect::RecordStall(claimant()))));
+}
+
+#[test]
+fn a_link_pairing_runs_with_the_link_secret_and_a_wrong_one_is_rejected() {
+    let t = Instant::now();
+    for (client_byte, host_byte) in [(7u8, 7u8), (7, 8)] {
+        let mut rng = rng();
+        let mut c = awaiting_pake_with(t, Intent::PairLink);
+        let (client, pake) =
+            ClientPairing::start(&link_secret(client_byte), binding(), &mut rng).unwrap();
+        c.on_message(pake, t);
+        assert_eq!(
+            drain(&mut c),
+            [
+                effect(Effect::BeginExchange(claimant())),
+                effect(Effect::UseLink(claimant()))
+            ]
+        );
+        c.on_pin(Some(Secret::Link(link_secret(host_byte))), &mut rng, t);
+        let host_pake = match drain(&mut c).as_slice() {
+            [Action::Send(m @ Message::Pake(_))] => m.clone(),
+            other => panic!("{other:?}"),
+        };
+        let (_, confirm) = client.on_message(host_pake).unwrap();
+        c.on_message(confirm, t);
+        let actions = drain(&mut c);
+        if client_byte == host_byte {
+            assert_eq!(
+                actions,
+                [effect(Effect::Store {
+                    name: device_name(),
+                    via: Via::Pin
+                })]
+            );
+        } else {
+            // Reported as spent: for the link, the gate keeps it anyway.
+            assert_eq!(actions[0], effect(Effect::ReportPin(None)));
+            assert_eq!(closed_with(&actions), Some(ErrorCode::PinRejected));
+        }
+    }
 }
 
 #[test]
@@ -556,6 +656,7 @@ fn anything_but_pake_leaves_the_pin_in_the_gate() {
     for input in 0..4 {
         let mut c = awaiting_pake(t);
         match input {
+            // Nothing was shown or taken: only the place goes back.
             0 => c.on_message(Message::Ping, t),
             1 => c.on_message(Message::error(ErrorCode::Internal, "x"), t),
             2 => c.on_read_failed(ReadFailure::Malformed("short pake".into())),
@@ -586,11 +687,14 @@ fn pair_until_confirm(
     c.on_message(pake, t);
     assert_eq!(
         drain(&mut c),
-        [effect(Effect::TakePin(claimant()))],
+        [
+            effect(Effect::BeginExchange(claimant())),
+            effect(Effect::TakePin(claimant()))
+        ],
         "§ 6.5: the PIN is taken when pake arrives"
     );
     assert_eq!(c.poll_timeout(), None);
-    c.on_pin(Some(pin(host_pin)), &mut rng, t);
+    c.on_pin(Some(secret(host_pin)), &mut rng, t);
     let host_pake = match drain(&mut c).as_slice() {
         [Action::Send(m @ Message::Pake(_))] => m.clone(),
         other => panic!("{other:?}"),
@@ -613,7 +717,7 @@ fn the_right_pin_stores_the_device_before_confirming() {
             via: Via::Pin
         })]
     );
-    c.on_stored(true, t);
+    c.on_stored(Ok(()), t);
     let actions = drain(&mut c);
     assert_eq!(
         actions[..2],
@@ -651,7 +755,7 @@ fn a_wrong_pin_is_spent_and_recorded_before_the_client_hears() {
 fn a_paired_device_the_host_cannot_store_is_internal_and_spends_the_pin() {
     let t = Instant::now();
     let (mut c, _, _) = pair_until_confirm(t, "0000", "0000");
-    c.on_stored(false, t);
+    c.on_stored(Err(None), t);
     let actions = drain(&mut c);
     assert_eq!(closed_with(&actions), Some(ErrorCode::Internal));
     assert!(actions.contains(&effect(Effect::ReportPin(None))));
@@ -684,7 +788,7 @@ fn after_the_pin_is_taken_every_way_out_spends_it() {
         let mut c = awaiting_pake(t);
         let (_, pake) = ClientPairing::start(&pin("1234"), binding(), &mut rng).unwrap();
         c.on_message(pake, t);
-        c.on_pin(Some(pin("1234")), &mut rng, t);
+        c.on_pin(Some(secret("1234")), &mut rng, t);
         drain(&mut c);
         match input {
             0 => c.on_timeout(t + timeouts::HOST_PAIRING_STEP),
@@ -710,7 +814,7 @@ fn a_mac_of_the_wrong_shape_is_a_rejected_pin_too() {
     let mut c = awaiting_pake(t);
     let (_, pake) = ClientPairing::start(&pin("1234"), binding(), &mut rng).unwrap();
     c.on_message(pake, t);
-    c.on_pin(Some(pin("1234")), &mut rng, t);
+    c.on_pin(Some(secret("1234")), &mut rng, t);
     drain(&mut c);
     c.on_message(Message::Confirm(Confirm { mac: [0; 32] }), t);
     assert_eq!(closed_with(&drain(&mut c)), Some(ErrorCode::PinRejected));
@@ -727,7 +831,7 @@ fn nothing_follows_close() {
     c.on_read_failed(ReadFailure::Closed);
     c.on_timeout(t + Duration::from_secs(3600));
     c.on_device_removed(&client_fp());
-    c.on_stored(true, t);
+    c.on_stored(Ok(()), t);
     c.on_trust_stopped();
     assert!(drain(&mut c).is_empty());
 }
@@ -832,11 +936,11 @@ proptest! {
         let mut may_enter_session = false;
         for input in inputs {
             match input {
-                Input::Hello(trusted, slot_free, armed, pair) => {
-                    let mut facts = Facts { trusted, slot_free, armed, asked: vec![] };
+                Input::Hello(trusted, place_free, armed, pair) => {
+                    let mut facts = Facts { trusted, place_free, armed, asked: vec![] };
                     let first = c.wants_hello();
                     c.on_hello(hello(if pair { Intent::Pair } else { Intent::Connect }), &mut facts, now);
-                    if first && facts.asked.contains(&"slot") && slot_free {
+                    if first && facts.asked.contains(&"place") && place_free {
                         slots += 1;
                     }
                     if first && trusted && !pair {
@@ -878,13 +982,13 @@ proptest! {
                 }
                 Input::Stored(ok) => {
                     if ok && c.state_name() == "storing" { may_enter_session = true; }
-                    c.on_stored(ok, now);
+                    c.on_stored(if ok { Ok(()) } else { Err(None) }, now);
                 }
                 Input::Knock(ok) => c.on_knock_added(if ok { Ok((id(), now + KNOCK_TTL)) } else { Err(GateError::TooManyPending) }, now),
                 Input::Pin(armed) => {
                     let given = armed && pin_asked && c.state_name() == "taking_pin";
                     if given { pins_given += 1; }
-                    c.on_pin(armed.then(|| pin("2468")), &mut rng, now);
+                    c.on_pin(armed.then(|| secret("2468")), &mut rng, now);
                 }
                 Input::Ended(o, trusted) => {
                     let outcome = [PendingOutcome::Approved, PendingOutcome::Denied, PendingOutcome::Expired, PendingOutcome::Replaced].get(o as usize).copied();
