@@ -55,7 +55,7 @@ fn moonlight_paired_certificate_is_unknown_at_the_native_door() {
     let id = pending["id"].as_str().unwrap();
     let (status, body) = console.send("POST", &format!("/api/pending/{id}/approve"), Some(json!({})));
     assert_eq!(status, 409, "{body}");
-    assert_eq!(body["error"], "paired_at_other_door", "{body}");
+    assert_eq!(body["error"]["code"], "paired_at_other_door", "{body}");
     let device = moonlight::device(&console, &dev.fingerprint).unwrap();
     assert_eq!(device["kind"], "gamestream", "{device}");
 

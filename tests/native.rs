@@ -205,7 +205,8 @@ fn wrong_pin_then_right_pin_in_the_same_arming_are_both_refused() {
     attacker.pair(&addr, &other_pin(&pin)).err("pin_rejected");
     let state = console.pairing();
     assert_eq!(state["last_attempt"]["result"], "pin_rejected", "{state}");
-    assert!(state["armed"].is_null(), "{state}");
+    // The PIN is used; the arming (its link) goes on.
+    assert_eq!(state["armed"]["pin_used"], true, "{state}");
 
     // One online guess per arming: the right PIN is spent too.
     ipad.pair(&addr, &pin).err("not_armed");

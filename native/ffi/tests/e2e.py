@@ -145,6 +145,25 @@ class ThroughFfi(unittest.TestCase):
         with self.assertRaises(pf.PunktfunkError.InvalidArgument):
             mallory.pair("127.0.0.1", self.host.native_port, "12a4", "Mallory", TIMEOUT_MS, None)
 
+    def test_the_consoles_link_pairs_after_a_wrong_guess_spent_the_typed_pin(self):
+        armed = self.host.api("POST", "/api/pairing/arm")
+        link, pin = armed["link"], armed["pin"]
+        self.assertIn("&s=", link)
+        self.assertNotIn("&pin=", link)
+        wrong = "%04d" % ((int(pin) + 1) % 10000)
+        with self.assertRaises(pf.PunktfunkError.PinRejected):
+            self.client("mallory").pair("127.0.0.1", self.host.native_port, wrong, "Mallory", TIMEOUT_MS, None)
+        # The typed PIN is spent; the QR code's link (its own secret) is not.
+        ipad = self.client("ipad")
+        paired = ipad.pair_link(link, "iPad", TIMEOUT_MS, None)
+        self.assertEqual(paired.host_fingerprint, self.host.fingerprint())
+        self.assertEqual(paired.session.status(), pf.ConnectStatus.TRUSTED)
+        paired.session.close()
+        self.assertIn(ipad.fingerprint(), self.host.devices())
+        # A success ends the arming: the link does not pair a second device.
+        with self.assertRaises(pf.PunktfunkError.NotArmed):
+            self.client("laptop").pair_link(link, "Laptop", TIMEOUT_MS, None)
+
     def test_knock_then_approve_then_trusted(self):
         tv = self.client("tv")
         result = {}

@@ -136,9 +136,14 @@ function renderArmed() {
   const armed = state.armed;
   $("armed").hidden = !armed;
   $("disarmed").hidden = !!armed;
-  if (armed) $("pin").textContent = armed.pin;
+  if (armed) {
+    $("pin").textContent = armed.pin;
+    // A wrong guess used the typed PIN up; the QR code still pairs.
+    $("pin").classList.toggle("used", !!armed.pin_used);
+  }
   // The QR code carries the pairing link (addresses, port, host
-  // fingerprint, PIN): the app pins the host before it connects.
+  // fingerprint, the arming's own secret): the app pins the host before
+  // it connects, and no wrong guess uses the link up.
   $("pair-link-box").hidden = !(armed && armed.link);
   if (armed && armed.link) {
     $("pair-link").textContent = armed.link;
@@ -147,10 +152,13 @@ function renderArmed() {
   }
   const a = state.last_attempt;
   const attempt = $("attempt");
-  attempt.hidden = !a || (armed && a.result !== "in_progress");
+  attempt.hidden = !a || (armed && a.result !== "in_progress" && !armed.pin_used);
   attempt.className = "attempt";
   if (a && a.result === "pin_rejected") {
-    attempt.replaceChildren("PIN used up by a wrong guess from ", ...who(a.by), ". Arm again for a new PIN.");
+    const next = armed
+      ? ". The QR code still pairs (it has its own secret); arm again for a new PIN."
+      : ". Arm again for a new PIN.";
+    attempt.replaceChildren("PIN used up by a wrong guess from ", ...who(a.by), next);
     attempt.classList.add("bad");
   } else if (a && a.result === "paired") {
     const d = state.devices.find((x) => x.fingerprint === a.fingerprint);
