@@ -456,6 +456,8 @@ const EVENT_WORDS = {
   request_replaced: "Request replaced by a newer one",
   pin_entered: "Moonlight's PIN entered",
   pin_rejected: "Wrong PIN",
+  link_rejected: "Wrong pairing-link secret (the link still pairs)",
+  pairing_stalled: "Asked to pair, then sent nothing",
   renamed: "Renamed",
   revoked: "Removed",
   host_identity_created: "Host identity created",
