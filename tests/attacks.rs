@@ -246,7 +246,10 @@ fn native_one_online_guess_per_arming_whatever_the_attacker_does() {
     );
     let state = console.pairing();
     // The PIN is spent; only the arming's link (its own secret) still pairs.
-    assert_eq!(state["armed"]["pin_used"], true, "the PIN is spent: {state}");
+    assert_eq!(
+        state["armed"]["pin_used"], true,
+        "the PIN is spent: {state}"
+    );
     assert_eq!(state["last_attempt"]["result"], "pin_rejected", "{state}");
     assert_eq!(state["devices"], json!([]), "{state}");
     assert_eq!(state["pending"], json!([]), "{state}");

@@ -53,7 +53,11 @@ fn moonlight_paired_certificate_is_unknown_at_the_native_door() {
     // and the device stays a Moonlight device.
     let pending = moonlight::pending(&console, &dev.fingerprint);
     let id = pending["id"].as_str().unwrap();
-    let (status, body) = console.send("POST", &format!("/api/pending/{id}/approve"), Some(json!({})));
+    let (status, body) = console.send(
+        "POST",
+        &format!("/api/pending/{id}/approve"),
+        Some(json!({})),
+    );
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "paired_at_other_door", "{body}");
     let device = moonlight::device(&console, &dev.fingerprint).unwrap();
@@ -64,7 +68,8 @@ fn moonlight_paired_certificate_is_unknown_at_the_native_door() {
     let pin: Pin = common::arm(&console).parse().unwrap();
     let err = rt.block_on(client.pair(&addr, &pin)).unwrap_err();
     assert!(
-        err.to_string().contains("already paired with this host through the Moonlight"),
+        err.to_string()
+            .contains("already paired with this host through the Moonlight"),
         "{err}"
     );
     let connected = rt

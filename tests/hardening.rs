@@ -485,11 +485,17 @@ fn a_stalled_pairing_holds_nothing_is_cut_at_the_deadline_and_is_recorded() {
     loop {
         let audit = std::fs::read_to_string(host.state_dir.join("audit.jsonl")).unwrap_or_default();
         if let Some(line) = audit.lines().find(|l| l.contains("\"pairing_stalled\"")) {
-            assert!(line.contains("127.0.6.1") && line.contains("staller"), "{line}");
+            assert!(
+                line.contains("127.0.6.1") && line.contains("staller"),
+                "{line}"
+            );
             assert!(line.contains(&stall_id.fingerprint().to_string()), "{line}");
             break;
         }
-        assert!(Instant::now() < deadline, "no pairing_stalled entry: {audit}");
+        assert!(
+            Instant::now() < deadline,
+            "no pairing_stalled entry: {audit}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -514,8 +520,7 @@ fn the_console_names_who_burned_an_arming() {
     );
     let state = console.pairing();
     assert_eq!(
-        state["armed"]["pin_used"],
-        true,
+        state["armed"]["pin_used"], true,
         "the typed PIN is used up: {state}"
     );
     let last = &state["last_attempt"];

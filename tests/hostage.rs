@@ -48,10 +48,7 @@ fn pair(args: &[&str]) -> (bool, String) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let last = stdout.lines().last().unwrap_or("").to_owned();
-    (
-        out.status.success(),
-        format!("{last}\nstderr: {stderr}"),
-    )
+    (out.status.success(), format!("{last}\nstderr: {stderr}"))
 }
 
 /// Runs `attack(n)` on `threads` threads from 127.0.<net>.<1..>, until
@@ -140,7 +137,10 @@ fn a_staller_cannot_stop_a_pin_pairing_from_another_address() {
             assert!(line.contains(&fp), "{line}");
             break;
         }
-        assert!(Instant::now() < deadline, "no pairing_stalled entry: {audit}");
+        assert!(
+            Instant::now() < deadline,
+            "no pairing_stalled entry: {audit}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -150,7 +150,8 @@ fn a_staller_cannot_stop_a_pin_pairing_from_another_address() {
 /// it (`pin_rejected`).
 fn wrong_guess(src: &str, dst: std::net::SocketAddr, id: &Identity, link: bool) -> bool {
     let mut raw = Raw::connect(src, dst, id);
-    let mut hello = json!({"type": "hello", "protocol": 1, "device_name": "sniper", "intent": "pair"});
+    let mut hello =
+        json!({"type": "hello", "protocol": 1, "device_name": "sniper", "intent": "pair"});
     if link {
         hello["via"] = json!("link");
     }
@@ -183,10 +184,8 @@ fn a_sniper_cannot_stop_a_link_pairing() {
 
     // Wrong guesses from six addresses, at the typed PIN and at the link,
     // as fast as the host answers.
-    let (pin_guesses, link_guesses) = (
-        Arc::new(AtomicUsize::new(0)),
-        Arc::new(AtomicUsize::new(0)),
-    );
+    let (pin_guesses, link_guesses) =
+        (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let (p, l) = (pin_guesses.clone(), link_guesses.clone());
     let id = Identity::generate_p256("sniper").unwrap();
     let (stop, handles) = attackers(6, 3, move |src, _| {

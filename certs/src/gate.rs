@@ -443,9 +443,8 @@ pub struct LastAttempt {
     pub result: Attempt,
 }
 
-/// A native pairing exchange in progress (the client got
-/// `welcome{pairing}`), shown so the console can name a device that holds
-/// the one pairing slot.
+/// A native pairing exchange in progress (the client's `pake` took the PIN
+/// or the link's secret), shown so the console can name the device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exchange {
     /// Who holds it.
@@ -1150,7 +1149,11 @@ mod tests {
         assert_eq!(g.use_link(who(), t0).unwrap_err(), GateError::NotArmed);
         let armed = g.arm(t0, &mut rng);
         assert_eq!(armed.link.as_bytes().len(), LINK_SECRET_LEN);
-        assert_ne!(armed.link, g.arm(t0, &mut rng).link, "a new arming, a new link");
+        assert_ne!(
+            armed.link,
+            g.arm(t0, &mut rng).link,
+            "a new arming, a new link"
+        );
         let armed = g.armed(t0).unwrap().clone();
         // A wrong typed PIN spends the PIN, not the link.
         let pin = g.take_pin(who(), t0).unwrap();
@@ -1188,7 +1191,10 @@ mod tests {
         let t0 = Instant::now();
         g.arm(t0, &mut rng);
         let pin = g.take_pin(who(), t0).unwrap();
-        assert!(g.armed(t0).is_some(), "the link pairs while the PIN is in use");
+        assert!(
+            g.armed(t0).is_some(),
+            "the link pairs while the PIN is in use"
+        );
         g.report(pin, Some(who().fingerprint));
         assert!(g.armed(t0).is_none());
         assert_eq!(g.use_link(who(), t0).unwrap_err(), GateError::NotArmed);
@@ -1201,7 +1207,10 @@ mod tests {
         assert_eq!(LinkSecret::parse_hex(&"AB".repeat(16)), Some(s));
         assert_eq!(LinkSecret::parse_hex(&"ab".repeat(15)), None);
         assert_eq!(LinkSecret::parse_hex(&"zz".repeat(16)), None);
-        assert_eq!(format!("{:?}", LinkSecret::from_bytes([1; 16])), "LinkSecret(****)");
+        assert_eq!(
+            format!("{:?}", LinkSecret::from_bytes([1; 16])),
+            "LinkSecret(****)"
+        );
     }
 
     #[test]

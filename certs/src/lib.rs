@@ -53,8 +53,8 @@ pub use audit::{AuditError, AuditLog, Door, Entry, Event, Outcome};
 pub use events::TrustEvent;
 pub use fingerprint::{Fingerprint, ParseFingerprintError};
 pub use gate::{
-    AddressKey, Claimant, Gate, GateConfig, GateError, Needs, PendingId, PendingOutcome,
-    LinkSecret, PendingRequest, Pin, Secret,
+    AddressKey, Claimant, Gate, GateConfig, GateError, LinkSecret, Needs, PendingId,
+    PendingOutcome, PendingRequest, Pin, Secret,
 };
 pub use identity::{ct_eq, verify_sha256, HostIdentity, Identity, IdentityError};
 pub use name::{DisplayName, Label, LabelError};

@@ -66,11 +66,11 @@ const MAX_KNOWN_HOSTS_BYTES: u64 = 1024 * 1024;
 const ACCEPTED_MARKER: &str = "accepted";
 
 /// How long [`Client::pair`] keeps trying while the host answers
-/// `hello{intent: pair}` with `error{pairing_busy}`. A host runs one pairing
-/// exchange at a time, and anyone who can reach it can hold that slot for a
-/// few seconds (until the host's per-step deadline); a real user typing a
-/// PIN should not lose to that. After this window the client gives up with
-/// the host's `pairing_busy`.
+/// `hello{intent: pair}` with `error{pairing_busy}`: the host has no room
+/// for another connection in the pairing steps (from this address, or in
+/// all) for a few seconds (until the host's per-step deadline); a real user
+/// typing a PIN should not lose to that. After this window the client gives
+/// up with the host's `pairing_busy`.
 pub const PAIRING_BUSY_RETRY_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The pause between two attempts within [`PAIRING_BUSY_RETRY_WINDOW`];
@@ -501,8 +501,8 @@ impl Client {
     /// that was only accepted (TOFU) does not bind pairing: SPAKE2 proves
     /// which host knows the PIN, and that one is pinned in its place.
     ///
-    /// While the host answers `pairing_busy` (another exchange holds its
-    /// one pairing slot), this retries on a new connection every
+    /// While the host answers `pairing_busy` (no room in its pairing
+    /// steps), this retries on a new connection every
     /// [`PAIRING_BUSY_RETRY_INTERVAL`] for up to
     /// [`PAIRING_BUSY_RETRY_WINDOW`].
     pub async fn pair(&mut self, addr: &HostAddr, pin: &Pin) -> Result<Session, ClientError> {

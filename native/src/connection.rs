@@ -87,7 +87,7 @@ pub struct Peer {
 }
 
 /// What the core asks about the host when `hello` arrives, and only what
-/// the intent needs: a `connect` never touches the pairing slot.
+/// the intent needs: a `connect` never takes a place in the pairing steps.
 pub trait HelloFacts {
     /// Whether the registry lists the client's fingerprint.
     fn is_trusted(&mut self) -> bool;

@@ -775,7 +775,10 @@ struct Facts<'a> {
 impl HelloFacts for Facts<'_> {
     fn is_trusted(&mut self) -> bool {
         // Trust won through Moonlight does not open this door.
-        self.conn.ctx.trust.is_trusted_at(Kind::Native, &self.conn.fp)
+        self.conn
+            .ctx
+            .trust
+            .is_trusted_at(Kind::Native, &self.conn.fp)
     }
 
     fn wait_for_pake(&mut self) -> bool {

@@ -506,7 +506,10 @@ mod tests {
             (GOOD_QUERY.replace("v=2&", ""), "missing"),
             (format!("{GOOD_QUERY}&v=2"), "duplicate"),
             (format!("{GOOD_QUERY}&fp={FP}"), "duplicate"),
-            (format!("{GOOD_QUERY}&s=0f1e2d3c4b5a69788796a5b4c3d2e1f0"), "duplicate"),
+            (
+                format!("{GOOD_QUERY}&s=0f1e2d3c4b5a69788796a5b4c3d2e1f0"),
+                "duplicate",
+            ),
             (format!("{GOOD_QUERY}&port=47991"), "duplicate"),
             (format!("{GOOD_QUERY}&n=x"), "duplicate"),
         ] {
@@ -521,7 +524,10 @@ mod tests {
             })
         );
         let v1 = "punktfunk://pair?v=1&fp=50e3c712eeac7e84920fbcbe82424953cd8b8b79de73ff54df8c894c47991cb8&pin=0427&port=47991&a=10.0.0.5";
-        assert_eq!(PairingLink::parse(v1).unwrap_err().kind(), "unsupported_version");
+        assert_eq!(
+            PairingLink::parse(v1).unwrap_err().kind(),
+            "unsupported_version"
+        );
     }
 
     #[test]

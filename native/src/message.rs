@@ -562,7 +562,8 @@ mod tests {
         assert_eq!(dec(pin).unwrap(), hello(Intent::Pair));
         let odd = r#"{"type":"hello","protocol":1,"device_name":"x","intent":"pair","via":"qr"}"#;
         assert!(dec(odd).is_err());
-        let link = r#"{"type":"hello","protocol":1,"device_name":"x","intent":"pair","via":"link"}"#;
+        let link =
+            r#"{"type":"hello","protocol":1,"device_name":"x","intent":"pair","via":"link"}"#;
         assert_eq!(dec(link).unwrap(), hello(Intent::PairLink));
     }
 

@@ -23,7 +23,8 @@ use crate::handshake;
 use crate::message::{DisplayName, ErrorCode, Intent, Message, Status};
 use crate::pairing::{
     derive_keys, ChannelBinding, ClientPairing, Exporter, HostEffect, HostPairing, LinkSecret,
-    PairingError, Pin, Secret, TranscriptHash, CLIENT_CONFIRM_INFO, HOST_CONFIRM_INFO, TRANSCRIPT_LABEL,
+    PairingError, Pin, Secret, TranscriptHash, CLIENT_CONFIRM_INFO, HOST_CONFIRM_INFO,
+    TRANSCRIPT_LABEL,
 };
 
 const DOC: &str = include_str!("../../docs/native-protocol.md");
@@ -305,8 +306,12 @@ fn link_exchange(
 ) -> LinkVectors {
     let secret = LinkSecret::from_bytes(i.link_secret);
     let hello = handshake::hello(device_name.clone(), Intent::PairLink);
-    let (client, pake_a) =
-        ClientPairing::start(&secret, binding.clone(), &mut ReplayRng(client_rng.to_vec())).unwrap();
+    let (client, pake_a) = ClientPairing::start(
+        &secret,
+        binding.clone(),
+        &mut ReplayRng(client_rng.to_vec()),
+    )
+    .unwrap();
     let (host, pake_b) = HostPairing::respond(
         Secret::Link(secret.clone()),
         binding.clone(),
@@ -327,7 +332,14 @@ fn link_exchange(
     let w = password_scalar(secret.as_bytes());
     let x = Scalar::from_bytes_mod_order_wide(client_rng);
     let k = shared_point(&b.msg, x, w, N_HEX);
-    let key = spake2_key(secret.as_bytes(), &i.client_fp, &i.host_fp, &a.msg, &b.msg, &k);
+    let key = spake2_key(
+        secret.as_bytes(),
+        &i.client_fp,
+        &i.host_fp,
+        &a.msg,
+        &b.msg,
+        &k,
+    );
     let th = TranscriptHash::new(binding, &a.msg, &b.msg);
     LinkVectors {
         secret: h(i.link_secret),

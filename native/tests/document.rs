@@ -229,7 +229,10 @@ fn limit_table_matches_the_constants() {
         DEFAULT_MAX_CONNECTIONS.to_string()
     );
     assert_eq!(
-        cell(t, "connections in the pairing steps (waiting for `pake`, or past it)"),
+        cell(
+            t,
+            "connections in the pairing steps (waiting for `pake`, or past it)"
+        ),
         format!(
             "{}, and {} per source address",
             punktfunk_native::endpoint::MAX_PAIRING,

@@ -790,7 +790,11 @@ async fn pairing_connections_wait_side_by_side_up_to_4_per_address() {
     assert_eq!(refused(&mut waiting[2]).await, ErrorCode::NotArmed);
     let mut spent = raw_as(s.addr, &id, from(7)).await.unwrap();
     send_json(&mut spent, HELLO_PAIR).await;
-    assert_eq!(refused(&mut spent).await, ErrorCode::NotArmed, "the PIN is spent");
+    assert_eq!(
+        refused(&mut spent).await,
+        ErrorCode::NotArmed,
+        "the PIN is spent"
+    );
     // Re-armed, with places of .5 free again (two went away).
     arm(&s);
     let mut again = raw_as(s.addr, &id, from(5)).await.unwrap();

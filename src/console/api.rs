@@ -419,7 +419,7 @@ pub(crate) fn pairing_state(state: &ConsoleState) -> PairingState<'_> {
             result,
         }
     });
-    // Who holds the one native pairing slot right now.
+    // Who runs a native pairing exchange right now (past its `pake`).
     let exchange = gate.exchange().map(|e| ExchangeReply::new(e, now));
     let pending = gate
         .pending(now)

@@ -184,7 +184,7 @@ pub(crate) struct OtpLastReply {
     pub(crate) result: &'static str,
 }
 
-/// Who holds the one native pairing slot, and for how long.
+/// Who runs a native pairing exchange (past its `pake`), and for how long.
 #[derive(Debug, Serialize)]
 pub(crate) struct ExchangeReply {
     /// `address`, `fingerprint`, `name`: they sort before `since_s`.

@@ -384,10 +384,8 @@ impl FromRequest for Caller {
             Some(cert) => cert.filter(|fp| {
                 // Only a Moonlight-paired certificate: trust won at the
                 // native door does not count here.
-                req.app_data::<web::Data<State>>().is_some_and(|s| {
-                    s.trust
-                        .is_trusted_at(punktfunk_certs::Kind::Gamestream, fp)
-                })
+                req.app_data::<web::Data<State>>()
+                    .is_some_and(|s| s.trust.is_trusted_at(punktfunk_certs::Kind::Gamestream, fp))
             }),
         };
         let Some(fp) = trusted else {

@@ -526,7 +526,10 @@ fn pairing_needs_an_armed_pin_then_a_place_among_the_waiting() {
     c.on_hello(hello(Intent::Pair), &mut facts, t);
     let actions = drain(&mut c);
     assert_eq!(closed_with(&actions), Some(ErrorCode::NotArmed));
-    assert!(!actions.contains(&effect(Effect::LeavePairing)), "none taken");
+    assert!(
+        !actions.contains(&effect(Effect::LeavePairing)),
+        "none taken"
+    );
     assert_eq!(facts.asked, ["armed"], "pairing never asks trust");
 
     let mut c = new_conn(UnknownDevices::Knock, t);
