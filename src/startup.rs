@@ -152,6 +152,7 @@ pub fn bind_native(
         trust,
         unknown_devices,
         max_connections: endpoint::DEFAULT_MAX_CONNECTIONS,
+        max_connections_per_address: endpoint::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
     };
     let listener =
         crate::net::listen(addr).with_context(|| format!("cannot listen on {addr} (native)"))?;
