@@ -433,9 +433,17 @@ impl AuditLog {
         config: AuditConfig,
         events: Option<broadcast::Sender<TrustEvent>>,
     ) -> Result<Self, AuditError> {
+        let file = LogFile::open(dir, config)?;
+        Self::start(dir, file, events)
+    }
+
+    fn start(
+        dir: &Path,
+        file: LogFile,
+        events: Option<broadcast::Sender<TrustEvent>>,
+    ) -> Result<Self, AuditError> {
         let path = dir.join(AUDIT_FILE);
         let last_seq = last_seq(dir)?;
-        let file = LogFile::open(dir, config)?;
         let shared = Arc::new(Shared {
             path,
             queue: Mutex::new(Queue {
@@ -668,7 +676,9 @@ impl LogFile {
         opts.append(true).create(true).read(true);
         #[cfg(unix)]
         opts.mode(0o600);
-        let mut file = opts.open(&path).map_err(|e| io_error(&path, &e))?;
+        // Never through a link: the host would append to (and at start make
+        // private) whatever file it points at.
+        let mut file = crate::fsutil::open(&path, &opts).map_err(|e| io_error(&path, &e))?;
         let len = file.metadata().map_err(|e| io_error(&path, &e))?.len();
         let fence = len > 0 && !ends_with_newline(&mut file, len);
         if !existed {
@@ -726,7 +736,7 @@ impl LogFile {
         opts.append(true).create(true);
         #[cfg(unix)]
         opts.mode(0o600);
-        self.file = opts.open(&current)?;
+        self.file = crate::fsutil::open(&current, &opts)?;
         self.len = 0;
         crate::fsutil::sync_dir(&current)
     }
@@ -864,7 +874,7 @@ fn files(dir: &Path) -> impl Iterator<Item = PathBuf> + '_ {
 
 /// Reads a file's lines; a missing file is empty.
 fn read_file(path: &Path) -> Result<Vec<u8>, AuditError> {
-    let file = match File::open(path) {
+    let file = match crate::fsutil::open_read(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(io_error(path, &e)),
@@ -1153,8 +1163,15 @@ mod tests {
     fn tickets_of_a_failed_write_say_so() {
         let dir = tempfile::tempdir().unwrap();
         // A full disk: every write fails with ENOSPC.
-        std::os::unix::fs::symlink("/dev/full", dir.path().join(AUDIT_FILE)).unwrap();
-        let log = AuditLog::open(dir.path(), AuditConfig::default(), None).unwrap();
+        let full = OpenOptions::new().append(true).open("/dev/full").unwrap();
+        let file = LogFile {
+            dir: dir.path().into(),
+            config: AuditConfig::default(),
+            file: full,
+            len: 0,
+            fence: false,
+        };
+        let log = AuditLog::start(dir.path(), file, None).unwrap();
         let err = log
             .append(Entry::new(Event::Logout, Door::Console), 0, Instant::now())
             .durable_blocking()
