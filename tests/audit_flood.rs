@@ -33,13 +33,17 @@ const PASSWORD: &str = "the owner's password";
 
 /// Fills the trail: every file 4 MiB of noise (failed logins with a long
 /// detail, so the files hold few lines) with a decision every 40 lines; the
-/// current file just short of rotating. Returns the decisions' seqs and
-/// the last seq.
-fn fill(state: &Path, first_seq: u64) -> (Vec<u64>, u64) {
+/// current file just short of rotating. Returns the decisions' seqs, the
+/// first seq of the second-oldest file and the last seq.
+fn fill(state: &Path, first_seq: u64) -> (Vec<u64>, u64, u64) {
     let mut seq = first_seq;
     let mut decisions = Vec::new();
+    let mut second = 0;
     let padding = "x".repeat(3000);
     for (i, name) in FILES.iter().enumerate() {
+        if i == 1 {
+            second = seq;
+        }
         let size = if i == FILES.len() - 1 {
             ROTATE_BYTES - 16 * 1024
         } else {
@@ -72,7 +76,7 @@ fn fill(state: &Path, first_seq: u64) -> (Vec<u64>, u64) {
         }
         std::fs::write(state.join(name), &out).unwrap();
     }
-    (decisions, seq - 1)
+    (decisions, second, seq - 1)
 }
 
 /// One wrong login from `src` (401, 429 or 503); whether it was answered.
@@ -136,11 +140,11 @@ fn a_flood_against_a_full_trail_keeps_every_decision_and_writes_one_count_a_minu
     let started = std::fs::read_to_string(state.join("audit.jsonl")).unwrap();
     let first_seq = started.lines().count() as u64 + 1;
     let _ = std::fs::remove_file(state.join("audit.jsonl"));
-    let (decisions, last_filled) = fill(&state, first_seq);
+    let (decisions, second, last_filled) = fill(&state, first_seq);
     let oldest: Vec<u64> = decisions
         .iter()
         .copied()
-        .take_while(|&d| d < first_seq + 1000)
+        .take_while(|&d| d < second)
         .collect();
     assert!(!oldest.is_empty());
 
@@ -176,17 +180,9 @@ fn a_flood_against_a_full_trail_keeps_every_decision_and_writes_one_count_a_minu
 
     let console = Console::login(&host);
     let records = whole_trail(&console);
-    // The flood made the trail rotate: the oldest file's noise is gone.
+    // What it cost, printed before the checks (also when they fail).
     let seqs: Vec<u64> = records.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
-    assert!(
-        !seqs.contains(&first_seq),
-        "the flood never rotated the trail"
-    );
-    // Newest first, decisions and noise together, in time order.
-    assert!(seqs.windows(2).all(|w| w[0] > w[1]), "out of order");
-    for d in &decisions {
-        assert!(seqs.contains(d), "decision {d} was rotated away");
-    }
+    let lost = decisions.iter().filter(|d| !seqs.contains(d)).count();
     let wrong = count(&records, last_filled, "login");
     let notes = count(&records, last_filled, "audit_suppressed");
     let suppressed: u64 = records
@@ -210,7 +206,7 @@ fn a_flood_against_a_full_trail_keeps_every_decision_and_writes_one_count_a_minu
     eprintln!(
         "flood: {sent} wrong logins in {:.1} s; written: {wrong} login lines, {notes} \
          audit_suppressed lines ({:.1}/min) counting {suppressed}, {:.0} B/s of noise: 20 MiB of rotated files \
-         turn over in {:.0} min; {} earlier decisions all kept ({} in the oldest file); \
+         turn over in {:.0} min; {} earlier decisions, {lost} of them lost ({} were in the oldest file); \
          trail files now {trail_bytes} B",
         elapsed.as_secs_f64(),
         notes as f64 / minutes,
@@ -219,6 +215,16 @@ fn a_flood_against_a_full_trail_keeps_every_decision_and_writes_one_count_a_minu
         decisions.len(),
         oldest.len(),
     );
+    // The flood made the trail rotate: the oldest file's noise is gone.
+    assert!(
+        !seqs.contains(&first_seq),
+        "the flood never rotated the trail"
+    );
+    // Newest first, decisions and noise together, in time order.
+    assert!(seqs.windows(2).all(|w| w[0] > w[1]), "out of order");
+    for d in &decisions {
+        assert!(seqs.contains(d), "decision {d} was rotated away");
+    }
     assert!(sent > 100, "the flood was too weak: {sent}");
     assert!(notes >= 1, "nothing was suppressed: no flood");
     assert!(
