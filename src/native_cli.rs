@@ -102,17 +102,17 @@ impl clap::builder::TypedValueParser for LinkParser {
         _arg: Option<&clap::Arg>,
         value: &std::ffi::OsStr,
     ) -> Result<PairingLink, clap::Error> {
-        let refused = |e: LinkError| {
+        let refused = |why: &dyn std::fmt::Display| {
             clap::Error::raw(
                 clap::error::ErrorKind::ValueValidation,
-                format!("invalid --link (not shown: it holds the pairing secret): {e}\n"),
+                format!("invalid --link (not shown: it holds the pairing secret): {why}\n"),
             )
             .with_cmd(cmd)
         };
         let text = value
             .to_str()
-            .ok_or_else(|| refused(LinkError::Malformed("it is not UTF-8".into())))?;
-        PairingLink::parse(text.trim()).map_err(refused)
+            .ok_or_else(|| refused(&"the pairing link is not UTF-8; scan the host's code again"))?;
+        PairingLink::parse(text.trim()).map_err(|e: LinkError| refused(&e))
     }
 }
 
