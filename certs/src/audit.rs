@@ -1281,6 +1281,33 @@ mod tests {
     }
 
     #[test]
+    fn decisions_are_kept_once_even_if_a_crash_repeats_the_move() {
+        let dir = tempfile::tempdir().unwrap();
+        let oldest = dir.path().join(ROTATED_FILES[3]);
+        let line = |seq: u64, event: Event| {
+            let mut l = serde_json::to_vec(&Record {
+                seq,
+                at: rfc3339(0),
+                entry: Entry::new(event, Door::Console),
+            })
+            .unwrap();
+            l.push(b'\n');
+            l
+        };
+        let mut bytes = line(1, Event::PairingArmed);
+        bytes.extend(line(2, Event::AuditSuppressed));
+        bytes.extend(line(3, Event::Logout));
+        fs::write(&oldest, &bytes).unwrap();
+        let file = LogFile::open(dir.path(), AuditConfig::default()).unwrap();
+        // Moved, then the host dies before the rotation: moved again.
+        file.keep_decisions().unwrap();
+        file.keep_decisions().unwrap();
+        let kept = fs::read(dir.path().join(DECISIONS_FILE)).unwrap();
+        let seqs: Vec<u64> = records_newest_first(&kept, None).map(|r| r.seq).collect();
+        assert_eq!(seqs, [3, 1]);
+    }
+
+    #[test]
     fn rotation_never_drops_a_decision_and_reads_stay_in_time_order() {
         let dir = tempfile::tempdir().unwrap();
         let config = AuditConfig {
