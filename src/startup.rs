@@ -73,6 +73,7 @@ const PRIVATE_FILES: &[&str] = &[
     audit::ROTATED_FILES[1],
     audit::ROTATED_FILES[2],
     audit::ROTATED_FILES[3],
+    audit::DECISIONS_FILE,
 ];
 
 impl HostState {

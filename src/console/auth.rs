@@ -24,6 +24,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use punktfunk_certs::fsutil::Owner;
 use punktfunk_certs::AddressKey;
 use rand::rngs::OsRng;
 use rand::RngCore;
@@ -69,17 +70,21 @@ impl PasswordFile {
     }
 
     pub(crate) fn exists(&self) -> bool {
-        self.path.exists()
+        // A link counts (and is refused when read), so none is replaced
+        // by a generated password behind the owner's back.
+        self.path.symlink_metadata().is_ok()
     }
 
-    /// Stores the argon2id hash of `password` (never the password).
-    pub(crate) fn set(&self, password: &str) -> anyhow::Result<()> {
+    /// Stores the argon2id hash of `password` (never the password), the
+    /// file given to `owner` through its descriptor (root setting a
+    /// service's password; see `fsutil::write_atomic_as`).
+    pub(crate) fn set(&self, password: &str, owner: Option<Owner>) -> anyhow::Result<()> {
         let salt = SaltString::generate(&mut OsRng);
         let hash = Argon2::default()
             .hash_password(password.as_bytes(), &salt)
             .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))?
             .to_string();
-        punktfunk_certs::fsutil::write_atomic(&self.path, format!("{hash}\n").as_bytes())
+        punktfunk_certs::fsutil::write_atomic_as(&self.path, format!("{hash}\n").as_bytes(), owner)
             .with_context(|| format!("cannot write {}", self.path.display()))
     }
 
@@ -88,7 +93,7 @@ impl PasswordFile {
         let mut bytes = [0u8; 15];
         OsRng.fill_bytes(&mut bytes);
         let password = URL_SAFE_NO_PAD.encode(bytes);
-        self.set(&password)?;
+        self.set(&password, None)?;
         Ok(password)
     }
 
@@ -99,7 +104,7 @@ impl PasswordFile {
     /// `console set-password` takes effect on a running host. Slow on
     /// purpose: call from a blocking thread.
     pub(crate) fn verify(&self, password: &str, memory: &mut Vec<Block>) -> anyhow::Result<bool> {
-        let text = std::fs::read_to_string(&self.path)
+        let text = punktfunk_certs::fsutil::read_to_string(&self.path)
             .with_context(|| format!("cannot read {}", self.path.display()))?;
         let bad = |e: argon2::password_hash::Error| {
             anyhow::anyhow!(
@@ -144,7 +149,7 @@ impl PasswordFile {
     /// What identifies the file's current version: a change (such as
     /// `console set-password`, which replaces the file) changes it.
     pub(crate) fn stamp(&self) -> Option<Stamp> {
-        std::fs::metadata(&self.path).ok().map(|m| Stamp {
+        std::fs::symlink_metadata(&self.path).ok().map(|m| Stamp {
             dev: m.dev(),
             ino: m.ino(),
             mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
@@ -499,12 +504,12 @@ mod tests {
     fn a_new_password_ends_every_session() {
         let dir = tempfile::tempdir().unwrap();
         let file = PasswordFile::new(dir.path());
-        file.set("first password").unwrap();
+        file.set("first password", None).unwrap();
         let s = Sessions::new(file.clone());
         let t0 = Instant::now();
         let (tok, _) = s.create(t0);
         assert!(s.get(&tok, t0).is_some());
-        file.set("second password").unwrap();
+        file.set("second password", None).unwrap();
         assert!(s.get(&tok, t0).is_none());
         let (tok, _) = s.create(t0);
         assert!(s.get(&tok, t0).is_some());
