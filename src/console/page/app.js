@@ -122,8 +122,12 @@ async function refresh() {
   }
 }
 
+// Open mode lets strangers in: warned about on every view while it is on.
+function showOpen(open) { $("open-banner").hidden = !open; }
+
 function render() {
   $("host-name").textContent = state.host.name;
+  showOpen(state.host.open);
   $("host-fingerprint").textContent = state.host.fingerprint_grouped;
   renderArmed();
   renderOtp();
@@ -667,6 +671,16 @@ $("login-form").addEventListener("submit", async (ev) => {
     $("password").value = "";
     showApp();
   } catch (e) {
+    if (e.code === "not_recorded") {
+      // Logged in; only the audit trail could not record it (a full disk).
+      try {
+        csrf = (await api("GET", "/api/session")).csrf;
+        $("password").value = "";
+        showApp();
+        say(e.message, true);
+        return;
+      } catch (_) { /* not logged in after all: say why below */ }
+    }
     $("login-error").textContent = e.status === 401 ? "Wrong password." : e.message;
   }
 });
@@ -731,6 +745,7 @@ setInterval(tick, 1000);
     const host = await api("GET", "/api/host");
     $("host-name").textContent = host.name;
     $("login-fingerprint").textContent = host.fingerprint_grouped;
+    showOpen(host.open);
   } catch (_) { /* shown after login */ }
   try {
     const s = await api("GET", "/api/session");
