@@ -567,6 +567,58 @@ mod tests {
     }
 
     #[test]
+    fn a_known_browser_has_its_own_budget_and_queues_for_the_check_slot() {
+        use futures_util::FutureExt as _;
+        use std::time::SystemTime;
+
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let _runtime = rt.enter();
+        let r = LoginLimiter::default();
+        let t0 = Instant::now();
+        let known = super::super::known::KnownBrowsers::from_host_key(b"host key");
+        let browser = || {
+            let now = SystemTime::now();
+            known
+                .verify(&known.issue("hash", now), "hash", now)
+                .unwrap()
+        };
+        // A flood spent the global budget.
+        for i in 0..100u32 {
+            let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i);
+            let _ = r.admit(AddressKey::of(ip.into()), t0);
+        }
+        assert!(matches!(
+            r.admit(key("10.9.9.9"), t0),
+            Err(Refusal::Budget(_))
+        ));
+        // A known browser is counted on its own: five checks a window.
+        let (a, b) = (browser(), browser());
+        for _ in 0..MAX_KNOWN_FAILURES {
+            assert!(rt.block_on(r.admit_known(a, t0)).is_ok());
+        }
+        assert!(matches!(
+            rt.block_on(r.admit_known(a, t0)),
+            Err(Refusal::Browser(_))
+        ));
+        r.succeeded_known(a);
+        assert!(rt.block_on(r.admit_known(a, t0)).is_ok());
+        // While a check runs, an unknown attempt is turned away; a known
+        // one waits its turn.
+        let later = t0 + Duration::from_secs(10);
+        let running = r.admit(key("10.9.9.9"), later).unwrap();
+        assert!(matches!(
+            r.admit(key("10.9.9.8"), later),
+            Err(Refusal::Busy)
+        ));
+        assert!(r.admit_known(b, later).now_or_never().is_none());
+        drop(running);
+        assert!(r.admit_known(b, later).now_or_never().unwrap().is_ok());
+    }
+
+    #[test]
     fn a_new_password_ends_every_session() {
         let dir = tempfile::tempdir().unwrap();
         let file = PasswordFile::new(dir.path());
