@@ -4,7 +4,9 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { mkdirSync } from "node:fs";
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { spawnSync } from "node:child_process";
 import { startHost, launchBrowser, openConsole, login, repo } from "./harness.mjs";
 
 const shots = process.env.PUNKTFUNK_SCREENSHOTS || join(repo, "target", "screenshots");
@@ -134,3 +136,43 @@ test("a login makes the browser known: a year-long cookie for the login route on
     await context.close();
   } finally { host.stop(); }
 });
+
+test("on a full disk the owner still logs in, and the page says the login was not recorded",
+  { skip: process.getuid() !== 0 && "needs root to mount a small tmpfs as the state dir" }, async () => {
+    const mnt = mkdtempSync(join(tmpdir(), "pf-full-disk-"));
+    const mount = spawnSync("mount", ["-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", mnt], { encoding: "utf8" });
+    assert.equal(mount.status, 0, `mount: ${mount.stderr}`);
+    let host;
+    try {
+      host = await startHost([], { dir: mnt });
+      const { page, context } = await openConsole(browser, host);
+      await login(page, host.password);
+      // Fill the disk, then make decisions until the trail cannot take one.
+      const fd = openSync(join(mnt, "filler"), "w");
+      const chunk = Buffer.alloc(64 * 1024);
+      try { for (;;) writeSync(fd, chunk); } catch (_) { /* full */ }
+      try { for (;;) writeSync(fd, Buffer.alloc(1)); } catch (_) { /* full to the byte */ }
+      closeSync(fd);
+      const code = await page.evaluate(async () => {
+        const { csrf } = await (await fetch("/api/session")).json();
+        for (let i = 0; i < 400; i++) {
+          const r = await fetch(i % 2 ? "/api/pairing/disarm" : "/api/pairing/arm", { method: "POST", headers: { "X-CSRF-Token": csrf } });
+          if (!r.ok) return (await r.json()).error.code;
+        }
+        return "never failed";
+      });
+      assert.equal(code, "not_recorded");
+      await page.click("#logout");
+      await page.waitForSelector("#login-view:not([hidden])");
+      await login(page, host.password);
+      assert.match(await page.textContent("#status"), /audit trail could not record it/);
+      assert.ok(await page.locator("#status").evaluate((s) => s.classList.contains("bad")));
+      // Logged in for real: the page works with its session.
+      assert.equal(await page.evaluate(async () => (await fetch("/api/pairing")).status), 200);
+      await context.close();
+    } finally {
+      if (host) { host.stop(); await host.exited; }
+      spawnSync("umount", [mnt]);
+      rmSync(mnt, { recursive: true, force: true });
+    }
+  });
