@@ -236,12 +236,12 @@ async fn login(
 ) -> Result<HttpResponse, ApiError> {
     let ip = peer_ip(&req);
     let key = AddressKey::of(ip);
-    // A browser that logged in before, by the cookie the host signed then.
-    let hash = state.password.hash().ok();
-    let known = match (req.cookie(KNOWN_COOKIE), &hash) {
-        (Some(cookie), Some(hash)) => state.known.verify(cookie.value(), hash, SystemTime::now()),
-        _ => None,
-    };
+    // A browser that logged in before, by the cookie the host signed then
+    // (under the current password hash: a new password voids it).
+    let known = req.cookie(KNOWN_COOKIE).and_then(|cookie| {
+        let hash = state.password.hash().ok()?;
+        state.known.verify(cookie.value(), &hash, SystemTime::now())
+    });
     let login = |outcome| {
         let entry = Entry::new(Event::Login, Door::Console)
             .address(ip)
@@ -300,8 +300,8 @@ async fn login(
     );
     let cookie = session_cookie(token, SESSION_LIFETIME);
     reply.add_cookie(&cookie).map_err(ApiError::internal)?;
-    if let Some(hash) = &hash {
-        let value = state.known.issue(hash, SystemTime::now());
+    if let Ok(hash) = state.password.hash() {
+        let value = state.known.issue(&hash, SystemTime::now());
         reply
             .add_cookie(&known_cookie(value))
             .map_err(ApiError::internal)?;
