@@ -300,6 +300,8 @@ async fn login(
     );
     let cookie = session_cookie(token, SESSION_LIFETIME);
     reply.add_cookie(&cookie).map_err(ApiError::internal)?;
+    // Bound to the hash as it is now (a `set-password` since the check
+    // gives a cookie for the new one: it still takes the password to use).
     if let Ok(hash) = state.password.hash() {
         let value = state.known.issue(&hash, SystemTime::now());
         reply
