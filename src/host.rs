@@ -19,6 +19,7 @@ use punktfunk_certs::{HostIdentity, Trust};
 use punktfunk_conn::{Admission, Limits};
 
 use crate::console::auth::{LoginLimiter, PasswordFile, Sessions};
+use crate::console::known::KnownBrowsers;
 use crate::console::{self, ConsoleState};
 use crate::startup::{self, HostState};
 
@@ -106,6 +107,8 @@ async fn run(
         sessions: Sessions::new(password.clone()),
         password,
         limiter: LoginLimiter::default(),
+        known: KnownBrowsers::from_host_key(&shared.host.identity.key().private_key_to_der()?),
+        open: config.open,
         reach: std::sync::OnceLock::new(),
     });
     let tls = crate::tls::acceptor(&shared.host.identity, false)?.build();
@@ -204,6 +207,7 @@ async fn run(
 
     let ticker = startup::spawn_expiry_ticker(trust.clone());
     print_where_to_open(&shared, &reach_state);
+    warn_if_open(&config);
 
     // Tests and scripts wait for this line: every listener is up.
     println!("ready");
@@ -236,6 +240,20 @@ fn print_where_to_open(shared: &Shared, console: &ConsoleState) {
     print!("{out}");
     for url in urls {
         tracing::info!("console: {url}");
+    }
+}
+
+/// Open mode lets strangers in: said where the person who started the host
+/// looks (stdout, next to the console URLs) and in the log. The console
+/// shows a banner too (`open` in `GET /api/host`).
+fn warn_if_open(config: &ServeConfig) {
+    if config.open {
+        let warning =
+            "WARNING: open mode is on (--open or `open = true`): any device that reaches \
+                       the native port is let in without pairing. Turn it off unless every device \
+                       on this network is yours.";
+        println!("{warning}");
+        tracing::warn!("{warning}");
     }
 }
 

@@ -16,10 +16,11 @@
 //! door's keep-alive time (the server's own timers do not run while it is
 //! writing), and one its door evicted ([`crate::Slot`]).
 //!
-//! Requests are framed by their `Content-Length`; a request with
-//! `Transfer-Encoding` is refused (the connection is closed): no client of
-//! these doors sends one, and its end could not be found without parsing
-//! its chunks.
+//! Requests are framed as HTTP/1.1 frames them (RFC 9112 § 6.3): the head
+//! ends at an empty line, then `Content-Length` bytes of body, or a
+//! `chunked` body up to its last chunk and trailers. A request with another
+//! transfer coding is refused (the connection is closed), as actix-http
+//! would refuse it.
 
 use std::future::Future;
 use std::io;
@@ -225,17 +226,21 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for OneAtATime<S> {
 /// Why a request's end cannot be found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum FramingError {
-    /// Chunked (or any other transfer coding) bodies are not taken.
-    #[error("requests with Transfer-Encoding are not accepted; send a Content-Length")]
+    /// A transfer coding other than `chunked`.
+    #[error("only the chunked transfer coding is accepted")]
     TransferEncoding,
     /// `Content-Length` is not a number.
     #[error("malformed Content-Length")]
     BadLength,
+    /// A chunk size line that is not hexadecimal.
+    #[error("malformed chunk size")]
+    BadChunk,
 }
 
 /// Where the current request ends: the end of its head (an empty line),
-/// plus `Content-Length` bytes of body. Reads the head a byte at a time and
-/// keeps only the start of the current line, so it holds no request bytes.
+/// plus `Content-Length` bytes of body or a chunked body. Reads lines a
+/// byte at a time and keeps only the start of the current one, so it holds
+/// no request bytes.
 #[derive(Debug)]
 struct Framing {
     state: Scan,
@@ -244,7 +249,8 @@ struct Framing {
     line_len: usize,
     seen_request_line: bool,
     content_length: u64,
-    transfer_encoding: bool,
+    /// `Transfer-Encoding` seen: whether it is exactly `chunked`.
+    transfer_encoding: Option<bool>,
 }
 
 const LINE_PREFIX: usize = 64;
@@ -257,7 +263,7 @@ impl Default for Framing {
             line_len: 0,
             seen_request_line: false,
             content_length: 0,
-            transfer_encoding: false,
+            transfer_encoding: None,
         }
     }
 }
@@ -267,6 +273,13 @@ enum Scan {
     #[default]
     Head,
     Body(u64),
+    /// A chunk size line.
+    ChunkSize,
+    /// Chunk data, then its line end.
+    ChunkData(u64),
+    ChunkEnd,
+    /// Trailer lines, up to an empty one.
+    Trailers,
     Complete,
 }
 
@@ -291,7 +304,16 @@ impl Framing {
                         Scan::Body(left - take)
                     };
                 }
-                Scan::Head => {
+                Scan::ChunkData(left) => {
+                    let take = left.min((bytes.len() - used) as u64);
+                    used += take as usize;
+                    self.state = if take == left {
+                        Scan::ChunkEnd
+                    } else {
+                        Scan::ChunkData(left - take)
+                    };
+                }
+                Scan::Head | Scan::ChunkSize | Scan::ChunkEnd | Scan::Trailers => {
                     let b = bytes[used];
                     used += 1;
                     if b == b'\n' {
@@ -314,16 +336,51 @@ impl Framing {
         if len > 0 && len <= LINE_PREFIX && self.line[len - 1] == b'\r' {
             len -= 1;
         }
+        match self.state {
+            Scan::Head => self.end_of_head_line(len),
+            Scan::ChunkSize => {
+                // Hex digits, then maybe `;extensions`.
+                let line = &self.line[..len.min(LINE_PREFIX)];
+                let digits = line
+                    .split(|b| *b == b';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim_ascii();
+                let size = std::str::from_utf8(digits)
+                    .ok()
+                    .filter(|d| !d.is_empty() && d.len() <= 15)
+                    .and_then(|d| u64::from_str_radix(d, 16).ok())
+                    .ok_or(FramingError::BadChunk)?;
+                self.state = match size {
+                    0 => Scan::Trailers,
+                    n => Scan::ChunkData(n),
+                };
+                Ok(())
+            }
+            Scan::ChunkEnd => {
+                self.state = Scan::ChunkSize;
+                Ok(())
+            }
+            Scan::Trailers => {
+                if len == 0 {
+                    self.state = Scan::Complete;
+                }
+                Ok(())
+            }
+            Scan::Body(_) | Scan::ChunkData(_) | Scan::Complete => Ok(()),
+        }
+    }
+
+    fn end_of_head_line(&mut self, len: usize) -> Result<(), FramingError> {
         if len == 0 {
             // Empty lines before the request line are ignored (RFC 9112
             // § 2.2); after it, one ends the head.
             if self.seen_request_line {
-                if self.transfer_encoding {
-                    return Err(FramingError::TransferEncoding);
-                }
-                self.state = match self.content_length {
-                    0 => Scan::Complete,
-                    n => Scan::Body(n),
+                self.state = match (self.transfer_encoding, self.content_length) {
+                    (Some(true), _) => Scan::ChunkSize,
+                    (Some(false), _) => return Err(FramingError::TransferEncoding),
+                    (None, 0) => Scan::Complete,
+                    (None, n) => Scan::Body(n),
                 };
             }
             return Ok(());
@@ -342,8 +399,11 @@ impl Framing {
                 return Err(FramingError::BadLength);
             }
             self.content_length = value.parse().map_err(|_| FramingError::BadLength)?;
-        } else if header_value(line, b"transfer-encoding").is_some() {
-            self.transfer_encoding = true;
+        } else if let Some(value) = header_value(line, b"transfer-encoding") {
+            let chunked = len <= LINE_PREFIX && value.eq_ignore_ascii_case(b"chunked");
+            // Two Transfer-Encoding headers: whatever they say, not plain
+            // `chunked`.
+            self.transfer_encoding = Some(chunked && self.transfer_encoding.is_none());
         }
         Ok(())
     }

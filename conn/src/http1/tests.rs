@@ -43,8 +43,21 @@ fn requests_end_at_the_empty_line_plus_their_content_length() {
 }
 
 #[test]
+fn chunked_bodies_end_after_their_last_chunk_and_trailers() {
+    let chunked = b"POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n\
+        5;ext=1\r\nhello\r\n1A\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nX-Trailer: t\r\n\r\n";
+    let get = b"GET / HTTP/1.1\r\n\r\n";
+    let all = [&chunked[..], &get[..]].concat();
+    for chunk in [1, 5, 4096] {
+        assert_eq!(frames(&all, chunk).unwrap(), vec![chunked.len(), get.len()]);
+    }
+    let bad = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n";
+    assert_eq!(frames(bad, 4096), Err(FramingError::BadChunk));
+}
+
+#[test]
 fn transfer_encoding_and_bad_lengths_are_refused() {
-    let te = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    let te = b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n";
     assert_eq!(frames(te, 4096), Err(FramingError::TransferEncoding));
     for bad in ["-1", "1e3", "", "12 34", "99999999999999999999999"] {
         let req = format!("POST / HTTP/1.1\r\nContent-Length: {bad}\r\n\r\n");
