@@ -125,7 +125,10 @@ impl ServeArgs {
                 .as_deref(),
         )?;
         let settings = match &file {
-            Some(path) => crate::config::load(path)?,
+            Some(path) => crate::config::load(
+                path,
+                self.config.is_none() && path != std::path::Path::new(crate::config::SYSTEM_CONFIG),
+            )?,
             None => crate::config::FileSettings::default(),
         };
         let native = self.native || settings.native.unwrap_or(false);
@@ -156,20 +159,23 @@ impl ServeArgs {
 }
 
 /// Root setting the password of a service's state dir (owned by the
-/// service user) must not leave a file the service cannot read: it takes
-/// the dir's owner.
-fn give_to_dir_owner(dir: &std::path::Path, file: &str) -> anyhow::Result<()> {
+/// service user) must not leave a file the service cannot read: the file
+/// takes the dir's owner, set on its descriptor before it gets its name
+/// (never a `chown` by path, which a link swapped in by the dir's owner
+/// would redirect to any file).
+fn dir_owner_if_root(
+    dir: &std::path::Path,
+) -> anyhow::Result<Option<punktfunk_certs::fsutil::Owner>> {
     use std::os::unix::fs::MetadataExt;
     if !rustix::process::geteuid().is_root() {
-        return Ok(());
+        return Ok(None);
     }
-    let meta = std::fs::metadata(dir)?;
-    if meta.uid() == 0 {
-        return Ok(());
-    }
-    let path = dir.join(file);
-    std::os::unix::fs::chown(&path, Some(meta.uid()), Some(meta.gid()))
-        .with_context(|| format!("cannot give {} to the state dir's owner", path.display()))
+    let meta = std::fs::metadata(dir)
+        .with_context(|| format!("cannot read the owner of {}", dir.display()))?;
+    Ok((meta.uid() != 0).then(|| punktfunk_certs::fsutil::Owner {
+        uid: meta.uid(),
+        gid: meta.gid(),
+    }))
 }
 
 /// Runs a parsed command line.
@@ -217,8 +223,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create state dir {}", dir.display()))?;
-            PasswordFile::new(&dir).set(password)?;
-            give_to_dir_owner(&dir, crate::startup::PASSWORD_FILE)?;
+            PasswordFile::new(&dir).set(password, dir_owner_if_root(&dir)?)?;
             eprintln!("console password set in {}", dir.display());
             Ok(ExitCode::SUCCESS)
         }

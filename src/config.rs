@@ -48,17 +48,36 @@ pub(crate) enum ConfigError {
     Invalid { path: PathBuf, message: String },
 }
 
-/// Reads and checks one settings file.
-pub(crate) fn load(path: &Path) -> Result<FileSettings, ConfigError> {
+/// Reads and checks one settings file. The state dir's own file is never
+/// read through a link (its owner could point it at a file only root may
+/// read, and the parse error would quote it); `--config` and the system
+/// file are the administrator's choice and may be links.
+pub(crate) fn load(path: &Path, in_state_dir: bool) -> Result<FileSettings, ConfigError> {
     let read = |source| ConfigError::Read {
         path: path.into(),
         source,
     };
-    let meta = std::fs::metadata(path).map_err(read)?;
-    if meta.len() > MAX_BYTES {
-        return Err(ConfigError::TooLarge { path: path.into() });
-    }
-    let text = std::fs::read_to_string(path).map_err(read)?;
+    let text = if in_state_dir {
+        let bytes = punktfunk_certs::fsutil::read_limited(path, MAX_BYTES).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::InvalidData {
+                ConfigError::TooLarge { path: path.into() }
+            } else {
+                read(e)
+            }
+        })?;
+        String::from_utf8(bytes).map_err(|_| {
+            read(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "stream did not contain valid UTF-8",
+            ))
+        })?
+    } else {
+        let meta = std::fs::metadata(path).map_err(read)?;
+        if meta.len() > MAX_BYTES {
+            return Err(ConfigError::TooLarge { path: path.into() });
+        }
+        std::fs::read_to_string(path).map_err(read)?
+    };
     parse(&text).map_err(|message| ConfigError::Invalid {
         path: path.into(),
         message,
@@ -85,9 +104,10 @@ pub(crate) fn locate(
     if system.exists() {
         return Ok(Some(system.to_path_buf()));
     }
+    // A link counts as there (and is refused by `load`).
     Ok(state_dir
         .map(|d| d.join(STATE_DIR_CONFIG))
-        .filter(|p| p.exists()))
+        .filter(|p| p.symlink_metadata().is_ok()))
 }
 
 #[cfg(test)]

@@ -20,7 +20,6 @@
 //! [`apply`] on the files directly.
 
 use std::io;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -185,7 +184,8 @@ pub(crate) fn bind(state_dir: &Path) -> anyhow::Result<(UnixListener, PathBuf)> 
     }
     let listener = UnixListener::bind(&path)
         .with_context(|| format!("cannot listen on {}", path.display()))?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+    // Not by path: a link swapped in meanwhile would pass the chmod on.
+    punktfunk_certs::fsutil::chmod(&path, 0o600)
         .with_context(|| format!("cannot make {} private", path.display()))?;
     Ok((listener, path))
 }

@@ -10,11 +10,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{web, App, HttpServer};
+use actix_http::{HttpService, KeepAlive};
+use actix_service::{map_config, IntoServiceFactory, ServiceFactoryExt};
+use actix_web::dev::AppConfig;
+use actix_web::{web, App};
 use anyhow::Context;
 use punktfunk_certs::{HostIdentity, Trust};
+use punktfunk_conn::{Admission, Limits};
 
 use crate::console::auth::{LoginLimiter, PasswordFile, Sessions};
+use crate::console::known::KnownBrowsers;
 use crate::console::{self, ConsoleState};
 use crate::startup::{self, HostState};
 
@@ -102,49 +107,57 @@ async fn run(
         sessions: Sessions::new(password.clone()),
         password,
         limiter: LoginLimiter::default(),
+        known: KnownBrowsers::from_host_key(&shared.host.identity.key().private_key_to_der()?),
+        open: config.open,
         reach: std::sync::OnceLock::new(),
     });
-    let tls = crate::tls::acceptor(&shared.host.identity, false)?;
+    let tls = crate::tls::acceptor(&shared.host.identity, false)?.build();
     let reach_state = console_state.clone();
-    let console_server = HttpServer::new(move || {
-        App::new()
-            // actix times the request head only: a body sent a byte at a
-            // time would hold its handler (and the connection) for ever.
-            .wrap_fn(console::body_deadline)
-            .wrap(
-                actix_web::middleware::DefaultHeaders::new()
-                    .add(("X-Content-Type-Options", "nosniff"))
-                    .add(("Referrer-Policy", "no-referrer")),
+    let listener = crate::net::listen(SocketAddr::new(config.bind(), config.console_port))
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (console)",
+                SocketAddr::new(config.bind(), config.console_port)
             )
-            .configure(console::configure(console_state.clone()))
-    })
-    .workers(1)
-    // No Nagle: a reply must not wait ~40 ms for the browser's delayed ACK.
-    .tcp_nodelay(true)
-    // TLS handshakes in progress per worker before a worker stops
-    // accepting (actix's default, 256, let a few hundred idle connections
-    // stall the TLS ports until the 3 s handshake timeout). Process-wide:
-    // it also applies to the GameStream HTTPS listener started after this.
-    .max_connection_rate(TLS_HANDSHAKES_IN_PROGRESS)
-    .disable_signals()
-    // Open event streams would otherwise hold a stop for 30 s.
-    .shutdown_timeout(2)
-    .client_request_timeout(Duration::from_secs(10))
-    .listen_openssl(
-        crate::net::listen(SocketAddr::new(config.bind(), config.console_port)).with_context(
-            || {
-                format!(
-                    "cannot listen on {} (console)",
-                    SocketAddr::new(config.bind(), config.console_port)
+        })?;
+    let console_addr = listener.local_addr()?;
+    let admission = Admission::new(Limits::TLS);
+    let console_server = actix_server::Server::build()
+        .workers(1)
+        .disable_signals()
+        // Open event streams would otherwise hold a stop for 30 s.
+        .shutdown_timeout(2)
+        .listen("console", listener, move || {
+            let app = App::new()
+                // actix times the request head only: a body sent a byte at a
+                // time would hold its handler (and the connection) for ever.
+                .wrap_fn(console::body_deadline)
+                .wrap(
+                    actix_web::middleware::DefaultHeaders::new()
+                        .add(("X-Content-Type-Options", "nosniff"))
+                        .add(("Referrer-Policy", "no-referrer")),
                 )
-            },
-        )?,
-        tls,
-    )
-    .context("cannot start the console")?;
-    for addr in console_server.addrs() {
-        shared.announce("console", "https", addr);
-    }
+                .configure(console::configure(console_state.clone()));
+            punktfunk_conn::actix::tls(
+                admission.clone(),
+                tls.clone(),
+                CONSOLE_TLS_HANDSHAKE,
+                CONSOLE_KEEP_ALIVE,
+            )
+            .and_then(
+                HttpService::build()
+                    .client_request_timeout(Duration::from_secs(10))
+                    .client_disconnect_timeout(Duration::from_secs(1))
+                    .keep_alive(KeepAlive::Timeout(CONSOLE_KEEP_ALIVE))
+                    .h1(map_config(
+                        app.into_factory()
+                            .map_err(|e: actix_web::Error| e.error_response()),
+                        |_| AppConfig::default(),
+                    )),
+            )
+        })
+        .context("cannot start the console")?;
+    shared.announce("console", "https", console_addr);
     let console_server = console_server.run();
     let mut doors = vec![Door {
         actix: vec![console_server.handle()],
@@ -194,6 +207,7 @@ async fn run(
 
     let ticker = startup::spawn_expiry_ticker(trust.clone());
     print_where_to_open(&shared, &reach_state);
+    warn_if_open(&config);
 
     // Tests and scripts wait for this line: every listener is up.
     println!("ready");
@@ -229,8 +243,24 @@ fn print_where_to_open(shared: &Shared, console: &ConsoleState) {
     }
 }
 
-/// See `max_connection_rate` on the console server.
-const TLS_HANDSHAKES_IN_PROGRESS: usize = 2048;
+/// Open mode lets strangers in: said where the person who started the host
+/// looks (stdout, next to the console URLs) and in the log. The console
+/// shows a banner too (`open` in `GET /api/host`).
+fn warn_if_open(config: &ServeConfig) {
+    if config.open {
+        let warning =
+            "WARNING: open mode is on (--open or `open = true`): any device that reaches \
+                       the native port is let in without pairing. Turn it off unless every device \
+                       on this network is yours.";
+        println!("{warning}");
+        tracing::warn!("{warning}");
+    }
+}
+
+/// The console's TLS handshake limit and keep-alive idle time (also how
+/// long a peer may take no reply bytes).
+const CONSOLE_TLS_HANDSHAKE: Duration = Duration::from_secs(3);
+const CONSOLE_KEEP_ALIVE: Duration = Duration::from_secs(5);
 
 /// What every front door gets from `serve`.
 pub(crate) struct Shared {
@@ -328,23 +358,24 @@ async fn start_gamestream(shared: &Shared) -> anyhow::Result<Door> {
         },
         stopped,
     ));
-    let server = gamestream::server(state.clone(), http, https, tls)
+    let servers = gamestream::server(state.clone(), http, https, tls)
         .context("cannot start the GameStream listeners")?;
     shared.announce("gamestream-http", "http", http_addr);
     shared.announce("gamestream-https", "https", https_addr);
-    let handle = server.handle();
-    Ok(Door {
-        actix: vec![handle],
-        tasks: vec![
-            tokio::spawn(async move {
-                if let Err(e) = server.await {
-                    tracing::error!("GameStream server failed: {e}");
-                }
-            }),
-            tokio::spawn(gamestream::sweep(state)),
-        ],
+    let mut door = Door {
+        actix: Vec::new(),
+        tasks: vec![tokio::spawn(gamestream::sweep(state))],
         shutdown: Some(stop),
-    })
+    };
+    for (what, server) in [("HTTP", servers.http), ("HTTPS", servers.https)] {
+        door.actix.push(server.handle());
+        door.tasks.push(tokio::spawn(async move {
+            if let Err(e) = server.await {
+                tracing::error!("GameStream {what} server failed: {e}");
+            }
+        }));
+    }
+    Ok(door)
 }
 
 /// The native endpoint (`--native`).

@@ -54,7 +54,7 @@ pub(crate) struct PairArgs {
     /// Instead of HOST and --pin: the pairing link the host shows with its
     /// QR code (`punktfunk://pair?…`). It names the host's certificate, so
     /// an impostor is refused even on first contact.
-    #[arg(long, value_name = "LINK", value_parser = parse_link)]
+    #[arg(long, value_name = "LINK", value_parser = LinkParser)]
     link: Option<PairingLink>,
     #[command(flatten)]
     client: ClientArgs,
@@ -87,8 +87,33 @@ fn parse_addr(s: &str) -> Result<HostAddr, HostAddrError> {
     HostAddr::parse(s)
 }
 
-fn parse_link(s: &str) -> Result<PairingLink, LinkError> {
-    PairingLink::parse(s.trim())
+/// Parses `--link` without echoing it: clap's usual "invalid value '…'"
+/// would print the whole link, pairing secret included, to the terminal
+/// and to whatever logs the command's output.
+#[derive(Debug, Clone, Copy)]
+struct LinkParser;
+
+impl clap::builder::TypedValueParser for LinkParser {
+    type Value = PairingLink;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<PairingLink, clap::Error> {
+        let refused = |why: &dyn std::fmt::Display| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid --link (not shown: it holds the pairing secret): {why}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| refused(&"the pairing link is not UTF-8; scan the host's code again"))?;
+        PairingLink::parse(text.trim()).map_err(|e: LinkError| refused(&e))
+    }
 }
 
 fn parse_pin(s: &str) -> Result<Pin, GateError> {

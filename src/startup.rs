@@ -73,6 +73,7 @@ const PRIVATE_FILES: &[&str] = &[
     audit::ROTATED_FILES[1],
     audit::ROTATED_FILES[2],
     audit::ROTATED_FILES[3],
+    audit::DECISIONS_FILE,
 ];
 
 impl HostState {
@@ -152,6 +153,7 @@ pub fn bind_native(
         trust,
         unknown_devices,
         max_connections: endpoint::DEFAULT_MAX_CONNECTIONS,
+        max_connections_per_address: endpoint::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
     };
     let listener =
         crate::net::listen(addr).with_context(|| format!("cannot listen on {addr} (native)"))?;

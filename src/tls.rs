@@ -1,7 +1,7 @@
 //! TLS server settings built from the host identity, shared by every HTTPS
 //! listener so they present the same certificate the same way.
 
-use openssl::ssl::{SslAcceptor, SslAcceptorBuilder, SslMethod, SslVerifyMode};
+use openssl::ssl::{SslAcceptor, SslAcceptorBuilder, SslMethod, SslMode, SslVerifyMode};
 use punktfunk_certs::Identity;
 
 /// An acceptor presenting the host certificate. With `request_client_cert`,
@@ -16,6 +16,9 @@ pub(crate) fn acceptor(
     b.set_certificate(identity.cert())?;
     b.set_private_key(identity.key())?;
     b.check_private_key()?;
+    // An idle connection keeps no 16 KiB read and write buffers: under a
+    // flood of idle connections that is most of their memory.
+    b.set_mode(SslMode::RELEASE_BUFFERS);
     if request_client_cert {
         // Self-signed, v1, expired: all accepted here; the registry decides.
         b.set_verify_callback(SslVerifyMode::PEER, |_, _| true);

@@ -415,3 +415,34 @@ fn another_user_is_refused_by_the_permissions_and_by_the_peer_check() {
     // Root may.
     assert!(ok(&cli(&dir, &["devices", "list", "--json"])).starts_with('['));
 }
+
+#[test]
+fn a_pairing_link_that_does_not_parse_is_not_echoed() {
+    let fp = "ab".repeat(32);
+    // Damaged in different places: the error names what is wrong, never
+    // the link, its PIN or its secret.
+    for link in [
+        format!("punktfunk://pair?v=1&fp={fp}&pin=4821&s=q7Zk2mWx9PaT4nLc8RvY&port=0&a=10.0.0.5"),
+        format!("punktfunk://pair?v=1&fp={fp}&pin=4821&s=q7Zk2mWx9PaT4nLc8RvY&port=47991"),
+        format!(
+            "punktfunk://pair?v=1&fp={fp}&pin=4821&s=q7Zk2mWx9PaT4nLc8RvY&port=47991&a=10.0.0.5 x"
+        ),
+    ] {
+        let out = Command::new(BIN)
+            .args(["pair", "--link", &link])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{out:?}");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("--link"), "{text}");
+        assert!(text.contains("pairing link"), "{text}");
+        for secret in ["4821", "q7Zk2mWx9PaT4nLc8RvY", &fp, "punktfunk://"] {
+            assert!(!text.contains(secret), "{secret} echoed: {text}");
+        }
+    }
+}

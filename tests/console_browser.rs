@@ -1,4 +1,4 @@
-//! Runs the console's browser tests (`tests/browser/*.test.mjs`): the real
+//! Runs the console's browser tests (every `tests/browser/*.test.mjs`): the real
 //! page in Debian's headless Chromium, driven by playwright-core, against
 //! this build's `punktfunk` binary. `scripts/test` installs Node packages and
 //! Chromium; without them this test fails with what is missing.
@@ -20,9 +20,15 @@ fn console_page_in_headless_chromium() {
         "Chromium is not installed at {chromium}: run ./scripts/test (it installs Debian's chromium)"
     );
     let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.ends_with(".test.mjs"))
+        .collect();
+    files.sort();
     let status = Command::new("node")
         .args(["--test", "--test-concurrency=1"])
-        .arg("console.test.mjs")
+        .args(&files)
         .current_dir(&dir)
         .env("PUNKTFUNK_BIN", env!("CARGO_BIN_EXE_punktfunk"))
         .env("PUNKTFUNK_SCREENSHOTS", &screenshots)

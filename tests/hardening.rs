@@ -35,6 +35,11 @@ struct Login {
     body: String,
 }
 
+/// A login whose connection the console closed without an answer: a door
+/// that is full closes its oldest idle connections to make room (README
+/// § Limits, "Connections"), a refusal like 429 and 503.
+const CLOSED: u16 = 0;
+
 /// `POST /api/login` from the loopback address `src`, on a new connection.
 fn login_from(src: &str, console: SocketAddr, password: &str) -> Login {
     let mut b = SslContext::builder(SslMethod::tls_client()).unwrap();
@@ -42,19 +47,29 @@ fn login_from(src: &str, console: SocketAddr, password: &str) -> Login {
     let ctx = b.build();
     let tcp = raw_native::tcp_from(src, console);
     tcp.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut tls = Ssl::new(&ctx).unwrap().connect(tcp).unwrap();
+    let closed = Login {
+        status: CLOSED,
+        retry_after: None,
+        body: String::new(),
+    };
+    let Ok(mut tls) = Ssl::new(&ctx).unwrap().connect(tcp) else {
+        return closed;
+    };
     let body = json!({ "password": password }).to_string();
-    write!(
+    let sent = write!(
         tls,
         "POST /api/login HTTP/1.1\r\nHost: {console}\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
-    )
-    .unwrap();
+    );
     let mut raw = Vec::new();
     // The host may close without a TLS close_notify; what arrived counts.
     let _ = tls.read_to_end(&mut raw);
     let text = String::from_utf8_lossy(&raw).into_owned();
+    if raw.is_empty() {
+        return closed;
+    }
+    sent.unwrap();
     let status = text
         .split(' ')
         .nth(1)
@@ -85,8 +100,8 @@ fn login_eventually(src: &str, console: SocketAddr, password: &str) -> Login {
         if r.status == 200 || Instant::now() > deadline {
             return r;
         }
-        assert!(matches!(r.status, 429 | 503), "{r:?}");
-        let wait = r.retry_after.expect("429/503 carry Retry-After");
+        assert!(matches!(r.status, 429 | 503 | CLOSED), "{r:?}");
+        let wait = r.retry_after.unwrap_or(1);
         std::thread::sleep(Duration::from_secs(wait.min(5)));
     }
 }
@@ -151,12 +166,13 @@ fn a_login_flood_stays_bounded_in_memory_and_the_right_password_still_logs_in() 
     let peak = sampler.join().unwrap().max(rss_kib(pid));
     let checked = statuses.iter().filter(|s| **s == 401).count();
     let refused = statuses.iter().filter(|s| matches!(s, 429 | 503)).count();
+    let closed = statuses.iter().filter(|s| **s == CLOSED).count();
     println!(
         "400 wrong logins from 40 addresses in {took:?}: {checked} checked, {refused} refused \
-         unchecked; RSS {} KiB before, peak {} KiB",
+         unchecked, {closed} closed unanswered to make room; RSS {} KiB before, peak {} KiB",
         before, peak
     );
-    assert_eq!(checked + refused, 400, "{statuses:?}");
+    assert_eq!(checked + refused + closed, 400, "{statuses:?}");
     assert!(
         peak < LOGIN_FLOOD_RSS_MIB * 1024,
         "peak RSS {peak} KiB over {LOGIN_FLOOD_RSS_MIB} MiB"
@@ -173,7 +189,7 @@ fn sixty_concurrent_wrong_passwords_from_one_address_get_at_most_five_checks() {
     let mut checked = statuses.iter().filter(|s| **s == 401).count();
     println!("60 at once from one address: {checked} checked");
     assert!((1..=5).contains(&checked), "{statuses:?}");
-    assert!(statuses.iter().all(|s| matches!(s, 401 | 429 | 503)));
+    assert!(statuses.iter().all(|s| matches!(*s, 401 | 429 | 503 | CLOSED)));
     // Going on one at a time, the address gets the rest of its five, then
     // waits out its window.
     let blocked = loop {
@@ -227,7 +243,9 @@ fn five_thousand_source_addresses_cannot_outrun_the_global_budget() {
         checked / took,
         5000 - checked as usize
     );
-    assert!(statuses.iter().all(|s| matches!(s, 401 | 429 | 503)));
+    assert!(statuses
+        .iter()
+        .all(|s| matches!(*s, 401 | 429 | 503 | CLOSED)));
     // The budget: 10 checks a second and a burst of 10, whatever the table.
     assert!(
         checked <= 10.0 * took + 10.0 + 2.0,

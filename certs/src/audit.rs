@@ -10,17 +10,25 @@
 //! batch, so a burst of decisions costs one fsync per batch, not one each.
 //!
 //! What a peer without credentials can cause (a failed login, a knock, a
-//! request that goes away) passes a per-address and a global budget *before*
-//! it is queued; what is over budget is counted and written as one
-//! `audit_suppressed` line, so a flood can neither keep the disk busy nor
-//! push the history out through rotation in seconds.
+//! request that goes away: *noise*) passes a per-address and a global budget
+//! *before* it is queued; what is over budget is counted, and the count is
+//! written as one `audit_suppressed` line at most once per
+//! [`SUPPRESSION_INTERVAL`], so a flood can neither keep the disk busy nor
+//! write a line of its own for every entry it costs.
 //!
 //! The file rotates at [`AuditConfig::rotate_bytes`] into `audit.1.jsonl` …
-//! `audit.4.jsonl` (the oldest is dropped). Reading ([`read`]) goes newest
-//! first across them and skips any line that does not parse (a crash in the
-//! middle of a write leaves a torn last line; the next write starts on a
-//! fresh line). Never a secret in it: entries carry names, fingerprints and
-//! addresses, never a PIN, password, key or token.
+//! `audit.4.jsonl`. Noise can still fill those, so rotation never drops a
+//! *decision* (everything that is not noise: pairings, approvals, denials,
+//! revocations, renames, arming, successful logins, …): before the oldest
+//! file goes, its decisions are moved into [`DECISIONS_FILE`], which keeps
+//! the newest [`KEPT_DECISIONS`] of them whatever the noise. Every record
+//! there is older than every record in the rotated files, so reading
+//! ([`read`]) goes newest first across `audit.jsonl`, the rotated files,
+//! then that file, and is in time order throughout. It skips any line that
+//! does not parse (a crash in the middle of a write leaves a torn last line;
+//! the next write starts on a fresh line). Never a secret in it: entries
+//! carry names, fingerprints and addresses, never a PIN, password, key or
+//! token.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
@@ -52,6 +60,17 @@ pub const ROTATED_FILES: [&str; 4] = [
     "audit.3.jsonl",
     "audit.4.jsonl",
 ];
+
+/// Decisions moved out of the oldest rotated file (see the module docs).
+pub const DECISIONS_FILE: &str = "audit.decisions.jsonl";
+
+/// Decisions [`DECISIONS_FILE`] keeps (the newest); on a home host that is
+/// years of pairings and logins.
+pub const KEPT_DECISIONS: usize = 10_000;
+
+/// At most one `audit_suppressed` line is written per this interval; the
+/// entries suppressed meanwhile are added up in it.
+pub const SUPPRESSION_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Default size at which the file rotates.
 pub const ROTATE_BYTES: u64 = 4 * 1024 * 1024;
@@ -314,6 +333,13 @@ impl Entry {
         self
     }
 
+    /// Whether this is a decision (kept whatever the noise, see the module
+    /// docs): anything but what a peer without credentials can cause and
+    /// the suppression counts.
+    pub fn is_decision(&self) -> bool {
+        !self.unsolicited() && self.event != Event::AuditSuppressed
+    }
+
     /// Whether a peer with no credentials can cause this entry, so it must
     /// pass the unsolicited budget.
     fn unsolicited(&self) -> bool {
@@ -378,12 +404,15 @@ fn io_error(path: &Path, e: &io::Error) -> AuditError {
 pub struct AuditConfig {
     /// Size at which the file rotates.
     pub rotate_bytes: u64,
+    /// Decisions kept in [`DECISIONS_FILE`].
+    pub kept_decisions: usize,
 }
 
 impl Default for AuditConfig {
     fn default() -> Self {
         Self {
             rotate_bytes: ROTATE_BYTES,
+            kept_decisions: KEPT_DECISIONS,
         }
     }
 }
@@ -418,6 +447,10 @@ struct Queue {
     closed: bool,
     budget: Budget,
     suppressed: u64,
+    /// When the last `audit_suppressed` line was queued.
+    last_note: Option<Instant>,
+    /// The newest timestamp seen, for the count written at close.
+    last_unix: u64,
 }
 
 #[derive(Default)]
@@ -443,9 +476,17 @@ impl AuditLog {
         config: AuditConfig,
         events: Option<broadcast::Sender<TrustEvent>>,
     ) -> Result<Self, AuditError> {
+        let file = LogFile::open(dir, config)?;
+        Self::start(dir, file, events)
+    }
+
+    fn start(
+        dir: &Path,
+        file: LogFile,
+        events: Option<broadcast::Sender<TrustEvent>>,
+    ) -> Result<Self, AuditError> {
         let path = dir.join(AUDIT_FILE);
         let last_seq = last_seq(dir)?;
-        let file = LogFile::open(dir, config)?;
         let shared = Arc::new(Shared {
             path,
             queue: Mutex::new(Queue {
@@ -454,6 +495,8 @@ impl AuditLog {
                 closed: false,
                 budget: Budget::default(),
                 suppressed: 0,
+                last_note: None,
+                last_unix: 0,
             }),
             queued: Condvar::new(),
             progress: Mutex::new(Progress {
@@ -490,6 +533,7 @@ impl AuditLog {
         if q.closed {
             return self.ticket(None);
         }
+        q.last_unix = q.last_unix.max(unix);
         if entry.unsolicited() {
             let key = entry.address.map(AddressKey::of);
             if !q.budget.admit(key, now) {
@@ -503,12 +547,12 @@ impl AuditLog {
             let seq = q.next_seq - 1;
             return self.ticket(Some(seq));
         }
-        if q.suppressed > 0 {
-            let n = std::mem::take(&mut q.suppressed);
-            let note = Entry::new(Event::AuditSuppressed, Door::Host).detail(format!(
-                "{n} entries from unauthenticated peers over the audit budget were not written"
-            ));
-            push(&mut q, note, unix);
+        let note_due = q
+            .last_note
+            .is_none_or(|at| now.saturating_duration_since(at) >= SUPPRESSION_INTERVAL);
+        if q.suppressed > 0 && note_due {
+            q.last_note = Some(now);
+            push_suppressed(&mut q, unix);
         }
         let seq = push(&mut q, entry, unix);
         drop(q);
@@ -532,6 +576,15 @@ impl AuditLog {
     }
 }
 
+/// Queues the count of suppressed entries as one `audit_suppressed` line.
+fn push_suppressed(q: &mut Queue, unix: u64) {
+    let n = std::mem::take(&mut q.suppressed);
+    let note = Entry::new(Event::AuditSuppressed, Door::Host).detail(format!(
+        "{n} entries from unauthenticated peers over the audit budget were not written"
+    ));
+    push(q, note, unix);
+}
+
 fn push(q: &mut Queue, entry: Entry, unix: u64) -> u64 {
     let seq = q.next_seq;
     q.next_seq += 1;
@@ -545,7 +598,15 @@ fn push(q: &mut Queue, entry: Entry, unix: u64) -> u64 {
 
 impl Drop for AuditLog {
     fn drop(&mut self) {
-        lock(&self.shared.queue).closed = true;
+        {
+            let mut q = lock(&self.shared.queue);
+            // The count since the last note is not lost at a clean stop.
+            if q.suppressed > 0 {
+                let unix = q.last_unix;
+                push_suppressed(&mut q, unix);
+            }
+            q.closed = true;
+        }
         self.shared.queued.notify_one();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -678,7 +739,9 @@ impl LogFile {
         opts.append(true).create(true).read(true);
         #[cfg(unix)]
         opts.mode(0o600);
-        let mut file = opts.open(&path).map_err(|e| io_error(&path, &e))?;
+        // Never through a link: the host would append to (and at start make
+        // private) whatever file it points at.
+        let mut file = crate::fsutil::open(&path, &opts).map_err(|e| io_error(&path, &e))?;
         let len = file.metadata().map_err(|e| io_error(&path, &e))?.len();
         let fence = len > 0 && !ends_with_newline(&mut file, len);
         if !existed {
@@ -722,8 +785,10 @@ impl LogFile {
         Ok(())
     }
 
-    /// `audit.jsonl` → `audit.1.jsonl` → … → `audit.4.jsonl` → gone.
+    /// `audit.jsonl` → `audit.1.jsonl` → … → `audit.4.jsonl` → gone, its
+    /// decisions into [`DECISIONS_FILE`] first.
     fn rotate(&mut self) -> io::Result<()> {
+        self.keep_decisions()?;
         for pair in ROTATED_FILES.windows(2).rev() {
             match fs::rename(self.dir.join(pair[0]), self.dir.join(pair[1])) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
@@ -736,10 +801,63 @@ impl LogFile {
         opts.append(true).create(true);
         #[cfg(unix)]
         opts.mode(0o600);
-        self.file = opts.open(&current)?;
+        self.file = crate::fsutil::open(&current, &opts)?;
         self.len = 0;
         crate::fsutil::sync_dir(&current)
     }
+
+    /// Moves the decisions of the oldest rotated file, which the next
+    /// rotation drops, into [`DECISIONS_FILE`] (replaced durably, the newest
+    /// [`AuditConfig::kept_decisions`] kept). A crash after this and before the rotation
+    /// does no harm: records already there (by `seq`) are not added again.
+    fn keep_decisions(&self) -> io::Result<()> {
+        let Some(oldest) = ROTATED_FILES.last() else {
+            return Ok(());
+        };
+        let leaving = read_bytes(&self.dir.join(oldest))?;
+        let decision = |line: &&[u8]| {
+            serde_json::from_slice::<Record>(line).is_ok_and(|r| r.entry.is_decision())
+        };
+        let mut moving: Vec<&[u8]> = leaving
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .filter(decision)
+            .collect();
+        if moving.is_empty() {
+            return Ok(());
+        }
+        let path = self.dir.join(DECISIONS_FILE);
+        let kept = read_bytes(&path)?;
+        let last_kept = records_newest_first(&kept, None)
+            .next()
+            .map_or(0, |r| r.seq);
+        moving.retain(|l| serde_json::from_slice::<Record>(l).is_ok_and(|r| r.seq > last_kept));
+        let mut lines: Vec<&[u8]> = kept
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
+        lines.extend(moving);
+        let skip = lines.len().saturating_sub(self.config.kept_decisions);
+        let mut out = Vec::with_capacity(kept.len() + leaving.len() / 4);
+        for line in &lines[skip..] {
+            out.extend_from_slice(line);
+            out.push(b'\n');
+        }
+        crate::fsutil::write_atomic(&path, &out)
+    }
+}
+
+/// A trail file's bytes (at most [`MAX_READ_BYTES`], never through a link);
+/// a missing file is empty.
+fn read_bytes(path: &Path) -> io::Result<Vec<u8>> {
+    let file = match crate::fsutil::open_read(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut bytes = Vec::new();
+    file.take(MAX_READ_BYTES).read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 fn ends_with_newline(file: &mut File, len: u64) -> bool {
@@ -865,25 +983,18 @@ pub struct Page {
     pub next: Option<u64>,
 }
 
-/// The trail's files in `dir`, newest first.
+/// The trail's files in `dir`, newest first (every record of one is newer
+/// than every record of the next).
 fn files(dir: &Path) -> impl Iterator<Item = PathBuf> + '_ {
     std::iter::once(AUDIT_FILE)
         .chain(ROTATED_FILES)
+        .chain([DECISIONS_FILE])
         .map(move |f| dir.join(f))
 }
 
 /// Reads a file's lines; a missing file is empty.
 fn read_file(path: &Path) -> Result<Vec<u8>, AuditError> {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_error(path, &e)),
-    };
-    let mut bytes = Vec::new();
-    file.take(MAX_READ_BYTES)
-        .read_to_end(&mut bytes)
-        .map_err(|e| io_error(path, &e))?;
-    Ok(bytes)
+    read_bytes(path).map_err(|e| io_error(path, &e))
 }
 
 /// The records of one file's bytes, newest first; lines that do not parse
@@ -1047,7 +1158,10 @@ mod tests {
     #[test]
     fn rotation_keeps_four_older_files_and_reads_across_them() {
         let dir = tempfile::tempdir().unwrap();
-        let config = AuditConfig { rotate_bytes: 1000 };
+        let config = AuditConfig {
+            rotate_bytes: 1000,
+            ..AuditConfig::default()
+        };
         let log = AuditLog::open(dir.path(), config, None).unwrap();
         let now = Instant::now();
         for i in 0..200u8 {
@@ -1066,14 +1180,11 @@ mod tests {
         }
         assert!(!dir.path().join("audit.5.jsonl").exists());
         let records = all(dir.path());
-        // Newest first, contiguous, and the oldest ones rotated away.
+        // Newest first, contiguous, and nothing lost: the decisions of the
+        // dropped files were kept.
         assert_eq!(records[0].seq, 200);
         assert!(records.windows(2).all(|w| w[0].seq == w[1].seq + 1));
-        assert!(
-            records.len() < 200 && records.len() > 20,
-            "{}",
-            records.len()
-        );
+        assert_eq!(records.len(), 200);
         // Pages: cursor, device filter.
         let page = read(
             dir.path(),
@@ -1148,14 +1259,129 @@ mod tests {
         let note = |n| {
             format!("{n} entries from unauthenticated peers over the audit budget were not written")
         };
-        assert_eq!(notes, [note(820), note(30)]);
-        assert_eq!(records[1].entry.event, Event::AuditSuppressed);
+        // At most one count per interval: the 820 wait for the next one.
+        assert_eq!(notes, [note(30)]);
         // The budget refills.
         let later = t0 + Duration::from_secs(10);
         log.append(knock("10.0.0.1"), 0, later)
             .durable_blocking()
             .unwrap();
-        assert_eq!(all(dir.path())[0].entry.event, Event::Login);
+        let records = all(dir.path());
+        assert_eq!(records[0].entry.event, Event::Login);
+        assert_eq!(records[1].entry.event, Event::PairingArmed);
+        // Still noise over budget (the address earned 2 entries in 10 s,
+        // both used), then the interval is over: one count.
+        for _ in 0..50 {
+            let _ = log.append(knock("10.0.0.1"), 0, later);
+        }
+        let next = t0 + SUPPRESSION_INTERVAL;
+        log.append(knock("10.0.0.2"), 0, next)
+            .durable_blocking()
+            .unwrap();
+        let records = all(dir.path());
+        assert_eq!(records[0].entry.event, Event::Login);
+        assert_eq!(records[1].entry.detail, Some(note(820 + 49)));
+        // What is left at a clean stop is written then.
+        for _ in 0..30 {
+            let _ = log.append(knock("10.0.0.1"), 0, next);
+        }
+        drop(log);
+        let last = all(dir.path()).remove(0);
+        assert_eq!(last.entry.event, Event::AuditSuppressed);
+    }
+
+    #[test]
+    fn decisions_are_kept_once_even_if_a_crash_repeats_the_move() {
+        let dir = tempfile::tempdir().unwrap();
+        let oldest = dir.path().join(ROTATED_FILES[3]);
+        let line = |seq: u64, event: Event| {
+            let mut l = serde_json::to_vec(&Record {
+                seq,
+                at: rfc3339(0),
+                entry: Entry::new(event, Door::Console),
+            })
+            .unwrap();
+            l.push(b'\n');
+            l
+        };
+        let mut bytes = line(1, Event::PairingArmed);
+        bytes.extend(line(2, Event::AuditSuppressed));
+        bytes.extend(line(3, Event::Logout));
+        fs::write(&oldest, &bytes).unwrap();
+        let file = LogFile::open(dir.path(), AuditConfig::default()).unwrap();
+        // Moved, then the host dies before the rotation: moved again.
+        file.keep_decisions().unwrap();
+        file.keep_decisions().unwrap();
+        let kept = fs::read(dir.path().join(DECISIONS_FILE)).unwrap();
+        let seqs: Vec<u64> = records_newest_first(&kept, None).map(|r| r.seq).collect();
+        assert_eq!(seqs, [3, 1]);
+    }
+
+    #[test]
+    fn rotation_never_drops_a_decision_and_reads_stay_in_time_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = AuditConfig {
+            rotate_bytes: 2000,
+            kept_decisions: 30,
+        };
+        let log = AuditLog::open(dir.path(), config, None).unwrap();
+        let mut t = Instant::now();
+        let mut decisions = Vec::new();
+        for i in 0..3000u32 {
+            // Noise from a new address each time, spaced to pass the budget.
+            t += Duration::from_millis(100);
+            let ip = format!("10.2.{}.{}", i / 256, i % 256);
+            let noise = Entry::new(Event::Login, Door::Console)
+                .outcome(Outcome::Failed)
+                .address(ip.parse().unwrap());
+            let ticket = log.append(noise, 0, t);
+            if i % 100 == 0 {
+                let seq = log
+                    .append(
+                        Entry::new(Event::Renamed, Door::Cli).device(device(i as u8)),
+                        0,
+                        t,
+                    )
+                    .seq
+                    .unwrap();
+                decisions.push(seq);
+            }
+            ticket.durable_blocking().unwrap();
+        }
+        drop(log);
+        assert!(dir.path().join(DECISIONS_FILE).exists());
+        let records = all(dir.path());
+        // Noise rotated away, every decision still there, newest first.
+        assert!(records.len() < 1000, "{}", records.len());
+        assert!(records.windows(2).all(|w| w[0].seq > w[1].seq));
+        let kept: Vec<u64> = records
+            .iter()
+            .filter(|r| r.entry.is_decision())
+            .map(|r| r.seq)
+            .rev()
+            .collect();
+        assert_eq!(kept, decisions);
+        // The kept file holds decisions only, at most `kept_decisions`.
+        let bytes = fs::read(dir.path().join(DECISIONS_FILE)).unwrap();
+        let archived: Vec<Record> = records_newest_first(&bytes, None).collect();
+        assert!(!archived.is_empty() && archived.len() <= 30);
+        assert!(archived.iter().all(|r| r.entry.is_decision()));
+        // Past the cap, the oldest decisions go.
+        let log = AuditLog::open(dir.path(), config, None).unwrap();
+        for i in 0..200u8 {
+            log.append(
+                Entry::new(Event::Renamed, Door::Cli).device(device(i)),
+                0,
+                t,
+            )
+            .durable_blocking()
+            .unwrap();
+        }
+        drop(log);
+        let bytes = fs::read(dir.path().join(DECISIONS_FILE)).unwrap();
+        assert_eq!(records_newest_first(&bytes, None).count(), 30);
+        let records = all(dir.path());
+        assert!(records.windows(2).all(|w| w[0].seq > w[1].seq));
     }
 
     #[cfg(target_os = "linux")]
@@ -1163,8 +1389,15 @@ mod tests {
     fn tickets_of_a_failed_write_say_so() {
         let dir = tempfile::tempdir().unwrap();
         // A full disk: every write fails with ENOSPC.
-        std::os::unix::fs::symlink("/dev/full", dir.path().join(AUDIT_FILE)).unwrap();
-        let log = AuditLog::open(dir.path(), AuditConfig::default(), None).unwrap();
+        let full = OpenOptions::new().append(true).open("/dev/full").unwrap();
+        let file = LogFile {
+            dir: dir.path().into(),
+            config: AuditConfig::default(),
+            file: full,
+            len: 0,
+            fence: false,
+        };
+        let log = AuditLog::start(dir.path(), file, None).unwrap();
         let err = log
             .append(Entry::new(Event::Logout, Door::Console), 0, Instant::now())
             .durable_blocking()

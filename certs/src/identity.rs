@@ -7,7 +7,6 @@
 //! byte-for-byte: Moonlight pins the exact certificate it received while
 //! pairing (`plaincert`), so it must never change.
 
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -315,7 +314,7 @@ impl HostIdentity {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, IdentityError> {
-    fs::read(path).map_err(|source| IdentityError::Io {
+    crate::fsutil::read(path).map_err(|source| IdentityError::Io {
         path: path.into(),
         source,
     })
@@ -331,6 +330,7 @@ fn unix_now() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     #[cfg(unix)]
     use std::os::unix::fs::PermissionsExt;
 

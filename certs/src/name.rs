@@ -11,10 +11,11 @@
 //! 1. Whitespace, including the control characters that are whitespace (TAB,
 //!    LF, CR, U+0085 …), is folded: every run becomes one space, and leading
 //!    and trailing runs go.
-//! 2. The other control characters (Cc) are removed, and so are the invisible
-//!    formatting characters that can hide or reorder text (bidi overrides and
-//!    isolates, zero-width characters, soft hyphen, BOM, variation selectors,
-//!    tags, Hangul fillers).
+//! 2. The other control characters (Cc) are removed, and so are the
+//!    characters that print nothing and can hide or reorder text: every
+//!    `Default_Ignorable_Code_Point` (bidi overrides and isolates, zero-width
+//!    characters, soft hyphen, BOM, variation selectors, tags, Hangul
+//!    fillers, …) and the braille blank.
 //! 3. At most [`MAX_NAME_CHARS`] characters are kept (a device name is cut
 //!    there; a label that is longer is refused instead, see [`Label`]).
 
@@ -173,19 +174,18 @@ pub fn sanitize(raw: &str, max_chars: usize) -> String {
     out
 }
 
-/// Formatting characters that can hide or reorder text on screen (soft
-/// hyphen, zero-width and bidi controls, BOM, variation selectors, tags,
-/// Hangul fillers).
+/// Characters that render as nothing and so can hide or pad text on screen:
+/// every `Default_Ignorable_Code_Point` (soft hyphen, zero-width and bidi
+/// controls, BOM, variation selectors, tags, Hangul fillers, musical and
+/// shorthand format controls, and the code points reserved for more of
+/// them), from ICU's table of the Unicode Character Database rather than a
+/// list kept by hand; and three that are not in that property but print
+/// nothing either: the braille blank U+2800 and the interlinear annotation
+/// controls U+FFF9–U+FFFB.
 fn is_invisible_format(c: char) -> bool {
-    matches!(c,
-        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
-        | '\u{180B}'..='\u{180F}'
-        | '\u{200B}'..='\u{200F}'
-        | '\u{202A}'..='\u{202E}'
-        | '\u{2060}'..='\u{206F}'
-        | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}'
-        | '\u{FFF0}'..='\u{FFFB}'
-        | '\u{E0000}'..='\u{E0FFF}')
+    const DEFAULT_IGNORABLE: icu_properties::CodePointSetDataBorrowed<'static> =
+        icu_properties::CodePointSetData::new::<icu_properties::props::DefaultIgnorableCodePoint>();
+    DEFAULT_IGNORABLE.contains(c) || matches!(c, '\u{2800}' | '\u{FFF9}'..='\u{FFFB}')
 }
 
 #[cfg(test)]
@@ -209,6 +209,34 @@ mod tests {
         );
         assert_eq!(n("a\u{FEFF}b\u{00AD}c\u{E0041}").as_deref(), Some("abc"));
         assert_eq!(n("x\u{0007}y\u{007F}z").as_deref(), Some("xyz"));
+        // Musical symbol beams/ties/slurs, shorthand format controls, the
+        // braille blank: they print nothing, so "TV" + them must be "TV".
+        for c in ('\u{1D173}'..='\u{1D17A}').chain('\u{1BCA0}'..='\u{1BCA3}') {
+            assert_eq!(n(&format!("T{c}V{c}")).as_deref(), Some("TV"), "{c:?}");
+        }
+        assert_eq!(
+            n("Living Room TV\u{2800}\u{2800}").as_deref(),
+            Some("Living Room TV")
+        );
+        assert_eq!(n("\u{2800}"), None);
+        // Every character the rule listed by hand before is still dropped.
+        for c in [
+            '\u{00AD}', '\u{034F}', '\u{061C}', '\u{115F}', '\u{1160}', '\u{17B4}', '\u{17B5}',
+            '\u{3164}', '\u{FEFF}', '\u{FFA0}',
+        ]
+        .into_iter()
+        .chain('\u{180B}'..='\u{180F}')
+        .chain('\u{200B}'..='\u{200F}')
+        .chain('\u{202A}'..='\u{202E}')
+        .chain('\u{2060}'..='\u{206F}')
+        .chain('\u{FE00}'..='\u{FE0F}')
+        .chain('\u{FFF0}'..='\u{FFFB}')
+        .chain('\u{E0000}'..='\u{E0FFF}')
+        {
+            assert!(is_invisible_format(c), "{c:?}");
+        }
+        // Visible neighbours stay: a braille dot, a musical symbol.
+        assert_eq!(n("\u{2801}\u{1D172}").as_deref(), Some("\u{2801}\u{1D172}"));
     }
 
     #[test]

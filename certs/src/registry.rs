@@ -377,7 +377,9 @@ impl Registry {
         path: &Path,
         events: tokio::sync::broadcast::Sender<TrustEvent>,
     ) -> Result<Self, RegistryError> {
-        let devices = match std::fs::read(path) {
+        // Never through a link (fsutil); no size cap beyond the host's own:
+        // the file is what this host wrote, one entry per paired device.
+        let devices = match crate::fsutil::read_limited(path, u64::MAX) {
             Ok(bytes) => parse(path, &bytes)?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => HashMap::new(),
             Err(source) => {

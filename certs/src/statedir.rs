@@ -3,6 +3,7 @@
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Name of the lock file inside a state dir.
@@ -30,6 +31,9 @@ pub enum StateDirError {
         /// Why it could not be changed.
         source: io::Error,
     },
+    /// A state file is a symbolic link (never followed).
+    #[error(transparent)]
+    Link(crate::fsutil::LinkRefused),
     /// The dir or lock file cannot be created or opened.
     #[error("cannot use state dir {}: {source}", path.display())]
     Io {
@@ -56,12 +60,10 @@ impl StateDir {
             source,
         };
         create_private_dir(path).map_err(io_err)?;
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path.join(LOCK_FILE))
-            .map_err(io_err)?;
+        let lock_path = path.join(LOCK_FILE);
+        let mut opts = OpenOptions::new();
+        opts.create(true).truncate(false).write(true).mode(0o600);
+        let lock = crate::fsutil::open(&lock_path, &opts).map_err(|e| file_error(&lock_path, e))?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
@@ -92,11 +94,12 @@ impl StateDir {
     /// devices or the password hash.
     pub fn make_private(&self, files: &[&str]) -> Result<Vec<(PathBuf, u32, u32)>, StateDirError> {
         let mut changed = Vec::new();
-        let targets = std::iter::once((self.path.clone(), 0o700))
-            .chain(files.iter().map(|f| (self.path.join(f), 0o600)));
-        for (path, want) in targets {
-            if let Some(old) = tighten(&path, want)? {
-                changed.push((path, old, want));
+        if let Some(old) = tighten_dir(&self.path, 0o700)? {
+            changed.push((self.path.clone(), old, 0o700));
+        }
+        for path in files.iter().map(|f| self.path.join(f)) {
+            if let Some(old) = tighten(&path, 0o600)? {
+                changed.push((path, old, 0o600));
             }
         }
         Ok(changed)
@@ -114,8 +117,32 @@ impl StateDir {
 }
 
 /// Sets `path` to `want` if group or others have any access; the old mode
-/// if it changed. A missing file is fine (it is created private).
+/// if it changed. A missing file is fine (it is created private); a link is
+/// refused, never followed (its target is left alone).
 fn tighten(path: &Path, want: u32) -> Result<Option<u32>, StateDirError> {
+    let mode = match crate::fsutil::mode(path) {
+        Ok(Some(mode)) => mode,
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(file_error(path, e)),
+    };
+    if mode & 0o077 == 0 {
+        return Ok(None);
+    }
+    crate::fsutil::chmod(path, want).map_err(|source| match link_refused(path, source) {
+        Ok(link) => link,
+        Err(source) => StateDirError::Permissions {
+            path: path.into(),
+            mode,
+            want,
+            source,
+        },
+    })?;
+    Ok(Some(mode))
+}
+
+/// The state dir itself may be reached through a link (the owner chose its
+/// path); only the files in it must not be links.
+fn tighten_dir(path: &Path, want: u32) -> Result<Option<u32>, StateDirError> {
     use std::os::unix::fs::PermissionsExt;
     let mode = match fs::metadata(path) {
         Ok(m) => m.permissions().mode() & 0o7777,
@@ -139,6 +166,22 @@ fn tighten(path: &Path, want: u32) -> Result<Option<u32>, StateDirError> {
         }
     })?;
     Ok(Some(mode))
+}
+
+/// [`StateDirError::Link`] if `e` refused a link at `path`, else `e`.
+fn link_refused(path: &Path, e: io::Error) -> Result<StateDirError, io::Error> {
+    if crate::fsutil::is_link_refused(&e) {
+        Ok(StateDirError::Link(crate::fsutil::LinkRefused(path.into())))
+    } else {
+        Err(e)
+    }
+}
+
+fn file_error(path: &Path, e: io::Error) -> StateDirError {
+    link_refused(path, e).unwrap_or_else(|source| StateDirError::Io {
+        path: path.into(),
+        source,
+    })
 }
 
 fn create_private_dir(path: &Path) -> io::Result<()> {
@@ -176,6 +219,31 @@ mod tests {
         assert_eq!(mode(&p), 0o700);
         assert_eq!(mode(&p.join("secret")), 0o600);
         assert!(state.make_private(&["secret"]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_link_is_refused_and_its_target_left_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("state");
+        let state = StateDir::open(&p).unwrap();
+        let outside = dir.path().join("outside");
+        fs::write(&outside, b"k").unwrap();
+        fs::set_permissions(&outside, fs::Permissions::from_mode(0o644)).unwrap();
+        std::os::unix::fs::symlink(&outside, p.join("secret")).unwrap();
+        let err = state.make_private(&["secret"]).unwrap_err();
+        assert!(matches!(err, StateDirError::Link(_)), "{err}");
+        assert!(
+            err.to_string().contains("secret is a symbolic link"),
+            "{err}"
+        );
+        let mode = fs::metadata(&outside).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
+        drop(state);
+        // The lock file too.
+        fs::remove_file(p.join(LOCK_FILE)).unwrap();
+        std::os::unix::fs::symlink(&outside, p.join(LOCK_FILE)).unwrap();
+        assert!(matches!(StateDir::open(&p), Err(StateDirError::Link(_))));
     }
 
     #[test]

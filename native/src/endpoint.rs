@@ -19,7 +19,7 @@
 //!      wait: frame │ trust event / request update │ core deadline ─▶ core ─┘
 //! ```
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
@@ -30,10 +30,11 @@ use punktfunk_certs::{
     Claimant, Device, Door, Entry, Event, Fingerprint, GateError, Identity, Kind, Needs, Outcome,
     PendingId, PendingRequest, RequestUpdate, Secret, Trust, TrustEvent, Via,
 };
+use punktfunk_conn::{Admission, Limits, Slot};
 use rand_core::OsRng;
 use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{broadcast, oneshot, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{broadcast, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_openssl::SslStream;
@@ -59,11 +60,17 @@ pub struct EndpointConfig {
     /// handshake or silent after it); only if every connection is past
     /// `hello` is the new one closed right after `accept`.
     pub max_connections: usize,
+    /// Connections served at once from one source address (an IPv4
+    /// address, an IPv6 /128), evicted and refused the same way.
+    pub max_connections_per_address: usize,
 }
 
 /// Default for [`EndpointConfig::max_connections`]: room for every pending
 /// knock (the gate's default cap is 32) plus sessions.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 128;
+
+/// Default for [`EndpointConfig::max_connections_per_address`].
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 32;
 
 /// Connections from one source address that may wait for their `pake`
 /// (or run a pairing step) at once (§ 8.2). Waiting holds nothing
@@ -112,10 +119,8 @@ struct Ctx {
     trust: Arc<Trust>,
     /// Connections in the pairing steps, by source address (§ 6.5).
     pairing: Arc<Mutex<Pairing>>,
-    connections: Arc<Semaphore>,
-    /// Connections that have not sent `hello` yet, oldest first: the ones
-    /// a new connection may evict when every slot is taken.
-    before_hello: Mutex<BeforeHello>,
+    /// Every connection's place: evictable until `hello` arrives.
+    admission: Arc<Admission>,
 }
 
 /// Connections in the pairing steps: counted, never exclusive.
@@ -160,61 +165,6 @@ impl Drop for PairingPlace {
                 p.by_address.remove(&self.address);
             }
         }
-    }
-}
-
-#[derive(Default)]
-struct BeforeHello {
-    next: u64,
-    waiting: BTreeMap<u64, oneshot::Sender<()>>,
-}
-
-impl Ctx {
-    fn before_hello(&self) -> std::sync::MutexGuard<'_, BeforeHello> {
-        // Plain map updates: a panic elsewhere cannot leave it half-changed.
-        self.before_hello.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Lists a new connection as not past `hello`; the receiver fires if it
-    /// is evicted.
-    fn register(self: &Arc<Self>) -> (Unhelloed, oneshot::Receiver<()>) {
-        let (tx, rx) = oneshot::channel();
-        let mut b = self.before_hello();
-        let id = b.next;
-        b.next += 1;
-        b.waiting.insert(id, tx);
-        (
-            Unhelloed {
-                ctx: self.clone(),
-                id,
-            },
-            rx,
-        )
-    }
-
-    /// Tells the oldest connection not past `hello` to close. Whether there
-    /// was one.
-    fn evict_oldest(&self) -> bool {
-        match self.before_hello().waiting.pop_first() {
-            Some((_, tx)) => {
-                let _ = tx.send(());
-                true
-            }
-            None => false,
-        }
-    }
-}
-
-/// A connection's place in [`Ctx::before_hello`]; dropped once `hello`
-/// arrived (or the connection ended), which makes it unevictable.
-struct Unhelloed {
-    ctx: Arc<Ctx>,
-    id: u64,
-}
-
-impl Drop for Unhelloed {
-    fn drop(&mut self) {
-        self.ctx.before_hello().waiting.remove(&self.id);
     }
 }
 
@@ -275,8 +225,10 @@ impl Endpoint {
                 },
                 trust: config.trust,
                 pairing: Arc::default(),
-                connections: Arc::new(Semaphore::new(config.max_connections.max(1))),
-                before_hello: Mutex::default(),
+                admission: Admission::new(Limits {
+                    per_address: config.max_connections_per_address.max(1),
+                    total: config.max_connections.max(1),
+                }),
             }),
         }
     }
@@ -307,18 +259,24 @@ impl Endpoint {
                             continue;
                         }
                     };
-                    let Some(permit) = self.slot(peer).await else {
-                        continue;
+                    // A free place, or the one of the oldest connection
+                    // (from this address, if it is at its cap) that has
+                    // not sent `hello`: idle and slow connections cannot
+                    // starve clients that complete their handshake.
+                    let slot = match self.ctx.admission.admit(peer.ip()) {
+                        Ok(slot) => Arc::new(slot),
+                        Err(refused) => {
+                            tracing::warn!(%peer, "native endpoint: {refused}; closing");
+                            continue;
+                        }
                     };
                     let ctx = self.ctx.clone();
-                    let (unhelloed, evicted) = ctx.register();
                     let mut stop = conn_shutdown.clone();
                     tasks.spawn(async move {
                         tokio::select! {
-                            _ = serve_connection(ctx, tcp, peer, permit, unhelloed) => {}
+                            _ = serve_connection(ctx, tcp, peer, slot.clone()) => {}
                             _ = stopped(&mut stop) => {}
-                            // Err: past hello, the sender is gone; not evicted.
-                            Ok(()) = evicted => {
+                            () = slot.evicted() => {
                                 tracing::debug!(%peer, "native: evicted before hello (connection limit)");
                             }
                         }
@@ -328,30 +286,6 @@ impl Endpoint {
         }
         drop(self.listener);
         while tasks.join_next().await.is_some() {}
-    }
-}
-
-impl Endpoint {
-    /// A connection slot for a new connection: a free one, or the one of
-    /// the oldest connection that has not sent `hello` (so idle and slow
-    /// connections cannot starve clients that complete their handshake).
-    async fn slot(&self, peer: SocketAddr) -> Option<OwnedSemaphorePermit> {
-        if let Ok(permit) = self.ctx.connections.clone().try_acquire_owned() {
-            return Some(permit);
-        }
-        if !self.ctx.evict_oldest() {
-            tracing::warn!(%peer, "native endpoint: connection limit reached, every connection past hello; closing");
-            return None;
-        }
-        // The evicted task gives its slot back as soon as it runs.
-        let permit = self.ctx.connections.clone().acquire_owned();
-        match tokio::time::timeout(std::time::Duration::from_secs(1), permit).await {
-            Ok(Ok(permit)) => Some(permit),
-            _ => {
-                tracing::warn!(%peer, "native endpoint: connection limit reached; closing");
-                None
-            }
-        }
     }
 }
 
@@ -383,6 +317,8 @@ fn acceptor(identity: &Identity) -> Result<SslAcceptor, openssl::error::ErrorSta
         ssl::select_next_proto(ALPN_WIRE, offered).ok_or(AlpnError::NOACK)
     });
     b.set_session_cache_mode(ssl::SslSessionCacheMode::OFF);
+    // An idle connection keeps no 16 KiB read and write buffers.
+    b.set_mode(ssl::SslMode::RELEASE_BUFFERS);
     b.set_options(ssl::SslOptions::NO_TICKET);
     b.set_num_tickets(0)?;
     Ok(b.build())
@@ -404,8 +340,8 @@ struct Conn {
     fp: Fingerprint,
     cert_der: Vec<u8>,
     events: broadcast::Receiver<TrustEvent>,
-    /// Evictable until `hello` arrives.
-    unhelloed: Option<Unhelloed>,
+    /// Its place in the door: evictable until `hello` arrives.
+    slot: Arc<Slot>,
     /// Held from a `pair` hello until [`Effect::LeavePairing`].
     pairing_slot: Option<PairingPlace>,
     exchange: Option<Exchange>,
@@ -414,13 +350,7 @@ struct Conn {
     ticket: Option<Ticket>,
 }
 
-async fn serve_connection(
-    ctx: Arc<Ctx>,
-    tcp: TcpStream,
-    peer: SocketAddr,
-    _permit: OwnedSemaphorePermit,
-    unhelloed: Unhelloed,
-) {
+async fn serve_connection(ctx: Arc<Ctx>, tcp: TcpStream, peer: SocketAddr, slot: Arc<Slot>) {
     let _ = tcp.set_nodelay(true);
     let (stream, cert_der, exporter) =
         match tokio::time::timeout(timeouts::TLS_HANDSHAKE, tls_accept(&ctx, tcp)).await {
@@ -453,7 +383,7 @@ async fn serve_connection(
         peer,
         cert_der,
         events,
-        unhelloed: Some(unhelloed),
+        slot,
         pairing_slot: None,
         exchange: None,
         ticket: None,
@@ -467,6 +397,9 @@ async fn tls_accept(
     ctx: &Ctx,
     tcp: TcpStream,
 ) -> Result<(SslStream<TcpStream>, Vec<u8>, Exporter), Box<dyn std::error::Error + Send + Sync>> {
+    // No TLS state until the peer says something: a connection that never
+    // sends its ClientHello costs only its socket.
+    tcp.readable().await?;
     let ssl = Ssl::new(ctx.acceptor.context())?;
     let mut stream = SslStream::new(ssl, tcp)?;
     std::pin::Pin::new(&mut stream).accept().await?;
@@ -502,7 +435,7 @@ impl Conn {
             match input {
                 Input::Read(read) => {
                     // Past hello (or done): no longer evictable.
-                    self.unhelloed = None;
+                    self.slot.set_busy(true);
                     match read {
                         Ok(msg) if core.wants_hello() => {
                             let mut facts = Facts { conn: &mut self };

@@ -52,6 +52,7 @@ async fn start_cfg(unknown: UnknownDevices, gate: GateConfig, max_connections: u
             trust: trust.clone(),
             unknown_devices: unknown,
             max_connections,
+            max_connections_per_address: max_connections,
         },
     )
     .await

@@ -2,12 +2,12 @@
 
 use std::future::{ready, Ready};
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::error::PathError;
 use actix_web::http::{Method, StatusCode};
-use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError as _};
 use punktfunk_certs::audit::{self, Door, Query};
 use punktfunk_certs::gate::PendingOutcome;
 use punktfunk_certs::otp::Passphrase;
@@ -20,6 +20,7 @@ use rand::rngs::OsRng;
 use serde::Deserialize;
 
 use super::auth::{Refusal, SESSION_LIFETIME};
+use super::known::{KNOWN_COOKIE, KNOWN_COOKIE_PATH, KNOWN_LIFETIME};
 use super::replies::{
     expires_in, ArmedReply, Csrf, DeniedAll, DeviceReply, Done, ErrorReply, ExchangeReply,
     HostReply, HostSummary, LastAttemptReply, OtpCancelled, OtpLastReply, OtpReply, PairingState,
@@ -33,6 +34,7 @@ const PIN_OUTCOME_WAIT: Duration = Duration::from_secs(90);
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api")
+            .wrap(actix_web::middleware::from_fn(super::body_limit))
             .route("/login", web::post().to(login))
             .route("/logout", web::post().to(logout))
             .route("/host", web::get().to(host))
@@ -181,6 +183,11 @@ fn refused_login(refusal: Refusal, key: AddressKey) -> HttpResponse {
             wait,
             format!("too many login attempts from {key}"),
         ),
+        Refusal::Browser(wait) => (
+            HttpResponse::TooManyRequests(),
+            wait,
+            "too many login attempts from this browser".to_owned(),
+        ),
         Refusal::Budget(wait) => (
             HttpResponse::TooManyRequests(),
             wait,
@@ -209,6 +216,19 @@ struct LoginBody {
     password: String,
 }
 
+/// The known-browser cookie for a browser that just logged in (`known`).
+fn known_cookie(value: String) -> Cookie<'static> {
+    Cookie::build(KNOWN_COOKIE, value)
+        .path(KNOWN_COOKIE_PATH)
+        .http_only(true)
+        .secure(true)
+        .same_site(SameSite::Strict)
+        .max_age(actix_web::cookie::time::Duration::seconds(
+            KNOWN_LIFETIME.as_secs() as i64,
+        ))
+        .finish()
+}
+
 async fn login(
     req: HttpRequest,
     state: web::Data<ConsoleState>,
@@ -216,17 +236,32 @@ async fn login(
 ) -> Result<HttpResponse, ApiError> {
     let ip = peer_ip(&req);
     let key = AddressKey::of(ip);
-    // Paid for before the (expensive) check runs: see `auth`.
+    // A browser that logged in before, by the cookie the host signed then
+    // (under the current password hash: a new password voids it).
+    let known = req.cookie(KNOWN_COOKIE).and_then(|cookie| {
+        let hash = state.password.hash().ok()?;
+        state.known.verify(cookie.value(), &hash, SystemTime::now())
+    });
     let login = |outcome| {
-        Entry::new(Event::Login, Door::Console)
+        let entry = Entry::new(Event::Login, Door::Console)
             .address(ip)
-            .outcome(outcome)
+            .outcome(outcome);
+        match known {
+            Some(_) => entry.detail("known browser"),
+            None => entry,
+        }
     };
-    let mut permit = match state.limiter.admit(key, Instant::now()) {
+    // Paid for before the (expensive) check runs: see `auth`.
+    let admitted = match known {
+        Some(id) => state.limiter.admit_known(id, Instant::now()).await,
+        None => state.limiter.admit(key, Instant::now()),
+    };
+    let mut permit = match admitted {
         Ok(p) => p,
         Err(refusal) => {
-            // Budgeted in the audit trail like the attempts themselves.
-            recorded(state.trust.record(login(Outcome::RateLimited))).await?;
+            // Budgeted in the audit trail like the attempts themselves; the
+            // refusal is the answer even if the trail cannot take it.
+            let _ = recorded(state.trust.record(login(Outcome::RateLimited))).await;
             return Ok(refused_login(refusal, key));
         }
     };
@@ -237,8 +272,8 @@ async fn login(
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
     if !ok {
-        tracing::warn!(%ip, checks = state.limiter.checks(), "console: wrong password");
-        recorded(state.trust.record(login(Outcome::Failed))).await?;
+        tracing::warn!(%ip, known = known.is_some(), checks = state.limiter.checks(), "console: wrong password");
+        let _ = recorded(state.trust.record(login(Outcome::Failed))).await;
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "wrong_password",
@@ -246,13 +281,34 @@ async fn login(
         ));
     }
     state.limiter.succeeded(key);
-    recorded(state.trust.record(login(Outcome::Ok))).await?;
+    if let Some(id) = known {
+        state.limiter.succeeded_known(id);
+    }
+    // The login takes effect first, like every other decision: a trail
+    // that cannot be written (a full disk) must not lock the owner out.
     let (token, csrf) = state.sessions.create(Instant::now());
-    tracing::info!(%ip, "console: logged in");
-    Ok(HttpResponse::Ok()
-        .cookie(session_cookie(token, SESSION_LIFETIME))
-        .insert_header(("Cache-Control", "no-store"))
-        .json(Csrf { csrf: &csrf }))
+    tracing::info!(%ip, known = known.is_some(), "console: logged in");
+    let mut reply = match recorded(state.trust.record(login(Outcome::Ok))).await {
+        Ok(()) => HttpResponse::Ok().json(Csrf { csrf: &csrf }),
+        // `not_recorded`, with the session cookie: the page reads its CSRF
+        // token from `GET /api/session`.
+        Err(e) => e.error_response(),
+    };
+    reply.headers_mut().insert(
+        actix_web::http::header::CACHE_CONTROL,
+        actix_web::http::header::HeaderValue::from_static("no-store"),
+    );
+    let cookie = session_cookie(token, SESSION_LIFETIME);
+    reply.add_cookie(&cookie).map_err(ApiError::internal)?;
+    // Bound to the hash as it is now (a `set-password` since the check
+    // gives a cookie for the new one: it still takes the password to use).
+    if let Ok(hash) = state.password.hash() {
+        let value = state.known.issue(&hash, SystemTime::now());
+        reply
+            .add_cookie(&known_cookie(value))
+            .map_err(ApiError::internal)?;
+    }
+    Ok(reply)
 }
 
 async fn logout(auth: Authed, state: web::Data<ConsoleState>) -> Result<HttpResponse, ApiError> {
@@ -338,7 +394,7 @@ async fn host(state: web::Data<ConsoleState>) -> HttpResponse {
         .unwrap_or_default();
     HttpResponse::Ok().json(HostReply {
         console_urls: urls,
-        host: HostSummary::new(state.host_fingerprint, &state.host_name),
+        host: HostSummary::new(state.host_fingerprint, &state.host_name, state.open),
     })
 }
 
@@ -436,7 +492,7 @@ pub(crate) fn pairing_state(state: &ConsoleState) -> PairingState<'_> {
         armed,
         devices,
         exchange,
-        host: HostSummary::new(state.host_fingerprint, &state.host_name),
+        host: HostSummary::new(state.host_fingerprint, &state.host_name, state.open),
         last_attempt,
         otp,
         otp_last,

@@ -6,7 +6,9 @@
 //! each), so every check is paid for before it runs ([`LoginLimiter`]): a
 //! free check slot (one check runs at a time), a token from the global budget
 //! of [`CHECKS_PER_SECOND`], and an attempt counted against the source
-//! address (IPv4 address, IPv6 /64). The checks run in memory allocated
+//! address (IPv4 address, IPv6 /64). An attempt from a browser that logged
+//! in before (a valid known-browser cookie, see `known`) is counted against
+//! that cookie instead, so a flood cannot lock the owner out. The checks run in memory allocated
 //! once and reused ([`PasswordFile::verify`]), so a flood cannot grow the
 //! heap either: letting argon2 allocate per check, a flood of 400 logins
 //! peaked at 180 MiB even one check at a time (the allocator keeps freed
@@ -24,10 +26,13 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use punktfunk_certs::fsutil::Owner;
 use punktfunk_certs::AddressKey;
 use rand::rngs::OsRng;
 use rand::RngCore;
 use tokio::sync::OwnedMutexGuard;
+
+use super::known::BrowserId;
 
 pub(crate) use crate::startup::PASSWORD_FILE;
 /// Shortest password `console set-password` accepts.
@@ -49,6 +54,13 @@ pub(crate) const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 /// the number of addresses: the budget that holds when a sender rotates
 /// through thousands of addresses.
 pub(crate) const CHECKS_PER_SECOND: u32 = 10;
+/// Password checks allowed per window from one known browser (a valid
+/// known-browser cookie, see `known`): its own budget, apart from the
+/// addresses' and the global one; a successful login clears the count.
+pub(crate) const MAX_KNOWN_FAILURES: u32 = 5;
+/// How long a known browser's attempt waits for the check slot (held by
+/// one check at a time, ~25 ms each) before it is told the host is busy.
+const KNOWN_SLOT_WAIT: Duration = Duration::from_secs(5);
 /// Addresses tracked at most. The global budget already bounds how many
 /// addresses can be counted per window (`CHECKS_PER_SECOND` × 60 s); this
 /// is a backstop, and when it is reached the oldest entry goes, never the
@@ -69,17 +81,21 @@ impl PasswordFile {
     }
 
     pub(crate) fn exists(&self) -> bool {
-        self.path.exists()
+        // A link counts (and is refused when read), so none is replaced
+        // by a generated password behind the owner's back.
+        self.path.symlink_metadata().is_ok()
     }
 
-    /// Stores the argon2id hash of `password` (never the password).
-    pub(crate) fn set(&self, password: &str) -> anyhow::Result<()> {
+    /// Stores the argon2id hash of `password` (never the password), the
+    /// file given to `owner` through its descriptor (root setting a
+    /// service's password; see `fsutil::write_atomic_as`).
+    pub(crate) fn set(&self, password: &str, owner: Option<Owner>) -> anyhow::Result<()> {
         let salt = SaltString::generate(&mut OsRng);
         let hash = Argon2::default()
             .hash_password(password.as_bytes(), &salt)
             .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))?
             .to_string();
-        punktfunk_certs::fsutil::write_atomic(&self.path, format!("{hash}\n").as_bytes())
+        punktfunk_certs::fsutil::write_atomic_as(&self.path, format!("{hash}\n").as_bytes(), owner)
             .with_context(|| format!("cannot write {}", self.path.display()))
     }
 
@@ -88,7 +104,7 @@ impl PasswordFile {
         let mut bytes = [0u8; 15];
         OsRng.fill_bytes(&mut bytes);
         let password = URL_SAFE_NO_PAD.encode(bytes);
-        self.set(&password)?;
+        self.set(&password, None)?;
         Ok(password)
     }
 
@@ -99,15 +115,14 @@ impl PasswordFile {
     /// `console set-password` takes effect on a running host. Slow on
     /// purpose: call from a blocking thread.
     pub(crate) fn verify(&self, password: &str, memory: &mut Vec<Block>) -> anyhow::Result<bool> {
-        let text = std::fs::read_to_string(&self.path)
-            .with_context(|| format!("cannot read {}", self.path.display()))?;
+        let text = self.hash()?;
         let bad = |e: argon2::password_hash::Error| {
             anyhow::anyhow!(
                 "{} is not an argon2 password hash: {e}",
                 self.path.display()
             )
         };
-        let hash = PasswordHash::new(text.trim()).map_err(bad)?;
+        let hash = PasswordHash::new(&text).map_err(bad)?;
         let algorithm = Algorithm::try_from(hash.algorithm).map_err(bad)?;
         let version = hash
             .version
@@ -141,10 +156,17 @@ impl PasswordFile {
         Ok(punktfunk_certs::ct_eq(&out, expected.as_bytes()))
     }
 
+    /// The stored hash (PHC string), as the file holds it now.
+    pub(crate) fn hash(&self) -> anyhow::Result<String> {
+        let text = punktfunk_certs::fsutil::read_to_string(&self.path)
+            .with_context(|| format!("cannot read {}", self.path.display()))?;
+        Ok(text.trim().to_owned())
+    }
+
     /// What identifies the file's current version: a change (such as
     /// `console set-password`, which replaces the file) changes it.
     pub(crate) fn stamp(&self) -> Option<Stamp> {
-        std::fs::metadata(&self.path).ok().map(|m| Stamp {
+        std::fs::symlink_metadata(&self.path).ok().map(|m| Stamp {
             dev: m.dev(),
             ino: m.ino(),
             mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
@@ -274,6 +296,8 @@ pub(crate) enum Refusal {
     Address(Duration),
     /// The global budget is spent (a flood); try again shortly.
     Budget(Duration),
+    /// This known browser used its attempts; it may try again after the wait.
+    Browser(Duration),
     /// Every check slot is busy; try again shortly.
     Busy,
 }
@@ -293,6 +317,8 @@ impl CheckPermit {
 #[derive(Debug)]
 pub(crate) struct LoginLimiter {
     per_address: Mutex<HashMap<AddressKey, (u32, Instant)>>,
+    /// Attempts per known browser (valid cookie id), see [`Self::admit_known`].
+    per_browser: Mutex<HashMap<BrowserId, (u32, Instant)>>,
     budget: Mutex<Bucket>,
     /// The one argon2 memory buffer (kept once made: 19 MiB with the
     /// default parameters); its lock is the check slot, so one check runs
@@ -312,6 +338,7 @@ impl Default for LoginLimiter {
     fn default() -> Self {
         Self {
             per_address: Mutex::default(),
+            per_browser: Mutex::default(),
             budget: Mutex::new(Bucket {
                 tokens: f64::from(CHECKS_PER_SECOND),
                 at: None,
@@ -361,6 +388,55 @@ impl LoginLimiter {
         map.insert(key, count);
         self.checks.fetch_add(1, Ordering::Relaxed);
         Ok(CheckPermit(slot))
+    }
+
+    /// Pays for one password check from a known browser: counted against
+    /// its cookie ([`MAX_KNOWN_FAILURES`] per window, before the check), not
+    /// against its address or the global budget, and it queues for the
+    /// check slot (fairly, for at most [`KNOWN_SLOT_WAIT`]) where an unknown
+    /// attempt is turned away. Only the host can make a valid cookie, so
+    /// what waits here is bounded by the browsers the owner logged in with.
+    pub(crate) async fn admit_known(
+        &self,
+        id: BrowserId,
+        now: Instant,
+    ) -> Result<CheckPermit, Refusal> {
+        {
+            let mut map = self.per_browser.lock().unwrap_or_else(|p| p.into_inner());
+            let count = match map.get(&id).copied() {
+                Some((n, since)) if now.saturating_duration_since(since) < FAILURE_WINDOW => {
+                    if n >= MAX_KNOWN_FAILURES {
+                        return Err(Refusal::Browser(
+                            FAILURE_WINDOW - now.saturating_duration_since(since),
+                        ));
+                    }
+                    (n + 1, since)
+                }
+                _ => (1, now),
+            };
+            if map.len() >= MAX_TRACKED && !map.contains_key(&id) {
+                map.retain(|_, (_, since)| now.saturating_duration_since(*since) < FAILURE_WINDOW);
+                if map.len() >= MAX_TRACKED {
+                    if let Some(oldest) = map.iter().min_by_key(|(_, (_, s))| *s).map(|(k, _)| *k) {
+                        map.remove(&oldest);
+                    }
+                }
+            }
+            map.insert(id, count);
+        }
+        let slot = tokio::time::timeout(KNOWN_SLOT_WAIT, self.memory.clone().lock_owned())
+            .await
+            .map_err(|_| Refusal::Busy)?;
+        self.checks.fetch_add(1, Ordering::Relaxed);
+        Ok(CheckPermit(slot))
+    }
+
+    /// The right password from a known browser: its count starts afresh.
+    pub(crate) fn succeeded_known(&self, id: BrowserId) {
+        self.per_browser
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
     }
 
     fn take_token(&self, now: Instant) -> Result<(), Duration> {
@@ -496,15 +572,67 @@ mod tests {
     }
 
     #[test]
+    fn a_known_browser_has_its_own_budget_and_queues_for_the_check_slot() {
+        use futures_util::FutureExt as _;
+        use std::time::SystemTime;
+
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let _runtime = rt.enter();
+        let r = LoginLimiter::default();
+        let t0 = Instant::now();
+        let known = super::super::known::KnownBrowsers::from_host_key(b"host key");
+        let browser = || {
+            let now = SystemTime::now();
+            known
+                .verify(&known.issue("hash", now), "hash", now)
+                .unwrap()
+        };
+        // A flood spent the global budget.
+        for i in 0..100u32 {
+            let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i);
+            let _ = r.admit(AddressKey::of(ip.into()), t0);
+        }
+        assert!(matches!(
+            r.admit(key("10.9.9.9"), t0),
+            Err(Refusal::Budget(_))
+        ));
+        // A known browser is counted on its own: five checks a window.
+        let (a, b) = (browser(), browser());
+        for _ in 0..MAX_KNOWN_FAILURES {
+            assert!(rt.block_on(r.admit_known(a, t0)).is_ok());
+        }
+        assert!(matches!(
+            rt.block_on(r.admit_known(a, t0)),
+            Err(Refusal::Browser(_))
+        ));
+        r.succeeded_known(a);
+        assert!(rt.block_on(r.admit_known(a, t0)).is_ok());
+        // While a check runs, an unknown attempt is turned away; a known
+        // one waits its turn.
+        let later = t0 + Duration::from_secs(10);
+        let running = r.admit(key("10.9.9.9"), later).unwrap();
+        assert!(matches!(
+            r.admit(key("10.9.9.8"), later),
+            Err(Refusal::Busy)
+        ));
+        assert!(r.admit_known(b, later).now_or_never().is_none());
+        drop(running);
+        assert!(r.admit_known(b, later).now_or_never().unwrap().is_ok());
+    }
+
+    #[test]
     fn a_new_password_ends_every_session() {
         let dir = tempfile::tempdir().unwrap();
         let file = PasswordFile::new(dir.path());
-        file.set("first password").unwrap();
+        file.set("first password", None).unwrap();
         let s = Sessions::new(file.clone());
         let t0 = Instant::now();
         let (tok, _) = s.create(t0);
         assert!(s.get(&tok, t0).is_some());
-        file.set("second password").unwrap();
+        file.set("second password", None).unwrap();
         assert!(s.get(&tok, t0).is_none());
         let (tok, _) = s.create(t0);
         assert!(s.get(&tok, t0).is_some());

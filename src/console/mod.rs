@@ -6,6 +6,7 @@
 
 pub(crate) mod api;
 pub(crate) mod auth;
+pub(crate) mod known;
 pub(crate) mod links;
 mod page;
 mod replies;
@@ -31,6 +32,10 @@ pub(crate) struct ConsoleState {
     pub(crate) password: PasswordFile,
     pub(crate) sessions: Sessions,
     pub(crate) limiter: LoginLimiter,
+    /// Signs and checks the known-browser cookies (`known`).
+    pub(crate) known: known::KnownBrowsers,
+    /// Open mode is on (`--open`): the page warns while it is.
+    pub(crate) open: bool,
     /// Where clients reach the doors; set once every listener is bound.
     pub(crate) reach: std::sync::OnceLock<links::Reach>,
 }
@@ -72,6 +77,56 @@ where
         payload: Box::pin(timed),
     });
     srv.call(req)
+}
+
+/// The largest request body the console reads, on every route (JSON or
+/// not): nothing the console takes is anywhere near it.
+pub(crate) const BODY_LIMIT: usize = 4096;
+
+/// Middleware on `/api`: the body limit, in this one place for every route.
+/// A body announced larger than [`BODY_LIMIT`] is refused unread; any other
+/// is read here (at most [`BODY_LIMIT`] bytes, within [`BODY_DEADLINE`]) and
+/// handed on whole, so a chunked body that runs over gets the same answer:
+/// 400 `bad_request`, like a JSON body over its limit always did.
+pub(crate) async fn body_limit(
+    mut req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    use actix_web::HttpMessage as _;
+    use futures_util::StreamExt as _;
+
+    let too_large = |size: String| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("the request body ({size}) is larger than allowed (limit: {BODY_LIMIT} bytes)"),
+        )
+    };
+    let announced = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if let Some(len) = announced.filter(|len| *len > BODY_LIMIT as u64) {
+        return Err(too_large(format!("{len} bytes")).into());
+    }
+    let mut payload = req.take_payload();
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("cannot read the request body: {e}"),
+            )
+        })?;
+        if body.len() + chunk.len() > BODY_LIMIT {
+            return Err(too_large(format!("over {BODY_LIMIT} bytes")).into());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    req.set_payload(actix_web::dev::Payload::from(body.freeze()));
+    next.call(req).await
 }
 
 /// An API error: `{"error": {"code", "message"}}` with an HTTP status.
@@ -129,8 +184,9 @@ pub(crate) fn configure(state: web::Data<ConsoleState>) -> impl FnOnce(&mut web:
     move |cfg| {
         cfg.app_data(state)
             .app_data(
+                // [`body_limit`] has already refused anything larger.
                 web::JsonConfig::default()
-                    .limit(4096)
+                    .limit(BODY_LIMIT)
                     .error_handler(|err, _| {
                         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", err.to_string())
                             .into()

@@ -61,14 +61,18 @@ pub(crate) struct HostSummary<'a> {
     fingerprint: Fingerprint,
     fingerprint_grouped: String,
     name: &'a str,
+    /// Open mode (`--open`, `open = true`): unknown native devices are let
+    /// in without pairing. The page shows a warning banner while it is on.
+    open: bool,
 }
 
 impl<'a> HostSummary<'a> {
-    pub(crate) fn new(fingerprint: Fingerprint, name: &'a str) -> Self {
+    pub(crate) fn new(fingerprint: Fingerprint, name: &'a str, open: bool) -> Self {
         Self {
             fingerprint,
             fingerprint_grouped: fingerprint.grouped(),
             name,
+            open,
         }
     }
 }
@@ -321,10 +325,11 @@ mod tests {
         same_bytes(
             HostReply {
                 console_urls: vec!["https://192.168.1.20:47990/".into()],
-                host: HostSummary::new(fp, "den"),
+                host: HostSummary::new(fp, "den", true),
             },
             json!({
                 "name": "den",
+                "open": true,
                 "fingerprint": fp,
                 "fingerprint_grouped": fp.grouped(),
                 "console_urls": ["https://192.168.1.20:47990/"],

@@ -12,15 +12,19 @@ export const repo = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const bin = process.env.PUNKTFUNK_BIN || join(repo, "target", "debug", "punktfunk");
 export const python = process.env.PUNKTFUNK_PYTHON || join(repo, ".venv", "bin", "python");
 
-/** Starts `punktfunk serve` and resolves once it printed "ready". */
-export async function startHost(extra = []) {
-  const dir = mkdtempSync(join(tmpdir(), "pf-browser-"));
+/**
+ * Starts `punktfunk serve` and resolves once it printed "ready"; the state
+ * dir is `state` in a new temporary dir, or in `dir` (kept) if given.
+ */
+export async function startHost(extra = [], { dir: given } = {}) {
+  const dir = given || mkdtempSync(join(tmpdir(), "pf-browser-"));
   const stateDir = join(dir, "state");
   const child = spawn(bin, [
     "serve", "--bind", "127.0.0.1", "--no-mdns", "--state-dir", stateDir,
     "--http-port", "0", "--https-port", "0", "--console-port", "0", "--native-port", "0", ...extra,
   ], { stdio: ["ignore", "pipe", "inherit"] });
   const host = { child, dir, stateDir, urls: {}, password: null };
+  host.exited = new Promise((resolve) => child.on("exit", resolve));
   const lines = createInterface({ input: child.stdout });
   await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error("host did not start")), 60000);
@@ -36,7 +40,7 @@ export async function startHost(extra = []) {
   host.console = host.urls.console;
   host.stop = () => {
     child.kill("SIGTERM");
-    rmSync(dir, { recursive: true, force: true });
+    if (!given) rmSync(dir, { recursive: true, force: true });
   };
   return host;
 }

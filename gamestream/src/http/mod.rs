@@ -37,7 +37,6 @@ use std::time::Duration;
 use actix_http::{HttpService, KeepAlive};
 use actix_server::Server;
 use actix_service::{map_config, IntoServiceFactory, ServiceFactoryExt};
-use actix_tls::accept::openssl::TlsStream;
 use actix_web::dev::{AppConfig, Payload};
 use actix_web::http::header;
 use actix_web::web::Bytes;
@@ -46,6 +45,8 @@ use arc_swap::ArcSwap;
 use futures_util::future::Either;
 use openssl::ssl::{AlpnError, SslAcceptor, SslAcceptorBuilder};
 use punktfunk_certs::{Fingerprint, HostIdentity, Trust};
+use punktfunk_conn::actix::SslStream;
+use punktfunk_conn::{Admission, Limits, OneAtATime};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
@@ -59,6 +60,8 @@ pub use pairing::MAX_SESSIONS;
 const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an idle kept-alive connection stays open.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// Longest TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a closing connection may take to flush.
 const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a stopping server waits for requests in flight.
@@ -204,10 +207,16 @@ pub fn http1_only(mut builder: SslAcceptorBuilder) -> io::Result<SslAcceptor> {
     Ok(builder.build())
 }
 
-/// Both listeners on one actix server (one worker: pairing is rare and the
-/// state is shared), HTTP/1.1 only. `https_acceptor` must present the host
-/// certificate and request (and accept any) client certificate; pass it
-/// through [`http1_only`].
+/// The two listeners, each on its own actix server with its own worker
+/// thread (so a flood on one cannot starve the other), HTTP/1.1 only.
+/// `https_acceptor` must present the host certificate and request (and
+/// accept any) client certificate; pass it through [`http1_only`].
+///
+/// Every connection first takes a place in its listener's [`Admission`]
+/// (README § Limits: per source address and per port, the oldest idle one
+/// evicted when full) and is then served one request at a time
+/// ([`punktfunk_conn::OneAtATime`]), so a peer that pipelines requests and
+/// never reads cannot make replies pile up.
 ///
 /// A client that closes its end while its `getservercert` is held has gone
 /// away: half-closed connections are not kept, so its handler is dropped,
@@ -217,53 +226,76 @@ pub fn server(
     http: TcpListener,
     https: TcpListener,
     https_acceptor: SslAcceptor,
-) -> io::Result<Server> {
+) -> io::Result<Servers> {
     let http_state = state.clone();
-    Ok(Server::build()
+    let plain = Admission::new(Limits::PLAIN);
+    let secure = Admission::new(Limits::TLS);
+    let http = one_worker()
+        .listen("gamestream-http", http, move || {
+            punktfunk_conn::actix::plain(plain.clone(), KEEP_ALIVE).and_then(
+                h1_builder!()
+                    .on_connect_ext(|io: &OneAtATime<TcpStream>, ext| {
+                        ext.insert(Conn {
+                            local: io.get_ref().local_addr().ok(),
+                            tls: None,
+                        });
+                    })
+                    .h1(map_config(service(http_state.clone()), |_| {
+                        AppConfig::default()
+                    })),
+            )
+        })?
+        .run();
+    let https = one_worker()
+        .listen("gamestream-https", https, move || {
+            punktfunk_conn::actix::tls(
+                secure.clone(),
+                https_acceptor.clone(),
+                TLS_HANDSHAKE_TIMEOUT,
+                KEEP_ALIVE,
+            )
+            .and_then(
+                h1_builder!()
+                    .on_connect_ext(|io: &OneAtATime<SslStream<TcpStream>>, ext| {
+                        ext.insert(Conn {
+                            local: io.get_ref().get_ref().local_addr().ok(),
+                            tls: Some(peer_fingerprint(io.get_ref())),
+                        });
+                    })
+                    .h1(map_config(service(state.clone()), |_| AppConfig::default())),
+            )
+        })?
+        .run();
+    Ok(Servers { http, https })
+}
+
+/// The running GameStream listeners.
+pub struct Servers {
+    /// Plain HTTP (47989).
+    pub http: Server,
+    /// HTTPS (47984).
+    pub https: Server,
+}
+
+fn one_worker() -> actix_server::ServerBuilder {
+    Server::build()
         .workers(1)
         .disable_signals()
         .shutdown_timeout(SHUTDOWN_TIMEOUT_S)
-        .listen("gamestream-http", http, move || {
-            HttpService::build()
-                .client_request_timeout(REQUEST_HEAD_TIMEOUT)
-                .client_disconnect_timeout(DISCONNECT_TIMEOUT)
-                .keep_alive(KeepAlive::Timeout(KEEP_ALIVE))
-                .h1_allow_half_closed(false)
-                .on_connect_ext(|io: &TcpStream, ext| {
-                    // No Nagle (the builder's `tcp_nodelay` does not reach
-                    // `h1` services).
-                    let _ = io.set_nodelay(true);
-                    ext.insert(Conn {
-                        local: io.local_addr().ok(),
-                        tls: None,
-                    });
-                })
-                .h1(map_config(service(http_state.clone()), |_| {
-                    AppConfig::default()
-                }))
-                .tcp()
-        })?
-        .listen("gamestream-https", https, move || {
-            HttpService::build()
-                .client_request_timeout(REQUEST_HEAD_TIMEOUT)
-                .client_disconnect_timeout(DISCONNECT_TIMEOUT)
-                .keep_alive(KeepAlive::Timeout(KEEP_ALIVE))
-                .h1_allow_half_closed(false)
-                .on_connect_ext(|io: &TlsStream<TcpStream>, ext| {
-                    // No Nagle: otherwise the first reply after a TLS 1.3
-                    // handshake waits behind the session tickets for the
-                    // client's delayed ACK, ~40 ms per new connection.
-                    let _ = io.get_ref().set_nodelay(true);
-                    ext.insert(Conn {
-                        local: io.get_ref().local_addr().ok(),
-                        tls: Some(peer_fingerprint(io)),
-                    });
-                })
-                .h1(map_config(service(state.clone()), |_| AppConfig::default()))
-                .openssl(https_acceptor.clone())
-        })?
-        .run())
 }
+
+/// actix-http's settings for both listeners (a macro: the builder's type
+/// names the service it will get).
+macro_rules! h1_builder {
+    () => {
+        HttpService::build()
+            .client_request_timeout(REQUEST_HEAD_TIMEOUT)
+            .client_disconnect_timeout(DISCONNECT_TIMEOUT)
+            .keep_alive(KeepAlive::Timeout(KEEP_ALIVE))
+            .h1_allow_half_closed(false)
+    };
+}
+use h1_builder;
 
 fn service(
     state: web::Data<State>,
@@ -331,7 +363,7 @@ struct Conn {
     tls: Option<Option<Fingerprint>>,
 }
 
-fn peer_fingerprint(io: &TlsStream<TcpStream>) -> Option<Fingerprint> {
+fn peer_fingerprint(io: &SslStream<TcpStream>) -> Option<Fingerprint> {
     let cert = io.ssl().peer_certificate()?;
     cert.to_der().ok().map(|der| Fingerprint::of_der(&der))
 }

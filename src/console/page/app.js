@@ -122,8 +122,12 @@ async function refresh() {
   }
 }
 
+// Open mode lets strangers in: warned about on every view while it is on.
+function showOpen(open) { $("open-banner").hidden = !open; }
+
 function render() {
   $("host-name").textContent = state.host.name;
+  showOpen(state.host.open);
   $("host-fingerprint").textContent = state.host.fingerprint_grouped;
   renderArmed();
   renderOtp();
@@ -428,9 +432,14 @@ function confirmDialog(text) {
 // ---- activity (the audit trail) ------------------------------------------------
 
 const ACTIVITY_PAGE = 50;
+// The most records the list holds (README "Activity"): open during a flood,
+// it would otherwise grow without end. New records push the oldest out
+// ("Older" reads them again); paging back past it drops the newest.
+const ACTIVITY_MAX = 200;
 const activity = {
-  records: [],       // shown, newest first
+  records: [],       // shown, newest first; as many as the table's rows
   next: null,        // cursor for "Older", null when there is no more
+  atTop: true,       // the list starts at the newest record and follows the trail live
   device: "",        // the filter: a fingerprint, or "" for all
   known: new Map(),  // fingerprint -> { name, seq } for the filter
   gen: 0,            // bumped when the list starts over; stale reads are dropped
@@ -529,6 +538,7 @@ function resetActivity() {
   activity.gen++;
   activity.records = [];
   activity.next = null;
+  activity.atTop = true;
   $("activity").tBodies[0].replaceChildren();
   renderActivityMeta();
 }
@@ -539,6 +549,8 @@ function resetActivity() {
  * are folded into one more read.
  */
 function loadActivity() {
+  // Paged back past the newest: the list stays put until "Newest".
+  if (!activity.atTop) return Promise.resolve();
   if (activity.busy) { activity.again = true; return activity.busy; }
   activity.busy = (async () => {
     try {
@@ -547,7 +559,7 @@ function loadActivity() {
         const gen = activity.gen;
         try {
           const page = await api("GET", activityUrl(null));
-          if (gen === activity.gen) mergeNewest(page);
+          if (gen === activity.gen && activity.atTop) mergeNewest(page);
           showActivityError("");
         } catch (e) {
           if (e.status !== 401) showActivityError("Cannot read the activity: " + e.message);
@@ -574,6 +586,13 @@ function mergeNewest(page) {
     if (top == null) activity.next = page.next;
     if (fresh.length) body.prepend(...fresh.map(activityRow));
   }
+  // The oldest go; "Older" reads them again.
+  const over = activity.records.length - ACTIVITY_MAX;
+  if (over > 0) {
+    activity.records.length = ACTIVITY_MAX;
+    for (let i = 0; i < over; i++) body.lastElementChild.remove();
+    activity.next = activity.records[ACTIVITY_MAX - 1].seq;
+  }
   learnDevices(page.events);
   renderActivityMeta();
 }
@@ -591,7 +610,16 @@ async function loadOlder() {
     const older = page.events.filter((r) => r.seq < last);
     activity.records.push(...older);
     activity.next = page.next;
-    $("activity").tBodies[0].append(...older.map(activityRow));
+    const body = $("activity").tBodies[0];
+    body.append(...older.map(activityRow));
+    // Past the most the list holds, the newest go: the list no longer
+    // follows the trail until "Newest" starts it over.
+    const over = activity.records.length - ACTIVITY_MAX;
+    if (over > 0) {
+      activity.records.splice(0, over);
+      for (let i = 0; i < over; i++) body.firstElementChild.remove();
+      activity.atTop = false;
+    }
     learnDevices(older);
     showActivityError("");
   } catch (e) {
@@ -641,6 +669,7 @@ function renderActivityMeta() {
   $("activity-empty").hidden = shown > 0;
   $("activity-empty").textContent = activity.device ? "Nothing recorded for this device." : "Nothing recorded yet.";
   $("activity-older").hidden = activity.next == null;
+  $("activity-newest").hidden = activity.atTop;
 }
 
 // ---- live updates ------------------------------------------------------------
@@ -677,6 +706,16 @@ $("login-form").addEventListener("submit", async (ev) => {
     $("password").value = "";
     showApp();
   } catch (e) {
+    if (e.code === "not_recorded") {
+      // Logged in; only the audit trail could not record it (a full disk).
+      try {
+        csrf = (await api("GET", "/api/session")).csrf;
+        $("password").value = "";
+        showApp();
+        say(e.message, true);
+        return;
+      } catch (_) { /* not logged in after all: say why below */ }
+    }
     $("login-error").textContent = e.status === 401 ? "Wrong password." : e.message;
   }
 });
@@ -734,6 +773,11 @@ $("activity-device").addEventListener("change", () => {
 
 $("activity-older").addEventListener("click", loadOlder);
 
+$("activity-newest").addEventListener("click", () => {
+  resetActivity();
+  loadActivity();
+});
+
 setInterval(tick, 1000);
 
 (async function start() {
@@ -741,6 +785,7 @@ setInterval(tick, 1000);
     const host = await api("GET", "/api/host");
     $("host-name").textContent = host.name;
     $("login-fingerprint").textContent = host.fingerprint_grouped;
+    showOpen(host.open);
   } catch (_) { /* shown after login */ }
   try {
     const s = await api("GET", "/api/session");

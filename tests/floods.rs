@@ -1,0 +1,433 @@
+//! Connection floods against the real `punktfunk serve --native` (issue 19,
+//! points 1 and 7): peers without credentials that pipeline requests and
+//! never read the replies, and thousands of idle connections from many
+//! source addresses over 127/8. The host's memory stays bounded (README
+//! § Limits), and every door keeps answering a real client meanwhile.
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::Host;
+use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+/// The memory bound of README § Limits for any of these floods.
+const RSS_BOUND_KIB: u64 = 64 * 1024;
+
+fn addr(host: &Host, what: &str) -> SocketAddr {
+    let url = host.url(what);
+    url.rsplit("://").next().unwrap().parse().unwrap()
+}
+
+/// A field of /proc/PID/status, in KiB.
+fn status_kib(host: &Host, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", host.child.id())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("{field} in /proc/PID/status"))
+}
+
+/// Samples the host's VmRSS every 20 ms until dropped; the highest seen.
+/// (VmHWM would count the start, where the first console password is
+/// hashed with argon2's 19 MiB.)
+struct PeakRss {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<u64>>,
+}
+
+impl PeakRss {
+    fn start(host: &Host) -> PeakRss {
+        let stop = Arc::new(AtomicBool::new(false));
+        let path = format!("/proc/{}/status", host.child.id());
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut peak = 0;
+            while !flag.load(Ordering::Relaxed) {
+                if let Some(kib) = std::fs::read_to_string(&path).ok().and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("VmRSS:"))
+                        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                }) {
+                    peak = peak.max(kib);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            peak
+        });
+        PeakRss {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().map_or(0, |t| t.join().unwrap())
+    }
+}
+
+/// The `n`th source address of a flood: spread over 127/8, never 127.0.0.1
+/// (the address the real clients below use).
+fn source(n: usize) -> IpAddr {
+    let n = n as u32 + 1;
+    IpAddr::V4(Ipv4Addr::new(
+        127,
+        10 + (n >> 16) as u8,
+        (n >> 8) as u8,
+        n as u8,
+    ))
+}
+
+/// A TCP connection to `to` from `from`, with a small receive window when
+/// `rcvbuf` is given.
+async fn connect_from(from: IpAddr, to: SocketAddr, rcvbuf: Option<u32>) -> Option<TcpStream> {
+    let socket = TcpSocket::new_v4().ok()?;
+    if let Some(size) = rcvbuf {
+        socket.set_recv_buffer_size(size).ok()?;
+        // A small send buffer too: what the flood writes into its own
+        // kernel is not the host's memory, only this test's CPU.
+        socket.set_send_buffer_size(16 * 1024).ok()?;
+    }
+    socket.bind(SocketAddr::new(from, 0)).ok()?;
+    tokio::time::timeout(Duration::from_secs(5), socket.connect(to))
+        .await
+        .ok()?
+        .ok()
+}
+
+/// One connector for every TLS connection of a test: building one reads
+/// the system's CA bundle, which would stall the flood's tasks.
+fn tls_connector() -> SslConnector {
+    static CONNECTOR: std::sync::OnceLock<SslConnector> = std::sync::OnceLock::new();
+    CONNECTOR
+        .get_or_init(|| {
+            let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap();
+            b.set_verify(SslVerifyMode::NONE);
+            b.build()
+        })
+        .clone()
+}
+
+/// Writes `request` back to back on `stream` until `stop`, never reading.
+async fn pipeline<S: tokio::io::AsyncWrite + Unpin>(
+    mut stream: S,
+    request: &[u8],
+    stop: Arc<AtomicBool>,
+    written: Arc<AtomicUsize>,
+) {
+    let block: Vec<u8> = request.repeat(64);
+    while !stop.load(Ordering::Relaxed) {
+        match tokio::time::timeout(Duration::from_millis(500), stream.write_all(&block)).await {
+            Ok(Ok(())) => {
+                written.fetch_add(block.len(), Ordering::Relaxed);
+            }
+            Ok(Err(_)) => return,
+            Err(_) => {}
+        }
+    }
+}
+
+/// One plain HTTP GET from 127.0.0.1: how long the whole answer took.
+async fn http_get(to: SocketAddr, path: &str) -> Result<Duration, String> {
+    let t = Instant::now();
+    let mut s = connect_from(IpAddr::V4(Ipv4Addr::LOCALHOST), to, None)
+        .await
+        .ok_or("cannot connect")?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).await.map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&got);
+    if !text.starts_with("HTTP/1.1 200") {
+        return Err(format!(
+            "answer: {}",
+            text.chars().take(200).collect::<String>()
+        ));
+    }
+    Ok(t.elapsed())
+}
+
+/// One HTTPS GET from 127.0.0.1 (no client certificate).
+async fn https_get(to: SocketAddr, path: &str) -> Result<Duration, String> {
+    let t = Instant::now();
+    let tcp = connect_from(IpAddr::V4(Ipv4Addr::LOCALHOST), to, None)
+        .await
+        .ok_or("cannot connect")?;
+    let ssl = tls_connector()
+        .configure()
+        .unwrap()
+        .verify_hostname(false)
+        .into_ssl("localhost")
+        .unwrap();
+    let mut s = tokio_openssl::SslStream::new(ssl, tcp).unwrap();
+    std::pin::Pin::new(&mut s)
+        .connect()
+        .await
+        .map_err(|e| e.to_string())?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got).await;
+    let text = String::from_utf8_lossy(&got);
+    if !text.starts_with("HTTP/1.1 200") {
+        return Err(format!(
+            "answer: {}",
+            text.chars().take(200).collect::<String>()
+        ));
+    }
+    Ok(t.elapsed())
+}
+
+/// The native door's TLS handshake, as a real client makes it: the host's
+/// fingerprint, or why not.
+async fn native_probe(to: SocketAddr, dir: &std::path::Path) -> Result<Duration, String> {
+    let t = Instant::now();
+    let id = punktfunk_certs::Identity::generate_p256("flood-probe").map_err(|e| e.to_string())?;
+    let client = common::native_client_as(dir, &id, "Probe");
+    let host = punktfunk_native::HostAddr::parse(&to.to_string()).map_err(|e| e.to_string())?;
+    match tokio::time::timeout(Duration::from_secs(10), client.probe(&host)).await {
+        Ok(Ok(_)) => Ok(t.elapsed()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer in 10 s".into()),
+    }
+}
+
+/// The floods here each load the machine: one at a time.
+static ONE_FLOOD_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+#[test]
+fn pipelined_requests_that_are_never_read_pin_no_memory() {
+    let _one = ONE_FLOOD_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let host = Host::start(&["--native"]);
+    let http = addr(&host, "gamestream-http");
+    let console = addr(&host, "console");
+    let rt = common::runtime();
+    std::thread::sleep(Duration::from_secs(1));
+    let idle = status_kib(&host, "VmRSS:");
+
+    let peak_rss = PeakRss::start(&host);
+    let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicUsize::new(0));
+    let opened = Arc::new(AtomicUsize::new(0));
+    const GAMESTREAM: usize = 400;
+    const CONSOLE: usize = 100;
+    for n in 0..GAMESTREAM + CONSOLE {
+        let (stop, written, opened) = (stop.clone(), written.clone(), opened.clone());
+        rt.spawn(async move {
+            let to = if n < GAMESTREAM { http } else { console };
+            let Some(tcp) = connect_from(source(n), to, Some(4096)).await else {
+                return;
+            };
+            if n < GAMESTREAM {
+                opened.fetch_add(1, Ordering::Relaxed);
+                pipeline(
+                    tcp,
+                    b"GET /serverinfo HTTP/1.1\r\nHost: x\r\n\r\n",
+                    stop,
+                    written,
+                )
+                .await;
+            } else {
+                let ssl = tls_connector()
+                    .configure()
+                    .unwrap()
+                    .verify_hostname(false)
+                    .into_ssl("localhost")
+                    .unwrap();
+                let mut s = tokio_openssl::SslStream::new(ssl, tcp).unwrap();
+                if let Err(e) = std::pin::Pin::new(&mut s).connect().await {
+                    eprintln!("console handshake {n}: {e}");
+                    return;
+                }
+                opened.fetch_add(1, Ordering::Relaxed);
+                pipeline(
+                    s,
+                    b"GET /api/host HTTP/1.1\r\nHost: x\r\n\r\n",
+                    stop,
+                    written,
+                )
+                .await;
+            }
+        });
+    }
+
+    // 15 s of flood; a real request on each HTTP door every second.
+    let started = Instant::now();
+    let mut worst = (Duration::ZERO, Duration::ZERO);
+    while started.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_secs(1));
+        let gs = rt
+            .block_on(http_get(http, "/serverinfo"))
+            .unwrap_or_else(|e| panic!("/serverinfo during the flood: {e}"));
+        let cs = rt
+            .block_on(https_get(console, "/api/host"))
+            .unwrap_or_else(|e| panic!("console /api/host during the flood: {e}"));
+        eprintln!(
+            "probe at {:?}: /serverinfo {gs:?}, console {cs:?}",
+            started.elapsed()
+        );
+        worst = (worst.0.max(gs), worst.1.max(cs));
+    }
+    let peak = peak_rss.finish();
+    stop.store(true, Ordering::Relaxed);
+    let opened = opened.load(Ordering::Relaxed);
+    let written = written.load(Ordering::Relaxed);
+    rt.shutdown_timeout(Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(3));
+    let after = status_kib(&host, "VmRSS:");
+    println!(
+        "pipelined flood: {opened} connections, {} MiB of requests sent; RSS idle {idle} KiB, \
+         peak {peak} KiB, {after} KiB 3 s after they closed; slowest real answer: \
+         /serverinfo {:?}, console {:?}",
+        written >> 20,
+        worst.0,
+        worst.1
+    );
+    assert!(
+        opened >= (GAMESTREAM + CONSOLE) * 9 / 10,
+        "only {opened} flood connections opened"
+    );
+    assert!(peak < RSS_BOUND_KIB, "peak RSS {peak} KiB under the flood");
+    assert!(
+        after < idle + 16 * 1024,
+        "RSS {after} KiB after the flood closed (idle: {idle} KiB)"
+    );
+}
+
+/// How long each door takes to answer a real client: GameStream HTTP and
+/// HTTPS `/serverinfo`, the console's `/api/host`, the native handshake.
+fn every_door_answers(
+    rt: &tokio::runtime::Runtime,
+    host: &Host,
+    dir: &std::path::Path,
+) -> [(&'static str, Duration); 4] {
+    let door = |what: &'static str, answer: Result<Duration, String>| {
+        (
+            what,
+            answer.unwrap_or_else(|e| panic!("{what} during the flood: {e}")),
+        )
+    };
+    [
+        door(
+            "GameStream HTTP",
+            rt.block_on(http_get(addr(host, "gamestream-http"), "/serverinfo")),
+        ),
+        door(
+            "GameStream HTTPS",
+            rt.block_on(https_get(addr(host, "gamestream-https"), "/serverinfo")),
+        ),
+        door(
+            "console",
+            rt.block_on(https_get(addr(host, "console"), "/api/host")),
+        ),
+        door(
+            "native",
+            rt.block_on(native_probe(addr(host, "native"), dir)),
+        ),
+    ]
+}
+
+#[test]
+fn idle_connections_from_many_addresses_take_no_door_down() {
+    let _one = ONE_FLOOD_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let host = Host::start(&["--native"]);
+    let rt = common::runtime();
+    let tmp = tempfile::tempdir().unwrap();
+    let doors =
+        ["gamestream-http", "gamestream-https", "console", "native"].map(|d| addr(&host, d));
+    // Idle: after each door served one client (the first ones allocate
+    // what every later one reuses).
+    let warm = every_door_answers(&rt, &host, tmp.path());
+    let idle = status_kib(&host, "VmRSS:");
+    let peak_rss = PeakRss::start(&host);
+
+    // 8,000 connections that never send a byte, 2,000 per door, each from
+    // its own address; then 1,000 that complete their TLS handshake and
+    // then sit (the console and GameStream HTTPS).
+    const IDLE: usize = 8_000;
+    const HANDSHAKEN: usize = 1_000;
+    let held = rt.block_on(async {
+        let mut held = Vec::with_capacity(IDLE);
+        let mut connects = tokio::task::JoinSet::new();
+        for n in 0..IDLE {
+            connects.spawn(connect_from(source(n), doors[n % 4], None));
+            if connects.len() >= 256 {
+                if let Some(Ok(Some(tcp))) = connects.join_next().await {
+                    held.push(tcp);
+                }
+            }
+        }
+        while let Some(done) = connects.join_next().await {
+            if let Ok(Some(tcp)) = done {
+                held.push(tcp);
+            }
+        }
+        held
+    });
+    let mut handshaken = 0;
+    let tls_held = rt.block_on(async {
+        let mut out = Vec::new();
+        let mut shakes = tokio::task::JoinSet::new();
+        for n in 0..HANDSHAKEN {
+            let to = doors[1 + n % 2];
+            shakes.spawn(async move {
+                let tcp = connect_from(source(IDLE + n), to, None).await?;
+                let ssl = tls_connector()
+                    .configure()
+                    .unwrap()
+                    .verify_hostname(false)
+                    .into_ssl("localhost")
+                    .unwrap();
+                let mut s = tokio_openssl::SslStream::new(ssl, tcp).ok()?;
+                std::pin::Pin::new(&mut s).connect().await.ok()?;
+                Some(s)
+            });
+            if shakes.len() >= 64 {
+                if let Some(Ok(Some(s))) = shakes.join_next().await {
+                    out.push(s);
+                }
+            }
+        }
+        while let Some(done) = shakes.join_next().await {
+            if let Ok(Some(s)) = done {
+                out.push(s);
+            }
+        }
+        out
+    });
+    handshaken += tls_held.len();
+    let opened = held.len();
+
+    let answers = every_door_answers(&rt, &host, tmp.path());
+    let peak = peak_rss.finish();
+    println!(
+        "{opened} idle connections and {handshaken} idle TLS sessions from {} addresses: \
+         RSS idle {idle} KiB, peak {peak} KiB; answers before {warm:?}, during {answers:?}",
+        IDLE + HANDSHAKEN
+    );
+    for (door, took) in answers {
+        assert!(
+            took < Duration::from_secs(1),
+            "{door} took {took:?} to answer"
+        );
+    }
+    assert!(peak < RSS_BOUND_KIB, "peak RSS {peak} KiB under the flood");
+    drop(held);
+    drop(tls_held);
+    rt.shutdown_timeout(Duration::from_secs(5));
+}
