@@ -91,7 +91,7 @@ test("a native device knocks, appears without a reload, is approved with a label
     // A device name with markup: it must show up as text, never as HTML.
     const evil = `<img src=x onerror="document.body.dataset.pwned=1"><b>Tablet</b>`;
     const knock = spawnCli(["connect", nativeAddr, "--client-dir", clientDir, "--name", evil, "--wait", "--accept-new-host"]);
-    const card = page.locator("#pending > li[data-kind=native]");
+    const card = page.locator("#pending li.card[data-kind=native]");
     await card.waitFor({ timeout: 20000 });
     assert.equal(await card.locator(".name").textContent(), evil.replace(/[\u0000-\u001f]/g, ""));
     assert.equal(await page.evaluate(() => document.body.dataset.pwned), undefined);
@@ -148,7 +148,7 @@ test("a knock that is denied disappears and the device can knock again", async (
     const { page, context } = await openConsole(browser, host);
     await login(page, host.password);
     const knock = spawnCli(["connect", nativeAddr, "--client-dir", clientDir, "--name", "Phone", "--wait", "--accept-new-host"]);
-    const card = page.locator("#pending > li[data-kind=native]");
+    const card = page.locator("#pending li.card[data-kind=native]");
     await card.waitFor({ timeout: 20000 });
     await card.locator("button.deny").click();
     await page.waitForSelector("#pending-empty:not([hidden])");
@@ -156,7 +156,7 @@ test("a knock that is denied disappears and the device can knock again", async (
     assert.match(knock.stderr + knock.stdout, /error: denied/);
     const second = runCli(["connect", nativeAddr, "--client-dir", clientDir, "--name", "Phone", "--accept-new-host"]);
     assert.equal(second.stdout.trim().split("\n").pop(), "approval_pending");
-    await page.locator("#pending > li[data-kind=native]").waitFor({ timeout: 20000 });
+    await page.locator("#pending li.card[data-kind=native]").waitFor({ timeout: 20000 });
     await context.close();
   } finally { host.stop(); }
 });
@@ -173,7 +173,7 @@ test("Deny all dismisses every waiting request, names are isolated, and a burned
       const r = runCli(["connect", nativeAddr, "--client-dir", join(host.dir, dir), "--name", name, "--accept-new-host"]);
       assert.equal(r.stdout.trim().split("\n").pop(), "approval_pending", r.stderr);
     }
-    await page.waitForFunction(() => document.querySelectorAll("#pending > li").length === 2, null, { timeout: 20000 });
+    await page.waitForFunction(() => document.querySelectorAll("#pending li.card").length === 2, null, { timeout: 20000 });
     const names = await page.locator("#pending .name").allTextContents();
     assert.deepEqual(names.sort(), ["Phone", "Tablet"]);
     const bidi = await page.locator("#pending .name").first().evaluate((n) => getComputedStyle(n).unicodeBidi);
@@ -217,14 +217,14 @@ test("Moonlight waits for its PIN, the PIN is typed into the page, and the page 
     const { page, context, problems } = await openConsole(browser, host);
     await login(page, host.password);
     const moonlight = moonlightPair(join(host.dir, "moonlight"), host.urls["gamestream-http"], "4719");
-    const card = page.locator("#pending > li[data-kind=gamestream]");
+    const card = page.locator("#pending li.card[data-kind=gamestream]");
     await card.waitFor({ timeout: 30000 });
     assert.match(await card.locator(".kind").textContent(), /Moonlight/);
     await page.screenshot({ path: join(shots, "console-moonlight.png") });
     await card.locator("input[name=pin]").fill("4719");
     await card.locator("input[name=label]").fill("Steam Deck");
     await card.locator("button[type=submit]").click();
-    await page.waitForFunction(() => document.querySelector("#pending > li[data-kind=gamestream]")?.dataset.result,
+    await page.waitForFunction(() => document.querySelector("#pending li.card[data-kind=gamestream]")?.dataset.result,
       null, { timeout: 60000 });
     assert.equal(await card.getAttribute("data-result"), "paired");
     assert.match(await card.locator(".result").textContent(), /^Paired\./);
@@ -245,11 +245,11 @@ test("a wrong Moonlight PIN typed into the page shows that it was rejected", asy
     const { page, context } = await openConsole(browser, host);
     await login(page, host.password);
     const moonlight = moonlightPair(join(host.dir, "moonlight"), host.urls["gamestream-http"], "1111");
-    const card = page.locator("#pending > li[data-kind=gamestream]");
+    const card = page.locator("#pending li.card[data-kind=gamestream]");
     await card.waitFor({ timeout: 30000 });
     await card.locator("input[name=pin]").fill("2222");
     await card.locator("button[type=submit]").click();
-    await page.waitForFunction(() => document.querySelector("#pending > li[data-kind=gamestream]")?.dataset.result,
+    await page.waitForFunction(() => document.querySelector("#pending li.card[data-kind=gamestream]")?.dataset.result,
       null, { timeout: 60000 });
     assert.equal(await card.getAttribute("data-result"), "pin_rejected");
     assert.match(await card.locator(".result").textContent(), /Wrong PIN/);
@@ -399,7 +399,7 @@ test("Activity shows the audit trail live, newest first, in words, filters by de
 
     // A native knock, approved with a label, renamed, removed.
     const knock = spawnCli(["connect", nativeAddr, "--client-dir", join(host.dir, "tablet"), "--name", "Tablet", "--wait", "--accept-new-host"]);
-    const card = page.locator("#pending > li[data-kind=native]");
+    const card = page.locator("#pending li.card[data-kind=native]");
     await card.waitFor({ timeout: 20000 });
     trail.unshift("request_waiting");
     await waitForActivity(page, trail);

@@ -330,6 +330,11 @@ impl State {
             }
             // Its previous attempt is storing the device this moment.
             Err(GateError::Storing) => return PairError::Busy.reply(),
+            // The console blocked this address for now.
+            Err(GateError::Blocked(address)) => {
+                tracing::info!(%address, "gamestream: pairing request refused: the address is blocked");
+                return PairError::Busy.reply();
+            }
             Err(e) => return PairError::Host(e.into()).reply(),
         };
         tracing::info!(request = %id, %peer, "gamestream: pairing request waits for its PIN");
