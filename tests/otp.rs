@@ -104,7 +104,12 @@ fn a_strangers_wrong_tries_leave_the_one_time_pin_usable_and_the_right_client_pa
         assert!(moonlight::device(&console, &guesser.fingerprint).is_none());
         let state = console.pairing();
         let listed = &state["otp"];
-        assert_eq!(listed["pin"], pin, "still usable after {} tries: {state}", i + 1);
+        assert_eq!(
+            listed["pin"],
+            pin,
+            "still usable after {} tries: {state}",
+            i + 1
+        );
         let tried: Vec<&str> = listed["tries"]
             .as_array()
             .unwrap()

@@ -595,7 +595,12 @@ impl Gate {
             .map(|p| p.expires)
             .min();
         let block = self.blocks.values().min().copied();
-        armed.into_iter().chain(otp).chain(pending).chain(block).min()
+        armed
+            .into_iter()
+            .chain(otp)
+            .chain(pending)
+            .chain(block)
+            .min()
     }
 
     // ---- the armed PIN -------------------------------------------------
@@ -786,7 +791,11 @@ impl Gate {
         self.expire(now);
         let otp = self.otp.as_ref().ok_or(OtpError::NotAvailable)?;
         let key = AddressKey::of(address);
-        if self.otp_tries.iter().any(|t| AddressKey::of(t.address) == key) {
+        if self
+            .otp_tries
+            .iter()
+            .any(|t| AddressKey::of(t.address) == key)
+        {
             return Err(OtpError::AlreadyTried);
         }
         self.otp_tries.push(OtpTry { address, at: now });
@@ -1415,7 +1424,11 @@ mod tests {
         let err = g
             .add_pending(req_from(b"x", "[2001:db8:1:2::66]:2"), t0)
             .unwrap_err();
-        assert_eq!(err.to_string().matches("2001:db8:1:2::66 ").count(), 1, "{err}");
+        assert_eq!(
+            err.to_string().matches("2001:db8:1:2::66 ").count(),
+            1,
+            "{err}"
+        );
         // Another address of the same /64 (a home LAN) still gets in.
         g.add_pending(req_from(b"y", "[2001:db8:1:2::2]:1"), t0)
             .unwrap();
@@ -1482,7 +1495,10 @@ mod tests {
         );
         assert!(g.otp_tries().is_empty(), "no try counted");
         g.arm(t0, &mut rng);
-        let blocked = Claimant { address: ip, ..who() };
+        let blocked = Claimant {
+            address: ip,
+            ..who()
+        };
         assert_eq!(
             g.take_pin(blocked.clone(), t0).unwrap_err(),
             GateError::Blocked(key)
@@ -1532,7 +1548,8 @@ mod tests {
         assert_eq!(denied.len(), 3);
         assert_eq!(g.pending(t0).map(|(id, _)| id).collect::<Vec<_>>(), [other]);
         // Deny is no block: the address asks again.
-        g.add_pending(req_from(b"again", "10.0.0.66:1"), t0).unwrap();
+        g.add_pending(req_from(b"again", "10.0.0.66:1"), t0)
+            .unwrap();
     }
 
     #[test]
@@ -1591,7 +1608,10 @@ mod tests {
             assert!(!g.last_otp().unwrap().matched);
         }
         let tried: Vec<IpAddr> = g.otp_tries().iter().map(|t| t.address).collect();
-        assert_eq!(tried, (1..MAX_OTP_TRIES as u8).map(from).collect::<Vec<_>>());
+        assert_eq!(
+            tried,
+            (1..MAX_OTP_TRIES as u8).map(from).collect::<Vec<_>>()
+        );
         // One try per address, whatever it sends (not counted).
         assert_eq!(
             g.redeem_otp(&right, salt, from(1), t0).unwrap_err(),
@@ -1662,11 +1682,7 @@ mod tests {
         let salt = "00112233445566778899AABBCCDDEEFF";
         let pass = Passphrase::parse("Passphrase1").unwrap();
         let otp = g.create_otp(pass, None, t0, &mut rng);
-        let wrong = otpauth(
-            otp.pin(),
-            salt,
-            &Passphrase::parse("WrongPass1").unwrap(),
-        );
+        let wrong = otpauth(otp.pin(), salt, &Passphrase::parse("WrongPass1").unwrap());
         let mut r = req_from(b"stranger", "10.0.0.66:1");
         r.needs = Needs::Pin;
         let id = g.add_otp_request(r, &wrong, salt, t0, &mut rng).unwrap();

@@ -49,7 +49,9 @@ pub enum OtpError {
     #[error("the one-time PIN or passphrase did not match; check both and try again from another device, or create a new one-time PIN")]
     Mismatch,
     /// This address already had its one try at the active one-time PIN.
-    #[error("this address already tried the one-time PIN; create a new one-time PIN in the console")]
+    #[error(
+        "this address already tried the one-time PIN; create a new one-time PIN in the console"
+    )]
     AlreadyTried,
     /// The passphrase is not acceptable.
     #[error("a passphrase has {MIN_PASSPHRASE_CHARS} to {MAX_PASSPHRASE_CHARS} letters and digits (A-Z, a-z, 0-9)")]
@@ -151,7 +153,11 @@ impl OneTimePin {
 
     /// Checks a client's `otpauth` (constant time): the grant on a match.
     /// Whether the PIN is then used up is the gate's rule.
-    pub fn redeem(&self, otpauth_sent: &[u8; 32], salt_as_sent: &str) -> Result<OtpGrant, OtpError> {
+    pub fn redeem(
+        &self,
+        otpauth_sent: &[u8; 32],
+        salt_as_sent: &str,
+    ) -> Result<OtpGrant, OtpError> {
         let expected = otpauth(&self.pin, salt_as_sent, &self.passphrase);
         if crate::identity::ct_eq(&expected, otpauth_sent) {
             Ok(OtpGrant {

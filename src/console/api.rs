@@ -631,7 +631,9 @@ struct AddressBody {
 
 /// An address the console sent (as the page shows it).
 fn address(raw: &str) -> Result<IpAddr, ApiError> {
-    raw.trim().parse().map_err(|_| gate_error(GateError::BadAddress))
+    raw.trim()
+        .parse()
+        .map_err(|_| gate_error(GateError::BadAddress))
 }
 
 /// `POST /api/pending/deny-address {"address"}`: dismisses every waiting
@@ -668,11 +670,12 @@ async fn block(
     for pending in &denied {
         let _ = state.trust.record(denied_entry(&auth.actor, pending));
     }
-    let _ = state.trust.record(
-        auth.actor
-            .entry(Event::AddressBlocked)
-            .detail(format!("pairing requests from {} refused for 1 hour", block.address)),
-    );
+    let _ = state
+        .trust
+        .record(auth.actor.entry(Event::AddressBlocked).detail(format!(
+            "pairing requests from {} refused for 1 hour",
+            block.address
+        )));
     recorded(state.trust.audited()).await?;
     Ok(HttpResponse::Ok().json(Blocked {
         block: BlockReply::new(&block, now),
@@ -691,10 +694,14 @@ async fn unblock(
     let lifted = state.trust.gate().unblock(ip, now);
     if lifted {
         tracing::info!(address = %AddressKey::of(ip), "console: block lifted");
-        recorded(state.trust.record(auth.actor.entry(Event::AddressUnblocked).detail(format!(
-            "pairing requests from {} heard again",
-            AddressKey::of(ip)
-        ))))
+        recorded(
+            state
+                .trust
+                .record(auth.actor.entry(Event::AddressUnblocked).detail(format!(
+                    "pairing requests from {} heard again",
+                    AddressKey::of(ip)
+                ))),
+        )
         .await?;
     }
     Ok(HttpResponse::Ok().json(Lifted { lifted }))

@@ -486,7 +486,9 @@ mod tests {
         let later = t0 + Duration::from_secs(100);
         let attacker = key("2001:db8:a::66");
         for i in 0..MAX_FAILURES {
-            assert!(r.admit(attacker, later + Duration::from_secs(u64::from(i))).is_ok());
+            assert!(r
+                .admit(attacker, later + Duration::from_secs(u64::from(i)))
+                .is_ok());
         }
         let then = later + Duration::from_secs(u64::from(MAX_FAILURES));
         assert!(matches!(r.admit(attacker, then), Err(Refusal::Address(_))));

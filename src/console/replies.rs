@@ -8,7 +8,9 @@
 
 use std::time::Instant;
 
-use punktfunk_certs::gate::{Attempt, Block, Claimant, Exchange, OtpTry, Pending, PinState, MAX_OTP_TRIES};
+use punktfunk_certs::gate::{
+    Attempt, Block, Claimant, Exchange, OtpTry, Pending, PinState, MAX_OTP_TRIES,
+};
 use punktfunk_certs::otp::OneTimePin;
 use punktfunk_certs::{Device, DisplayName, Fingerprint, Kind, Label, Via};
 use serde::Serialize;
