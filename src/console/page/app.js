@@ -544,6 +544,9 @@ const EVENT_WORDS = {
   otp_created: "One-time PIN created",
   otp_cancelled: "One-time PIN cancelled",
   otp_expired: "One-time PIN expired unused",
+  address_blocked: "Address blocked for 1 hour",
+  address_unblocked: "Address block lifted",
+  block_expired: "Address block ended",
   audit_suppressed: "Entries left out (too many from unknown peers)",
 };
 
