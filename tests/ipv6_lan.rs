@@ -120,6 +120,25 @@ fn an_attackers_knocks_in_the_owners_64_leave_the_owners_knock_and_moonlight_pai
         let moon = moonlight::Device::at(OWNER_MOONLIGHT, ip(HOST));
         moonlight::pair(&console, door, &moon);
         assert!(moonlight::device(&console, &moon.fingerprint).is_some());
+
+        // Blocking the attacker blocks that address, not the /64.
+        let (status, body) =
+            console.send("POST", "/api/blocks", Some(json!({"address": ATTACKER})));
+        assert_eq!(
+            (status, &body["block"]["address"]),
+            (200, &json!(ATTACKER)),
+            "{body}"
+        );
+        assert_eq!(body["denied"], 4, "{body}");
+        let (_, _, refused) = raw_native::knock(ATTACKER, native, "blocked");
+        assert_eq!(refused["code"], "pairing_busy", "{refused}");
+        let (_, _, answer) = raw_native::knock(OWNER, native, "owner's laptop");
+        assert_eq!(answer["status"], "approval_pending", "{answer}");
+        // Lifted by its address as the page sends it (percent-encoded).
+        let (status, body) = console.send("DELETE", "/api/blocks/2001%3Adb8%3Aa%3A%3A66", None);
+        assert_eq!((status, body), (200, json!({"lifted": true})));
+        let (_, _, answer) = raw_native::knock(ATTACKER, native, "knock again");
+        assert_eq!(answer["status"], "approval_pending", "{answer}");
     });
 }
 

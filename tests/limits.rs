@@ -622,7 +622,10 @@ fn a_flood_of_held_getservercert_is_capped_and_a_real_pairing_still_completes() 
     );
     assert_eq!(refused + pending, FLOOD, "every request is held or refused");
     // 4 per address, ten addresses (the list holds 256 in all).
-    assert!(pending <= 40, "the gate holds at most 4 per address: {pending}");
+    assert!(
+        pending <= 40,
+        "the gate holds at most 4 per address: {pending}"
+    );
 
     // The host stays responsive, its memory bounded.
     serverinfo_is_prompt(http, false);
