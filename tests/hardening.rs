@@ -189,7 +189,7 @@ fn sixty_concurrent_wrong_passwords_from_one_address_get_at_most_five_checks() {
     let mut checked = statuses.iter().filter(|s| **s == 401).count();
     println!("60 at once from one address: {checked} checked");
     assert!((1..=5).contains(&checked), "{statuses:?}");
-    assert!(statuses.iter().all(|s| matches!(s, 401 | 429 | 503 | CLOSED)));
+    assert!(statuses.iter().all(|s| matches!(*s, 401 | 429 | 503 | CLOSED)));
     // Going on one at a time, the address gets the rest of its five, then
     // waits out its window.
     let blocked = loop {
@@ -245,7 +245,7 @@ fn five_thousand_source_addresses_cannot_outrun_the_global_budget() {
     );
     assert!(statuses
         .iter()
-        .all(|s| matches!(s, 401 | 429 | 503 | CLOSED)));
+        .all(|s| matches!(*s, 401 | 429 | 503 | CLOSED)));
     // The budget: 10 checks a second and a burst of 10, whatever the table.
     assert!(
         checked <= 10.0 * took + 10.0 + 2.0,
