@@ -621,7 +621,11 @@ fn a_flood_of_held_getservercert_is_capped_and_a_real_pairing_still_completes() 
         started.elapsed()
     );
     assert_eq!(refused + pending, FLOOD, "every request is held or refused");
-    assert!(pending <= 32, "the gate holds at most 32: {pending}");
+    // 4 per address, ten addresses (the list holds 256 in all).
+    assert!(
+        pending <= 40,
+        "the gate holds at most 4 per address: {pending}"
+    );
 
     // The host stays responsive, its memory bounded.
     serverinfo_is_prompt(http, false);
@@ -629,35 +633,12 @@ fn a_flood_of_held_getservercert_is_capped_and_a_real_pairing_still_completes() 
     console_login_is_prompt(&host);
     let rss_flooded = rss_kib(&host);
 
-    // A real Moonlight asking now gets a clear XML 503 "too many pairing
-    // requests are waiting" (Moonlight shows the message)...
+    // A real Moonlight at another address is not kept out by the flood:
+    // it waits for its PIN, and pairs.
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("moonlight");
     let run = moonlight_pair(&dir, http.port(), "4321");
     let fp = run.next()["fingerprint"].as_str().unwrap().to_owned();
-    let result = run.next();
-    assert_eq!(
-        (&result["result"], &result["status"]),
-        (&json!("refused"), &json!(503)),
-        "{result}"
-    );
-    assert!(
-        result["message"]
-            .as_str()
-            .unwrap()
-            .contains("too many pairing requests"),
-        "{result}"
-    );
-    drop(run);
-
-    // ...and pairs once the owner has denied the flood in the console.
-    for p in console.pairing()["pending"].as_array().unwrap() {
-        let id = p["id"].as_str().unwrap();
-        let (status, body) = console.send("POST", &format!("/api/pending/{id}/deny"), None);
-        assert_eq!(status, 200, "{body}");
-    }
-    let run = moonlight_pair(&dir, http.port(), "4321");
-    assert_eq!(run.next()["fingerprint"], fp.as_str());
     let deadline = Instant::now() + Duration::from_secs(30);
     let id = loop {
         let state = console.pairing();

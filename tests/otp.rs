@@ -78,33 +78,94 @@ fn a_one_time_pin_pairs_a_moonlight_client_with_no_console_step_and_only_once() 
     assert!(moonlight::device(&console, &other.fingerprint).is_none());
 }
 
+/// A stranger without the passphrase tries phase 1 with a wrong `otpauth`
+/// from other addresses: each try is counted and shown, and fails at the
+/// client's check, but the one-time PIN stays usable (it was used up
+/// 7–14 ms after it was made before), so the owner's client then pairs.
 #[test]
-fn a_wrong_passphrase_fails_and_uses_up_the_one_time_pin() {
+fn a_strangers_wrong_tries_leave_the_one_time_pin_usable_and_the_right_client_pairs() {
     let host = Host::start(&[]);
     let door = Door::of(&host);
     let console = Console::login(&host);
     let otp = create(&console, json!({"passphrase": "CorrectHorse42"}));
     assert_eq!(otp["passphrase"], "CorrectHorse42");
     let pin = otp["pin"].as_str().unwrap();
-    let guesser = Device::from("127.0.8.3");
-    let run = guesser.pair_otp(door, pin, "WrongHorse42");
+    // Four wrong tries, each from its own address (the fifth would use
+    // the PIN up; the right client's is the fifth try here).
+    let strangers = ["127.0.8.31", "127.0.8.32", "127.0.8.33", "127.0.8.34"];
+    for (i, source) in strangers.iter().enumerate() {
+        let guesser = Device::from(source);
+        let run = guesser.pair_otp(door, pin, "WrongHorse42");
+        let result = run.next();
+        // As on Apollo, the pairing goes on with a PIN the client cannot
+        // know, and fails when the client checks the host's answer.
+        assert_ne!(result["result"], "paired", "{result}");
+        run.wait();
+        assert!(moonlight::device(&console, &guesser.fingerprint).is_none());
+        let state = console.pairing();
+        let listed = &state["otp"];
+        assert_eq!(
+            listed["pin"],
+            pin,
+            "still usable after {} tries: {state}",
+            i + 1
+        );
+        let tried: Vec<&str> = listed["tries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["address"].as_str().unwrap())
+            .collect();
+        assert_eq!(tried, strangers[..=i], "{state}");
+        assert_eq!(listed["tries_left"], 5 - (i + 1), "{state}");
+    }
+    // A second try from an address that had its one: refused, not counted.
+    let again = Device::from("127.0.8.31");
+    let run = again.pair_otp(door, pin, "CorrectHorse42");
     let result = run.next();
-    // As on Apollo, the pairing goes on with a PIN the client cannot know,
-    // and fails when the client checks the host's answer.
-    assert_ne!(result["result"], "paired", "{result}");
-    run.wait();
-    assert!(moonlight::device(&console, &guesser.fingerprint).is_none());
-    let state = console.pairing();
     assert_eq!(
-        state["otp"],
-        Value::Null,
-        "used up by the wrong guess: {state}"
+        (&result["status"], &result["message"]),
+        (&json!(503), &json!("OTP auth not available.")),
+        "{result}"
     );
-    assert_eq!(state["otp_last"]["result"], "wrong_passphrase");
-    assert_eq!(state["otp_last"]["address"], "127.0.8.3");
-    assert!(state["devices"].as_array().unwrap().is_empty());
-    // The right passphrase now finds nothing.
+    run.wait();
+    assert_eq!(console.pairing()["otp"]["tries_left"], 1);
+    // The right client pairs with it.
     let owner = Device::from("127.0.8.4");
+    let run = owner.pair_otp(door, pin, "CorrectHorse42");
+    let result = run.next();
+    assert_eq!(result["result"], "paired", "{result}");
+    run.wait();
+    let stored = moonlight::device(&console, &owner.fingerprint).expect("stored");
+    assert_eq!(stored["via"], "otp");
+    let state = console.pairing();
+    assert_eq!(state["otp"], Value::Null, "used up by the match: {state}");
+    assert_eq!(
+        state["otp_last"],
+        json!({"result": "paired", "address": "127.0.8.4"})
+    );
+}
+
+/// Five wrong tries in all use the one-time PIN up.
+#[test]
+fn five_wrong_tries_use_up_the_one_time_pin() {
+    let host = Host::start(&[]);
+    let door = Door::of(&host);
+    let console = Console::login(&host);
+    let otp = create(&console, json!({"passphrase": "CorrectHorse42"}));
+    let pin = otp["pin"].as_str().unwrap();
+    for i in 1..=5 {
+        let source: &'static str = Box::leak(format!("127.0.8.{}", 40 + i).into_boxed_str());
+        let run = Device::from(source).pair_otp(door, pin, "WrongHorse42");
+        assert_ne!(run.next()["result"], "paired");
+        run.wait();
+    }
+    let state = console.pairing();
+    assert_eq!(state["otp"], Value::Null, "used up: {state}");
+    assert_eq!(state["otp_last"]["result"], "wrong_passphrase");
+    assert_eq!(state["otp_last"]["address"], "127.0.8.45");
+    assert!(state["devices"].as_array().unwrap().is_empty());
+    let owner = Device::from("127.0.8.46");
     let run = owner.pair_otp(door, pin, "CorrectHorse42");
     assert_eq!(run.next()["status"], 503);
     run.wait();

@@ -150,6 +150,12 @@ pub enum Event {
     OtpExpired,
     /// A client used the one-time PIN (outcome ok, or failed on a wrong one).
     OtpUsed,
+    /// The console blocked an address's pairing requests for an hour.
+    AddressBlocked,
+    /// The console lifted an address's block.
+    AddressUnblocked,
+    /// An address's block ended after its hour.
+    BlockExpired,
     /// Entries from unauthenticated peers over the budget were not written;
     /// `detail` says how many.
     AuditSuppressed,
@@ -183,6 +189,9 @@ impl Event {
             Event::OtpCancelled => "otp_cancelled",
             Event::OtpExpired => "otp_expired",
             Event::OtpUsed => "otp_used",
+            Event::AddressBlocked => "address_blocked",
+            Event::AddressUnblocked => "address_unblocked",
+            Event::BlockExpired => "block_expired",
             Event::AuditSuppressed => "audit_suppressed",
         }
     }

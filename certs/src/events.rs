@@ -38,8 +38,10 @@ pub enum TrustEvent {
     },
     /// A native pairing exchange started or ended.
     ExchangeChanged,
-    /// A one-time PIN was made, used, cancelled or expired.
+    /// A one-time PIN was made, tried, used, cancelled or expired.
     OtpChanged,
+    /// An address was blocked, or its block ended.
+    BlocksChanged,
     /// A device is waiting for approval or for its PIN.
     PendingAdded {
         /// The request.

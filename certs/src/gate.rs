@@ -26,18 +26,27 @@
 //!   refused: a certificate is public, so replaying a victim's certificate
 //!   must not kick out the victim's request.
 //! - At most [`GateConfig::max_pending`] requests wait at once, and at most
-//!   [`GateConfig::max_pending_per_address`] from one source address (an
-//!   IPv4 address, an IPv6 /64: see [`AddressKey`]), so one machine cannot
-//!   fill the list and lock everyone else out. Over either cap *new*
-//!   requests are refused and the waiting ones are kept, so a flood cannot
-//!   push out the request the user is about to approve (the user can deny
-//!   the flood, all at once with [`Gate::deny_all`]).
+//!   [`GateConfig::max_pending_per_address`] from one source address (one
+//!   IPv4 or IPv6 address: see [`AddressKey`]), so one machine cannot fill
+//!   the list and lock everyone else out. Over either cap *new* requests
+//!   are refused and the waiting ones are kept, so a flood cannot push out
+//!   the request the user is about to approve (the user can deny the
+//!   flood: all at once with [`Gate::deny_all`], one address's with
+//!   [`Gate::deny_from`]).
 //! - Requests expire after [`GateConfig::pending_ttl`]. Deny dismisses; it
-//!   does not blocklist.
+//!   does not blocklist. [`Gate::block`] does: for [`BLOCK_TTL`] every
+//!   request from that address (a knock, a Moonlight request, a one-time
+//!   PIN's proof, the armed PIN) is refused with [`GateError::Blocked`]
+//!   until the block ends or is lifted ([`Gate::unblock`]). At most
+//!   [`MAX_BLOCKS`] addresses are blocked at once.
 //! - Who used the armed PIN, and who holds the native pairing exchange, is
 //!   kept ([`Claimant`]) so the console can name them.
 //! - A one-time PIN for Moonlight-family clients ([`crate::otp`]) is, like
-//!   the armed PIN, single: made by the console, used up by its first use.
+//!   the armed PIN, single: made by the console, used up by its first
+//!   match, by its expiry, or by [`MAX_OTP_TRIES`] tries in all (at most one
+//!   per address, counted before the check). A wrong `otpauth` needs the
+//!   passphrase as well as the PIN to be right, so a few wrong tries do not
+//!   let a stranger crack it online, and a stranger cannot burn it with one.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -73,7 +82,7 @@ impl Default for GateConfig {
         Self {
             pin_ttl: Duration::from_secs(180),
             pending_ttl: Duration::from_secs(300),
-            max_pending: 32,
+            max_pending: 256,
             max_pending_per_address: 4,
         }
     }
@@ -85,6 +94,17 @@ const PIN_ENTRY_GRACE: Duration = Duration::from_secs(60);
 
 /// How many finished requests' outcomes are remembered for late readers.
 const OUTCOMES_KEPT: usize = 256;
+
+/// How long [`Gate::block`] refuses an address.
+pub const BLOCK_TTL: Duration = Duration::from_secs(3600);
+
+/// How many addresses may be blocked at once (each entry is small; the cap
+/// keeps the list bounded whatever the console is asked).
+pub const MAX_BLOCKS: usize = 64;
+
+/// How many tries a one-time PIN takes in all, right or wrong, before it is
+/// used up; at most one of them from each address.
+pub const MAX_OTP_TRIES: usize = 5;
 
 /// A 4-digit PIN: the gate's armed PIN, a Moonlight PIN typed into the
 /// console, the native SPAKE2 password. Zeroed on drop; `Debug` hides it.
@@ -239,32 +259,33 @@ impl Needs {
     }
 }
 
-/// What counts as "one source address" for the per-address caps: an IPv4
-/// address, or the /64 prefix of an IPv6 address (one LAN host can use any
-/// address of its /64). An IPv4-mapped IPv6 address counts as the IPv4
-/// address.
+/// What counts as "one source address" for every per-address limit (the
+/// waiting list's, the console's login limiter, the audit budget, blocks,
+/// one-time PIN tries): the full address, an IPv4 address or an IPv6 /128,
+/// with an IPv4-mapped IPv6 address counted as the IPv4 address.
+///
+/// Not the IPv6 /64: a home LAN with SLAAC is one /64, so keying by it let
+/// one attacker's address lock every IPv6 device of the LAN out. An
+/// attacker who rotates through addresses (easy in a /64) is bounded by the
+/// global budgets instead, which are sized for that.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AddressKey(IpAddr);
 
 impl AddressKey {
     /// The key of `ip`.
     pub fn of(ip: IpAddr) -> Self {
-        match ip.to_canonical() {
-            IpAddr::V4(v4) => Self(IpAddr::V4(v4)),
-            IpAddr::V6(v6) => {
-                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-                Self(IpAddr::V6(prefix.into()))
-            }
-        }
+        Self(ip.to_canonical())
+    }
+
+    /// The address.
+    pub fn ip(self) -> IpAddr {
+        self.0
     }
 }
 
 impl fmt::Display for AddressKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            IpAddr::V4(v4) => write!(f, "{v4}"),
-            IpAddr::V6(v6) => write!(f, "{v6}/64"),
-        }
+        write!(f, "{}", self.0)
     }
 }
 
@@ -465,6 +486,24 @@ pub struct LastOtp {
     pub request: Option<PendingId>,
 }
 
+/// A try at the active one-time PIN that did not match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtpTry {
+    /// Where the client came from.
+    pub address: IpAddr,
+    /// When.
+    pub at: Instant,
+}
+
+/// An address [`Gate::block`]ed, and until when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Block {
+    /// The address.
+    pub address: AddressKey,
+    /// When the block ends by itself.
+    pub until: Instant,
+}
+
 /// How the last exchange that took the armed PIN ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attempt {
@@ -522,6 +561,15 @@ pub enum GateError {
     /// The request's device is being stored right now.
     #[error("this device is being added right now; it will be in the device list in a moment")]
     Storing,
+    /// Requests from this address are blocked for now.
+    #[error("pairing requests from {0} are blocked on this host for up to an hour; its owner can lift the block in the console")]
+    Blocked(AddressKey),
+    /// [`MAX_BLOCKS`] addresses are blocked already.
+    #[error("{MAX_BLOCKS} addresses are blocked already; lift a block in the console first, or deny this address's requests")]
+    TooManyBlocks,
+    /// Not an IP address.
+    #[error("not an IP address")]
+    BadAddress,
 }
 
 /// The gate. See the module docs for its rules.
@@ -533,7 +581,10 @@ pub struct Gate {
     last_attempt: Option<LastAttempt>,
     exchange: Option<Exchange>,
     otp: Option<OneTimePin>,
+    /// The active one-time PIN's tries so far (all wrong: a match ends it).
+    otp_tries: Vec<OtpTry>,
     last_otp: Option<LastOtp>,
+    blocks: BTreeMap<AddressKey, Instant>,
     pending: BTreeMap<PendingId, Pending>,
     next_id: u64,
     outcomes: VecDeque<(PendingId, PendingOutcome)>,
@@ -551,7 +602,9 @@ impl Gate {
             last_attempt: None,
             exchange: None,
             otp: None,
+            otp_tries: Vec::new(),
             last_otp: None,
+            blocks: BTreeMap::new(),
             pending: BTreeMap::new(),
             next_id: 1,
             outcomes: VecDeque::new(),
@@ -579,6 +632,7 @@ impl Gate {
     pub fn expire(&mut self, now: Instant) {
         if self.otp.as_ref().is_some_and(|o| o.expires() <= now) {
             self.otp = None;
+            self.otp_tries.clear();
             self.events.push_back(TrustEvent::OtpChanged);
             self.audit
                 .push_back(Entry::new(Event::OtpExpired, Door::Host));
@@ -599,6 +653,21 @@ impl Gate {
         for id in expired {
             self.finish(id, PendingOutcome::Expired);
         }
+        let ended: Vec<AddressKey> = self
+            .blocks
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(a, _)| *a)
+            .collect();
+        for address in ended {
+            self.blocks.remove(&address);
+            self.events.push_back(TrustEvent::BlocksChanged);
+            self.audit.push_back(
+                Entry::new(Event::BlockExpired, Door::Host)
+                    .address(address.ip())
+                    .detail("the hour is over; its requests are heard again"),
+            );
+        }
     }
 
     /// The earliest moment something expires, for a timer in the shell.
@@ -611,7 +680,13 @@ impl Gate {
             .filter(|p| !p.storing)
             .map(|p| p.expires)
             .min();
-        armed.into_iter().chain(otp).chain(pending).min()
+        let block = self.blocks.values().min().copied();
+        armed
+            .into_iter()
+            .chain(otp)
+            .chain(pending)
+            .chain(block)
+            .min()
     }
 
     // ---- the armed PIN -------------------------------------------------
@@ -655,6 +730,7 @@ impl Gate {
     /// The arming's link still pairs.
     pub fn take_pin(&mut self, by: Claimant, now: Instant) -> Result<PinTicket, GateError> {
         self.expire(now);
+        self.refuse_blocked(by.address)?;
         let armed = self
             .armed
             .as_mut()
@@ -679,6 +755,7 @@ impl Gate {
     /// bits cannot be guessed online. The first success ends the arming.
     pub fn use_link(&mut self, by: Claimant, now: Instant) -> Result<PinTicket, GateError> {
         self.expire(now);
+        self.refuse_blocked(by.address)?;
         let armed = self.armed.as_ref().ok_or(GateError::NotArmed)?;
         Ok(PinTicket {
             secret: Secret::Link(armed.link.clone()),
@@ -764,6 +841,7 @@ impl Gate {
         self.expire(now);
         let otp = OneTimePin::new(passphrase, name, now, rng);
         self.otp = Some(otp.clone());
+        self.otp_tries.clear();
         self.last_otp = None;
         self.events.push_back(TrustEvent::OtpChanged);
         otp
@@ -772,6 +850,7 @@ impl Gate {
     /// Cancels the active one-time PIN; whether there was one.
     pub fn cancel_otp(&mut self) -> bool {
         let had = self.otp.take().is_some();
+        self.otp_tries.clear();
         if had {
             self.events.push_back(TrustEvent::OtpChanged);
         }
@@ -784,14 +863,21 @@ impl Gate {
         self.otp.as_ref()
     }
 
+    /// The active one-time PIN's wrong tries so far, oldest first.
+    pub fn otp_tries(&self) -> &[OtpTry] {
+        &self.otp_tries
+    }
+
     /// A Moonlight request that carries `otpauth` (the proof of a one-time
     /// PIN, over the `salt` text it sent): one transaction. A request the
     /// waiting list would refuse is refused before the one-time PIN is
-    /// touched (a full list must not cost the client its PIN); then the PIN
-    /// is used up, right or wrong, and the request is recorded with a PIN
-    /// already entered, so no one has to type it: on a match the one-time
-    /// PIN (and the name it was made for), on a mismatch a random one, so
-    /// the pairing fails at the client's check as on Apollo.
+    /// touched (a full list must not cost the client a try); then the try
+    /// is counted and checked ([`MAX_OTP_TRIES`]), and the request is
+    /// recorded with a PIN already entered, so no one has to type it: on a
+    /// match the one-time PIN (and the name it was made for), on a mismatch
+    /// a random one, so the pairing fails at the client's check as on
+    /// Apollo. A second try from the same address is refused
+    /// ([`OtpError::AlreadyTried`]) and records nothing.
     pub fn add_otp_request(
         &mut self,
         mut request: PendingRequest,
@@ -821,8 +907,11 @@ impl Gate {
         Ok(id)
     }
 
-    /// Takes the one-time PIN and checks `otpauth` against it; it is used
-    /// up whatever the result, and the use is recorded for the console.
+    /// One try at the one-time PIN from `address`: counted before the
+    /// check (at most one per address, [`MAX_OTP_TRIES`] in all), then
+    /// `otpauth` is checked. A match uses the PIN up; so does the last
+    /// allowed try, right or wrong. Each counted try is recorded for the
+    /// console.
     fn redeem_otp(
         &mut self,
         otpauth: &[u8; 32],
@@ -831,14 +920,33 @@ impl Gate {
         now: Instant,
     ) -> Result<OtpGrant, OtpError> {
         self.expire(now);
-        let otp = self.otp.take().ok_or(OtpError::NotAvailable)?;
-        self.events.push_back(TrustEvent::OtpChanged);
+        let otp = self.otp.as_ref().ok_or(OtpError::NotAvailable)?;
+        let key = AddressKey::of(address);
+        if self
+            .otp_tries
+            .iter()
+            .any(|t| AddressKey::of(t.address) == key)
+        {
+            return Err(OtpError::AlreadyTried);
+        }
+        self.otp_tries.push(OtpTry { address, at: now });
+        let tries = self.otp_tries.len();
         let result = otp.redeem(otpauth, salt_as_sent);
+        self.events.push_back(TrustEvent::OtpChanged);
         self.last_otp = Some(LastOtp {
             address,
             matched: result.is_ok(),
             request: None,
         });
+        let used_up = result.is_ok() || tries >= MAX_OTP_TRIES;
+        let detail = match (&result, used_up) {
+            (Ok(_), _) => format!("try {tries} of {MAX_OTP_TRIES} matched; used up"),
+            (Err(_), true) => format!("try {tries} of {MAX_OTP_TRIES} was wrong; used up"),
+            (Err(_), false) => format!(
+                "try {tries} of {MAX_OTP_TRIES} was wrong; {} left",
+                MAX_OTP_TRIES - tries
+            ),
+        };
         self.audit.push_back(
             Entry::new(Event::OtpUsed, Door::Gamestream)
                 .address(address)
@@ -846,8 +954,13 @@ impl Gate {
                     Outcome::Ok
                 } else {
                     Outcome::Failed
-                }),
+                })
+                .detail(detail),
         );
+        if used_up {
+            self.otp = None;
+            self.otp_tries.clear();
+        }
         result
     }
 
@@ -869,6 +982,7 @@ impl Gate {
         now: Instant,
     ) -> Result<Option<PendingId>, GateError> {
         self.expire(now);
+        self.refuse_blocked(ip)?;
         let from = AddressKey::of(ip);
         let previous = self
             .pending
@@ -1032,6 +1146,69 @@ impl Gate {
         ids.into_iter()
             .filter_map(|id| self.finish(id, PendingOutcome::Denied))
             .collect()
+    }
+
+    /// Denies every waiting request from `ip` (one flooding address,
+    /// dismissed in one click); returns them.
+    pub fn deny_from(&mut self, ip: IpAddr, now: Instant) -> Vec<Pending> {
+        self.expire(now);
+        let from = AddressKey::of(ip);
+        let ids: Vec<PendingId> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| !p.storing && AddressKey::of(p.request.address.ip()) == from)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.into_iter()
+            .filter_map(|id| self.finish(id, PendingOutcome::Denied))
+            .collect()
+    }
+
+    /// Blocks `ip` for [`BLOCK_TTL`] from `now` (again: the hour starts
+    /// over): its waiting requests are denied (returned), and every new one
+    /// is refused with [`GateError::Blocked`] until then. Refused with
+    /// [`GateError::TooManyBlocks`] when [`MAX_BLOCKS`] other addresses are
+    /// blocked.
+    pub fn block(&mut self, ip: IpAddr, now: Instant) -> Result<(Block, Vec<Pending>), GateError> {
+        self.expire(now);
+        let address = AddressKey::of(ip);
+        if !self.blocks.contains_key(&address) && self.blocks.len() >= MAX_BLOCKS {
+            return Err(GateError::TooManyBlocks);
+        }
+        let until = now + BLOCK_TTL;
+        self.blocks.insert(address, until);
+        self.events.push_back(TrustEvent::BlocksChanged);
+        let denied = self.deny_from(ip, now);
+        Ok((Block { address, until }, denied))
+    }
+
+    /// Lifts the block of `ip`; whether there was one.
+    pub fn unblock(&mut self, ip: IpAddr, now: Instant) -> bool {
+        self.expire(now);
+        let lifted = self.blocks.remove(&AddressKey::of(ip)).is_some();
+        if lifted {
+            self.events.push_back(TrustEvent::BlocksChanged);
+        }
+        lifted
+    }
+
+    /// The blocked addresses, in address order.
+    pub fn blocks(&mut self, now: Instant) -> impl Iterator<Item = Block> + '_ {
+        self.expire(now);
+        self.blocks.iter().map(|(address, until)| Block {
+            address: *address,
+            until: *until,
+        })
+    }
+
+    /// [`GateError::Blocked`] if `ip` is blocked (expiry already run).
+    fn refuse_blocked(&self, ip: IpAddr) -> Result<(), GateError> {
+        let address = AddressKey::of(ip);
+        if self.blocks.contains_key(&address) {
+            Err(GateError::Blocked(address))
+        } else {
+            Ok(())
+        }
     }
 
     /// Denies a request: it is dismissed, not blocklisted.
@@ -1439,24 +1616,143 @@ mod tests {
     }
 
     #[test]
-    fn ipv6_is_limited_per_64_and_mapped_ipv4_as_ipv4() {
+    fn ipv6_is_limited_per_full_address_and_mapped_ipv4_as_ipv4() {
         let mut g = Gate::new(GateConfig::default());
         let t0 = Instant::now();
         let cap = g.config().max_pending_per_address;
         for i in 0..cap as u8 {
-            let addr = format!("[2001:db8:1:2::{:x}]:1", i + 1);
-            g.add_pending(req_from(&[i], &addr), t0).unwrap();
+            g.add_pending(req_from(&[i], "[2001:db8:1:2::66]:1"), t0)
+                .unwrap();
         }
         let err = g
-            .add_pending(req_from(b"x", "[2001:db8:1:2:ffff::9]:1"), t0)
+            .add_pending(req_from(b"x", "[2001:db8:1:2::66]:2"), t0)
             .unwrap_err();
-        assert!(err.to_string().contains("2001:db8:1:2::/64"), "{err}");
-        g.add_pending(req_from(b"y", "[2001:db8:1:3::1]:1"), t0)
+        assert_eq!(
+            err.to_string().matches("2001:db8:1:2::66 ").count(),
+            1,
+            "{err}"
+        );
+        // Another address of the same /64 (a home LAN) still gets in.
+        g.add_pending(req_from(b"y", "[2001:db8:1:2::2]:1"), t0)
             .unwrap();
         assert_eq!(
             AddressKey::of("::ffff:10.1.2.3".parse().unwrap()),
             AddressKey::of("10.1.2.3".parse().unwrap())
         );
+        assert_ne!(
+            AddressKey::of("2001:db8:a::1".parse().unwrap()),
+            AddressKey::of("2001:db8:a::2".parse().unwrap())
+        );
+        assert_eq!(
+            AddressKey::of("2001:db8:a::1".parse().unwrap()).to_string(),
+            "2001:db8:a::1"
+        );
+    }
+
+    #[test]
+    fn a_replayed_certificate_from_the_same_64_does_not_replace_the_victim() {
+        let mut g = Gate::new(GateConfig::default());
+        let t0 = Instant::now();
+        let victim = g
+            .add_pending(req_from(b"v", "[2001:db8:a::2]:1"), t0)
+            .unwrap();
+        assert_eq!(
+            g.add_pending(req_from(b"v", "[2001:db8:a::66]:1"), t0)
+                .unwrap_err(),
+            GateError::WaitingElsewhere
+        );
+        let p = g.get_pending(victim, t0).unwrap();
+        assert_eq!(p.request.address.ip().to_string(), "2001:db8:a::2");
+    }
+
+    #[test]
+    fn a_block_refuses_an_address_at_every_door_for_an_hour_and_can_be_lifted() {
+        let mut g = Gate::new(GateConfig::default());
+        let mut rng = StdRng::seed_from_u64(11);
+        let t0 = Instant::now();
+        let bad = "10.0.0.66:1";
+        let ip: IpAddr = "10.0.0.66".parse().unwrap();
+        let flood: Vec<_> = (0..3u8)
+            .map(|i| g.add_pending(req_from(&[i], bad), t0).unwrap())
+            .collect();
+        let other = g.add_pending(req_from(b"o", "10.0.0.7:1"), t0).unwrap();
+        drain(&mut g);
+        let (block, denied) = g.block(ip, t0).unwrap();
+        assert_eq!(block.until, t0 + BLOCK_TTL);
+        assert_eq!(denied.len(), 3);
+        assert_eq!(g.outcome(flood[0]), Some(PendingOutcome::Denied));
+        assert!(g.get_pending(other, t0).is_some());
+        assert!(drain(&mut g).contains(&TrustEvent::BlocksChanged));
+        let key = AddressKey::of(ip);
+        // Knocks and Moonlight requests, one-time PINs, the armed PIN.
+        assert_eq!(
+            g.add_pending(req_from(b"new", bad), t0).unwrap_err(),
+            GateError::Blocked(key)
+        );
+        let pass = Passphrase::parse("Passphrase1").unwrap();
+        g.create_otp(pass, None, t0, &mut rng);
+        assert_eq!(
+            g.add_otp_request(req_from(b"otp", bad), &[0; 32], "00", t0, &mut rng)
+                .unwrap_err(),
+            OtpRequestError::Gate(GateError::Blocked(key))
+        );
+        assert!(g.otp_tries().is_empty(), "no try counted");
+        g.arm(t0, &mut rng);
+        let blocked = Claimant {
+            address: ip,
+            ..who()
+        };
+        assert_eq!(
+            g.take_pin(blocked.clone(), t0).unwrap_err(),
+            GateError::Blocked(key)
+        );
+        assert!(g.armed(t0).is_some(), "the PIN is not spent");
+        assert_eq!(g.blocks(t0).collect::<Vec<_>>(), [block]);
+        assert_eq!(g.next_deadline(), Some(t0 + g.config().pin_ttl));
+        // Lifted: heard again.
+        assert!(g.unblock(ip, t0));
+        assert!(!g.unblock(ip, t0));
+        g.add_pending(req_from(b"new", bad), t0).unwrap();
+        // Blocked again, it ends by itself after the hour (recorded).
+        g.block(ip, t0).unwrap();
+        let late = t0 + BLOCK_TTL;
+        assert_eq!(g.blocks(late).count(), 0);
+        let audit: Vec<Entry> = std::iter::from_fn(|| g.poll_audit()).collect();
+        assert!(audit.iter().any(|e| e.event == Event::BlockExpired));
+        g.add_pending(req_from(b"after", bad), late).unwrap();
+    }
+
+    #[test]
+    fn blocks_are_bounded() {
+        let mut g = Gate::new(GateConfig::default());
+        let t0 = Instant::now();
+        for i in 0..MAX_BLOCKS as u32 {
+            g.block(IpAddr::from((0x0a00_0000 + i).to_be_bytes()), t0)
+                .unwrap();
+        }
+        let one_more: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(g.block(one_more, t0).unwrap_err(), GateError::TooManyBlocks);
+        // Blocking a blocked address again restarts its hour.
+        let later = t0 + Duration::from_secs(60);
+        let (again, _) = g.block("10.0.0.0".parse().unwrap(), later).unwrap();
+        assert_eq!(again.until, later + BLOCK_TTL);
+        assert_eq!(g.blocks(later).count(), MAX_BLOCKS);
+    }
+
+    #[test]
+    fn deny_from_dismisses_one_address_only() {
+        let mut g = Gate::new(GateConfig::default());
+        let t0 = Instant::now();
+        for i in 0..3u8 {
+            g.add_pending(req_from(&[i], "10.0.0.66:1"), t0).unwrap();
+        }
+        let other = g.add_pending(req_from(b"o", "10.0.0.7:1"), t0).unwrap();
+        let denied = g.deny_from("::ffff:10.0.0.66".parse().unwrap(), t0);
+        assert_eq!(denied.len(), 3);
+        assert_eq!(g.pending(t0).map(|(id, _)| id).collect::<Vec<_>>(), [other]);
+        // Deny is no block: the address asks again.
+        g.add_pending(req_from(b"again", "10.0.0.66:1"), t0)
+            .unwrap();
     }
 
     #[test]
@@ -1488,48 +1784,85 @@ mod tests {
     }
 
     #[test]
-    fn a_one_time_pin_is_used_up_by_its_first_use_right_or_wrong() {
+    fn a_one_time_pin_survives_wrong_tries_one_per_address_and_is_used_up_by_a_match() {
         use crate::otp::{otpauth, OTP_TTL};
         let mut g = Gate::new(GateConfig::default());
         let mut rng = StdRng::seed_from_u64(9);
         let t0 = Instant::now();
-        let from: IpAddr = "192.0.2.8".parse().unwrap();
+        let from = |i: u8| IpAddr::from([192, 0, 2, i]);
         let salt = "00112233445566778899AABBCCDDEEFF";
         let pass = Passphrase::parse("Passphrase1").unwrap();
+        let wrong_pass = Passphrase::parse("WrongPass1").unwrap();
         assert_eq!(
-            g.redeem_otp(&[0; 32], salt, from, t0).unwrap_err(),
+            g.redeem_otp(&[0; 32], salt, from(1), t0).unwrap_err(),
             OtpError::NotAvailable
         );
-        // Right: granted, then gone.
         let otp = g.create_otp(pass.clone(), DisplayName::sanitize("Deck"), t0, &mut rng);
         assert_eq!(g.next_deadline(), Some(t0 + OTP_TTL));
         let right = otpauth(otp.pin(), salt, &pass);
-        let grant = g.redeem_otp(&right, salt, from, t0).unwrap();
+        let wrong = otpauth(otp.pin(), salt, &wrong_pass);
+        // Wrong tries from other addresses leave it usable; each is listed.
+        for i in 1..MAX_OTP_TRIES as u8 {
+            assert_eq!(
+                g.redeem_otp(&wrong, salt, from(i), t0).unwrap_err(),
+                OtpError::Mismatch
+            );
+            assert!(g.otp(t0).is_some(), "try {i}");
+            assert!(!g.last_otp().unwrap().matched);
+        }
+        let tried: Vec<IpAddr> = g.otp_tries().iter().map(|t| t.address).collect();
+        assert_eq!(
+            tried,
+            (1..MAX_OTP_TRIES as u8).map(from).collect::<Vec<_>>()
+        );
+        // One try per address, whatever it sends (not counted).
+        assert_eq!(
+            g.redeem_otp(&right, salt, from(1), t0).unwrap_err(),
+            OtpError::AlreadyTried
+        );
+        assert_eq!(
+            g.redeem_otp(&wrong, salt, "::ffff:192.0.2.2".parse().unwrap(), t0)
+                .unwrap_err(),
+            OtpError::AlreadyTried
+        );
+        assert_eq!(g.otp_tries().len(), MAX_OTP_TRIES - 1);
+        // The right client, as the last allowed try: granted, then gone.
+        let grant = g.redeem_otp(&right, salt, from(99), t0).unwrap();
         assert_eq!(&grant.pin, otp.pin());
         assert!(g.otp(t0).is_none());
+        assert!(g.otp_tries().is_empty());
+        assert!(g.last_otp().unwrap().matched);
         assert_eq!(
-            g.redeem_otp(&right, salt, from, t0).unwrap_err(),
+            g.redeem_otp(&right, salt, from(100), t0).unwrap_err(),
             OtpError::NotAvailable
         );
-        // Wrong: refused, and gone too.
+        // MAX_OTP_TRIES wrong tries use it up.
         let otp = g.create_otp(pass.clone(), None, t0, &mut rng);
-        let wrong = otpauth(otp.pin(), salt, &Passphrase::parse("WrongPass1").unwrap());
-        assert_eq!(
-            g.redeem_otp(&wrong, salt, from, t0).unwrap_err(),
-            OtpError::Mismatch
-        );
-        assert!(!g.last_otp().unwrap().matched);
+        assert!(g.otp_tries().is_empty(), "a new PIN starts over");
+        let wrong = otpauth(otp.pin(), salt, &wrong_pass);
+        for i in 1..=MAX_OTP_TRIES as u8 {
+            assert_eq!(
+                g.redeem_otp(&wrong, salt, from(i), t0).unwrap_err(),
+                OtpError::Mismatch
+            );
+        }
+        assert!(g.otp(t0).is_none());
         let right = otpauth(otp.pin(), salt, &pass);
         assert_eq!(
-            g.redeem_otp(&right, salt, from, t0).unwrap_err(),
+            g.redeem_otp(&right, salt, from(99), t0).unwrap_err(),
             OtpError::NotAvailable
         );
+        let used: Vec<Entry> = std::iter::from_fn(|| g.poll_audit())
+            .filter(|e| e.event == Event::OtpUsed)
+            .collect();
+        assert_eq!(used.len(), 2 * MAX_OTP_TRIES, "each counted try");
         // Expired: not available.
         let otp = g.create_otp(pass.clone(), None, t0, &mut rng);
         let right = otpauth(otp.pin(), salt, &pass);
         assert!(g.otp(t0 + OTP_TTL - Duration::from_millis(1)).is_some());
         assert_eq!(
-            g.redeem_otp(&right, salt, from, t0 + OTP_TTL).unwrap_err(),
+            g.redeem_otp(&right, salt, from(1), t0 + OTP_TTL)
+                .unwrap_err(),
             OtpError::NotAvailable
         );
         // Cancelled: not available.
@@ -1537,10 +1870,38 @@ mod tests {
         assert!(g.cancel_otp());
         let right = otpauth(otp.pin(), salt, &pass);
         assert_eq!(
-            g.redeem_otp(&right, salt, from, t0).unwrap_err(),
+            g.redeem_otp(&right, salt, from(1), t0).unwrap_err(),
             OtpError::NotAvailable
         );
         assert!(drain(&mut g).contains(&TrustEvent::OtpChanged));
+    }
+
+    #[test]
+    fn a_wrong_otp_request_waits_with_a_pin_the_client_cannot_know() {
+        use crate::otp::otpauth;
+        let mut g = Gate::new(GateConfig::default());
+        let mut rng = StdRng::seed_from_u64(10);
+        let t0 = Instant::now();
+        let salt = "00112233445566778899AABBCCDDEEFF";
+        let pass = Passphrase::parse("Passphrase1").unwrap();
+        let otp = g.create_otp(pass, None, t0, &mut rng);
+        let wrong = otpauth(otp.pin(), salt, &Passphrase::parse("WrongPass1").unwrap());
+        let mut r = req_from(b"stranger", "10.0.0.66:1");
+        r.needs = Needs::Pin;
+        let id = g.add_otp_request(r, &wrong, salt, t0, &mut rng).unwrap();
+        assert!(matches!(
+            g.get_pending(id, t0).unwrap().pin,
+            PinState::Entered { .. }
+        ));
+        assert!(g.otp(t0).is_some(), "still usable");
+        let mut again = req_from(b"stranger", "10.0.0.66:2");
+        again.needs = Needs::Pin;
+        assert_eq!(
+            g.add_otp_request(again, &wrong, salt, t0, &mut rng)
+                .unwrap_err(),
+            OtpRequestError::Otp(OtpError::AlreadyTried)
+        );
+        assert!(g.get_pending(id, t0).is_some(), "nothing replaced");
     }
 
     #[test]

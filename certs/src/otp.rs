@@ -12,10 +12,14 @@
 //! (a captured exchange reveals the PIN); the passphrase only decides which
 //! request gets the PIN without a person at the console.
 //!
-//! Rules here: one one-time PIN at a time (creating one replaces the
-//! previous), valid [`OTP_TTL`], used up by its first use whether it matched
-//! or not (Apollo keeps it after a mismatch; here a wrong guess costs the
-//! attacker the PIN, as with the native door's arming).
+//! Rules (kept by [`crate::gate::Gate`]): one one-time PIN at a time
+//! (creating one replaces the previous), valid [`OTP_TTL`], used up by its
+//! first match, by its expiry, or after [`crate::gate::MAX_OTP_TRIES`]
+//! tries in all, at most one from each address, each counted before it is
+//! checked. A wrong try does not use it up: an `otpauth` is right only with
+//! the passphrase as well as the PIN, so a stranger cannot guess it within
+//! a few tries, and burning the PIN with one random `otpauth` (which took a
+//! stranger 7–14 ms after each PIN was made) no longer locks the owner out.
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -42,8 +46,13 @@ pub enum OtpError {
     #[error("OTP auth not available.")]
     NotAvailable,
     /// The client's `otpauth` did not match the active PIN and passphrase.
-    #[error("the one-time PIN or passphrase did not match; create a new one-time PIN")]
+    #[error("the one-time PIN or passphrase did not match; check both and try again from another device, or create a new one-time PIN")]
     Mismatch,
+    /// This address already had its one try at the active one-time PIN.
+    #[error(
+        "this address already tried the one-time PIN; create a new one-time PIN in the console"
+    )]
+    AlreadyTried,
     /// The passphrase is not acceptable.
     #[error("a passphrase has {MIN_PASSPHRASE_CHARS} to {MAX_PASSPHRASE_CHARS} letters and digits (A-Z, a-z, 0-9)")]
     BadPassphrase,
@@ -142,14 +151,18 @@ impl OneTimePin {
         self.expires
     }
 
-    /// Checks a client's `otpauth` (constant time). Consumes the PIN either
-    /// way: the caller has already taken it out of the gate.
-    pub fn redeem(self, otpauth_sent: &[u8; 32], salt_as_sent: &str) -> Result<OtpGrant, OtpError> {
+    /// Checks a client's `otpauth` (constant time): the grant on a match.
+    /// Whether the PIN is then used up is the gate's rule.
+    pub fn redeem(
+        &self,
+        otpauth_sent: &[u8; 32],
+        salt_as_sent: &str,
+    ) -> Result<OtpGrant, OtpError> {
         let expected = otpauth(&self.pin, salt_as_sent, &self.passphrase);
         if crate::identity::ct_eq(&expected, otpauth_sent) {
             Ok(OtpGrant {
-                pin: self.pin,
-                name: self.name,
+                pin: self.pin.clone(),
+                name: self.name.clone(),
             })
         } else {
             Err(OtpError::Mismatch)
@@ -221,14 +234,11 @@ mod tests {
         let otp = OneTimePin::new(pass.clone(), DisplayName::sanitize("Deck"), now, &mut rng);
         let salt = "A1B2C3D4E5F60718293A4B5C6D7E8F90";
         let right = otpauth(otp.pin(), salt, &pass);
-        let grant = otp.clone().redeem(&right, salt).unwrap();
+        let grant = otp.redeem(&right, salt).unwrap();
         assert_eq!(&grant.pin, otp.pin());
         assert_eq!(grant.name.unwrap(), "Deck");
         let wrong = otpauth(otp.pin(), salt, &Passphrase::parse("WrongHorse9").unwrap());
-        assert_eq!(
-            otp.clone().redeem(&wrong, salt).unwrap_err(),
-            OtpError::Mismatch
-        );
+        assert_eq!(otp.redeem(&wrong, salt).unwrap_err(), OtpError::Mismatch);
         assert_eq!(
             otp.redeem(&right, "other salt").unwrap_err(),
             OtpError::Mismatch

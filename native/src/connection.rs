@@ -548,6 +548,7 @@ impl HostConnection {
                 e @ (GateError::TooManyPending
                 | GateError::TooManyFromAddress(_)
                 | GateError::WaitingElsewhere
+                | GateError::Blocked(_)
                 | GateError::Storing),
             ) => self.refuse(ErrorCode::PairingBusy, &e.to_string()),
             Err(_) => self.refuse(ErrorCode::Internal, CANNOT_RECORD),

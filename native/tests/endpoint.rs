@@ -888,12 +888,16 @@ async fn the_waiting_list_takes_4_per_address_and_one_request_per_certificate() 
     assert!(read_msg(&mut waiting[0]).await.is_none());
 }
 
-/// § 8.2: at most 32 requests wait in all.
+/// § 8.2: at most `max_pending` requests wait in all (256 by default, 32
+/// here to keep the test small; the document test checks the default).
 #[tokio::test]
-async fn the_waiting_list_takes_32_in_all() {
-    let s = start_cfg(UnknownDevices::Knock, GateConfig::default(), 64).await;
-    let max = GateConfig::default().max_pending;
-    assert_eq!(max, 32);
+async fn the_waiting_list_takes_max_pending_in_all() {
+    let config = GateConfig {
+        max_pending: 32,
+        ..GateConfig::default()
+    };
+    let max = config.max_pending;
+    let s = start_cfg(UnknownDevices::Knock, config, 64).await;
     let mut waiting = Vec::new();
     for i in 0..max {
         let id = Identity::generate("knock").unwrap();

@@ -22,9 +22,9 @@ use serde::Deserialize;
 use super::auth::{Refusal, SESSION_LIFETIME};
 use super::known::{KNOWN_COOKIE, KNOWN_COOKIE_PATH, KNOWN_LIFETIME};
 use super::replies::{
-    expires_in, ArmedReply, Csrf, DeniedAll, DeviceReply, Done, ErrorReply, ExchangeReply,
-    HostReply, HostSummary, LastAttemptReply, OtpCancelled, OtpLastReply, OtpReply, PairingState,
-    PendingReply, PinOutcome,
+    expires_in, ArmedReply, BlockReply, Blocked, Csrf, DeniedAll, DeviceReply, Done, ErrorReply,
+    ExchangeReply, HostReply, HostSummary, LastAttemptReply, Lifted, OtpCancelled, OtpLastReply,
+    OtpReply, PairingState, PendingReply, PinOutcome,
 };
 use super::{ApiError, ConsoleState, CSRF_HEADER, SESSION_COOKIE};
 
@@ -45,6 +45,9 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
             .route("/pairing/arm", web::post().to(arm))
             .route("/pairing/disarm", web::post().to(disarm))
             .route("/pending/deny-all", web::post().to(deny_all))
+            .route("/pending/deny-address", web::post().to(deny_address))
+            .route("/blocks", web::post().to(block))
+            .route("/blocks/{address}", web::delete().to(unblock))
             .route("/otp", web::post().to(create_otp))
             .route("/otp", web::delete().to(cancel_otp))
             .route("/otp/qr.svg", web::get().to(otp_qr))
@@ -458,6 +461,8 @@ pub(crate) fn pairing_state(state: &ConsoleState) -> PairingState<'_> {
         let link = otp_link(state, &addresses, o.pin().as_str(), o.passphrase().as_str());
         OtpReply::new(o, now, link)
     });
+    // The wrong tries at it so far, shown live.
+    let otp = otp.map(|o| o.with_tries(gate.otp_tries(), now));
     // How the last one-time PIN went: a wrong passphrase, or the pairing
     // it started (waiting, paired, failed).
     let otp_last = gate.last_otp().map(|l| {
@@ -481,6 +486,7 @@ pub(crate) fn pairing_state(state: &ConsoleState) -> PairingState<'_> {
         .pending(now)
         .map(|(id, p)| PendingReply::new(id, p, now))
         .collect();
+    let blocks = gate.blocks(now).map(|b| BlockReply::new(&b, now)).collect();
     drop(gate);
     let devices = trust
         .registry()
@@ -490,6 +496,7 @@ pub(crate) fn pairing_state(state: &ConsoleState) -> PairingState<'_> {
         .collect();
     PairingState {
         armed,
+        blocks,
         devices,
         exchange,
         host: HostSummary::new(state.host_fingerprint, &state.host_name, state.open),
@@ -545,6 +552,9 @@ fn gate_error(e: GateError) -> ApiError {
         GateError::PinAlreadyEntered => (StatusCode::CONFLICT, "pin_already_entered"),
         GateError::BadPin => (StatusCode::BAD_REQUEST, "bad_pin"),
         GateError::Storing => (StatusCode::CONFLICT, "storing"),
+        GateError::Blocked(_) => (StatusCode::CONFLICT, "blocked"),
+        GateError::TooManyBlocks => (StatusCode::CONFLICT, "too_many_blocks"),
+        GateError::BadAddress => (StatusCode::BAD_REQUEST, "bad_address"),
     };
     ApiError::new(status, code, e.to_string())
 }
@@ -673,6 +683,89 @@ async fn deny_all(auth: Authed, state: web::Data<ConsoleState>) -> Result<HttpRe
     Ok(HttpResponse::Ok().json(DeniedAll {
         denied: denied.len(),
     }))
+}
+
+#[derive(Deserialize)]
+struct AddressBody {
+    address: String,
+}
+
+/// An address the console sent (as the page shows it).
+fn address(raw: &str) -> Result<IpAddr, ApiError> {
+    raw.trim()
+        .parse()
+        .map_err(|_| gate_error(GateError::BadAddress))
+}
+
+/// `POST /api/pending/deny-address {"address"}`: dismisses every waiting
+/// request from one address.
+async fn deny_address(
+    auth: Authed,
+    state: web::Data<ConsoleState>,
+    body: web::Json<AddressBody>,
+) -> Result<HttpResponse, ApiError> {
+    let ip = address(&body.address)?;
+    let now = state.trust.now();
+    let denied = state.trust.gate().deny_from(ip, now);
+    tracing::info!(denied = denied.len(), address = %AddressKey::of(ip), "console: every waiting request from one address denied");
+    for pending in &denied {
+        let _ = state.trust.record(denied_entry(&auth.actor, pending));
+    }
+    recorded(state.trust.audited()).await?;
+    Ok(HttpResponse::Ok().json(DeniedAll {
+        denied: denied.len(),
+    }))
+}
+
+/// `POST /api/blocks {"address"}`: refuses every pairing request from the
+/// address for an hour (its waiting ones are denied).
+async fn block(
+    auth: Authed,
+    state: web::Data<ConsoleState>,
+    body: web::Json<AddressBody>,
+) -> Result<HttpResponse, ApiError> {
+    let ip = address(&body.address)?;
+    let now = state.trust.now();
+    let (block, denied) = state.trust.gate().block(ip, now).map_err(gate_error)?;
+    tracing::info!(address = %block.address, denied = denied.len(), "console: address blocked for an hour");
+    for pending in &denied {
+        let _ = state.trust.record(denied_entry(&auth.actor, pending));
+    }
+    let _ = state
+        .trust
+        .record(auth.actor.entry(Event::AddressBlocked).detail(format!(
+            "pairing requests from {} refused for 1 hour",
+            block.address
+        )));
+    recorded(state.trust.audited()).await?;
+    Ok(HttpResponse::Ok().json(Blocked {
+        block: BlockReply::new(&block, now),
+        denied: denied.len(),
+    }))
+}
+
+/// `DELETE /api/blocks/{address}`: lifts a block.
+async fn unblock(
+    auth: Authed,
+    state: web::Data<ConsoleState>,
+    raw: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let ip = address(&raw)?;
+    let now = state.trust.now();
+    let lifted = state.trust.gate().unblock(ip, now);
+    if lifted {
+        tracing::info!(address = %AddressKey::of(ip), "console: block lifted");
+        recorded(
+            state
+                .trust
+                .record(auth.actor.entry(Event::AddressUnblocked).detail(format!(
+                    "pairing requests from {} heard again",
+                    AddressKey::of(ip)
+                ))),
+        )
+        .await?;
+    }
+    Ok(HttpResponse::Ok().json(Lifted { lifted }))
 }
 
 #[derive(Deserialize, Default)]

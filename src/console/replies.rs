@@ -8,7 +8,9 @@
 
 use std::time::Instant;
 
-use punktfunk_certs::gate::{Attempt, Claimant, Exchange, Pending, PinState};
+use punktfunk_certs::gate::{
+    Attempt, Block, Claimant, Exchange, OtpTry, Pending, PinState, MAX_OTP_TRIES,
+};
 use punktfunk_certs::otp::OneTimePin;
 use punktfunk_certs::{Device, DisplayName, Fingerprint, Kind, Label, Via};
 use serde::Serialize;
@@ -142,6 +144,12 @@ pub(crate) struct OtpReply {
     name: Option<DisplayName>,
     passphrase: String,
     pin: String,
+    /// The wrong tries so far, oldest first (only in the page state).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tries: Option<Vec<OtpTryReply>>,
+    /// Tries left before it is used up (only in the page state).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tries_left: Option<usize>,
 }
 
 impl OtpReply {
@@ -152,8 +160,61 @@ impl OtpReply {
             name: otp.name().cloned(),
             passphrase: otp.passphrase().as_str().to_owned(),
             pin: otp.pin().as_str().to_owned(),
+            tries: None,
+            tries_left: None,
         }
     }
+
+    /// With the wrong tries at it so far.
+    pub(crate) fn with_tries(mut self, tries: &[OtpTry], now: Instant) -> Self {
+        self.tries_left = Some(MAX_OTP_TRIES.saturating_sub(tries.len()));
+        self.tries = Some(
+            tries
+                .iter()
+                .map(|t| OtpTryReply {
+                    address: t.address.to_canonical().to_string(),
+                    age_s: now.saturating_duration_since(t.at).as_secs(),
+                })
+                .collect(),
+        );
+        self
+    }
+}
+
+/// A wrong try at the active one-time PIN.
+#[derive(Debug, Serialize)]
+pub(crate) struct OtpTryReply {
+    address: String,
+    age_s: u64,
+}
+
+/// A blocked address.
+#[derive(Debug, Serialize)]
+pub(crate) struct BlockReply {
+    address: String,
+    expires_in_s: u64,
+}
+
+impl BlockReply {
+    pub(crate) fn new(b: &Block, now: Instant) -> Self {
+        Self {
+            address: b.address.to_string(),
+            expires_in_s: expires_in(b.until, now),
+        }
+    }
+}
+
+/// `POST /api/blocks`: the block, and how many waiting requests it denied.
+#[derive(Debug, Serialize)]
+pub(crate) struct Blocked {
+    pub(crate) block: BlockReply,
+    pub(crate) denied: usize,
+}
+
+/// `DELETE /api/blocks/{address}`: whether there was a block.
+#[derive(Debug, Serialize)]
+pub(crate) struct Lifted {
+    pub(crate) lifted: bool,
 }
 
 /// How the last use of the armed PIN went.
@@ -225,7 +286,7 @@ pub(crate) struct PendingReply {
 impl PendingReply {
     pub(crate) fn new(id: impl std::fmt::Display, p: &Pending, now: Instant) -> Self {
         Self {
-            address: p.request.address.ip().to_string(),
+            address: p.request.address.ip().to_canonical().to_string(),
             age_s: now.saturating_duration_since(p.created).as_secs(),
             expires_in_s: expires_in(p.expires, now),
             fingerprint: p.fingerprint,
@@ -243,6 +304,7 @@ impl PendingReply {
 #[derive(Debug, Serialize)]
 pub(crate) struct PairingState<'a> {
     pub(crate) armed: Option<ArmedReply>,
+    pub(crate) blocks: Vec<BlockReply>,
     pub(crate) devices: Vec<DeviceReply>,
     pub(crate) exchange: Option<ExchangeReply>,
     pub(crate) host: HostSummary<'a>,

@@ -91,7 +91,7 @@ test("a native device knocks, appears without a reload, is approved with a label
     // A device name with markup: it must show up as text, never as HTML.
     const evil = `<img src=x onerror="document.body.dataset.pwned=1"><b>Tablet</b>`;
     const knock = spawnCli(["connect", nativeAddr, "--client-dir", clientDir, "--name", evil, "--wait", "--accept-new-host"]);
-    const card = page.locator("#pending > li[data-kind=native]");
+    const card = page.locator("#pending li.card[data-kind=native]");
     await card.waitFor({ timeout: 20000 });
     assert.equal(await card.locator(".name").textContent(), evil.replace(/[\u0000-\u001f]/g, ""));
     assert.equal(await page.evaluate(() => document.body.dataset.pwned), undefined);
@@ -148,7 +148,7 @@ test("a knock that is denied disappears and the device can knock again", async (
     const { page, context } = await openConsole(browser, host);
     await login(page, host.password);
     const knock = spawnCli(["connect", nativeAddr, "--client-dir", clientDir, "--name", "Phone", "--wait", "--accept-new-host"]);
-    const card = page.locator("#pending > li[data-kind=native]");
+    const card = page.locator("#pending li.card[data-kind=native]");
     await card.waitFor({ timeout: 20000 });
     await card.locator("button.deny").click();
     await page.waitForSelector("#pending-empty:not([hidden])");
@@ -156,7 +156,7 @@ test("a knock that is denied disappears and the device can knock again", async (
     assert.match(knock.stderr + knock.stdout, /error: denied/);
     const second = runCli(["connect", nativeAddr, "--client-dir", clientDir, "--name", "Phone", "--accept-new-host"]);
     assert.equal(second.stdout.trim().split("\n").pop(), "approval_pending");
-    await page.locator("#pending > li[data-kind=native]").waitFor({ timeout: 20000 });
+    await page.locator("#pending li.card[data-kind=native]").waitFor({ timeout: 20000 });
     await context.close();
   } finally { host.stop(); }
 });
@@ -173,7 +173,7 @@ test("Deny all dismisses every waiting request, names are isolated, and a burned
       const r = runCli(["connect", nativeAddr, "--client-dir", join(host.dir, dir), "--name", name, "--accept-new-host"]);
       assert.equal(r.stdout.trim().split("\n").pop(), "approval_pending", r.stderr);
     }
-    await page.waitForFunction(() => document.querySelectorAll("#pending > li").length === 2, null, { timeout: 20000 });
+    await page.waitForFunction(() => document.querySelectorAll("#pending li.card").length === 2, null, { timeout: 20000 });
     const names = await page.locator("#pending .name").allTextContents();
     assert.deepEqual(names.sort(), ["Phone", "Tablet"]);
     const bidi = await page.locator("#pending .name").first().evaluate((n) => getComputedStyle(n).unicodeBidi);
@@ -217,14 +217,14 @@ test("Moonlight waits for its PIN, the PIN is typed into the page, and the page 
     const { page, context, problems } = await openConsole(browser, host);
     await login(page, host.password);
     const moonlight = moonlightPair(join(host.dir, "moonlight"), host.urls["gamestream-http"], "4719");
-    const card = page.locator("#pending > li[data-kind=gamestream]");
+    const card = page.locator("#pending li.card[data-kind=gamestream]");
     await card.waitFor({ timeout: 30000 });
     assert.match(await card.locator(".kind").textContent(), /Moonlight/);
     await page.screenshot({ path: join(shots, "console-moonlight.png") });
     await card.locator("input[name=pin]").fill("4719");
     await card.locator("input[name=label]").fill("Steam Deck");
     await card.locator("button[type=submit]").click();
-    await page.waitForFunction(() => document.querySelector("#pending > li[data-kind=gamestream]")?.dataset.result,
+    await page.waitForFunction(() => document.querySelector("#pending li.card[data-kind=gamestream]")?.dataset.result,
       null, { timeout: 60000 });
     assert.equal(await card.getAttribute("data-result"), "paired");
     assert.match(await card.locator(".result").textContent(), /^Paired\./);
@@ -245,11 +245,11 @@ test("a wrong Moonlight PIN typed into the page shows that it was rejected", asy
     const { page, context } = await openConsole(browser, host);
     await login(page, host.password);
     const moonlight = moonlightPair(join(host.dir, "moonlight"), host.urls["gamestream-http"], "1111");
-    const card = page.locator("#pending > li[data-kind=gamestream]");
+    const card = page.locator("#pending li.card[data-kind=gamestream]");
     await card.waitFor({ timeout: 30000 });
     await card.locator("input[name=pin]").fill("2222");
     await card.locator("button[type=submit]").click();
-    await page.waitForFunction(() => document.querySelector("#pending > li[data-kind=gamestream]")?.dataset.result,
+    await page.waitForFunction(() => document.querySelector("#pending li.card[data-kind=gamestream]")?.dataset.result,
       null, { timeout: 60000 });
     assert.equal(await card.getAttribute("data-result"), "pin_rejected");
     assert.match(await card.locator(".result").textContent(), /Wrong PIN/);
@@ -292,6 +292,18 @@ test("a one-time PIN's QR code decodes to Apollo's link, and a Moonlight client 
     assert.equal(url.searchParams.get("passphrase"), pass);
     await page.screenshot({ path: join(shots, "console-otp.png") });
 
+    // A stranger's wrong try (another address, no passphrase) shows up at
+    // once and leaves the PIN usable.
+    assert.ok(await page.locator("#otp-tries").isHidden());
+    const stranger = moonlightPair(join(host.dir, "stranger"), host.urls["gamestream-http"], pin, ["--otp", "NotThePass1", "--source", "127.0.9.66"]);
+    await stranger.done;
+    assert.notEqual(stranger.result().result, "paired", stranger.stdout);
+    await page.locator("#otp-tries:not([hidden])").waitFor({ timeout: 20000 });
+    assert.match(await page.locator("#otp-tries-text").textContent(), /^1 wrong try so far; 4 left/);
+    assert.deepEqual(await page.locator("#otp-tries-list code").allTextContents(), ["127.0.9.66"]);
+    assert.equal((await page.locator("#otp-pin").textContent()).trim(), pin);
+    await page.screenshot({ path: join(shots, "console-otp-wrong-try.png") });
+
     // The Moonlight client (sending otpauth as Artemis does) pairs; the page follows.
     const moon = moonlightPair(join(host.dir, "moon"), host.urls["gamestream-http"], pin, ["--otp", url.searchParams.get("passphrase")]);
     assert.equal(await moon.done, 0, moon.stderr);
@@ -304,6 +316,91 @@ test("a one-time PIN's QR code decodes to Apollo's link, and a Moonlight client 
     assert.ok(await page.locator("#otp-form").isVisible());
     await context.close();
   } finally { host.stop(); }
+});
+
+/** Waits until the page's status line matches `re` (it is set once the API answered). */
+async function said(page, re) {
+  await page.waitForFunction((src) => new RegExp(src).test(document.querySelector("#status").textContent),
+    re.source, { timeout: 20000 });
+}
+
+/** A Moonlight request from `source` that waits for its PIN until released. */
+function moonlightHold(dir, httpUrl, source) {
+  const { hostname, port } = new URL(httpUrl);
+  const child = spawn(python, [join(repo, "tests", "moonlight", "client.py"), "hold", dir, hostname, port, "--source", source],
+    { stdio: ["pipe", "pipe", "inherit"] });
+  let stdout = "";
+  const sent = new Promise((resolve, reject) => {
+    child.stdout.on("data", (d) => { stdout += d; if (stdout.includes('"sent"')) resolve(); });
+    child.on("exit", (code) => reject(new Error(`hold exited with ${code} before sending: ${stdout}`)));
+  });
+  return { sent, release: () => { child.kill(); } };
+}
+
+test("the waiting list groups requests by address, a flooding one last, and dismisses or blocks one address", async () => {
+  const host = await startHost(["--native"]);
+  const nativeAddr = host.urls.native.replace(/^tls:\/\//, "");
+  const holds = [];
+  const http = host.urls["gamestream-http"];
+  // Knocks from 127.0.0.1 (each a new device); they stay listed after the CLI exits.
+  const knock = (name) => {
+    const r = runCli(["connect", nativeAddr, "--client-dir", join(host.dir, name), "--name", name, "--accept-new-host"]);
+    assert.equal(r.stdout.trim().split("\n").pop(), "approval_pending", r.stderr);
+  };
+  try {
+    const { page, context, problems } = await openConsole(browser, host);
+    await login(page, host.password);
+    // A flooding address asks three times, then a Moonlight at another address once.
+    for (const i of [1, 2, 3]) knock(`flood${i}`);
+    await page.waitForFunction(() => document.querySelectorAll("#pending li.card").length === 3, null, { timeout: 30000 });
+    const deck = moonlightHold(join(host.dir, "deck"), http, "127.0.9.2");
+    holds.push(deck);
+    await deck.sent;
+    await page.waitForFunction(() => document.querySelectorAll("#pending li.card").length === 4, null, { timeout: 30000 });
+    // The address with one request comes first.
+    const groups = await page.locator("#pending > li.group").evaluateAll((gs) =>
+      gs.map((g) => [g.dataset.address, g.querySelectorAll("li.card").length, g.querySelector(".count").textContent]));
+    assert.deepEqual(groups, [["127.0.9.2", 1, "1 request"], ["127.0.0.1", 3, "3 requests"]]);
+    await page.screenshot({ path: join(shots, "console-waiting-groups.png") });
+
+    // Deny all from this address: the other address's request stays.
+    const flood = page.locator('#pending > li.group[data-address="127.0.0.1"]');
+    await flood.locator("button.deny-address").click();
+    await flood.waitFor({ state: "detached", timeout: 20000 });
+    await said(page, /Dismissed 3 waiting requests from 127\.0\.0\.1/);
+    assert.equal(await page.locator("#pending li.card").count(), 1);
+
+    // It asks again; Block this address for 1 hour.
+    knock("flood4");
+    await flood.waitFor({ timeout: 20000 });
+    await flood.locator("button.block-address").click();
+    const blocked = page.locator('#blocks > li[data-address="127.0.0.1"]');
+    await blocked.waitFor({ timeout: 20000 });
+    await flood.waitFor({ state: "detached", timeout: 20000 });
+    assert.match(await blocked.locator(".time-left").textContent(), /^for (59|60) min/);
+    await said(page, /Blocked 127\.0\.0\.1 for 1 hour; dismissed 1 waiting request\./);
+    // While blocked, its requests are refused at both doors and never listed.
+    const refused = moonlightPair(join(host.dir, "moon"), http, "1234");
+    await refused.done;
+    assert.equal(refused.result().status, 503, refused.stdout);
+    const r = runCli(["connect", nativeAddr, "--client-dir", join(host.dir, "flood5"), "--accept-new-host"]);
+    assert.notEqual(r.status, 0);
+    assert.match(r.stdout + r.stderr, /blocked/);
+    assert.equal(await page.locator("#pending li.card").count(), 1);
+    await page.screenshot({ path: join(shots, "console-blocked.png") });
+
+    // Lift the block: the list of blocks goes away, and the address is heard again.
+    await blocked.locator("button.lift").click();
+    await page.locator("#blocks-box").waitFor({ state: "hidden", timeout: 20000 });
+    await said(page, /Lifted the block of 127\.0\.0\.1/);
+    knock("flood6");
+    await flood.waitFor({ timeout: 20000 });
+    assert.deepEqual(problems.filter((p) => !p.includes("401")), []);
+    await context.close();
+  } finally {
+    for (const h of holds) h.release();
+    host.stop();
+  }
 });
 
 test("the armed PIN's QR code decodes to a pairing link that pins this host, and the reference client pairs with it", async () => {
@@ -399,7 +496,7 @@ test("Activity shows the audit trail live, newest first, in words, filters by de
 
     // A native knock, approved with a label, renamed, removed.
     const knock = spawnCli(["connect", nativeAddr, "--client-dir", join(host.dir, "tablet"), "--name", "Tablet", "--wait", "--accept-new-host"]);
-    const card = page.locator("#pending > li[data-kind=native]");
+    const card = page.locator("#pending li.card[data-kind=native]");
     await card.waitFor({ timeout: 20000 });
     trail.unshift("request_waiting");
     await waitForActivity(page, trail);

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different part of this
 
 pub mod moonlight;
+pub mod netns;
 pub mod raw_native;
 
 use std::io::{BufRead, BufReader};
@@ -35,8 +36,14 @@ pub fn serve_command(state_dir: &Path, extra: &[&str]) -> Command {
 
 /// Like [`serve_command`], but the host announces itself on mDNS.
 pub fn announcing_serve_command(state_dir: &Path, extra: &[&str]) -> Command {
+    serve_command_bound(state_dir, "127.0.0.1", extra)
+}
+
+/// `serve` on `bind` (e.g. an address of a [`netns::Netns`]) with
+/// OS-chosen ports, announcing on mDNS.
+pub fn serve_command_bound(state_dir: &Path, bind: &str, extra: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
-    cmd.args(["serve", "--bind", "127.0.0.1"])
+    cmd.args(["serve", "--bind", bind])
         .args([
             "--http-port",
             "0",
@@ -63,6 +70,18 @@ impl Host {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("state");
         let mut host = Host::start_in(&dir, extra);
+        host._tmp = Some(tmp);
+        host
+    }
+
+    /// Starts a host on a fresh state dir listening on `bind` only (an
+    /// address of a [`netns::Netns`], say), without mDNS.
+    pub fn start_bound(bind: &str, extra: &[&str]) -> Host {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("state");
+        let mut cmd = serve_command_bound(&dir, bind, extra);
+        cmd.arg("--no-mdns");
+        let mut host = Host::start_with(cmd, &dir);
         host._tmp = Some(tmp);
         host
     }
@@ -248,7 +267,15 @@ pub struct Console {
 
 impl Console {
     pub fn login(host: &Host) -> Console {
-        let http = client();
+        Console::login_with(host, client())
+    }
+
+    /// Logs in from the address `from` (see [`netns::client_from`]).
+    pub fn login_from(host: &Host, from: std::net::IpAddr) -> Console {
+        Console::login_with(host, netns::client_from(from))
+    }
+
+    fn login_with(host: &Host, http: reqwest::blocking::Client) -> Console {
         let body: serde_json::Value = logged_in(&http, host).json().unwrap();
         Console {
             http,

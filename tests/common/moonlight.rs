@@ -144,6 +144,8 @@ pub struct Device {
     pub dir: String,
     pub fingerprint: String,
     pub source: &'static str,
+    /// The host's address as the driver's URLs take it (`[v6]` in brackets).
+    pub host: String,
 }
 
 impl Device {
@@ -163,7 +165,19 @@ impl Device {
             dir,
             fingerprint,
             source,
+            host: "127.0.0.1".into(),
         }
+    }
+
+    /// A device at `source` for the host at `host` (an IPv6 address, e.g.
+    /// in a [`super::netns::Netns`]).
+    pub fn at(source: &'static str, host: std::net::IpAddr) -> Device {
+        let mut dev = Device::from(source);
+        dev.host = match host {
+            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+            v4 => v4.to_string(),
+        };
+        dev
     }
 
     /// Starts `pairing.pair()`; the first line is the identity, the second the result.
@@ -182,7 +196,7 @@ impl Device {
         let mut args = vec![
             "pair",
             &self.dir,
-            "127.0.0.1",
+            &self.host,
             &port,
             pin,
             "--source",

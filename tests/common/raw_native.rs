@@ -14,17 +14,23 @@ use openssl::ssl::{Ssl, SslContext, SslMethod, SslStream, SslVerifyMode, SslVers
 use punktfunk_certs::Identity;
 use serde_json::{json, Value};
 
-/// The native port of a running host, on 127.0.0.1.
+/// The native port of a running host, at the address it listens on.
 pub fn addr(host: &super::Host) -> SocketAddr {
     let url = host.url("native");
-    let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
-    SocketAddr::from(([127, 0, 0, 1], port))
+    let at = url.rsplit_once("://").map_or(url.as_str(), |(_, a)| a);
+    at.parse()
+        .unwrap_or_else(|e| panic!("native listener {url}: {e}"))
 }
 
-/// A TCP connection to `dst` from the loopback address `src`.
+/// A TCP connection to `dst` from the address `src` (IPv4 or IPv6).
 pub fn tcp_from(src: &str, dst: SocketAddr) -> TcpStream {
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    let src: SocketAddr = format!("{src}:0").parse().unwrap();
+    let sock = socket2::Socket::new(
+        socket2::Domain::for_address(dst),
+        socket2::Type::STREAM,
+        None,
+    )
+    .unwrap();
+    let src = SocketAddr::new(src.parse().unwrap(), 0);
     sock.bind(&src.into()).unwrap();
     sock.connect_timeout(&dst.into(), Duration::from_secs(10))
         .unwrap();

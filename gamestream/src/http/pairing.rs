@@ -42,9 +42,11 @@ use crate::{
     PairingSession, Reply, UniqueId,
 };
 
-/// Most pairing attempts tracked at once (the gate's own cap on pending
-/// requests is usually the tighter bound).
-pub const MAX_SESSIONS: usize = 64;
+/// Most pairing attempts tracked at once: as many as the gate's waiting
+/// list holds (`GateConfig::max_pending`), so a flood from a few addresses,
+/// which the gate caps per address, cannot fill this map and keep out a
+/// Moonlight at another address.
+pub const MAX_SESSIONS: usize = 256;
 
 /// Longest a `getservercert` is held, whatever happens; the gate expires the
 /// pending request long before (`GateConfig::pending_ttl`).
@@ -330,6 +332,11 @@ impl State {
             }
             // Its previous attempt is storing the device this moment.
             Err(GateError::Storing) => return PairError::Busy.reply(),
+            // The console blocked this address for now.
+            Err(GateError::Blocked(address)) => {
+                tracing::info!(%address, "gamestream: pairing request refused: the address is blocked");
+                return PairError::Busy.reply();
+            }
             Err(e) => return PairError::Host(e.into()).reply(),
         };
         tracing::info!(request = %id, %peer, "gamestream: pairing request waits for its PIN");

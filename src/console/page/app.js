@@ -171,8 +171,8 @@ function renderArmed() {
   } else if (a && a.result === "in_progress") {
     attempt.replaceChildren("Pairing with the PIN: ", ...who(a.by), "…");
   }
-  // Who holds the one pairing slot before using the PIN (a stalled
-  // client is cut off after a few seconds; naming it shows who it was).
+  // Who runs a native pairing exchange past its `pake` (with the PIN or
+  // the link's secret).
   const x = state.exchange;
   const exchange = $("exchange");
   exchange.hidden = !x || (a && a.result === "in_progress");
@@ -207,6 +207,15 @@ function renderOtp() {
     const src = `/api/otp/qr.svg?pin=${encodeURIComponent(otp.pin)}`;
     if ($("otp-qr").getAttribute("src") !== src) $("otp-qr").setAttribute("src", src);
   }
+  // Wrong tries at the active PIN, live: each address gets one, five in all.
+  const tries = (otp && otp.tries) || [];
+  $("otp-tries").hidden = tries.length === 0;
+  if (tries.length) {
+    $("otp-tries-text").textContent = `${tries.length} wrong ${tries.length === 1 ? "try" : "tries"} so far; ` +
+      `${otp.tries_left} left before it is used up. Each address gets one try.`;
+    $("otp-tries-list").replaceChildren(...tries.map((t) =>
+      el("li", {}, el("code", { text: t.address }), ` ${left(t.age_s)} ago`)));
+  }
   const last = state.otp_last;
   const line = $("otp-last");
   line.hidden = !last || !!otp;
@@ -214,7 +223,7 @@ function renderOtp() {
   if (last) {
     const text = {
       paired: ["Paired the device at ", " with the one-time PIN.", "good"],
-      wrong_passphrase: ["The one-time PIN was used up by a wrong PIN or passphrase from ", ". Create a new one.", "bad"],
+      wrong_passphrase: ["The one-time PIN was used up by wrong tries, the last from ", ". Create a new one.", "bad"],
       failed: ["Pairing with the one-time PIN from ", " failed. Create a new one.", "bad"],
       in_progress: ["The device at ", " is pairing with the one-time PIN…", ""],
     }[last.result] || ["", "", ""];
@@ -235,33 +244,113 @@ function tick() {
     $("otp-left").textContent = left(s);
     if (s <= 0) refresh();
   }
-  for (const card of document.querySelectorAll("#pending > li[data-expires]")) {
+  for (const card of document.querySelectorAll("#pending li.card[data-expires]")) {
     const s = secondsLeft(Number(card.dataset.expires));
     const t = card.querySelector(".time-left");
     // A device being written to the registry neither expires nor waits.
     if (t) t.textContent = card.dataset.storing ? "being added…" : s > 0 ? `expires in ${left(s)}` : "expired";
   }
+  for (const item of document.querySelectorAll("#blocks > li[data-expires]")) {
+    const s = secondsLeft(Number(item.dataset.expires));
+    item.querySelector(".time-left").textContent = s > 0 ? `for ${left(s)} more` : "ending";
+    if (s <= 0) refresh();
+  }
 }
 
+// Puts `node` right after `prev` (first in `parent` if none), moving it only if needed.
+function place(parent, node, prev) {
+  const want = prev ? prev.nextSibling : parent.firstChild;
+  if (want !== node) parent.insertBefore(node, want);
+}
+
+// The waiting list, grouped by address: an address with few requests (a
+// device someone is pairing) before a flooding one, newest first within a
+// group, so a flood cannot push the request the user is looking for out of sight.
 function renderPending() {
   const list = $("pending");
-  const seen = new Set();
+  const groups = new Map();
   for (const p of state.pending) {
-    seen.add(p.id);
-    let card = list.querySelector(`li[data-id="${CSS.escape(p.id)}"]`);
-    if (!card) {
-      card = pendingCard(p);
-      list.append(card);
-    }
-    card.dataset.expires = String(p.expires_in_s);
-    card.dataset.storing = p.storing ? "1" : "";
+    if (!groups.has(p.address)) groups.set(p.address, []);
+    groups.get(p.address).push(p);
   }
-  for (const card of [...list.children]) {
+  const ordered = [...groups.entries()].map(([address, items]) =>
+    ({ address, items: items.slice().sort((a, b) => a.age_s - b.age_s) }));
+  ordered.sort((a, b) => a.items.length - b.items.length || a.items[0].age_s - b.items[0].age_s);
+  const seen = new Set();
+  let prevGroup = null;
+  for (const g of ordered) {
+    let group = list.querySelector(`li.group[data-address="${CSS.escape(g.address)}"]`) || pendingGroup(g.address);
+    place(list, group, prevGroup);
+    prevGroup = group;
+    const cards = group.querySelector("ul.cards");
+    let prevCard = null;
+    for (const p of g.items) {
+      seen.add(p.id);
+      let card = cards.querySelector(`li.card[data-id="${CSS.escape(p.id)}"]`) || pendingCard(p);
+      place(cards, card, prevCard);
+      prevCard = card;
+      card.dataset.expires = String(p.expires_in_s);
+      card.dataset.storing = p.storing ? "1" : "";
+    }
+    const n = g.items.length;
+    group.querySelector(".count").textContent = `${n} ${n === 1 ? "request" : "requests"}`;
+  }
+  for (const card of [...list.querySelectorAll("li.card")]) {
     if (!seen.has(card.dataset.id) && !card.dataset.hold) card.remove();
+  }
+  for (const group of [...list.children]) {
+    if (!group.querySelector("li.card")) group.remove();
   }
   $("pending-empty").hidden = list.children.length > 0;
   $("deny-all").hidden = state.pending.length === 0;
+  renderBlocks();
   tick();
+}
+
+function pendingGroup(address) {
+  const denyAll = el("button", { type: "button", class: "secondary deny-address", text: "Deny all from this address" });
+  const block = el("button", { type: "button", class: "danger block-address", text: "Block this address for 1 hour" });
+  denyAll.addEventListener("click", async () => {
+    denyAll.disabled = block.disabled = true;
+    try {
+      const r = await api("POST", "/api/pending/deny-address", { address });
+      say(`Dismissed ${r.denied} waiting ${r.denied === 1 ? "request" : "requests"} from ${address}. It can ask again later.`);
+      await refresh();
+    } catch (e) { say(e.message, true); }
+    denyAll.disabled = block.disabled = false;
+  });
+  block.addEventListener("click", async () => {
+    denyAll.disabled = block.disabled = true;
+    try {
+      const r = await api("POST", "/api/blocks", { address });
+      say(`Blocked ${address} for 1 hour; dismissed ${r.denied} waiting ${r.denied === 1 ? "request" : "requests"}.`);
+      await refresh();
+    } catch (e) { say(e.message, true); }
+    denyAll.disabled = block.disabled = false;
+  });
+  return el("li", { class: "group", "data-address": address },
+    el("div", { class: "group-head" },
+      el("h3", {}, "From ", el("code", { text: address }), " ", el("span", { class: "count meta" })),
+      denyAll, block),
+    el("ul", { class: "cards" }));
+}
+
+function renderBlocks() {
+  const list = $("blocks");
+  list.replaceChildren(...state.blocks.map((b) => {
+    const lift = el("button", { type: "button", class: "secondary lift", text: "Lift block" });
+    lift.addEventListener("click", async () => {
+      lift.disabled = true;
+      try {
+        await api("DELETE", `/api/blocks/${encodeURIComponent(b.address)}`);
+        say(`Lifted the block of ${b.address}.`);
+        await refresh();
+      } catch (e) { say(e.message, true); lift.disabled = false; }
+    });
+    return el("li", { "data-address": b.address, "data-expires": String(b.expires_in_s) },
+      el("code", { text: b.address }), el("span", { class: "time-left meta" }), lift);
+  }));
+  $("blocks-box").hidden = state.blocks.length === 0;
 }
 
 function pendingCard(p) {
@@ -474,6 +563,9 @@ const EVENT_WORDS = {
   otp_created: "One-time PIN created",
   otp_cancelled: "One-time PIN cancelled",
   otp_expired: "One-time PIN expired unused",
+  address_blocked: "Address blocked for 1 hour",
+  address_unblocked: "Address block lifted",
+  block_expired: "Address block ended",
   audit_suppressed: "Entries left out (too many from unknown peers)",
 };
 
