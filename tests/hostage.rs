@@ -120,6 +120,10 @@ fn a_staller_cannot_stop_a_pin_pairing_from_another_address() {
     for h in handles {
         h.join().unwrap();
     }
+    println!(
+        "PIN pairing through {} stalled welcome{{pairing}}",
+        welcomed.load(Ordering::Relaxed)
+    );
     assert!(ok && out.starts_with("paired"), "{out}");
     let state = console.pairing();
     assert_eq!(state["last_attempt"]["result"], "paired", "{state}");
@@ -214,6 +218,10 @@ fn a_sniper_cannot_stop_a_link_pairing() {
     for h in handles {
         h.join().unwrap();
     }
+    println!(
+        "link pairing through {} wrong typed-PIN and {guesses_meanwhile} wrong link guesses",
+        pin_guesses.load(Ordering::Relaxed)
+    );
     assert!(ok && out.starts_with("paired"), "{out}");
     assert!(guesses_meanwhile >= 6, "{guesses_meanwhile}");
     let state = console.pairing();
