@@ -183,7 +183,8 @@ test("Deny all dismisses every waiting request, names are isolated, and a burned
     assert.match(await page.locator("#status").textContent(), /Dismissed 2 waiting requests/);
     assert.ok(await page.locator("#deny-all").isHidden());
 
-    // A wrong PIN uses up the arming; the page says who tried it.
+    // A wrong PIN uses up the PIN; the page says who tried it, and that the
+    // QR code still pairs.
     await page.locator("#arm").click();
     const pin = (await page.locator("#pin").textContent()).trim();
     const wrong = String((Number(pin) + 1) % 10000).padStart(4, "0");
@@ -193,6 +194,8 @@ test("Deny all dismisses every waiting request, names are isolated, and a burned
     await page.waitForFunction(() => /wrong guess/.test(document.querySelector("#attempt")?.textContent || ""), null, { timeout: 20000 });
     assert.match(await attempt.textContent(), /PIN used up by a wrong guess from Guesser at 127\.0\.0\.1 \([0-9a-f ]+\)/);
     assert.equal(await attempt.locator("bdi").textContent(), "Guesser");
+    assert.match(await attempt.textContent(), /The QR code still pairs/);
+    assert.ok(await page.locator("#pin").evaluate((n) => n.classList.contains("used")));
     await page.screenshot({ path: join(shots, "console-pin-used-up.png") });
     await context.close();
   } finally { host.stop(); }
@@ -418,8 +421,10 @@ test("the armed PIN's QR code decodes to a pairing link that pins this host, and
     assert.equal(link, (await page.locator("#pair-link").textContent()).trim());
     const url = new URL(link);
     assert.equal(url.protocol, "punktfunk:");
-    assert.equal(url.searchParams.get("v"), "1");
-    assert.equal(url.searchParams.get("pin"), (await page.locator("#pin").textContent()).trim());
+    assert.equal(url.searchParams.get("v"), "2");
+    // The link's own one-time secret (128 bits), not the typed PIN.
+    assert.match(url.searchParams.get("s"), /^[0-9a-f]{32}$/);
+    assert.equal(url.searchParams.get("pin"), null);
     const fp = runCli(["fingerprint", "--state-dir", host.stateDir]).stdout.trim();
     assert.equal(url.searchParams.get("fp"), fp);
     assert.equal(url.searchParams.get("port"), nativeAddr.split(":").pop());
