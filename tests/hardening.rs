@@ -189,7 +189,9 @@ fn sixty_concurrent_wrong_passwords_from_one_address_get_at_most_five_checks() {
     let mut checked = statuses.iter().filter(|s| **s == 401).count();
     println!("60 at once from one address: {checked} checked");
     assert!((1..=5).contains(&checked), "{statuses:?}");
-    assert!(statuses.iter().all(|s| matches!(*s, 401 | 429 | 503 | CLOSED)));
+    assert!(statuses
+        .iter()
+        .all(|s| matches!(*s, 401 | 429 | 503 | CLOSED)));
     // Going on one at a time, the address gets the rest of its five, then
     // waits out its window.
     let blocked = loop {
