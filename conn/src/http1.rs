@@ -47,6 +47,9 @@ pub struct OneAtATime<S> {
     held_from: usize,
     framing: Framing,
     phase: Phase,
+    /// The server wrote while the current request was still arriving: an
+    /// early answer (say, to a body over its limit) or `100 Continue`.
+    wrote_early: bool,
     /// Set while the peer takes no reply bytes.
     stall: Option<Pin<Box<Sleep>>>,
     stall_limit: Duration,
@@ -73,6 +76,7 @@ impl<S> OneAtATime<S> {
             held_from: 0,
             framing: Framing::default(),
             phase: Phase::Request,
+            wrote_early: false,
             stall: None,
             stall_limit,
         }
@@ -160,8 +164,16 @@ impl<S: AsyncRead + Unpin> AsyncRead for OneAtATime<S> {
             this.held_from = 0;
         }
         if this.framing.is_complete() {
-            this.phase = Phase::AwaitReply;
-            this.slot.set_busy(true);
+            if this.wrote_early {
+                // Answered before its end arrived: waiting for another
+                // answer could wait for ever. (If that was `100 Continue`,
+                // the next request comes one reply early: still one at a
+                // time inside the server.)
+                this.phase = Phase::Replying;
+            } else {
+                this.phase = Phase::AwaitReply;
+                this.slot.set_busy(true);
+            }
         }
         Poll::Ready(Ok(()))
     }
@@ -179,6 +191,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for OneAtATime<S> {
             Poll::Ready(Ok(n)) => {
                 if n > 0 {
                     this.stall = None;
+                    if this.phase == Phase::Request {
+                        this.wrote_early = true;
+                    }
                     if this.phase == Phase::AwaitReply {
                         // Answered: a peer that does not read this reply
                         // holds nothing worth keeping it for.
@@ -204,6 +219,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for OneAtATime<S> {
         if this.phase == Phase::Replying {
             this.phase = Phase::Request;
             this.framing = Framing::default();
+            this.wrote_early = false;
             cx.waker().wake_by_ref();
         }
         match Pin::new(&mut this.inner).poll_flush(cx) {

@@ -169,3 +169,33 @@ async fn an_evicted_connection_fails_its_next_read() {
     let (read, _newer) = tokio::join!(read, evict);
     assert_eq!(read.unwrap_err().kind(), io::ErrorKind::ConnectionAborted);
 }
+
+#[tokio::test]
+async fn an_answer_before_the_body_has_arrived_does_not_hold_the_next_request() {
+    let (mut peer, server_side) = tokio::io::duplex(64 * 1024);
+    let mut server = OneAtATime::new(server_side, slot(), Duration::from_secs(5));
+    let head = b"POST /big HTTP/1.1\r\nContent-Length: 10\r\n\r\n";
+    peer.write_all(head).await.unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = server.read(&mut buf).await.unwrap();
+    assert_eq!(&buf[..n], head);
+    // The server refuses the body before it is all there.
+    server
+        .write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        .await
+        .unwrap();
+    server.flush().await.unwrap();
+    let next = b"GET /next HTTP/1.1\r\n\r\n";
+    peer.write_all(&[&b"0123456789"[..], &next[..]].concat())
+        .await
+        .unwrap();
+    let n = server.read(&mut buf).await.unwrap();
+    assert_eq!(&buf[..n], b"0123456789");
+    // The server's loop flushes after each pass; then the next request.
+    server.flush().await.unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(1), server.read(&mut buf))
+        .await
+        .expect("the next request is not held back")
+        .unwrap();
+    assert_eq!(&buf[..n], next);
+}
