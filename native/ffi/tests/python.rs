@@ -18,7 +18,8 @@ fn built() -> PathBuf {
 }
 
 /// The cdylib: uplifted to `target/debug` by `cargo build`, left in
-/// `target/debug/deps` by `cargo test`.
+/// `target/debug/deps` by `cargo test`; the newer of the two (an uplifted
+/// copy from an earlier `cargo build` may be stale).
 fn library() -> PathBuf {
     let name = format!(
         "{}punktfunk_client_ffi{}",
@@ -27,7 +28,9 @@ fn library() -> PathBuf {
     );
     [built().join(&name), built().join("deps").join(&name)]
         .into_iter()
-        .find(|p| p.exists())
+        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+        .max()
+        .map(|(_, p)| p)
         .unwrap_or_else(|| {
             panic!(
                 "{name} is not built in {}: run `cargo build -p punktfunk-client-ffi`",
