@@ -592,12 +592,21 @@ fn a_flood_of_held_getservercert_is_capped_and_a_real_pairing_still_completes() 
 
     // The refusals come quickly, and each is a clean XML error.
     let mut refused = 0;
+    let mut closed = 0;
     let deadline = Instant::now() + Duration::from_secs(20);
     while refused < FLOOD - 64 {
         let left = deadline.saturating_duration_since(Instant::now());
         let (i, answer) = answered_rx
             .recv_timeout(left)
             .unwrap_or_else(|_| panic!("only {refused} of {FLOOD} refused in time"));
+        refused += 1;
+        if answer.is_empty() {
+            // Closed unanswered: 100 connections from one address are
+            // over its 32 (README § Limits, "Connections"), and the
+            // oldest idle ones make room.
+            closed += 1;
+            continue;
+        }
         assert!(answer.starts_with("HTTP/1.1 200"), "request {i}: {answer}");
         let reply = xml_of(&answer);
         assert_ne!(
@@ -605,7 +614,6 @@ fn a_flood_of_held_getservercert_is_capped_and_a_real_pairing_still_completes() 
             "200",
             "request {i} was not refused: {answer}"
         );
-        refused += 1;
     }
     // The last refusals may still be on their way on a loaded machine: the
     // count must add up, within the deadline.
@@ -617,7 +625,8 @@ fn a_flood_of_held_getservercert_is_capped_and_a_real_pairing_still_completes() 
         pending = console.pairing()["pending"].as_array().unwrap().len();
     }
     println!(
-        "flood: {refused} of {FLOOD} refused, {pending} held, in {:?}",
+        "flood: {refused} of {FLOOD} refused ({closed} of them closed unanswered to make \
+         room), {pending} held, in {:?}",
         started.elapsed()
     );
     assert_eq!(refused + pending, FLOOD, "every request is held or refused");
