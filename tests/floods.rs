@@ -115,6 +115,43 @@ fn tls_connector() -> SslConnector {
         .clone()
 }
 
+/// The TLS handshake on `tcp`, as a client that checks nothing.
+async fn tls_connect(tcp: TcpStream) -> Option<tokio_openssl::SslStream<TcpStream>> {
+    let ssl = tls_connector()
+        .configure()
+        .ok()?
+        .verify_hostname(false)
+        .into_ssl("localhost")
+        .ok()?;
+    let mut s = tokio_openssl::SslStream::new(ssl, tcp).ok()?;
+    std::pin::Pin::new(&mut s).connect().await.ok()?;
+    Some(s)
+}
+
+/// Runs `jobs`, at most `at_once` at a time; what the ones that succeeded
+/// gave.
+async fn gather<T: Send + 'static>(
+    jobs: impl IntoIterator<Item = impl std::future::Future<Output = Option<T>> + Send + 'static>,
+    at_once: usize,
+) -> Vec<T> {
+    let mut out = Vec::new();
+    let mut running = tokio::task::JoinSet::new();
+    for job in jobs {
+        running.spawn(job);
+        if running.len() >= at_once {
+            if let Some(Ok(Some(v))) = running.join_next().await {
+                out.push(v);
+            }
+        }
+    }
+    while let Some(done) = running.join_next().await {
+        if let Ok(Some(v)) = done {
+            out.push(v);
+        }
+    }
+    out
+}
+
 /// Writes `request` back to back on `stream` until `stop`, never reading.
 async fn pipeline<S: tokio::io::AsyncWrite + Unpin>(
     mut stream: S,
@@ -162,17 +199,7 @@ async fn https_get(to: SocketAddr, path: &str) -> Result<Duration, String> {
     let tcp = connect_from(IpAddr::V4(Ipv4Addr::LOCALHOST), to, None)
         .await
         .ok_or("cannot connect")?;
-    let ssl = tls_connector()
-        .configure()
-        .unwrap()
-        .verify_hostname(false)
-        .into_ssl("localhost")
-        .unwrap();
-    let mut s = tokio_openssl::SslStream::new(ssl, tcp).unwrap();
-    std::pin::Pin::new(&mut s)
-        .connect()
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut s = tls_connect(tcp).await.ok_or("TLS handshake failed")?;
     let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     s.write_all(req.as_bytes())
         .await
@@ -241,17 +268,10 @@ fn pipelined_requests_that_are_never_read_pin_no_memory() {
                 )
                 .await;
             } else {
-                let ssl = tls_connector()
-                    .configure()
-                    .unwrap()
-                    .verify_hostname(false)
-                    .into_ssl("localhost")
-                    .unwrap();
-                let mut s = tokio_openssl::SslStream::new(ssl, tcp).unwrap();
-                if let Err(e) = std::pin::Pin::new(&mut s).connect().await {
-                    eprintln!("console handshake {n}: {e}");
+                let Some(s) = tls_connect(tcp).await else {
+                    eprintln!("console handshake {n} failed");
                     return;
-                }
+                };
                 opened.fetch_add(1, Ordering::Relaxed);
                 pipeline(
                     s,
@@ -361,56 +381,17 @@ fn idle_connections_from_many_addresses_take_no_door_down() {
     // then sit (the console and GameStream HTTPS).
     const IDLE: usize = 8_000;
     const HANDSHAKEN: usize = 1_000;
-    let held = rt.block_on(async {
-        let mut held = Vec::with_capacity(IDLE);
-        let mut connects = tokio::task::JoinSet::new();
-        for n in 0..IDLE {
-            connects.spawn(connect_from(source(n), doors[n % 4], None));
-            if connects.len() >= 256 {
-                if let Some(Ok(Some(tcp))) = connects.join_next().await {
-                    held.push(tcp);
-                }
-            }
-        }
-        while let Some(done) = connects.join_next().await {
-            if let Ok(Some(tcp)) = done {
-                held.push(tcp);
-            }
-        }
-        held
-    });
-    let mut handshaken = 0;
-    let tls_held = rt.block_on(async {
-        let mut out = Vec::new();
-        let mut shakes = tokio::task::JoinSet::new();
-        for n in 0..HANDSHAKEN {
-            let to = doors[1 + n % 2];
-            shakes.spawn(async move {
-                let tcp = connect_from(source(IDLE + n), to, None).await?;
-                let ssl = tls_connector()
-                    .configure()
-                    .unwrap()
-                    .verify_hostname(false)
-                    .into_ssl("localhost")
-                    .unwrap();
-                let mut s = tokio_openssl::SslStream::new(ssl, tcp).ok()?;
-                std::pin::Pin::new(&mut s).connect().await.ok()?;
-                Some(s)
-            });
-            if shakes.len() >= 64 {
-                if let Some(Ok(Some(s))) = shakes.join_next().await {
-                    out.push(s);
-                }
-            }
-        }
-        while let Some(done) = shakes.join_next().await {
-            if let Ok(Some(s)) = done {
-                out.push(s);
-            }
-        }
-        out
-    });
-    handshaken += tls_held.len();
+    let held = rt.block_on(gather(
+        (0..IDLE).map(|n| connect_from(source(n), doors[n % 4], None)),
+        256,
+    ));
+    let tls_held = rt.block_on(gather(
+        (0..HANDSHAKEN).map(|n| async move {
+            tls_connect(connect_from(source(IDLE + n), doors[1 + n % 2], None).await?).await
+        }),
+        64,
+    ));
+    let handshaken = tls_held.len();
     let opened = held.len();
 
     let answers = every_door_answers(&rt, &host, tmp.path());

@@ -140,17 +140,15 @@ impl<S: AsyncRead + Unpin> AsyncRead for OneAtATime<S> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         this.check_evicted(cx)?;
-        if this.phase != Phase::Request {
-            // Nothing more for the server until it has answered. Still
-            // watch the socket (holding at most one chunk) so that a peer
-            // that goes away is seen: a held request's handler ends then.
-            if this.held().is_empty() && !ready!(this.poll_fill(cx))? {
-                return Poll::Ready(Ok(()));
-            }
-            return Poll::Pending;
-        }
+        // The socket is watched (holding at most one chunk) even while the
+        // server works on a request, so that a peer that goes away is
+        // seen: a held request's handler ends then.
         if this.held().is_empty() && !ready!(this.poll_fill(cx))? {
             return Poll::Ready(Ok(()));
+        }
+        if this.phase != Phase::Request {
+            // Nothing more for the server until it has answered.
+            return Poll::Pending;
         }
         let room = buf.remaining().min(this.held().len());
         let mine = this
@@ -159,10 +157,6 @@ impl<S: AsyncRead + Unpin> AsyncRead for OneAtATime<S> {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         buf.put_slice(&this.held[this.held_from..this.held_from + mine]);
         this.held_from += mine;
-        if this.held().is_empty() {
-            this.held.clear();
-            this.held_from = 0;
-        }
         if this.framing.is_complete() {
             if this.wrote_early {
                 // Answered before its end arrived: waiting for another
