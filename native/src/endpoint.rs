@@ -19,9 +19,8 @@
 //!      wait: frame │ trust event / request update │ core deadline ─▶ core ─┘
 //! ```
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 use openssl::ssl::{self, AlpnError, Ssl, SslAcceptor, SslMethod, SslVerifyMode};
 use punktfunk_certs::audit::DeviceRef;
@@ -117,55 +116,11 @@ struct Ctx {
     /// The host's side of every connection.
     host: HostSide,
     trust: Arc<Trust>,
-    /// Connections in the pairing steps, by source address (§ 6.5).
-    pairing: Arc<Mutex<Pairing>>,
+    /// Connections in the pairing steps, counted per source address and
+    /// in all (§ 6.5); never exclusive, never evicted.
+    pairing: Arc<Admission>,
     /// Every connection's place: evictable until `hello` arrives.
     admission: Arc<Admission>,
-}
-
-/// Connections in the pairing steps: counted, never exclusive.
-#[derive(Default)]
-struct Pairing {
-    total: usize,
-    by_address: HashMap<IpAddr, usize>,
-}
-
-/// A connection's place among those in the pairing steps; given back on
-/// drop.
-struct PairingPlace {
-    pairing: Arc<Mutex<Pairing>>,
-    address: IpAddr,
-}
-
-impl PairingPlace {
-    /// A place for a connection from `address`, if it and the host have
-    /// room.
-    fn take(pairing: &Arc<Mutex<Pairing>>, address: IpAddr) -> Option<Self> {
-        let mut p = pairing.lock().unwrap_or_else(|e| e.into_inner());
-        let here = p.by_address.get(&address).copied().unwrap_or(0);
-        if p.total >= MAX_PAIRING || here >= MAX_PAIRING_PER_ADDRESS {
-            return None;
-        }
-        p.total += 1;
-        p.by_address.insert(address, here + 1);
-        Some(Self {
-            pairing: pairing.clone(),
-            address,
-        })
-    }
-}
-
-impl Drop for PairingPlace {
-    fn drop(&mut self) {
-        let mut p = self.pairing.lock().unwrap_or_else(|e| e.into_inner());
-        p.total = p.total.saturating_sub(1);
-        if let Some(n) = p.by_address.get_mut(&self.address) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                p.by_address.remove(&self.address);
-            }
-        }
-    }
 }
 
 impl Endpoint {
@@ -224,7 +179,10 @@ impl Endpoint {
                     unknown_devices: config.unknown_devices,
                 },
                 trust: config.trust,
-                pairing: Arc::default(),
+                pairing: Admission::new(Limits {
+                    per_address: MAX_PAIRING_PER_ADDRESS,
+                    total: MAX_PAIRING,
+                }),
                 admission: Admission::new(Limits {
                     per_address: config.max_connections_per_address.max(1),
                     total: config.max_connections.max(1),
@@ -343,7 +301,7 @@ struct Conn {
     /// Its place in the door: evictable until `hello` arrives.
     slot: Arc<Slot>,
     /// Held from a `pair` hello until [`Effect::LeavePairing`].
-    pairing_slot: Option<PairingPlace>,
+    pairing_slot: Option<Slot>,
     exchange: Option<Exchange>,
     /// The taken PIN, until [`Effect::ReportPin`] (or, if the connection is
     /// cut short, its `Drop`).
@@ -715,13 +673,12 @@ impl HelloFacts for Facts<'_> {
     }
 
     fn wait_for_pake(&mut self) -> bool {
-        let address = self.conn.peer.ip().to_canonical();
-        match PairingPlace::take(&self.conn.ctx.pairing, address) {
-            Some(place) => {
+        match self.conn.ctx.pairing.admit_if_room(self.conn.peer.ip()) {
+            Ok(place) => {
                 self.conn.pairing_slot = Some(place);
                 true
             }
-            None => false,
+            Err(_) => false,
         }
     }
 
