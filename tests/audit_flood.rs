@@ -129,14 +129,7 @@ fn a_flood_against_a_full_trail_keeps_every_decision_and_writes_one_count_a_minu
     // A first start makes the identity; then the owner's password, and a
     // trail that is full.
     Host::start_in(&state, &[]).stop();
-    let mut set = std::process::Command::new(common::BIN)
-        .args(["console", "set-password", "--state-dir"])
-        .arg(&state)
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(set.stdin.take().unwrap(), "{PASSWORD}").unwrap();
-    assert!(set.wait().unwrap().success());
+    assert!(common::set_password(&state, PASSWORD).status.success());
     let started = std::fs::read_to_string(state.join("audit.jsonl")).unwrap();
     let first_seq = started.lines().count() as u64 + 1;
     let _ = std::fs::remove_file(state.join("audit.jsonl"));

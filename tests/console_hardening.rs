@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{raw_native, Console, Host, BIN};
+use common::{raw_native, Console, Host};
 use openssl::ssl::{Ssl, SslContext, SslMethod, SslVerifyMode};
 use serde_json::{json, Value};
 
@@ -241,19 +241,11 @@ fn a_new_password_voids_every_known_browser_cookie_and_forged_ones_count_for_not
     let r = login_from("127.0.4.2", console, host.password(), Some(&old));
     assert_eq!(r.status, 200, "{r:?}");
 
-    let mut child = Command::new(BIN)
-        .args(["console", "set-password", "--state-dir"])
-        .arg(&host.state_dir)
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"a brand new password\n")
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    assert!(
+        common::set_password(&host.state_dir, "a brand new password")
+            .status
+            .success()
+    );
     // Address 127.0.4.3 uses up its attempts; the cookie from before the
     // new password counts for nothing there any more.
     for _ in 0..5 {

@@ -263,19 +263,11 @@ fn a_new_password_ends_every_session() {
     let host = Host::start(&[]);
     let console = Console::login(&host);
     assert_eq!(console.pairing()["armed"], Value::Null);
-    let mut child = Command::new(BIN)
-        .args(["console", "set-password", "--state-dir"])
-        .arg(&host.state_dir)
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"a brand new password\n")
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    assert!(
+        common::set_password(&host.state_dir, "a brand new password")
+            .status
+            .success()
+    );
     let old = console
         .http
         .get(format!("{}/api/pairing", console.base))

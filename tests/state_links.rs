@@ -6,15 +6,14 @@
 mod common;
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{serve_command, wait_timeout, BIN};
+use common::{serve_command, wait_timeout};
 
 /// The unprivileged owner of the state dir in these tests.
 const NOBODY: u32 = 65534;
@@ -41,21 +40,6 @@ fn precious(dir: &Path) -> PathBuf {
     fs::write(&target, b"root's secret\n").unwrap();
     fs::set_permissions(&target, fs::Permissions::from_mode(0o600)).unwrap();
     target
-}
-
-fn set_password(state_dir: &Path, password: &str) -> std::process::Output {
-    let mut child = Command::new(BIN)
-        .args(["console", "set-password", "--state-dir"])
-        .arg(state_dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(format!("{password}\n").as_bytes()).unwrap();
-    drop(stdin);
-    child.wait_with_output().unwrap()
 }
 
 #[test]
@@ -97,7 +81,7 @@ fn set_password_as_root_never_touches_what_a_racing_link_points_at() {
     let deadline = Instant::now() + Duration::from_secs(4);
     let (mut runs, mut refused) = (0, 0);
     while Instant::now() < deadline {
-        let out = set_password(&state, "correct horse battery");
+        let out = common::set_password(&state, "correct horse battery");
         runs += 1;
         if !out.status.success() {
             refused += 1;
@@ -118,7 +102,7 @@ fn set_password_as_root_never_touches_what_a_racing_link_points_at() {
     for name in ["console.passwd", "console.passwd.tmp"] {
         let _ = fs::remove_file(state.join(name));
     }
-    let out = set_password(&state, "correct horse battery");
+    let out = common::set_password(&state, "correct horse battery");
     assert!(out.status.success(), "{out:?}");
     let (hash, mode, uid, gid) = snapshot(&state.join("console.passwd"));
     assert!(String::from_utf8(hash).unwrap().starts_with("$argon2id$"));
@@ -126,7 +110,7 @@ fn set_password_as_root_never_touches_what_a_racing_link_points_at() {
     // And a link left in its place is replaced, its target untouched.
     fs::remove_file(state.join("console.passwd")).unwrap();
     symlink(&target, state.join("console.passwd")).unwrap();
-    let out = set_password(&state, "correct horse battery");
+    let out = common::set_password(&state, "correct horse battery");
     assert!(out.status.success(), "{out:?}");
     assert!(fs::symlink_metadata(state.join("console.passwd"))
         .unwrap()

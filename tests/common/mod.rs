@@ -236,6 +236,24 @@ pub fn wait_timeout(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     }
 }
 
+/// `punktfunk console set-password --state-dir DIR`, the password on its
+/// stdin as a script would give it; what it printed and how it exited.
+pub fn set_password(state_dir: &Path, password: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .args(["console", "set-password", "--state-dir"])
+        .arg(state_dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(format!("{password}\n").as_bytes()).unwrap();
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
 /// A browser-like client: keeps cookies, accepts the self-signed host cert.
 pub fn client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
