@@ -293,7 +293,9 @@ impl Console {
         Console::login_with(host, netns::client_from(from))
     }
 
-    fn login_with(host: &Host, http: reqwest::blocking::Client) -> Console {
+    /// Logs in through `http`, which may already hold a known-browser cookie
+    /// from an earlier login (a known browser logs in during a flood).
+    pub fn login_with(host: &Host, http: reqwest::blocking::Client) -> Console {
         let body: serde_json::Value = logged_in(&http, host).json().unwrap();
         Console {
             http,
