@@ -1,5 +1,5 @@
 #!/bin/sh
-# Load figures for the README's "Performance" section: builds `punktfunk`
+# Load figures for docs/performance.md: builds `punktfunk`
 # and the load generator (bench/loadgen, not a workspace member, its own
 # target dir) in release mode, then runs one measurement pass against a
 # real `punktfunk serve` and its same-run baselines and prints a markdown

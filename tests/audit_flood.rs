@@ -19,7 +19,7 @@ use openssl::ssl::{Ssl, SslContext, SslMethod, SslVerifyMode};
 use punktfunk_certs::Fingerprint;
 use serde_json::{json, Value};
 
-/// Size at which the host rotates its trail (README "Audit trail").
+/// Size at which the host rotates its trail (docs/state-and-audit.md, "Audit trail").
 const ROTATE_BYTES: usize = 4 * 1024 * 1024;
 const FILES: [&str; 5] = [
     "audit.4.jsonl",

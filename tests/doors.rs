@@ -1,4 +1,4 @@
-//! A device is trusted only at the door it was admitted through (README
+//! A device is trusted only at the door it was admitted through (docs/pairing.md
 //! "Security notes", docs/native-protocol.md § 9): the real host with the
 //! real clients, one certificate presented at both doors. A certificate
 //! paired through Moonlight is unknown at the native door (it knocks), a

@@ -1,7 +1,7 @@
 //! Connection floods against the real `punktfunk serve --native` (issue 19,
 //! points 1 and 7): peers without credentials that pipeline requests and
 //! never read the replies, and thousands of idle connections from many
-//! source addresses over 127/8. The host's memory stays bounded (README
+//! source addresses over 127/8. The host's memory stays bounded (docs/limits.md
 //! § Limits), and every door keeps answering a real client meanwhile.
 
 mod common;
@@ -16,7 +16,7 @@ use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-/// The memory bound of README § Limits for any of these floods.
+/// The memory bound of docs/limits.md for any of these floods.
 const RSS_BOUND_KIB: u64 = 64 * 1024;
 
 fn addr(host: &Host, what: &str) -> SocketAddr {

@@ -36,7 +36,7 @@ struct Login {
 }
 
 /// A login whose connection the console closed without an answer: a door
-/// that is full closes its oldest idle connections to make room (README
+/// that is full closes its oldest idle connections to make room (docs/limits.md
 /// § Limits, "Connections"), a refusal like 429 and 503.
 const CLOSED: u16 = 0;
 
@@ -132,7 +132,7 @@ fn flood(console: SocketAddr, sources: Vec<String>) -> Vec<u16> {
     threads.into_iter().map(|t| t.join().unwrap()).collect()
 }
 
-/// The memory bound a login flood must stay under (README, Limits): one
+/// The memory bound a login flood must stay under (docs/limits.md): one
 /// argon2 check at a time in one reused 19 MiB buffer, plus the host and
 /// the flood's connections.
 const LOGIN_FLOOD_RSS_MIB: u64 = 64;

@@ -3,7 +3,7 @@
 //! without the host dying, slow and idle clients are cut off by the
 //! documented timeouts while a normal client is still served promptly on
 //! every port, and a flood of held `getservercert` requests is capped
-//! while the host stays responsive and its memory bounded. README § Limits
+//! while the host stays responsive and its memory bounded. docs/limits.md
 //! lists the figures these tests hold the host to.
 
 mod common;
@@ -602,7 +602,7 @@ fn a_flood_of_held_getservercert_is_capped_and_a_real_pairing_still_completes() 
         refused += 1;
         if answer.is_empty() {
             // Closed unanswered: 100 connections from one address are
-            // over its 32 (README § Limits, "Connections"), and the
+            // over its 32 (docs/limits.md, "Connections"), and the
             // oldest idle ones make room.
             closed += 1;
             continue;

@@ -112,7 +112,7 @@ fn take_place(
     Ok((slot, peer))
 }
 
-/// Kernel buffer sizes of an accepted connection (README § Limits).
+/// Kernel buffer sizes of an accepted connection (docs/limits.md).
 pub const SOCKET_BUFFER: usize = 64 * 1024;
 
 /// Fixes the connection's kernel buffers at [`SOCKET_BUFFER`] instead of

@@ -34,7 +34,7 @@ pub struct Limits {
 
 impl Limits {
     /// A plain-HTTP door (GameStream 47989): 32 per address, 256 in all
-    /// (README § Limits).
+    /// (docs/limits.md).
     pub const PLAIN: Limits = Limits {
         per_address: 32,
         total: 256,

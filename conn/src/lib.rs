@@ -5,7 +5,7 @@
 //! replies cannot pile up. With the `actix` feature, [`actix`] plugs both
 //! into actix-http listeners.
 //!
-//! README § Limits states the numbers; `tests/floods.rs` holds the real
+//! docs/limits.md states the numbers; `tests/floods.rs` holds the real
 //! host to them.
 
 #[cfg(feature = "actix")]

@@ -213,7 +213,7 @@ pub fn http1_only(mut builder: SslAcceptorBuilder) -> io::Result<SslAcceptor> {
 /// accept any) client certificate; pass it through [`http1_only`].
 ///
 /// Every connection first takes a place in its listener's [`Admission`]
-/// (README § Limits: per source address and per port, the oldest idle one
+/// (docs/limits.md: per source address and per port, the oldest idle one
 /// evicted when full) and is then served one request at a time
 /// ([`punktfunk_conn::OneAtATime`]), so a peer that pipelines requests and
 /// never reads cannot make replies pile up.
