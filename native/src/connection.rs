@@ -113,6 +113,9 @@ pub enum ReadFailure {
     TooSlow,
     /// A frame or message was refused (§ 3, § 4); the reason is sent back.
     Malformed(String),
+    /// A `hello` of another protocol version whose other fields are not
+    /// valid v1 (§ 4.1): still `unsupported_version`, not `bad_message`.
+    UnsupportedVersion(u32),
 }
 
 /// Something the driver does against the trust service for the core.
@@ -456,16 +459,29 @@ impl HostConnection {
 
     /// Reading the next message failed.
     pub fn on_read_failed(&mut self, failure: ReadFailure) {
-        if !matches!(failure, ReadFailure::Malformed(_)) {
+        if !matches!(
+            failure,
+            ReadFailure::Malformed(_) | ReadFailure::UnsupportedVersion(_)
+        ) {
             self.record_stall();
         }
         let in_session = matches!(self.state, State::Session { .. });
+        let first = matches!(self.state, State::AwaitHello { .. });
         let reply = match failure {
             ReadFailure::Closed | ReadFailure::Broken => None,
             // § 8: silence closes a session without a word.
             ReadFailure::TooSlow if in_session => None,
             ReadFailure::TooSlow => Some(Message::error(ErrorCode::Timeout, TOO_SLOW)),
             ReadFailure::Malformed(why) => Some(Message::error(ErrorCode::BadMessage, &why)),
+            ReadFailure::UnsupportedVersion(got) if first => {
+                HandshakeError::UnsupportedVersion { got }.to_message()
+            }
+            // A `hello` after the first message is out of turn, whatever
+            // its version.
+            ReadFailure::UnsupportedVersion(_) => Some(Message::error(
+                ErrorCode::BadMessage,
+                "the client sent a second hello",
+            )),
         };
         self.close_with(reply);
     }

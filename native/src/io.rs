@@ -42,6 +42,9 @@ impl From<ReadError> for crate::connection::ReadFailure {
             ReadError::Eof => Self::Closed,
             ReadError::Io(_) => Self::Broken,
             ReadError::Timeout => Self::TooSlow,
+            ReadError::Message(MessageError::UnsupportedVersion { got }) => {
+                Self::UnsupportedVersion(got)
+            }
             e @ (ReadError::Frame(_) | ReadError::Message(_)) => Self::Malformed(e.to_string()),
         }
     }

@@ -531,6 +531,69 @@ mod tests {
     }
 
     #[test]
+    fn address_forms_of_section_12_2() {
+        let one = |a: &str| {
+            PairingLink::parse(&with_query(
+                &GOOD_QUERY.replace("a=192.168.1.20&a=fd00%3A%3A1", &format!("a={a}")),
+            ))
+            .map(|l| l.addresses)
+        };
+        // Any RFC 4291 spelling is the same address, kept in RFC 5952 form.
+        let fd00_1: IpAddr = "fd00::1".parse().unwrap();
+        for a in [
+            "FD00%3A0%3A0%3A0%3A0%3A0%3A0%3A0001",
+            "fd00%3A%3A0001",
+            "Fd00%3A%3A1",
+        ] {
+            assert_eq!(one(a), Ok(vec![fd00_1]), "{a}");
+            assert_eq!(one(a).unwrap()[0].to_string(), "fd00::1");
+        }
+        // IPv4-mapped: an IPv6 address, kept as written.
+        let mapped = one("%3A%3Affff%3A192.0.2.7").unwrap();
+        assert_eq!(mapped[0].to_string(), "::ffff:192.0.2.7");
+        assert!(mapped[0].is_ipv6());
+        // IPv4 link-local needs no zone: accepted.
+        assert_eq!(one("169.254.7.9").unwrap()[0].to_string(), "169.254.7.9");
+        // Leading zeros and short forms are not dotted decimal; a zone is
+        // not allowed.
+        for bad in [
+            "010.0.0.1",
+            "10.1",
+            "fe80%3A%3A1%25eth0",
+            "%5Bfd00%3A%3A1%5D",
+        ] {
+            assert_eq!(one(bad).unwrap_err().kind(), "bad_value", "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_first_failing_rule_is_reported() {
+        // A repeated `v` is found before its value, and before anything else.
+        assert_eq!(refused("v=3&v=3").kind(), "duplicate");
+        assert_eq!(refused("v=2&v=2").kind(), "duplicate");
+        // `fp` is looked at before `s`, `port` and the addresses.
+        let q = "v=2&fp=zz&s=zz&port=0&a=zz";
+        assert!(matches!(
+            PairingLink::parse(&with_query(q)),
+            Err(LinkError::BadValue { param: "fp", .. })
+        ));
+        let q = format!("v=2&fp={FP}&s=zz&port=0&a=zz");
+        assert!(matches!(
+            PairingLink::parse(&with_query(&q)),
+            Err(LinkError::BadValue { param: "s", .. })
+        ));
+        let q = format!("v=2&fp={FP}&s={S}&port=0&a=zz");
+        assert!(matches!(
+            PairingLink::parse(&with_query(&q)),
+            Err(LinkError::BadValue { param: "port", .. })
+        ));
+        // The address count before any address is parsed.
+        let many = "&a=zz".repeat(17);
+        let q = format!("v=2&fp={FP}&s={S}&port=1{many}");
+        assert_eq!(refused(&q).kind(), "too_many_addresses");
+    }
+
+    #[test]
     fn rejects_bad_values() {
         let fp63 = &FP[..63];
         for (q, param) in [

@@ -52,6 +52,14 @@ pub enum MessageError {
         /// What is wrong with it.
         why: &'static str,
     },
+    /// A `hello` for a protocol version other than this one. Its other
+    /// fields are not checked: a later version may change every one of them
+    /// (§ 4.1), and such a client should learn the version is the problem.
+    #[error("the client speaks protocol version {got}; this host speaks version {PROTOCOL_VERSION}; update the app or the host")]
+    UnsupportedVersion {
+        /// The version the `hello` named.
+        got: u32,
+    },
 }
 
 /// One decoded v1 message.
@@ -302,11 +310,14 @@ impl Message {
     }
 
     /// Parses one frame payload (§ 4). Never panics; any failure means
-    /// `bad_message`.
+    /// `bad_message`, except [`MessageError::UnsupportedVersion`].
     pub fn decode(payload: &[u8]) -> Result<Self, MessageError> {
-        let wire: Wire =
-            serde_json::from_slice(payload).map_err(|e| MessageError::Json(e.to_string()))?;
-        Self::from_wire(wire)
+        // A valid `hello` of another version decodes (the host's
+        // `read_hello` answers it); an invalid one is told apart here.
+        serde_json::from_slice::<Wire>(payload)
+            .map_err(|e| MessageError::Json(e.to_string()))
+            .and_then(Self::from_wire)
+            .map_err(|e| other_version(payload).unwrap_or(e))
     }
 
     /// The JSON payload (no length prefix), compact, `type` first.
@@ -468,8 +479,28 @@ enum Wire {
     Pong {},
     Error {
         code: String,
+        /// § 4.8: absent reads as empty (the code is what a receiver acts on).
+        #[serde(default)]
         message: String,
     },
+}
+
+/// § 4.1: a `hello` whose `protocol` is an integer other than this version
+/// is `unsupported_version` whatever its other fields hold; only `type` and
+/// `protocol` are read (repeated keys still refuse it as `bad_message`).
+fn other_version(payload: &[u8]) -> Option<MessageError> {
+    #[derive(Deserialize)]
+    struct VersionOnly {
+        #[serde(rename = "type")]
+        ty: String,
+        protocol: u32,
+    }
+    let probe: VersionOnly = serde_json::from_slice(payload).ok()?;
+    (probe.ty == "hello" && probe.protocol != PROTOCOL_VERSION).then_some(
+        MessageError::UnsupportedVersion {
+            got: probe.protocol,
+        },
+    )
 }
 
 fn field(ty: &'static str, field: &'static str, why: &'static str) -> MessageError {
@@ -565,6 +596,72 @@ mod tests {
         let link =
             r#"{"type":"hello","protocol":1,"device_name":"x","intent":"pair","via":"link"}"#;
         assert_eq!(dec(link).unwrap(), hello(Intent::PairLink));
+    }
+
+    #[test]
+    fn a_hello_of_another_version_is_unsupported_whatever_else_it_holds() {
+        // § 4.1: a later version may rename or drop every other field.
+        for other in [
+            r#"{"type":"hello","protocol":2}"#,
+            r#"{"type":"hello","protocol":2,"device_name":"","intent":"pair"}"#,
+            r#"{"type":"hello","protocol":7,"device_name":7,"intent":"watch","via":1}"#,
+            r#"{"protocol":4294967295,"type":"hello"}"#,
+        ] {
+            assert!(
+                matches!(dec(other), Err(MessageError::UnsupportedVersion { .. })),
+                "{other}"
+            );
+        }
+        // This version with bad fields, or a version that is not a u32:
+        // bad_message (a plain parse error).
+        for bad in [
+            r#"{"type":"hello","protocol":1}"#,
+            r#"{"type":"hello","protocol":1,"device_name":"","intent":"pair"}"#,
+            r#"{"type":"hello","protocol":"2"}"#,
+            r#"{"type":"hello","protocol":-2}"#,
+            r#"{"type":"hello","protocol":2.5}"#,
+            r#"{"type":"welcome","protocol":2}"#,
+        ] {
+            let e = dec(bad).unwrap_err();
+            assert!(
+                !matches!(e, MessageError::UnsupportedVersion { .. }),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn repeated_keys_are_refused() {
+        // § 4 / § 11: keys must not repeat; a parser that keeps the last
+        // value would read something else than this host.
+        for bad in [
+            r#"{"type":"hello","protocol":1,"device_name":"a","device_name":"b","intent":"pair"}"#,
+            r#"{"type":"hello","protocol":1,"protocol":1,"device_name":"a","intent":"pair"}"#,
+            r#"{"type":"ping","type":"ping"}"#,
+            r#"{"type":"ping","type":"pong"}"#,
+            r#"{"type":"error","code":"internal","code":"revoked","message":""}"#,
+        ] {
+            assert!(dec(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_error_without_a_message_reads_as_an_empty_one() {
+        let m = dec(r#"{"type":"error","code":"revoked"}"#).unwrap();
+        assert_eq!(m, Message::error(ErrorCode::Revoked, ""));
+    }
+
+    #[test]
+    fn an_uppercase_host_fingerprint_is_the_same_fingerprint() {
+        let fp = "AB".repeat(32);
+        let m = dec(&format!(
+            r#"{{"type":"welcome","status":"trusted","host_name":"h","host_fingerprint":"{fp}"}}"#
+        ))
+        .unwrap();
+        let Message::Welcome(w) = m else {
+            panic!("{m:?}")
+        };
+        assert_eq!(w.host_fingerprint.to_hex(), fp.to_lowercase());
     }
 
     #[test]

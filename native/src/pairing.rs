@@ -490,6 +490,11 @@ fn check_pake(msg: &[u8; PAKE_MSG_LEN], side: u8) -> Result<(), PairingError> {
         .map_err(|_| PairingError::BadPake("wrong point length"))?
         .decompress()
         .ok_or(PairingError::BadPake("not a curve point"))?;
+    // One point, one encoding: `decompress` also takes a y of p or more
+    // (reduced mod p), which no honest peer sends (§ 6.1).
+    if point.compress().as_bytes()[..] != msg[1..] {
+        return Err(PairingError::BadPake("a non-canonical point encoding"));
+    }
     if point.is_small_order() {
         return Err(PairingError::BadPake("a small-order point"));
     }

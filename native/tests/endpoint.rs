@@ -563,6 +563,8 @@ async fn a_malformed_pake_keeps_the_pin_only_if_it_fails_to_decode() {
         BASE64.encode([&[0x41u8][..], &not_a_point].concat()),
         // Side A, a point of small order (the identity).
         BASE64.encode([&[0x41u8][..], &identity].concat()),
+        // Side A, y = 3 + p: a point, but not its canonical encoding.
+        BASE64.encode([&[0x41u8, 0xf0][..], &[0xff; 30], &[0x7f]].concat()),
     ];
     for msg in &spent {
         assert!(armed(&s));
@@ -577,6 +579,25 @@ async fn a_malformed_pake_keeps_the_pin_only_if_it_fails_to_decode() {
         send_json(&mut again, HELLO_PAIR).await;
         assert_eq!(refused(&mut again).await, ErrorCode::NotArmed);
         arm(&s);
+    }
+}
+
+/// § 4.1: a `hello` of a later version is `unsupported_version` even when
+/// v1 could not read its other fields.
+#[tokio::test]
+async fn a_newer_hello_is_unsupported_version_whatever_its_fields() {
+    let s = start(UnknownDevices::Knock).await;
+    for hello in [
+        r#"{"type":"hello","protocol":2,"device_name":"x","intent":"pair"}"#,
+        r#"{"type":"hello","protocol":2,"client":{"name":"x"},"intent":["pair"]}"#,
+    ] {
+        let mut c = raw(s.addr, None).await.unwrap();
+        send_json(&mut c, hello).await;
+        assert_eq!(
+            refused(&mut c).await,
+            ErrorCode::UnsupportedVersion,
+            "{hello}"
+        );
     }
 }
 

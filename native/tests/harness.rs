@@ -389,7 +389,7 @@ fn tampered_host_confirmation_fails_on_the_client_after_the_host_stored() {
 }
 
 #[test]
-fn reflected_small_order_and_off_curve_pake_messages_are_bad_messages() {
+fn reflected_small_order_off_curve_and_non_canonical_pake_messages_are_bad_messages() {
     let host = binding("c", "h", "s");
     let pin = || "1111".parse::<Pin>().unwrap();
     let mut rng = ChaCha20Rng::seed_from_u64(3);
@@ -425,6 +425,20 @@ fn reflected_small_order_and_off_curve_pake_messages_are_bad_messages() {
         })
         .unwrap();
     assert_eq!(respond(off_curve, &mut rng), Some(ErrorCode::BadMessage));
+    // A non-canonical encoding (§ 6.1): y = 3 + p, which `decompress`
+    // reduces to the point with y = 3; the canonical bytes of that point
+    // are y = 3 itself.
+    let mut non_canonical = [0xffu8; 33];
+    non_canonical[0] = b'A';
+    non_canonical[1] = 0xf0; // 2^255 - 19 + 3 = 2^255 - 16, little-endian
+    non_canonical[32] = 0x7f;
+    let reduced = CompressedEdwardsY(non_canonical[1..].try_into().unwrap()).decompress();
+    assert!(reduced.is_some(), "y = 3 + p decodes to a point");
+    assert_eq!(reduced.unwrap().compress().as_bytes()[0], 3);
+    assert_eq!(
+        respond(non_canonical, &mut rng),
+        Some(ErrorCode::BadMessage)
+    );
     assert_eq!(respond(a.msg, &mut rng), None);
     // And the client refuses its own message reflected back.
     let (c, Message::Pake(a)) = ClientPairing::start(&pin(), host.clone(), &mut rng).unwrap()

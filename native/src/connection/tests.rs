@@ -239,6 +239,11 @@ fn read_failures_before_hello() {
             ReadFailure::Malformed("frame too long".into()),
             Some(ErrorCode::BadMessage),
         ),
+        // § 4.1: a newer hello with fields v1 cannot read.
+        (
+            ReadFailure::UnsupportedVersion(2),
+            Some(ErrorCode::UnsupportedVersion),
+        ),
     ] {
         let mut c = new_conn(UnknownDevices::Knock, t);
         c.on_read_failed(failure);
