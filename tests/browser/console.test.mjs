@@ -4,8 +4,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { mkdirSync } from "node:fs";
-import { spawn, spawnSync } from "node:child_process";
-import { startHost, launchBrowser, openConsole, login, repo, runCli, spawnCli, python } from "./harness.mjs";
+import { startHost, launchBrowser, openConsole, login, repo, runCli, spawnCli, moonlightPair, moonlightHold, decodeQr } from "./harness.mjs";
 
 const shots = process.env.PUNKTFUNK_SCREENSHOTS || join(repo, "target", "screenshots");
 mkdirSync(shots, { recursive: true });
@@ -201,19 +200,6 @@ test("Deny all dismisses every waiting request, names are isolated, and a burned
   } finally { host.stop(); }
 });
 
-/** The real Moonlight pairing client (moonlight-python), waiting for its PIN. */
-function moonlightPair(dir, httpUrl, pin, extra = []) {
-  const { hostname, port } = new URL(httpUrl);
-  const child = spawn(python, [join(repo, "tests", "moonlight", "client.py"), "pair", dir, hostname, port, pin, ...extra],
-    { stdio: ["ignore", "pipe", "pipe"] });
-  const out = { stdout: "", stderr: "" };
-  child.stdout.on("data", (d) => { out.stdout += d; });
-  child.stderr.on("data", (d) => { out.stderr += d; });
-  out.done = new Promise((resolve) => child.on("exit", (code) => resolve(code)));
-  out.result = () => out.stdout.trim().split("\n").map((l) => JSON.parse(l)).find((e) => e.event === "result");
-  return out;
-}
-
 test("Moonlight waits for its PIN, the PIN is typed into the page, and the page shows paired", async () => {
   const host = await startHost();
   try {
@@ -263,15 +249,6 @@ test("a wrong Moonlight PIN typed into the page shows that it was rejected", asy
     await context.close();
   } finally { host.stop(); }
 });
-
-/** Reads the QR code shown in `locator` with a real decoder (zbarimg). */
-async function decodeQr(locator, file) {
-  await locator.evaluate((img) => img.complete || new Promise((r) => { img.onload = r; }));
-  await locator.screenshot({ path: file });
-  const r = spawnSync("zbarimg", ["--raw", "-q", file], { encoding: "utf8" });
-  assert.equal(r.status, 0, `zbarimg: ${r.stderr}`);
-  return r.stdout.trim();
-}
 
 test("a one-time PIN's QR code decodes to Apollo's link, and a Moonlight client pairs with it while nobody types", async () => {
   const host = await startHost([]);
@@ -326,19 +303,6 @@ test("a one-time PIN's QR code decodes to Apollo's link, and a Moonlight client 
 async function said(page, re) {
   await page.waitForFunction((src) => new RegExp(src).test(document.querySelector("#status").textContent),
     re.source, { timeout: 20000 });
-}
-
-/** A Moonlight request from `source` that waits for its PIN until released. */
-function moonlightHold(dir, httpUrl, source) {
-  const { hostname, port } = new URL(httpUrl);
-  const child = spawn(python, [join(repo, "tests", "moonlight", "client.py"), "hold", dir, hostname, port, "--source", source],
-    { stdio: ["pipe", "pipe", "inherit"] });
-  let stdout = "";
-  const sent = new Promise((resolve, reject) => {
-    child.stdout.on("data", (d) => { stdout += d; if (stdout.includes('"sent"')) resolve(); });
-    child.on("exit", (code) => reject(new Error(`hold exited with ${code} before sending: ${stdout}`)));
-  });
-  return { sent, release: () => { child.kill(); } };
 }
 
 test("the waiting list groups requests by address, a flooding one last, and dismisses or blocks one address", async () => {
