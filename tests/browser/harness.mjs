@@ -48,12 +48,12 @@ export async function startHost(extra = [], { dir: given } = {}) {
 }
 
 /** Headless Chromium with the flags this closed network needs. */
-export async function launchBrowser() {
+export async function launchBrowser(extraArgs = []) {
   return chromium.launch({
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
     headless: true,
     args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+      "--disable-background-networking", "--disable-component-update", "--disable-sync", ...extraArgs],
   });
 }
 
@@ -63,15 +63,15 @@ export async function launchBrowser() {
  * an init script (so the page's CSP does not apply to it); `clipboard`
  * lets the page write and the test read the clipboard.
  */
-export async function openConsole(browser, host, { axe = false, clipboard = false } = {}) {
+export async function openConsole(browser, host, { axe = false, clipboard = false, url = host.console } = {}) {
   const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1100, height: 900 } });
   if (axe) await context.addInitScript({ path: createRequire(import.meta.url).resolve("axe-core/axe.min.js") });
-  if (clipboard) await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: host.console });
+  if (clipboard) await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: url });
   const page = await context.newPage();
   const problems = [];
   page.on("pageerror", (e) => problems.push(String(e)));
   page.on("console", (m) => { if (m.type() === "error") problems.push(m.text()); });
-  await page.goto(host.console + "/");
+  await page.goto(url + "/");
   return { context, page, problems };
 }
 
