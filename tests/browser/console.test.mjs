@@ -295,6 +295,22 @@ test("a one-time PIN's QR code decodes to Apollo's link, and a Moonlight client 
     assert.equal(await row.locator(".label").textContent(), "Steam Deck");
     assert.match(await row.textContent(), /one-time PIN/);
     assert.ok(await page.locator("#otp-form").isVisible());
+
+    // Activity in words that fit a one-time PIN: nobody's PIN is waited
+    // for, and the stranger's try failed on the one-time PIN or the
+    // passphrase (otpauth cannot tell which), not on a client that gave up.
+    const rejected = page.locator('#activity tbody tr[data-event="pin_rejected"]');
+    await rejected.waitFor({ timeout: 20000 });
+    assert.equal(await rejected.locator(".event").textContent(), "Pairing with the one-time PIN failed");
+    assert.equal(await rejected.locator(".detail").textContent(), "wrong one-time PIN or passphrase");
+    const tried = page.locator('#activity tbody tr[data-event="otp_used"][data-outcome="failed"]');
+    assert.equal(await tried.locator(".event").textContent(), "Wrong one-time PIN or passphrase");
+    const asked = page.locator('#activity tbody tr[data-event="request_waiting"]');
+    assert.deepEqual(await asked.locator(".detail").allTextContents(),
+      Array(2).fill("pairs with the one-time PIN; nothing to type in the console"));
+    const words = await page.textContent("#activity");
+    assert.doesNotMatch(words, /waits for the PIN Moonlight shows|gave up|native request|gamestream request|door/);
+    await page.locator("#activity-section").screenshot({ path: join(shots, "console-activity-otp.png") });
     await context.close();
   } finally { host.stop(); }
 });

@@ -61,6 +61,8 @@ test("waiting requests come first, then pairing, devices, Activity; on a phone W
       for (const [name, size] of [["desktop", DESKTOP], ["phone", PHONE]]) {
         await page.setViewportSize(size);
         await page.screenshot({ path: join(shots, `console-order-${colorScheme}-${name}.png`), fullPage: true });
+        await page.evaluate(() => window.scrollTo(0, 0));
+        await page.screenshot({ path: join(shots, `console-order-${colorScheme}-${name}-first-screen.png`) });
         const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
         assert.ok(overflow <= 0, `${colorScheme} ${name}: ${overflow}px wider than the screen`);
       }

@@ -654,6 +654,7 @@ const EVENT_WORDS = {
   pairing_armed: "Pairing armed",
   pairing_disarmed: "Pairing disarmed",
   pairing_expired: "Pairing PIN expired unused",
+  request_waiting: "Asked to pair",
   request_approved: "Request approved",
   request_denied: "Request denied",
   request_expired: "Request expired: nobody decided",
@@ -687,8 +688,6 @@ function eventWords(r) {
       return r.via ? `Paired (${PAIRED_VIA[r.via] || r.via})` : "Paired";
     case "otp_used":
       return r.outcome === "ok" ? "One-time PIN used" : "Wrong one-time PIN or passphrase";
-    case "request_waiting":
-      return r.via === "otp" ? "Asked to pair with the one-time PIN" : "Asked to pair";
     case "pin_rejected":
       // With a one-time PIN, the detail says why (a wrong one-time PIN or
       // passphrase, which otpauth cannot tell apart).
@@ -943,6 +942,10 @@ for (const button of document.querySelectorAll("button[data-copy]")) {
 }
 
 $("otp-address").addEventListener("input", renderOtpLink);
+// Left empty, the field shows the address the link then uses.
+$("otp-address").addEventListener("change", () => {
+  if (!$("otp-address").value.trim() && state && state.otp) { $("otp-address").value = state.otp.address || ""; renderOtpLink(); }
+});
 
 $("otp-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
