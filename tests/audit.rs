@@ -285,7 +285,7 @@ fn a_full_scenario_is_recorded_exactly_in_order_with_no_secret() {
     );
     assert_eq!(
         find("request_denied", &stranger_fp)["detail"],
-        "native request from 127.0.0.6"
+        "punktfunk app request from 127.0.0.6"
     );
     assert_eq!(records[1]["address"], "127.0.0.1");
 

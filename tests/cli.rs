@@ -285,7 +285,7 @@ fn unknown_ambiguous_and_malformed_prefixes_and_a_missing_state_dir_are_clear_er
 
 #[test]
 fn audit_prints_the_newest_records_and_follows_new_ones() {
-    let host = Host::start(&[]);
+    let host = Host::start(&["--native"]);
     let console = Console::login(&host);
     for _ in 0..3 {
         let (status, _) = console.send("POST", "/api/pairing/arm", None);

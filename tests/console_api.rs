@@ -170,7 +170,7 @@ fn wrong_passwords_are_refused_then_rate_limited() {
 
 #[test]
 fn pairing_state_arm_disarm_and_unknown_ids() {
-    let host = Host::start(&[]);
+    let host = Host::start(&["--native"]);
     let console = Console::login(&host);
     let state = console.pairing();
     let fp = std::process::Command::new(common::BIN)
@@ -249,5 +249,56 @@ fn pairing_state_arm_disarm_and_unknown_ids() {
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (400, Some("bad_pin"))
+    );
+}
+
+#[test]
+fn arming_needs_the_punktfunk_apps_endpoint() {
+    // Without --native nothing listens for an armed PIN or its link: the
+    // console says so instead of showing a PIN.
+    let host = Host::start(&[]);
+    let console = Console::login(&host);
+    assert_eq!(console.get("/api/host")["native"], false);
+    assert_eq!(console.pairing()["host"]["native"], false);
+    let (status, body) = console.send("POST", "/api/pairing/arm", None);
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (409, &json!("no_native")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--native"),
+        "{body}"
+    );
+    assert!(console.pairing()["armed"].is_null());
+    drop(console);
+    drop(host);
+
+    let host = Host::start(&["--native"]);
+    let console = Console::login(&host);
+    assert_eq!(console.get("/api/host")["native"], true);
+    assert_eq!(console.pairing()["host"]["native"], true);
+    // The pairing link lists the address the browser used first.
+    let (status, armed) = console.send("POST", "/api/pairing/arm", None);
+    assert_eq!(status, 200, "{armed}");
+    let resp = console
+        .http
+        .get(format!("{}/api/pairing", console.base))
+        .header("Host", "192.0.2.9:47990")
+        .send()
+        .unwrap();
+    let state: Value = resp.json().unwrap();
+    let link = punktfunk_native::PairingLink::parse(state["armed"]["link"].as_str().unwrap())
+        .expect("the link parses");
+    assert_eq!(
+        link.addresses[0],
+        "192.0.2.9".parse::<std::net::IpAddr>().unwrap()
+    );
+    assert!(
+        link.addresses.contains(&"127.0.0.1".parse().unwrap()),
+        "{link:?}"
     );
 }

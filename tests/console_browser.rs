@@ -9,11 +9,13 @@ use std::process::Command;
 #[test]
 fn console_page_in_headless_chromium() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    assert!(
-        dir.join("node_modules/playwright-core").is_dir(),
-        "playwright-core is not installed: run ./scripts/test (or `npm ci` in {})",
-        dir.display()
-    );
+    for package in ["playwright-core", "axe-core"] {
+        assert!(
+            dir.join("node_modules").join(package).is_dir(),
+            "{package} is not installed: run ./scripts/test (or `npm ci` in {})",
+            dir.display()
+        );
+    }
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     assert!(
         Path::new(&chromium).exists(),

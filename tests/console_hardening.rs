@@ -346,7 +346,7 @@ fn a_login_takes_effect_when_the_audit_trail_cannot_be_written() {
     let fs = Tmpfs::mount("4m").expect("mount a tmpfs");
     let dir = fs.path().join("state");
     // Declared after the mount: dropped (killed) before it is unmounted.
-    let host = Host::start_in(&dir, &[]);
+    let host = Host::start_in(&dir, &["--native"]);
     let console = Console::login(&host);
     fs.fill();
     // Decisions until the trail says it could not record one: the disk

@@ -69,7 +69,7 @@ fn moonlight_paired_certificate_is_unknown_at_the_native_door() {
     let err = rt.block_on(client.pair(&addr, &pin)).unwrap_err();
     assert!(
         err.to_string()
-            .contains("already paired with this host through the Moonlight"),
+            .contains("already paired with this host as a Moonlight device"),
         "{err}"
     );
     let connected = rt

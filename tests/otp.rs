@@ -27,8 +27,9 @@ fn a_one_time_pin_pairs_a_moonlight_client_with_no_console_step_and_only_once() 
         otp["passphrase"].as_str().unwrap(),
     );
     assert_eq!(pin.len(), 4);
+    // Generated: 12 letters and digits, easy to type on a TV remote.
     assert!(
-        pass.len() >= 8 && pass.bytes().all(|b| b.is_ascii_alphanumeric()),
+        pass.len() == 12 && pass.bytes().all(|b| b.is_ascii_alphanumeric()),
         "{pass}"
     );
     assert!(otp["expires_in_s"].as_u64().unwrap() <= 180);
@@ -144,6 +145,34 @@ fn a_strangers_wrong_tries_leave_the_one_time_pin_usable_and_the_right_client_pa
         state["otp_last"],
         json!({"result": "paired", "address": "127.0.8.4"})
     );
+
+    // The audit trail says what happened in words that fit: a request with
+    // a one-time PIN waits for nobody's PIN, and a wrong try failed on the
+    // one-time PIN or the passphrase (otpauth cannot tell which), not on a
+    // client that "gave up after the PIN was entered".
+    let records = console.get("/api/audit?limit=100")["events"].clone();
+    let records = records.as_array().unwrap();
+    let of = |event: &str, address: &str| -> Vec<Value> {
+        records
+            .iter()
+            .filter(|r| r["event"] == event && r["address"] == address)
+            .cloned()
+            .collect()
+    };
+    let waiting = &of("request_waiting", "127.0.8.4")[0];
+    assert_eq!(waiting["via"], "otp", "{waiting}");
+    assert_eq!(
+        waiting["detail"],
+        "pairs with the one-time PIN; nothing to type in the console"
+    );
+    for source in strangers {
+        let rejected = &of("pin_rejected", source)[0];
+        assert_eq!(rejected["via"], "otp", "{rejected}");
+        assert_eq!(rejected["detail"], "wrong one-time PIN or passphrase");
+    }
+    let all = serde_json::to_string(records).unwrap();
+    assert!(!all.contains("waits for the PIN Moonlight shows"), "{all}");
+    assert!(!all.contains("gave up"), "{all}");
 }
 
 /// Five wrong tries in all use the one-time PIN up.
@@ -191,8 +220,13 @@ fn otpauth_without_an_active_one_time_pin_is_503_and_passphrases_are_checked() {
     );
     assert_eq!(run.next()["status"], 503);
     run.wait();
-    // A passphrase must be 8+ letters and digits.
-    for bad in ["short1", "has space 123", "ümlaut12345"] {
+    // A passphrase has 8 to 64 printable characters.
+    for bad in [
+        "short1",
+        "tab\tin it 12",
+        "zero\u{200B}width1",
+        &"x".repeat(65),
+    ] {
         let (status, body) = console.send("POST", "/api/otp", Some(json!({"passphrase": bad})));
         assert_eq!(
             (status, &body["error"]["code"]),
@@ -271,4 +305,136 @@ fn a_full_waiting_list_does_not_cost_the_one_time_pin() {
     let run = deck.pair_otp(door, pin, pass);
     assert_eq!(run.next()["result"], "paired");
     run.wait();
+}
+
+/// The query of an `art://` link, decoded as a URL parser (Artemis's
+/// `Uri.getQueryParameter`) decodes it: split at `&` and `=`, then
+/// percent-decoded.
+fn link_params(link: &str) -> std::collections::HashMap<String, String> {
+    let (_, query) = link.split_once('?').expect("a query");
+    query
+        .split('&')
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').expect("key=value");
+            let v = percent_encoding::percent_decode_str(v)
+                .decode_utf8()
+                .unwrap();
+            (k.to_owned(), v.into_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn a_passphrase_of_any_printable_text_pairs_through_the_link() {
+    let host = Host::start(&[]);
+    let door = Door::of(&host);
+    let console = Console::login(&host);
+    let cases = [
+        ("bars-otp-pass", "127.0.8.20"),
+        ("a b&c=d+e %41 #ü?", "127.0.8.21"),
+    ];
+    for (pass, source) in cases {
+        let otp = create(&console, json!({"passphrase": pass, "name": "Steam Deck"}));
+        assert_eq!(otp["passphrase"], pass);
+        let link = otp["link"].as_str().unwrap();
+        // Every value percent-encoded: nothing in the passphrase splits the query.
+        let params = link_params(link);
+        assert_eq!(params.len(), 3, "{link}");
+        assert_eq!(params["passphrase"], pass, "{link}");
+        assert_eq!(params["pin"], otp["pin"].as_str().unwrap());
+        // The client takes both from the link, as Artemis does, and pairs.
+        let dev = Device::from(source);
+        let run = dev.pair_otp(door, &params["pin"], &params["passphrase"]);
+        let result = run.next();
+        assert_eq!(result["result"], "paired", "{pass}: {result}");
+        run.wait();
+        let stored = moonlight::device(&console, &dev.fingerprint).expect("stored");
+        assert_eq!(stored["via"], "otp");
+    }
+}
+
+/// `GET /api/pairing` with the `Host` header a browser sends.
+fn pairing_with_host(console: &Console, host_header: &str) -> Value {
+    let resp = console
+        .http
+        .get(format!("{}/api/pairing", console.base))
+        .header("Host", host_header)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().unwrap()
+}
+
+#[test]
+fn the_link_names_the_address_the_console_was_opened_on() {
+    let host = Host::start(&[]);
+    let door = Door::of(&host);
+    let console = Console::login(&host);
+    create(&console, json!({"name": "Steam Deck"}));
+    let http = door.http;
+    let link_of = |h: &str| {
+        let otp = pairing_with_host(&console, h)["otp"].clone();
+        (
+            otp["link"].as_str().unwrap().to_owned(),
+            otp["address"].as_str().unwrap().to_owned(),
+        )
+    };
+    // An IP address the browser used comes first, and is the link's host.
+    let (link, address) = link_of("192.0.2.7:47990");
+    assert!(
+        link.starts_with(&format!("art://192.0.2.7:{http}?pin=")),
+        "{link}"
+    );
+    assert_eq!(address, "192.0.2.7");
+    let (link, address) = link_of("[fd00::7]:47990");
+    assert!(
+        link.starts_with(&format!("art://[fd00::7]:{http}?")),
+        "{link}"
+    );
+    assert_eq!(address, "[fd00::7]");
+    // `name` stays the host's name (Apollo's link, Artemis shows it as the PC).
+    let name = console.get("/api/host")["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(link_params(&link)["name"], name);
+    // The host's own name is kept as typed (lowercase), another name or
+    // something that is no address at all is not: the first LAN address.
+    if name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        let own = format!("{}.local:47990", name.to_uppercase());
+        let (link, _) = link_of(&own);
+        let want = format!("art://{}.local:{http}?", name.to_lowercase());
+        assert!(link.starts_with(&want), "{link}");
+    }
+    for other in [
+        "evil.example:47990",
+        "\"><b>x</b>",
+        "localhost",
+        "127.0.0.1:1",
+    ] {
+        let (link, address) = link_of(other);
+        assert!(
+            link.starts_with(&format!("art://127.0.0.1:{http}?")),
+            "{other}: {link}"
+        );
+        assert_eq!(address, "127.0.0.1");
+    }
+    // The page lets the user edit the address: the QR code takes it, if it
+    // is an IP address or a host name.
+    let qr = |address: &str| {
+        console
+            .http
+            .get(format!("{}/api/otp/qr.svg", console.base))
+            .query(&[("address", address)])
+            .send()
+            .unwrap()
+    };
+    assert_eq!(qr("10.1.2.3").status(), 200);
+    assert_eq!(qr("gaming-pc.lan").status(), 200);
+    for bad in ["a b", "<b>", "x/y", "0.0.0.0"] {
+        let resp = qr(bad);
+        assert_eq!(resp.status(), 400, "{bad}");
+        let body: Value = resp.json().unwrap();
+        assert_eq!(body["error"]["code"], "bad_address", "{bad}");
+    }
 }

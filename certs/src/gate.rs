@@ -61,7 +61,7 @@ use crate::events::TrustEvent;
 use crate::fingerprint::Fingerprint;
 use crate::name::{DisplayName, Label};
 use crate::otp::{OneTimePin, OtpError, OtpGrant, Passphrase};
-use crate::registry::Kind;
+use crate::registry::{Kind, Via};
 
 /// Tunables of the gate.
 #[derive(Debug, Clone)]
@@ -348,6 +348,20 @@ pub struct Pending {
     /// Its device is being written to the registry ([`Gate::begin_storing`]):
     /// nothing but the writer may end it, and it does not expire meanwhile.
     pub storing: bool,
+    /// A request that came with a one-time PIN's `otpauth`
+    /// ([`Gate::add_otp_request`]): whether it matched. A request that did
+    /// not match pairs with a random PIN and fails; otpauth cannot tell a
+    /// wrong PIN from a wrong passphrase, so the failure says both.
+    pub otp: Option<OtpCheck>,
+}
+
+/// How a request's `otpauth` compared with the active one-time PIN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtpCheck {
+    /// Right PIN and passphrase.
+    Matched,
+    /// A wrong one-time PIN or passphrase.
+    Mismatched,
 }
 
 impl Pending {
@@ -889,17 +903,17 @@ impl Gate {
         let fingerprint = Fingerprint::of_der(&request.cert_der);
         self.admissible(&fingerprint, request.address.ip(), now)?;
         let address = request.address.ip().to_canonical();
-        let pin = match self.redeem_otp(otpauth, salt_as_sent, address, now) {
+        let (pin, check) = match self.redeem_otp(otpauth, salt_as_sent, address, now) {
             Ok(grant) => {
                 if let Some(name) = grant.name {
                     request.name = name;
                 }
-                grant.pin
+                (grant.pin, OtpCheck::Matched)
             }
-            Err(OtpError::Mismatch) => Pin::random(rng),
+            Err(OtpError::Mismatch) => (Pin::random(rng), OtpCheck::Mismatched),
             Err(e) => return Err(e.into()),
         };
-        let id = self.add_pending(request, now)?;
+        let id = self.add_request(request, Some(check), now)?;
         if let Some(last) = &mut self.last_otp {
             last.request = Some(id);
         }
@@ -1018,21 +1032,33 @@ impl Gate {
         request: PendingRequest,
         now: Instant,
     ) -> Result<PendingId, GateError> {
+        self.add_request(request, None, now)
+    }
+
+    /// [`Gate::add_pending`], for a request that came with a one-time PIN
+    /// (`otp`) or not.
+    fn add_request(
+        &mut self,
+        request: PendingRequest,
+        otp: Option<OtpCheck>,
+        now: Instant,
+    ) -> Result<PendingId, GateError> {
         let fingerprint = Fingerprint::of_der(&request.cert_der);
         if let Some(old) = self.admissible(&fingerprint, request.address.ip(), now)? {
             self.finish(old, PendingOutcome::Replaced);
         }
         let id = PendingId(self.next_id);
         self.next_id += 1;
-        self.audit.push_back(
-            Entry::new(Event::RequestWaiting, Door::of(request.kind))
-                .device(DeviceRef::new(fingerprint, &request.name, None))
-                .address(request.address.ip())
-                .detail(match request.needs {
-                    Needs::Approval => "waits for approval in the console",
-                    Needs::Pin => "waits for the PIN Moonlight shows",
-                }),
-        );
+        let waiting = Entry::new(Event::RequestWaiting, Door::of(request.kind))
+            .device(DeviceRef::new(fingerprint, &request.name, None))
+            .address(request.address.ip());
+        self.audit.push_back(match (request.needs, otp) {
+            (Needs::Approval, _) => waiting.detail("waits for approval in the console"),
+            (Needs::Pin, None) => waiting.detail("waits for the PIN Moonlight shows"),
+            (Needs::Pin, Some(_)) => waiting
+                .via(Via::Otp)
+                .detail("pairs with the one-time PIN; nothing to type in the console"),
+        });
         self.pending.insert(
             id,
             Pending {
@@ -1042,6 +1068,7 @@ impl Gate {
                 expires: now + self.config.pending_ttl,
                 pin: PinState::Waiting,
                 storing: false,
+                otp,
             },
         );
         self.events.push_back(TrustEvent::PendingAdded { id });

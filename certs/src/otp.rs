@@ -54,13 +54,16 @@ pub enum OtpError {
     )]
     AlreadyTried,
     /// The passphrase is not acceptable.
-    #[error("a passphrase has {MIN_PASSPHRASE_CHARS} to {MAX_PASSPHRASE_CHARS} letters and digits (A-Z, a-z, 0-9)")]
+    #[error("a passphrase has {MIN_PASSPHRASE_CHARS} to {MAX_PASSPHRASE_CHARS} characters: letters, digits, spaces and punctuation, but no control or invisible characters")]
     BadPassphrase,
 }
 
-/// A passphrase: letters and digits only, so it survives being typed on a
-/// TV remote and sitting unescaped in an `art://` link (Apollo's page allows
-/// the same set). `Debug` hides it.
+/// A passphrase: any printable text of [`MIN_PASSPHRASE_CHARS`] to
+/// [`MAX_PASSPHRASE_CHARS`] characters (Apollo takes any text of 4 or
+/// more; the longer minimum keeps a guess from a stranger hopeless). Not
+/// allowed: control characters and characters that print as nothing (the
+/// name rule's, `crate::name`), which a person could neither read off the
+/// screen nor type. The `art://` link percent-encodes it. `Debug` hides it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Passphrase(zeroize::Zeroizing<String>);
 
@@ -69,7 +72,9 @@ impl Passphrase {
     pub fn parse(raw: &str) -> Result<Self, OtpError> {
         let n = raw.chars().count();
         if !(MIN_PASSPHRASE_CHARS..=MAX_PASSPHRASE_CHARS).contains(&n)
-            || !raw.bytes().all(|b| b.is_ascii_alphanumeric())
+            || raw
+                .chars()
+                .any(|c| c.is_control() || crate::name::is_invisible_format(c))
         {
             return Err(OtpError::BadPassphrase);
         }
@@ -204,13 +209,24 @@ mod tests {
     }
 
     #[test]
-    fn passphrases_are_8_to_64_letters_and_digits() {
-        assert!(Passphrase::parse("abcdEFG1").is_ok());
+    fn passphrases_are_8_to_64_printable_characters() {
+        for good in [
+            "abcdEFG1",
+            "bars-otp-pass",
+            "has space & = ; % + #",
+            "ümlautsss",
+            &"x".repeat(64),
+            &"ü".repeat(64),
+        ] {
+            assert!(Passphrase::parse(good).is_ok(), "{good}");
+        }
         for bad in [
             "short1",
-            "has space1",
-            "ümlautsss",
-            "semi;colon",
+            "1234567",
+            "tab\there1",
+            "new\nline12",
+            "zero\u{200B}width",
+            "bidi\u{202E}override",
             &"x".repeat(65),
         ] {
             assert_eq!(

@@ -55,8 +55,8 @@ impl Kind {
     /// The door's name as a user knows it.
     pub fn door_name(self) -> &'static str {
         match self {
-            Kind::Gamestream => "Moonlight (GameStream)",
-            Kind::Native => "punktfunk app (native)",
+            Kind::Gamestream => "Moonlight",
+            Kind::Native => "punktfunk app",
         }
     }
 }
@@ -200,7 +200,7 @@ pub enum RegistryError {
     /// device is trusted only at the door it was admitted through, and the
     /// registry keeps one entry (one door) per certificate, so the second
     /// door's pairing is refused rather than moving the device.
-    #[error("this certificate is already paired with this host through the {} door; a device is trusted only at the door it paired through: remove it in the console first, or give this client its own certificate", paired_at.door_name())]
+    #[error("this certificate is already paired with this host as a {} device; a device is trusted only as what it paired as: remove it in the console first, or give this client its own certificate", paired_at.door_name())]
     PairedAtOtherDoor {
         /// The door it is paired at.
         paired_at: Kind,

@@ -21,10 +21,11 @@ use serde::Deserialize;
 
 use super::auth::{Refusal, SESSION_LIFETIME};
 use super::known::{KNOWN_COOKIE, KNOWN_COOKIE_PATH, KNOWN_LIFETIME};
+use super::links::LinkHost;
 use super::replies::{
     expires_in, ArmedReply, BlockReply, Blocked, Csrf, DeniedAll, DeviceReply, Done, ErrorReply,
     ExchangeReply, HostReply, HostSummary, LastAttemptReply, Lifted, OtpCancelled, OtpLastReply,
-    OtpReply, PairingState, PendingReply, PinOutcome,
+    OtpLink, OtpReply, PairingState, PendingReply, PinOutcome,
 };
 use super::{ApiError, ConsoleState, CSRF_HEADER, SESSION_COOKIE};
 
@@ -386,6 +387,34 @@ async fn audit_page(
         .json(page))
 }
 
+/// The host as the page heads it.
+fn host_summary(state: &ConsoleState) -> HostSummary<'_> {
+    HostSummary::new(
+        state.host_fingerprint,
+        &state.host_name,
+        native_runs(state),
+        state.open,
+    )
+}
+
+/// Whether the punktfunk app's endpoint runs (`--native`): only then does
+/// an armed PIN or a pairing link reach anything.
+fn native_runs(state: &ConsoleState) -> bool {
+    state.reach.get().is_some_and(|r| r.native.is_some())
+}
+
+/// The address the browser opened the console on (its `Host` header), if
+/// it is one a device elsewhere can use (`LinkHost::from_host_header`).
+/// Read from the header itself, never from `Forwarded`/`X-Forwarded-Host`.
+fn opened_on(req: &HttpRequest, state: &ConsoleState) -> Option<LinkHost> {
+    let raw = req
+        .headers()
+        .get(actix_web::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))?;
+    LinkHost::from_host_header(raw, &state.host_name)
+}
+
 /// The host's name and fingerprint, before login: the login page shows the
 /// fingerprint so the user can check the self-signed certificate.
 async fn host(state: web::Data<ConsoleState>) -> HttpResponse {
@@ -397,7 +426,7 @@ async fn host(state: web::Data<ConsoleState>) -> HttpResponse {
         .unwrap_or_default();
     HttpResponse::Ok().json(HostReply {
         console_urls: urls,
-        host: HostSummary::new(state.host_fingerprint, &state.host_name, state.open),
+        host: host_summary(&state),
     })
 }
 
@@ -441,12 +470,14 @@ async fn session(auth: Authed) -> HttpResponse {
         .json(Csrf { csrf: &auth.csrf })
 }
 
-/// The whole Pairing page state.
-pub(crate) fn pairing_state(state: &ConsoleState) -> PairingState<'_> {
+/// The whole Pairing page state; `opened` is where the browser reached the
+/// console ([`opened_on`]), which the links name first.
+pub(crate) fn pairing_state(state: &ConsoleState, opened: Option<LinkHost>) -> PairingState<'_> {
     let trust = &state.trust;
     let now = trust.now();
     // Read before the gate is locked: it asks the kernel for the interfaces.
-    let addresses = lan_addresses(state);
+    let addresses = link_addresses(state, opened.as_ref());
+    let otp_host = otp_host(opened, &addresses);
     let mut gate = trust.gate();
     let armed = gate.armed(now).map(|a| ArmedReply {
         expires_in_s: expires_in(a.expires, now),
@@ -458,7 +489,9 @@ pub(crate) fn pairing_state(state: &ConsoleState) -> PairingState<'_> {
         .last_attempt()
         .map(|a| LastAttemptReply::new(&a.by, &a.result));
     let otp = gate.otp(now).map(|o| {
-        let link = otp_link(state, &addresses, o.pin().as_str(), o.passphrase().as_str());
+        let link = otp_host
+            .as_ref()
+            .and_then(|h| otp_link(state, h, o.pin().as_str(), o.passphrase().as_str()));
         OtpReply::new(o, now, link)
     });
     // The wrong tries at it so far, shown live.
@@ -499,7 +532,7 @@ pub(crate) fn pairing_state(state: &ConsoleState) -> PairingState<'_> {
         blocks,
         devices,
         exchange,
-        host: HostSummary::new(state.host_fingerprint, &state.host_name, state.open),
+        host: host_summary(state),
         last_attempt,
         otp,
         otp_last,
@@ -507,20 +540,44 @@ pub(crate) fn pairing_state(state: &ConsoleState) -> PairingState<'_> {
     }
 }
 
-async fn pairing(_: Authed, state: web::Data<ConsoleState>) -> HttpResponse {
+async fn pairing(_: Authed, req: HttpRequest, state: web::Data<ConsoleState>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
-        .json(pairing_state(&state))
+        .json(pairing_state(&state, opened_on(&req, &state)))
 }
 
-async fn arm(auth: Authed, state: web::Data<ConsoleState>) -> Result<HttpResponse, ApiError> {
+/// Arming without the punktfunk app's endpoint would show a PIN nothing
+/// listens for.
+fn no_native() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "no_native",
+        "the punktfunk app's endpoint is off, so there is nothing to pair it with: start the \
+         host with --native (or `native = true` in the settings file); Moonlight pairs \
+         without arming",
+    )
+}
+
+async fn arm(
+    auth: Authed,
+    req: HttpRequest,
+    state: web::Data<ConsoleState>,
+) -> Result<HttpResponse, ApiError> {
+    if !native_runs(&state) {
+        return Err(no_native());
+    }
     let now = state.trust.now();
     let armed = state.trust.gate().arm(now, &mut OsRng);
     tracing::info!("pairing armed from the console");
     recorded(state.trust.record(auth.actor.entry(Event::PairingArmed))).await?;
     Ok(HttpResponse::Ok().json(ArmedReply {
         expires_in_s: expires_in(armed.expires, now),
-        link: pairing_link(&state, &lan_addresses(&state), &armed.link).map(|l| l.to_uri()),
+        link: pairing_link(
+            &state,
+            &link_addresses(&state, opened_on(&req, &state).as_ref()),
+            &armed.link,
+        )
+        .map(|l| l.to_uri()),
         pin: armed.pin.as_str().to_owned(),
         pin_used: armed.pin_taken,
     }))
@@ -662,7 +719,7 @@ fn denied_entry(actor: &Actor, pending: &punktfunk_certs::gate::Pending) -> Entr
         .device(pending.device_ref())
         .detail(format!(
             "{} request from {}",
-            punktfunk_certs::Door::of(pending.request.kind).as_str(),
+            pending.request.kind.door_name(),
             pending.request.address.ip().to_canonical()
         ))
 }
@@ -774,9 +831,26 @@ struct OtpBody {
     name: Option<String>,
 }
 
-/// The addresses links name (empty until the doors are bound).
-fn lan_addresses(state: &ConsoleState) -> Vec<IpAddr> {
-    state.reach.get().map(|r| r.addresses()).unwrap_or_default()
+/// The addresses links name (empty until the doors are bound): the one
+/// the console was opened on first (if it is an IP address), then the LAN
+/// addresses.
+fn link_addresses(state: &ConsoleState, opened: Option<&LinkHost>) -> Vec<IpAddr> {
+    let Some(reach) = state.reach.get() else {
+        return Vec::new();
+    };
+    let mut addresses = reach.addresses();
+    if let Some(ip) = opened.and_then(LinkHost::ip) {
+        addresses.retain(|a| *a != ip);
+        addresses.insert(0, ip);
+        addresses.truncate(punktfunk_native::MAX_LINK_ADDRESSES);
+    }
+    addresses
+}
+
+/// The host a one-time PIN's link names: where the console was opened,
+/// else the first LAN address.
+fn otp_host(opened: Option<LinkHost>, addresses: &[IpAddr]) -> Option<LinkHost> {
+    opened.or_else(|| addresses.first().copied().map(LinkHost::Ip))
 }
 
 /// The native door's pairing link for the arming's `secret`
@@ -799,43 +873,48 @@ fn pairing_link(
 }
 
 /// The QR code of the armed PIN's pairing link.
-async fn pairing_qr(_: Authed, state: web::Data<ConsoleState>) -> Result<HttpResponse, ApiError> {
+async fn pairing_qr(
+    _: Authed,
+    req: HttpRequest,
+    state: web::Data<ConsoleState>,
+) -> Result<HttpResponse, ApiError> {
     let now = state.trust.now();
     let secret = state.trust.gate().armed(now).map(|a| a.link.clone());
     let secret = secret
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_armed", "pairing is not armed"))?;
-    let link = pairing_link(&state, &lan_addresses(&state), &secret).ok_or_else(|| {
+    let addresses = link_addresses(&state, opened_on(&req, &state).as_ref());
+    let link = pairing_link(&state, &addresses, &secret).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
-            "no_native_door",
-            "the native door is off (start the host with --native)",
+            "no_native",
+            "the punktfunk app's endpoint is off (start the host with --native)",
         )
     })?;
     svg_response(&link.to_uri())
 }
 
-/// The `art://` link of a one-time PIN, `None` until the doors are bound.
-fn otp_link(
-    state: &ConsoleState,
-    addresses: &[IpAddr],
-    pin: &str,
-    passphrase: &str,
-) -> Option<String> {
+/// The `art://` link of a one-time PIN to `host`, `None` until the doors
+/// are bound.
+fn otp_link(state: &ConsoleState, host: &LinkHost, pin: &str, passphrase: &str) -> Option<OtpLink> {
     let reach = state.reach.get()?;
-    let ip = *addresses.first()?;
-    Some(super::links::art_link(
-        ip,
-        reach.gamestream_http,
-        pin,
-        passphrase,
-        &state.host_name,
-    ))
+    Some(OtpLink {
+        link: super::links::art_link(
+            host,
+            reach.gamestream_http,
+            pin,
+            passphrase,
+            &state.host_name,
+        ),
+        address: host.to_string(),
+        port: reach.gamestream_http,
+    })
 }
 
 /// Makes a one-time PIN for a Moonlight-family client (Apollo/Artemis):
 /// the client pairs with it and the passphrase, with no PIN typed here.
 async fn create_otp(
     auth: Authed,
+    req: HttpRequest,
     state: web::Data<ConsoleState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
@@ -863,18 +942,12 @@ async fn create_otp(
         entry = entry.detail(format!("for {name}"));
     }
     recorded(state.trust.record(entry)).await?;
+    let opened = opened_on(&req, &state);
+    let link = otp_host(opened.clone(), &link_addresses(&state, opened.as_ref()))
+        .and_then(|h| otp_link(&state, &h, otp.pin().as_str(), otp.passphrase().as_str()));
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
-        .json(OtpReply::new(
-            &otp,
-            now,
-            otp_link(
-                &state,
-                &lan_addresses(&state),
-                otp.pin().as_str(),
-                otp.passphrase().as_str(),
-            ),
-        )))
+        .json(OtpReply::new(&otp, now, link)))
 }
 
 async fn cancel_otp(
@@ -888,8 +961,32 @@ async fn cancel_otp(
     Ok(HttpResponse::Ok().json(OtpCancelled { cancelled }))
 }
 
-/// The QR code of the active one-time PIN's `art://` link.
-async fn otp_qr(_: Authed, state: web::Data<ConsoleState>) -> Result<HttpResponse, ApiError> {
+#[derive(Deserialize)]
+struct OtpQrParams {
+    /// The host the link names, as the user edited it on the page.
+    address: Option<String>,
+}
+
+/// The QR code of the active one-time PIN's `art://` link, to the address
+/// the console was opened on, or to `?address=` (an IP address or a DNS
+/// name the user typed on the page).
+async fn otp_qr(
+    _: Authed,
+    req: HttpRequest,
+    state: web::Data<ConsoleState>,
+    params: web::Query<OtpQrParams>,
+) -> Result<HttpResponse, ApiError> {
+    let typed = match params.into_inner().address.filter(|a| !a.trim().is_empty()) {
+        Some(raw) => Some(LinkHost::parse(&raw).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_address",
+                "the link's address must be an IP address or a host name (letters, digits, \
+                 hyphens and dots)",
+            )
+        })?),
+        None => None,
+    };
     let now = state.trust.now();
     let active = state
         .trust
@@ -899,14 +996,17 @@ async fn otp_qr(_: Authed, state: web::Data<ConsoleState>) -> Result<HttpRespons
     let (pin, passphrase) = active.ok_or_else(|| {
         ApiError::new(StatusCode::NOT_FOUND, "no_otp", "no one-time PIN is active")
     })?;
-    let link = otp_link(
-        &state,
-        &lan_addresses(&state),
-        pin.as_str(),
-        passphrase.as_str(),
-    )
-    .ok_or_else(|| ApiError::internal("the doors are not bound yet"))?;
-    svg_response(&link)
+    let host = match typed {
+        Some(h) => Some(h),
+        None => {
+            let opened = opened_on(&req, &state);
+            otp_host(opened.clone(), &link_addresses(&state, opened.as_ref()))
+        }
+    };
+    let link = host
+        .and_then(|h| otp_link(&state, &h, pin.as_str(), passphrase.as_str()))
+        .ok_or_else(|| ApiError::internal("the doors are not bound yet"))?;
+    svg_response(&link.link)
 }
 
 fn svg_response(data: &str) -> Result<HttpResponse, ApiError> {

@@ -44,11 +44,128 @@ const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
+/// Where a link sends the client: an IP address, or a DNS name.
+///
+/// Made only by [`LinkHost::from_host_header`] or [`LinkHost::parse`], so
+/// it is always a valid address or name, safe to put in a link as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LinkHost {
+    Ip(IpAddr),
+    Name(String),
+}
+
+/// Longest DNS name (RFC 1035), and label.
+const MAX_NAME: usize = 253;
+const MAX_LABEL: usize = 63;
+
+/// A DNS name of letters, digits and hyphens (RFC 1123 labels).
+fn is_dns_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= MAX_LABEL
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        // All digits and dots is an IPv4 address, or nothing.
+        && !name.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+}
+
+impl LinkHost {
+    /// The address a browser opened the console on, from its `Host`
+    /// header (`HOST[:PORT]`): an IP address, or a name that is this
+    /// host's own (`own_name`, `own_name.local`, or `own_name.` followed by
+    /// a domain). Anything else (another name, which a DNS rebinding page
+    /// could choose, or text that is no address at all) is `None`, and so
+    /// is loopback or an unspecified address: a device elsewhere cannot
+    /// use those.
+    pub(crate) fn from_host_header(raw: &str, own_name: &str) -> Option<Self> {
+        let raw = raw.trim();
+        let host = if let Some(rest) = raw.strip_prefix('[') {
+            let (v6, after) = rest.split_once(']')?;
+            if !(after.is_empty() || after.starts_with(':')) {
+                return None;
+            }
+            return Self::usable_ip(v6.parse::<std::net::Ipv6Addr>().ok()?.into());
+        } else {
+            // No brackets: at most one colon, before the port.
+            match raw.split_once(':') {
+                Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+                Some(_) => return None,
+                None => raw,
+            }
+        };
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Self::usable_ip(ip);
+        }
+        if !is_dns_name(host) {
+            return None;
+        }
+        let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+        let own = own_name.trim().to_ascii_lowercase();
+        let own = own.strip_suffix('.').unwrap_or(&own);
+        let first = host.split('.').next().unwrap_or_default();
+        (!own.is_empty() && (host == own || first == own || host.starts_with(&format!("{own}."))))
+            .then_some(Self::Name(host))
+    }
+
+    fn usable_ip(ip: IpAddr) -> Option<Self> {
+        let ip = ip.to_canonical();
+        (!ip.is_loopback() && punktfunk_native::is_linkable(ip)).then_some(Self::Ip(ip))
+    }
+
+    /// An address the console user typed for a link: an IP address (IPv6
+    /// with or without brackets) or a DNS name.
+    pub(crate) fn parse(raw: &str) -> Option<Self> {
+        let raw = raw.trim();
+        let bare = raw
+            .strip_prefix('[')
+            .and_then(|r| r.strip_suffix(']'))
+            .unwrap_or(raw);
+        if let Ok(ip) = bare.parse::<IpAddr>() {
+            let ip = ip.to_canonical();
+            return punktfunk_native::is_linkable(ip).then_some(Self::Ip(ip));
+        }
+        is_dns_name(raw).then(|| Self::Name(raw.to_ascii_lowercase()))
+    }
+
+    /// The IP address, if it is one.
+    pub(crate) fn ip(&self) -> Option<IpAddr> {
+        match self {
+            Self::Ip(ip) => Some(*ip),
+            Self::Name(_) => None,
+        }
+    }
+
+    /// `HOST:PORT` as a URL writes it (`[v6]:port`).
+    pub(crate) fn with_port(&self, port: u16) -> String {
+        match self {
+            Self::Ip(ip) => SocketAddr::new(*ip, port).to_string(),
+            Self::Name(name) => format!("{name}:{port}"),
+        }
+    }
+}
+
+impl std::fmt::Display for LinkHost {
+    /// As the link's authority writes it: `[v6]`, `v4` or the name.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]"),
+            Self::Ip(ip) => write!(f, "{ip}"),
+            Self::Name(name) => f.write_str(name),
+        }
+    }
+}
+
 /// `art://HOST:PORT?pin=…&passphrase=…&name=…`, as Apollo's console makes
 /// it (`pin.html`): HOST:PORT is the GameStream HTTP address (Artemis
 /// pairs automatically only when the port is there), `name` the host's.
+/// Every value is percent-encoded (a passphrase may hold `&`, `=`, spaces).
 pub(crate) fn art_link(
-    ip: IpAddr,
+    host: &LinkHost,
     port: u16,
     pin: &str,
     passphrase: &str,
@@ -57,8 +174,7 @@ pub(crate) fn art_link(
     let enc = |s: &str| utf8_percent_encode(s, QUERY_VALUE).to_string();
     format!(
         "art://{}?pin={}&passphrase={}&name={}",
-        // `[v6]:port` or `v4:port`.
-        SocketAddr::new(ip, port),
+        host.with_port(port),
         enc(pin),
         enc(passphrase),
         enc(host_name)
@@ -82,11 +198,15 @@ pub(crate) fn qr_svg(data: &str) -> Result<String, qrcode::types::QrError> {
 mod tests {
     use super::*;
 
+    fn ip(s: &str) -> LinkHost {
+        LinkHost::Ip(s.parse().unwrap())
+    }
+
     #[test]
     fn art_links_look_like_apollos() {
         assert_eq!(
             art_link(
-                "192.168.1.20".parse().unwrap(),
+                &ip("192.168.1.20"),
                 47989,
                 "0427",
                 "Ab3dEf9hJk",
@@ -95,9 +215,68 @@ mod tests {
             "art://192.168.1.20:47989?pin=0427&passphrase=Ab3dEf9hJk&name=Living%20Room%20PC"
         );
         assert_eq!(
-            art_link("fd00::1".parse().unwrap(), 47989, "0427", "x", "Ä&b"),
+            art_link(&ip("fd00::1"), 47989, "0427", "x", "Ä&b"),
             "art://[fd00::1]:47989?pin=0427&passphrase=x&name=%C3%84%26b"
         );
+        assert_eq!(
+            art_link(
+                &LinkHost::Name("den.local".into()),
+                47989,
+                "0427",
+                "a b&c=d+e%",
+                "den"
+            ),
+            "art://den.local:47989?pin=0427&passphrase=a%20b%26c%3Dd%2Be%25&name=den"
+        );
+    }
+
+    #[test]
+    fn the_host_header_gives_an_ip_or_this_hosts_own_name() {
+        let h = |raw| LinkHost::from_host_header(raw, "Den");
+        assert_eq!(h("192.168.1.20:47990"), Some(ip("192.168.1.20")));
+        assert_eq!(h("192.168.1.20"), Some(ip("192.168.1.20")));
+        assert_eq!(h("[fd00::1]:47990"), Some(ip("fd00::1")));
+        assert_eq!(h("[::ffff:10.0.0.2]:1"), Some(ip("10.0.0.2")));
+        for own in ["den:47990", "DEN.local:47990", "den.fritz.box", "den."] {
+            assert!(matches!(h(own), Some(LinkHost::Name(_))), "{own}");
+        }
+        assert_eq!(h("Den.Local:1"), Some(LinkHost::Name("den.local".into())));
+        for bad in [
+            "127.0.0.1:47990",
+            "[::1]:47990",
+            "0.0.0.0",
+            "localhost:47990",
+            "evil.example:47990",
+            "denx.local",
+            "<script>:1",
+            "den:47990/x",
+            "den:port",
+            "[fd00::1]x",
+            "[fe80::1]:1",
+            "fd00::1",
+            "",
+            "999.1.1.1",
+        ] {
+            assert_eq!(h(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn typed_addresses_are_ips_or_dns_names() {
+        assert_eq!(LinkHost::parse(" 10.0.0.5 "), Some(ip("10.0.0.5")));
+        assert_eq!(LinkHost::parse("[fd00::2]"), Some(ip("fd00::2")));
+        assert_eq!(LinkHost::parse("fd00::2"), Some(ip("fd00::2")));
+        assert_eq!(
+            LinkHost::parse("Gaming-PC.lan"),
+            Some(LinkHost::Name("gaming-pc.lan".into()))
+        );
+        for bad in [
+            "", "a b", "x/y", "-x", "a..b", "1.2.3", "<b>", "a:1", "0.0.0.0", "fe80::1",
+        ] {
+            assert_eq!(LinkHost::parse(bad), None, "{bad}");
+        }
+        assert_eq!(ip("fd00::2").to_string(), "[fd00::2]");
+        assert_eq!(ip("fd00::2").with_port(5), "[fd00::2]:5");
     }
 
     #[test]

@@ -63,17 +63,21 @@ pub(crate) struct HostSummary<'a> {
     fingerprint: Fingerprint,
     fingerprint_grouped: String,
     name: &'a str,
+    /// The punktfunk app's endpoint runs (`--native`, `native = true`):
+    /// only then does arming pairing (its PIN, its link) mean anything.
+    native: bool,
     /// Open mode (`--open`, `open = true`): unknown native devices are let
     /// in without pairing. The page shows a warning banner while it is on.
     open: bool,
 }
 
 impl<'a> HostSummary<'a> {
-    pub(crate) fn new(fingerprint: Fingerprint, name: &'a str, open: bool) -> Self {
+    pub(crate) fn new(fingerprint: Fingerprint, name: &'a str, native: bool, open: bool) -> Self {
         Self {
             fingerprint,
             fingerprint_grouped: fingerprint.grouped(),
             name,
+            native,
             open,
         }
     }
@@ -135,15 +139,31 @@ pub(crate) struct ArmedReply {
     pub(crate) pin_used: bool,
 }
 
+/// Where a one-time PIN's `art://` link points.
+#[derive(Debug)]
+pub(crate) struct OtpLink {
+    /// The link.
+    pub(crate) link: String,
+    /// Its host as the link writes it (`192.168.1.20`, `[fd00::1]`, a name):
+    /// the address the console was opened on, else the first LAN address.
+    pub(crate) address: String,
+    /// Its port: the GameStream HTTP port.
+    pub(crate) port: u16,
+}
+
 /// The active one-time PIN (`POST /api/otp`, and `otp` in the page state).
 #[derive(Debug, Serialize)]
 pub(crate) struct OtpReply {
+    /// The host in `link` (`None` when there is no link).
+    address: Option<String>,
     expires_in_s: u64,
     /// The `art://` link (`None` until the doors are bound).
     link: Option<String>,
     name: Option<DisplayName>,
     passphrase: String,
     pin: String,
+    /// The port in `link` (`None` when there is no link).
+    port: Option<u16>,
     /// The wrong tries so far, oldest first (only in the page state).
     #[serde(skip_serializing_if = "Option::is_none")]
     tries: Option<Vec<OtpTryReply>>,
@@ -153,13 +173,19 @@ pub(crate) struct OtpReply {
 }
 
 impl OtpReply {
-    pub(crate) fn new(otp: &OneTimePin, now: Instant, link: Option<String>) -> Self {
+    pub(crate) fn new(otp: &OneTimePin, now: Instant, link: Option<OtpLink>) -> Self {
+        let (link, address, port) = match link {
+            Some(l) => (Some(l.link), Some(l.address), Some(l.port)),
+            None => (None, None, None),
+        };
         Self {
+            address,
             expires_in_s: expires_in(otp.expires(), now),
             link,
             name: otp.name().cloned(),
             passphrase: otp.passphrase().as_str().to_owned(),
             pin: otp.pin().as_str().to_owned(),
+            port,
             tries: None,
             tries_left: None,
         }
@@ -387,10 +413,11 @@ mod tests {
         same_bytes(
             HostReply {
                 console_urls: vec!["https://192.168.1.20:47990/".into()],
-                host: HostSummary::new(fp, "den", true),
+                host: HostSummary::new(fp, "den", false, true),
             },
             json!({
                 "name": "den",
+                "native": false,
                 "open": true,
                 "fingerprint": fp,
                 "fingerprint_grouped": fp.grouped(),
@@ -453,13 +480,23 @@ mod tests {
             &mut rand::rngs::OsRng,
         );
         same_bytes(
-            OtpReply::new(&otp, now, Some("art://x".into())),
+            OtpReply::new(
+                &otp,
+                now,
+                Some(OtpLink {
+                    link: "art://x".into(),
+                    address: "x".into(),
+                    port: 1,
+                }),
+            ),
             json!({
                 "pin": otp.pin().as_str(),
                 "passphrase": otp.passphrase().as_str(),
                 "name": otp.name(),
                 "expires_in_s": expires_in(otp.expires(), now),
                 "link": "art://x",
+                "address": "x",
+                "port": 1,
             }),
         );
         same_bytes(

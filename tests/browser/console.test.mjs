@@ -4,8 +4,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { mkdirSync } from "node:fs";
-import { spawn, spawnSync } from "node:child_process";
-import { startHost, launchBrowser, openConsole, login, repo, runCli, spawnCli, python } from "./harness.mjs";
+import { startHost, launchBrowser, openConsole, login, repo, runCli, spawnCli, moonlightPair, moonlightHold, decodeQr } from "./harness.mjs";
 
 const shots = process.env.PUNKTFUNK_SCREENSHOTS || join(repo, "target", "screenshots");
 mkdirSync(shots, { recursive: true });
@@ -33,7 +32,7 @@ test("a wrong password is refused and the fingerprint is shown before login", as
 });
 
 test("log in, arm pairing, read the PIN and its countdown, disarm, log out", async () => {
-  const host = await startHost();
+  const host = await startHost(["--native"]);
   try {
     const { page, context, problems } = await openConsole(browser, host);
     await login(page, host.password);
@@ -61,7 +60,7 @@ test("log in, arm pairing, read the PIN and its countdown, disarm, log out", asy
 });
 
 test("the page is served with a strict Content-Security-Policy and no external resources", async () => {
-  const host = await startHost();
+  const host = await startHost(["--native"]);
   try {
     const { page, context } = await openConsole(browser, host);
     const external = [];
@@ -192,7 +191,7 @@ test("Deny all dismisses every waiting request, names are isolated, and a burned
     assert.notEqual(r.status, 0);
     const attempt = page.locator("#attempt");
     await page.waitForFunction(() => /wrong guess/.test(document.querySelector("#attempt")?.textContent || ""), null, { timeout: 20000 });
-    assert.match(await attempt.textContent(), /PIN used up by a wrong guess from Guesser at 127\.0\.0\.1 \([0-9a-f ]+\)/);
+    assert.match(await attempt.textContent(), /PIN used up by a wrong guess from Guesser at 127\.0\.0\.1 \(([0-9A-F]{4} ){3}[0-9A-F]{4}…/);
     assert.equal(await attempt.locator("bdi").textContent(), "Guesser");
     assert.match(await attempt.textContent(), /The QR code still pairs/);
     assert.ok(await page.locator("#pin").evaluate((n) => n.classList.contains("used")));
@@ -200,19 +199,6 @@ test("Deny all dismisses every waiting request, names are isolated, and a burned
     await context.close();
   } finally { host.stop(); }
 });
-
-/** The real Moonlight pairing client (moonlight-python), waiting for its PIN. */
-function moonlightPair(dir, httpUrl, pin, extra = []) {
-  const { hostname, port } = new URL(httpUrl);
-  const child = spawn(python, [join(repo, "tests", "moonlight", "client.py"), "pair", dir, hostname, port, pin, ...extra],
-    { stdio: ["ignore", "pipe", "pipe"] });
-  const out = { stdout: "", stderr: "" };
-  child.stdout.on("data", (d) => { out.stdout += d; });
-  child.stderr.on("data", (d) => { out.stderr += d; });
-  out.done = new Promise((resolve) => child.on("exit", (code) => resolve(code)));
-  out.result = () => out.stdout.trim().split("\n").map((l) => JSON.parse(l)).find((e) => e.event === "result");
-  return out;
-}
 
 test("Moonlight waits for its PIN, the PIN is typed into the page, and the page shows paired", async () => {
   const host = await startHost();
@@ -230,7 +216,8 @@ test("Moonlight waits for its PIN, the PIN is typed into the page, and the page 
     await page.waitForFunction(() => document.querySelector("#pending li.card[data-kind=gamestream]")?.dataset.result,
       null, { timeout: 60000 });
     assert.equal(await card.getAttribute("data-result"), "paired");
-    assert.match(await card.locator(".result").textContent(), /^Paired\./);
+    // This service pairs and keeps trust; streaming is the streamer's.
+    assert.match(await card.locator(".result").textContent(), /^Paired: this host now trusts the device\. Streaming itself is the job of the host's streamer\.$/);
     assert.equal(await moonlight.done, 0, moonlight.stderr);
     assert.equal(moonlight.result().result, "paired");
     const row = page.locator("#devices tbody tr");
@@ -262,15 +249,6 @@ test("a wrong Moonlight PIN typed into the page shows that it was rejected", asy
     await context.close();
   } finally { host.stop(); }
 });
-
-/** Reads the QR code shown in `locator` with a real decoder (zbarimg). */
-async function decodeQr(locator, file) {
-  await locator.evaluate((img) => img.complete || new Promise((r) => { img.onload = r; }));
-  await locator.screenshot({ path: file });
-  const r = spawnSync("zbarimg", ["--raw", "-q", file], { encoding: "utf8" });
-  assert.equal(r.status, 0, `zbarimg: ${r.stderr}`);
-  return r.stdout.trim();
-}
 
 test("a one-time PIN's QR code decodes to Apollo's link, and a Moonlight client pairs with it while nobody types", async () => {
   const host = await startHost([]);
@@ -317,6 +295,22 @@ test("a one-time PIN's QR code decodes to Apollo's link, and a Moonlight client 
     assert.equal(await row.locator(".label").textContent(), "Steam Deck");
     assert.match(await row.textContent(), /one-time PIN/);
     assert.ok(await page.locator("#otp-form").isVisible());
+
+    // Activity in words that fit a one-time PIN: nobody's PIN is waited
+    // for, and the stranger's try failed on the one-time PIN or the
+    // passphrase (otpauth cannot tell which), not on a client that gave up.
+    const rejected = page.locator('#activity tbody tr[data-event="pin_rejected"]');
+    await rejected.waitFor({ timeout: 20000 });
+    assert.equal(await rejected.locator(".event").textContent(), "Pairing with the one-time PIN failed");
+    assert.equal(await rejected.locator(".detail").textContent(), "wrong one-time PIN or passphrase");
+    const tried = page.locator('#activity tbody tr[data-event="otp_used"][data-outcome="failed"]');
+    assert.equal(await tried.locator(".event").textContent(), "Wrong one-time PIN or passphrase");
+    const asked = page.locator('#activity tbody tr[data-event="request_waiting"]');
+    assert.deepEqual(await asked.locator(".detail").allTextContents(),
+      Array(2).fill("pairs with the one-time PIN; nothing to type in the console"));
+    const words = await page.textContent("#activity");
+    assert.doesNotMatch(words, /waits for the PIN Moonlight shows|gave up|native request|gamestream request|door/);
+    await page.locator("#activity-section").screenshot({ path: join(shots, "console-activity-otp.png") });
     await context.close();
   } finally { host.stop(); }
 });
@@ -325,19 +319,6 @@ test("a one-time PIN's QR code decodes to Apollo's link, and a Moonlight client 
 async function said(page, re) {
   await page.waitForFunction((src) => new RegExp(src).test(document.querySelector("#status").textContent),
     re.source, { timeout: 20000 });
-}
-
-/** A Moonlight request from `source` that waits for its PIN until released. */
-function moonlightHold(dir, httpUrl, source) {
-  const { hostname, port } = new URL(httpUrl);
-  const child = spawn(python, [join(repo, "tests", "moonlight", "client.py"), "hold", dir, hostname, port, "--source", source],
-    { stdio: ["pipe", "pipe", "inherit"] });
-  let stdout = "";
-  const sent = new Promise((resolve, reject) => {
-    child.stdout.on("data", (d) => { stdout += d; if (stdout.includes('"sent"')) resolve(); });
-    child.on("exit", (code) => reject(new Error(`hold exited with ${code} before sending: ${stdout}`)));
-  });
-  return { sent, release: () => { child.kill(); } };
 }
 
 test("the waiting list groups requests by address, a flooding one last, and dismisses or blocks one address", async () => {
@@ -563,14 +544,15 @@ test("Activity shows the audit trail live, newest first, in words, filters by de
     ]);
     for (const r of rows) {
       assert.match(r.at, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
-      assert.equal(r.local, new Date(r.at).toLocaleString("en-GB", { timeZone: "Europe/Berlin",
-        month: "short", day: "numeric", hour: "numeric", minute: "2-digit", second: "2-digit" }));
+      // One date form: YYYY-MM-DD HH:MM:SS in the browser's zone (Swedish
+      // writes exactly that).
+      assert.equal(r.local, new Date(r.at).toLocaleString("sv-SE", { timeZone: "Europe/Berlin" }));
     }
     const tablet = rows[2].fp, phoneFp = rows[0].fp;
     assert.match(tablet, /^[0-9a-f]{64}$/);
     assert.equal(rows[6].fp, tablet);
     assert.notEqual(phoneFp, tablet);
-    assert.equal(await page.locator("#activity tbody tr").first().locator(".detail").textContent(), "native request from 127.0.0.1");
+    assert.equal(await page.locator("#activity tbody tr").first().locator(".detail").textContent(), "punktfunk app request from 127.0.0.1");
     assert.ok(await page.locator("#activity-older").isHidden());
     assert.equal(await page.evaluate(() => window.notReloaded), true);
     await page.locator("#activity-section").screenshot({ path: join(shots, "console-activity.png") });
@@ -596,7 +578,7 @@ test("Activity shows the audit trail live, newest first, in words, filters by de
 
     // The filter: "All devices", then every device seen, by name and short fingerprint.
     const options = await page.locator("#activity-device option").evaluateAll((os) => os.map((o) => [o.value, o.textContent]));
-    const short = (fp) => fp.slice(0, 16).match(/.{4}/g).join(" ");
+    const short = (fp) => fp.slice(0, 16).toUpperCase().match(/.{4}/g).join(" ") + "…";
     assert.deepEqual(options, [
       ["", "All devices"],
       [tablet, `\u2068Kitchen iPad\u2069 · ${short(tablet)}`],

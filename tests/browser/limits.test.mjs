@@ -27,7 +27,7 @@ function newestSeq(page) {
 }
 
 test("Activity holds at most 200 rows while records arrive live; Older and Newest page through the rest", async () => {
-  const host = await startHost();
+  const host = await startHost(["--native"]);
   try {
     const { page, context, problems } = await openConsole(browser, host);
     await login(page, host.password);
@@ -144,7 +144,7 @@ test("on a full disk the owner still logs in, and the page says the login was no
     assert.equal(mount.status, 0, `mount: ${mount.stderr}`);
     let host;
     try {
-      host = await startHost([], { dir: mnt });
+      host = await startHost(["--native"], { dir: mnt });
       const { page, context } = await openConsole(browser, host);
       await login(page, host.password);
       // Fill the disk, then make decisions until the trail cannot take one.

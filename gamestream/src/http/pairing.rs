@@ -27,7 +27,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use actix_web::web;
-use punktfunk_certs::gate::OtpRequestError;
+use punktfunk_certs::gate::{OtpCheck, OtpRequestError};
 use punktfunk_certs::{
     Device, DisplayName, Event, GateError, Kind, Label, Needs, Outcome as AuditOutcome, PendingId,
     PendingOutcome, PendingRequest, RequestUpdate, TrustError, TrustEvent, Via,
@@ -546,12 +546,21 @@ impl State {
     fn finish(&self, id: PendingId, outcome: Outcome) {
         let ended = self.trust.gate().finish(id, pending_outcome(outcome));
         if let (Some(pending), Outcome::PinRejected(why)) = (ended, outcome) {
-            let _ = self.trust.record(
-                pending
-                    .audit_entry(Event::PinRejected)
-                    .outcome(AuditOutcome::Failed)
-                    .detail(why.to_string()),
-            );
+            let entry = pending
+                .audit_entry(Event::PinRejected)
+                .outcome(AuditOutcome::Failed);
+            // A request whose `otpauth` did not match paired with a random
+            // PIN, so its failure says nothing about what the client did
+            // after: what went wrong is the one-time PIN or the passphrase
+            // (`otpauth` covers both and cannot tell which).
+            let entry = match pending.otp {
+                None => entry.detail(why.to_string()),
+                Some(OtpCheck::Matched) => entry.via(Via::Otp).detail(why.to_string()),
+                Some(OtpCheck::Mismatched) => entry
+                    .via(Via::Otp)
+                    .detail("wrong one-time PIN or passphrase"),
+            };
+            let _ = self.trust.record(entry);
         }
     }
 }

@@ -58,27 +58,75 @@ function left(seconds) {
 
 function secondsLeft(expiresIn) { return expiresIn - (Date.now() - fetchedAt) / 1000; }
 
-function when(unix) {
-  if (unix == null) return "never";
-  return new Date(unix * 1000).toLocaleString();
+// One date form everywhere (the viewer's local time, 24 h):
+// YYYY-MM-DD HH:MM, with seconds where they matter (Activity).
+const pad2 = (n) => String(n).padStart(2, "0");
+function stamp(date, seconds) {
+  if (Number.isNaN(date.getTime())) return "?";
+  const day = `${date.getFullYear()}-${pad2(date.getMonth() + 1)}-${pad2(date.getDate())}`;
+  const time = `${pad2(date.getHours())}:${pad2(date.getMinutes())}`;
+  return `${day} ${time}${seconds ? ":" + pad2(date.getSeconds()) : ""}`;
 }
 
-function ago(unix) {
+function when(unix) {
   if (unix == null) return "never";
+  return stamp(new Date(unix * 1000));
+}
+
+/** How long ago, in words: "just now", "5 min ago", "3 h ago", "4 days ago". */
+function age(unix) {
   const s = Math.max(0, Date.now() / 1000 - unix);
   if (s < 90) return "just now";
   if (s < 3600) return `${Math.round(s / 60)} min ago`;
   if (s < 86400 * 2) return `${Math.round(s / 3600)} h ago`;
-  return when(unix);
+  return `${Math.round(s / 86400)} days ago`;
 }
 
-function shortFp(fp) { return fp.slice(0, 16).match(/.{4}/g).join(" "); }
-function groupFp(fp) { return fp.toUpperCase().match(/.{4}/g).join(" "); }
+/** The date and how long ago: "2026-12-02 14:05 (5 min ago)". */
+function ago(unix) {
+  if (unix == null) return "never";
+  return `${when(unix)} (${age(unix)})`;
+}
 
+// One fingerprint form everywhere: uppercase hex in groups of four; the
+// short form is the first four groups and "…", always with a way to the whole.
+function groupFp(fp) { return fp.toUpperCase().match(/.{4}/g).join(" "); }
+function shortFp(fp) { return groupFp(fp.slice(0, 16)) + "…"; }
+
+/** Copies `text`; says so in the status line (or how to copy by hand). */
+async function copyText(text, what) {
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch (_) {
+    // No clipboard API (an insecure context, a refused permission): the
+    // old way, through a selected text field.
+    const area = el("textarea", { class: "sr-only", "aria-hidden": "true", tabindex: "-1" });
+    area.value = text;
+    document.body.append(area);
+    area.select();
+    const ok = document.execCommand && document.execCommand("copy");
+    area.remove();
+    if (!ok) { say(`Select the ${what.toLowerCase()} and copy it by hand.`, true); return; }
+  }
+  say(`${what} copied.`);
+}
+
+/**
+ * A fingerprint, short, with a button that shows it whole (and back) and
+ * one that copies it whole.
+ */
 function fpNode(fp) {
-  return el("details", { class: "fp" },
-    el("summary", { title: groupFp(fp) }, el("code", { text: shortFp(fp) + " …" })),
-    el("code", { class: "fp-full", text: groupFp(fp) }));
+  const code = el("code", { class: "fp", text: shortFp(fp) });
+  const toggle = el("button", { type: "button", class: "quiet small fp-toggle", "aria-expanded": "false", text: "Show whole" });
+  toggle.addEventListener("click", () => {
+    const whole = toggle.getAttribute("aria-expanded") !== "true";
+    code.textContent = whole ? groupFp(fp) : shortFp(fp);
+    toggle.setAttribute("aria-expanded", String(whole));
+    toggle.textContent = whole ? "Show short" : "Show whole";
+  });
+  const copy = el("button", { type: "button", class: "quiet small copy", "aria-label": "Copy fingerprint", text: "Copy" });
+  copy.addEventListener("click", () => copyText(groupFp(fp), "Fingerprint"));
+  return el("span", { class: "fp-box", "data-fp": fp }, code, " ", toggle, copy);
 }
 
 function say(text, bad) {
@@ -127,6 +175,7 @@ function showOpen(open) { $("open-banner").hidden = !open; }
 
 function render() {
   $("host-name").textContent = state.host.name;
+  $("app-view").dataset.native = state.host.native ? "1" : "";
   showOpen(state.host.open);
   $("host-fingerprint").textContent = state.host.fingerprint_grouped;
   renderArmed();
@@ -137,9 +186,13 @@ function render() {
 }
 
 function renderArmed() {
-  const armed = state.armed;
+  // Without the punktfunk app's endpoint an armed PIN reaches nothing (the
+  // host refuses to arm): say how to turn it on instead.
+  const native = !!state.host.native;
+  const armed = native && state.armed;
+  $("no-native").hidden = native;
   $("armed").hidden = !armed;
-  $("disarmed").hidden = !!armed;
+  $("disarmed").hidden = !native || !!armed;
   if (armed) {
     $("pin").textContent = armed.pin;
     // A wrong guess used the typed PIN up; the QR code still pairs.
@@ -151,6 +204,7 @@ function renderArmed() {
   $("pair-link-box").hidden = !(armed && armed.link);
   if (armed && armed.link) {
     $("pair-link").textContent = armed.link;
+    $("pair-link").setAttribute("href", armed.link);
     const src = `/api/pairing/qr.svg?pin=${encodeURIComponent(armed.pin)}`;
     if ($("pair-qr").getAttribute("src") !== src) $("pair-qr").setAttribute("src", src);
   }
@@ -183,10 +237,11 @@ function renderArmed() {
 // "NAME from ADDRESS (fingerprint)", the name isolated so that it cannot
 // reorder the text around it.
 function who(by) {
-  return [el("bdi", { class: "who", text: by.name }), ` at ${by.address} (`, el("code", { text: shortFp(by.fingerprint) }), ")"];
+  return [el("bdi", { class: "who", text: by.name }), ` at ${by.address} (`, fpNode(by.fingerprint), ")"];
 }
 
-// A passphrase for a new one-time PIN: 12 letters and digits, editable.
+// A passphrase for a new one-time PIN: 12 letters and digits (easy to type
+// on a TV remote), editable: any printable text of 8 to 64 characters.
 function newPassphrase() {
   const abc = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
   const bytes = crypto.getRandomValues(new Uint8Array(12));
@@ -201,11 +256,24 @@ function renderOtp() {
   if (otp) {
     $("otp-pin").textContent = otp.pin;
     $("otp-pass").textContent = otp.passphrase;
-    $("otp-link").textContent = otp.link || "";
-    $("otp-for").textContent = otp.name ? ` for ${otp.name}` : "";
-    // A new PIN is a new image; the same one is not fetched again.
-    const src = `/api/otp/qr.svg?pin=${encodeURIComponent(otp.pin)}`;
-    if ($("otp-qr").getAttribute("src") !== src) $("otp-qr").setAttribute("src", src);
+    // Which name the device gets, and which name the client shows this
+    // host under (the link's `name`, as in Apollo's).
+    $("otp-for").replaceChildren(...(otp.name
+      ? ["The device that pairs with it will be named ", el("strong", { class: "name", text: otp.name }), "."]
+      : ["The device that pairs with it keeps the name it sends."]));
+    $("otp-host-name").replaceChildren("The client lists this host as ",
+      el("strong", { class: "name", text: state.host.name }), ".");
+    // A new PIN starts from the address the host chose (where the console
+    // was opened); an address the user typed stays for this PIN.
+    const field = $("otp-address");
+    if (otpShown !== otp.pin) {
+      otpShown = otp.pin;
+      field.value = otp.address || "";
+      $("otp-address-error").hidden = true;
+    }
+    renderOtpLink();
+  } else {
+    otpShown = null;
   }
   // Wrong tries at the active PIN, live: each address gets one, five in all.
   const tries = (otp && otp.tries) || [];
@@ -223,13 +291,53 @@ function renderOtp() {
   if (last) {
     const text = {
       paired: ["Paired the device at ", " with the one-time PIN.", "good"],
-      wrong_passphrase: ["The one-time PIN was used up by wrong tries, the last from ", ". Create a new one.", "bad"],
+      wrong_passphrase: ["The one-time PIN was used up by tries with a wrong one-time PIN or passphrase, the last from ", ". Create a new one.", "bad"],
       failed: ["Pairing with the one-time PIN from ", " failed. Create a new one.", "bad"],
       in_progress: ["The device at ", " is pairing with the one-time PIN…", ""],
     }[last.result] || ["", "", ""];
     line.replaceChildren(text[0], el("code", { text: last.address }), text[1]);
     if (text[2]) line.classList.add(text[2]);
   }
+}
+
+let otpShown = null;
+
+/** The address the user typed for the link, or why it is none: an IP address or a host name. */
+function typedAddress(raw) {
+  const v = raw.trim();
+  const bare = v.replace(/^\[(.*)\]$/, "$1");
+  if (/^[0-9a-fA-F:.]+$/.test(bare) && bare.includes(":")) return `[${bare}]`;
+  // Digits and dots only: an IPv4 address, or nothing.
+  if (/^[0-9.]+$/.test(v)) {
+    const parts = v.split(".");
+    return parts.length === 4 && parts.every((p) => /^[0-9]{1,3}$/.test(p) && Number(p) <= 255) && v !== "0.0.0.0" ? v : null;
+  }
+  if (/^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/.test(v)) return v.toLowerCase();
+  return null;
+}
+
+/** The one-time PIN's link and QR code, to the address in the field. */
+function renderOtpLink() {
+  const otp = state && state.otp;
+  if (!otp || !otp.link) {
+    $("otp-link").textContent = "";
+    $("otp-link").removeAttribute("href");
+    return;
+  }
+  const raw = $("otp-address").value;
+  const typed = raw.trim() === "" ? otp.address : typedAddress(raw);
+  $("otp-address-error").hidden = typed != null;
+  $("otp-address-error").textContent = typed == null
+    ? "That is not an address: type an IP address or a host name (letters, digits, hyphens, dots)." : "";
+  const address = typed == null ? otp.address : typed;
+  const link = `art://${address}:${otp.port}${otp.link.slice(otp.link.indexOf("?"))}`;
+  $("otp-link").textContent = link;
+  $("otp-link").setAttribute("href", link);
+  // A new PIN or address is a new image; the same one is not fetched again.
+  const q = new URLSearchParams({ pin: otp.pin });
+  if (address !== otp.address) q.set("address", address);
+  const src = `/api/otp/qr.svg?${q}`;
+  if ($("otp-qr").getAttribute("src") !== src) $("otp-qr").setAttribute("src", src);
 }
 
 function tick() {
@@ -414,7 +522,7 @@ function pendingCard(p) {
       try {
         const r = await api("POST", `/api/pending/${p.id}/pin`, { pin: pin.value.trim(), label: label.value.trim() || null });
         const outcome = {
-          paired: ["paired", "Paired. Moonlight can stream from this host now.", "good"],
+          paired: ["paired", "Paired: this host now trusts the device. Streaming itself is the job of the host's streamer.", "good"],
           pin_rejected: ["pin_rejected", "Wrong PIN: Moonlight did not pair. Start pairing again in Moonlight.", "bad"],
           abandoned: ["abandoned", "Moonlight gave up before pairing finished. Start pairing again in Moonlight.", "bad"],
           waiting: ["waiting", "Moonlight has not finished yet; check the device list in a moment.", ""],
@@ -553,7 +661,6 @@ const EVENT_WORDS = {
   request_abandoned: "Request abandoned: the device went away",
   request_replaced: "Request replaced by a newer one",
   pin_entered: "Moonlight's PIN entered",
-  pin_rejected: "Wrong PIN",
   link_rejected: "Wrong pairing-link secret (the link still pairs)",
   pairing_stalled: "Asked to pair, then sent nothing",
   renamed: "Renamed",
@@ -581,18 +688,20 @@ function eventWords(r) {
       return r.via ? `Paired (${PAIRED_VIA[r.via] || r.via})` : "Paired";
     case "otp_used":
       return r.outcome === "ok" ? "One-time PIN used" : "Wrong one-time PIN or passphrase";
+    case "pin_rejected":
+      // With a one-time PIN, the detail says why (a wrong one-time PIN or
+      // passphrase, which otpauth cannot tell apart).
+      return r.via === "otp" ? "Pairing with the one-time PIN failed" : "Wrong PIN";
     default:
       return EVENT_WORDS[r.event] || r.event.replace(/_/g, " ");
   }
 }
 
-/** An RFC 3339 time in the browser's time zone and words; the year only when it is not this one. */
+/** An RFC 3339 time in the browser's time zone: YYYY-MM-DD HH:MM:SS. */
 function localTime(at) {
   const d = new Date(at);
   if (Number.isNaN(d.getTime())) return at;
-  const opts = { month: "short", day: "numeric", hour: "numeric", minute: "2-digit", second: "2-digit" };
-  if (d.getFullYear() !== new Date().getFullYear()) opts.year = "numeric";
-  return d.toLocaleString(undefined, opts);
+  return stamp(d, true);
 }
 
 function deviceName(d) { return d.label || d.name; }
@@ -606,8 +715,7 @@ function activityRow(r) {
   const device = el("td", { class: "device", "data-label": "Device" });
   if (r.device) {
     const fp = r.device.fingerprint;
-    device.append(el("bdi", { class: "label", text: deviceName(r.device) }), " ",
-      el("code", { class: "fp", title: groupFp(fp), text: shortFp(fp) }));
+    device.append(el("bdi", { class: "label", text: deviceName(r.device) }), " ", fpNode(fp));
   }
   const by = el("td", { class: "by", "data-label": "By" }, el("span", { class: "door", text: doorName(r.door) }));
   if (r.address) by.append(" from ", el("code", { class: "addr", text: r.address }));
@@ -819,7 +927,7 @@ $("logout").addEventListener("click", async () => {
 
 $("arm").addEventListener("click", async () => {
   try { await api("POST", "/api/pairing/arm"); await refresh(); $("disarm").focus(); }
-  catch (e) { say(e.message, true); }
+  catch (e) { say(e.message, true); if (e.code === "no_native") refresh(); }
 });
 
 $("disarm").addEventListener("click", async () => {
@@ -827,9 +935,16 @@ $("disarm").addEventListener("click", async () => {
   catch (e) { say(e.message, true); }
 });
 
-$("copy-link").addEventListener("click", async () => {
-  try { await navigator.clipboard.writeText($("pair-link").textContent); say("Pairing link copied."); }
-  catch (_) { say("Select the link and copy it by hand.", true); }
+// Every code and link on the page has its copy button (`data-copy`: the
+// element whose text it copies).
+for (const button of document.querySelectorAll("button[data-copy]")) {
+  button.addEventListener("click", () => copyText($(button.dataset.copy).textContent.trim(), button.dataset.what));
+}
+
+$("otp-address").addEventListener("input", renderOtpLink);
+// Left empty, the field shows the address the link then uses.
+$("otp-address").addEventListener("change", () => {
+  if (!$("otp-address").value.trim() && state && state.otp) { $("otp-address").value = state.otp.address || ""; renderOtpLink(); }
 });
 
 $("otp-form").addEventListener("submit", async (ev) => {
