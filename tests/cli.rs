@@ -104,10 +104,18 @@ fn while_the_host_runs_the_cli_lists_renames_and_revokes_and_the_session_ends_at
     assert!(tv_row["paired"].as_str().unwrap().ends_with('Z'));
     let table = ok(&cli(&host.state_dir, &["devices", "list"]));
     assert!(table.starts_with("FINGERPRINT"), "{table}");
+    // The shared forms: the first four groups of the fingerprint and `…`,
+    // dates as YYYY-MM-DD HH:MM; `--long` shows the whole fingerprint.
+    let grouped = tv_id.fingerprint().grouped();
     assert!(
-        table.contains(&tv_fp[..16]) && table.contains("Living Room TV"),
+        table.contains(&format!("{}…", &grouped[..19])) && table.contains("Living Room TV"),
         "{table}"
     );
+    assert!(!table.contains(&tv_fp[..16]), "no lowercase hex: {table}");
+    let today = tv_row["paired"].as_str().unwrap();
+    assert!(!table.contains(today), "not RFC 3339: {table}");
+    let long = ok(&cli(&host.state_dir, &["devices", "list", "--long"]));
+    assert!(long.contains(&grouped), "{long}");
 
     // Rename by a prefix, in grouped upper case as the console shows it.
     let prefix = tv_id.fingerprint().grouped()[..14].to_owned();
@@ -125,7 +133,7 @@ fn while_the_host_runs_the_cli_lists_renames_and_revokes_and_the_session_ends_at
     // Revoke: the open session hears `revoked` at once and ends.
     let started = Instant::now();
     let out = ok(&cli(&host.state_dir, &["devices", "revoke", &tv_fp[..12]]));
-    assert!(out.starts_with(&format!("revoked {tv_fp}")), "{out}");
+    assert!(out.starts_with(&format!("revoked {grouped}")), "{out}");
     let last = tv.recv().expect("the host closed without a word");
     assert_eq!(last["code"], "revoked", "{last}");
     assert!(tv.recv().is_none(), "the session is closed");

@@ -35,11 +35,20 @@ impl Out {
         assert_eq!(self.last(), word, "{self:#?}");
     }
 
+    /// Failed with `code`: said on stderr (its last line), nothing on stdout.
     fn err(&self, code: &str) {
         assert_ne!(self.code, Some(0), "{self:#?}");
         assert!(
-            self.last().starts_with(&format!("error: {code}: ")),
-            "expected error {code}: {self:#?}"
+            self.stderr
+                .lines()
+                .last()
+                .unwrap_or("")
+                .starts_with(&format!("error: {code}: ")),
+            "expected error {code} on stderr: {self:#?}"
+        );
+        assert!(
+            !self.stdout.contains("error"),
+            "errors go to stderr: {self:#?}"
         );
     }
 }
@@ -134,6 +143,24 @@ fn wait_line(rx: &mpsc::Receiver<String>, prefix: &str, seen: &mut Vec<String>) 
             Err(_) => panic!("no line starting with {prefix:?}; saw {seen:?}"),
         }
     }
+}
+
+/// A child's stderr lines, read on a thread.
+fn stderr_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
 }
 
 fn other_pin(pin: &str) -> String {
@@ -429,13 +456,14 @@ fn revoking_a_device_ends_its_open_session_and_refuses_the_next_connect() {
         .spawn()
         .unwrap();
     let rx = common::lines_of(&mut child);
+    let errors = stderr_lines(&mut child);
     let mut seen = Vec::new();
     wait_line(&rx, "trusted", &mut seen);
 
     let (status, body) = console.send("DELETE", &format!("/api/devices/{fp}"), None);
     assert_eq!(status, 200, "{body}");
     // Ends at once (well before the next ping, 30 s away).
-    let line = wait_line(&rx, "error: ", &mut seen);
+    let line = wait_line(&errors, "error: ", &mut seen);
     assert!(line.starts_with("revoked: "), "{seen:?}");
     let status = wait_timeout(&mut child, Duration::from_secs(10)).expect("client exits");
     assert!(!status.success());
@@ -462,8 +490,8 @@ fn open_host_trust_on_first_use() {
         .unwrap()
         .to_owned();
     assert!(
-        out.stderr.contains(&host_fp),
-        "shows the fingerprint: {out:#?}"
+        out.stderr.contains(&grouped(&host_fp)),
+        "shows the fingerprint, grouped: {out:#?}"
     );
     assert!(devices(&console).is_empty());
 
@@ -546,9 +574,16 @@ fn m3_host_is_open_by_default() {
 }
 
 /// The host's certificate fingerprint, as `punktfunk fingerprint` prints it.
+/// A lowercase hex fingerprint as people are shown it.
+fn grouped(hex: &str) -> String {
+    hex.parse::<punktfunk_certs::Fingerprint>()
+        .unwrap()
+        .grouped()
+}
+
 fn host_fingerprint(state_dir: &Path) -> String {
     let out = Command::new(BIN)
-        .args(["fingerprint", "--state-dir"])
+        .args(["fingerprint", "--hex", "--state-dir"])
         .arg(state_dir)
         .output()
         .unwrap();
@@ -599,8 +634,10 @@ fn pairing_link_pairs_then_connect_is_trusted() {
     // that answered, and the link's fingerprint pinned.
     assert!(out.stderr.contains("pairing with Test Host ü"), "{out:#?}");
     assert!(
-        out.stderr
-            .contains(&format!("(127.0.0.1:{port}); host fingerprint {fp} pinned")),
+        out.stderr.contains(&format!(
+            "(127.0.0.1:{port}); host fingerprint {} pinned",
+            grouped(&fp)
+        )),
         "{out:#?}"
     );
 

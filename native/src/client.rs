@@ -989,6 +989,9 @@ fn read_error(addr: &HostAddr, e: ReadError, what: &'static str) -> ClientError 
             addr: addr.clone(),
             reason: e.to_string(),
         },
+        ReadError::Frame(e @ crate::FrameError::Http) => {
+            ClientError::BadMessage(format!("{addr}: {e}"))
+        }
         ReadError::Frame(e) => ClientError::BadMessage(e.to_string()),
         ReadError::Message(e) => ClientError::BadMessage(e.to_string()),
     }
