@@ -259,12 +259,13 @@ fn ask_tofu(addr: &HostAddr, fingerprint: &str) -> bool {
     eprint!("Trust this host and pin its fingerprint? [y/N] ");
     let _ = std::io::stderr().flush();
     let mut line = String::new();
-    if std::io::stdin()
-        .lock()
-        .take(256)
-        .read_line(&mut line)
-        .is_err()
-    {
+    let read = std::io::stdin().lock().take(256).read_line(&mut line);
+    // A terminal echoed the answer and its newline; a pipe did not, and
+    // what follows must start on a line of its own.
+    if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        eprintln!();
+    }
+    if read.is_err() {
         return false;
     }
     matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")

@@ -454,3 +454,128 @@ fn a_pairing_link_that_does_not_parse_is_not_echoed() {
         }
     }
 }
+
+/// `serve` with `args` (no ports of its own: they come from the caller or
+/// a settings file); what it printed, after it failed.
+fn failed_serve(args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .arg("serve")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    err(&out)
+}
+
+#[test]
+fn a_bad_settings_file_names_the_file_the_line_the_key_and_what_it_takes() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("punktfunk.toml");
+    let config = file.to_str().unwrap();
+    let state = dir.path().join("state");
+    let state = state.to_str().unwrap();
+    for (text, line, says) in [
+        (
+            "# mine\nmdns = yes\n",
+            2,
+            "`mdns` cannot be yes: it takes true or false, without quotes",
+        ),
+        (
+            "http_port = 70000\n",
+            1,
+            "`http_port` cannot be 70000: it takes a port number from 0 to 65535",
+        ),
+        ("console_prot = 1\n", 1, "unknown key `console_prot`; the keys are bind, http_port"),
+        (
+            "bind = \"my-pc\"\n",
+            1,
+            "`bind` cannot be \"my-pc\": it takes an IP address in quotes",
+        ),
+        (
+            "advertise = [\"0.0.0.0\"]\n",
+            1,
+            "`advertise` cannot hold 0.0.0.0: it takes addresses clients can reach",
+        ),
+    ] {
+        std::fs::write(&file, text).unwrap();
+        let e = failed_serve(&["--config", config, "--state-dir", state]);
+        assert!(
+            e.contains(&format!("the settings file {config}, line {line}: {says}")),
+            "{text}: {e}"
+        );
+        assert!(e.contains("fix or remove that line"), "{e}");
+        for toml_words in ["expected u16", "invalid string", "expected `\"`"] {
+            assert!(!e.contains(toml_words), "{e}");
+        }
+    }
+}
+
+#[test]
+fn a_state_dir_the_host_cannot_write_says_whose_it_is_and_what_to_run() {
+    if !rustix::process::geteuid().is_root() || !Path::new("/usr/bin/setpriv").exists() {
+        eprintln!("skipped: needs root and setpriv to run the host as another user");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let ports = [
+        "--bind", "127.0.0.1", "--no-mdns", "--http-port", "0", "--https-port", "0",
+        "--console-port", "0",
+    ];
+    let as_nobody = |state: &Path| {
+        let out = Command::new("/usr/bin/setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN, "serve"])
+            .args(ports)
+            .arg("--state-dir")
+            .arg(state)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        err(&out)
+    };
+    // Root's dir, as nobody.
+    let roots = dir.path().join("roots");
+    std::fs::create_dir(&roots).unwrap();
+    std::fs::set_permissions(&roots, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let e = as_nobody(&roots);
+    assert!(
+        e.contains(&format!("cannot use the state dir {}: permission denied; ", roots.display())),
+        "{e}"
+    );
+    assert!(e.contains("belongs to the user root"), "{e}");
+    assert!(e.contains("or pass --state-dir with a dir of your own"), "{e}");
+    assert_eq!(
+        e.to_lowercase().matches("permission denied").count(),
+        1,
+        "the cause once: {e}"
+    );
+    // nobody's own dir, read-only.
+    let ro = dir.path().join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    std::os::unix::fs::chown(&ro, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o500)).unwrap();
+    let e = as_nobody(&ro);
+    assert!(
+        e.contains("is yours but not writable (mode 0500): `chmod u+rwx"),
+        "{e}"
+    );
+
+    // Root on nobody's dir: refused before anything is written, with the
+    // command to use.
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mut args = ports.to_vec();
+    args.extend(["--state-dir", ro.to_str().unwrap()]);
+    let e = failed_serve(&args);
+    assert!(
+        e.contains(&format!(
+            "{} belongs to the user nobody: root does not run the host on another user's state dir",
+            ro.display()
+        )),
+        "{e}"
+    );
+    assert!(
+        e.contains(&format!("`sudo -u nobody punktfunk serve --state-dir {}`", ro.display())),
+        "{e}"
+    );
+    assert_eq!(std::fs::read_dir(&ro).unwrap().count(), 0, "nothing written");
+}

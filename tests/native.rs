@@ -273,7 +273,8 @@ fn knock_then_approve_then_trusted() {
     assert_eq!(knock["needs"], "approval");
     assert_eq!(knock["name"], "Living Room TV");
     assert!(
-        out.stderr.contains(knock["fingerprint"].as_str().unwrap()),
+        out.stderr
+            .contains(&grouped(knock["fingerprint"].as_str().unwrap())),
         "the client shows the fingerprint the console shows: {out:#?}"
     );
     let id = knock["id"].as_str().unwrap();
@@ -830,4 +831,28 @@ impl Drop for M3Host {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+#[test]
+fn connect_to_the_console_port_says_it_speaks_http_not_the_punktfunk_protocol() {
+    let host = Host::start(&["--native"]);
+    let console = host.url("console").replace("https://", "");
+    let laptop = Device::new("Laptop");
+    let out = laptop.connect(&console, &["--accept-new-host"]);
+    out.err("bad_message");
+    let said = out.stderr.lines().last().unwrap_or("");
+    assert!(
+        said.contains("speaks HTTP, not the punktfunk protocol")
+            && said.contains("port 47991 by default"),
+        "{out:#?}"
+    );
+    assert!(!out.stderr.contains("1213486160"), "{out:#?}");
+    // Moonlight's plain HTTP port: no TLS at all.
+    let http = host.url("gamestream-http").replace("http://", "");
+    let out = laptop.connect(&http, &["--accept-new-host"]);
+    out.err("connection_failed");
+    assert!(
+        out.stderr.contains("does not speak TLS") && out.stderr.contains("port 47991"),
+        "{out:#?}"
+    );
 }
