@@ -485,7 +485,11 @@ fn a_bad_settings_file_names_the_file_the_line_the_key_and_what_it_takes() {
             1,
             "`http_port` cannot be 70000: it takes a port number from 0 to 65535",
         ),
-        ("console_prot = 1\n", 1, "unknown key `console_prot`; the keys are bind, http_port"),
+        (
+            "console_prot = 1\n",
+            1,
+            "unknown key `console_prot`; the keys are bind, http_port",
+        ),
         (
             "bind = \"my-pc\"\n",
             1,
@@ -519,12 +523,25 @@ fn a_state_dir_the_host_cannot_write_says_whose_it_is_and_what_to_run() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let ports = [
-        "--bind", "127.0.0.1", "--no-mdns", "--http-port", "0", "--https-port", "0",
-        "--console-port", "0",
+        "--bind",
+        "127.0.0.1",
+        "--no-mdns",
+        "--http-port",
+        "0",
+        "--https-port",
+        "0",
+        "--console-port",
+        "0",
     ];
     let as_nobody = |state: &Path| {
         let out = Command::new("/usr/bin/setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN, "serve"])
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                BIN,
+                "serve",
+            ])
             .args(ports)
             .arg("--state-dir")
             .arg(state)
@@ -539,11 +556,17 @@ fn a_state_dir_the_host_cannot_write_says_whose_it_is_and_what_to_run() {
     std::fs::set_permissions(&roots, std::fs::Permissions::from_mode(0o755)).unwrap();
     let e = as_nobody(&roots);
     assert!(
-        e.contains(&format!("cannot use the state dir {}: permission denied; ", roots.display())),
+        e.contains(&format!(
+            "cannot use the state dir {}: permission denied; ",
+            roots.display()
+        )),
         "{e}"
     );
     assert!(e.contains("belongs to the user root"), "{e}");
-    assert!(e.contains("or pass --state-dir with a dir of your own"), "{e}");
+    assert!(
+        e.contains("or pass --state-dir with a dir of your own"),
+        "{e}"
+    );
     assert_eq!(
         e.to_lowercase().matches("permission denied").count(),
         1,
@@ -574,8 +597,15 @@ fn a_state_dir_the_host_cannot_write_says_whose_it_is_and_what_to_run() {
         "{e}"
     );
     assert!(
-        e.contains(&format!("`sudo -u nobody punktfunk serve --state-dir {}`", ro.display())),
+        e.contains(&format!(
+            "`sudo -u nobody punktfunk serve --state-dir {}`",
+            ro.display()
+        )),
         "{e}"
     );
-    assert_eq!(std::fs::read_dir(&ro).unwrap().count(), 0, "nothing written");
+    assert_eq!(
+        std::fs::read_dir(&ro).unwrap().count(),
+        0,
+        "nothing written"
+    );
 }

@@ -276,3 +276,66 @@ fn console_set_password_replaces_the_password() {
     assert!(!out.status.success());
     assert_eq!(login("correct horse battery"), 200);
 }
+
+/// Reads `from` until `want` appears (or it ends); what was read.
+fn read_until(from: &mut impl std::io::Read, want: &str, got: &mut String) {
+    let mut buf = [0u8; 256];
+    while !got.contains(want) {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => got.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+}
+
+#[test]
+fn set_password_in_a_terminal_asks_twice_without_echo() {
+    // util-linux `script` gives the command a real terminal (a pty) and
+    // copies this test's pipe into it, as keystrokes.
+    if !std::path::Path::new("/usr/bin/script").exists() {
+        eprintln!("skipped: needs util-linux `script` for a terminal");
+        return;
+    }
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("state");
+    let run = |first: &str, second: &str| {
+        let command = format!("{BIN} console set-password --state-dir {}", dir.display());
+        let mut child = Command::new("/usr/bin/script")
+            .args(["-qefc", &command, "/dev/null"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let mut seen = String::new();
+        // Typed only once asked: echo is off by then.
+        read_until(&mut stdout, "not shown): ", &mut seen);
+        stdin.write_all(format!("{first}\r").as_bytes()).unwrap();
+        read_until(&mut stdout, "again: ", &mut seen);
+        stdin.write_all(format!("{second}\r").as_bytes()).unwrap();
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut rest);
+        seen.push_str(&rest);
+        let status = child.wait().unwrap();
+        drop(stdin);
+        (status, seen)
+    };
+    let (status, seen) = run("a living room password", "a living room pasword");
+    assert!(!status.success(), "{seen}");
+    assert!(seen.contains("the two passwords differ"), "{seen}");
+    assert!(!dir.join("console.passwd").exists(), "nothing set: {seen}");
+
+    let (status, seen) = run("a living room password", "a living room password");
+    assert!(status.success(), "{seen}");
+    assert!(
+        seen.contains("The same password again: "),
+        "asked twice: {seen}"
+    );
+    assert!(!seen.contains("living room"), "echoed: {seen}");
+    assert!(seen.contains("console password set in"), "{seen}");
+    let mut host = Host::start_in(&dir, &[]);
+    host.password = Some("a living room password".into());
+    common::logged_in(&common::client(), &host);
+}
