@@ -89,6 +89,9 @@ pub(crate) fn set_password_command(dir: &Path) -> String {
         Some(uid) if uid != me && uid != 0 => {
             format!("sudo -u {} ", crate::startup::user_name(uid))
         }
+        // The system service reads this in the journal as an admin: root
+        // sets it (the file keeps the service's owner).
+        _ if dir == Path::new(crate::startup::SYSTEM_STATE_DIR) && me != 0 => "sudo ".to_owned(),
         _ => String::new(),
     };
     format!(

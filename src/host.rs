@@ -302,12 +302,21 @@ fn start_block(shared: &Shared, mdns: &str) -> String {
         crate::lan::lan_addresses(bind)
     };
     if lan.is_empty() {
+        let file = config
+            .config_file
+            .as_deref()
+            .unwrap_or(std::path::Path::new(crate::config::SYSTEM_CONFIG))
+            .display();
         let why = if bind.is_loopback() {
-            "none: the host listens on loopback only; to allow it, set `bind = \"::\"` in the \
-             settings file or pass --bind ::"
+            format!(
+                "none: the host listens on loopback only; to allow it, set `bind = \"::\"` \
+                 in {file} or pass --bind ::"
+            )
         } else {
-            "none found (only loopback, container, bridge or VPN interfaces); name the \
-             addresses with `advertise = [\"192.168.1.20\"]` in the settings file"
+            format!(
+                "none found (only loopback, container, bridge or VPN interfaces); name the \
+                 addresses with `advertise = [\"192.168.1.20\"]` in {file}"
+            )
         };
         out.push_str(&format!("  open the console from another device: {why}\n"));
     } else {

@@ -159,7 +159,10 @@ fn the_installed_service_pairs_a_moonlight_client_and_keeps_it_across_a_restart(
     let mut again = Host::start_with(service_command(), state);
     assert!(again.password.is_none(), "no password after a login");
     assert!(
-        !again.lines.iter().any(|l| l.starts_with("console password")),
+        !again
+            .lines
+            .iter()
+            .any(|l| l.starts_with("console password")),
         "{:?}",
         again.lines
     );
@@ -175,7 +178,11 @@ fn the_installed_service_pairs_a_moonlight_client_and_keeps_it_across_a_restart(
 #[ignore = "needs the installed Debian package: run scripts/package-test"]
 fn the_installed_binary_is_stripped() {
     let bin = Path::new("/usr/bin/punktfunk");
-    let sections = Command::new("readelf").args(["-S", "-W"]).arg(bin).output().unwrap();
+    let sections = Command::new("readelf")
+        .args(["-S", "-W"])
+        .arg(bin)
+        .output()
+        .unwrap();
     assert!(sections.status.success());
     let sections = String::from_utf8_lossy(&sections.stdout);
     for debug in [".debug_info", ".debug_line", ".debug_str"] {
