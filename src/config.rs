@@ -72,7 +72,7 @@ const KEYS: &[(&str, &str)] = &[
 /// Why the settings file was refused.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConfigError {
-    #[error("cannot read the settings file {}: {source}", path.display())]
+    #[error("cannot read the settings file {}: {source}; check the path (`--config`) and that this user may read it", path.display())]
     Read {
         path: PathBuf,
         source: std::io::Error,
