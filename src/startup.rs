@@ -320,7 +320,8 @@ pub enum StateDirUse {
         "{} belongs to the user {owner}: root does not run the host on another user's state dir \
          (the files it wrote would belong to root and the host could not read them as {owner}). \
          Start it as that user: `sudo -u {owner} punktfunk serve --state-dir {}` \
-         (or `sudo systemctl start punktfunk` for the packaged service)",
+         (or `sudo systemctl start punktfunk` for the packaged service), or pass --state-dir \
+         with a dir of root's own for a separate host",
         dir.display(),
         dir.display()
     )]
