@@ -609,3 +609,56 @@ fn a_state_dir_the_host_cannot_write_says_whose_it_is_and_what_to_run() {
         "nothing written"
     );
 }
+
+#[test]
+fn the_start_up_block_says_the_state_dir_and_why_and_the_log_repeats_no_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("from-settings");
+    let settings = dir.path().join("punktfunk.toml");
+    std::fs::write(
+        &settings,
+        format!(
+            "state_dir = \"{}\"\nbind = \"::\"\nmdns = false\nhttp_port = 0\nhttps_port = 0\nconsole_port = 0\n",
+            state.display()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("stderr.log");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--config", settings.to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let host = Host::start_with(cmd, &state);
+    let block = host.lines.join("\n");
+    assert!(
+        block.contains(&format!(
+            "  state dir         {} (`state_dir` in {})",
+            state.display(),
+            settings.display()
+        )),
+        "{block}"
+    );
+    assert!(
+        block.contains("listening on every IPv4 and IPv6 address ([::]):"),
+        "{block}"
+    );
+    assert!(block.contains("  mDNS: off"), "{block}");
+    assert!(state.join("host.crt").exists());
+    // The console's URL is said once, in the block; the log has none.
+    let console = common::listener(
+        host.lines
+            .iter()
+            .find(|l| common::listener(l).is_some_and(|(w, _, _)| w == "console"))
+            .unwrap(),
+    )
+    .unwrap()
+    .2;
+    let url = format!("https://127.0.0.1:{console}/");
+    assert_eq!(block.matches(&url).count(), 1, "{block}");
+    assert!(host.stop().success());
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(!logged.contains("https://"), "{logged}");
+    assert!(!logged.contains("http://"), "{logged}");
+}
