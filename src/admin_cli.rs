@@ -26,6 +26,9 @@ pub(crate) enum DevicesCommand {
         /// One JSON array instead of a table.
         #[arg(long)]
         json: bool,
+        /// Whole fingerprints instead of their first four groups.
+        #[arg(long)]
+        long: bool,
         #[command(flatten)]
         state: StateDirArg,
     },
@@ -157,7 +160,7 @@ fn shown(row: &DeviceRow) -> String {
 
 pub(crate) fn devices(command: DevicesCommand) -> Result<ExitCode, AdminError> {
     match command {
-        DevicesCommand::List { json, state } => {
+        DevicesCommand::List { json, long, state } => {
             let dir = existing_dir(&state)?;
             let list = perform(&dir, Request::List {})?;
             if json {
@@ -166,7 +169,7 @@ pub(crate) fn devices(command: DevicesCommand) -> Result<ExitCode, AdminError> {
                     serde_json::to_string_pretty(&list).unwrap_or_default()
                 );
             } else {
-                print_table(&rows(list)?);
+                print_table(&rows(list)?, long);
             }
         }
         DevicesCommand::Revoke { device, state } => {
@@ -174,7 +177,7 @@ pub(crate) fn devices(command: DevicesCommand) -> Result<ExitCode, AdminError> {
             let removed = row(perform(&dir, Request::Revoke { device })?)?;
             println!(
                 "revoked {} {}: it must pair again to connect",
-                removed.fingerprint,
+                removed.fingerprint.grouped(),
                 shown(&removed)
             );
         }
@@ -186,13 +189,17 @@ pub(crate) fn devices(command: DevicesCommand) -> Result<ExitCode, AdminError> {
             let dir = existing_dir(&state)?;
             let label = (!label.trim().is_empty()).then_some(label);
             let renamed = row(perform(&dir, Request::Rename { device, label })?)?;
-            println!("renamed {} to {}", renamed.fingerprint, shown(&renamed));
+            println!(
+                "renamed {} to {}",
+                renamed.fingerprint.grouped(),
+                shown(&renamed)
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_table(rows: &[DeviceRow]) {
+fn print_table(rows: &[DeviceRow], long: bool) {
     if rows.is_empty() {
         println!("no paired devices");
         return;
@@ -210,12 +217,18 @@ fn print_table(rows: &[DeviceRow]) {
         .iter()
         .map(|r| {
             [
-                r.fingerprint.short(),
+                if long {
+                    r.fingerprint.grouped()
+                } else {
+                    crate::show::fp_short(&r.fingerprint)
+                },
                 serde_plain(&r.kind),
                 r.name.clone(),
                 r.label.clone().unwrap_or_else(|| "-".into()),
-                r.paired.clone(),
-                r.last_seen.clone().unwrap_or_else(|| "never".into()),
+                crate::show::date(&r.paired),
+                r.last_seen
+                    .as_deref()
+                    .map_or_else(|| "never".into(), crate::show::date),
                 serde_plain(&r.via),
             ]
         })
@@ -307,20 +320,23 @@ fn print_record(out: &mut impl Write, record: &Record, json: bool) {
     let _ = writeln!(out, "{line}");
 }
 
-/// `2026-11-28T12:00:00Z  paired  native  ok  "iPad" 3f2a…c1 from 192.168.1.5 via pin`
+/// `2026-11-28 13:00:00  paired  native  ok  "iPad" 3F2A 9C01 77B0 12EE… from 192.168.1.5 via pin`
+/// (local time; `--json` keeps the file's RFC 3339 UTC).
 fn human(record: &Record) -> String {
     let e = &record.entry;
     let mut line = format!(
         "{}  {}  {}  {}",
-        record.at,
+        crate::show::date_secs(&record.at),
         e.event.as_str(),
         e.door.as_str(),
         serde_plain(&e.outcome)
     );
     if let Some(d) = &e.device {
         let name = d.label.as_deref().unwrap_or(&d.name);
-        let hex = d.fingerprint.to_hex();
-        line.push_str(&format!("  {name:?} {}…{}", &hex[..8], &hex[60..]));
+        line.push_str(&format!(
+            "  {name:?} {}",
+            crate::show::fp_short(&d.fingerprint)
+        ));
     }
     if let Some(a) = e.address {
         line.push_str(&format!(" from {a}"));

@@ -25,8 +25,12 @@ enum Command {
     /// Run the host: GameStream pairing, the web console and (with --native)
     /// the native endpoint.
     Serve(ServeArgs),
-    /// Print the host certificate's SHA-256 fingerprint (lowercase hex).
+    /// Print the host certificate's SHA-256 fingerprint, in groups of four
+    /// as the console and the browser's certificate view show it.
     Fingerprint {
+        /// Lowercase hex without spaces (for scripts).
+        #[arg(long)]
+        hex: bool,
         #[command(flatten)]
         state: StateDirArg,
     },
@@ -54,7 +58,8 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum ConsoleCommand {
-    /// Set the console password, read from the first line of stdin.
+    /// Set the console password: asked twice without echo in a terminal,
+    /// else read from the first line of stdin.
     SetPassword {
         #[command(flatten)]
         state: StateDirArg,
@@ -117,13 +122,10 @@ impl ServeArgs {
     /// Flags over the settings file over the defaults.
     fn into_config(self) -> anyhow::Result<ServeConfig> {
         let flag_dir = self.state.state_dir.clone();
-        let file = crate::config::locate(
-            self.config.as_deref(),
-            flag_dir
-                .clone()
-                .or_else(punktfunk_certs::StateDir::default_path)
-                .as_deref(),
-        )?;
+        // The state dir's own settings file is looked for where the rule
+        // puts the dir before any settings are read.
+        let (probe_dir, _) = crate::startup::choose_state_dir(flag_dir.as_deref(), None)?;
+        let file = crate::config::locate(self.config.as_deref(), Some(&probe_dir))?;
         let settings = match &file {
             Some(path) => crate::config::load(
                 path,
@@ -136,12 +138,14 @@ impl ServeArgs {
         if open && !native {
             bail!("open mode (--open, or open = true) needs the native endpoint: add --native (or native = true)");
         }
-        let state_dir = match flag_dir.or(settings.state_dir) {
-            Some(d) => d,
-            None => crate::startup::state_dir_or_default(None)?,
-        };
+        let (state_dir, state_dir_choice) = crate::startup::choose_state_dir(
+            flag_dir.as_deref(),
+            file.as_deref().map(|f| (f, settings.state_dir.as_deref())),
+        )?;
         Ok(ServeConfig {
             state_dir,
+            state_dir_choice,
+            advertise: settings.advertise.clone().unwrap_or_default(),
             bind: self.bind.or(settings.bind),
             http_port: self.http_port.or(settings.http_port).unwrap_or(47989),
             https_port: self.https_port.or(settings.https_port).unwrap_or(47984),
@@ -178,6 +182,39 @@ fn dir_owner_if_root(
     }))
 }
 
+/// The new console password: in a terminal asked twice without echo (the
+/// two must match); from a pipe, the first line (scripts, the tests).
+fn read_new_password() -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    let min = crate::console::auth::MIN_PASSWORD_CHARS;
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password(format!(
+            "New console password (at least {min} characters, not shown): "
+        ))
+        .context("cannot read the password from the terminal")?;
+        if first.chars().count() >= min {
+            let again = rpassword::prompt_password("The same password again: ")
+                .context("cannot read the password from the terminal")?;
+            if again != first {
+                bail!("the two passwords differ; nothing was changed, run the command again");
+            }
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .take(4096)
+            .read_line(&mut line)
+            .context("cannot read the password from stdin")?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    if password.chars().count() < min {
+        bail!("the password must have at least {min} characters; nothing was changed");
+    }
+    Ok(password)
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
@@ -185,7 +222,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             host::serve(args.into_config()?)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Fingerprint { state } => {
+        Command::Fingerprint { hex, state } => {
             let dir = state.resolve()?;
             let cert = dir.join(punktfunk_certs::identity::HOST_CERT_FILE);
             let pem = std::fs::read(&cert).with_context(|| {
@@ -197,7 +234,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let der = openssl::x509::X509::from_pem(&pem)
                 .and_then(|c| c.to_der())
                 .with_context(|| format!("{} is not a PEM certificate", cert.display()))?;
-            println!("{}", punktfunk_certs::Fingerprint::of_der(&der));
+            let fp = punktfunk_certs::Fingerprint::of_der(&der);
+            if hex {
+                println!("{fp}");
+            } else {
+                println!("{}", fp.grouped());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Pair(args) => crate::native_cli::pair(args),
@@ -208,22 +250,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: ConsoleCommand::SetPassword { state },
         } => {
             let dir = state.resolve()?;
-            let mut line = String::new();
-            std::io::stdin()
-                .lock()
-                .take(4096)
-                .read_line(&mut line)
-                .context("cannot read the password from stdin")?;
-            let password = line.trim_end_matches(['\r', '\n']);
-            if password.chars().count() < crate::console::auth::MIN_PASSWORD_CHARS {
-                bail!(
-                    "the password must have at least {} characters",
-                    crate::console::auth::MIN_PASSWORD_CHARS
-                );
-            }
+            let password = read_new_password()?;
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create state dir {}", dir.display()))?;
-            PasswordFile::new(&dir).set(password, dir_owner_if_root(&dir)?)?;
+            PasswordFile::new(&dir).set(&password, dir_owner_if_root(&dir)?)?;
+            crate::first_start::forget_generated(&dir).with_context(|| {
+                format!(
+                    "cannot remove the old generated password from {}",
+                    dir.display()
+                )
+            })?;
             eprintln!("console password set in {}", dir.display());
             Ok(ExitCode::SUCCESS)
         }

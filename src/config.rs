@@ -32,12 +32,47 @@ pub(crate) struct FileSettings {
     pub(crate) open: Option<bool>,
     pub(crate) mdns: Option<bool>,
     pub(crate) state_dir: Option<PathBuf>,
+    /// The addresses to give out (console links, pairing links, the
+    /// start-up block) instead of the interfaces' LAN addresses.
+    pub(crate) advertise: Option<Vec<IpAddr>>,
 }
+
+/// Every key, what it takes (said when a value is refused).
+const KEYS: &[(&str, &str)] = &[
+    (
+        "bind",
+        "an IP address in quotes, e.g. \"::\" (every address) or \"192.168.1.20\"",
+    ),
+    (
+        "http_port",
+        "a port number from 0 to 65535, without quotes (0: any free port)",
+    ),
+    (
+        "https_port",
+        "a port number from 0 to 65535, without quotes (0: any free port)",
+    ),
+    (
+        "console_port",
+        "a port number from 0 to 65535, without quotes (0: any free port)",
+    ),
+    (
+        "native_port",
+        "a port number from 0 to 65535, without quotes (0: any free port)",
+    ),
+    ("native", "true or false, without quotes"),
+    ("open", "true or false, without quotes"),
+    ("mdns", "true or false, without quotes"),
+    ("state_dir", "a path in quotes, e.g. \"/var/lib/punktfunk\""),
+    (
+        "advertise",
+        "a list of IP addresses in quotes, e.g. [\"192.168.1.20\", \"fd00::20\"]",
+    ),
+];
 
 /// Why the settings file was refused.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConfigError {
-    #[error("cannot read the settings file {}: {source}", path.display())]
+    #[error("cannot read the settings file {}: {source}; check the path (`--config`) and that this user may read it", path.display())]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -46,6 +81,12 @@ pub(crate) enum ConfigError {
     TooLarge { path: PathBuf },
     #[error("the settings file {}: {message}", path.display())]
     Invalid { path: PathBuf, message: String },
+    #[error("the settings file {}, line {line}: {message}; fix or remove that line (a missing key takes its default) and start again", path.display())]
+    Key {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
 }
 
 /// Reads and checks one settings file. The state dir's own file is never
@@ -78,16 +119,93 @@ pub(crate) fn load(path: &Path, in_state_dir: bool) -> Result<FileSettings, Conf
         }
         std::fs::read_to_string(path).map_err(read)?
     };
-    parse(&text).map_err(|message| ConfigError::Invalid {
+    let settings = parse(&text).map_err(|e| match e {
+        Refused::Key { line, message } => ConfigError::Key {
+            path: path.into(),
+            line,
+            message,
+        },
+        Refused::Other(message) => ConfigError::Invalid {
+            path: path.into(),
+            message,
+        },
+    })?;
+    check(&settings).map_err(|message| ConfigError::Key {
         path: path.into(),
+        line: line_of(&text, "advertise"),
         message,
+    })?;
+    Ok(settings)
+}
+
+/// What is wrong with settings text.
+#[derive(Debug)]
+pub(crate) enum Refused {
+    /// A key's line: an unknown key or a value it does not take.
+    Key { line: usize, message: String },
+    /// Anything else (not TOML at all).
+    Other(String),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Key { line, message } => write!(f, "line {line}: {message}"),
+            Self::Other(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Parses settings text. A refusal names the line, the key, what the key
+/// takes (or which keys there are), instead of toml's bare "expected u16".
+pub(crate) fn parse(text: &str) -> Result<FileSettings, Refused> {
+    toml::from_str(text).map_err(|e| {
+        let Some(span) = e.span() else {
+            return Refused::Other(e.message().trim_end().to_owned());
+        };
+        let start = span.start.min(text.len());
+        let line = text[..start].matches('\n').count() + 1;
+        let line_text = text.lines().nth(line - 1).unwrap_or("").trim();
+        let key = line_text
+            .split_once('=')
+            .map(|(k, _)| k.trim().trim_matches('"'))
+            .unwrap_or("");
+        let message = match KEYS.iter().find(|(k, _)| *k == key) {
+            Some((_, takes)) => {
+                let value = line_text.split_once('=').map_or("", |(_, v)| v.trim());
+                format!("`{key}` cannot be {value}: it takes {takes}")
+            }
+            None if e.message().contains("unknown field") => {
+                let names: Vec<&str> = KEYS.iter().map(|(k, _)| *k).collect();
+                format!("unknown key `{key}`; the keys are {}", names.join(", "))
+            }
+            None => format!(
+                "`{line_text}` is not `key = value`: {}",
+                e.message().trim_end()
+            ),
+        };
+        Refused::Key { line, message }
     })
 }
 
-/// Parses settings text; the error is toml's, which names the key (or the
-/// value) and its line.
-pub(crate) fn parse(text: &str) -> Result<FileSettings, String> {
-    toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
+/// What a value's type cannot say.
+fn check(settings: &FileSettings) -> Result<(), String> {
+    for ip in settings.advertise.iter().flatten() {
+        if ip.is_unspecified() || !punktfunk_native::is_linkable(*ip) {
+            return Err(format!(
+                "`advertise` cannot hold {ip}: it takes addresses clients can reach (not \
+                 \"::\" or \"0.0.0.0\", not an IPv6 link-local fe80:: address)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The line of `key = …` (1 if it is not there).
+fn line_of(text: &str, key: &str) -> usize {
+    text.lines()
+        .position(|l| l.split_once('=').is_some_and(|(k, _)| k.trim() == key))
+        .map_or(1, |i| i + 1)
 }
 
 /// The file `serve` reads: `explicit` (which must exist), else the system
@@ -128,6 +246,7 @@ mod tests {
             open = false
             mdns = false
             state_dir = "/var/lib/punktfunk"
+            advertise = ["192.168.1.20"]
             "#,
         )
         .unwrap();
@@ -140,14 +259,41 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_key_or_a_bad_value_is_named() {
-        let e = parse("bind = \"::\"\nconsole_prot = 1\n").unwrap_err();
-        assert!(e.contains("unknown field `console_prot`"), "{e}");
+    fn an_unknown_key_or_a_bad_value_is_named_with_what_it_takes() {
+        let e = parse("bind = \"::\"\nconsole_prot = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown key `console_prot`"), "{e}");
+        assert!(e.contains("console_port"), "the keys are listed: {e}");
         assert!(e.contains("line 2"), "{e}");
-        let e = parse("http_port = 70000").unwrap_err();
-        assert!(e.contains("http_port") || e.contains("70000"), "{e}");
-        let e = parse("bind = \"not an address\"").unwrap_err();
-        assert!(e.contains("bind") || e.contains("address"), "{e}");
+        let e = parse("http_port = 70000").unwrap_err().to_string();
+        assert!(e.contains("`http_port` cannot be 70000"), "{e}");
+        assert!(e.contains("from 0 to 65535"), "{e}");
+        assert!(!e.contains("u16"), "{e}");
+        let e = parse("bind = \"not an address\"").unwrap_err().to_string();
+        assert!(e.contains("`bind` cannot be \"not an address\""), "{e}");
+        let e = parse("\n\nmdns = yes").unwrap_err().to_string();
+        assert!(e.contains("line 3"), "{e}");
+        assert!(
+            e.contains("`mdns` cannot be yes: it takes true or false"),
+            "{e}"
+        );
+        assert!(!e.contains("expected `\"`"), "{e}");
+    }
+
+    #[test]
+    fn advertise_takes_reachable_addresses() {
+        let s = parse("advertise = [\"192.168.1.20\", \"fd00::20\"]").unwrap();
+        assert_eq!(s.advertise.as_ref().map(Vec::len), Some(2));
+        assert!(check(&s).is_ok());
+        for bad in ["0.0.0.0", "::", "fe80::1"] {
+            let s = parse(&format!("advertise = [\"{bad}\"]")).unwrap();
+            assert!(check(&s).unwrap_err().contains(bad), "{bad}");
+        }
+        let e = parse("advertise = \"192.168.1.20\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a list of IP addresses"), "{e}");
     }
 
     #[test]

@@ -27,6 +27,11 @@ use crate::startup::{self, HostState};
 #[derive(Debug, Clone)]
 pub(crate) struct ServeConfig {
     pub(crate) state_dir: PathBuf,
+    /// Why that dir (said in the start-up block).
+    pub(crate) state_dir_choice: startup::StateDirChoice,
+    /// `advertise` in the settings file: the addresses to give out instead
+    /// of the interfaces' (empty: the interfaces').
+    pub(crate) advertise: Vec<IpAddr>,
     /// `None`: dual-stack `::`, or `0.0.0.0` without IPv6 (decided at start).
     pub(crate) bind: Option<IpAddr>,
     pub(crate) http_port: u16,
@@ -70,11 +75,27 @@ pub(crate) fn serve(config: ServeConfig) -> anyhow::Result<()> {
         host,
         trust,
         host_name,
-    } = HostState::open(&config.state_dir)?;
+    } = {
+        startup::refuse_other_owner(&config.state_dir)?;
+        HostState::open(&config.state_dir)
+            .map_err(|e| startup::explain_denied(&config.state_dir, e))?
+    };
     let password = PasswordFile::new(state_dir.path());
     if !password.exists() {
-        let generated = password.generate()?;
-        println!("console password (shown once; change it with `punktfunk console set-password`): {generated}");
+        // Kept before the hash is written: a crash in between generates
+        // anew at the next start, never leaves a hash nobody can learn.
+        let generated = password.new_password();
+        crate::first_start::keep_generated(state_dir.path(), &generated).with_context(|| {
+            format!(
+                "cannot keep the generated console password in {}",
+                state_dir.path().display()
+            )
+        })?;
+        password.set(&generated, None)?;
+    }
+    // Before any port is bound: a start that fails next still says it.
+    if let Some(line) = crate::first_start::how_to_get_in(state_dir.path()) {
+        println!("{line}");
     }
 
     let system = actix_web::rt::System::new();
@@ -174,6 +195,8 @@ async fn run(
     if config.native_port.is_some() {
         doors.push(start_native(&shared).await?);
     }
+    crate::lan::set_advertised(config.advertise.clone());
+    let mut mdns_said = "off (--no-mdns or `mdns = false`): Moonlight and the punktfunk app find this host only by its address".to_owned();
     let _mdns = if config.mdns {
         // Announce the ports actually bound (they differ with port 0).
         let announce = crate::mdns::Announce {
@@ -186,9 +209,16 @@ async fn run(
             bind: config.bind(),
         };
         match crate::mdns::Mdns::start(&announce) {
-            Ok(m) => Some(m),
+            Ok(m) => {
+                mdns_said = format!(
+                    "on: announced as \"{}\" (Moonlight and the punktfunk app list it)",
+                    shared.host_name
+                );
+                Some(m)
+            }
             Err(e) => {
                 tracing::warn!("mDNS announcements are off: {e:#}");
+                mdns_said = format!("off: it could not start ({e:#})");
                 None
             }
         }
@@ -206,7 +236,7 @@ async fn run(
     });
 
     let ticker = startup::spawn_expiry_ticker(trust.clone());
-    print_where_to_open(&shared, &reach_state);
+    print!("{}", start_block(&shared, &mdns_said));
     warn_if_open(&config);
 
     // Tests and scripts wait for this line: every listener is up.
@@ -220,28 +250,93 @@ async fn run(
     Ok(())
 }
 
-/// Tells the person who started the host where to open the console from
-/// another device (one URL per LAN address) and which fingerprint the
-/// browser's certificate warning should show.
-fn print_where_to_open(shared: &Shared, console: &ConsoleState) {
-    let urls = console
-        .reach
-        .get()
-        .map(|r| r.console_urls())
-        .unwrap_or_default();
-    let mut out = String::from("open the console from another device:\n");
-    for url in &urls {
-        out.push_str(&format!("  {url}\n"));
-    }
+/// The one block a start prints once every listener is bound: what runs,
+/// where each door listens, where to open the console from another device
+/// (only addresses that are), the host fingerprint, mDNS. Stdout, so the
+/// journal has it too; the log lines repeat none of its URLs.
+fn start_block(shared: &Shared, mdns: &str) -> String {
+    let config = &shared.config;
+    let bind = config.bind();
+    let mut out = format!(
+        "punktfunk host \"{}\": pairing and trust for Moonlight and the punktfunk app \
+         (streaming is a separate part of the host)\n",
+        shared.host_name
+    );
     out.push_str(&format!(
-        "host fingerprint (your browser shows it for the certificate): {}\n",
+        "  host fingerprint  {}\n",
         shared.host.identity.fingerprint().grouped()
     ));
-    print!("{out}");
-    for url in urls {
-        tracing::info!("console: {url}");
+    out.push_str(&format!(
+        "  state dir         {} ({})\n",
+        config.state_dir.display(),
+        config.state_dir_choice
+    ));
+    let shown_bind = match bind {
+        IpAddr::V6(ip) if ip.is_unspecified() => "every IPv4 and IPv6 address ([::])".to_owned(),
+        IpAddr::V4(ip) if ip.is_unspecified() => "every IPv4 address (0.0.0.0)".to_owned(),
+        IpAddr::V6(ip) => format!("[{ip}] only"),
+        IpAddr::V4(ip) => format!("{ip} only"),
+    };
+    out.push_str(&format!("  listening on {shown_bind}:\n"));
+    for (what, label, scheme) in LISTENERS {
+        if let Some(port) = shared.bound(what) {
+            out.push_str(&format!("    {label:<15} {scheme:<5}  port {port}\n"));
+        }
     }
+    let console_port = shared.bound("console").unwrap_or(config.console_port);
+    let url = |ip: IpAddr| format!("https://{}/", SocketAddr::new(ip, console_port));
+    if bind.is_unspecified() || bind.is_loopback() {
+        let here = if bind.is_ipv6() && !bind.is_unspecified() {
+            bind
+        } else {
+            IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+        };
+        out.push_str(&format!(
+            "  open the console on this machine: {}\n",
+            url(here)
+        ));
+    }
+    let lan = if bind.is_loopback() {
+        Vec::new()
+    } else {
+        crate::lan::lan_addresses(bind)
+    };
+    if lan.is_empty() {
+        let file = config
+            .config_file
+            .as_deref()
+            .unwrap_or(std::path::Path::new(crate::config::SYSTEM_CONFIG))
+            .display();
+        let why = if bind.is_loopback() {
+            format!(
+                "none: the host listens on loopback only; to allow it, set `bind = \"::\"` \
+                 in {file} or pass --bind ::"
+            )
+        } else {
+            format!(
+                "none found (only loopback, container, bridge or VPN interfaces); name the \
+                 addresses with `advertise = [\"192.168.1.20\"]` in {file}"
+            )
+        };
+        out.push_str(&format!("  open the console from another device: {why}\n"));
+    } else {
+        out.push_str("  open the console from another device:\n");
+        for ip in lan {
+            out.push_str(&format!("    {}\n", url(ip)));
+        }
+    }
+    out.push_str(&format!("  mDNS: {mdns}\n"));
+    out
 }
+
+/// The listeners of the start-up block: internal name, what a person calls
+/// it, protocol (tests read these lines: tests/common/mod.rs).
+const LISTENERS: [(&str, &str, &str); 4] = [
+    ("console", "console", "https"),
+    ("gamestream-http", "Moonlight", "http"),
+    ("gamestream-https", "Moonlight", "https"),
+    ("native", "punktfunk app", "tls"),
+];
 
 /// Open mode lets strangers in: said where the person who started the host
 /// looks (stdout, next to the console URLs) and in the log. The console
@@ -272,10 +367,9 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Tells the user (and the tests, which read stdout) where a listener
-    /// is: one line `<what> listening on <scheme>://<addr>/`.
+    /// Records where a listener is bound, for the start-up block.
     pub(crate) fn announce(&self, what: &str, scheme: &str, addr: SocketAddr) {
-        startup::print_listening(what, scheme, addr);
+        tracing::debug!("{what} bound to {addr} ({scheme})");
         self.bound
             .lock()
             .unwrap_or_else(|p| p.into_inner())

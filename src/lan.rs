@@ -1,8 +1,20 @@
 //! Where clients on the LAN can reach this machine: the addresses a pairing
-//! link lists (docs/native-protocol.md § 12) for a listener bound to one
-//! address.
+//! link lists (docs/native-protocol.md § 12), the console's links and the
+//! start-up lines show, for a listener bound to one address.
+//!
+//! A LAN address is one on an interface that reaches the network a client
+//! is on: a physical NIC (Ethernet, Wi-Fi), or a virtual one stacked on
+//! such a NIC (a bridge with the NIC as a port, a VLAN, a bond). Told
+//! apart by what the kernel says of the interface, not by its name:
+//! loopback and point-to-point (VPN tunnels) by their flags, virtual
+//! devices by living under `/sys/devices/virtual/net` (docker0, veth,
+//! tun, wireguard, dummy), and a virtual one counts only through a LAN
+//! interface below it (`lower_*`). The owner can name the addresses
+//! instead (`advertise` in the settings file, [`set_advertised`]).
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::sync::OnceLock;
 
 use punktfunk_native::{is_linkable, MAX_LINK_ADDRESSES};
 
@@ -14,25 +26,101 @@ use punktfunk_native::{is_linkable, MAX_LINK_ADDRESSES};
 ///   IPv6 link-local address, whose zone means nothing elsewhere).
 /// - `0.0.0.0`: the IPv4 addresses of this machine's interfaces; `::`
 ///   (dual-stack, as Linux and macOS bind it by default): the IPv4 and the
-///   IPv6 ones. Loopback and link-local addresses are left out (a client
-///   elsewhere cannot use them); if nothing is left, or the interfaces
-///   cannot be read, `127.0.0.1`, so the link works on this machine at
-///   least.
+///   IPv6 ones, of LAN interfaces only (module docs). Loopback and
+///   link-local addresses are left out (a client elsewhere cannot use
+///   them); if nothing is left, or the interfaces cannot be read,
+///   `127.0.0.1`, so the link works on this machine at least.
+/// - The owner's `advertise` list, if set, instead of all that.
 ///
 /// At most [`MAX_LINK_ADDRESSES`], each once. The interfaces are read at
 /// every call: addresses change (DHCP, Wi-Fi), so ask when making a link.
 pub fn link_addresses(bind: IpAddr) -> Vec<IpAddr> {
+    let mut all = lan_addresses(bind);
+    if all.is_empty() && bind.is_unspecified() {
+        all.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+    all
+}
+
+/// The addresses the owner named (`advertise`), set once at start.
+static ADVERTISED: OnceLock<Vec<IpAddr>> = OnceLock::new();
+
+/// Gives out `addresses` instead of the interfaces' from now on (the
+/// settings file's `advertise`; an empty list keeps the interfaces').
+pub fn set_advertised(addresses: Vec<IpAddr>) {
+    if !addresses.is_empty() {
+        let _ = ADVERTISED.set(addresses);
+    }
+}
+
+/// Whether [`set_advertised`] named addresses.
+pub fn advertised() -> bool {
+    ADVERTISED.get().is_some()
+}
+
+/// [`link_addresses`] without the loopback fallback: empty when this
+/// machine has no LAN address (only loopback, containers, VPNs) or the
+/// bind address cannot be put in a link.
+pub fn lan_addresses(bind: IpAddr) -> Vec<IpAddr> {
+    if let Some(named) = ADVERTISED.get() {
+        return named.iter().copied().take(MAX_LINK_ADDRESSES).collect();
+    }
     if !bind.is_unspecified() {
         return select(bind, []);
     }
     let interfaces = match if_addrs::get_if_addrs() {
-        Ok(list) => list.into_iter().map(|i| i.ip()).collect(),
+        Ok(list) => list
+            .into_iter()
+            .filter(|i| is_lan_interface(Path::new(SYS_NET), &i.name, 0))
+            .map(|i| i.ip())
+            .collect(),
         Err(e) => {
-            tracing::warn!("cannot list this machine's network interfaces ({e}); the pairing link lists 127.0.0.1 only");
+            tracing::warn!(
+                "cannot list this machine's network interfaces ({e}); no LAN address to give out"
+            );
             Vec::new()
         }
     };
     select(bind, interfaces)
+}
+
+/// Where the kernel describes the network interfaces.
+const SYS_NET: &str = "/sys/class/net";
+const IFF_LOOPBACK: u32 = 0x8;
+const IFF_POINTOPOINT: u32 = 0x10;
+
+/// Whether the interface `name`, as `sys` (`/sys/class/net`) describes it,
+/// reaches a LAN (see the module docs). An interface `sys` does not know
+/// (no sysfs, or one of another network namespace) is kept: the address
+/// is not hidden for want of knowing.
+fn is_lan_interface(sys: &Path, name: &str, depth: u8) -> bool {
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        return false;
+    }
+    let dir = sys.join(name);
+    let Ok(real) = std::fs::canonicalize(&dir) else {
+        return true;
+    };
+    let flags = std::fs::read_to_string(dir.join("flags"))
+        .ok()
+        .and_then(|f| u32::from_str_radix(f.trim().trim_start_matches("0x"), 16).ok())
+        .unwrap_or(0);
+    if flags & (IFF_LOOPBACK | IFF_POINTOPOINT) != 0 {
+        return false;
+    }
+    if !real.components().any(|c| c.as_os_str() == "virtual") {
+        return true;
+    }
+    // A bridge, VLAN or bond counts through a LAN interface below it.
+    depth < 4
+        && std::fs::read_dir(&dir).is_ok_and(|entries| {
+            entries.flatten().any(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_prefix("lower_"))
+                    .is_some_and(|lower| is_lan_interface(sys, lower, depth + 1))
+            })
+        })
 }
 
 /// [`link_addresses`] without the system call: `interfaces` is what the
@@ -61,11 +149,7 @@ fn select(bind: IpAddr, interfaces: impl IntoIterator<Item = IpAddr>) -> Vec<IpA
             _ => {}
         }
     }
-    let mut all: Vec<IpAddr> = v4.into_iter().chain(v6).take(MAX_LINK_ADDRESSES).collect();
-    if all.is_empty() {
-        all.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
-    }
-    all
+    v4.into_iter().chain(v6).take(MAX_LINK_ADDRESSES).collect()
 }
 
 #[cfg(test)]
@@ -113,14 +197,11 @@ mod tests {
     }
 
     #[test]
-    fn nothing_usable_falls_back_to_loopback() {
+    fn nothing_usable_is_nothing() {
         let only_local = ips(&["127.0.0.1", "::1", "fe80::1", "169.254.1.1"]);
         for bind in ["0.0.0.0", "::"] {
-            assert_eq!(
-                select(bind.parse().unwrap(), only_local.clone()),
-                ips(&["127.0.0.1"])
-            );
-            assert_eq!(select(bind.parse().unwrap(), []), ips(&["127.0.0.1"]));
+            assert!(select(bind.parse().unwrap(), only_local.clone()).is_empty());
+            assert!(select(bind.parse().unwrap(), []).is_empty());
         }
     }
 
@@ -131,6 +212,55 @@ mod tests {
             .collect();
         let got = select("0.0.0.0".parse().unwrap(), many.clone());
         assert_eq!(got, many[..MAX_LINK_ADDRESSES]);
+    }
+
+    /// A fake `/sys/class/net`: each interface a link to its device dir.
+    fn fake_sys(ifaces: &[(&str, bool, u32, &[&str])]) -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        let class = t.path().join("class");
+        std::fs::create_dir_all(&class).unwrap();
+        for (name, virt, flags, lowers) in ifaces {
+            let dev = if *virt {
+                t.path().join("devices/virtual/net").join(name)
+            } else {
+                t.path()
+                    .join("devices/pci0000:00/0000:00:1f.6/net")
+                    .join(name)
+            };
+            std::fs::create_dir_all(&dev).unwrap();
+            std::fs::write(dev.join("flags"), format!("{flags:#x}\n")).unwrap();
+            for l in *lowers {
+                std::os::unix::fs::symlink(format!("../{l}"), dev.join(format!("lower_{l}")))
+                    .unwrap();
+            }
+            std::os::unix::fs::symlink(&dev, class.join(name)).unwrap();
+        }
+        t
+    }
+
+    #[test]
+    fn lan_interfaces_by_kind_not_name() {
+        let t = fake_sys(&[
+            ("lo", true, 0x9, &[]),
+            ("eth0", false, 0x1003, &[]),
+            ("wlp2s0", false, 0x1003, &[]),
+            ("docker0", true, 0x1003, &["veth1a2b"]),
+            ("veth1a2b", true, 0x1003, &[]),
+            ("tun0", true, 0x1091, &[]),
+            ("wg0", true, 0x91, &[]),
+            ("br0", true, 0x1003, &["eth0"]),
+            ("ppp0", false, 0x1091, &[]),
+        ]);
+        let sys = t.path().join("class");
+        let lan: Vec<&str> = [
+            "lo", "eth0", "wlp2s0", "docker0", "veth1a2b", "tun0", "wg0", "br0", "ppp0",
+        ]
+        .into_iter()
+        .filter(|n| is_lan_interface(&sys, n, 0))
+        .collect();
+        assert_eq!(lan, ["eth0", "wlp2s0", "br0"]);
+        // Unknown to this sysfs: kept.
+        assert!(is_lan_interface(&sys, "enp9s0", 0));
     }
 
     #[test]

@@ -14,7 +14,17 @@ fn main() -> ExitCode {
     match cli::run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            // The whole chain, each cause once: many messages already
+            // quote their cause, and `{:#}` would say it twice.
+            let mut text = err.to_string();
+            for cause in err.chain().skip(1) {
+                let cause = cause.to_string();
+                if !text.contains(&cause) {
+                    text.push_str(": ");
+                    text.push_str(&cause);
+                }
+            }
+            eprintln!("error: {text}");
             ExitCode::FAILURE
         }
     }

@@ -1,9 +1,10 @@
 //! `punktfunk pair` and `punktfunk connect`: the reference native client on
 //! the command line.
 //!
-//! Contract for scripts: exit 0 only on success; the last stdout line is the
-//! status word (`paired`, `trusted`, `open`, `approval_pending`) or
-//! `error: <code>: <message>` (docs/native-protocol.md § 5).
+//! Contract for scripts: exit 0 only on success; stdout carries only the
+//! status word (`paired`, `trusted`, `open`, `approval_pending`); every
+//! error goes to stderr, its last line `error: <code>: <message>`
+//! (docs/native-protocol.md § 5).
 
 use std::io::{BufRead, Read, Write};
 use std::path::PathBuf;
@@ -157,7 +158,8 @@ pub(crate) fn pair(args: PairArgs) -> anyhow::Result<ExitCode> {
             With::Link(link) => {
                 eprintln!(
                     "pairing with {} (host fingerprint {} from the link)",
-                    link.host_name, link.host_fingerprint
+                    link.host_name,
+                    link.host_fingerprint.grouped()
                 );
                 client.pair_link(link).await?
             }
@@ -165,7 +167,7 @@ pub(crate) fn pair(args: PairArgs) -> anyhow::Result<ExitCode> {
         eprintln!(
             "paired with {} ({addr}); host fingerprint {} pinned",
             session.host_name(),
-            session.host_fingerprint()
+            session.host_fingerprint().grouped()
         );
         session.close().await;
         Ok::<_, ClientError>(())
@@ -187,7 +189,7 @@ pub(crate) fn connect(args: ConnectArgs) -> anyhow::Result<ExitCode> {
             if known.trust == HostTrust::Accepted {
                 eprintln!(
                     "host fingerprint {} (accepted earlier; pinned once the host admits this device)",
-                    known.fingerprint
+                    known.fingerprint.grouped()
                 );
             }
             NewHost::Refuse
@@ -197,7 +199,7 @@ pub(crate) fn connect(args: ConnectArgs) -> anyhow::Result<ExitCode> {
             // Trust on first use (§ 2): show the fingerprint, ask, and only
             // then say hello, to exactly that certificate.
             let seen = client.probe(&args.host).await?;
-            if ask_tofu(&args.host, &seen.to_string()) {
+            if ask_tofu(&args.host, &seen.grouped()) {
                 NewHost::Accepted(seen)
             } else {
                 return Err(ClientError::HostNotAccepted {
@@ -206,7 +208,7 @@ pub(crate) fn connect(args: ConnectArgs) -> anyhow::Result<ExitCode> {
                 });
             }
         };
-        eprintln!("this device's fingerprint: {}", client.fingerprint());
+        eprintln!("this device's fingerprint: {}", client.fingerprint().grouped());
         match client.connect(&args.host, new_host, args.wait).await? {
             Connected::ApprovalPending => Ok(None),
             Connected::Session(session) => Ok(Some(*session)),
@@ -257,12 +259,13 @@ fn ask_tofu(addr: &HostAddr, fingerprint: &str) -> bool {
     eprint!("Trust this host and pin its fingerprint? [y/N] ");
     let _ = std::io::stderr().flush();
     let mut line = String::new();
-    if std::io::stdin()
-        .lock()
-        .take(256)
-        .read_line(&mut line)
-        .is_err()
-    {
+    let read = std::io::stdin().lock().take(256).read_line(&mut line);
+    // A terminal echoed the answer and its newline; a pipe did not, and
+    // what follows must start on a line of its own.
+    if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        eprintln!();
+    }
+    if read.is_err() {
         return false;
     }
     matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
@@ -281,7 +284,7 @@ fn status(word: &str) -> ExitCode {
 }
 
 fn failure(e: &ClientError) -> ExitCode {
-    println!("error: {}: {e}", e.code());
+    eprintln!("error: {}: {e}", e.code());
     ExitCode::FAILURE
 }
 

@@ -36,14 +36,91 @@ pub(crate) fn host_name() -> String {
     }
 }
 
-/// `--state-dir`, else `$XDG_CONFIG_HOME/punktfunk`, else `$HOME/.config/punktfunk`.
-pub fn state_dir_or_default(dir: Option<&Path>) -> anyhow::Result<PathBuf> {
-    match dir {
-        Some(d) => Ok(d.to_path_buf()),
-        None => StateDir::default_path().ok_or_else(|| {
-            anyhow::anyhow!("neither XDG_CONFIG_HOME nor HOME is set; pass --state-dir")
-        }),
+/// The packaged system service's state dir (`packaging/punktfunk.service`).
+pub const SYSTEM_STATE_DIR: &str = "/var/lib/punktfunk";
+
+/// Why a state dir was chosen, said to the person on stderr.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateDirChoice {
+    /// `--state-dir`.
+    Flag,
+    /// `state_dir` in this settings file.
+    Settings(PathBuf),
+    /// [`SYSTEM_STATE_DIR`] exists and this user is root or owns it.
+    System,
+    /// `$XDG_CONFIG_HOME/punktfunk` (or `~/.config/punktfunk`).
+    Personal,
+}
+
+impl std::fmt::Display for StateDirChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Flag => f.write_str("--state-dir"),
+            Self::Settings(file) => write!(f, "`state_dir` in {}", file.display()),
+            Self::System => {
+                f.write_str("the system service's state dir; pass --state-dir for another")
+            }
+            Self::Personal => f.write_str("this user's own; pass --state-dir for another"),
+        }
     }
+}
+
+/// The one rule every command (`serve`, `fingerprint`, `devices`, `audit`,
+/// `console set-password`, `m3-host`) uses for its state dir:
+///
+/// 1. `--state-dir`;
+/// 2. `state_dir` in the settings file (`settings`: the file and its key);
+/// 3. [`SYSTEM_STATE_DIR`] if it exists and this user is root or owns it:
+///    on a packaged install root's bare `punktfunk fingerprint` means the
+///    service's host, not a second identity in `/root/.config`; a desktop
+///    user (who cannot open that 0700 dir anyway) keeps their own;
+/// 4. `$XDG_CONFIG_HOME/punktfunk`, else `$HOME/.config/punktfunk`.
+pub fn choose_state_dir(
+    flag: Option<&Path>,
+    settings: Option<(&Path, Option<&Path>)>,
+) -> anyhow::Result<(PathBuf, StateDirChoice)> {
+    if let Some(d) = flag {
+        return Ok((d.to_path_buf(), StateDirChoice::Flag));
+    }
+    if let Some((file, Some(dir))) = settings {
+        return Ok((
+            dir.to_path_buf(),
+            StateDirChoice::Settings(file.to_path_buf()),
+        ));
+    }
+    {
+        use std::os::unix::fs::MetadataExt;
+        let me = rustix::process::geteuid();
+        if let Ok(meta) = std::fs::metadata(SYSTEM_STATE_DIR) {
+            if meta.is_dir() && (me.is_root() || meta.uid() == me.as_raw()) {
+                return Ok((PathBuf::from(SYSTEM_STATE_DIR), StateDirChoice::System));
+            }
+        }
+    }
+    let personal = StateDir::default_path().ok_or_else(|| {
+        anyhow::anyhow!("neither XDG_CONFIG_HOME nor HOME is set; pass --state-dir")
+    })?;
+    Ok((personal, StateDirChoice::Personal))
+}
+
+/// [`choose_state_dir`] for a command without a settings file of its own
+/// (everything but `serve`): the system settings file's `state_dir`
+/// counts when that file exists. Says on stderr which dir it took when no
+/// `--state-dir` named it.
+pub fn state_dir_or_default(dir: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let system = Path::new(crate::config::SYSTEM_CONFIG);
+    let settings = match dir {
+        None if system.exists() => Some(crate::config::load(system, false)?),
+        _ => None,
+    };
+    let (dir, why) = choose_state_dir(
+        dir,
+        settings.as_ref().map(|s| (system, s.state_dir.as_deref())),
+    )?;
+    if why != StateDirChoice::Flag {
+        eprintln!("state dir: {} ({why})", dir.display());
+    }
+    Ok(dir)
 }
 
 /// A host's state, loaded in the order that keeps promises: the dir is
@@ -68,6 +145,7 @@ const PRIVATE_FILES: &[&str] = &[
     punktfunk_certs::identity::HOST_KEY_FILE,
     REGISTRY_FILE,
     PASSWORD_FILE,
+    crate::first_start::GENERATED_FILE,
     audit::AUDIT_FILE,
     audit::ROTATED_FILES[0],
     audit::ROTATED_FILES[1],
@@ -232,4 +310,115 @@ pub fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
             _ = int.recv() => {}
         }
     })
+}
+
+/// Why the state dir cannot be used, with what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum StateDirUse {
+    /// Root asked to run the host on a dir another user owns.
+    #[error(
+        "{} belongs to the user {owner}: root does not run the host on another user's state dir \
+         (the files it wrote would belong to root and the host could not read them as {owner}). \
+         Start it as that user: `sudo -u {owner} punktfunk serve --state-dir {}` \
+         (or `sudo systemctl start punktfunk` for the packaged service), or pass --state-dir \
+         with a dir of root's own for a separate host",
+        dir.display(),
+        dir.display()
+    )]
+    OtherOwner {
+        /// The state dir.
+        dir: PathBuf,
+        /// Its owner's user name (or `#UID`).
+        owner: String,
+    },
+    /// The dir (or where it would be made) is not this user's to write.
+    #[error("cannot use the state dir {}: permission denied; {hint}", dir.display())]
+    PermissionDenied {
+        /// The state dir.
+        dir: PathBuf,
+        /// What to do.
+        hint: String,
+    },
+}
+
+/// A user's name for `sudo -u` (`#UID`, which sudo takes too, without one).
+pub(crate) fn user_name(uid: u32) -> String {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| format!("#{uid}"))
+}
+
+/// Root on another user's state dir is refused before anything is
+/// written: a rename or a new file as root there leaves the service's own
+/// files unreadable to it (issue: `trust.json` owned by root).
+pub fn refuse_other_owner(dir: &Path) -> Result<(), StateDirUse> {
+    use std::os::unix::fs::MetadataExt;
+    if !rustix::process::geteuid().is_root() {
+        return Ok(());
+    }
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.uid() != 0 => Err(StateDirUse::OtherOwner {
+            dir: dir.to_path_buf(),
+            owner: user_name(meta.uid()),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Turns a permission error met while opening `dir` into one that says
+/// whose the dir is and what to run instead; other errors pass unchanged.
+pub fn explain_denied(dir: &Path, err: anyhow::Error) -> anyhow::Error {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let denied = err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|e| {
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+            )
+        })
+    });
+    if !denied {
+        return err;
+    }
+    let me = rustix::process::geteuid().as_raw();
+    let own = "or pass --state-dir with a dir of your own";
+    // The dir itself, or the nearest parent that exists (where it would
+    // be created).
+    let (at, meta) = match dir
+        .ancestors()
+        .find_map(|a| std::fs::metadata(a).ok().map(|m| (a, m)))
+    {
+        Some(found) => found,
+        None => return err,
+    };
+    let mode = meta.permissions().mode() & 0o7777;
+    let what = if at == dir {
+        format!("{}", dir.display())
+    } else {
+        format!("{} (where it would be created)", at.display())
+    };
+    let hint = if meta.uid() != me {
+        let owner = user_name(meta.uid());
+        format!(
+            "{what} belongs to the user {owner}: run the command as that user \
+             (`sudo -u {owner} punktfunk …`), {own}"
+        )
+    } else if err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::ReadOnlyFilesystem)
+    }) {
+        format!("{what} is on a read-only file system: {own}")
+    } else {
+        format!(
+            "{what} is yours but not writable (mode {mode:04o}): `chmod u+rwx {}`, {own}",
+            at.display()
+        )
+    };
+    StateDirUse::PermissionDenied {
+        dir: dir.to_path_buf(),
+        hint,
+    }
+    .into()
 }

@@ -104,10 +104,18 @@ fn while_the_host_runs_the_cli_lists_renames_and_revokes_and_the_session_ends_at
     assert!(tv_row["paired"].as_str().unwrap().ends_with('Z'));
     let table = ok(&cli(&host.state_dir, &["devices", "list"]));
     assert!(table.starts_with("FINGERPRINT"), "{table}");
+    // The shared forms: the first four groups of the fingerprint and `…`,
+    // dates as YYYY-MM-DD HH:MM; `--long` shows the whole fingerprint.
+    let grouped = tv_id.fingerprint().grouped();
     assert!(
-        table.contains(&tv_fp[..16]) && table.contains("Living Room TV"),
+        table.contains(&format!("{}…", &grouped[..19])) && table.contains("Living Room TV"),
         "{table}"
     );
+    assert!(!table.contains(&tv_fp[..16]), "no lowercase hex: {table}");
+    let today = tv_row["paired"].as_str().unwrap();
+    assert!(!table.contains(today), "not RFC 3339: {table}");
+    let long = ok(&cli(&host.state_dir, &["devices", "list", "--long"]));
+    assert!(long.contains(&grouped), "{long}");
 
     // Rename by a prefix, in grouped upper case as the console shows it.
     let prefix = tv_id.fingerprint().grouped()[..14].to_owned();
@@ -125,7 +133,7 @@ fn while_the_host_runs_the_cli_lists_renames_and_revokes_and_the_session_ends_at
     // Revoke: the open session hears `revoked` at once and ends.
     let started = Instant::now();
     let out = ok(&cli(&host.state_dir, &["devices", "revoke", &tv_fp[..12]]));
-    assert!(out.starts_with(&format!("revoked {tv_fp}")), "{out}");
+    assert!(out.starts_with(&format!("revoked {grouped}")), "{out}");
     let last = tv.recv().expect("the host closed without a word");
     assert_eq!(last["code"], "revoked", "{last}");
     assert!(tv.recv().is_none(), "the session is closed");
@@ -445,4 +453,212 @@ fn a_pairing_link_that_does_not_parse_is_not_echoed() {
             assert!(!text.contains(secret), "{secret} echoed: {text}");
         }
     }
+}
+
+/// `serve` with `args` (no ports of its own: they come from the caller or
+/// a settings file); what it printed, after it failed.
+fn failed_serve(args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .arg("serve")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    err(&out)
+}
+
+#[test]
+fn a_bad_settings_file_names_the_file_the_line_the_key_and_what_it_takes() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("punktfunk.toml");
+    let config = file.to_str().unwrap();
+    let state = dir.path().join("state");
+    let state = state.to_str().unwrap();
+    for (text, line, says) in [
+        (
+            "# mine\nmdns = yes\n",
+            2,
+            "`mdns` cannot be yes: it takes true or false, without quotes",
+        ),
+        (
+            "http_port = 70000\n",
+            1,
+            "`http_port` cannot be 70000: it takes a port number from 0 to 65535",
+        ),
+        (
+            "console_prot = 1\n",
+            1,
+            "unknown key `console_prot`; the keys are bind, http_port",
+        ),
+        (
+            "bind = \"my-pc\"\n",
+            1,
+            "`bind` cannot be \"my-pc\": it takes an IP address in quotes",
+        ),
+        (
+            "advertise = [\"0.0.0.0\"]\n",
+            1,
+            "`advertise` cannot hold 0.0.0.0: it takes addresses clients can reach",
+        ),
+    ] {
+        std::fs::write(&file, text).unwrap();
+        let e = failed_serve(&["--config", config, "--state-dir", state]);
+        assert!(
+            e.contains(&format!("the settings file {config}, line {line}: {says}")),
+            "{text}: {e}"
+        );
+        assert!(e.contains("fix or remove that line"), "{e}");
+        for toml_words in ["expected u16", "invalid string", "expected `\"`"] {
+            assert!(!e.contains(toml_words), "{e}");
+        }
+    }
+}
+
+#[test]
+fn a_state_dir_the_host_cannot_write_says_whose_it_is_and_what_to_run() {
+    if !rustix::process::geteuid().is_root() || !Path::new("/usr/bin/setpriv").exists() {
+        eprintln!("skipped: needs root and setpriv to run the host as another user");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let ports = [
+        "--bind",
+        "127.0.0.1",
+        "--no-mdns",
+        "--http-port",
+        "0",
+        "--https-port",
+        "0",
+        "--console-port",
+        "0",
+    ];
+    let as_nobody = |state: &Path| {
+        let out = Command::new("/usr/bin/setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                BIN,
+                "serve",
+            ])
+            .args(ports)
+            .arg("--state-dir")
+            .arg(state)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        err(&out)
+    };
+    // Root's dir, as nobody.
+    let roots = dir.path().join("roots");
+    std::fs::create_dir(&roots).unwrap();
+    std::fs::set_permissions(&roots, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let e = as_nobody(&roots);
+    assert!(
+        e.contains(&format!(
+            "cannot use the state dir {}: permission denied; ",
+            roots.display()
+        )),
+        "{e}"
+    );
+    assert!(e.contains("belongs to the user root"), "{e}");
+    assert!(
+        e.contains("or pass --state-dir with a dir of your own"),
+        "{e}"
+    );
+    assert_eq!(
+        e.to_lowercase().matches("permission denied").count(),
+        1,
+        "the cause once: {e}"
+    );
+    // nobody's own dir, read-only.
+    let ro = dir.path().join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    std::os::unix::fs::chown(&ro, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o500)).unwrap();
+    let e = as_nobody(&ro);
+    assert!(
+        e.contains("is yours but not writable (mode 0500): `chmod u+rwx"),
+        "{e}"
+    );
+
+    // Root on nobody's dir: refused before anything is written, with the
+    // command to use.
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mut args = ports.to_vec();
+    args.extend(["--state-dir", ro.to_str().unwrap()]);
+    let e = failed_serve(&args);
+    assert!(
+        e.contains(&format!(
+            "{} belongs to the user nobody: root does not run the host on another user's state dir",
+            ro.display()
+        )),
+        "{e}"
+    );
+    assert!(
+        e.contains(&format!(
+            "`sudo -u nobody punktfunk serve --state-dir {}`",
+            ro.display()
+        )),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&ro).unwrap().count(),
+        0,
+        "nothing written"
+    );
+}
+
+#[test]
+fn the_start_up_block_says_the_state_dir_and_why_and_the_log_repeats_no_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("from-settings");
+    let settings = dir.path().join("punktfunk.toml");
+    std::fs::write(
+        &settings,
+        format!(
+            "state_dir = \"{}\"\nbind = \"::\"\nmdns = false\nhttp_port = 0\nhttps_port = 0\nconsole_port = 0\n",
+            state.display()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("stderr.log");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--config", settings.to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let host = Host::start_with(cmd, &state);
+    let block = host.lines.join("\n");
+    assert!(
+        block.contains(&format!(
+            "  state dir         {} (`state_dir` in {})",
+            state.display(),
+            settings.display()
+        )),
+        "{block}"
+    );
+    assert!(
+        block.contains("listening on every IPv4 and IPv6 address ([::]):"),
+        "{block}"
+    );
+    assert!(block.contains("  mDNS: off"), "{block}");
+    assert!(state.join("host.crt").exists());
+    // The console's URL is said once, in the block; the log has none.
+    let console = common::listener(
+        host.lines
+            .iter()
+            .find(|l| common::listener(l).is_some_and(|(w, _, _)| w == "console"))
+            .unwrap(),
+    )
+    .unwrap()
+    .2;
+    let url = format!("https://127.0.0.1:{console}/");
+    assert_eq!(block.matches(&url).count(), 1, "{block}");
+    assert!(host.stop().success());
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(!logged.contains("https://"), "{logged}");
+    assert!(!logged.contains("http://"), "{logged}");
 }

@@ -174,7 +174,7 @@ fn pairing_state_arm_disarm_and_unknown_ids() {
     let console = Console::login(&host);
     let state = console.pairing();
     let fp = std::process::Command::new(common::BIN)
-        .args(["fingerprint", "--state-dir"])
+        .args(["fingerprint", "--hex", "--state-dir"])
         .arg(&host.state_dir)
         .output()
         .unwrap();

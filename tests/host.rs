@@ -43,21 +43,135 @@ fn first_start_creates_identity_and_restarts_keep_it() {
     assert!(hash.starts_with("$argon2id$"));
 
     let host = Host::start_in(&dir, &[]);
-    assert!(host.password.is_none(), "the password is shown only once");
     assert!(host.stop().success());
     assert_eq!(fs::read(dir.join("host.crt")).unwrap(), crt);
     assert_eq!(fs::read(dir.join("host.key")).unwrap(), key);
     assert_eq!(fs::read(dir.join("host.id")).unwrap(), id);
 
+    let fingerprint = |extra: &[&str]| {
+        let out = Command::new(BIN)
+            .arg("fingerprint")
+            .args(extra)
+            .arg("--state-dir")
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let hex = sha256_of_der(&crt);
+    assert_eq!(fingerprint(&["--hex"]), format!("{hex}\n"));
+    // For people: the grouped form the console and the start-up block show.
+    let grouped = hex
+        .parse::<punktfunk_certs::Fingerprint>()
+        .unwrap()
+        .grouped();
+    assert_eq!(fingerprint(&[]), format!("{grouped}\n"));
+    assert!(
+        host_lines(&dir)
+            .iter()
+            .any(|l| l.trim() == format!("host fingerprint  {grouped}")),
+        "the start-up block shows the same"
+    );
+}
+
+/// What a start on `dir` printed up to "ready" (then it is stopped).
+fn host_lines(dir: &std::path::Path) -> Vec<String> {
+    let host = Host::start_in(dir, &[]);
+    let lines = host.lines.clone();
+    assert!(host.stop().success());
+    lines
+}
+
+/// A start whose console port is taken: it fails, and prints what it
+/// printed (stdout, stderr).
+fn failed_start(dir: &std::path::Path) -> (String, String) {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port().to_string();
     let out = Command::new(BIN)
-        .arg("fingerprint")
-        .arg("--state-dir")
-        .arg(&dir)
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1",
+            "--no-mdns",
+            "--console-port",
+            &port,
+        ])
+        .args(["--http-port", "0", "--https-port", "0", "--state-dir"])
+        .arg(dir)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .output()
         .unwrap();
-    assert!(out.status.success());
-    let printed = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(printed, format!("{}\n", sha256_of_der(&crt)));
+    assert!(!out.status.success(), "{out:?}");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_console_password_is_shown_at_every_start_until_someone_logs_in() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("state");
+    // The very first start fails (its console port is taken) after making
+    // the password: it still says the password, and no false "ready" block.
+    let (stdout, stderr) = failed_start(&dir);
+    let first = stdout
+        .lines()
+        .find_map(common::generated_password)
+        .unwrap_or_else(|| panic!("no password on a failed start: {stdout}"));
+    assert!(!stdout.contains("open the console"), "{stdout}");
+    assert!(!stdout.contains("ready"), "{stdout}");
+    assert!(stderr.contains("cannot listen on"), "{stderr}");
+    // The generated password is kept private until it is used.
+    use std::os::unix::fs::PermissionsExt;
+    let kept = dir.join("console.generated-password");
+    assert_eq!(
+        fs::metadata(&kept).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // Every start says it again, the same one.
+    for _ in 0..2 {
+        let host = Host::start_in(&dir, &[]);
+        assert_eq!(host.password.as_deref(), Some(first.as_str()));
+        assert!(host.stop().success());
+    }
+    // Someone logs in: from then on no start prints it, and the kept copy
+    // is gone.
+    let host = Host::start_in(&dir, &[]);
+    common::logged_in(&common::client(), &host);
+    assert!(host.stop().success());
+    assert!(!kept.exists());
+    let lines = host_lines(&dir);
+    assert!(
+        !lines.iter().any(|l| l.starts_with("console password")),
+        "{lines:?}"
+    );
+
+    // A host whose owner chose a password before anyone logged in: each
+    // start names the command (a lost password is set anew with it).
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("state");
+    failed_start(&dir);
+    assert!(common::set_password(&dir, "correct horse battery")
+        .status
+        .success());
+    assert!(!dir.join("console.generated-password").exists());
+    let (stdout, _) = failed_start(&dir);
+    let want = format!(
+        "console password: the one set with `punktfunk console set-password --state-dir {}`",
+        dir.display()
+    );
+    assert!(stdout.contains(&want), "{stdout}");
+    let host = Host::start_in(&dir, &[]);
+    assert!(host.password.is_none());
+    assert!(
+        host.lines.iter().any(|l| l.starts_with(&want)),
+        "{:?}",
+        host.lines
+    );
 }
 
 #[test]
@@ -161,4 +275,67 @@ fn console_set_password_replaces_the_password() {
     let out = child.wait_with_output().unwrap();
     assert!(!out.status.success());
     assert_eq!(login("correct horse battery"), 200);
+}
+
+/// Reads `from` until `want` appears (or it ends); what was read.
+fn read_until(from: &mut impl std::io::Read, want: &str, got: &mut String) {
+    let mut buf = [0u8; 256];
+    while !got.contains(want) {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => got.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+}
+
+#[test]
+fn set_password_in_a_terminal_asks_twice_without_echo() {
+    // util-linux `script` gives the command a real terminal (a pty) and
+    // copies this test's pipe into it, as keystrokes.
+    if !std::path::Path::new("/usr/bin/script").exists() {
+        eprintln!("skipped: needs util-linux `script` for a terminal");
+        return;
+    }
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("state");
+    let run = |first: &str, second: &str| {
+        let command = format!("{BIN} console set-password --state-dir {}", dir.display());
+        let mut child = Command::new("/usr/bin/script")
+            .args(["-qefc", &command, "/dev/null"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let mut seen = String::new();
+        // Typed only once asked: echo is off by then.
+        read_until(&mut stdout, "not shown): ", &mut seen);
+        stdin.write_all(format!("{first}\r").as_bytes()).unwrap();
+        read_until(&mut stdout, "again: ", &mut seen);
+        stdin.write_all(format!("{second}\r").as_bytes()).unwrap();
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut rest);
+        seen.push_str(&rest);
+        let status = child.wait().unwrap();
+        drop(stdin);
+        (status, seen)
+    };
+    let (status, seen) = run("a living room password", "a living room pasword");
+    assert!(!status.success(), "{seen}");
+    assert!(seen.contains("the two passwords differ"), "{seen}");
+    assert!(!dir.join("console.passwd").exists(), "nothing set: {seen}");
+
+    let (status, seen) = run("a living room password", "a living room password");
+    assert!(status.success(), "{seen}");
+    assert!(
+        seen.contains("The same password again: "),
+        "asked twice: {seen}"
+    );
+    assert!(!seen.contains("living room"), "echoed: {seen}");
+    assert!(seen.contains("console password set in"), "{seen}");
+    let mut host = Host::start_in(&dir, &[]);
+    host.password = Some("a living room password".into());
+    common::logged_in(&common::client(), &host);
 }

@@ -65,7 +65,7 @@ fn serve_announces_both_services_and_no_mdns_announces_none() {
     )
     .expect("_punktfunk._tcp is announced on the native port");
     let fp = std::process::Command::new(common::BIN)
-        .args(["fingerprint", "--state-dir"])
+        .args(["fingerprint", "--hex", "--state-dir"])
         .arg(&host.state_dir)
         .output()
         .unwrap();

@@ -35,11 +35,20 @@ impl Out {
         assert_eq!(self.last(), word, "{self:#?}");
     }
 
+    /// Failed with `code`: said on stderr (its last line), nothing on stdout.
     fn err(&self, code: &str) {
         assert_ne!(self.code, Some(0), "{self:#?}");
         assert!(
-            self.last().starts_with(&format!("error: {code}: ")),
-            "expected error {code}: {self:#?}"
+            self.stderr
+                .lines()
+                .last()
+                .unwrap_or("")
+                .starts_with(&format!("error: {code}: ")),
+            "expected error {code} on stderr: {self:#?}"
+        );
+        assert!(
+            !self.stdout.contains("error"),
+            "errors go to stderr: {self:#?}"
         );
     }
 }
@@ -134,6 +143,24 @@ fn wait_line(rx: &mpsc::Receiver<String>, prefix: &str, seen: &mut Vec<String>) 
             Err(_) => panic!("no line starting with {prefix:?}; saw {seen:?}"),
         }
     }
+}
+
+/// A child's stderr lines, read on a thread.
+fn stderr_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
 }
 
 fn other_pin(pin: &str) -> String {
@@ -246,7 +273,8 @@ fn knock_then_approve_then_trusted() {
     assert_eq!(knock["needs"], "approval");
     assert_eq!(knock["name"], "Living Room TV");
     assert!(
-        out.stderr.contains(knock["fingerprint"].as_str().unwrap()),
+        out.stderr
+            .contains(&grouped(knock["fingerprint"].as_str().unwrap())),
         "the client shows the fingerprint the console shows: {out:#?}"
     );
     let id = knock["id"].as_str().unwrap();
@@ -429,13 +457,14 @@ fn revoking_a_device_ends_its_open_session_and_refuses_the_next_connect() {
         .spawn()
         .unwrap();
     let rx = common::lines_of(&mut child);
+    let errors = stderr_lines(&mut child);
     let mut seen = Vec::new();
     wait_line(&rx, "trusted", &mut seen);
 
     let (status, body) = console.send("DELETE", &format!("/api/devices/{fp}"), None);
     assert_eq!(status, 200, "{body}");
     // Ends at once (well before the next ping, 30 s away).
-    let line = wait_line(&rx, "error: ", &mut seen);
+    let line = wait_line(&errors, "error: ", &mut seen);
     assert!(line.starts_with("revoked: "), "{seen:?}");
     let status = wait_timeout(&mut child, Duration::from_secs(10)).expect("client exits");
     assert!(!status.success());
@@ -462,8 +491,8 @@ fn open_host_trust_on_first_use() {
         .unwrap()
         .to_owned();
     assert!(
-        out.stderr.contains(&host_fp),
-        "shows the fingerprint: {out:#?}"
+        out.stderr.contains(&grouped(&host_fp)),
+        "shows the fingerprint, grouped: {out:#?}"
     );
     assert!(devices(&console).is_empty());
 
@@ -546,9 +575,16 @@ fn m3_host_is_open_by_default() {
 }
 
 /// The host's certificate fingerprint, as `punktfunk fingerprint` prints it.
+/// A lowercase hex fingerprint as people are shown it.
+fn grouped(hex: &str) -> String {
+    hex.parse::<punktfunk_certs::Fingerprint>()
+        .unwrap()
+        .grouped()
+}
+
 fn host_fingerprint(state_dir: &Path) -> String {
     let out = Command::new(BIN)
-        .args(["fingerprint", "--state-dir"])
+        .args(["fingerprint", "--hex", "--state-dir"])
         .arg(state_dir)
         .output()
         .unwrap();
@@ -599,8 +635,10 @@ fn pairing_link_pairs_then_connect_is_trusted() {
     // that answered, and the link's fingerprint pinned.
     assert!(out.stderr.contains("pairing with Test Host ü"), "{out:#?}");
     assert!(
-        out.stderr
-            .contains(&format!("(127.0.0.1:{port}); host fingerprint {fp} pinned")),
+        out.stderr.contains(&format!(
+            "(127.0.0.1:{port}); host fingerprint {} pinned",
+            grouped(&fp)
+        )),
         "{out:#?}"
     );
 
@@ -793,4 +831,28 @@ impl Drop for M3Host {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+#[test]
+fn connect_to_the_console_port_says_it_speaks_http_not_the_punktfunk_protocol() {
+    let host = Host::start(&["--native"]);
+    let console = host.url("console").replace("https://", "");
+    let laptop = Device::new("Laptop");
+    let out = laptop.connect(&console, &["--accept-new-host"]);
+    out.err("bad_message");
+    let said = out.stderr.lines().last().unwrap_or("");
+    assert!(
+        said.contains("speaks HTTP, not the punktfunk protocol")
+            && said.contains("port 47991 by default"),
+        "{out:#?}"
+    );
+    assert!(!out.stderr.contains("1213486160"), "{out:#?}");
+    // Moonlight's plain HTTP port: no TLS at all.
+    let http = host.url("gamestream-http").replace("http://", "");
+    let out = laptop.connect(&http, &["--accept-new-host"]);
+    out.err("connection_failed");
+    assert!(
+        out.stderr.contains("does not speak TLS") && out.stderr.contains("port 47991"),
+        "{out:#?}"
+    );
 }

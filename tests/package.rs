@@ -66,8 +66,50 @@ fn owner_and_mode(path: &Path) -> (u32, u32) {
 fn the_installed_service_pairs_a_moonlight_client_and_keeps_it_across_a_restart() {
     let state = Path::new(STATE);
     let host = Host::start_with(service_command(), state);
-    // The first start shows the console password once (the journal has it).
+    // The first start shows the generated console password (the journal
+    // has it), as every start does until someone logs in.
     let password = host.password().to_owned();
+
+    // Root's bare commands mean the service's host (no second identity in
+    // /root/.config), and say which dir they used.
+    let bare = |args: &[&str]| {
+        let out = Command::new("/usr/bin/punktfunk")
+            .args(args)
+            .env_remove("XDG_CONFIG_HOME")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, fp, said) = bare(&["fingerprint"]);
+    assert!(ok, "{said}");
+    let grouped = host
+        .lines
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("host fingerprint  "))
+        .unwrap()
+        .to_owned();
+    assert_eq!(fp.trim(), grouped);
+    assert!(
+        said.contains("state dir: /var/lib/punktfunk (the system service's"),
+        "{said}"
+    );
+    let (ok, list, said) = bare(&["devices", "list"]);
+    assert!(ok && list.contains("no paired devices"), "{list}{said}");
+    // Root's bare `serve` would write as root into the service's dir:
+    // refused, with what to run instead.
+    let (ok, _, said) = bare(&["serve", "--no-mdns"]);
+    assert!(!ok);
+    assert!(
+        said.contains("`sudo -u punktfunk punktfunk serve --state-dir /var/lib/punktfunk`")
+            && said.contains("systemctl start punktfunk"),
+        "{said}"
+    );
+
     let door = Door::of(&host);
     let console = Console::login(&host);
     let deck = Device::new();
@@ -83,7 +125,13 @@ fn the_installed_service_pairs_a_moonlight_client_and_keeps_it_across_a_restart(
     let uid = std::fs::metadata(state).unwrap().uid();
     assert_ne!(uid, 0, "the state dir belongs to the service user");
     assert_eq!(owner_and_mode(state), (uid, 0o700));
-    for file in ["host.key", "trust.json", "console.passwd", "audit.jsonl"] {
+    for file in [
+        "host.key",
+        "trust.json",
+        "console.passwd",
+        "audit.jsonl",
+        "console.logged-in",
+    ] {
         assert_eq!(owner_and_mode(&state.join(file)), (uid, 0o600), "{file}");
     }
 
@@ -103,14 +151,52 @@ fn the_installed_service_pairs_a_moonlight_client_and_keeps_it_across_a_restart(
     assert!(set.wait().unwrap().success());
     assert_eq!(owner_and_mode(&state.join("console.passwd")), (uid, 0o600));
 
+    // The generated one was used (a login): no copy of it is kept.
+    assert!(!state.join("console.generated-password").exists());
+
     // A restart: the identity and the device are kept; the password is
-    // the one chosen, and none is shown.
+    // the one chosen, and none is shown (someone has logged in).
     let mut again = Host::start_with(service_command(), state);
-    assert!(again.password.is_none(), "the password is shown only once");
+    assert!(again.password.is_none(), "no password after a login");
+    assert!(
+        !again
+            .lines
+            .iter()
+            .any(|l| l.starts_with("console password")),
+        "{:?}",
+        again.lines
+    );
     assert_ne!(password, chosen);
     again.password = Some(chosen.to_owned());
     let console = Console::login(&again);
     assert!(moonlight::device(&console, &deck.fingerprint).is_some());
     assert_eq!(deck.pair_status(Door::of(&again)).as_deref(), Some("1"));
     assert!(again.stop().success());
+}
+
+#[test]
+#[ignore = "needs the installed Debian package: run scripts/package-test"]
+fn the_installed_binary_is_stripped() {
+    let bin = Path::new("/usr/bin/punktfunk");
+    let sections = Command::new("readelf")
+        .args(["-S", "-W"])
+        .arg(bin)
+        .output()
+        .unwrap();
+    assert!(sections.status.success());
+    let sections = String::from_utf8_lossy(&sections.stdout);
+    for debug in [".debug_info", ".debug_line", ".debug_str"] {
+        assert!(!sections.contains(debug), "{debug} in {}", bin.display());
+    }
+    // Where the symbols went: the -dbgsym package, found by build ID.
+    assert!(sections.contains(".gnu_debuglink"), "{sections}");
+    let file = Command::new("file").arg(bin).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&file.stdout).contains(", stripped"),
+        "{file:?}"
+    );
+    // scripts/package-test packages the debug build: stripped it is about
+    // 22 MB (the release build about 7.5 MB); with its debug info, 150 MB.
+    let size = std::fs::metadata(bin).unwrap().len();
+    assert!(size < 32 << 20, "{} is {size} bytes", bin.display());
 }

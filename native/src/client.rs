@@ -101,7 +101,7 @@ pub enum ClientError {
     Expired,
     /// The host presented a certificate other than the one on record
     /// (pinned, or accepted by the user earlier).
-    #[error("{addr} presented certificate {seen}, but this client has {pinned} on record for it; if the host was reinstalled, remove its line from {} and pair again, otherwise suspect an attack", .known_hosts.display())]
+    #[error("{addr} presented certificate {}, but this client has {} on record for it; if the host was reinstalled, remove its line from {} and pair again, otherwise suspect an attack", .seen.grouped(), .pinned.grouped(), .known_hosts.display())]
     HostIdentityChanged {
         /// The host.
         addr: HostAddr,
@@ -128,7 +128,7 @@ pub enum ClientError {
     /// Pairing with a link: a host presented a certificate other than the
     /// link's. The handshake was aborted, so it received nothing, and the
     /// PIN was offered to nobody (it stays armed on the real host).
-    #[error("{addr} presented certificate {seen}, not {expected} from the pairing link, so this client sent it nothing; make sure the code is the one your host shows now, otherwise suspect an attack")]
+    #[error("{addr} presented certificate {}, not {} from the pairing link, so this client sent it nothing; make sure the code is the one your host shows now, otherwise suspect an attack", .seen.grouped(), .expected.grouped())]
     LinkHostMismatch {
         /// The address that answered.
         addr: HostAddr,
@@ -144,7 +144,7 @@ pub enum ClientError {
         attempts: Vec<String>,
     },
     /// The user did not accept an unpinned host's fingerprint (TOFU).
-    #[error("the fingerprint of {addr} ({seen}) was not accepted; pair with a PIN, or accept it if it matches the one the host shows")]
+    #[error("the fingerprint of {addr} ({}) was not accepted; pair with a PIN, or accept it if it matches the one the host shows", .seen.grouped())]
     HostNotAccepted {
         /// The host.
         addr: HostAddr,
@@ -765,6 +765,14 @@ impl Client {
             let seen = *mismatch.lock().unwrap_or_else(|p| p.into_inner());
             return Err(match seen {
                 Some(seen) => changed(seen),
+                // OpenSSL's words for a reply that is not TLS at all:
+                // typically an HTTP server's plain-text error.
+                None if e.to_string().contains("wrong version number") => conn_err(format!(
+                    "the port does not speak TLS (a plain HTTP port, such as Moonlight's \
+                     47989?), so not the punktfunk protocol; the native endpoint is port {} \
+                     by default ({e})",
+                    crate::DEFAULT_PORT
+                )),
                 None => conn_err(format!("TLS handshake failed: {e}")),
             });
         }
@@ -989,6 +997,9 @@ fn read_error(addr: &HostAddr, e: ReadError, what: &'static str) -> ClientError 
             addr: addr.clone(),
             reason: e.to_string(),
         },
+        ReadError::Frame(e @ crate::FrameError::Http) => {
+            ClientError::BadMessage(format!("{addr}: {e}"))
+        }
         ReadError::Frame(e) => ClientError::BadMessage(e.to_string()),
         ReadError::Message(e) => ClientError::BadMessage(e.to_string()),
     }

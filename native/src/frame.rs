@@ -24,6 +24,10 @@ pub enum FrameError {
         /// The announced length.
         len: u64,
     },
+    /// The "length" is the ASCII `HTTP` of an HTTP reply: the peer is a web
+    /// server (say the host's console), not a punktfunk endpoint.
+    #[error("the peer speaks HTTP, not the punktfunk protocol: this is a web port, not the native endpoint (port {} by default)", crate::DEFAULT_PORT)]
+    Http,
     /// A zero length prefix: a frame always holds one JSON object.
     #[error("the peer sent an empty frame; every frame holds one JSON object")]
     Empty,
@@ -49,6 +53,9 @@ pub enum FrameError {
 /// Refuses 0 and anything over [`MAX_FRAME_LEN`], so the caller can allocate
 /// exactly the returned length.
 pub fn check_header(header: [u8; HEADER_LEN]) -> Result<usize, FrameError> {
+    if &header == b"HTTP" {
+        return Err(FrameError::Http);
+    }
     let len = u32::from_be_bytes(header);
     match usize::try_from(len) {
         Ok(0) => Err(FrameError::Empty),
@@ -205,6 +212,8 @@ mod tests {
             Err(FrameError::TooLarge { len: 16385 })
         );
         assert_eq!(check_header([0; 4]), Err(FrameError::Empty));
+        // An HTTP reply ("HTTP/1.1 400 …") is named, not read as a length.
+        assert_eq!(check_header(*b"HTTP"), Err(FrameError::Http));
         let mut dec = FrameDecoder::new();
         let mut input: &[u8] = &u32::MAX.to_be_bytes();
         assert!(matches!(

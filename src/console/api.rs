@@ -292,6 +292,15 @@ async fn login(
     // that cannot be written (a full disk) must not lock the owner out.
     let (token, csrf) = state.sessions.create(Instant::now());
     tracing::info!(%ip, known = known.is_some(), "console: logged in");
+    // The start-up lines stop repeating how to get in (src/first_start.rs).
+    let dir = state.password.dir().to_path_buf();
+    if !crate::first_start::logged_in(&dir) {
+        match web::block(move || crate::first_start::note_login(&dir)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("cannot record the first console login: {e}"),
+            Err(e) => tracing::warn!("cannot record the first console login: {e}"),
+        }
+    }
     let mut reply = match recorded(state.trust.record(login(Outcome::Ok))).await {
         Ok(()) => HttpResponse::Ok().json(Csrf { csrf: &csrf }),
         // `not_recorded`, with the session cookie: the page reads its CSRF

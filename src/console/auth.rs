@@ -101,12 +101,23 @@ impl PasswordFile {
     }
 
     /// Creates a strong random password, stores its hash, returns it.
+    #[cfg(test)]
     pub(crate) fn generate(&self) -> anyhow::Result<String> {
-        let mut bytes = [0u8; 15];
-        OsRng.fill_bytes(&mut bytes);
-        let password = URL_SAFE_NO_PAD.encode(bytes);
+        let password = self.new_password();
         self.set(&password, None)?;
         Ok(password)
+    }
+
+    /// A strong random password (not stored).
+    pub(crate) fn new_password(&self) -> String {
+        let mut bytes = [0u8; 15];
+        OsRng.fill_bytes(&mut bytes);
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// The state dir the file is in.
+    pub(crate) fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
     }
 
     /// Checks `password` against the stored hash, computing argon2 in

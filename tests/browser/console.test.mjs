@@ -406,7 +406,7 @@ test("the armed PIN's QR code decodes to a pairing link that pins this host, and
     // The link's own one-time secret (128 bits), not the typed PIN.
     assert.match(url.searchParams.get("s"), /^[0-9a-f]{32}$/);
     assert.equal(url.searchParams.get("pin"), null);
-    const fp = runCli(["fingerprint", "--state-dir", host.stateDir]).stdout.trim();
+    const fp = runCli(["fingerprint", "--hex", "--state-dir", host.stateDir]).stdout.trim();
     assert.equal(url.searchParams.get("fp"), fp);
     assert.equal(url.searchParams.get("port"), nativeAddr.split(":").pop());
 

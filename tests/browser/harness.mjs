@@ -32,10 +32,17 @@ export async function startHost(extra = [], { dir: given } = {}) {
     const timer = setTimeout(() => reject(new Error("host did not start")), 60000);
     child.on("exit", (code) => reject(new Error(`host exited with ${code}`)));
     lines.on("line", (line) => {
-      const m = line.match(/^(\S+) listening on (\S+?)\/?$/);
-      if (m) host.urls[m[1]] = m[2];
-      const pw = line.split("set-password`): ")[1];
-      if (pw) host.password = pw.trim();
+      // The start-up block (src/host.rs): "  listening on 127.0.0.1 only:",
+      // then "    console         https  port 40011" per listener.
+      const at = line.match(/^\s+listening on (\S+) only:$/);
+      if (at) host.at = at[1];
+      const m = line.match(/^\s+(console|Moonlight|punktfunk app)\s+(https?|tls)\s+port (\d+)$/);
+      if (m) {
+        const what = { console: "console", Moonlight: `gamestream-${m[2]}`, "punktfunk app": "native" }[m[1]];
+        host.urls[what] = `${m[2]}://${host.at || "127.0.0.1"}:${m[3]}`;
+      }
+      const pw = line.match(/^console password: (\S+)\s+\(generated/);
+      if (pw) host.password = pw[1];
       if (line === "ready") { clearTimeout(timer); resolve(); }
     });
   });

@@ -22,6 +22,9 @@ pub struct Host {
     pub console: String,
     pub password: Option<String>,
     pub lines: Vec<String>,
+    /// The address the start-up block says the doors listen on, as a URL
+    /// host (`127.0.0.1` for a wildcard).
+    listen_host: String,
     stdout: mpsc::Receiver<String>,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -101,6 +104,7 @@ impl Host {
             console: String::new(),
             password: None,
             lines: Vec::new(),
+            listen_host: "127.0.0.1".into(),
             stdout: rx,
             _tmp: None,
         };
@@ -116,25 +120,31 @@ impl Host {
                 Ok(l) => l,
                 Err(_) => panic!("host did not become ready; stdout so far: {:?}", self.lines),
             };
-            if let Some(url) = line.strip_prefix("console listening on ") {
-                self.console = url.trim_end_matches('/').to_owned();
+            if let Some(at) = listen_host(&line) {
+                self.listen_host = at;
             }
-            if let Some((_, pw)) = line.split_once("set-password`): ") {
-                self.password = Some(pw.trim().to_owned());
+            if let Some(("console", scheme, port)) = listener(&line) {
+                self.console = format!("{scheme}://{}:{port}", self.listen_host);
+            }
+            if let Some(pw) = generated_password(&line) {
+                self.password = Some(pw);
             }
             self.lines.push(line);
         }
     }
 
-    /// The `https://127.0.0.1:PORT` of a listener announced as `<what> listening on ...`.
+    /// The `https://127.0.0.1:PORT` of a listener of the start-up block
+    /// (`console`, `gamestream-http`, `gamestream-https`, `native`).
     pub fn url(&self, what: &str) -> String {
-        let prefix = format!("{what} listening on ");
         self.lines
             .iter()
-            .find_map(|l| l.strip_prefix(&prefix))
+            .find_map(|l| match listener(l) {
+                Some((w, scheme, port)) if w == what => {
+                    Some(format!("{scheme}://{}:{port}", self.listen_host))
+                }
+                _ => None,
+            })
             .unwrap_or_else(|| panic!("no {what} listener in {:?}", self.lines))
-            .trim_end_matches('/')
-            .to_owned()
     }
 
     pub fn password(&self) -> &str {
@@ -162,6 +172,44 @@ impl Drop for Host {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The listener lines of the start-up block (src/host.rs `LISTENERS`):
+/// internal name, what the block calls it, protocol.
+const LISTENERS: [(&str, &str, &str); 4] = [
+    ("console", "console", "https"),
+    ("gamestream-http", "Moonlight", "http"),
+    ("gamestream-https", "Moonlight", "https"),
+    ("native", "punktfunk app", "tls"),
+];
+
+/// `    console         https  port 40011` → ("console", "https", 40011).
+pub fn listener(line: &str) -> Option<(&'static str, &'static str, u16)> {
+    let line = line.trim();
+    LISTENERS.iter().find_map(|(what, label, scheme)| {
+        let mut words = line.strip_prefix(label)?.split_whitespace();
+        (words.next()? == *scheme && words.next()? == "port").then_some(())?;
+        Some((*what, *scheme, words.next()?.parse().ok()?))
+    })
+}
+
+/// `  listening on 127.0.0.1 only:` → `127.0.0.1`; a wildcard → `127.0.0.1`.
+pub fn listen_host(line: &str) -> Option<String> {
+    let rest = line.trim().strip_prefix("listening on ")?;
+    if rest.starts_with("every ") {
+        return Some("127.0.0.1".into());
+    }
+    Some(rest.strip_suffix(" only:")?.to_owned())
+}
+
+/// The generated password of a `console password: PW  (generated; …)` line.
+pub fn generated_password(line: &str) -> Option<String> {
+    let rest = line.strip_prefix("console password: ")?;
+    let (pw, after) = rest.split_once(' ')?;
+    after
+        .trim_start()
+        .starts_with("(generated")
+        .then(|| pw.to_owned())
 }
 
 /// Reads a child's stdout lines on a thread.

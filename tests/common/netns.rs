@@ -66,6 +66,23 @@ impl Netns {
         Some(ns)
     }
 
+    /// Runs `ip -n NAME ARGS…` (adding links, addresses) in the namespace.
+    pub fn ip(&self, args: &[&str]) {
+        let mut all = vec!["-n", self.name.as_str()];
+        all.extend_from_slice(args);
+        ip(&all).unwrap();
+    }
+
+    /// `program` run by `ip netns exec`: in the namespace and with a
+    /// `/sys` of its own, so what the kernel says there of the interfaces
+    /// (`/sys/class/net`) is the namespace's (a thread of [`Netns::run`]
+    /// still sees the machine's).
+    pub fn exec(&self, program: &str) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name, program]);
+        cmd
+    }
+
     /// Runs `f` on a thread that entered the namespace, and returns what
     /// it returns (a panic in `f` is this caller's panic, after the thread
     /// ended).
