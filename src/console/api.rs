@@ -960,6 +960,9 @@ async fn enter_pin(
     let result = match outcome {
         Some(PendingOutcome::Paired) => "paired",
         Some(PendingOutcome::PinRejected) => "pin_rejected",
+        // Not a wrong PIN (gamestream `Outcome::MoonlightQtBug`): the page
+        // says to press Pair in Moonlight again.
+        Some(PendingOutcome::MoonlightQtBug) => "moonlight_qt_bug",
         Some(_) => "abandoned",
         // Still running after the wait: say so rather than guess.
         None => {
