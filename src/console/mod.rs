@@ -193,6 +193,10 @@ pub(crate) fn configure(state: web::Data<ConsoleState>) -> impl FnOnce(&mut web:
                     }),
             )
             .app_data(web::PathConfig::default().error_handler(api::path_error))
+            // A query that does not parse answers like every other refusal.
+            .app_data(web::QueryConfig::default().error_handler(|err, _| {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad_request", err.to_string()).into()
+            }))
             .configure(api::routes)
             .configure(page::routes);
     }
