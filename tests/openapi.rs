@@ -167,6 +167,8 @@ fn schemathesis_finds_no_server_error_and_no_reply_off_the_document() {
         .args(["--workers", "2"])
         .arg("--report-dir")
         .arg(report.path())
+        // Its cache of crashes goes there too, not into the work tree.
+        .current_dir(report.path())
         .env("NO_COLOR", "1")
         .env("SCHEMATHESIS_TELEMETRY", "false")
         .output()
