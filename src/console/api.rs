@@ -37,9 +37,8 @@ const PIN_OUTCOME_WAIT: Duration = Duration::from_secs(90);
 macro_rules! api_routes {
     ($($method:ident $path:literal => $handler:path;)*) => {
         /// Every route under `/api`: `(method, path)`, lowercase method and
-        /// the path as `docs/console-api.json` writes it. Read by the test
-        /// that holds the document to it.
-        #[cfg(test)]
+        /// the path as `docs/console-api.json` writes it. The test that holds
+        /// the document to it reads it, and so does the 405 answer.
         pub(crate) const ROUTES: &[(&str, &str)] = &[$((stringify!($method), concat!("/api", $path))),*];
 
         fn register(scope: actix_web::Scope) -> actix_web::Scope {
@@ -83,14 +82,38 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         register(web::scope("/api"))
             .wrap(actix_web::middleware::from_fn(super::body_limit))
-            .default_service(web::to(|| async {
-                Err::<HttpResponse, _>(ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    "no such API route",
-                ))
-            })),
+            .default_service(web::to(unrouted)),
     );
+}
+
+/// No route took the request: 405 with `Allow` if the path has routes for
+/// other methods, else 404.
+async fn unrouted(req: HttpRequest) -> HttpResponse {
+    let allowed: Vec<String> = ROUTES
+        .iter()
+        .filter(|(_, path)| actix_web::dev::ResourceDef::new(*path).is_match(req.path()))
+        .map(|(method, _)| method.to_ascii_uppercase())
+        .collect();
+    if allowed.is_empty() {
+        return ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
+            .error_response();
+    }
+    let allow = allowed.join(", ");
+    let mut reply = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} is not allowed here; this route takes {allow}",
+            req.method()
+        ),
+    )
+    .error_response();
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&allow) {
+        reply
+            .headers_mut()
+            .insert(actix_web::http::header::ALLOW, value);
+    }
+    reply
 }
 
 /// `GET /api/openapi.json`: public documentation, like the page itself.
