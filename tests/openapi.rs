@@ -96,6 +96,40 @@ fn every_operation_the_document_secures_needs_a_session_and_csrf() {
     }
 }
 
+/// A method a documented path does not take is 405 with `Allow` (what the
+/// document lists for it), before and after login; a path it lacks is 404.
+#[test]
+fn a_method_the_document_lacks_is_405_with_allow() {
+    let host = Host::start(&[]);
+    let console = Console::login(&host);
+    for http in [&client(), &console.http] {
+        for (method, path, allow) in [
+            ("PUT", "/api/pairing", "GET"),
+            ("GET", "/api/login", "POST"),
+            ("POST", "/api/devices/x", "GET, PATCH, DELETE"),
+            ("HEAD", "/api/otp", "POST, DELETE"),
+        ] {
+            let resp = http
+                .request(method.parse().unwrap(), format!("{}{path}", host.console))
+                .send()
+                .unwrap();
+            assert_eq!(resp.status(), 405, "{method} {path}");
+            assert_eq!(resp.headers()["allow"], allow, "{method} {path}");
+            if method != "HEAD" {
+                let body: Value = resp.json().unwrap();
+                assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
+            }
+        }
+        let resp = http
+            .get(format!("{}/api/no-such-route", host.console))
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 404);
+        let body: Value = resp.json().unwrap();
+        assert_eq!(body["error"]["code"], "not_found", "{body}");
+    }
+}
+
 /// The schemathesis command of the test venv.
 fn schemathesis() -> PathBuf {
     let python = common::moonlight::python();
