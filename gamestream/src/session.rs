@@ -114,8 +114,8 @@ pub enum Outcome {
     /// The PIN did not match (or the exchange was tampered with).
     PinRejected(Rejection),
     /// The client's answer failed the way moonlight-qt's known key bug
-    /// fails ([`crate::crypto::moonlight_qt_key_is_wrong`] holds for this
-    /// attempt's salt and PIN): most likely a correct PIN that moonlight-qt
+    /// fails (SHA-256(salt ‖ PIN) of this attempt has a zero byte in its
+    /// first 15 bytes, see `crypto::moonlight_qt_key_is_wrong`): most likely a correct PIN that moonlight-qt
     /// cannot pair with this salt. A new attempt (new salt, new PIN) pairs.
     MoonlightQtBug(Rejection),
     /// The client broke the protocol or timed out; see the [`PairError`].
