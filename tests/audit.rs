@@ -132,7 +132,7 @@ fn a_full_scenario_is_recorded_exactly_in_order_with_no_secret() {
     push("pin_entered", "console", "ok", &deck.fingerprint);
     push("paired", "gamestream", "ok", &deck.fingerprint);
     let laptop = Device::from("127.0.0.2");
-    let run = laptop.pair(door, "4242");
+    let run = laptop.pair_wrong(door, "4242", "2424");
     let (status, body) = moonlight::enter_pin(&console, &laptop.fingerprint, "2424", None);
     assert_eq!((status, &body), (200, &json!({"result": "pin_rejected"})));
     let _ = run.next();

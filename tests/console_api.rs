@@ -302,3 +302,52 @@ fn arming_needs_the_punktfunk_apps_endpoint() {
         "{link:?}"
     );
 }
+
+/// `GET /api/devices` lists what `/api/pairing` lists as `devices`, and
+/// `GET /api/devices/{fingerprint}` one of them; a device that is not paired
+/// is 404 with the usual error body (issue 20: REST clients try these first).
+#[test]
+fn devices_are_listed_and_read_one_at_a_time() {
+    use common::moonlight::{self, Device, Door};
+
+    let host = Host::start(&[]);
+    let console = Console::login(&host);
+    assert_eq!(console.get("/api/devices"), json!({"devices": []}));
+
+    let dev = Device::new();
+    moonlight::pair(&console, Door::of(&host), &dev);
+    let listed = console.get("/api/devices");
+    assert_eq!(listed["devices"], console.pairing()["devices"]);
+    let devices = listed["devices"].as_array().unwrap();
+    assert_eq!(devices.len(), 1, "{listed}");
+    assert_eq!(devices[0]["fingerprint"], dev.fingerprint.as_str());
+
+    let one = console.get(&format!("/api/devices/{}", dev.fingerprint));
+    assert_eq!(one, devices[0]);
+    // Either case names the device.
+    let upper = console.get(&format!("/api/devices/{}", dev.fingerprint.to_uppercase()));
+    assert_eq!(upper, devices[0]);
+
+    for path in [
+        format!("/api/devices/{}", "ab".repeat(32)),
+        "/api/devices/not-a-fingerprint".to_owned(),
+    ] {
+        let resp = console
+            .http
+            .get(format!("{}{path}", host.console))
+            .send()
+            .unwrap();
+        assert_error(resp, 404, "unknown_device");
+    }
+    // Without a session, neither says anything.
+    for path in [
+        "/api/devices".to_owned(),
+        format!("/api/devices/{}", dev.fingerprint),
+    ] {
+        let resp = client()
+            .get(format!("{}{path}", host.console))
+            .send()
+            .unwrap();
+        assert_error(resp, 401, "unauthorized");
+    }
+}

@@ -87,7 +87,7 @@ fn a_wrong_pin_stores_nothing_and_the_console_says_pin_rejected() {
     let console = Console::login(&host);
     let dev = Device::new();
 
-    let run = dev.pair(door, "1111");
+    let run = dev.pair_wrong(door, "1111", "2222");
     let (status, body) = enter_pin(&console, &dev.fingerprint, "2222", None);
     assert_eq!((status, body), (200, json!({"result": "pin_rejected"})));
     let result = run.next();
@@ -101,6 +101,78 @@ fn a_wrong_pin_stores_nothing_and_the_console_says_pin_rejected() {
     // The client starts over and this time the PIN is right.
     pair(&console, door, &dev);
     assert_eq!(dev.pair_status(door).as_deref(), Some("1"));
+}
+
+/// moonlight-qt fails about 1 correct PIN in 18: its key is wrong when
+/// SHA-256(salt ‖ PIN) has a zero byte in its first 15 bytes (issue 20). The
+/// Moonlight client, forced to such a salt and to moonlight-qt's key
+/// derivation, fails with the right PIN, and the console says it was that
+/// bug, not a wrong PIN. The same salt with the right key pairs (it is the
+/// key, not the salt), and a wrong PIN is still a wrong PIN.
+#[test]
+fn moonlight_qts_key_bug_is_told_apart_from_a_wrong_pin() {
+    let host = Host::start(&[]);
+    let door = Door::of(&host);
+    let console = Console::login(&host);
+
+    let unlucky = Device::new();
+    let run = unlucky.pair_with(door, "5170", &["--salt-zero", "5170", "--qt-key"]);
+    let (status, body) = enter_pin(&console, &unlucky.fingerprint, "5170", None);
+    assert_eq!((status, body), (200, json!({"result": "moonlight_qt_bug"})));
+    // What moonlight-qt shows then: "Incorrect PIN".
+    let result = run.next();
+    assert_eq!(result["result"], "wrong_pin", "{result}");
+    run.wait();
+    assert!(device(&console, &unlucky.fingerprint).is_none());
+    assert!(pending_ids(&console).is_empty());
+    let trail = console.get(&format!("/api/audit?device={}", unlucky.fingerprint));
+    let events: Vec<&str> = trail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert!(!events.contains(&"pin_rejected"), "{trail}");
+    let bug = trail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "moonlight_bug")
+        .unwrap_or_else(|| panic!("no moonlight_bug entry: {trail}"));
+    assert_eq!(bug["outcome"], "failed", "{bug}");
+    assert_eq!(bug["door"], "gamestream", "{bug}");
+    assert!(
+        bug["detail"]
+            .as_str()
+            .unwrap()
+            .contains("known Moonlight bug"),
+        "{bug}"
+    );
+
+    // The next attempt of the same device, as Moonlight makes it after
+    // "Pair" again (a new PIN and salt), pairs.
+    let run = unlucky.pair_with(door, "6021", &["--salt-clean", "6021", "--qt-key"]);
+    let (status, body) = enter_pin(&console, &unlucky.fingerprint, "6021", None);
+    assert_eq!((status, body), (200, json!({"result": "paired"})));
+    assert_eq!(run.next()["result"], "paired");
+    run.wait();
+
+    // Such a salt with the key every other client derives pairs.
+    let embedded = Device::new();
+    let run = embedded.pair_with(door, "5170", &["--salt-zero", "5170"]);
+    let (status, body) = enter_pin(&console, &embedded.fingerprint, "5170", None);
+    assert_eq!((status, body), (200, json!({"result": "paired"})));
+    assert_eq!(run.next()["result"], "paired");
+    run.wait();
+
+    // A wrong PIN, with moonlight-qt's key, stays a wrong PIN.
+    let wrong = Device::new();
+    let run = wrong.pair_with(door, "1111", &["--salt-clean", "2222", "--qt-key"]);
+    let (status, body) = enter_pin(&console, &wrong.fingerprint, "2222", None);
+    assert_eq!((status, body), (200, json!({"result": "pin_rejected"})));
+    assert_eq!(run.next()["result"], "wrong_pin");
+    run.wait();
+    assert!(device(&console, &wrong.fingerprint).is_none());
 }
 
 #[test]

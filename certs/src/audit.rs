@@ -126,6 +126,9 @@ pub enum Event {
     PinEntered,
     /// A pairing exchange failed on a wrong PIN.
     PinRejected,
+    /// A Moonlight pairing failed after the PIN was entered the way
+    /// moonlight-qt's known key bug fails (most likely not a wrong PIN).
+    MoonlightBug,
     /// A pairing exchange failed on a wrong pairing-link secret (the link
     /// stays usable; budgeted like other unsolicited entries).
     LinkRejected,
@@ -178,6 +181,7 @@ impl Event {
             Event::RequestReplaced => "request_replaced",
             Event::PinEntered => "pin_entered",
             Event::PinRejected => "pin_rejected",
+            Event::MoonlightBug => "moonlight_bug",
             Event::LinkRejected => "link_rejected",
             Event::PairingStalled => "pairing_stalled",
             Event::Paired => "paired",

@@ -394,6 +394,10 @@ pub enum PendingOutcome {
     Paired,
     /// The PIN did not match (or the client gave up after a PIN entry).
     PinRejected,
+    /// The client's answer failed the way moonlight-qt's known key bug
+    /// fails (SHA-256(salt ‖ PIN) has a zero byte in its first 15): the PIN
+    /// was most likely right; a new attempt in Moonlight pairs.
+    MoonlightQtBug,
     /// The client went away.
     Abandoned,
 }
@@ -408,6 +412,7 @@ impl PendingOutcome {
             PendingOutcome::Replaced => "replaced",
             PendingOutcome::Paired => "paired",
             PendingOutcome::PinRejected => "pin_rejected",
+            PendingOutcome::MoonlightQtBug => "moonlight_qt_bug",
             PendingOutcome::Abandoned => "abandoned",
         }
     }
@@ -1105,7 +1110,8 @@ impl Gate {
             PendingOutcome::Approved
             | PendingOutcome::Denied
             | PendingOutcome::Paired
-            | PendingOutcome::PinRejected => None,
+            | PendingOutcome::PinRejected
+            | PendingOutcome::MoonlightQtBug => None,
         };
         if let Some(event) = undecided {
             self.audit.push_back(pending.audit_entry(event));

@@ -42,6 +42,12 @@ impl AesKey {
         Self(key)
     }
 
+    /// A key as given (a client's, in tests).
+    #[cfg(test)]
+    pub(crate) fn from_bytes(key: [u8; 16]) -> Self {
+        Self(key)
+    }
+
     #[cfg(test)]
     pub(crate) fn as_bytes(&self) -> &[u8; 16] {
         &self.0
@@ -74,6 +80,31 @@ impl AesKey {
         }
         Ok(result)
     }
+}
+
+/// Whether moonlight-qt derives a wrong key from this salt and PIN.
+///
+/// moonlight-qt (`NvPairingManager::pair` in `nvpairingmanager.cpp`) makes
+/// its key with `QByteArray(hash.constData())` and `truncate(16)`: the
+/// `const char*` constructor copies H(salt ‖ PIN) only up to its first zero
+/// byte, and OpenSSL then reads 16 bytes from that buffer anyway. So its key
+/// is the hash up to the zero, the zero (the string's terminator), then
+/// whatever memory follows; with the first zero at byte 15 the terminator
+/// sits where the hash's own zero was and the key is right. A zero among
+/// bytes 0..15 (exclusive) therefore makes a wrong key: about 1 attempt in
+/// 18 (1 − (255/256)^15 ≈ 5.7 %), each a correct PIN that fails as "Incorrect
+/// PIN". Other clients (moonlight-embedded, -android, -ios) copy 16 bytes and
+/// pair.
+///
+/// The host can only know that this key was at risk, not verify a reply
+/// under the broken key: the bytes after the terminator are uninitialised
+/// memory in the client, and everything it encrypts under the key is random
+/// (CC) or hashes its random secret (CS).
+pub(crate) fn moonlight_qt_key_is_wrong(salt: &[u8; 16], pin: &Pin) -> bool {
+    let mut h = Sha256::new();
+    h.update(salt);
+    h.update(pin.as_bytes());
+    h.finish()[..15].contains(&0)
 }
 
 /// sig(cert): the certificate's own signature bytes (the signatureValue BIT
@@ -156,6 +187,39 @@ mod tests {
             assert!(bad.parse::<Pin>().is_err(), "{bad:?}");
         }
         assert_eq!(format!("{:?}", "1234".parse::<Pin>().unwrap()), "Pin(****)");
+    }
+
+    /// A salt and PIN whose H(salt ‖ PIN) has a zero at `at` (a few tries
+    /// of a counter salt find one).
+    fn salt_with_zero_at(pin: &Pin, at: usize) -> [u8; 16] {
+        (0u64..)
+            .map(|i| {
+                let mut salt = [0u8; 16];
+                salt[..8].copy_from_slice(&i.to_le_bytes());
+                salt
+            })
+            .find(|salt| {
+                let h = sha256(&[salt, pin.as_bytes()]);
+                h[..at].iter().all(|&b| b != 0) && h[at] == 0
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn moonlight_qt_key_is_wrong_exactly_with_a_zero_in_the_first_15_bytes() {
+        let pin: Pin = "5170".parse().unwrap();
+        for at in [0, 7, 14] {
+            let salt = salt_with_zero_at(&pin, at);
+            assert!(moonlight_qt_key_is_wrong(&salt, &pin), "zero at {at}");
+        }
+        // The first zero at byte 15: the string's terminator lands on it.
+        let salt = salt_with_zero_at(&pin, 15);
+        assert!(!moonlight_qt_key_is_wrong(&salt, &pin));
+        // A vector salt without any zero in its first 16 bytes.
+        let v = Vectors::load();
+        let salt: [u8; 16] = v.arr("salt");
+        assert!(!sha256(&[&salt, v.pin().as_bytes()])[..16].contains(&0));
+        assert!(!moonlight_qt_key_is_wrong(&salt, &v.pin()));
     }
 
     #[test]

@@ -55,6 +55,12 @@
 //!        ◀── paired=1 ─────────────────────────────── xml::pair_challenge
 //! ```
 //!
+//! A failure after the PIN was entered is [`Outcome::PinRejected`], unless
+//! H(salt ‖ PIN) has a zero byte in its first 15 bytes: moonlight-qt then
+//! derives a wrong key even from the right PIN (about 1 attempt in 18), and
+//! the attempt ends as [`Outcome::MoonlightQtBug`], so the console can say to
+//! press Pair in Moonlight again instead of "wrong PIN".
+//!
 //! ## Calling contract (what [`http`] does)
 //!
 //! For `/pair` on either port:

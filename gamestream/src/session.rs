@@ -47,6 +47,10 @@ struct Client {
 pub struct AwaitingPin {
     client: Client,
     salt: [u8; 16],
+    /// Phase 1 carried `otpauth`: only Artemis sends it, never moonlight-qt,
+    /// and a mismatch enters a random PIN, so no failure of this attempt
+    /// is moonlight-qt's key bug.
+    otp: bool,
 }
 
 /// State after phase 1.
@@ -54,6 +58,7 @@ pub struct AwaitingPin {
 pub struct AwaitingClientChallenge {
     client: Client,
     key: AesKey,
+    qt_key_wrong: bool,
     deadline: Instant,
 }
 
@@ -62,6 +67,7 @@ pub struct AwaitingClientChallenge {
 pub struct AwaitingServerChallengeResp {
     client: Client,
     key: AesKey,
+    qt_key_wrong: bool,
     server_secret: [u8; 16],
     server_challenge: [u8; 16],
     deadline: Instant,
@@ -73,6 +79,7 @@ pub struct AwaitingClientPairingSecret {
     client: Client,
     server_challenge: [u8; 16],
     client_hash: [u8; 32],
+    qt_key_wrong: bool,
     deadline: Instant,
 }
 
@@ -106,6 +113,11 @@ pub enum Outcome {
     Paired(Fingerprint),
     /// The PIN did not match (or the exchange was tampered with).
     PinRejected(Rejection),
+    /// The client's answer failed the way moonlight-qt's known key bug
+    /// fails (SHA-256(salt ‖ PIN) of this attempt has a zero byte in its
+    /// first 15 bytes, see `crypto::moonlight_qt_key_is_wrong`): most likely a correct PIN that moonlight-qt
+    /// cannot pair with this salt. A new attempt (new salt, new PIN) pairs.
+    MoonlightQtBug(Rejection),
     /// The client broke the protocol or timed out; see the [`PairError`].
     Failed,
     /// The client went away before the PIN was entered.
@@ -113,12 +125,14 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// The console's word for it: `paired`, `pin_rejected`, `failed` or
-    /// `abandoned` (the vocabulary of `POST /api/pending/{id}/pin`).
+    /// The console's word for it: `paired`, `pin_rejected`,
+    /// `moonlight_qt_bug`, `failed` or `abandoned` (the vocabulary of
+    /// `POST /api/pending/{id}/pin`).
     pub fn as_str(&self) -> &'static str {
         match self {
             Self::Paired(_) => "paired",
             Self::PinRejected(_) => "pin_rejected",
+            Self::MoonlightQtBug(_) => "moonlight_qt_bug",
             Self::Failed => "failed",
             Self::Abandoned => "abandoned",
         }
@@ -295,6 +309,7 @@ impl PairingSession {
                 cert: request.client_cert,
             },
             salt: request.salt,
+            otp: request.otpauth.is_some(),
         })
     }
 
@@ -316,6 +331,8 @@ impl PairingSession {
         };
         // Sunshine `getservercert`: K = SHA-256(salt ‖ PIN)[..16] for gen 7.
         let key = AesKey::derive(&s.salt, pin);
+        // Known now, so that a failure later can be told apart from a wrong PIN.
+        let qt_key_wrong = !s.otp && crypto::moonlight_qt_key_is_wrong(&s.salt, pin);
         let reply = Reply::ok()
             .with("paired", "1")
             .with("plaincert", hex::encode_upper(host.cert_pem().as_bytes()));
@@ -323,6 +340,7 @@ impl PairingSession {
             session: Some(Self::AwaitingClientChallenge(AwaitingClientChallenge {
                 client: s.client,
                 key,
+                qt_key_wrong,
                 deadline: now + PHASE_TIMEOUT,
             })),
             reply,
@@ -371,10 +389,14 @@ impl PairingSession {
     /// The client called `/unpair` during this attempt. moonlight-qt does
     /// that after every failure past phase 1, most often when its own check
     /// after phase 3 finds a wrong PIN, so once the PIN was entered this is
-    /// the host's only news of a wrong PIN.
+    /// the host's only news of a wrong PIN. After phase 3, with a salt and
+    /// PIN that break moonlight-qt's key, it is that bug's failure instead.
     pub fn cancelled_by_client(self) -> Outcome {
         match self {
             Self::AwaitingPin(_) => Outcome::Abandoned,
+            Self::AwaitingClientPairingSecret(s) if s.qt_key_wrong => {
+                Outcome::MoonlightQtBug(Rejection::ClientGaveUp)
+            }
             _ => Outcome::PinRejected(Rejection::ClientGaveUp),
         }
     }
@@ -459,6 +481,7 @@ impl AwaitingClientChallenge {
                 AwaitingServerChallengeResp {
                     client: self.client,
                     key: self.key,
+                    qt_key_wrong: self.qt_key_wrong,
                     server_secret,
                     server_challenge,
                     deadline: now + PHASE_TIMEOUT,
@@ -493,6 +516,7 @@ impl AwaitingServerChallengeResp {
                     client: self.client,
                     server_challenge: self.server_challenge,
                     client_hash,
+                    qt_key_wrong: self.qt_key_wrong,
                     deadline: now + PHASE_TIMEOUT,
                 },
             )),
@@ -534,11 +558,21 @@ impl AwaitingClientPairingSecret {
                     ],
                 }
             }
-            Err(rejection) => Step {
-                session: None,
-                reply: Reply::ok().with("paired", "0"),
-                effects: vec![Effect::Finished(Outcome::PinRejected(rejection))],
-            },
+            Err(rejection) => {
+                // A client that sends phase 4 despite a wrong key shows it
+                // as a hash mismatch; a bad signature is no key's doing.
+                let outcome = match rejection {
+                    Rejection::HashMismatch if self.qt_key_wrong => {
+                        Outcome::MoonlightQtBug(rejection)
+                    }
+                    _ => Outcome::PinRejected(rejection),
+                };
+                Step {
+                    session: None,
+                    reply: Reply::ok().with("paired", "0"),
+                    effects: vec![Effect::Finished(outcome)],
+                }
+            }
         }
     }
 }
@@ -669,5 +703,223 @@ mod tests {
             Outcome::PinRejected(Rejection::ClientGaveUp)
         );
         assert_eq!(crate::xml::unpair().to_xml(), t[3].2);
+    }
+
+    /// A salt for which H(salt ‖ `pin`) has a zero byte among its first 15
+    /// (`breaks`), or none in its first 16 (`!breaks`).
+    fn salt_for(pin: &Pin, breaks: bool) -> [u8; 16] {
+        (0u64..)
+            .map(|i| {
+                let mut salt = [0x5a; 16];
+                salt[..8].copy_from_slice(&i.to_le_bytes());
+                salt
+            })
+            .find(|salt| {
+                let h = crypto::sha256(&[salt, pin.as_bytes()]);
+                if breaks {
+                    h[..15].contains(&0)
+                } else {
+                    !h[..16].contains(&0)
+                }
+            })
+            .unwrap()
+    }
+
+    /// moonlight-qt's key (`QByteArray(hash.constData())`, `truncate(16)`):
+    /// the hash up to its first zero byte, the terminator, then memory the
+    /// client never wrote (here 0xEE).
+    fn moonlight_qt_key(salt: &[u8; 16], pin: &Pin) -> AesKey {
+        let h = crypto::sha256(&[salt, pin.as_bytes()]);
+        let mut key = [0xEE; 16];
+        let cut = h.iter().position(|&b| b == 0).unwrap_or(16).min(16);
+        key[..cut].copy_from_slice(&h[..cut]);
+        if cut < 16 {
+            key[cut] = 0;
+        }
+        AesKey::from_bytes(key)
+    }
+
+    /// Phase 1 of the recorded conversation, with another salt.
+    fn started_with_salt(t: &[(String, String, String)], salt: [u8; 16]) -> PairingSession {
+        let q = parse(&t[0].1);
+        let PairRequest::GetServerCert(mut g) = q.request else {
+            panic!("phase 1 expected")
+        };
+        g.salt = salt;
+        PairingSession::start(q.unique_id, g)
+    }
+
+    /// A correct PIN with a salt that breaks moonlight-qt's key: the client,
+    /// deriving the key as moonlight-qt does, finds the host's phase-2 answer
+    /// wrong after phase 3 and unpairs, and the host reports the bug, not a
+    /// wrong PIN. The same salt and PIN with a right key would have paired:
+    /// the host's key is the one every other client derives.
+    #[test]
+    fn a_correct_pin_with_a_salt_that_breaks_moonlight_qts_key_is_that_bug() {
+        let v = Vectors::load();
+        let host = host_identity();
+        let now = Instant::now();
+        let pin = v.pin();
+        let salt = salt_for(&pin, true);
+        assert!(crypto::moonlight_qt_key_is_wrong(&salt, &pin));
+        let qt_key = moonlight_qt_key(&salt, &pin);
+        assert_ne!(qt_key, AesKey::derive(&salt, &pin));
+
+        let t = transcript(&v, "wrong_pin");
+        let session = started_with_salt(&t, salt);
+        let mut session = session
+            .pin_entered(&pin, &host, now)
+            .unwrap()
+            .session
+            .unwrap();
+        // Phase 2 as moonlight-qt makes it: E_K'(CC).
+        let cc = [7u8; 16];
+        let step = session
+            .step(
+                PairRequest::ClientChallenge(qt_key.encrypt(&cc).unwrap()),
+                &host,
+                &mut rand::rngs::OsRng,
+                now,
+            )
+            .unwrap();
+        assert!(step.effects.is_empty());
+        session = step.session.unwrap();
+        // Phase 3: the client decrypts the host's answer under its key…
+        let answer = hex::decode(field(&step.reply, "challengeresponse")).unwrap();
+        let plain = qt_key.decrypt::<48>(&answer.try_into().unwrap()).unwrap();
+        let step = session
+            .step(
+                PairRequest::ServerChallengeResp(qt_key.encrypt(&[9u8; 32]).unwrap()),
+                &host,
+                &mut rand::rngs::OsRng,
+                now,
+            )
+            .unwrap();
+        session = step.session.unwrap();
+        // …and its check of H(CC ‖ sig(host) ‖ SS) fails: "Incorrect PIN".
+        let secret = hex::decode(field(&step.reply, "pairingsecret")).unwrap();
+        let expected = crypto::sha256(&[&cc, crypto::cert_signature(host.cert()), &secret[..16]]);
+        assert_ne!(plain[..32], expected);
+        // moonlight-qt unpairs.
+        assert_eq!(
+            session.cancelled_by_client(),
+            Outcome::MoonlightQtBug(Rejection::ClientGaveUp)
+        );
+        assert_eq!(
+            Outcome::MoonlightQtBug(Rejection::ClientGaveUp).as_str(),
+            "moonlight_qt_bug"
+        );
+    }
+
+    fn field(reply: &Reply, name: &str) -> String {
+        let xml = reply.to_xml();
+        let start = xml.find(&format!("<{name}>")).unwrap() + name.len() + 2;
+        let end = xml.find(&format!("</{name}>")).unwrap();
+        xml[start..end].to_owned()
+    }
+
+    /// Without the bug's salt the same failure is a wrong PIN; with it, a
+    /// failure before the client could check the PIN (an unpair before phase
+    /// 3) is still no sign of the bug; and a client that goes on to phase 4
+    /// with the wrong key fails as a hash mismatch, which is the bug too.
+    #[test]
+    fn only_a_failed_pin_check_with_the_bugs_salt_is_the_bug() {
+        let v = Vectors::load();
+        let host = host_identity();
+        let now = Instant::now();
+        let pin = v.pin();
+        let t = transcript(&v, "wrong_pin");
+        for (breaks, expected) in [
+            (true, Outcome::MoonlightQtBug(Rejection::ClientGaveUp)),
+            (false, Outcome::PinRejected(Rejection::ClientGaveUp)),
+        ] {
+            let mut rng = server_rng(&v);
+            let session = started_with_salt(&t, salt_for(&pin, breaks));
+            let mut session = session
+                .pin_entered(&pin, &host, now)
+                .unwrap()
+                .session
+                .unwrap();
+            for (_, query, _) in &t[1..3] {
+                let step = session
+                    .step(parse(query).request, &host, &mut rng, now)
+                    .unwrap();
+                session = step.session.unwrap();
+            }
+            assert_eq!(session.cancelled_by_client(), expected, "breaks: {breaks}");
+        }
+
+        // Unpaired after phase 1 or 2: not a PIN check.
+        let mut rng = server_rng(&v);
+        let session = started_with_salt(&t, salt_for(&pin, true));
+        let session = session
+            .pin_entered(&pin, &host, now)
+            .unwrap()
+            .session
+            .unwrap();
+        let step = session
+            .step(parse(&t[1].1).request, &host, &mut rng, now)
+            .unwrap();
+        assert_eq!(
+            step.session.unwrap().cancelled_by_client(),
+            Outcome::PinRejected(Rejection::ClientGaveUp)
+        );
+
+        // A one-time PIN's attempt (Artemis, never moonlight-qt; a wrong
+        // passphrase enters a random PIN) is never the bug.
+        let mut rng = server_rng(&v);
+        let q = parse(&t[0].1);
+        let PairRequest::GetServerCert(mut g) = q.request else {
+            panic!("phase 1 expected")
+        };
+        g.salt = salt_for(&pin, true);
+        g.otpauth = Some([0; 32]);
+        let session = PairingSession::start(q.unique_id, g);
+        let mut session = session
+            .pin_entered(&pin, &host, now)
+            .unwrap()
+            .session
+            .unwrap();
+        for (_, query, _) in &t[1..3] {
+            let step = session
+                .step(parse(query).request, &host, &mut rng, now)
+                .unwrap();
+            session = step.session.unwrap();
+        }
+        assert_eq!(
+            session.cancelled_by_client(),
+            Outcome::PinRejected(Rejection::ClientGaveUp)
+        );
+
+        // Phase 4 after a key mismatch: the recorded client's hash was made
+        // under the recorded salt's key.
+        let t = transcript(&v, "success");
+        for (breaks, expected) in [
+            (true, Outcome::MoonlightQtBug(Rejection::HashMismatch)),
+            (false, Outcome::PinRejected(Rejection::HashMismatch)),
+        ] {
+            let mut rng = server_rng(&v);
+            let session = started_with_salt(&t, salt_for(&pin, breaks));
+            let mut session = session
+                .pin_entered(&pin, &host, now)
+                .unwrap()
+                .session
+                .unwrap();
+            let mut effects = Vec::new();
+            for (_, query, _) in &t[1..4] {
+                let step = session
+                    .step(parse(query).request, &host, &mut rng, now)
+                    .unwrap();
+                effects = step.effects;
+                match step.session {
+                    Some(next) => session = next,
+                    None => break,
+                }
+            }
+            let [Effect::Finished(outcome)] = &effects[..] else {
+                panic!("unexpected effects {effects:?}")
+            };
+            assert_eq!(*outcome, expected, "breaks: {breaks}");
+        }
     }
 }

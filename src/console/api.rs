@@ -23,49 +23,106 @@ use super::auth::{Refusal, SESSION_LIFETIME};
 use super::known::{KNOWN_COOKIE, KNOWN_COOKIE_PATH, KNOWN_LIFETIME};
 use super::links::LinkHost;
 use super::replies::{
-    expires_in, ArmedReply, BlockReply, Blocked, Csrf, DeniedAll, DeviceReply, Done, ErrorReply,
-    ExchangeReply, HostReply, HostSummary, LastAttemptReply, Lifted, OtpCancelled, OtpLastReply,
-    OtpLink, OtpReply, PairingState, PendingReply, PinOutcome,
+    expires_in, ArmedReply, BlockReply, Blocked, Csrf, DeniedAll, DeviceList, DeviceReply, Done,
+    ErrorReply, ExchangeReply, HostReply, HostSummary, LastAttemptReply, Lifted, OtpCancelled,
+    OtpLastReply, OtpLink, OtpReply, PairingState, PendingReply, PinOutcome,
 };
 use super::{ApiError, ConsoleState, CSRF_HEADER, SESSION_COOKIE};
 
 /// How long `POST /api/pending/{id}/pin` waits for the pairing to finish.
 const PIN_OUTCOME_WAIT: Duration = Duration::from_secs(90);
 
+/// Declares the API's routes once: [`ROUTES`] (method and path, for the
+/// OpenAPI document's test) and the scope that registers them are made from
+/// the same list, so neither can leave out what the other has.
+macro_rules! api_routes {
+    ($($method:ident $path:literal => $handler:path;)*) => {
+        /// Every route under `/api`: `(method, path)`, lowercase method and
+        /// the path as `docs/console-api.json` writes it. The test that holds
+        /// the document to it reads it, and so does the 405 answer.
+        pub(crate) const ROUTES: &[(&str, &str)] = &[$((stringify!($method), concat!("/api", $path))),*];
+
+        fn register(scope: actix_web::Scope) -> actix_web::Scope {
+            scope$(.route($path, web::$method().to($handler)))*
+        }
+    };
+}
+
+api_routes! {
+    post "/login" => login;
+    post "/logout" => logout;
+    get "/host" => host;
+    get "/openapi.json" => openapi;
+    get "/events" => events;
+    get "/audit" => audit_page;
+    get "/session" => session;
+    get "/pairing" => pairing;
+    post "/pairing/arm" => arm;
+    post "/pairing/disarm" => disarm;
+    post "/pending/deny-all" => deny_all;
+    post "/pending/deny-address" => deny_address;
+    post "/blocks" => block;
+    delete "/blocks/{address}" => unblock;
+    post "/otp" => create_otp;
+    delete "/otp" => cancel_otp;
+    get "/otp/qr.svg" => otp_qr;
+    get "/pairing/qr.svg" => pairing_qr;
+    post "/pending/{id}/approve" => approve;
+    post "/pending/{id}/deny" => deny;
+    post "/pending/{id}/pin" => enter_pin;
+    get "/devices" => devices;
+    get "/devices/{fingerprint}" => device;
+    patch "/devices/{fingerprint}" => rename;
+    delete "/devices/{fingerprint}" => remove;
+}
+
+/// The OpenAPI 3.1 document of this API (`GET /api/openapi.json`).
+pub(crate) const OPENAPI: &str = include_str!("../../docs/console-api.json");
+
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::scope("/api")
+        register(web::scope("/api"))
             .wrap(actix_web::middleware::from_fn(super::body_limit))
-            .route("/login", web::post().to(login))
-            .route("/logout", web::post().to(logout))
-            .route("/host", web::get().to(host))
-            .route("/events", web::get().to(events))
-            .route("/audit", web::get().to(audit_page))
-            .route("/session", web::get().to(session))
-            .route("/pairing", web::get().to(pairing))
-            .route("/pairing/arm", web::post().to(arm))
-            .route("/pairing/disarm", web::post().to(disarm))
-            .route("/pending/deny-all", web::post().to(deny_all))
-            .route("/pending/deny-address", web::post().to(deny_address))
-            .route("/blocks", web::post().to(block))
-            .route("/blocks/{address}", web::delete().to(unblock))
-            .route("/otp", web::post().to(create_otp))
-            .route("/otp", web::delete().to(cancel_otp))
-            .route("/otp/qr.svg", web::get().to(otp_qr))
-            .route("/pairing/qr.svg", web::get().to(pairing_qr))
-            .route("/pending/{id}/approve", web::post().to(approve))
-            .route("/pending/{id}/deny", web::post().to(deny))
-            .route("/pending/{id}/pin", web::post().to(enter_pin))
-            .route("/devices/{fingerprint}", web::patch().to(rename))
-            .route("/devices/{fingerprint}", web::delete().to(remove))
-            .default_service(web::to(|| async {
-                Err::<HttpResponse, _>(ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    "no such API route",
-                ))
-            })),
+            .default_service(web::to(unrouted)),
     );
+}
+
+/// No route took the request: 405 with `Allow` if the path has routes for
+/// other methods, else 404.
+async fn unrouted(req: HttpRequest) -> HttpResponse {
+    let allowed: Vec<String> = ROUTES
+        .iter()
+        .filter(|(_, path)| actix_web::dev::ResourceDef::new(*path).is_match(req.path()))
+        .map(|(method, _)| method.to_ascii_uppercase())
+        .collect();
+    if allowed.is_empty() {
+        return ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
+            .error_response();
+    }
+    let allow = allowed.join(", ");
+    let mut reply = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} is not allowed here; this route takes {allow}",
+            req.method()
+        ),
+    )
+    .error_response();
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&allow) {
+        reply
+            .headers_mut()
+            .insert(actix_web::http::header::ALLOW, value);
+    }
+    reply
+}
+
+/// `GET /api/openapi.json`: public documentation, like the page itself.
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header(("Cache-Control", "no-cache"))
+        .body(OPENAPI)
 }
 
 /// Proof that the request carries a live session, and for anything but GET
@@ -1069,6 +1126,9 @@ async fn enter_pin(
     let result = match outcome {
         Some(PendingOutcome::Paired) => "paired",
         Some(PendingOutcome::PinRejected) => "pin_rejected",
+        // Not a wrong PIN (gamestream `Outcome::MoonlightQtBug`): the page
+        // says to press Pair in Moonlight again.
+        Some(PendingOutcome::MoonlightQtBug) => "moonlight_qt_bug",
         Some(_) => "abandoned",
         // Still running after the wait: say so rather than guess.
         None => {
@@ -1076,6 +1136,37 @@ async fn enter_pin(
         }
     };
     Ok(HttpResponse::Ok().json(PinOutcome { result }))
+}
+
+/// `GET /api/devices`: the paired devices, as `/api/pairing` lists them.
+async fn devices(_: Authed, state: web::Data<ConsoleState>) -> HttpResponse {
+    let devices = state
+        .trust
+        .registry()
+        .list()
+        .iter()
+        .map(|d| DeviceReply::from(&**d))
+        .collect();
+    HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(DeviceList { devices })
+}
+
+/// `GET /api/devices/{fingerprint}`: one paired device.
+async fn device(
+    _: Authed,
+    state: web::Data<ConsoleState>,
+    fp: web::Path<Fingerprint>,
+) -> Result<HttpResponse, ApiError> {
+    let fp = fp.into_inner();
+    let device = state
+        .trust
+        .registry()
+        .get(&fp)
+        .ok_or_else(|| registry_error(RegistryError::NotFound(fp)))?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(DeviceReply::from(&*device)))
 }
 
 async fn rename(
@@ -1107,4 +1198,86 @@ async fn remove(
         .map_err(trust_error)?;
     tracing::info!(fingerprint = %fp.short(), name = %device.name, "device revoked in the console");
     Ok(HttpResponse::Ok().json(DeviceReply::from(&device)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::{OPENAPI, ROUTES};
+
+    /// The OpenAPI document lists exactly the routes the server registers:
+    /// [`ROUTES`] is made from the same list as the scope (`api_routes!`).
+    #[test]
+    fn the_openapi_document_lists_exactly_the_registered_routes() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("docs/console-api.json");
+        assert_eq!(doc["openapi"], "3.1.0");
+        const METHODS: [&str; 8] = [
+            "get", "put", "post", "delete", "options", "head", "patch", "trace",
+        ];
+        let documented: BTreeSet<(String, String)> = doc["paths"]
+            .as_object()
+            .expect("paths")
+            .iter()
+            .flat_map(|(path, item)| {
+                item.as_object()
+                    .expect("path item")
+                    .keys()
+                    .filter(|k| METHODS.contains(&k.as_str()))
+                    .map(move |method| (method.clone(), path.clone()))
+            })
+            .collect();
+        let registered: BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+            .collect();
+        assert_eq!(
+            registered.len(),
+            ROUTES.len(),
+            "a route is registered twice"
+        );
+        let undocumented: Vec<_> = registered.difference(&documented).collect();
+        let unserved: Vec<_> = documented.difference(&registered).collect();
+        assert!(
+            undocumented.is_empty(),
+            "routes missing from docs/console-api.json: {undocumented:?}"
+        );
+        assert!(
+            unserved.is_empty(),
+            "docs/console-api.json lists routes the server lacks: {unserved:?}"
+        );
+    }
+
+    /// Every operation documents its answers, and every `$ref` resolves.
+    #[test]
+    fn the_openapi_document_is_self_contained() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        fn refs<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+            match v {
+                serde_json::Value::Object(map) => {
+                    if let Some(serde_json::Value::String(r)) = map.get("$ref") {
+                        out.push(r);
+                    }
+                    map.values().for_each(|v| refs(v, out));
+                }
+                serde_json::Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+                _ => {}
+            }
+        }
+        let mut found = Vec::new();
+        refs(&doc, &mut found);
+        assert!(!found.is_empty());
+        for r in found {
+            let pointer = r
+                .strip_prefix('#')
+                .unwrap_or_else(|| panic!("external $ref {r}"));
+            assert!(doc.pointer(pointer).is_some(), "dangling $ref {r}");
+        }
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let responses = op["responses"].as_object().unwrap();
+                assert!(responses.contains_key("200"), "{method} {path}: no 200");
+            }
+        }
+    }
 }

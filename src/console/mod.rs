@@ -125,6 +125,16 @@ pub(crate) async fn body_limit(
         }
         body.extend_from_slice(&chunk);
     }
+    // Every body the API takes is a JSON object; serde would read a struct
+    // from an array as well (`[null, null]` as `{}`), so refuse those here.
+    if serde_json::from_slice::<serde_json::Value>(&body).is_ok_and(|v| !v.is_object()) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the request body must be a JSON object",
+        )
+        .into());
+    }
     req.set_payload(actix_web::dev::Payload::from(body.freeze()));
     next.call(req).await
 }
@@ -193,6 +203,10 @@ pub(crate) fn configure(state: web::Data<ConsoleState>) -> impl FnOnce(&mut web:
                     }),
             )
             .app_data(web::PathConfig::default().error_handler(api::path_error))
+            // A query that does not parse answers like every other refusal.
+            .app_data(web::QueryConfig::default().error_handler(|err, _| {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad_request", err.to_string()).into()
+            }))
             .configure(api::routes)
             .configure(page::routes);
     }

@@ -109,6 +109,12 @@ impl From<&Device> for DeviceReply {
     }
 }
 
+/// `GET /api/devices`: the paired devices.
+#[derive(Debug, Serialize)]
+pub(crate) struct DeviceList {
+    pub(crate) devices: Vec<DeviceReply>,
+}
+
 /// Who is pairing or paired: a connection's address, name and certificate.
 #[derive(Debug, Serialize)]
 pub(crate) struct ClaimantReply {

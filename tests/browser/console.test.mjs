@@ -234,7 +234,9 @@ test("a wrong Moonlight PIN typed into the page shows that it was rejected", asy
   try {
     const { page, context } = await openConsole(browser, host);
     await login(page, host.password);
-    const moonlight = moonlightPair(join(host.dir, "moonlight"), host.urls["gamestream-http"], "1111");
+    // A salt for which 2222 cannot meet moonlight-qt's key bug: a plain wrong PIN.
+    const moonlight = moonlightPair(join(host.dir, "moonlight"), host.urls["gamestream-http"], "1111",
+      ["--salt-clean", "2222"]);
     const card = page.locator("#pending li.card[data-kind=gamestream]");
     await card.waitFor({ timeout: 30000 });
     await card.locator("input[name=pin]").fill("2222");
@@ -246,6 +248,39 @@ test("a wrong Moonlight PIN typed into the page shows that it was rejected", asy
     await moonlight.done;
     assert.notEqual(moonlight.result().result, "paired");
     assert.equal(await page.locator("#devices tbody tr").count(), 0);
+    await context.close();
+  } finally { host.stop(); }
+});
+
+test("a right PIN that meets moonlight-qt's key bug is not called a wrong PIN: the page says to pair again", async () => {
+  const host = await startHost();
+  try {
+    const { page, context } = await openConsole(browser, host);
+    await login(page, host.password);
+    // moonlight-qt's key derivation, with a salt that breaks it (client.py).
+    const moonlight = moonlightPair(join(host.dir, "moonlight"), host.urls["gamestream-http"], "3141",
+      ["--salt-zero", "3141", "--qt-key"]);
+    const card = page.locator("#pending li.card[data-kind=gamestream]");
+    await card.waitFor({ timeout: 30000 });
+    await card.locator("input[name=pin]").fill("3141");
+    await card.locator("button[type=submit]").click();
+    await page.waitForFunction(() => document.querySelector("#pending li.card[data-kind=gamestream]")?.dataset.result,
+      null, { timeout: 60000 });
+    assert.equal(await card.getAttribute("data-result"), "moonlight_qt_bug");
+    const text = await card.locator(".result").textContent();
+    assert.doesNotMatch(text, /Wrong PIN/);
+    assert.match(text, /known bug in Moonlight/);
+    assert.match(text, /Press Pair in Moonlight again and enter the new PIN it shows/);
+    assert.match(await card.locator(".result").getAttribute("class"), /\bbad\b/);
+    await page.screenshot({ path: join(shots, "console-moonlight-qt-bug.png") });
+    await moonlight.done;
+    assert.equal(moonlight.result().result, "wrong_pin");
+    assert.equal(await page.locator("#devices tbody tr").count(), 0);
+    // Activity says the same, not "Wrong PIN".
+    const row = page.locator("#activity tbody tr[data-event=moonlight_bug]");
+    await row.waitFor({ timeout: 30000 });
+    assert.match(await row.textContent(), /known Moonlight bug/);
+    assert.equal(await page.locator("#activity tbody tr[data-event=pin_rejected]").count(), 0);
     await context.close();
   } finally { host.stop(); }
 });

@@ -191,6 +191,19 @@ impl Device {
         self.spawn_pair(door, pin, &["--otp", passphrase])
     }
 
+    /// Pairs showing `pin` while the host is told `entered`, with a salt
+    /// for which `entered` cannot meet moonlight-qt's key bug: a plain
+    /// wrong PIN, every time (`pin_rejected`).
+    pub fn pair_wrong(&self, door: Door, pin: &str, entered: &str) -> Run {
+        self.spawn_pair(door, pin, &["--salt-clean", entered])
+    }
+
+    /// Pairs with `extra` options of the driver's `pair` (`--salt-zero P`,
+    /// `--salt-clean P`, `--qt-key`: moonlight-qt's key bug, see client.py).
+    pub fn pair_with(&self, door: Door, pin: &str, extra: &[&str]) -> Run {
+        self.spawn_pair(door, pin, extra)
+    }
+
     fn spawn_pair(&self, door: Door, pin: &str, extra: &[&str]) -> Run {
         let port = door.http.to_string();
         let mut args = vec![

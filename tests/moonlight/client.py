@@ -18,6 +18,15 @@ Every command prints JSON objects, one per line, on stdout:
       carries `otpauth` exactly as Artemis (Apollo's Moonlight fork) makes it
       (`PairingManager.java`): the salt written as uppercase hex, and
       otpauth = uppercase hex of SHA-256(PIN + that salt text + PASSPHRASE).
+      --salt-zero P: phase 1's salt is one for which SHA-256(salt + P) has a
+      zero byte in its first 15 bytes (the salts moonlight-qt's key bug
+      needs); --salt-clean P: one for which it has none there, so a wrong PIN
+      P typed on the host cannot meet that bug by chance.
+      --qt-key: the AES key is derived the way moonlight-qt derives it
+      (`nvpairingmanager.cpp`: `QByteArray(hash.constData())`, then
+      `truncate(16)`, and OpenSSL reads 16 bytes): the hash up to its first
+      zero byte, that zero (the string's terminator), then bytes the client
+      never wrote (uninitialised memory there; random bytes here).
   https DIR HOST HTTPS_PORT PATH [QUERY] [--keep]
       one HTTPS GET with the client identity, offering h2 and http/1.1 in ALPN:
       {"http_status", "content_type", "body", "status_code", "fields",
@@ -195,14 +204,75 @@ def with_otpauth(http, pin: str, passphrase: str) -> None:
     http.open_http = open_http
 
 
+def breaks_moonlight_qt(salt: bytes, pin: str) -> bool:
+    """Whether moonlight-qt's key is wrong for this salt and PIN."""
+    return 0 in hashlib.sha256(salt + pin.encode("ascii")).digest()[:15]
+
+
+def salt_for(pin: str, breaks: bool) -> bytes:
+    while True:
+        salt = os.urandom(16)
+        if breaks_moonlight_qt(salt, pin) == breaks:
+            return salt
+
+
+class PairingOs:
+    """Stands in for `os` inside moonlight-python's pairing module, whose
+    first `urandom(16)` is phase 1's salt: that one is `salt` if given, and
+    is kept either way."""
+
+    def __init__(self, salt: bytes | None):
+        self.forced = salt
+        self.salt: bytes | None = None
+
+    def urandom(self, n: int) -> bytes:
+        if self.salt is None and n == 16:
+            self.salt = self.forced if self.forced is not None else os.urandom(16)
+            return self.salt
+        return os.urandom(n)
+
+
+def moonlight_qt_key(digest: bytes) -> bytes:
+    cut = digest.find(b"\0")
+    if cut == -1 or cut >= 16:
+        return digest[:16]
+    return digest[:cut] + b"\0" + os.urandom(15 - cut)
+
+
+def like_moonlight_qt(pin: str, salt: bytes | None, qt_key: bool) -> None:
+    """Forces phase 1's salt and/or moonlight-qt's key derivation."""
+    shim = PairingOs(salt)
+    pairing.os = shim
+    if qt_key:
+        hash_data = pairing._hash_data
+
+        def qt_hash_data(algo: str, data: bytes) -> bytes:
+            digest = hash_data(algo, data)
+            # The one hash of salt + PIN: the key.
+            if shim.salt is not None and data == shim.salt + pin.encode("utf-8"):
+                return moonlight_qt_key(digest)
+            return digest
+
+        pairing._hash_data = qt_hash_data
+
+
 def cmd_pair(
-    directory: str, host: str, http_port: str, pin: str, source: str | None, otp: str | None = None
+    directory: str,
+    host: str,
+    http_port: str,
+    pin: str,
+    source: str | None,
+    otp: str | None = None,
+    salt: bytes | None = None,
+    qt_key: bool = False,
 ) -> None:
     ident = load_identity(directory)
     out(event="identity", fingerprint=fingerprint(ident))
     http = nvhttp(ident, host, int(http_port), source)
     if otp is not None:
         with_otpauth(http, pin, otp)
+    if salt is not None or qt_key:
+        like_moonlight_qt(pin, salt, qt_key)
     try:
         info = http.parse_server_info(http.get_server_info())
         cert = pairing.pair(http, ident, pin, info, timeout=150)
@@ -321,6 +391,15 @@ def main(argv: list[str]) -> None:
         i = argv.index("--otp")
         otp = argv[i + 1]
         del argv[i : i + 2]
+    salt = None
+    for flag, breaks in (("--salt-zero", True), ("--salt-clean", False)):
+        if flag in argv:
+            i = argv.index(flag)
+            salt = salt_for(argv[i + 1], breaks)
+            del argv[i : i + 2]
+    qt_key = "--qt-key" in argv
+    if qt_key:
+        argv.remove("--qt-key")
     keep = "--keep" in argv
     if keep:
         argv.remove("--keep")
@@ -328,7 +407,7 @@ def main(argv: list[str]) -> None:
     if cmd == "identity":
         out(fingerprint=fingerprint(load_identity(args[0])))
     elif cmd == "pair":
-        cmd_pair(*args[:4], source, otp)
+        cmd_pair(*args[:4], source, otp, salt, qt_key)
     elif cmd == "https":
         cmd_https(args[0], args[1], args[2], args[3], args[4] if len(args) > 4 else "", keep)
     elif cmd == "http":

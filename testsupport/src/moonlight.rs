@@ -74,6 +74,22 @@ pub fn aes_128_ecb(mode: Mode, key: &[u8], data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A random salt for which SHA-256(salt ‖ `entered`) has no zero byte in
+/// its first 15 bytes. A failed pairing with a salt that has one is, to the
+/// host, moonlight-qt's key bug (`moonlight_qt_bug`), not a wrong PIN; a
+/// test of a wrong PIN `entered` on the host uses this salt, so that it
+/// cannot meet that case by chance (1 in 18).
+pub fn salt_clear_of_moonlight_qt_bug(entered: &str) -> [u8; 16] {
+    loop {
+        let salt = random16();
+        let mut salted = salt.to_vec();
+        salted.extend_from_slice(entered.as_bytes());
+        if !sha256(&salted)[..15].contains(&0) {
+            return salt;
+        }
+    }
+}
+
 /// The pairing key: the first 16 bytes of SHA-256(salt ‖ PIN).
 pub fn pin_key(salt: &[u8; 16], pin: &str) -> [u8; 16] {
     let mut salted = salt.to_vec();

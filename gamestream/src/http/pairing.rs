@@ -56,6 +56,12 @@ const MAX_HOLD: Duration = Duration::from_secs(15 * 60);
 /// `devicename` (`nvpairingmanager.cpp`, `libgamestream/client.c`).
 const STOCK_NAME: &str = "roth";
 
+/// The audit detail of [`Outcome::MoonlightQtBug`].
+const MOONLIGHT_QT_BUG: &str =
+    "this attempt hit a known Moonlight bug, so the PIN was probably right: \
+moonlight-qt derives a wrong key when SHA-256(salt + PIN) has a zero byte in its first 15 bytes \
+(about 1 attempt in 18); press Pair in Moonlight again and enter the new PIN it shows";
+
 /// The name the console shows for a Moonlight client: its `devicename`,
 /// unless it sent none or the stock `roth`, which names nobody; then
 /// "Moonlight on ADDRESS" (Apollo similarly shows "Legacy Moonlight Client"
@@ -202,6 +208,7 @@ fn pending_outcome(outcome: Outcome) -> PendingOutcome {
     match outcome {
         Outcome::Paired(_) => PendingOutcome::Paired,
         Outcome::PinRejected(_) => PendingOutcome::PinRejected,
+        Outcome::MoonlightQtBug(_) => PendingOutcome::MoonlightQtBug,
         Outcome::Failed | Outcome::Abandoned => PendingOutcome::Abandoned,
     }
 }
@@ -545,22 +552,26 @@ impl State {
 
     fn finish(&self, id: PendingId, outcome: Outcome) {
         let ended = self.trust.gate().finish(id, pending_outcome(outcome));
-        if let (Some(pending), Outcome::PinRejected(why)) = (ended, outcome) {
-            let entry = pending
-                .audit_entry(Event::PinRejected)
-                .outcome(AuditOutcome::Failed);
-            // A request whose `otpauth` did not match paired with a random
-            // PIN, so its failure says nothing about what the client did
-            // after: what went wrong is the one-time PIN or the passphrase
-            // (`otpauth` covers both and cannot tell which).
-            let entry = match pending.otp {
-                None => entry.detail(why.to_string()),
-                Some(OtpCheck::Matched) => entry.via(Via::Otp).detail(why.to_string()),
-                Some(OtpCheck::Mismatched) => entry
-                    .via(Via::Otp)
-                    .detail("wrong one-time PIN or passphrase"),
-            };
-            let _ = self.trust.record(entry);
-        }
+        let entry = match (ended, outcome) {
+            (Some(pending), Outcome::PinRejected(why)) => {
+                let entry = pending.audit_entry(Event::PinRejected);
+                // A request whose `otpauth` did not match paired with a
+                // random PIN, so its failure says nothing about what the
+                // client did after: what went wrong is the one-time PIN or
+                // the passphrase (`otpauth` covers both and cannot tell which).
+                match pending.otp {
+                    None => entry.detail(why.to_string()),
+                    Some(OtpCheck::Matched) => entry.via(Via::Otp).detail(why.to_string()),
+                    Some(OtpCheck::Mismatched) => entry
+                        .via(Via::Otp)
+                        .detail("wrong one-time PIN or passphrase"),
+                }
+            }
+            (Some(pending), Outcome::MoonlightQtBug(_)) => pending
+                .audit_entry(Event::MoonlightBug)
+                .detail(MOONLIGHT_QT_BUG.to_owned()),
+            _ => return,
+        };
+        let _ = self.trust.record(entry.outcome(AuditOutcome::Failed));
     }
 }

@@ -524,6 +524,7 @@ function pendingCard(p) {
         const outcome = {
           paired: ["paired", "Paired: this host now trusts the device. Streaming itself is the job of the host's streamer.", "good"],
           pin_rejected: ["pin_rejected", "Wrong PIN: Moonlight did not pair. Start pairing again in Moonlight.", "bad"],
+          moonlight_qt_bug: ["moonlight_qt_bug", "Not paired: this attempt hit a known bug in Moonlight (the PIN was most likely right). Press Pair in Moonlight again and enter the new PIN it shows.", "bad"],
           abandoned: ["abandoned", "Moonlight gave up before pairing finished. Start pairing again in Moonlight.", "bad"],
           waiting: ["waiting", "Moonlight has not finished yet; check the device list in a moment.", ""],
         }[r.result] || [r.result, r.result, ""];
@@ -661,6 +662,7 @@ const EVENT_WORDS = {
   request_abandoned: "Request abandoned: the device went away",
   request_replaced: "Request replaced by a newer one",
   pin_entered: "Moonlight's PIN entered",
+  moonlight_bug: "Not paired: a known Moonlight bug (the PIN was most likely right)",
   link_rejected: "Wrong pairing-link secret (the link still pairs)",
   pairing_stalled: "Asked to pair, then sent nothing",
   renamed: "Renamed",
