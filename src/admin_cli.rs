@@ -206,7 +206,7 @@ fn print_table(rows: &[DeviceRow], long: bool) {
     }
     let header = [
         "FINGERPRINT",
-        "KIND",
+        "CLIENT",
         "NAME",
         "LABEL",
         "PAIRED",
@@ -222,7 +222,8 @@ fn print_table(rows: &[DeviceRow], long: bool) {
                 } else {
                     crate::show::fp_short(&r.fingerprint)
                 },
-                serde_plain(&r.kind),
+                // The console's word (Moonlight, punktfunk app); `--json` keeps `kind`.
+                r.kind.door_name().to_owned(),
                 r.name.clone(),
                 r.label.clone().unwrap_or_else(|| "-".into()),
                 crate::show::date(&r.paired),

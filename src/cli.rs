@@ -1,7 +1,7 @@
 //! The command line: what each subcommand takes, turned into validated
 //! configuration before anything binds or touches the state dir.
 
-use std::io::{BufRead, Read};
+use std::io::{BufRead, Read, Write};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -182,18 +182,44 @@ fn dir_owner_if_root(
     }))
 }
 
+/// Asks on the terminal for a line that is not shown. Echo goes off
+/// before the prompt appears (rpassword alone prints the prompt first), so
+/// keys typed as soon as it shows, or before, are not echoed either.
+fn ask_hidden(prompt: &str) -> std::io::Result<String> {
+    use rustix::termios::{tcgetattr, tcsetattr, LocalModes, OptionalActions};
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")?;
+    let before = tcgetattr(&tty)?;
+    let mut quiet = before.clone();
+    quiet.local_modes.remove(LocalModes::ECHO);
+    tcsetattr(&tty, OptionalActions::Now, &quiet)?;
+    // Whatever happens next, the terminal gets its echo back.
+    struct Restore<'a>(&'a std::fs::File, rustix::termios::Termios);
+    impl Drop for Restore<'_> {
+        fn drop(&mut self) {
+            let _ = tcsetattr(self.0, OptionalActions::Now, &self.1);
+        }
+    }
+    let _restore = Restore(&tty, before);
+    (&tty).write_all(prompt.as_bytes())?;
+    (&tty).flush()?;
+    rpassword::read_password()
+}
+
 /// The new console password: in a terminal asked twice without echo (the
 /// two must match); from a pipe, the first line (scripts, the tests).
 fn read_new_password() -> anyhow::Result<String> {
     use std::io::IsTerminal;
     let min = crate::console::auth::MIN_PASSWORD_CHARS;
     let password = if std::io::stdin().is_terminal() {
-        let first = rpassword::prompt_password(format!(
+        let first = ask_hidden(&format!(
             "New console password (at least {min} characters, not shown): "
         ))
         .context("cannot read the password from the terminal")?;
         if first.chars().count() >= min {
-            let again = rpassword::prompt_password("The same password again: ")
+            let again = ask_hidden("The same password again: ")
                 .context("cannot read the password from the terminal")?;
             if again != first {
                 bail!("the two passwords differ; nothing was changed, run the command again");

@@ -173,7 +173,7 @@ impl HostState {
             state_dir = %state_dir.path().display(),
             created = host.created,
             "host identity {}",
-            host.identity.fingerprint()
+            host.identity.fingerprint().grouped()
         );
         let trust = Arc::new(Trust::open(
             state_dir.path(),

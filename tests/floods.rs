@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::Host;
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
+use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -410,5 +411,143 @@ fn idle_connections_from_many_addresses_take_no_door_down() {
     assert!(peak < RSS_BOUND_KIB, "peak RSS {peak} KiB under the flood");
     drop(held);
     drop(tls_held);
+    rt.shutdown_timeout(Duration::from_secs(5));
+}
+
+/// A knock (`hello{connect}` with a fresh certificate) from `src`, or
+/// `None` if the host closed the connection before answering.
+fn try_knock(src: &str, native: SocketAddr) -> Option<(common::raw_native::Raw, Value)> {
+    let id = punktfunk_certs::Identity::generate_p256("waiting").ok()?;
+    let mut raw = common::raw_native::Raw::try_connect(src, native, &id)?;
+    raw.send(
+        &json!({"type": "hello", "protocol": 1, "device_name": "waiting", "intent": "connect"}),
+    );
+    let answer = raw.recv()?;
+    Some((raw, answer))
+}
+
+/// Strangers whose exchanges wait on a person (native knocks, `getservercert`
+/// held for a PIN), from many addresses at 4 each, fill the native door's
+/// 128 connections and GameStream HTTP's 256: a paired device still gets its
+/// session, a newcomer's knock still waits and is approved, and a normal
+/// `/serverinfo` is still answered. Before, such connections were never
+/// closed for room, so every new connection was refused.
+#[test]
+fn strangers_waiting_from_many_addresses_cannot_fill_a_door() {
+    let _one = ONE_FLOOD_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    use common::raw_native::{knock, Raw};
+    let host = Host::start(&["--native"]);
+    let console = common::Console::login(&host);
+    let native = addr(&host, "native");
+    let approve = |fp: &str| {
+        let request = common::moonlight::pending(&console, fp);
+        let (status, body) = console.send(
+            "POST",
+            &format!("/api/pending/{}/approve", request["id"].as_str().unwrap()),
+            None,
+        );
+        assert_eq!(status, 200, "{body}");
+    };
+
+    // A device of the owner's, paired by approval beforehand.
+    let (mut first, owner, answer) = knock("127.0.9.1", native, "owner's phone");
+    assert_eq!(answer["status"], "approval_pending", "{answer}");
+    approve(&owner.fingerprint().to_string());
+    assert_eq!(first.recv().unwrap()["outcome"], "approved");
+    drop(first);
+
+    // 48 addresses knock 4 times each and hold every knock: 192 waiting
+    // connections for 128 places.
+    const ADDRESSES: usize = 48;
+    let started = Instant::now();
+    let threads: Vec<_> = (0..ADDRESSES)
+        .map(|a| {
+            std::thread::spawn(move || {
+                let src = format!("127.40.{a}.1");
+                (0..4)
+                    .filter_map(|_| try_knock(&src, native))
+                    .filter(|(_, answer)| answer["status"] == "approval_pending")
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let held: Vec<_> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    let waiting = console.pairing()["pending"].as_array().unwrap().len();
+    println!(
+        "{} of {} knocks waited ({waiting} requests listed) in {:?}",
+        held.len(),
+        ADDRESSES * 4,
+        started.elapsed()
+    );
+    assert!(
+        waiting > 128,
+        "the knocks are listed even when their connection gave way: {waiting}"
+    );
+
+    // The paired device connects: its session, at once.
+    let mut session = Raw::connect("127.0.9.1", native, &owner);
+    let welcome = session.hello("owner's phone", "connect");
+    assert_eq!(welcome["status"], "trusted", "{welcome}");
+
+    // A newcomer's knock waits, and the owner approves it.
+    let (mut newcomer, id, answer) = knock("127.0.9.2", native, "guest tablet");
+    assert_eq!(answer["status"], "approval_pending", "{answer}");
+    approve(&id.fingerprint().to_string());
+    assert_eq!(newcomer.recv().unwrap()["outcome"], "approved");
+    drop(held);
+
+    // GameStream HTTP: 64 addresses hold 4 `getservercert` each, the whole
+    // waiting list (256) and every place of the door (256).
+    let (status, body) = console.send("POST", "/api/pending/deny-all", None);
+    assert_eq!(status, 200, "{body}");
+    let http = addr(&host, "gamestream-http");
+    let rt = common::runtime();
+    let certs: Vec<String> = (0..256)
+        .map(|_| {
+            let id = punktfunk_certs::Identity::generate_p256("held").unwrap();
+            hex::encode(id.cert().to_pem().unwrap())
+        })
+        .collect();
+    let holders: Vec<_> = certs
+        .into_iter()
+        .enumerate()
+        .map(|(i, cert)| {
+            rt.spawn(async move {
+                let from = IpAddr::V4(Ipv4Addr::new(127, 41, (i / 4) as u8, 1));
+                let mut s = connect_from(from, http, None).await?;
+                let req = format!(
+                    "GET /pair?uniqueid=HELD{i:05}&uuid={i:032x}&devicename=held{i}&updateState=1\
+                     &phrase=getservercert&salt={i:032x}&clientcert={cert} HTTP/1.1\r\nHost: x\r\n\r\n"
+                );
+                s.write_all(req.as_bytes()).await.ok()?;
+                // Held until the end (or closed to make room).
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                Some(())
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut listed = 0;
+    while Instant::now() < deadline {
+        listed = console.pairing()["pending"].as_array().unwrap().len();
+        if listed >= 256 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(listed, 256, "every getservercert is held");
+    let took = rt
+        .block_on(http_get(http, "/serverinfo"))
+        .unwrap_or_else(|e| panic!("/serverinfo with the door full of held requests: {e}"));
+    println!("/serverinfo answered in {took:?} with 256 held getservercert");
+    for h in holders {
+        h.abort();
+    }
     rt.shutdown_timeout(Duration::from_secs(5));
 }

@@ -149,6 +149,62 @@ fn a_staller_cannot_stop_a_pin_pairing_from_another_address() {
     }
 }
 
+/// Stallers from 20 addresses, 4 each (80 for the host's 64 places of
+/// connections waiting for their `pake`), each reconnecting as soon as the
+/// host closes it: a PIN pairing from another address still goes through,
+/// because the oldest staller gives way to a newcomer. Before, every place
+/// stayed taken and the real client got `pairing_busy` for its whole retry
+/// window.
+#[test]
+fn stallers_from_many_addresses_cannot_fill_the_pairing_places() {
+    let host = Host::start(&["--native"]);
+    let console = Console::login(&host);
+    let dst = raw_native::addr(&host);
+    let pin = common::arm(&console);
+
+    let welcomed = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let handles: Vec<_> = (0..80u8)
+        .map(|i| {
+            let (welcomed, stop) = (welcomed.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let src = format!("127.0.3.{}", 1 + i / 4);
+                let id = Identity::generate_p256("staller").unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    let Some(mut raw) = Raw::try_connect(&src, dst, &id) else {
+                        continue;
+                    };
+                    raw.send(&json!({"type": "hello", "protocol": 1, "device_name": "staller", "intent": "pair"}));
+                    match raw.recv() {
+                        Some(w) if w["status"] == "pairing" => {
+                            welcomed.fetch_add(1, Ordering::Relaxed);
+                            // Silent until the host closes it (its step
+                            // deadline, or to make room).
+                            let _ = raw.recv();
+                        }
+                        _ => std::thread::sleep(Duration::from_millis(100)),
+                    }
+                }
+            })
+        })
+        .collect();
+    wait_for("64 stalled welcome{pairing}", &welcomed, 64);
+
+    let port = dst.port().to_string();
+    let (ok, out) = pair(&[&format!("127.0.0.1:{port}"), "--pin", &pin]);
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        h.join().unwrap();
+    }
+    println!(
+        "PIN pairing through {} stalled welcome{{pairing}} from 20 addresses",
+        welcomed.load(Ordering::Relaxed)
+    );
+    assert!(ok && out.starts_with("paired"), "{out}");
+    let state = console.pairing();
+    assert_eq!(state["last_attempt"]["result"], "paired", "{state}");
+}
+
 /// One wrong guess: `hello{pair}` (with `via: link` if `link`), a valid
 /// `pake`, a made-up `confirm`. Whether the host got as far as rejecting
 /// it (`pin_rejected`).

@@ -2,14 +2,24 @@
 //! so many in all, and when full, room is made by closing the oldest
 //! connection that is not doing anything useful yet.
 //!
-//! "Useful" is the door's to say ([`Slot::set_busy`]): an HTTP door marks a
-//! connection busy while a handler works on its request (a `getservercert`
-//! held for its PIN must not be evicted), the native door once `hello`
-//! arrived. A connection still in its TLS handshake, idle between requests,
-//! or whose peer does not read its reply is evictable. So a flood of idle
-//! or slow connections, from however many addresses, can only push out
-//! other such connections, never a real exchange, and never grows past
-//! [`Limits::total`].
+//! What a connection is doing is the door's to say ([`Slot::set_use`]):
+//!
+//! - [`Use::Idle`]: still in its TLS handshake, idle between requests, or
+//!   its peer does not read its reply. Evicted first, oldest first.
+//! - [`Use::Waiting`]: a stranger's exchange that waits on a person or a
+//!   deadline: a native knock waiting for approval, a connection waiting to
+//!   send its `pake`, a `getservercert` held for its PIN. Evicted only when
+//!   the door is full and nothing is idle, and then only from the address
+//!   that holds the most connections, and only if it holds more than the
+//!   newcomer's address: so strangers that wait cannot fill a door against
+//!   everyone else (a trusted device, another knock), and each address keeps
+//!   its fair share.
+//! - [`Use::Busy`]: a real exchange (a trusted device's session, a request
+//!   a handler is answering). Never evicted.
+//!
+//! So a flood of idle or slow connections, from however many addresses, can
+//! only push out other such connections, never a real exchange, and never
+//! grows past [`Limits::total`].
 //!
 //! A source address is the full address (an IPv4 address, an IPv6 /128;
 //! an IPv4-mapped IPv6 address counts as the IPv4 address): on a home LAN
@@ -17,7 +27,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
@@ -79,30 +89,77 @@ struct Open {
     state: Arc<SlotState>,
 }
 
+/// What a connection is doing, as far as making room goes (module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Use {
+    /// Nothing useful yet, or no longer: evicted first.
+    Idle = 0,
+    /// A stranger's exchange waiting on a person or a deadline: evicted
+    /// only from the address holding the most connections.
+    Waiting = 1,
+    /// A real exchange: never evicted.
+    Busy = 2,
+}
+
 #[derive(Debug, Default)]
 struct SlotState {
-    busy: AtomicBool,
+    using: AtomicU8,
     evicted: AtomicBool,
     waker: AtomicWaker,
 }
 
+impl SlotState {
+    fn using(&self) -> Use {
+        match self.using.load(Ordering::Acquire) {
+            0 => Use::Idle,
+            1 => Use::Waiting,
+            _ => Use::Busy,
+        }
+    }
+
+    fn set(&self, using: Use) {
+        self.using.store(using as u8, Ordering::Release);
+    }
+}
+
 impl Table {
-    /// Evicts the oldest connection that is not busy, from `address` only if
-    /// given. Whether there was one.
+    /// Evicts the oldest idle connection, from `address` only if given.
+    /// Whether there was one.
     fn evict_oldest(&mut self, address: Option<IpAddr>) -> bool {
         let victim = self
             .open
             .iter()
-            .find(|(_, o)| {
-                address.is_none_or(|a| o.address == a) && !o.state.busy.load(Ordering::Acquire)
-            })
+            .find(|(_, o)| address.is_none_or(|a| o.address == a) && o.state.using() == Use::Idle)
             .map(|(id, _)| *id);
-        match victim {
-            Some(id) => {
-                if let Some(open) = self.remove(id) {
-                    open.state.evicted.store(true, Ordering::Release);
-                    open.state.waker.wake();
-                }
+        victim.is_some_and(|id| self.evict(id))
+    }
+
+    /// Evicts the oldest waiting connection of the address that holds the
+    /// most connections among those with one waiting, if it holds more
+    /// than `newcomer` does. Whether there was one.
+    fn evict_fair_share(&mut self, newcomer: IpAddr) -> bool {
+        let mine = self.per_address.get(&newcomer).copied().unwrap_or(0);
+        // Oldest first, so among addresses holding as many, the one whose
+        // waiting connection is oldest loses it.
+        let mut best: Option<(usize, u64)> = None;
+        for (id, o) in &self.open {
+            if o.state.using() != Use::Waiting {
+                continue;
+            }
+            let held = self.per_address.get(&o.address).copied().unwrap_or(0);
+            if held > mine && best.is_none_or(|(most, _)| held > most) {
+                best = Some((held, *id));
+            }
+        }
+        best.is_some_and(|(_, id)| self.evict(id))
+    }
+
+    fn evict(&mut self, id: u64) -> bool {
+        match self.remove(id) {
+            Some(open) => {
+                open.state.evicted.store(true, Ordering::Release);
+                open.state.waker.wake();
                 true
             }
             None => false,
@@ -140,10 +197,10 @@ impl Admission {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes a place for a new connection from `peer`, evicting the oldest
-    /// evictable connection of the same address (if the address is at its
-    /// cap) or of the door (if the door is full); refused if every one of
-    /// them is busy.
+    /// Takes a place for a new connection from `peer`. If the address is
+    /// at its cap, its own oldest idle connection is evicted; if the door
+    /// is full, the oldest idle connection, or else a waiting one of the
+    /// address holding the most (module docs). Refused if there is none.
     pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Slot, Refused> {
         let address = peer.to_canonical();
         let mut t = self.table();
@@ -151,7 +208,10 @@ impl Admission {
         if from_here >= self.limits.per_address && !t.evict_oldest(Some(address)) {
             return Err(Refused::Address(address, from_here));
         }
-        if t.open.len() >= self.limits.total && !t.evict_oldest(None) {
+        if t.open.len() >= self.limits.total
+            && !t.evict_oldest(None)
+            && !t.evict_fair_share(address)
+        {
             return Err(Refused::Full(self.limits.total));
         }
         Ok(self.insert(&mut t, address))
@@ -210,7 +270,18 @@ impl Slot {
     /// Marks the connection as doing something useful (not evictable) or
     /// not (evictable, oldest first).
     pub fn set_busy(&self, busy: bool) {
-        self.state.busy.store(busy, Ordering::Release);
+        self.set_use(if busy { Use::Busy } else { Use::Idle });
+    }
+
+    /// Says what the connection is doing (module docs).
+    pub fn set_use(&self, using: Use) {
+        self.state.set(using);
+    }
+
+    /// A handle that can say what this connection is doing from elsewhere
+    /// (a request handler that holds its request for a person).
+    pub fn user(&self) -> SlotUse {
+        SlotUse(self.state.clone())
     }
 
     /// Whether the door evicted this connection to make room; registers
@@ -235,6 +306,22 @@ impl Slot {
     /// Whether the door evicted this connection.
     pub fn is_evicted(&self) -> bool {
         self.state.evicted.load(Ordering::Acquire)
+    }
+}
+
+/// Says what an admitted connection is doing; see [`Slot::user`].
+#[derive(Debug, Clone)]
+pub struct SlotUse(Arc<SlotState>);
+
+impl SlotUse {
+    /// What it is doing now.
+    pub fn get(&self) -> Use {
+        self.0.using()
+    }
+
+    /// Marks it as doing `using` (a no-op once the connection is gone).
+    pub fn set(&self, using: Use) {
+        self.0.set(using);
     }
 }
 
@@ -296,6 +383,66 @@ mod tests {
         a2.set_busy(false);
         let _d = door.admit(ip("10.0.0.4")).unwrap();
         assert!(a2.is_evicted());
+    }
+
+    #[test]
+    fn waiting_connections_give_way_to_a_fair_share_only() {
+        let door = Admission::new(Limits {
+            per_address: 4,
+            total: 6,
+        });
+        // Two flooding addresses fill the door with waiting connections.
+        let mut flood = Vec::new();
+        for i in 0..6 {
+            let s = door.admit(ip(&format!("10.0.0.{}", 1 + i % 2))).unwrap();
+            s.set_use(Use::Waiting);
+            flood.push(s);
+        }
+        // A newcomer takes the oldest waiting place of an address that
+        // holds the most (3 each: the older one, 10.0.0.1).
+        let owner = door.admit(ip("10.0.0.9")).unwrap();
+        owner.set_use(Use::Busy);
+        assert!(flood[0].is_evicted());
+        assert_eq!(flood.iter().filter(|s| s.is_evicted()).count(), 1);
+        // Then from the other, which now holds more.
+        let knock = door.admit(ip("10.0.0.8")).unwrap();
+        knock.set_use(Use::Waiting);
+        assert!(flood[1].is_evicted());
+        // Everyone holds 2, 2, 1, 1: a third newcomer takes from a 2.
+        let third = door.admit(ip("10.0.0.7")).unwrap();
+        third.set_use(Use::Waiting);
+        assert_eq!(flood.iter().filter(|s| s.is_evicted()).count(), 3);
+        // 1, 2, 1, 1, 1 now (10.0.0.1 lost its second-oldest): another
+        // address with none evicts from the 2; then everyone holds 1, and
+        // one that already holds as many as anyone is refused. Busy ones
+        // are never touched.
+        let fourth = door.admit(ip("10.0.0.6")).unwrap();
+        fourth.set_use(Use::Waiting);
+        assert_eq!(flood.iter().filter(|s| s.is_evicted()).count(), 4);
+        assert_eq!(door.admit(ip("10.0.0.9")).unwrap_err(), Refused::Full(6));
+        assert!(!owner.is_evicted() && !knock.is_evicted() && !third.is_evicted());
+        // An idle connection still goes before any waiting one.
+        let idle = door.admit(ip("10.0.0.5"));
+        assert!(idle.is_ok());
+        let idle = idle.unwrap();
+        let _after = door.admit(ip("10.0.0.4")).unwrap();
+        assert!(idle.is_evicted());
+    }
+
+    #[test]
+    fn a_handle_marks_its_connection_from_elsewhere() {
+        let door = Admission::new(Limits {
+            per_address: 4,
+            total: 1,
+        });
+        let held = door.admit(ip("10.0.0.1")).unwrap();
+        let user = held.user();
+        user.set(Use::Busy);
+        assert_eq!(door.admit(ip("10.0.0.2")).unwrap_err(), Refused::Full(1));
+        user.set(Use::Waiting);
+        assert_eq!(user.get(), Use::Waiting);
+        let _next = door.admit(ip("10.0.0.2")).unwrap();
+        assert!(held.is_evicted());
     }
 
     #[test]

@@ -82,6 +82,12 @@ impl<S> OneAtATime<S> {
         }
     }
 
+    /// A handle that says what this connection is doing to its door
+    /// (a handler that holds its request for a person marks it waiting).
+    pub fn user(&self) -> crate::SlotUse {
+        self.slot.user()
+    }
+
     /// The wrapped stream.
     pub fn get_ref(&self) -> &S {
         &self.inner

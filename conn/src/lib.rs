@@ -13,5 +13,5 @@ pub mod actix;
 pub mod admission;
 pub mod http1;
 
-pub use admission::{Admission, Limits, Refused, Slot};
+pub use admission::{Admission, Limits, Refused, Slot, SlotUse, Use};
 pub use http1::OneAtATime;

@@ -153,6 +153,18 @@ impl fmt::Display for Rejection {
     }
 }
 
+impl Rejection {
+    /// What this failure means once the PIN is known to have been right
+    /// (a one-time PIN whose `otpauth` matched): never "wrong PIN".
+    pub(crate) fn after_right_pin(&self) -> &'static str {
+        match self {
+            Self::HashMismatch => "the client's answer does not match",
+            Self::BadSignature => "the client's signature does not verify",
+            Self::ClientGaveUp => "the client gave up; try again on the device",
+        }
+    }
+}
+
 /// Phase-4 check, in Sunshine's order (`clientpairingsecret` in
 /// src/nvhttp.cpp): first the hash, compared in constant time, and only if it
 /// matches the signature.

@@ -29,7 +29,7 @@ use punktfunk_certs::{
     Claimant, Device, Door, Entry, Event, Fingerprint, GateError, Identity, Kind, Needs, Outcome,
     PendingId, PendingRequest, RequestUpdate, Secret, Trust, TrustEvent, Via,
 };
-use punktfunk_conn::{Admission, Limits, Slot};
+use punktfunk_conn::{Admission, Limits, Slot, Use};
 use rand_core::OsRng;
 use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -56,16 +56,20 @@ pub struct EndpointConfig {
     pub unknown_devices: UnknownDevices,
     /// Connections served at once. When all are taken, a new connection
     /// evicts the oldest one that has not sent `hello` yet (still in the TLS
-    /// handshake or silent after it); only if every connection is past
-    /// `hello` is the new one closed right after `accept`.
+    /// handshake or silent after it), or else the oldest knock waiting for
+    /// approval (or pairing connection before its `pake`) of the address
+    /// that holds the most connections, if it holds more than the
+    /// newcomer's; only if there is none is the new one closed right after
+    /// `accept`. Sessions and pairing steps are never evicted.
     pub max_connections: usize,
     /// Connections served at once from one source address (an IPv4
     /// address, an IPv6 /128), evicted and refused the same way.
     pub max_connections_per_address: usize,
 }
 
-/// Default for [`EndpointConfig::max_connections`]: room for every pending
-/// knock (the gate's default cap is 32) plus sessions.
+/// Default for [`EndpointConfig::max_connections`]. Waiting knocks (the
+/// gate lists up to 256) give way to newcomers from addresses holding
+/// fewer, so they cannot fill it against sessions.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 128;
 
 /// Default for [`EndpointConfig::max_connections_per_address`].
@@ -219,8 +223,10 @@ impl Endpoint {
                     };
                     // A free place, or the one of the oldest connection
                     // (from this address, if it is at its cap) that has
-                    // not sent `hello`: idle and slow connections cannot
-                    // starve clients that complete their handshake.
+                    // not sent `hello`, or else of a stranger's waiting
+                    // connection from the address holding the most: idle,
+                    // slow and waiting connections cannot starve clients
+                    // that complete their handshake.
                     let slot = match self.ctx.admission.admit(peer.ip()) {
                         Ok(slot) => Arc::new(slot),
                         Err(refused) => {
@@ -235,7 +241,7 @@ impl Endpoint {
                             _ = serve_connection(ctx, tcp, peer, slot.clone()) => {}
                             _ = stopped(&mut stop) => {}
                             () = slot.evicted() => {
-                                tracing::debug!(%peer, "native: evicted before hello (connection limit)");
+                                tracing::debug!(%peer, "native: closed to make room (connection limit)");
                             }
                         }
                     });
@@ -381,6 +387,9 @@ enum Input {
     Request(RequestUpdate),
     Trust(Result<TrustEvent, broadcast::error::RecvError>),
     Timeout,
+    /// Its place among the connections waiting for their `pake` went to a
+    /// newer one: the connection ends.
+    GaveWay,
 }
 
 impl Conn {
@@ -388,12 +397,20 @@ impl Conn {
     /// message, trust event or deadline, and feed it back.
     async fn run(mut self, mut core: HostConnection) {
         while self.act(&mut core).await {
+            if !core.wants_hello() {
+                self.slot.set_use(self.using(&core));
+            }
             let input = self.next_input(&core).await;
             let now = Instant::now().into_std();
             match input {
                 Input::Read(read) => {
                     // Past hello (or done): no longer evictable.
                     self.slot.set_busy(true);
+                    if let Some(place) = &self.pairing_slot {
+                        // Its `pake` (or what ends the pairing steps): the
+                        // PIN is at stake, so the place is kept.
+                        place.set_busy(true);
+                    }
                     match read {
                         Ok(msg) if core.wants_hello() => {
                             let mut facts = Facts { conn: &mut self };
@@ -420,9 +437,27 @@ impl Conn {
                 }
                 Input::Trust(Err(broadcast::error::RecvError::Closed)) => core.on_trust_stopped(),
                 Input::Timeout => core.on_timeout(now),
+                Input::GaveWay => {
+                    tracing::info!(peer = %self.peer, fp = %self.fp.short(), "native: sent no pake while every pairing place was taken; closed to make room");
+                    break;
+                }
             }
         }
         frame_io::close(&mut self.writer).await;
+    }
+
+    /// What this connection is doing, past `hello`, for the door's
+    /// admission: a knock waiting for a person, or a pairing connection that
+    /// has not sent its `pake`, waits (it may give way to a newcomer from an
+    /// address holding fewer connections); anything else is busy.
+    fn using(&self, core: &HostConnection) -> Use {
+        let before_pake = self.pairing_slot.is_some() && self.ticket.is_none();
+
+        if core.waiting_on().is_some() || before_pake {
+            Use::Waiting
+        } else {
+            Use::Busy
+        }
     }
 
     async fn next_input(&mut self, core: &HostConnection) -> Input {
@@ -433,8 +468,15 @@ impl Conn {
         let trust = self.ctx.trust.clone();
         let waiting_on = core.waiting_on();
         let events = &mut self.events;
+        let pairing_place = self.pairing_slot.as_ref();
         tokio::select! {
             read = self.reader.next(far) => Input::Read(read),
+            () = async {
+                match pairing_place {
+                    Some(place) => place.evicted().await,
+                    None => std::future::pending().await,
+                }
+            } => Input::GaveWay,
             input = async {
                 match waiting_on {
                     // The one wait for a request's fate (it makes up for
@@ -589,7 +631,7 @@ impl Conn {
             .outcome(Outcome::Failed)
             .device(DeviceRef::new(self.fp, &claimant.name, None))
             .address(claimant.address)
-            .detail("said hello{intent: pair} and sent no pake before its deadline");
+            .detail("asked to pair with the PIN and then sent nothing before its time ran out");
         let _ = self.ctx.trust.record(entry);
     }
 
@@ -673,7 +715,11 @@ impl HelloFacts for Facts<'_> {
     }
 
     fn wait_for_pake(&mut self) -> bool {
-        match self.conn.ctx.pairing.admit_if_room(self.conn.peer.ip()) {
+        // Full: the oldest connection still waiting for its `pake` (of this
+        // address, if it is at its cap) gives way. A real client sends its
+        // `pake` one round trip after `welcome`, so stallers cannot keep
+        // it out by filling the places from many addresses.
+        match self.conn.ctx.pairing.admit(self.conn.peer.ip()) {
             Ok(place) => {
                 self.conn.pairing_slot = Some(place);
                 true

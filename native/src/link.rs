@@ -232,7 +232,7 @@ pub enum LinkError {
     /// escape, or a value that is not UTF-8 once decoded.
     #[error("the pairing link is damaged ({0}); scan the host's code again")]
     Malformed(String),
-    /// `v` is not `1`.
+    /// `v` is not [`LINK_VERSION`].
     #[error("the pairing link has version {found}, this client reads version {LINK_VERSION}; update the app (or the host)")]
     UnsupportedVersion {
         /// The `v` found (escaped, shortened).

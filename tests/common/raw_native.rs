@@ -47,14 +47,21 @@ pub struct Raw {
 impl Raw {
     /// Connects from `src` presenting `id`.
     pub fn connect(src: &str, dst: SocketAddr, id: &Identity) -> Raw {
-        let mut b = SslContext::builder(SslMethod::tls_client()).unwrap();
+        Raw::try_connect(src, dst, id)
+            .unwrap_or_else(|| panic!("the host closed the connection from {src} in its handshake"))
+    }
+
+    /// Connects from `src` presenting `id`; `None` if the host closed the
+    /// connection before the handshake completed (no room for it).
+    pub fn try_connect(src: &str, dst: SocketAddr, id: &Identity) -> Option<Raw> {
+        let mut b = SslContext::builder(SslMethod::tls_client()).ok()?;
         b.set_verify(SslVerifyMode::NONE);
-        b.set_min_proto_version(Some(SslVersion::TLS1_3)).unwrap();
-        b.set_certificate(id.cert()).unwrap();
-        b.set_private_key(id.key()).unwrap();
-        let ssl = Ssl::new(&b.build()).unwrap();
-        let tls = ssl.connect(tcp_from(src, dst)).unwrap();
-        Raw { tls }
+        b.set_min_proto_version(Some(SslVersion::TLS1_3)).ok()?;
+        b.set_certificate(id.cert()).ok()?;
+        b.set_private_key(id.key()).ok()?;
+        let ssl = Ssl::new(&b.build()).ok()?;
+        let tls = ssl.connect(tcp_from(src, dst)).ok()?;
+        Some(Raw { tls })
     }
 
     /// Sends one frame.

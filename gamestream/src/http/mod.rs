@@ -46,7 +46,7 @@ use futures_util::future::Either;
 use openssl::ssl::{AlpnError, SslAcceptor, SslAcceptorBuilder};
 use punktfunk_certs::{Fingerprint, HostIdentity, Trust};
 use punktfunk_conn::actix::SslStream;
-use punktfunk_conn::{Admission, Limits, OneAtATime};
+use punktfunk_conn::{Admission, Limits, OneAtATime, SlotUse, Use};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
@@ -239,6 +239,7 @@ pub fn server(
                             local: io.get_ref().local_addr().ok(),
                             tls: None,
                         });
+                        ext.insert(io.user());
                     })
                     .h1(map_config(service(http_state.clone()), |_| {
                         AppConfig::default()
@@ -261,6 +262,7 @@ pub fn server(
                             local: io.get_ref().get_ref().local_addr().ok(),
                             tls: Some(peer_fingerprint(io.get_ref())),
                         });
+                        ext.insert(io.user());
                     })
                     .h1(map_config(service(state.clone()), |_| AppConfig::default())),
             )
@@ -523,11 +525,41 @@ async fn server_info(caller: Caller, state: web::Data<State>) -> HttpResponse {
     xml_bytes_response(state.server_info(caller.local_ip, caller.channel))
 }
 
-async fn pair(caller: Caller, state: web::Data<State>, query: Query) -> Xml {
+async fn pair(req: HttpRequest, caller: Caller, state: web::Data<State>, query: Query) -> Xml {
     let Some(peer) = caller.peer else {
         return Xml(crate::PairError::Host(crate::HostFault::NoPeerAddress).reply());
     };
-    Xml(state.pair(caller.channel, peer, query.into_inner()).await)
+    let connection = Held(req.conn_data::<SlotUse>().cloned());
+    Xml(state
+        .pair(caller.channel, peer, query.into_inner(), &connection)
+        .await)
+}
+
+/// A pairing request's connection, which waits (for its PIN) while its
+/// `getservercert` is held: if the plain door fills up with such
+/// connections, a newcomer from an address holding fewer may take the
+/// place of one from the address holding the most (docs/limits.md).
+pub(super) struct Held(Option<SlotUse>);
+
+impl Held {
+    /// Marks the connection as waiting until the guard is dropped.
+    pub(super) fn waiting(&self) -> WaitingGuard<'_> {
+        if let Some(u) = &self.0 {
+            u.set(Use::Waiting);
+        }
+        WaitingGuard(self)
+    }
+}
+
+/// See [`Held::waiting`]; back to busy (the reply is on its way) on drop.
+pub(super) struct WaitingGuard<'a>(&'a Held);
+
+impl Drop for WaitingGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(u) = &self.0 .0 {
+            u.set(Use::Busy);
+        }
+    }
 }
 
 /// Unauthenticated over HTTP: ends this peer's pairing in progress, never

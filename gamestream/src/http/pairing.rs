@@ -220,6 +220,7 @@ impl State {
         channel: Channel,
         peer: SocketAddr,
         pairs: Vec<(String, String)>,
+        connection: &super::Held,
     ) -> Reply {
         let query = match PairQuery::parse(pairs) {
             Ok(q) => q,
@@ -234,6 +235,7 @@ impl State {
         let key = key(query.unique_id.clone(), peer);
         let reply = match query.request {
             PairRequest::GetServerCert(request) => {
+                let _waiting = connection.waiting();
                 self.get_server_cert(key, peer, query.unique_id, request)
                     .await
             }
@@ -561,7 +563,12 @@ impl State {
                 // the passphrase (`otpauth` covers both and cannot tell which).
                 match pending.otp {
                     None => entry.detail(why.to_string()),
-                    Some(OtpCheck::Matched) => entry.via(Via::Otp).detail(why.to_string()),
+                    // The one-time PIN and passphrase were right: the
+                    // failure came later, so do not point at the PIN.
+                    Some(OtpCheck::Matched) => entry.via(Via::Otp).detail(format!(
+                        "the one-time PIN and passphrase were right, then pairing failed: {}",
+                        why.after_right_pin()
+                    )),
                     Some(OtpCheck::Mismatched) => entry
                         .via(Via::Otp)
                         .detail("wrong one-time PIN or passphrase"),

@@ -45,12 +45,15 @@ class Host:
             if not line or time.time() > deadline:
                 raise RuntimeError("the host did not start")
             line = line.strip()
-            if "set-password`): " in line:
-                self.password = line.split("set-password`): ", 1)[1]
-            if line.startswith("console listening on "):
-                self.console = line[len("console listening on "):].rstrip("/")
-            if line.startswith("native listening on "):
-                self.native_port = int(line.rsplit(":", 1)[1].rstrip("/"))
+            # The start-up block (README "First start"): the generated
+            # password, then one line per listener ("console  https  port N").
+            if line.startswith("console password: ") and "(generated" in line:
+                self.password = line.split()[2]
+            words = line.split()
+            if words[:3] == ["console", "https", "port"]:
+                self.console = "https://127.0.0.1:" + words[3]
+            if words[:4] == ["punktfunk", "app", "tls", "port"]:
+                self.native_port = int(words[4])
             if line == "ready":
                 break
         threading.Thread(target=self.proc.stdout.read, daemon=True).start()
@@ -192,7 +195,10 @@ class ThroughFfi(unittest.TestCase):
         tv = self.client("tv")
         with self.assertRaises(pf.PunktfunkError.HostNotAccepted) as caught:
             tv.connect("127.0.0.1", self.host.native_port, "TV", False, False, TIMEOUT_MS, None)
-        self.assertIn(self.host.fingerprint(), str(caught.exception))
+        # Shown to people in the one fingerprint form: groups of 4 hex digits.
+        fp = self.host.fingerprint().upper()
+        grouped = " ".join(fp[i:i + 4] for i in range(0, len(fp), 4))
+        self.assertIn(grouped, str(caught.exception))
         conn = tv.connect("127.0.0.1", self.host.native_port, "TV", True, False, TIMEOUT_MS, None)
         self.assertEqual(conn.status, pf.ConnectStatus.APPROVAL_PENDING)
         self.assertIsNone(conn.session)
