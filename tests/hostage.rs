@@ -174,7 +174,10 @@ fn stallers_from_many_addresses_cannot_fill_the_pairing_places() {
                     let Some(mut raw) = Raw::try_connect(&src, dst, &id) else {
                         continue;
                     };
-                    raw.send(&json!({"type": "hello", "protocol": 1, "device_name": "staller", "intent": "pair"}));
+                    let hello = json!({"type": "hello", "protocol": 1, "device_name": "staller", "intent": "pair"});
+                    if !raw.try_send(&hello) {
+                        continue;
+                    }
                     match raw.recv() {
                         Some(w) if w["status"] == "pairing" => {
                             welcomed.fetch_add(1, Ordering::Relaxed);

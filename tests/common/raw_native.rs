@@ -66,10 +66,15 @@ impl Raw {
 
     /// Sends one frame.
     pub fn send(&mut self, msg: &Value) {
+        assert!(self.try_send(msg), "the host closed the connection");
+    }
+
+    /// Sends one frame; `false` if the host closed the connection.
+    pub fn try_send(&mut self, msg: &Value) -> bool {
         let body = serde_json::to_vec(msg).unwrap();
         let mut frame = (body.len() as u32).to_be_bytes().to_vec();
         frame.extend(body);
-        self.tls.write_all(&frame).unwrap();
+        self.tls.write_all(&frame).is_ok()
     }
 
     /// Reads one frame; `None` when the host closed the connection.
