@@ -278,6 +278,18 @@ impl Slot {
         self.state.set(using);
     }
 
+    /// Marks the connection busy unless it was evicted already; whether it
+    /// was not. Atomic with eviction: a connection about to do something
+    /// that must not be cut short (take the PIN) holds its place first.
+    pub fn hold(&self) -> bool {
+        let _table = self.admission.table();
+        if self.is_evicted() {
+            return false;
+        }
+        self.state.set(Use::Busy);
+        true
+    }
+
     /// A handle that can say what this connection is doing from elsewhere
     /// (a request handler that holds its request for a person).
     pub fn user(&self) -> SlotUse {
@@ -427,6 +439,21 @@ mod tests {
         let idle = idle.unwrap();
         let _after = door.admit(ip("10.0.0.4")).unwrap();
         assert!(idle.is_evicted());
+    }
+
+    #[test]
+    fn a_held_place_is_never_evicted_and_an_evicted_one_cannot_be_held() {
+        let door = Admission::new(Limits {
+            per_address: 1,
+            total: 4,
+        });
+        let first = door.admit(ip("10.0.0.1")).unwrap();
+        assert!(first.hold());
+        assert!(door.admit(ip("10.0.0.1")).is_err(), "held: not evicted");
+        first.set_busy(false);
+        let second = door.admit(ip("10.0.0.1")).unwrap();
+        assert!(first.is_evicted() && !first.hold());
+        assert!(second.hold());
     }
 
     #[test]

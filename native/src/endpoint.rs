@@ -404,12 +404,15 @@ impl Conn {
             let now = Instant::now().into_std();
             match input {
                 Input::Read(read) => {
-                    // Past hello (or done): no longer evictable.
-                    self.slot.set_busy(true);
-                    if let Some(place) = &self.pairing_slot {
-                        // Its `pake` (or what ends the pairing steps): the
-                        // PIN is at stake, so the place is kept.
-                        place.set_busy(true);
+                    // Past hello (or done): no longer evictable. Its
+                    // `pake` (or what ends the pairing steps) puts the PIN
+                    // at stake: the places are held before it is read, and
+                    // if one went to a newer connection meanwhile, the
+                    // message is not acted on.
+                    let pairing_held = self.pairing_slot.as_ref().is_none_or(Slot::hold);
+                    if !self.slot.hold() || !pairing_held {
+                        tracing::debug!(peer = %self.peer, "native: closed to make room (connection limit)");
+                        break;
                     }
                     match read {
                         Ok(msg) if core.wants_hello() => {
