@@ -17,6 +17,8 @@
 //! - [`otp`]: one-time PINs for Moonlight-family clients (Apollo-compatible).
 //! - [`Trust`]: registry + gate behind one handle, with their events on one
 //!   broadcast channel.
+//! - [`door`]: the contract front doors call ([`Trust::authorize`] →
+//!   [`Grant`]).
 //! - [`audit`]: the durable trail of every trust decision (`audit.jsonl`).
 //! - [`StateDir`]: the locked directory all of it lives in.
 //!
@@ -24,10 +26,12 @@
 //! format. Those live in `punktfunk-gamestream`, `punktfunk-native` and the
 //! binary.
 //!
-//! Calling contract for a front door:
+//! Calling contract for a front door ([`door`]):
 //!
-//! 1. On every authenticated request, look the peer certificate's
-//!    fingerprint up with [`Trust::is_trusted`] (never by name or id).
+//! 1. On every authenticated request (or session), authorise the peer
+//!    certificate's fingerprint with [`Trust::authorize`] for this door
+//!    (never by name or id), and note the device as seen with
+//!    [`Trust::seen`].
 //! 2. To pair with the armed PIN, take it with [`gate::Gate::take_pin`] at
 //!    the moment the exchange commits to a guess, store the device with
 //!    [`Trust::admit`] *before* telling the client it succeeded, then
@@ -38,6 +42,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod audit;
+pub mod door;
 mod events;
 mod fingerprint;
 pub mod fsutil;
@@ -50,6 +55,7 @@ mod statedir;
 mod trust;
 
 pub use audit::{AuditError, AuditLog, Door, Entry, Event, Outcome};
+pub use door::Grant;
 pub use events::TrustEvent;
 pub use fingerprint::{Fingerprint, ParseFingerprintError};
 pub use gate::{

@@ -294,32 +294,16 @@ impl Trust {
 
     /// Whether the certificate with this fingerprint is paired at any
     /// door. Never blocks. Not an authorisation check: a front door asks
-    /// [`Trust::is_trusted_at`].
+    /// [`Trust::authorize`].
     pub fn is_trusted(&self, fp: &Fingerprint) -> bool {
         self.registry.contains(fp)
     }
 
-    /// The one authorisation rule of both front doors: whether the
-    /// certificate with this fingerprint is paired *at this door*. A device
-    /// is trusted only at the door it was admitted through (its
-    /// [`Kind`]); at the other door it is unknown. GameStream pairing has
-    /// an offline-crackable PIN, so its trust must not open the native
-    /// door, and native trust must not open GameStream's apps either.
-    /// Never blocks.
-    pub fn is_trusted_at(&self, door: Kind, fp: &Fingerprint) -> bool {
-        self.registry.get(fp).is_some_and(|d| d.kind == door)
-    }
-
     /// Records that a paired device was seen now (coarse, see
-    /// [`crate::registry::TOUCH_GRANULARITY_S`]).
-    pub fn touch(&self, fp: &Fingerprint) -> Result<bool, RegistryError> {
+    /// [`crate::registry::TOUCH_GRANULARITY_S`]); doors call
+    /// [`Trust::seen`].
+    pub(crate) fn touch(&self, fp: &Fingerprint) -> Result<bool, RegistryError> {
         self.registry.touch(fp, self.clock.unix())
-    }
-
-    /// Whether [`Trust::touch`] would write (lock-free; lets a hot path skip
-    /// the hop to a blocking thread).
-    pub fn touch_due(&self, fp: &Fingerprint) -> bool {
-        self.registry.touch_due(fp, self.clock.unix())
     }
 
     /// Stores a device admitted by a front door (`pin`, `open`, `otp`) from

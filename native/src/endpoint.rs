@@ -424,7 +424,7 @@ impl Conn {
                     }
                 }
                 Input::Request(RequestUpdate::Ended(outcome)) => {
-                    let trusted = self.ctx.trust.is_trusted_at(Kind::Native, &self.fp);
+                    let trusted = self.authorized();
                     core.on_request_ended(outcome, trusted, now);
                 }
                 // Knocks need approval, not a PIN.
@@ -434,7 +434,7 @@ impl Conn {
                 }
                 Input::Trust(Ok(_)) => {}
                 Input::Trust(Err(broadcast::error::RecvError::Lagged(_))) => {
-                    if !self.ctx.trust.is_trusted_at(Kind::Native, &self.fp) {
+                    if !self.authorized() {
                         core.on_device_removed(&self.fp);
                     }
                 }
@@ -562,14 +562,16 @@ impl Conn {
     /// the reply path.
     fn touch(&self) {
         let trust = self.ctx.trust.clone();
-        let fp = self.fp;
-        if trust.touch_due(&fp) {
-            tokio::task::spawn_blocking(move || {
-                if let Err(e) = trust.touch(&fp) {
-                    tracing::warn!("native: cannot record last_seen: {e}");
-                }
-            });
+        if let Some(grant) = trust.authorize(Kind::Native, &self.fp) {
+            if grant.seen_due() {
+                tokio::spawn(async move { trust.seen(&grant).await });
+            }
         }
+    }
+
+    /// Whether this connection's certificate is trusted at this door now.
+    fn authorized(&self) -> bool {
+        self.ctx.trust.authorize(Kind::Native, &self.fp).is_some()
     }
 
     /// Lists the client as waiting for approval: its id and when the gate
@@ -711,10 +713,7 @@ struct Facts<'a> {
 impl HelloFacts for Facts<'_> {
     fn is_trusted(&mut self) -> bool {
         // Trust won through Moonlight does not open this door.
-        self.conn
-            .ctx
-            .trust
-            .is_trusted_at(Kind::Native, &self.conn.fp)
+        self.conn.authorized()
     }
 
     fn wait_for_pake(&mut self) -> bool {

@@ -407,7 +407,8 @@ impl FromRequest for Caller {
             .map(|a| a.ip())
             .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
         let peer = req.peer_addr();
-        let trusted = match conn.tls {
+        let state = req.app_data::<web::Data<State>>();
+        let grant = match conn.tls {
             None => {
                 return Either::Left(std::future::ready(Ok(Self {
                     channel: Channel::Http,
@@ -415,38 +416,29 @@ impl FromRequest for Caller {
                     peer,
                 })))
             }
-            Some(cert) => cert.filter(|fp| {
-                // Only a Moonlight-paired certificate: trust won at the
-                // native door does not count here.
-                req.app_data::<web::Data<State>>()
-                    .is_some_and(|s| s.trust.is_trusted_at(punktfunk_certs::Kind::Gamestream, fp))
+            // Only a Moonlight-paired certificate: trust won at the native
+            // door does not count here.
+            Some(cert) => cert.and_then(|fp| {
+                state.and_then(|s| s.trust.authorize(punktfunk_certs::Kind::Gamestream, &fp))
             }),
         };
-        let Some(fp) = trusted else {
+        let Some(grant) = grant else {
             return Either::Left(std::future::ready(Err(Refusal(xml::unauthorized(
                 req.path(),
             )))));
         };
-        // last_seen is coarse: most requests need no write, and no hop to
-        // the blocking pool.
         let caller = Self {
             channel: Channel::AuthorizedHttps,
             local_ip,
             peer,
         };
-        let Some(trust) = req
-            .app_data::<web::Data<State>>()
-            .map(|s| s.trust.clone())
-            .filter(|t| t.touch_due(&fp))
-        else {
+        // last_seen is coarse: most requests need no write, and no hop to
+        // the blocking pool.
+        let Some(trust) = state.filter(|_| grant.seen_due()).map(|s| s.trust.clone()) else {
             return Either::Left(std::future::ready(Ok(caller)));
         };
         Either::Right(Box::pin(async move {
-            match web::block(move || trust.touch(&fp)).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::warn!("gamestream: last-seen not recorded: {e}"),
-                Err(e) => tracing::warn!("gamestream: last-seen not recorded: {e}"),
-            }
+            trust.seen(&grant).await;
             Ok(caller)
         }))
     }

@@ -1,0 +1,152 @@
+//! The door contract: what a front door (GameStream, native, any later one)
+//! asks of the trust service, so that every door decides the same way.
+//!
+//! This first part is authorisation. [`Trust::authorize`] is the one check
+//! of every door: a certificate is trusted only at the door it was admitted
+//! through (its [`Kind`]); at any other door it is unknown. GameStream
+//! pairing has an offline-crackable PIN, so its trust must not open the
+//! native door, and native trust must not open GameStream's apps. The
+//! answer is a [`Grant`], not a `bool`: what the device is and may do there,
+//! which is what a door carries through the request or session.
+//!
+//! [`Trust::seen`] records that the device of a grant was seen (its
+//! `last_seen`), written once here for every door: coarse, so most calls
+//! write nothing and never leave the calling thread.
+
+use std::sync::Arc;
+
+use crate::fingerprint::Fingerprint;
+use crate::registry::{Kind, Via};
+use crate::trust::Trust;
+
+/// What a paired device may do at the door it asked at. Today a paired
+/// device may do everything its door offers; per-device permissions build
+/// on this type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    fingerprint: Fingerprint,
+    door: Kind,
+    via: Via,
+    /// `last_seen` is old enough that [`Trust::seen`] would write it.
+    seen_due: bool,
+}
+
+impl Grant {
+    /// The certificate's fingerprint.
+    pub fn fingerprint(&self) -> &Fingerprint {
+        &self.fingerprint
+    }
+
+    /// The door it was admitted through, and so the only one it may use.
+    pub fn door(&self) -> Kind {
+        self.door
+    }
+
+    /// How it was admitted.
+    pub fn via(&self) -> Via {
+        self.via
+    }
+
+    /// Whether [`Trust::seen`] has something to write: a hot path can skip
+    /// the hop to a blocking thread when not.
+    pub fn seen_due(&self) -> bool {
+        self.seen_due
+    }
+}
+
+impl Trust {
+    /// The one authorisation of every front door: a grant if the
+    /// certificate with this fingerprint is paired *at this door*, at this
+    /// very moment (a revocation counts at once). Never blocks.
+    pub fn authorize(&self, door: Kind, fp: &Fingerprint) -> Option<Grant> {
+        let device = self.registry().get(fp)?;
+        (device.kind == door).then(|| Grant {
+            fingerprint: *fp,
+            door,
+            via: device.via,
+            seen_due: self.registry().touch_due(fp, self.clock().unix()),
+        })
+    }
+
+    /// Records that the device of `grant` was seen now, if that is due
+    /// ([`crate::registry::TOUCH_GRANULARITY_S`]): the write (an fsync) runs
+    /// on a blocking thread; a failure is logged, never the caller's
+    /// problem. Needs a tokio runtime when something is due.
+    pub async fn seen(self: &Arc<Self>, grant: &Grant) {
+        if !grant.seen_due {
+            return;
+        }
+        let trust = self.clone();
+        let fp = grant.fingerprint;
+        let door = grant.door.door_name();
+        match tokio::task::spawn_blocking(move || trust.touch(&fp)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!("{door}: last-seen not recorded: {e}"),
+            Err(e) => tracing::warn!("{door}: last-seen not recorded: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gate::GateConfig;
+    use crate::identity::Identity;
+    use crate::name::DisplayName;
+    use crate::registry::Device;
+    use crate::trust::SystemClock;
+
+    fn paired(trust: &Trust, kind: Kind) -> Fingerprint {
+        let id = Identity::generate_p256("door").unwrap();
+        let device = Device::from_der(
+            &id.cert_der(),
+            kind,
+            DisplayName::sanitize_or("door", "door"),
+            Via::Pin,
+            1_800_000_000,
+        )
+        .unwrap();
+        let _ = trust.admit(device, [127, 0, 0, 1].into()).unwrap();
+        id.fingerprint()
+    }
+
+    #[test]
+    fn a_device_is_authorised_only_at_its_own_door() {
+        let dir = tempfile::tempdir().unwrap();
+        let trust = Trust::open(dir.path(), GateConfig::default(), Arc::new(SystemClock)).unwrap();
+        let moonlight = paired(&trust, Kind::Gamestream);
+        let app = paired(&trust, Kind::Native);
+
+        let grant = trust.authorize(Kind::Gamestream, &moonlight).unwrap();
+        assert_eq!(
+            (grant.fingerprint(), grant.door(), grant.via()),
+            (&moonlight, Kind::Gamestream, Via::Pin)
+        );
+        assert!(grant.seen_due(), "never seen yet");
+        assert!(trust.authorize(Kind::Native, &moonlight).is_none());
+        assert!(trust.authorize(Kind::Native, &app).is_some());
+        assert!(trust.authorize(Kind::Gamestream, &app).is_none());
+
+        let stranger = Identity::generate_p256("stranger").unwrap().fingerprint();
+        assert!(trust.authorize(Kind::Native, &stranger).is_none());
+        trust.revoke(&app, crate::trust::Actor::cli()).unwrap();
+        assert!(trust.authorize(Kind::Native, &app).is_none(), "at once");
+    }
+
+    #[test]
+    fn seen_writes_once_per_granularity() {
+        let dir = tempfile::tempdir().unwrap();
+        let trust = Arc::new(
+            Trust::open(dir.path(), GateConfig::default(), Arc::new(SystemClock)).unwrap(),
+        );
+        let fp = paired(&trust, Kind::Native);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let grant = trust.authorize(Kind::Native, &fp).unwrap();
+        rt.block_on(trust.seen(&grant));
+        assert!(trust.registry().get(&fp).unwrap().last_seen.is_some());
+        let again = trust.authorize(Kind::Native, &fp).unwrap();
+        assert!(!again.seen_due(), "seen a moment ago");
+    }
+}
