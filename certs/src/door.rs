@@ -99,7 +99,7 @@ mod tests {
     fn paired(trust: &Trust, kind: Kind) -> Fingerprint {
         let id = Identity::generate_p256("door").unwrap();
         let device = Device::from_der(
-            &id.cert_der(),
+            id.cert_der(),
             kind,
             DisplayName::sanitize_or("door", "door"),
             Via::Pin,

@@ -27,7 +27,7 @@ use crate::events::TrustEvent;
 use crate::fingerprint::Fingerprint;
 use crate::gate::{Gate, GateConfig, GateError, Needs, Pending, PendingId, PendingOutcome};
 use crate::name::Label;
-use crate::registry::{Device, Kind, Registry, RegistryError, Via, REGISTRY_FILE};
+use crate::registry::{Device, Registry, RegistryError, Via, REGISTRY_FILE};
 
 /// Where the service reads time from; tests inject a fake one.
 pub trait Clock: Send + Sync + 'static {
