@@ -19,6 +19,8 @@
 //!   broadcast channel.
 //! - [`door`]: the contract front doors call ([`Trust::authorize`] →
 //!   [`Grant`]).
+//! - [`operator`]: what the console, the CLI or the host decides about
+//!   pairing (arm, deny, block, …), each with its audit entry.
 //! - [`audit`]: the durable trail of every trust decision (`audit.jsonl`).
 //! - [`StateDir`]: the locked directory all of it lives in.
 //!
@@ -49,6 +51,7 @@ pub mod fsutil;
 pub mod gate;
 pub mod identity;
 pub mod name;
+pub mod operator;
 pub mod otp;
 pub mod registry;
 mod statedir;

@@ -104,6 +104,14 @@ impl Actor {
         }
     }
 
+    /// The host itself (arming at start, timers).
+    pub fn host() -> Self {
+        Self {
+            door: Door::Host,
+            address: None,
+        }
+    }
+
     /// An audit entry made by this actor.
     pub fn entry(&self, event: Event) -> Entry {
         let entry = Entry::new(event, self.door);

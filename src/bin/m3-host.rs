@@ -157,16 +157,10 @@ struct Shown {
 /// (tests and people read stdout), in one write so that nothing else
 /// lands between them.
 fn arm(trust: &Trust, shown: &Shown) {
-    let now = trust.now();
-    let armed = trust.gate().arm(now, &mut OsRng);
-    // Armed by the host itself (at start, and again after each use).
-    let entry = punktfunk_certs::Entry::new(
-        punktfunk_certs::Event::PairingArmed,
-        punktfunk_certs::Door::Host,
-    );
-    // Not waited for: this runs on the runtime's threads, and the
+    // Armed by the host itself (at start, and again after each use). Its
+    // entry is not waited for: this runs on the runtime's threads, and the
     // trail's writer reports its own failures.
-    let _ = trust.record(entry);
+    let (armed, _entry) = trust.arm(punktfunk_certs::Actor::host(), &mut OsRng);
     let mut out = format!("pairing PIN: {}\n", armed.pin);
     // Addresses are read at each arming: they change (DHCP, Wi-Fi).
     let addresses = lan::link_addresses(shown.bound.ip());

@@ -632,10 +632,12 @@ async fn arm(
     if !native_runs(&state) {
         return Err(no_native());
     }
+    let (armed, entry) = state.trust.arm(auth.actor, &mut OsRng);
+    // After arming: the time left is shown rounded up, so a `now` taken
+    // before would show one second too many.
     let now = state.trust.now();
-    let armed = state.trust.gate().arm(now, &mut OsRng);
     tracing::info!("pairing armed from the console");
-    recorded(state.trust.record(auth.actor.entry(Event::PairingArmed))).await?;
+    recorded(entry).await?;
     Ok(HttpResponse::Ok().json(ArmedReply {
         expires_in_s: expires_in(armed.expires, now),
         link: pairing_link(
@@ -650,15 +652,8 @@ async fn arm(
 }
 
 async fn disarm(auth: Authed, state: web::Data<ConsoleState>) -> Result<HttpResponse, ApiError> {
-    let now = state.trust.now();
-    let was_armed = {
-        let mut gate = state.trust.gate();
-        let was = gate.armed(now).is_some();
-        gate.disarm();
-        was
-    };
-    if was_armed {
-        recorded(state.trust.record(auth.actor.entry(Event::PairingDisarmed))).await?;
+    if let Some(entry) = state.trust.disarm(auth.actor) {
+        recorded(entry).await?;
     }
     Ok(HttpResponse::Ok().json(Done {}))
 }
@@ -771,40 +766,25 @@ async fn deny(
     state: web::Data<ConsoleState>,
     id: web::Path<PendingId>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = id.into_inner();
-    let now = state.trust.now();
-    let pending = state.trust.gate().deny(id, now).map_err(gate_error)?;
-    recorded(state.trust.record(denied_entry(&auth.actor, &pending))).await?;
+    let entry = state
+        .trust
+        .deny(id.into_inner(), auth.actor)
+        .map_err(gate_error)?;
+    recorded(entry).await?;
     Ok(HttpResponse::Ok().json(Done {}))
-}
-
-/// `request_denied` by the console user, naming where the request came from.
-fn denied_entry(actor: &Actor, pending: &punktfunk_certs::gate::Pending) -> Entry {
-    actor
-        .entry(Event::RequestDenied)
-        .device(pending.device_ref())
-        .detail(format!(
-            "{} request from {}",
-            pending.request.kind.door_name(),
-            pending.request.address.ip().to_canonical()
-        ))
 }
 
 /// Dismisses every waiting request at once (a flood of knocks or
 /// Moonlight requests).
 async fn deny_all(auth: Authed, state: web::Data<ConsoleState>) -> Result<HttpResponse, ApiError> {
-    let now = state.trust.now();
-    let denied = state.trust.gate().deny_all(now);
+    let denied = state.trust.deny_all(auth.actor);
     tracing::info!(
-        denied = denied.len(),
+        denied = denied.count,
         "console: every waiting request denied"
     );
-    for pending in &denied {
-        let _ = state.trust.record(denied_entry(&auth.actor, pending));
-    }
-    recorded(state.trust.audited()).await?;
+    recorded(denied.ticket).await?;
     Ok(HttpResponse::Ok().json(DeniedAll {
-        denied: denied.len(),
+        denied: denied.count,
     }))
 }
 
@@ -828,15 +808,11 @@ async fn deny_address(
     body: web::Json<AddressBody>,
 ) -> Result<HttpResponse, ApiError> {
     let ip = address(&body.address)?;
-    let now = state.trust.now();
-    let denied = state.trust.gate().deny_from(ip, now);
-    tracing::info!(denied = denied.len(), address = %AddressKey::of(ip), "console: every waiting request from one address denied");
-    for pending in &denied {
-        let _ = state.trust.record(denied_entry(&auth.actor, pending));
-    }
-    recorded(state.trust.audited()).await?;
+    let denied = state.trust.deny_from(ip, auth.actor);
+    tracing::info!(denied = denied.count, address = %AddressKey::of(ip), "console: every waiting request from one address denied");
+    recorded(denied.ticket).await?;
     Ok(HttpResponse::Ok().json(DeniedAll {
-        denied: denied.len(),
+        denied: denied.count,
     }))
 }
 
@@ -848,22 +824,13 @@ async fn block(
     body: web::Json<AddressBody>,
 ) -> Result<HttpResponse, ApiError> {
     let ip = address(&body.address)?;
+    let (block, denied) = state.trust.block(ip, auth.actor).map_err(gate_error)?;
     let now = state.trust.now();
-    let (block, denied) = state.trust.gate().block(ip, now).map_err(gate_error)?;
-    tracing::info!(address = %block.address, denied = denied.len(), "console: address blocked for an hour");
-    for pending in &denied {
-        let _ = state.trust.record(denied_entry(&auth.actor, pending));
-    }
-    let _ = state
-        .trust
-        .record(auth.actor.entry(Event::AddressBlocked).detail(format!(
-            "pairing requests from {} refused for 1 hour",
-            block.address
-        )));
-    recorded(state.trust.audited()).await?;
+    tracing::info!(address = %block.address, denied = denied.count, "console: address blocked for an hour");
+    recorded(denied.ticket).await?;
     Ok(HttpResponse::Ok().json(Blocked {
         block: BlockReply::new(&block, now),
-        denied: denied.len(),
+        denied: denied.count,
     }))
 }
 
@@ -874,19 +841,11 @@ async fn unblock(
     raw: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let ip = address(&raw)?;
-    let now = state.trust.now();
-    let lifted = state.trust.gate().unblock(ip, now);
-    if lifted {
+    let entry = state.trust.unblock(ip, auth.actor);
+    let lifted = entry.is_some();
+    if let Some(entry) = entry {
         tracing::info!(address = %AddressKey::of(ip), "console: block lifted");
-        recorded(
-            state
-                .trust
-                .record(auth.actor.entry(Event::AddressUnblocked).detail(format!(
-                    "pairing requests from {} heard again",
-                    AddressKey::of(ip)
-                ))),
-        )
-        .await?;
+        recorded(entry).await?;
     }
     Ok(HttpResponse::Ok().json(Lifted { lifted }))
 }
@@ -997,17 +956,12 @@ async fn create_otp(
         None => Passphrase::generate(&mut OsRng),
     };
     let name = name.as_deref().and_then(DisplayName::sanitize);
-    let now = state.trust.now();
-    let otp = state
+    let (otp, entry) = state
         .trust
-        .gate()
-        .create_otp(passphrase, name, now, &mut OsRng);
+        .create_otp(passphrase, name, auth.actor, &mut OsRng);
+    let now = state.trust.now();
     tracing::info!("console: one-time PIN created");
-    let mut entry = auth.actor.entry(Event::OtpCreated);
-    if let Some(name) = otp.name() {
-        entry = entry.detail(format!("for {name}"));
-    }
-    recorded(state.trust.record(entry)).await?;
+    recorded(entry).await?;
     let opened = opened_on(&req, &state);
     let link = otp_host(opened.clone(), &link_addresses(&state, opened.as_ref()))
         .and_then(|h| otp_link(&state, &h, otp.pin().as_str(), otp.passphrase().as_str()));
@@ -1020,9 +974,10 @@ async fn cancel_otp(
     auth: Authed,
     state: web::Data<ConsoleState>,
 ) -> Result<HttpResponse, ApiError> {
-    let cancelled = state.trust.gate().cancel_otp();
-    if cancelled {
-        recorded(state.trust.record(auth.actor.entry(Event::OtpCancelled))).await?;
+    let entry = state.trust.cancel_otp(auth.actor);
+    let cancelled = entry.is_some();
+    if let Some(entry) = entry {
+        recorded(entry).await?;
     }
     Ok(HttpResponse::Ok().json(OtpCancelled { cancelled }))
 }
@@ -1104,18 +1059,11 @@ async fn enter_pin(
     let label = self::label(label)?;
     // Subscribe before entering the PIN so the outcome cannot slip past.
     let mut events = state.trust.subscribe();
-    let now = state.trust.now();
-    let device = {
-        let mut gate = state.trust.gate();
-        let device = gate.get_pending(id, now).map(|p| p.device_ref());
-        gate.enter_pin(id, pin, label, now).map_err(gate_error)?;
-        device
-    };
-    let mut entry = auth.actor.entry(Event::PinEntered);
-    if let Some(device) = device {
-        entry = entry.device(device);
-    }
-    recorded(state.trust.record(entry)).await?;
+    let entry = state
+        .trust
+        .enter_pin(id, pin, label, auth.actor)
+        .map_err(gate_error)?;
+    recorded(entry).await?;
     let outcome = tokio::time::timeout(
         PIN_OUTCOME_WAIT,
         state.trust.request_outcome(&mut events, id),
