@@ -568,9 +568,10 @@ pub enum GateError {
     /// This certificate already waits, from another address.
     #[error("this device already waits for approval from another address; approve or deny that request in the console first")]
     WaitingElsewhere,
-    /// The request needs a PIN, not approval (or the other way round).
-    #[error("this request needs {0}, not that")]
-    WrongNeed(&'static str),
+    /// The request needs this (a PIN), not what was done (approval), or
+    /// the other way round.
+    #[error("this request needs {}, not that", .0.in_words())]
+    WrongNeed(Needs),
     /// A PIN was already entered for this request.
     #[error("a PIN was already entered for this request; if it was wrong, start pairing again on the client")]
     PinAlreadyEntered,
@@ -1141,7 +1142,7 @@ impl Gate {
         self.expire(now);
         let pending = self.pending.get_mut(&id).ok_or(GateError::UnknownRequest)?;
         if pending.request.needs != needs {
-            return Err(GateError::WrongNeed(pending.request.needs.in_words()));
+            return Err(GateError::WrongNeed(pending.request.needs));
         }
         if pending.storing {
             return Err(GateError::Storing);
@@ -1266,7 +1267,7 @@ impl Gate {
         self.expire(now);
         let pending = self.pending.get_mut(&id).ok_or(GateError::UnknownRequest)?;
         if pending.request.needs != Needs::Pin {
-            return Err(GateError::WrongNeed(pending.request.needs.in_words()));
+            return Err(GateError::WrongNeed(pending.request.needs));
         }
         if pending.pin != PinState::Waiting {
             return Err(GateError::PinAlreadyEntered);
@@ -1583,13 +1584,17 @@ mod tests {
         let pin: Pin = "4321".parse().unwrap();
         assert_eq!(
             g.begin_storing(id, Needs::Approval, t0).unwrap_err(),
-            GateError::WrongNeed("the PIN that Moonlight shows")
+            GateError::WrongNeed(Needs::Pin)
+        );
+        assert_eq!(
+            GateError::WrongNeed(Needs::Pin).to_string(),
+            "this request needs the PIN that Moonlight shows, not that"
         );
         assert!(g.begin_storing(knock, Needs::Approval, t0).is_ok());
         g.end_storing(knock, None);
         assert_eq!(
             g.enter_pin(knock, pin.clone(), None, t0).unwrap_err(),
-            GateError::WrongNeed("approval")
+            GateError::WrongNeed(Needs::Approval)
         );
         assert!(g.claim_pin(id, t0).is_none());
         g.enter_pin(id, pin.clone(), Label::parse("TV").unwrap(), t0)
