@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use common::Host;
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
-use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -414,20 +413,6 @@ fn idle_connections_from_many_addresses_take_no_door_down() {
     rt.shutdown_timeout(Duration::from_secs(5));
 }
 
-/// A knock (`hello{connect}` with a fresh certificate) from `src`, or
-/// `None` if the host closed the connection before answering.
-fn try_knock(src: &str, native: SocketAddr) -> Option<(common::raw_native::Raw, Value)> {
-    let id = punktfunk_certs::Identity::generate_p256("waiting").ok()?;
-    let mut raw = common::raw_native::Raw::try_connect(src, native, &id)?;
-    let hello =
-        json!({"type": "hello", "protocol": 1, "device_name": "waiting", "intent": "connect"});
-    if !raw.try_send(&hello) {
-        return None;
-    }
-    let answer = raw.recv()?;
-    Some((raw, answer))
-}
-
 /// Strangers whose exchanges wait on a person (native knocks, `getservercert`
 /// held for a PIN), from many addresses at 4 each, fill the native door's
 /// 128 connections and GameStream HTTP's 256: a paired device still gets its
@@ -472,8 +457,8 @@ fn strangers_waiting_from_many_addresses_cannot_fill_a_door() {
             std::thread::spawn(move || {
                 let src = format!("127.40.{a}.1");
                 (0..4)
-                    .filter_map(|_| try_knock(&src, native))
-                    .filter(|(_, answer)| answer["status"] == "approval_pending")
+                    .filter_map(|_| common::raw_native::try_knock(&src, native, "waiting"))
+                    .filter(|(_, _, answer)| answer["status"] == "approval_pending")
                     .collect::<Vec<_>>()
             })
         })

@@ -51,20 +51,21 @@ fn pair(args: &[&str]) -> (bool, String) {
     (out.status.success(), format!("{last}\nstderr: {stderr}"))
 }
 
-/// Runs `attack(n)` on `threads` threads from 127.0.<net>.<1..>, until
-/// the returned flag is set.
+/// Runs `attack(n)` on `threads` threads from 127.0.<net>.<1..>,
+/// `per_address` threads to an address, until the returned flag is set.
 fn attackers(
     threads: u8,
+    per_address: u8,
     net: u8,
     attack: impl Fn(&str, &AtomicBool) + Send + Sync + 'static,
 ) -> (Arc<AtomicBool>, Vec<std::thread::JoinHandle<()>>) {
     let stop = Arc::new(AtomicBool::new(false));
     let attack = Arc::new(attack);
-    let handles = (1..=threads)
+    let handles = (0..threads)
         .map(|i| {
             let (stop, attack) = (stop.clone(), attack.clone());
             std::thread::spawn(move || {
-                let src = format!("127.0.{net}.{i}");
+                let src = format!("127.0.{net}.{}", 1 + i / per_address);
                 while !stop.load(Ordering::Relaxed) {
                     attack(&src, &stop);
                 }
@@ -100,12 +101,11 @@ fn a_staller_cannot_stop_a_pin_pairing_from_another_address() {
     let w = welcomed.clone();
     let id = Identity::generate_p256("staller").unwrap();
     let fp = id.fingerprint().to_hex();
-    let (stop, handles) = attackers(4, 2, move |src, _| {
-        let mut raw = Raw::connect(src, dst, &id);
-        let answer = raw.hello("staller", "pair");
-        if answer["status"] == "pairing" {
-            w.fetch_add(1, Ordering::Relaxed);
-        }
+    let (stop, handles) = attackers(4, 1, 2, move |src, _| {
+        let Some(mut raw) = raw_native::welcomed_to_pair(src, dst, &id) else {
+            return;
+        };
+        w.fetch_add(1, Ordering::Relaxed);
         if src.ends_with(".1") || src.ends_with(".3") {
             return;
         }
@@ -163,34 +163,19 @@ fn stallers_from_many_addresses_cannot_fill_the_pairing_places() {
     let pin = common::arm(&console);
 
     let welcomed = Arc::new(AtomicUsize::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let handles: Vec<_> = (0..80u8)
-        .map(|i| {
-            let (welcomed, stop) = (welcomed.clone(), stop.clone());
-            std::thread::spawn(move || {
-                let src = format!("127.0.3.{}", 1 + i / 4);
-                let id = Identity::generate_p256("staller").unwrap();
-                while !stop.load(Ordering::Relaxed) {
-                    let Some(mut raw) = Raw::try_connect(&src, dst, &id) else {
-                        continue;
-                    };
-                    let hello = json!({"type": "hello", "protocol": 1, "device_name": "staller", "intent": "pair"});
-                    if !raw.try_send(&hello) {
-                        continue;
-                    }
-                    match raw.recv() {
-                        Some(w) if w["status"] == "pairing" => {
-                            welcomed.fetch_add(1, Ordering::Relaxed);
-                            // Silent until the host closes it (its step
-                            // deadline, or to make room).
-                            let _ = raw.recv();
-                        }
-                        _ => std::thread::sleep(Duration::from_millis(100)),
-                    }
-                }
-            })
-        })
-        .collect();
+    let w = welcomed.clone();
+    let id = Identity::generate_p256("staller").unwrap();
+    let (stop, handles) = attackers(80, 4, 3, move |src, _| {
+        match raw_native::welcomed_to_pair(src, dst, &id) {
+            Some(mut raw) => {
+                w.fetch_add(1, Ordering::Relaxed);
+                // Silent until the host closes it (its step deadline, or
+                // to make room).
+                let _ = raw.recv();
+            }
+            None => std::thread::sleep(Duration::from_millis(100)),
+        }
+    });
     wait_for("64 stalled welcome{pairing}", &welcomed, 64);
 
     let port = dst.port().to_string();
@@ -251,7 +236,7 @@ fn a_sniper_cannot_stop_a_link_pairing() {
         (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let (p, l) = (pin_guesses.clone(), link_guesses.clone());
     let id = Identity::generate_p256("sniper").unwrap();
-    let (stop, handles) = attackers(6, 3, move |src, _| {
+    let (stop, handles) = attackers(6, 1, 3, move |src, _| {
         if wrong_guess(src, dst, &id, false) {
             p.fetch_add(1, Ordering::Relaxed);
         }

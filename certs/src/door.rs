@@ -64,7 +64,7 @@ impl Trust {
             fingerprint: *fp,
             door,
             via: device.via,
-            seen_due: self.registry().touch_due(fp, self.clock().unix()),
+            seen_due: !crate::registry::seen_recently(&device, self.clock().unix()),
         })
     }
 

@@ -69,9 +69,7 @@ impl Trust {
     /// and every new one is refused until the block ends or is lifted.
     pub fn block(&self, ip: IpAddr, by: Actor) -> Result<(Block, Dismissed), GateError> {
         let (block, denied) = self.gate().block(ip, self.now())?;
-        for pending in &denied {
-            let _ = self.record(denied_entry(&by, pending));
-        }
+        self.record_denied(&by, &denied);
         let _ = self.record(by.entry(Event::AddressBlocked).detail(format!(
             "pairing requests from {} refused for 1 hour",
             block.address
@@ -142,10 +140,15 @@ impl Trust {
         Ok(self.record(entry))
     }
 
-    fn dismissed(&self, by: &Actor, denied: &[Pending]) -> Dismissed {
+    /// Queues a `request_denied` entry for each of `denied`.
+    fn record_denied(&self, by: &Actor, denied: &[Pending]) {
         for pending in denied {
             let _ = self.record(denied_entry(by, pending));
         }
+    }
+
+    fn dismissed(&self, by: &Actor, denied: &[Pending]) -> Dismissed {
+        self.record_denied(by, denied);
         Dismissed {
             count: denied.len(),
             ticket: self.audited(),

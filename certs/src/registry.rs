@@ -530,7 +530,7 @@ impl Registry {
 }
 
 /// `last_seen` is recent enough that [`Registry::touch`] skips the write.
-fn seen_recently(d: &Device, now: u64) -> bool {
+pub(crate) fn seen_recently(d: &Device, now: u64) -> bool {
     d.last_seen
         .is_some_and(|seen| seen <= now && now - seen < TOUCH_GRANULARITY_S)
 }

@@ -217,22 +217,6 @@ impl Admission {
         Ok(self.insert(&mut t, address))
     }
 
-    /// Takes a place for `peer` only if the address and the door have room,
-    /// evicting nothing: for places that are all equally useful (the native
-    /// door's connections waiting for their `pake`).
-    pub fn admit_if_room(self: &Arc<Self>, peer: IpAddr) -> Result<Slot, Refused> {
-        let address = peer.to_canonical();
-        let mut t = self.table();
-        let from_here = t.per_address.get(&address).copied().unwrap_or(0);
-        if from_here >= self.limits.per_address {
-            return Err(Refused::Address(address, from_here));
-        }
-        if t.open.len() >= self.limits.total {
-            return Err(Refused::Full(self.limits.total));
-        }
-        Ok(self.insert(&mut t, address))
-    }
-
     fn insert(self: &Arc<Self>, t: &mut Table, address: IpAddr) -> Slot {
         let id = t.next;
         t.next += 1;
@@ -487,24 +471,6 @@ mod tests {
         let v4 = door.admit(ip("10.0.0.1")).unwrap();
         let mapped = door.admit(ip("::ffff:10.0.0.1")).unwrap();
         assert!(v4.is_evicted() && !mapped.is_evicted());
-    }
-
-    #[test]
-    fn admit_if_room_refuses_instead_of_evicting() {
-        let door = Admission::new(Limits {
-            per_address: 1,
-            total: 2,
-        });
-        let a = door.admit_if_room(ip("10.0.0.1")).unwrap();
-        assert!(door.admit_if_room(ip("10.0.0.1")).is_err());
-        let _b = door.admit_if_room(ip("10.0.0.2")).unwrap();
-        assert_eq!(
-            door.admit_if_room(ip("10.0.0.3")).unwrap_err(),
-            Refused::Full(2)
-        );
-        assert!(!a.is_evicted());
-        drop(a);
-        assert!(door.admit_if_room(ip("10.0.0.1")).is_ok());
     }
 
     #[test]

@@ -455,7 +455,6 @@ impl Conn {
     /// address holding fewer connections); anything else is busy.
     fn using(&self, core: &HostConnection) -> Use {
         let before_pake = self.pairing_slot.is_some() && self.ticket.is_none();
-
         if core.waiting_on().is_some() || before_pake {
             Use::Waiting
         } else {

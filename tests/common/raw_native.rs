@@ -97,8 +97,29 @@ impl Raw {
 /// Knocks (`hello{connect}`) from `src` with a fresh identity; returns the
 /// connection, the identity and the host's answer.
 pub fn knock(src: &str, dst: SocketAddr, name: &str) -> (Raw, Identity, Value) {
+    try_knock(src, dst, name).expect("the host closed the connection without answering hello")
+}
+
+/// [`knock`], or `None` if the host closed the connection before it
+/// answered (no room for it).
+pub fn try_knock(src: &str, dst: SocketAddr, name: &str) -> Option<(Raw, Identity, Value)> {
     let id = Identity::generate_p256("knock").unwrap();
-    let mut raw = Raw::connect(src, dst, &id);
-    let answer = raw.hello(name, "connect");
-    (raw, id, answer)
+    let mut raw = Raw::try_connect(src, dst, &id)?;
+    let hello = json!({"type": "hello", "protocol": 1, "device_name": name, "intent": "connect"});
+    if !raw.try_send(&hello) {
+        return None;
+    }
+    let answer = raw.recv()?;
+    Some((raw, id, answer))
+}
+
+/// `hello{intent: pair}` from `src` as `id`: the connection, if the host
+/// answered `welcome{pairing}`.
+pub fn welcomed_to_pair(src: &str, dst: SocketAddr, id: &Identity) -> Option<Raw> {
+    let mut raw = Raw::try_connect(src, dst, id)?;
+    let hello = json!({"type": "hello", "protocol": 1, "device_name": "staller", "intent": "pair"});
+    if !raw.try_send(&hello) {
+        return None;
+    }
+    raw.recv().filter(|w| w["status"] == "pairing").map(|_| raw)
 }
