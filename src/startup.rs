@@ -6,7 +6,6 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use punktfunk_certs::registry::REGISTRY_FILE;
@@ -244,42 +243,11 @@ pub fn bind_native(
     })
 }
 
-/// Expires PINs and pending requests on time, so their events fire even
-/// when nobody is looking at the gate. It sleeps until the gate's next
-/// deadline, waking early only when the gate or registry changes (which
-/// may bring an earlier one): an idle host does not wake at all. Abort the
-/// task to stop it.
+/// Runs the trust service's one expiry timer ([`Trust::run_expiry`]):
+/// PINs and pending requests end on time, so their events fire even when
+/// nobody is looking. Abort the task to stop it.
 pub fn spawn_expiry_ticker(trust: Arc<Trust>) -> tokio::task::JoinHandle<()> {
-    use tokio::sync::broadcast::error::RecvError;
-    tokio::spawn(async move {
-        let mut changes = trust.subscribe();
-        loop {
-            let next = trust.gate().next_deadline();
-            let due = async {
-                match next {
-                    // The gate's clock and tokio's are both monotonic.
-                    Some(at) => tokio::time::sleep_until(at.into()).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                () = due => {
-                    let now = trust.now();
-                    trust.gate().expire(now);
-                    // A deadline the gate's clock has not reached yet
-                    // (coarser than tokio's): look again shortly, not at once.
-                    if trust.gate().next_deadline().is_some_and(|d| d <= now) {
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
-                }
-                changed = changes.recv() => {
-                    if let Err(RecvError::Closed) = changed {
-                        return;
-                    }
-                }
-            }
-        }
-    })
+    tokio::spawn(trust.run_expiry())
 }
 
 /// A listening address as a person would type it in a browser.

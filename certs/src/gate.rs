@@ -737,6 +737,11 @@ impl Gate {
     /// The current arming (the link's, even once its PIN is spent), if any.
     pub fn armed(&mut self, now: Instant) -> Option<&Armed> {
         self.expire(now);
+        self.arming()
+    }
+
+    /// [`Gate::armed`] as of the last expiry.
+    pub fn arming(&self) -> Option<&Armed> {
         self.armed.as_ref()
     }
 
@@ -880,6 +885,11 @@ impl Gate {
     /// The active one-time PIN, if any.
     pub fn otp(&mut self, now: Instant) -> Option<&OneTimePin> {
         self.expire(now);
+        self.active_otp()
+    }
+
+    /// [`Gate::otp`] as of the last expiry.
+    pub fn active_otp(&self) -> Option<&OneTimePin> {
         self.otp.as_ref()
     }
 
@@ -1084,7 +1094,17 @@ impl Gate {
     /// All waiting requests, oldest first.
     pub fn pending(&mut self, now: Instant) -> impl Iterator<Item = (PendingId, &Pending)> {
         self.expire(now);
+        self.waiting()
+    }
+
+    /// [`Gate::pending`] as of the last expiry.
+    pub fn waiting(&self) -> impl Iterator<Item = (PendingId, &Pending)> {
         self.pending.iter().map(|(id, p)| (*id, p))
+    }
+
+    /// One waiting request, as of the last expiry.
+    pub fn request(&self, id: PendingId) -> Option<&Pending> {
+        self.pending.get(&id)
     }
 
     /// One waiting request.
@@ -1229,6 +1249,11 @@ impl Gate {
     /// The blocked addresses, in address order.
     pub fn blocks(&mut self, now: Instant) -> impl Iterator<Item = Block> + '_ {
         self.expire(now);
+        self.blocked()
+    }
+
+    /// [`Gate::blocks`] as of the last expiry.
+    pub fn blocked(&self) -> impl Iterator<Item = Block> + '_ {
         self.blocks.iter().map(|(address, until)| Block {
             address: *address,
             until: *until,

@@ -34,11 +34,16 @@
 //!    certificate's fingerprint with [`Trust::authorize`] for this door
 //!    (never by name or id), and note the device as seen with
 //!    [`Trust::seen`].
-//! 2. To pair with the armed PIN, take it with [`gate::Gate::take_pin`] at
-//!    the moment the exchange commits to a guess, store the device with
-//!    [`Trust::admit`] *before* telling the client it succeeded, then
-//!    [`gate::Gate::report`] the outcome.
-//! 3. Watch [`Trust::subscribe`] for [`TrustEvent::DeviceRemoved`] and end
+//! 2. To list a device that asks to be let in, [`Trust::knock`], and map
+//!    its [`Refusal`] to the wire; wait for its fate with
+//!    [`Trust::request_update`].
+//! 3. To pair with the armed PIN, take it with [`Trust::take_pin`] at the
+//!    moment the exchange commits to a guess, and on success
+//!    [`PinAttempt::store`] the device, which is durable *before* the
+//!    client is told; any other end of the attempt drops it, which spends
+//!    the PIN and records `pin_rejected`.
+//! 4. Run [`Trust::run_expiry`] once: it is the only expiry timer.
+//! 5. Watch [`Trust::subscribe`] for [`TrustEvent::DeviceRemoved`] and end
 //!    that device's connections.
 
 #![warn(missing_docs, unreachable_pub)]
@@ -46,6 +51,7 @@
 pub mod audit;
 pub mod door;
 mod events;
+mod expiry;
 mod fingerprint;
 pub mod fsutil;
 pub mod gate;
@@ -58,7 +64,7 @@ mod statedir;
 mod trust;
 
 pub use audit::{AuditError, AuditLog, Door, Entry, Event, Outcome};
-pub use door::Grant;
+pub use door::{ExchangeShown, Grant, OtpProof, PairWith, PinAttempt, Refusal, StoreError};
 pub use events::TrustEvent;
 pub use fingerprint::{Fingerprint, ParseFingerprintError};
 pub use gate::{
@@ -69,4 +75,4 @@ pub use identity::{ct_eq, verify_sha256, HostIdentity, Identity, IdentityError};
 pub use name::{DisplayName, Label, LabelError};
 pub use registry::{CertificateError, Device, Kind, Registry, RegistryError, ResolveError, Via};
 pub use statedir::{StateDir, StateDirError, LOCK_FILE};
-pub use trust::{Actor, Admitted, Clock, GateGuard, RequestUpdate, SystemClock, Trust, TrustError};
+pub use trust::{Actor, Admitted, Clock, GateView, RequestUpdate, SystemClock, Trust, TrustError};

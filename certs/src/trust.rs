@@ -145,7 +145,7 @@ impl std::fmt::Debug for Trust {
 
 /// A locked gate; events it produced are published, and its audit entries
 /// queued, when it is dropped.
-pub struct GateGuard<'a> {
+pub(crate) struct GateGuard<'a> {
     gate: MutexGuard<'a, Gate>,
     trust: &'a Trust,
 }
@@ -160,6 +160,17 @@ impl std::ops::Deref for GateGuard<'_> {
 impl std::ops::DerefMut for GateGuard<'_> {
     fn deref_mut(&mut self) -> &mut Gate {
         &mut self.gate
+    }
+}
+
+/// A look at the gate as it is now (what was due is expired first), for
+/// pages and tests: it reads, it cannot change anything.
+pub struct GateView<'a>(GateGuard<'a>);
+
+impl std::ops::Deref for GateView<'_> {
+    type Target = Gate;
+    fn deref(&self) -> &Gate {
+        &self.0
     }
 }
 
@@ -292,8 +303,23 @@ impl Trust {
         }
     }
 
+    /// The gate as it is now, read-only; hold it briefly (it is locked).
+    pub fn view(&self) -> GateView<'_> {
+        let now = self.clock.now();
+        let mut gate = self.gate();
+        gate.expire(now);
+        GateView(gate)
+    }
+
+    /// Expires what is due by the clock now; [`Trust::run_expiry`] does
+    /// this on time.
+    pub fn expire_due(&self) {
+        let now = self.clock.now();
+        self.gate().expire(now);
+    }
+
     /// Locks the gate. Its events are published when the guard drops.
-    pub fn gate(&self) -> GateGuard<'_> {
+    pub(crate) fn gate(&self) -> GateGuard<'_> {
         // The gate is plain data mutated in small steps; a panic mid-step
         // cannot break its invariants badly enough to stop serving.
         let gate = self.gate.lock().unwrap_or_else(|p| p.into_inner());

@@ -70,11 +70,7 @@ fn approve_stores_durably_then_ends_the_request() {
     let trust = Trust::open(path, GateConfig::default(), clock.clone()).unwrap();
     let mut events = trust.subscribe();
     let client = Identity::generate("client").unwrap();
-    let now = trust.now();
-    let id = trust
-        .gate()
-        .add_pending(knock(&client, Needs::Approval), now)
-        .unwrap();
+    let id = trust.knock(knock(&client, Needs::Approval), None).unwrap();
     assert_eq!(next_change(&mut events), TrustEvent::PendingAdded { id });
 
     let device = trust
@@ -145,11 +141,7 @@ fn pin_requests_cannot_be_approved_and_expire_on_the_fake_clock() {
     let clock = Arc::new(FakeClock(Mutex::new(Instant::now())));
     let trust = Trust::open(dir.path(), GateConfig::default(), clock.clone()).unwrap();
     let client = Identity::generate("moonlight").unwrap();
-    let now = trust.now();
-    let id = trust
-        .gate()
-        .add_pending(knock(&client, Needs::Pin), now)
-        .unwrap();
+    let id = trust.knock(knock(&client, Needs::Pin), None).unwrap();
     assert!(matches!(
         trust.approve(id, None, Actor::cli()),
         Err(TrustError::Gate(GateError::WrongNeed(_)))
@@ -157,8 +149,7 @@ fn pin_requests_cannot_be_approved_and_expire_on_the_fake_clock() {
     assert!(!trust.is_trusted(&client.fingerprint()));
     let mut events = trust.subscribe();
     *clock.0.lock().unwrap() += Duration::from_secs(301);
-    let now = trust.now();
-    trust.gate().expire(now);
+    trust.expire_due();
     assert_eq!(
         next_change(&mut events),
         TrustEvent::PendingRemoved {
@@ -166,7 +157,7 @@ fn pin_requests_cannot_be_approved_and_expire_on_the_fake_clock() {
             outcome: PendingOutcome::Expired
         }
     );
-    assert_eq!(trust.gate().outcome(id), Some(PendingOutcome::Expired));
+    assert_eq!(trust.request_ended(id), Some(PendingOutcome::Expired));
     trust.audited().durable_blocking().unwrap();
     assert_eq!(
         trail(dir.path()),
@@ -183,11 +174,7 @@ fn a_failed_store_leaves_the_request_waiting() {
     let clock = Arc::new(FakeClock(Mutex::new(Instant::now())));
     let trust = Trust::open(dir.path(), GateConfig::default(), clock).unwrap();
     let client = Identity::generate("c").unwrap();
-    let now = trust.now();
-    let id = trust
-        .gate()
-        .add_pending(knock(&client, Needs::Approval), now)
-        .unwrap();
+    let id = trust.knock(knock(&client, Needs::Approval), None).unwrap();
     // Block the registry's temp file so the write fails.
     std::fs::create_dir_all(dir.path().join(format!("{REGISTRY_FILE}.tmp")).join("x")).unwrap();
     assert!(matches!(
@@ -195,11 +182,7 @@ fn a_failed_store_leaves_the_request_waiting() {
         Err(TrustError::Registry(_))
     ));
     assert!(!trust.is_trusted(&client.fingerprint()));
-    let now = trust.now();
-    assert!(
-        trust.gate().get_pending(id, now).is_some(),
-        "the user can try again"
-    );
+    assert!(trust.is_waiting(id), "the user can try again");
 }
 
 #[test]
@@ -239,28 +222,23 @@ fn a_waiter_that_fell_behind_still_learns_what_happened_to_its_request() {
         .unwrap();
     let client = Identity::generate_p256("moonlight").unwrap();
     let mut events = trust.subscribe();
-    let now = trust.now();
-    let id = trust
-        .gate()
-        .add_pending(knock(&client, Needs::Pin), now)
-        .unwrap();
+    let id = trust.knock(knock(&client, Needs::Pin), None).unwrap();
     // More events than the channel keeps: this receiver lags.
     for _ in 0..1500 {
-        trust.gate().arm(now, &mut rand::rngs::OsRng);
+        let _ = trust.arm(Actor::cli(), &mut rand::rngs::OsRng);
     }
-    trust
-        .gate()
-        .enter_pin(id, "1234".parse().unwrap(), None, now)
+    let _ = trust
+        .enter_pin(id, "1234".parse().unwrap(), None, Actor::cli())
         .unwrap();
     assert_eq!(
         rt.block_on(trust.request_update(&mut events, id)),
         punktfunk_certs::RequestUpdate::PinEntered
     );
     for _ in 0..1500 {
-        trust.gate().disarm();
-        trust.gate().arm(now, &mut rand::rngs::OsRng);
+        trust.disarm(Actor::cli());
+        let _ = trust.arm(Actor::cli(), &mut rand::rngs::OsRng);
     }
-    trust.gate().finish(id, PendingOutcome::PinRejected);
+    trust.end_request(id, PendingOutcome::PinRejected);
     assert_eq!(
         rt.block_on(trust.request_outcome(&mut events, id)),
         Some(PendingOutcome::PinRejected)
@@ -273,10 +251,7 @@ fn a_request_whose_device_cannot_be_stored_waits_again() {
     let clock = Arc::new(FakeClock(Mutex::new(Instant::now())));
     let trust = Trust::open(dir.path(), GateConfig::default(), clock).unwrap();
     let id_a = Identity::generate_p256("a").unwrap();
-    let id = trust
-        .gate()
-        .add_pending(knock(&id_a, Needs::Approval), trust.now())
-        .unwrap();
+    let id = trust.knock(knock(&id_a, Needs::Approval), None).unwrap();
     let refused = trust.admit_request(id, Needs::Approval, |p| {
         // The request is marked while its device is built and written.
         assert!(p.storing);
@@ -286,12 +261,11 @@ fn a_request_whose_device_cannot_be_stored_waits_again() {
         matches!(refused, Err(TrustError::Registry(_))),
         "{refused:?}"
     );
-    let now = trust.now();
-    assert!(!trust.gate().get_pending(id, now).unwrap().storing);
+    assert!(!trust.view().request(id).unwrap().storing);
     assert!(trust.registry().list().is_empty());
     // Back to waiting: it can be denied, or approved after all.
     let approved = trust.approve(id, None, Actor::cli()).unwrap();
     assert_eq!(approved.fingerprint, id_a.fingerprint());
-    assert_eq!(trust.gate().outcome(id), Some(PendingOutcome::Approved));
+    assert_eq!(trust.request_ended(id), Some(PendingOutcome::Approved));
     assert!(trust.is_trusted(&id_a.fingerprint()));
 }

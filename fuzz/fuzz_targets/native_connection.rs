@@ -148,9 +148,9 @@ fuzz_target!(|data: &[u8]| {
             6 => c.on_stored(if input.byte() & 1 == 0 { Ok(()) } else { Err(None) }, now),
             7 => {
                 let added = match input.byte() % 3 {
-                    0 => Ok(("7".parse().expect("an id"), now + Duration::from_secs(300))),
-                    1 => Err(GateError::TooManyPending),
-                    _ => Err(GateError::UnknownRequest),
+                    0 => Ok("7".parse().expect("an id")),
+                    1 => Err(GateError::TooManyPending.into()),
+                    _ => Err(GateError::UnknownRequest.into()),
                 };
                 c.on_knock_added(added, now);
             }

@@ -37,9 +37,9 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use punktfunk_certs::{Claimant, Fingerprint, GateError, PendingId, PendingOutcome, Secret, Via};
+use punktfunk_certs::{Claimant, Fingerprint, PendingId, PendingOutcome, Refusal, Secret, Via};
 use rand_core::{CryptoRng, RngCore};
 
 use crate::handshake::{self, HandshakeError};
@@ -158,9 +158,6 @@ pub enum Effect {
     /// The connection left the pairing steps: end the exchange the console
     /// shows and give its place among the waiting connections back.
     LeavePairing,
-    /// A waiting request's deadline passed by the driver's clock: expire
-    /// what is due in the gate (the outcome arrives as a trust event).
-    ExpireDue,
     /// Wait until every audit entry queued so far is durable before
     /// carrying on with the next action.
     AwaitAudit,
@@ -176,10 +173,6 @@ pub enum Action {
     /// Close the connection; nothing follows.
     Close,
 }
-
-/// How soon a waiting knock asks the gate again when the gate's clock did
-/// not see the request as due yet.
-const RECHECK: Duration = Duration::from_millis(200);
 
 const NOT_ARMED: &str =
     "pairing is not armed on this host (or its PIN was used or expired); arm it and use the new PIN";
@@ -202,7 +195,6 @@ enum State {
     Knocking,
     AwaitDecision {
         id: PendingId,
-        expires: Instant,
         idle: Instant,
     },
     AwaitPake {
@@ -297,7 +289,7 @@ impl HostConnection {
             State::AwaitHello { deadline }
             | State::AwaitPake { deadline, .. }
             | State::AwaitConfirm { deadline, .. } => Some(*deadline),
-            State::AwaitDecision { expires, idle, .. } => Some((*expires).min(*idle)),
+            State::AwaitDecision { idle, .. } => Some(*idle),
             State::Session { idle } => Some(*idle),
             State::Storing(_) | State::Knocking | State::TakingPin { .. } | State::Closed => None,
         }
@@ -423,11 +415,10 @@ impl HostConnection {
                 }
                 Err(e) => self.pairing_failed(e.to_message()),
             },
-            State::AwaitDecision { id, expires, .. } => match msg {
+            State::AwaitDecision { id, .. } => match msg {
                 Message::Ping => {
                     self.state = State::AwaitDecision {
                         id,
-                        expires,
                         idle: now + timeouts::SESSION_IDLE,
                     };
                     self.send(Message::Pong);
@@ -497,14 +488,11 @@ impl HostConnection {
                     self.close_with(Some(Message::error(ErrorCode::Timeout, TOO_SLOW)));
                 }
             }
-            State::AwaitDecision { expires, idle, .. } => {
+            // The request's own end (approved, denied, expired by the
+            // trust service's timer) arrives as `on_request_ended`.
+            State::AwaitDecision { idle, .. } => {
                 if now >= *idle {
                     self.close_with(Some(Message::error(ErrorCode::Timeout, TOO_SLOW)));
-                } else if now >= *expires {
-                    // The gate expires requests lazily; its clock decides,
-                    // and until it does, ask again shortly.
-                    *expires = now + RECHECK;
-                    self.effect(Effect::ExpireDue);
                 }
             }
             State::Session { idle } => {
@@ -542,32 +530,27 @@ impl HostConnection {
         }
     }
 
-    /// The result of [`Effect::AddKnock`]: the request and when the gate
-    /// expires it, or why it was not listed.
-    pub fn on_knock_added(&mut self, added: Result<(PendingId, Instant), GateError>, now: Instant) {
+    /// The result of [`Effect::AddKnock`]: the request, or why it was not
+    /// listed.
+    pub fn on_knock_added(&mut self, added: Result<PendingId, Refusal>, now: Instant) {
         if !matches!(self.state, State::Knocking) {
             return;
         }
         match added {
-            Ok((id, expires)) => {
+            Ok(id) => {
                 // The knock is in the audit trail before the client hears
                 // it is waiting.
                 self.effect(Effect::AwaitAudit);
                 let next = State::AwaitDecision {
                     id,
-                    expires,
                     idle: now + timeouts::SESSION_IDLE,
                 };
                 self.welcome(Status::ApprovalPending, next);
             }
-            Err(
-                e @ (GateError::TooManyPending
-                | GateError::TooManyFromAddress(_)
-                | GateError::WaitingElsewhere
-                | GateError::Blocked(_)
-                | GateError::Storing),
-            ) => self.refuse(ErrorCode::PairingBusy, &e.to_string()),
-            Err(_) => self.refuse(ErrorCode::Internal, CANNOT_RECORD),
+            Err(e @ Refusal::Busy(_)) => self.refuse(ErrorCode::PairingBusy, &e.to_string()),
+            Err(Refusal::NoOneTimePin(_) | Refusal::Fault(_)) => {
+                self.refuse(ErrorCode::Internal, CANNOT_RECORD)
+            }
         }
     }
 

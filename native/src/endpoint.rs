@@ -24,10 +24,10 @@ use std::sync::Arc;
 
 use openssl::ssl::{self, AlpnError, Ssl, SslAcceptor, SslMethod, SslVerifyMode};
 use punktfunk_certs::audit::DeviceRef;
-use punktfunk_certs::gate::PinTicket;
 use punktfunk_certs::{
-    Claimant, Device, Door, Entry, Event, Fingerprint, GateError, Identity, Kind, Needs, Outcome,
-    PendingId, PendingRequest, RequestUpdate, Secret, Trust, TrustEvent, Via,
+    Claimant, Device, Door, Entry, Event, ExchangeShown, Fingerprint, Identity, Kind, Needs,
+    Outcome, PairWith, PendingId, PendingRequest, PinAttempt, Refusal, RequestUpdate, Secret,
+    StoreError, Trust, TrustEvent, Via,
 };
 use punktfunk_conn::{Admission, Limits, Slot, Use};
 use rand_core::OsRng;
@@ -308,10 +308,10 @@ struct Conn {
     slot: Arc<Slot>,
     /// Held from a `pair` hello until [`Effect::LeavePairing`].
     pairing_slot: Option<Slot>,
-    exchange: Option<Exchange>,
-    /// The taken PIN, until [`Effect::ReportPin`] (or, if the connection is
-    /// cut short, its `Drop`).
-    ticket: Option<Ticket>,
+    exchange: Option<ExchangeShown>,
+    /// The taken PIN, until the device is stored or [`Effect::ReportPin`]
+    /// spends it (or, if the connection is cut short, its `Drop` does).
+    attempt: Option<PinAttempt>,
 }
 
 async fn serve_connection(ctx: Arc<Ctx>, tcp: TcpStream, peer: SocketAddr, slot: Arc<Slot>) {
@@ -337,7 +337,8 @@ async fn serve_connection(ctx: Arc<Ctx>, tcp: TcpStream, peer: SocketAddr, slot:
         fingerprint: fp,
         exporter,
     };
-    let core = HostConnection::new(ctx.host.clone(), peer_side, Instant::now().into_std());
+    // One clock: the core runs on the trust service's, as the gate does.
+    let core = HostConnection::new(ctx.host.clone(), peer_side, ctx.trust.now());
     let (rd, writer) = tokio::io::split(stream);
     let conn = Conn {
         fp,
@@ -350,7 +351,7 @@ async fn serve_connection(ctx: Arc<Ctx>, tcp: TcpStream, peer: SocketAddr, slot:
         slot,
         pairing_slot: None,
         exchange: None,
-        ticket: None,
+        attempt: None,
     };
     conn.run(core).await;
 }
@@ -401,7 +402,7 @@ impl Conn {
                 self.slot.set_use(self.using(&core));
             }
             let input = self.next_input(&core).await;
-            let now = Instant::now().into_std();
+            let now = self.ctx.trust.now();
             match input {
                 Input::Read(read) => {
                     // Past hello (or done): no longer evictable. Its
@@ -454,7 +455,7 @@ impl Conn {
     /// has not sent its `pake`, waits (it may give way to a newcomer from an
     /// address holding fewer connections); anything else is busy.
     fn using(&self, core: &HostConnection) -> Use {
-        let before_pake = self.pairing_slot.is_some() && self.ticket.is_none();
+        let before_pake = self.pairing_slot.is_some() && self.attempt.is_none();
         if core.waiting_on().is_some() || before_pake {
             Use::Waiting
         } else {
@@ -510,31 +511,33 @@ impl Conn {
     }
 
     async fn run_effect(&mut self, effect: Effect, core: &mut HostConnection) {
-        let now = || Instant::now().into_std();
+        let trust = self.ctx.trust.clone();
         match effect {
             Effect::Touch => self.touch(),
             Effect::Store { name, via } => {
-                let stored = self.admit_peer(name, via).await.map_err(|e| {
+                let stored = self.store(name, via).await.map_err(|e| {
                     tracing::error!("native: cannot store a device: {e}");
                     // The one refusal the client can act on.
                     match e {
-                        AdmitError::Registry(
+                        StoreError::Registry(
                             e @ punktfunk_certs::RegistryError::PairedAtOtherDoor { .. },
                         ) => Some(e.to_string()),
                         _ => None,
                     }
                 });
-                core.on_stored(stored, now());
+                core.on_stored(stored, trust.now());
             }
-            Effect::AddKnock { name } => core.on_knock_added(self.add_knock(name), now()),
+            Effect::AddKnock { name } => core.on_knock_added(self.knock(name), trust.now()),
             Effect::BeginExchange(claimant) => {
-                self.exchange = Some(Exchange::begin(self.ctx.trust.clone(), claimant));
+                self.exchange = Some(trust.show_exchange(claimant));
             }
             Effect::TakePin(claimant) => {
-                core.on_pin(self.take_pin(claimant, false), &mut OsRng, now())
+                let secret = self.take_pin(claimant, PairWith::Pin);
+                core.on_pin(secret, &mut OsRng, trust.now())
             }
             Effect::UseLink(claimant) => {
-                core.on_pin(self.take_pin(claimant, true), &mut OsRng, now())
+                let secret = self.take_pin(claimant, PairWith::Link);
+                core.on_pin(secret, &mut OsRng, trust.now())
             }
             Effect::RecordStall(claimant) => self.record_stall(claimant),
             Effect::ReportPin(paired) => self.report_pin(paired),
@@ -542,15 +545,10 @@ impl Conn {
                 self.exchange = None;
                 self.pairing_slot = None;
             }
-            Effect::ExpireDue => {
-                let trust = &self.ctx.trust;
-                let now = trust.now();
-                trust.gate().expire(now);
-            }
             Effect::AwaitAudit => {
                 // Everything queued so far, this connection's entries
                 // among them, is on disk before the client hears of it.
-                if let Err(e) = self.ctx.trust.audited().durable().await {
+                if let Err(e) = trust.audited().durable().await {
                     tracing::error!("native: {e}");
                 }
             }
@@ -573,9 +571,8 @@ impl Conn {
         self.ctx.trust.authorize(Kind::Native, &self.fp).is_some()
     }
 
-    /// Lists the client as waiting for approval: its id and when the gate
-    /// expires it.
-    fn add_knock(&self, name: DisplayName) -> Result<(PendingId, std::time::Instant), GateError> {
+    /// Lists the client as waiting for approval.
+    fn knock(&self, name: DisplayName) -> Result<PendingId, Refusal> {
         let request = PendingRequest {
             kind: Kind::Native,
             name,
@@ -583,47 +580,23 @@ impl Conn {
             address: self.peer,
             needs: Needs::Approval,
         };
-        let trust = &self.ctx.trust;
-        let now = trust.now();
-        let mut gate = trust.gate();
-        let added = gate.add_pending(request, now).map(|id| {
-            let expires = gate.get_pending(id, now).map(|p| p.expires);
-            (id, expires.unwrap_or(now))
-        });
-        match &added {
+        let knocked = self.ctx.trust.knock(request, None);
+        match &knocked {
             Ok(_) => {
                 tracing::info!(fp = %self.fp.short(), "native: device knocked; waiting for approval in the console")
             }
             Err(e) => tracing::info!(fp = %self.fp.short(), "native: knock not listed: {e}"),
         }
-        added
+        knocked
     }
 
-    /// Takes the armed PIN (or, `link`, gets the link's secret) for
-    /// `claimant`; the ticket stays with the connection until the core
-    /// reports the outcome.
-    fn take_pin(&mut self, claimant: Claimant, link: bool) -> Option<Secret> {
-        // A wrong guess at the link costs nothing, so anyone may make many:
-        // its entry is budgeted like other unsolicited ones.
-        let event = if link {
-            Event::LinkRejected
-        } else {
-            Event::PinRejected
-        };
-        let rejected = Entry::new(event, Door::Native)
-            .outcome(Outcome::Failed)
-            .device(DeviceRef::new(self.fp, &claimant.name, None))
-            .address(claimant.address);
-        let trust = self.ctx.trust.clone();
-        let now = trust.now();
-        let taken = if link {
-            trust.gate().use_link(claimant, now)
-        } else {
-            trust.gate().take_pin(claimant, now)
-        }
-        .ok()?;
-        let secret = taken.secret().clone();
-        self.ticket = Some(Ticket::new(taken, trust, rejected));
+    /// Takes the armed PIN (or, `Link`, gets the link's secret) for
+    /// `claimant`; the attempt stays with the connection until the device
+    /// is stored or the PIN is spent.
+    fn take_pin(&mut self, claimant: Claimant, with: PairWith) -> Option<Secret> {
+        let attempt = self.ctx.trust.take_pin(claimant, with, Kind::Native)?;
+        let secret = attempt.secret().clone();
+        self.attempt = Some(attempt);
         Some(secret)
     }
 
@@ -640,17 +613,14 @@ impl Conn {
     }
 
     fn report_pin(&mut self, paired: Option<Fingerprint>) {
-        let Some(ticket) = self.ticket.take() else {
-            return;
-        };
         match paired {
-            Some(fp) => {
-                tracing::info!(fp = %fp.short(), "native: device paired with the PIN");
-                ticket.paired(fp);
-            }
-            // Drop reports the failure and records `pin_rejected`.
+            // Storing the device reported the PIN as used.
+            Some(fp) => tracing::info!(fp = %fp.short(), "native: device paired with the PIN"),
             None => {
-                tracing::info!(fp = %self.fp.short(), "native: pairing failed; the PIN is spent")
+                if self.attempt.take().is_some() {
+                    // Dropping it spends the PIN and records `pin_rejected`.
+                    tracing::info!(fp = %self.fp.short(), "native: pairing failed; the PIN is spent")
+                }
             }
         }
     }
@@ -669,10 +639,14 @@ impl Conn {
         }
     }
 
-    /// Stores the peer's certificate as a paired device, durably and off the
-    /// async threads (the write fsyncs).
-    async fn admit_peer(&self, name: DisplayName, via: Via) -> Result<(), AdmitError> {
-        let trust = self.ctx.trust.clone();
+    /// Stores the peer's certificate as a paired device, durably: with
+    /// the PIN attempt that proved it (which reports the PIN as used in
+    /// the same step), or admitted by policy (open mode).
+    async fn store(&mut self, name: DisplayName, via: Via) -> Result<(), StoreError> {
+        if let Some(attempt) = self.attempt.take() {
+            return attempt.store(&self.cert_der, name, via).await;
+        }
+        let trust = &self.ctx.trust;
         let device = Device::from_der(
             &self.cert_der,
             Kind::Native,
@@ -680,17 +654,7 @@ impl Conn {
             via,
             trust.clock().unix(),
         )?;
-        let address = self.peer.ip();
-        match tokio::task::spawn_blocking(move || trust.admit(device, address)).await {
-            Ok(Ok(ticket)) => {
-                if let Err(e) = ticket.durable().await {
-                    tracing::error!("native: {e}");
-                }
-                Ok(())
-            }
-            Ok(Err(e)) => Err(e.into()),
-            Err(e) => Err(e.into()),
-        }
+        trust.store_device(device, self.peer.ip()).await
     }
 
     async fn send(&mut self, msg: &Message) -> Result<(), PeerGone> {
@@ -730,90 +694,15 @@ impl HelloFacts for Facts<'_> {
     }
 
     fn is_armed(&mut self, link: bool) -> bool {
-        let trust = &self.conn.ctx.trust;
-        let now = trust.now();
-        let mut gate = trust.gate();
-        if link {
-            gate.armed(now).is_some()
-        } else {
-            gate.pin_armed(now)
-        }
+        let with = if link { PairWith::Link } else { PairWith::Pin };
+        self.conn.ctx.trust.is_armed(with)
     }
-}
-
-/// Why a device could not be stored.
-#[derive(Debug, thiserror::Error)]
-enum AdmitError {
-    /// The registry refused it or could not save.
-    #[error(transparent)]
-    Registry(#[from] punktfunk_certs::RegistryError),
-    /// The blocking task that stores it did not finish.
-    #[error("the storing task failed: {0}")]
-    Task(#[from] tokio::task::JoinError),
 }
 
 /// The peer can no longer be written to (it went away, or the write timed
 /// out); the connection ends.
 #[derive(Debug, Clone, Copy)]
 struct PeerGone;
-
-/// A native pairing exchange as the gate shows it to the console, from
-/// `welcome{pairing}` until the connection leaves the pairing steps.
-struct Exchange {
-    trust: Arc<Trust>,
-    fingerprint: Fingerprint,
-}
-
-impl Exchange {
-    fn begin(trust: Arc<Trust>, by: Claimant) -> Self {
-        let fingerprint = by.fingerprint;
-        let now = trust.now();
-        trust.gate().begin_exchange(by, now);
-        Self { trust, fingerprint }
-    }
-}
-
-impl Drop for Exchange {
-    fn drop(&mut self) {
-        self.trust.gate().end_exchange(&self.fingerprint);
-    }
-}
-
-/// The armed PIN taken for one exchange. Reports the outcome to the gate
-/// exactly once: `paired` on success, a failure on every other path
-/// (errors, timeouts, a dropped connection, shutdown), via `Drop`, which
-/// also records the failure as `pin_rejected` (the PIN is spent).
-struct Ticket {
-    ticket: Option<PinTicket>,
-    trust: Arc<Trust>,
-    /// The `pin_rejected` entry to record on failure.
-    rejected: Entry,
-}
-
-impl Ticket {
-    fn new(ticket: PinTicket, trust: Arc<Trust>, rejected: Entry) -> Self {
-        Self {
-            ticket: Some(ticket),
-            trust,
-            rejected,
-        }
-    }
-
-    fn paired(mut self, fp: Fingerprint) {
-        if let Some(t) = self.ticket.take() {
-            self.trust.gate().report(t, Some(fp));
-        }
-    }
-}
-
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        if let Some(t) = self.ticket.take() {
-            self.trust.gate().report(t, None);
-            let _ = self.trust.record(self.rejected.clone());
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {

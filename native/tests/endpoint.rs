@@ -12,7 +12,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use openssl::ssl::{Ssl, SslAcceptor, SslConnector, SslMethod, SslVerifyMode, SslVersion};
 use punktfunk_certs::{
-    Device, Fingerprint, GateConfig, Identity, Kind, Label, SystemClock, Trust, Via,
+    Actor, Device, Fingerprint, GateConfig, Identity, Kind, Label, PairWith, SystemClock, Trust,
+    Via,
 };
 use punktfunk_native::{
     Client, ClientError, Connected, Decision, DisplayName, Endpoint, EndpointConfig, ErrorCode,
@@ -60,6 +61,8 @@ async fn start_cfg(unknown: UnknownDevices, gate: GateConfig, max_connections: u
     let addr = endpoint.local_addr().unwrap();
     let (stop, stopped) = watch::channel(false);
     let server = tokio::spawn(endpoint.run(stopped));
+    // The trust service's one expiry timer, as every host runs it.
+    tokio::spawn(trust.clone().run_expiry());
     Setup {
         _tmp: tmp,
         trust,
@@ -205,10 +208,7 @@ async fn pairing_then_revocation_ends_the_session() {
         Err(ClientError::Host(e)) => assert_eq!(e.code, ErrorCode::NotPaired),
         other => panic!("{other:?}"),
     }
-    let pin = {
-        let now = s.trust.now();
-        s.trust.gate().arm(now, &mut OsRng).pin
-    };
+    let pin = s.trust.arm(Actor::cli(), &mut OsRng).0.pin;
     let session = c.pair(&addr, &pin.as_str().parse().unwrap()).await.unwrap();
     session.close().await;
     assert!(s.trust.is_trusted(&c.fingerprint()));
@@ -264,7 +264,7 @@ async fn shutdown_ends_open_sessions() {
 }
 
 #[tokio::test]
-async fn a_waiting_knock_hears_expired_without_anyone_ticking_the_gate() {
+async fn a_waiting_knock_hears_expired_from_the_trust_services_timer() {
     let s = start_with(
         UnknownDevices::Knock,
         GateConfig {
@@ -302,8 +302,7 @@ async fn hold_pairing_slot(addr: SocketAddr) -> SslStream<TcpStream> {
 }
 
 fn arm(s: &Setup) -> punktfunk_native::Pin {
-    let now = s.trust.now();
-    let pin = s.trust.gate().arm(now, &mut OsRng).pin;
+    let pin = s.trust.arm(Actor::cli(), &mut OsRng).0.pin;
     pin.as_str().parse().unwrap()
 }
 
@@ -444,8 +443,7 @@ async fn closed_without_a_word(c: &mut SslStream<TcpStream>) {
 
 /// Whether the typed PIN is armed and not taken.
 fn armed(s: &Setup) -> bool {
-    let now = s.trust.now();
-    s.trust.gate().pin_armed(now)
+    s.trust.is_armed(PairWith::Pin)
 }
 
 /// A raw connection after `hello{pair}` → `welcome{pairing}` (state
@@ -685,11 +683,11 @@ async fn silence_waiting_for_a_decision_is_timeout_and_a_silent_session_just_clo
     let (waited, got) = silence(&mut knock).await;
     assert_eq!(code(got), ErrorCode::Timeout);
     assert!(about_idle(waited), "{waited:?}");
-    {
-        let now = s.trust.now();
-        let mut gate = s.trust.gate();
-        assert_eq!(gate.pending(now).count(), 1, "the request stays listed");
-    }
+    assert_eq!(
+        s.trust.view().waiting().count(),
+        1,
+        "the request stays listed"
+    );
 
     let id = Identity::generate("paired raw client").unwrap();
     admit(&s, &id);
@@ -713,10 +711,7 @@ async fn a_revoked_device_knocks_again() {
     let mut c = client(&dir);
     let addr = host_addr(s.addr);
     arm(&s);
-    let pin = {
-        let now = s.trust.now();
-        s.trust.gate().armed(now).unwrap().pin.clone()
-    };
+    let pin = s.trust.view().arming().unwrap().pin.clone();
     c.pair(&addr, &pin).await.unwrap().close().await;
     let trust = s.trust.clone();
     let fp = c.fingerprint();
@@ -728,11 +723,10 @@ async fn a_revoked_device_knocks_again() {
         c.connect(&addr, NewHost::Refuse, false).await.unwrap(),
         Connected::ApprovalPending
     ));
-    let now = s.trust.now();
     let waiting: Vec<_> = s
         .trust
-        .gate()
-        .pending(now)
+        .view()
+        .waiting()
         .map(|(_, p)| Fingerprint::of_der(&p.request.cert_der))
         .collect();
     assert_eq!(waiting, [c.fingerprint()]);
@@ -763,10 +757,7 @@ async fn re_pairing_replaces_the_entry_and_keeps_the_label() {
     let _ = s.trust.admit(old, [127, 0, 0, 1].into()).unwrap();
 
     arm(&s);
-    let pin = {
-        let now = s.trust.now();
-        s.trust.gate().armed(now).unwrap().pin.clone()
-    };
+    let pin = s.trust.view().arming().unwrap().pin.clone();
     c.pair(&host_addr(s.addr), &pin)
         .await
         .unwrap()

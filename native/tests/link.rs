@@ -10,7 +10,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use punktfunk_certs::{Fingerprint, GateConfig, Identity, LinkSecret, SystemClock, Trust};
+use punktfunk_certs::{
+    Actor, Fingerprint, GateConfig, Identity, LinkSecret, PairWith, SystemClock, Trust,
+};
 use punktfunk_native::{
     Client, ClientError, DisplayName, Endpoint, EndpointConfig, HostAddr, PairingLink, Status,
     UnknownDevices,
@@ -48,8 +50,7 @@ async fn host(ip: &str, port: u16) -> (Host, LinkSecret) {
     let addr = endpoint.local_addr().unwrap();
     let (stop, stopped) = watch::channel(false);
     tokio::spawn(endpoint.run(stopped));
-    let now = trust.now();
-    let pin = trust.gate().arm(now, &mut OsRng).link;
+    let pin = trust.arm(Actor::cli(), &mut OsRng).0.link;
     let fingerprint = identity.fingerprint();
     (
         Host {
@@ -65,8 +66,7 @@ async fn host(ip: &str, port: u16) -> (Host, LinkSecret) {
 
 impl Host {
     fn armed(&self) -> bool {
-        let now = self.trust.now();
-        self.trust.gate().armed(now).is_some()
+        self.trust.is_armed(PairWith::Link)
     }
 }
 

@@ -544,8 +544,8 @@ pub(crate) fn pairing_state(state: &ConsoleState, opened: Option<LinkHost>) -> P
     // Read before the gate is locked: it asks the kernel for the interfaces.
     let addresses = link_addresses(state, opened.as_ref());
     let otp_host = otp_host(opened, &addresses);
-    let mut gate = trust.gate();
-    let armed = gate.armed(now).map(|a| ArmedReply {
+    let gate = trust.view();
+    let armed = gate.arming().map(|a| ArmedReply {
         expires_in_s: expires_in(a.expires, now),
         link: pairing_link(state, &addresses, &a.link).map(|l| l.to_uri()),
         pin: a.pin.as_str().to_owned(),
@@ -554,7 +554,7 @@ pub(crate) fn pairing_state(state: &ConsoleState, opened: Option<LinkHost>) -> P
     let last_attempt = gate
         .last_attempt()
         .map(|a| LastAttemptReply::new(&a.by, &a.result));
-    let otp = gate.otp(now).map(|o| {
+    let otp = gate.active_otp().map(|o| {
         let link = otp_host
             .as_ref()
             .and_then(|h| otp_link(state, h, o.pin().as_str(), o.passphrase().as_str()));
@@ -582,10 +582,10 @@ pub(crate) fn pairing_state(state: &ConsoleState, opened: Option<LinkHost>) -> P
     // Who runs a native pairing exchange right now (past its `pake`).
     let exchange = gate.exchange().map(|e| ExchangeReply::new(e, now));
     let pending = gate
-        .pending(now)
+        .waiting()
         .map(|(id, p)| PendingReply::new(id, p, now))
         .collect();
-    let blocks = gate.blocks(now).map(|b| BlockReply::new(&b, now)).collect();
+    let blocks = gate.blocked().map(|b| BlockReply::new(&b, now)).collect();
     drop(gate);
     let devices = trust
         .registry()
@@ -903,8 +903,7 @@ async fn pairing_qr(
     req: HttpRequest,
     state: web::Data<ConsoleState>,
 ) -> Result<HttpResponse, ApiError> {
-    let now = state.trust.now();
-    let secret = state.trust.gate().armed(now).map(|a| a.link.clone());
+    let secret = state.trust.view().arming().map(|a| a.link.clone());
     let secret = secret
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_armed", "pairing is not armed"))?;
     let addresses = link_addresses(&state, opened_on(&req, &state).as_ref());
@@ -1008,11 +1007,10 @@ async fn otp_qr(
         })?),
         None => None,
     };
-    let now = state.trust.now();
     let active = state
         .trust
-        .gate()
-        .otp(now)
+        .view()
+        .active_otp()
         .map(|o| (o.pin().clone(), o.passphrase().clone()));
     let (pin, passphrase) = active.ok_or_else(|| {
         ApiError::new(StatusCode::NOT_FOUND, "no_otp", "no one-time PIN is active")

@@ -26,11 +26,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use actix_web::web;
-use punktfunk_certs::gate::{OtpCheck, OtpRequestError};
+use punktfunk_certs::gate::OtpCheck;
 use punktfunk_certs::{
-    Device, DisplayName, Event, GateError, Kind, Label, Needs, Outcome as AuditOutcome, PendingId,
-    PendingOutcome, PendingRequest, RequestUpdate, TrustError, TrustEvent, Via,
+    DisplayName, Event, GateError, Kind, Label, Needs, OtpProof, Outcome as AuditOutcome,
+    PendingId, PendingOutcome, PendingRequest, Refusal, RequestUpdate, StoreError, TrustError,
+    TrustEvent, Via,
 };
 use rand::rngs::OsRng;
 use tokio::sync::broadcast;
@@ -175,8 +175,7 @@ impl Drop for Held<'_> {
             if self
                 .state
                 .trust
-                .gate()
-                .finish(self.id, PendingOutcome::Abandoned)
+                .end_request(self.id, PendingOutcome::Abandoned)
                 .is_some()
             {
                 tracing::info!(request = %self.id, "gamestream: pairing request abandoned");
@@ -211,6 +210,32 @@ fn pending_outcome(outcome: Outcome) -> PendingOutcome {
         Outcome::MoonlightQtBug(_) => PendingOutcome::MoonlightQtBug,
         Outcome::Failed | Outcome::Abandoned => PendingOutcome::Abandoned,
     }
+}
+
+/// The answer to a phase 1 the trust service would not list.
+fn refused(peer: SocketAddr, refusal: Refusal) -> Reply {
+    match refusal {
+        Refusal::Busy(GateError::TooManyPending | GateError::TooManyFromAddress(_)) => {
+            tracing::info!(%peer, "gamestream: pairing request refused: waiting list full");
+        }
+        // A certificate is public: the same one waiting from another
+        // address must not be replaced (it would kick out the victim).
+        Refusal::Busy(GateError::WaitingElsewhere) => {
+            tracing::warn!(%peer, "gamestream: pairing request refused: its certificate waits from another address");
+        }
+        // The console blocked this address for now.
+        Refusal::Busy(GateError::Blocked(address)) => {
+            tracing::info!(%address, "gamestream: pairing request refused: the address is blocked");
+        }
+        // Its previous attempt is storing the device this moment.
+        Refusal::Busy(_) => {}
+        Refusal::NoOneTimePin(e) => {
+            tracing::info!(%peer, "gamestream: otpauth refused: {e}");
+            return PairError::OtpNotAvailable.reply();
+        }
+        Refusal::Fault(e) => return PairError::Host(e.into()).reply(),
+    }
+    PairError::Busy.reply()
 }
 
 impl State {
@@ -293,7 +318,6 @@ impl State {
                 return PairError::Busy.reply();
             }
         }
-        let now = self.trust.now();
         let pending = PendingRequest {
             kind: Kind::Gamestream,
             name: shown_name(request.device_name.as_ref(), peer.ip()),
@@ -301,52 +325,19 @@ impl State {
             address: peer,
             needs: Needs::Pin,
         };
-        // What a one-time PIN's proof needs, before the core takes the request.
-        let otp = request
-            .otpauth
-            .map(|sent| (sent, request.salt_text.clone()));
+        // What a one-time PIN's proof needs, before the core takes the
+        // request. With it, the knock uses up the one-time PIN and enters a
+        // PIN for the request: the wait below ends at once.
+        let otp = request.otpauth.map(|otpauth| OtpProof {
+            otpauth,
+            salt_text: request.salt_text.clone(),
+        });
         let session = PairingSession::start(unique_id, request);
         // Subscribe before the request exists, so no event about it is missed.
         let mut events = self.trust.subscribe();
-        let added = match &otp {
-            None => self.trust.gate().add_pending(pending, now),
-            // Uses up the one-time PIN and enters a PIN for the request:
-            // the wait below ends at once.
-            Some((sent, salt_text)) => {
-                let added = self
-                    .trust
-                    .gate()
-                    .add_otp_request(pending, sent, salt_text, now, &mut OsRng);
-                match added {
-                    Ok(id) => Ok(id),
-                    Err(OtpRequestError::Gate(e)) => Err(e),
-                    Err(OtpRequestError::Otp(e)) => {
-                        tracing::info!(%peer, "gamestream: otpauth refused: {e}");
-                        return PairError::OtpNotAvailable.reply();
-                    }
-                }
-            }
-        };
-        let id = match added {
+        let id = match self.trust.knock(pending, otp.as_ref()) {
             Ok(id) => id,
-            Err(GateError::TooManyPending | GateError::TooManyFromAddress(_)) => {
-                tracing::info!(%peer, "gamestream: pairing request refused: waiting list full");
-                return PairError::Busy.reply();
-            }
-            // A certificate is public: the same one waiting from another
-            // address must not be replaced (it would kick out the victim).
-            Err(GateError::WaitingElsewhere) => {
-                tracing::warn!(%peer, "gamestream: pairing request refused: its certificate waits from another address");
-                return PairError::Busy.reply();
-            }
-            // Its previous attempt is storing the device this moment.
-            Err(GateError::Storing) => return PairError::Busy.reply(),
-            // The console blocked this address for now.
-            Err(GateError::Blocked(address)) => {
-                tracing::info!(%address, "gamestream: pairing request refused: the address is blocked");
-                return PairError::Busy.reply();
-            }
-            Err(e) => return PairError::Host(e.into()).reply(),
+            Err(refusal) => return refused(peer, refusal),
         };
         tracing::info!(request = %id, %peer, "gamestream: pairing request waits for its PIN");
         let mut held = Held {
@@ -364,14 +355,13 @@ impl State {
         if let Some(old) = self.sessions.replace(key.clone(), attempt) {
             // Its held handler (if any) answers `Superseded`.
             self.trust
-                .gate()
-                .finish(old.pending, PendingOutcome::Replaced);
+                .end_request(old.pending, PendingOutcome::Replaced);
         }
         let reply = match self.wait_for_pin(&mut events, id).await {
             Wait::Pin => self.pin_entered(&key, id),
             Wait::Ended(outcome) => Err(ended(outcome)),
             Wait::TimedOut => {
-                self.trust.gate().finish(id, PendingOutcome::Expired);
+                self.trust.end_request(id, PendingOutcome::Expired);
                 Err(PairError::PinTimeout)
             }
             Wait::ShuttingDown => Err(PairError::ShuttingDown),
@@ -413,12 +403,11 @@ impl State {
     /// The console entered the PIN for request `id`: answer phase 1.
     fn pin_entered(&self, key: &Key, id: PendingId) -> Result<Reply, PairError> {
         let now = self.trust.now();
-        let claimed = self.trust.gate().claim_pin(id, now);
-        let Some((pin, label)) = claimed else {
-            return Err(ended(self.trust.gate().outcome(id)));
+        let Some((pin, label)) = self.trust.collect_pin(id) else {
+            return Err(ended(self.trust.request_ended(id)));
         };
         let Some(attempt) = self.sessions.take_if(key, id) else {
-            return Err(ended(self.trust.gate().outcome(id)));
+            return Err(ended(self.trust.request_ended(id)));
         };
         let step = attempt
             .session
@@ -450,8 +439,8 @@ impl State {
         };
         let now = self.trust.now();
         // Denied or expired in the console meanwhile: the attempt is over.
-        if self.trust.gate().get_pending(pending, now).is_none() {
-            return ended(self.trust.gate().outcome(pending)).reply();
+        if !self.trust.is_waiting(pending) {
+            return ended(self.trust.request_ended(pending)).reply();
         }
         let step = match session.step(request, &self.host.identity, &mut OsRng, now) {
             Ok(step) => step,
@@ -495,7 +484,7 @@ impl State {
     }
 
     /// Stores a verified device durably, then finishes its request as
-    /// `paired`: `Trust::admit_request`, the one admission transaction,
+    /// `paired`: `Trust::pair_request`, the one admission transaction,
     /// which keeps a deny or expiry from coming between the two without
     /// holding the gate across the write.
     async fn store(
@@ -505,35 +494,19 @@ impl State {
         label: Option<Label>,
         via: Via,
     ) -> Result<(), PairError> {
-        let trust = self.trust.clone();
         let der = device.cert_der().to_vec();
-        let admitted = web::block(move || {
-            trust
-                .admit_request(id, Needs::Pin, |pending| {
-                    // The name the console showed while the request waited.
-                    let name = pending.request.name.clone();
-                    let mut entry =
-                        Device::from_der(&der, Kind::Gamestream, name, via, trust.clock().unix())?;
-                    entry.label = label;
-                    Ok(entry)
-                })
-                .map(|admitted| trust.record_paired(&admitted))
-        })
-        .await
-        .map_err(|e| PairError::Host(HostFault::Task(e.to_string())))?;
-        let ticket = match admitted {
-            Ok(ticket) => ticket,
-            Err(TrustError::Gate(GateError::UnknownRequest)) => {
-                return Err(ended(self.trust.gate().outcome(id)))
+        match self.trust.pair_request(id, der, label, via).await {
+            Ok(()) => Ok(()),
+            Err(StoreError::Trust(TrustError::Gate(GateError::UnknownRequest))) => {
+                Err(ended(self.trust.request_ended(id)))
             }
-            Err(TrustError::Gate(e)) => return Err(PairError::Host(e.into())),
-            Err(TrustError::Registry(e)) => return Err(PairError::Host(e.into())),
-            Err(TrustError::Audit(e)) => return Err(PairError::Host(e.into())),
-        };
-        if let Err(e) = ticket.durable().await {
-            tracing::error!("gamestream: {e}");
+            Err(StoreError::Trust(TrustError::Gate(e))) => Err(PairError::Host(e.into())),
+            Err(StoreError::Trust(TrustError::Registry(e)) | StoreError::Registry(e)) => {
+                Err(PairError::Host(e.into()))
+            }
+            Err(StoreError::Trust(TrustError::Audit(e))) => Err(PairError::Host(e.into())),
+            Err(StoreError::Task(e)) => Err(PairError::Host(HostFault::Task(e))),
         }
-        Ok(())
     }
 
     /// Puts an attempt back for its next phase, unless a newer phase 1 from
@@ -541,8 +514,7 @@ impl State {
     fn keep(&self, key: Key, attempt: Attempt) {
         if let Some(lost) = self.sessions.put_back(key, attempt) {
             self.trust
-                .gate()
-                .finish(lost.pending, PendingOutcome::Replaced);
+                .end_request(lost.pending, PendingOutcome::Replaced);
         }
     }
 
@@ -553,7 +525,7 @@ impl State {
     }
 
     fn finish(&self, id: PendingId, outcome: Outcome) {
-        let ended = self.trust.gate().finish(id, pending_outcome(outcome));
+        let ended = self.trust.end_request(id, pending_outcome(outcome));
         let entry = match (ended, outcome) {
             (Some(pending), Outcome::PinRejected(why)) => {
                 let entry = pending.audit_entry(Event::PinRejected);

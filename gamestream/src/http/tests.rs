@@ -9,8 +9,8 @@ use actix_web::dev::{Service, ServiceResponse};
 use actix_web::web::Bytes;
 use actix_web::{test, web};
 use punktfunk_certs::{
-    Device, Fingerprint, GateConfig, HostIdentity, Identity, Kind, PendingId, PendingOutcome,
-    SystemClock, Trust, Via,
+    Actor, Device, Fingerprint, GateConfig, HostIdentity, Identity, Kind, PendingId,
+    PendingOutcome, SystemClock, Trust, Via,
 };
 use tokio::sync::watch;
 
@@ -83,8 +83,7 @@ async fn body(resp: ServiceResponse) -> String {
 /// Waits until the gate lists a request, and returns its id.
 async fn wait_pending(state: &State) -> PendingId {
     for _ in 0..200 {
-        let now = state.trust.now();
-        if let Some((id, _)) = state.trust.gate().pending(now).next() {
+        if let Some((id, _)) = state.trust.view().waiting().next() {
             return id;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -123,15 +122,14 @@ async fn the_pin_entered_for_the_request_releases_its_held_reply() {
     let held = app.call(request(&get_server_cert(CLIENT_CRT), "192.0.2.7:5000"));
     let enter = async {
         let id = wait_pending(&f.state).await;
-        let now = f.state.trust.now();
-        let pending = f.state.trust.gate().get_pending(id, now).cloned().unwrap();
+        let pending = f.state.trust.view().request(id).cloned().unwrap();
         // Every stock client says "roth"; the console shows where it is.
         assert_eq!(pending.request.name, "Moonlight on 192.0.2.7");
         assert_eq!(pending.request.address.to_string(), "192.0.2.7:5000");
-        f.state
+        let _ = f
+            .state
             .trust
-            .gate()
-            .enter_pin(id, "1234".parse().unwrap(), None, now)
+            .enter_pin(id, "1234".parse().unwrap(), None, Actor::cli())
             .unwrap();
         id
     };
@@ -150,7 +148,7 @@ async fn the_pin_entered_for_the_request_releases_its_held_reply() {
         .unwrap();
     body(resp).await;
     assert_eq!(
-        f.state.trust.gate().outcome(id),
+        f.state.trust.request_ended(id),
         Some(PendingOutcome::PinRejected)
     );
     assert_eq!(f.state.sessions.len(), 0);
@@ -168,7 +166,7 @@ async fn a_held_request_whose_client_goes_away_is_abandoned() {
     // `held` was dropped by `select!`, as actix drops a handler whose
     // connection closed.
     assert_eq!(
-        f.state.trust.gate().outcome(id),
+        f.state.trust.request_ended(id),
         Some(PendingOutcome::Abandoned)
     );
     assert_eq!(f.state.sessions.len(), 0);
@@ -200,7 +198,7 @@ async fn held_requests_are_answered_on_shutdown_and_refused_when_the_gate_is_ful
     assert!(xml.contains("status_code=\"503\""), "{xml}");
     assert!(xml.contains("shutting down"), "{xml}");
     assert_eq!(
-        f.state.trust.gate().outcome(id),
+        f.state.trust.request_ended(id),
         Some(PendingOutcome::Abandoned)
     );
 }
@@ -335,8 +333,7 @@ async fn serverinfo_is_rendered_once_and_changes_only_with_what_it_shows() {
 
     // Trust changes do not show over plain HTTP (PairStatus stays 0 there,
     // as in GFE and Sunshine): the reply stays byte for byte the same.
-    let now = f.state.trust.now();
-    f.state.trust.gate().arm(now, &mut rand::rngs::OsRng);
+    let _ = f.state.trust.arm(Actor::cli(), &mut rand::rngs::OsRng);
     let fp = paired_client(&f.state);
     for _ in 0..3 {
         let again = get(http_request_to("/serverinfo", "192.168.1.20:47989")).await;

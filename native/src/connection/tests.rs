@@ -324,7 +324,7 @@ const KNOCK_TTL: Duration = Duration::from_secs(300);
 
 fn waiting(t: Instant) -> HostConnection {
     let mut c = knocking(t);
-    c.on_knock_added(Ok((id(), t + KNOCK_TTL)), t);
+    c.on_knock_added(Ok(id()), t);
     assert_eq!(
         drain(&mut c),
         [effect(Effect::AwaitAudit), welcome(Status::ApprovalPending)],
@@ -348,7 +348,7 @@ fn a_knock_the_gate_will_not_list_is_busy_or_internal() {
         (GateError::UnknownRequest, ErrorCode::Internal),
     ] {
         let mut c = knocking(t);
-        c.on_knock_added(Err(err), t);
+        c.on_knock_added(Err(err.into()), t);
         assert_eq!(closed_with(&drain(&mut c)), Some(code));
     }
 }
@@ -407,7 +407,7 @@ fn every_other_end_of_a_knock_closes_after_the_decision() {
 }
 
 #[test]
-fn a_due_knock_asks_the_gate_and_rechecks_until_it_ends() {
+fn a_knock_past_its_time_waits_for_the_trust_service_to_end_it() {
     let t = Instant::now();
     let mut c = waiting(t);
     let due = t + KNOCK_TTL;
@@ -415,10 +415,14 @@ fn a_due_knock_asks_the_gate_and_rechecks_until_it_ends() {
     // Keep the connection from idling out meanwhile.
     c.on_message(Message::Ping, due - Duration::from_secs(10));
     drain(&mut c);
-    assert_eq!(c.poll_timeout(), Some(due));
+    assert_eq!(
+        c.poll_timeout(),
+        Some(due - Duration::from_secs(10) + timeouts::SESSION_IDLE),
+        "only the idle deadline is the core's; the request's is the trust service's"
+    );
     c.on_timeout(due);
-    assert_eq!(drain(&mut c), [effect(Effect::ExpireDue)]);
-    assert_eq!(c.poll_timeout(), Some(due + RECHECK));
+    assert_eq!(drain(&mut c), [], "nothing to do at the request's deadline");
+    assert_eq!(c.state_name(), "await_decision");
     c.on_request_ended(Some(PendingOutcome::Expired), false, due);
     assert_eq!(
         &drain(&mut c)[1..],
@@ -992,7 +996,7 @@ proptest! {
                     if ok && c.state_name() == "storing" { may_enter_session = true; }
                     c.on_stored(if ok { Ok(()) } else { Err(None) }, now);
                 }
-                Input::Knock(ok) => c.on_knock_added(if ok { Ok((id(), now + KNOCK_TTL)) } else { Err(GateError::TooManyPending) }, now),
+                Input::Knock(ok) => c.on_knock_added(if ok { Ok(id()) } else { Err(GateError::TooManyPending.into()) }, now),
                 Input::Pin(armed) => {
                     let given = armed && pin_asked && c.state_name() == "taking_pin";
                     if given { pins_given += 1; }

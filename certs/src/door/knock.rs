@@ -1,0 +1,184 @@
+//! Knocking: how a door lists a device that asks to be let in, for a
+//! person to approve (native) or to type its PIN for (GameStream), and how
+//! the request ends. Both doors get the same [`Refusal`] and map it to
+//! their wire answers; neither touches the gate itself.
+
+use rand::rngs::OsRng;
+
+use crate::gate::{
+    GateError, OtpRequestError, Pending, PendingId, PendingOutcome, PendingRequest, Pin,
+};
+use crate::name::Label;
+use crate::otp::OtpError;
+use crate::trust::Trust;
+
+/// The proof of an Apollo one-time PIN a Moonlight request came with
+/// (`otpauth`, over its `salt` as sent).
+#[derive(Debug, Clone)]
+pub struct OtpProof {
+    /// SHA-256 over the PIN, the salt text and the passphrase.
+    pub otpauth: [u8; 32],
+    /// The `salt` parameter exactly as the client sent it.
+    pub salt_text: String,
+}
+
+/// Why a knock was not listed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// No room for it now, or not from there: the waiting list is full (in
+    /// all or for its address), its certificate waits from another address
+    /// or is being stored, or the console blocked the address. The client
+    /// may ask again later; a door answers "busy".
+    #[error(transparent)]
+    Busy(GateError),
+    /// It came with a one-time PIN's proof, and no one-time PIN can take it.
+    #[error(transparent)]
+    NoOneTimePin(OtpError),
+    /// The host could not list it (a fault, not the client's doing).
+    #[error("the host could not record the request: {0}")]
+    Fault(GateError),
+}
+
+impl From<GateError> for Refusal {
+    fn from(e: GateError) -> Self {
+        match e {
+            GateError::TooManyPending
+            | GateError::TooManyFromAddress(_)
+            | GateError::WaitingElsewhere
+            | GateError::Storing
+            | GateError::Blocked(_) => Refusal::Busy(e),
+            e => Refusal::Fault(e),
+        }
+    }
+}
+
+impl Trust {
+    /// Lists `request` as waiting: for approval, or (GameStream) for the
+    /// PIN the console types. With `otp`, the one-time PIN's proof is
+    /// checked in the same step and the request gets its PIN at once (a
+    /// random one on a mismatch, so the pairing fails later, as on Apollo).
+    /// The same certificate asking again from the same address replaces its
+    /// earlier request. Subscribe ([`Trust::subscribe`]) before knocking to
+    /// miss nothing about the request.
+    pub fn knock(
+        &self,
+        request: PendingRequest,
+        otp: Option<&OtpProof>,
+    ) -> Result<PendingId, Refusal> {
+        let now = self.now();
+        let mut gate = self.gate();
+        match otp {
+            None => gate.add_pending(request, now).map_err(Refusal::from),
+            Some(proof) => gate
+                .add_otp_request(request, &proof.otpauth, &proof.salt_text, now, &mut OsRng)
+                .map_err(|e| match e {
+                    OtpRequestError::Gate(e) => e.into(),
+                    OtpRequestError::Otp(e) => Refusal::NoOneTimePin(e),
+                }),
+        }
+    }
+
+    /// Ends request `id` as `outcome` (the door's side: abandoned,
+    /// replaced, timed out, failed). The request as it was, if it was
+    /// still waiting.
+    pub fn end_request(&self, id: PendingId, outcome: PendingOutcome) -> Option<Pending> {
+        self.gate().finish(id, outcome)
+    }
+
+    /// How request `id` ended, if it did (and is still remembered).
+    pub fn request_ended(&self, id: PendingId) -> Option<PendingOutcome> {
+        self.gate().outcome(id)
+    }
+
+    /// Whether request `id` still waits (not denied, expired or replaced).
+    pub fn is_waiting(&self, id: PendingId) -> bool {
+        let now = self.now();
+        self.gate().get_pending(id, now).is_some()
+    }
+
+    /// The PIN the console entered for request `id`, and the label to give
+    /// the device, collected by its door; the request then pairs. `None` if
+    /// no PIN waits for collection (or the request ended).
+    pub fn collect_pin(&self, id: PendingId) -> Option<(Pin, Option<Label>)> {
+        let now = self.now();
+        self.gate().claim_pin(id, now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::gate::{GateConfig, Needs};
+    use crate::identity::Identity;
+    use crate::name::DisplayName;
+    use crate::registry::Kind;
+    use crate::trust::{Actor, SystemClock};
+
+    fn request(kind: Kind, needs: Needs, from: [u8; 4]) -> PendingRequest {
+        let id = Identity::generate_p256("knock").unwrap();
+        PendingRequest {
+            kind,
+            name: DisplayName::sanitize_or("knock", "knock"),
+            cert_der: id.cert_der().to_vec(),
+            address: (from, 4000).into(),
+            needs,
+        }
+    }
+
+    fn trust(dir: &std::path::Path, config: GateConfig) -> Trust {
+        Trust::open(dir, config, Arc::new(SystemClock)).unwrap()
+    }
+
+    #[test]
+    fn a_full_list_and_a_blocked_address_are_busy_for_both_doors() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = GateConfig {
+            max_pending_per_address: 1,
+            ..GateConfig::default()
+        };
+        let trust = trust(dir.path(), config);
+        let first = trust
+            .knock(request(Kind::Native, Needs::Approval, [10, 0, 0, 1]), None)
+            .unwrap();
+        assert!(trust.is_waiting(first));
+        let full = trust.knock(request(Kind::Gamestream, Needs::Pin, [10, 0, 0, 1]), None);
+        assert!(matches!(
+            full,
+            Err(Refusal::Busy(GateError::TooManyFromAddress(_)))
+        ));
+        trust.block([10, 0, 0, 2].into(), Actor::cli()).unwrap();
+        let blocked = trust.knock(request(Kind::Native, Needs::Approval, [10, 0, 0, 2]), None);
+        assert!(matches!(blocked, Err(Refusal::Busy(GateError::Blocked(_)))));
+    }
+
+    #[test]
+    fn a_proof_without_a_one_time_pin_is_refused_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let trust = trust(dir.path(), GateConfig::default());
+        let proof = OtpProof {
+            otpauth: [0; 32],
+            salt_text: "00".repeat(16),
+        };
+        let refused = trust.knock(
+            request(Kind::Gamestream, Needs::Pin, [10, 0, 0, 3]),
+            Some(&proof),
+        );
+        assert_eq!(refused, Err(Refusal::NoOneTimePin(OtpError::NotAvailable)));
+    }
+
+    #[test]
+    fn a_request_ends_once_and_remembers_how() {
+        let dir = tempfile::tempdir().unwrap();
+        let trust = trust(dir.path(), GateConfig::default());
+        let id = trust
+            .knock(request(Kind::Gamestream, Needs::Pin, [10, 0, 0, 4]), None)
+            .unwrap();
+        assert!(trust.collect_pin(id).is_none(), "no PIN entered yet");
+        assert!(trust.end_request(id, PendingOutcome::Abandoned).is_some());
+        assert!(trust.end_request(id, PendingOutcome::Replaced).is_none());
+        assert!(!trust.is_waiting(id));
+        assert_eq!(trust.request_ended(id), Some(PendingOutcome::Abandoned));
+    }
+}

@@ -1,0 +1,250 @@
+//! Pairing with the armed PIN (or the arming's link), and storing a device
+//! a door admitted: the steps whose order is the promise.
+//!
+//! - The PIN leaves the gate when the exchange commits to a guess
+//!   ([`Trust::take_pin`]) and never goes back: one guess per arming.
+//! - Its [`PinAttempt`] reports exactly once: [`PinAttempt::store`] stores
+//!   the device and reports the PIN as used in one step, off the async
+//!   threads; dropped any other way (a wrong PIN, an error, a timeout, the
+//!   connection gone), it reports the PIN spent and records
+//!   `pin_rejected` (`link_rejected` for the link).
+//! - A device is durable, and its `paired` entry too, before the door
+//!   tells the client ([`Trust::store_device`], the one async wrapper).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::audit::{DeviceRef, Door, Entry, Event, Outcome, Ticket};
+use crate::fingerprint::Fingerprint;
+use crate::gate::{Claimant, PinTicket, Secret};
+use crate::name::DisplayName;
+use crate::registry::{Device, Kind, RegistryError, Via};
+use crate::trust::{Trust, TrustError};
+
+/// What a pairing exchange proves it knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PairWith {
+    /// The typed PIN: one guess per arming.
+    Pin,
+    /// The pairing link's secret: 128 bits, no guess uses it up.
+    Link,
+}
+
+/// Why a device a door admitted was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The registry refused it (e.g. paired at the other door) or could
+    /// not save.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The gate or the audit trail refused (the request ended meanwhile).
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+    /// The blocking task that stores it did not finish.
+    #[error("the storing task failed: {0}")]
+    Task(String),
+}
+
+impl From<tokio::task::JoinError> for StoreError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        StoreError::Task(e.to_string())
+    }
+}
+
+/// The armed PIN (or the link's secret) taken by one exchange, until it
+/// reports. See the module docs.
+#[derive(Debug)]
+pub struct PinAttempt {
+    ticket: Option<PinTicket>,
+    secret: Secret,
+    trust: Arc<Trust>,
+    door: Kind,
+    by: Claimant,
+}
+
+impl PinAttempt {
+    /// What to run the exchange with.
+    pub fn secret(&self) -> &Secret {
+        &self.secret
+    }
+
+    /// The exchange proved the PIN: stores the peer's certificate
+    /// (`cert_der`) as a device of this door named `name`, admitted `via`,
+    /// and reports the PIN as used, in one step off the async threads; the
+    /// device and its `paired` entry are durable when this returns `Ok`. If
+    /// the store fails the PIN is reported spent, as any failure.
+    pub async fn store(
+        mut self,
+        cert_der: &[u8],
+        name: DisplayName,
+        via: Via,
+    ) -> Result<(), StoreError> {
+        let Some(ticket) = self.ticket.take() else {
+            return Ok(());
+        };
+        let trust = self.trust.clone();
+        let door = self.door;
+        let by = self.by.clone();
+        let der = cert_der.to_vec();
+        let stored = tokio::task::spawn_blocking(move || {
+            let device = Device::from_der(&der, door, name, via, trust.clock().unix());
+            match device.and_then(|d| trust.admit(d, by.address)) {
+                Ok(ticket_paired) => {
+                    trust.gate().report(ticket, Some(by.fingerprint));
+                    Ok(ticket_paired)
+                }
+                Err(e) => {
+                    let link = ticket.is_link();
+                    trust.gate().report(ticket, None);
+                    let _ = trust.record(rejected_entry(door, &by, link));
+                    Err(e)
+                }
+            }
+        })
+        .await??;
+        trust_durable(stored, door).await;
+        Ok(())
+    }
+}
+
+impl Drop for PinAttempt {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            let link = ticket.is_link();
+            self.trust.gate().report(ticket, None);
+            let _ = self.trust.record(rejected_entry(self.door, &self.by, link));
+        }
+    }
+}
+
+/// The entry of a taken PIN (or a link guess) that did not pair. A wrong
+/// guess at the link costs nothing, so anyone may make many: its entry is
+/// budgeted like other unsolicited ones.
+fn rejected_entry(door: Kind, by: &Claimant, link: bool) -> Entry {
+    let event = if link {
+        Event::LinkRejected
+    } else {
+        Event::PinRejected
+    };
+    Entry::new(event, Door::of(door))
+        .outcome(Outcome::Failed)
+        .device(DeviceRef::new(by.fingerprint, &by.name, None))
+        .address(by.address)
+}
+
+/// Waits for `ticket` to be durable; a failure is logged (the decision
+/// stands, and the audit writer reports its own fault).
+async fn trust_durable(ticket: Ticket, door: Kind) {
+    if let Err(e) = ticket.durable().await {
+        tracing::error!("{}: {e}", Door::of(door).as_str());
+    }
+}
+
+/// A native pairing exchange as the console shows it, from the client's
+/// first `pake` until the connection leaves the pairing steps (drop).
+#[derive(Debug)]
+pub struct ExchangeShown {
+    trust: Arc<Trust>,
+    fingerprint: Fingerprint,
+}
+
+impl Drop for ExchangeShown {
+    fn drop(&mut self) {
+        self.trust.gate().end_exchange(&self.fingerprint);
+    }
+}
+
+impl Trust {
+    /// Whether an exchange with `with` could take its secret now: the PIN
+    /// is armed and not taken, or (the link) pairing is armed at all.
+    pub fn is_armed(&self, with: PairWith) -> bool {
+        let now = self.now();
+        let mut gate = self.gate();
+        match with {
+            PairWith::Pin => gate.pin_armed(now),
+            PairWith::Link => gate.armed(now).is_some(),
+        }
+    }
+
+    /// Shows `by` in the console as the device in the pairing exchange
+    /// until the returned guard drops.
+    pub fn show_exchange(self: &Arc<Self>, by: Claimant) -> ExchangeShown {
+        let fingerprint = by.fingerprint;
+        let now = self.now();
+        self.gate().begin_exchange(by, now);
+        ExchangeShown {
+            trust: self.clone(),
+            fingerprint,
+        }
+    }
+
+    /// Takes the armed PIN (or reads the link's secret) for `by`'s exchange
+    /// at `door`: `None` if pairing is not armed (or the PIN is taken), or
+    /// `by`'s address is blocked.
+    pub fn take_pin(
+        self: &Arc<Self>,
+        by: Claimant,
+        with: PairWith,
+        door: Kind,
+    ) -> Option<PinAttempt> {
+        let now = self.now();
+        let ticket = match with {
+            PairWith::Pin => self.gate().take_pin(by.clone(), now),
+            PairWith::Link => self.gate().use_link(by.clone(), now),
+        }
+        .ok()?;
+        Some(PinAttempt {
+            secret: ticket.secret().clone(),
+            ticket: Some(ticket),
+            trust: self.clone(),
+            door,
+            by,
+        })
+    }
+
+    /// Stores `device`, admitted by its door from `address` (open mode),
+    /// off the async threads; it and its `paired` entry are durable when
+    /// this returns `Ok`.
+    pub async fn store_device(
+        self: &Arc<Self>,
+        device: Device,
+        address: IpAddr,
+    ) -> Result<(), StoreError> {
+        let trust = self.clone();
+        let door = device.kind;
+        let ticket = tokio::task::spawn_blocking(move || trust.admit(device, address)).await??;
+        trust_durable(ticket, door).await;
+        Ok(())
+    }
+
+    /// Pairs the GameStream request `id` whose PIN its door collected: the
+    /// device (`cert_der`, under the name the request waited with, admitted
+    /// `via`, labelled `label`) is stored durably and the request ends as
+    /// `paired`, in one admission ([`Trust::admit_request`]); its `paired`
+    /// entry is durable when this returns `Ok`.
+    pub async fn pair_request(
+        self: &Arc<Self>,
+        id: crate::gate::PendingId,
+        cert_der: Vec<u8>,
+        label: Option<crate::name::Label>,
+        via: Via,
+    ) -> Result<(), StoreError> {
+        let trust = self.clone();
+        let ticket = tokio::task::spawn_blocking(move || {
+            trust
+                .admit_request(id, crate::gate::Needs::Pin, |pending| {
+                    // The name the console showed while the request waited.
+                    let name = pending.request.name.clone();
+                    let kind = pending.request.kind;
+                    let mut device =
+                        Device::from_der(&cert_der, kind, name, via, trust.clock().unix())?;
+                    device.label = label;
+                    Ok(device)
+                })
+                .map(|admitted| trust.record_paired(&admitted))
+        })
+        .await??;
+        trust_durable(ticket, Kind::Gamestream).await;
+        Ok(())
+    }
+}
