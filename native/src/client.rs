@@ -242,25 +242,57 @@ pub enum HostAddrError {
     },
 }
 
-impl ClientError {
-    /// The code to print: a § 5 code, or one of the reference client's
-    /// local codes `host_not_accepted` and `connection_failed`.
-    pub fn code(&self) -> &'static str {
+/// What went wrong, as a caller switches on it: a § 5 code, or one of the
+/// reference client's own two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Failure {
+    /// A § 5 code: sent by the host, or the client's own refusal with the
+    /// same meaning.
+    Code(ErrorCode),
+    /// An unknown host, and the caller did not accept new hosts.
+    HostNotAccepted,
+    /// No connection, or it broke.
+    ConnectionFailed,
+}
+
+impl Failure {
+    /// As printed and documented: the § 5 spelling, `host_not_accepted` or
+    /// `connection_failed`.
+    pub fn as_str(self) -> &'static str {
         match self {
-            Self::Host(e) => e.code.as_str(),
-            Self::Denied => ErrorCode::Denied.as_str(),
-            Self::Expired => ErrorCode::Expired.as_str(),
+            Self::Code(code) => code.as_str(),
+            Self::HostNotAccepted => "host_not_accepted",
+            Self::ConnectionFailed => "connection_failed",
+        }
+    }
+}
+
+impl ClientError {
+    /// What went wrong, to switch on.
+    pub fn failure(&self) -> Failure {
+        let code = match self {
+            Self::Host(e) => e.code,
+            Self::Denied => ErrorCode::Denied,
+            Self::Expired => ErrorCode::Expired,
             Self::HostIdentityChanged { .. }
             | Self::LinkConflictsWithPin { .. }
-            | Self::LinkHostMismatch { .. } => ErrorCode::HostIdentityChanged.as_str(),
-            Self::HostNotAccepted { .. } => "host_not_accepted",
-            Self::Pairing(e) => e.code().as_str(),
-            Self::Handshake(e) => e.code().as_str(),
-            Self::BadMessage(_) => ErrorCode::BadMessage.as_str(),
-            Self::Timeout(_) => ErrorCode::Timeout.as_str(),
-            Self::Connection { .. } | Self::LinkUnreachable { .. } => "connection_failed",
-            Self::ClientDir { .. } => ErrorCode::Internal.as_str(),
-        }
+            | Self::LinkHostMismatch { .. } => ErrorCode::HostIdentityChanged,
+            Self::HostNotAccepted { .. } => return Failure::HostNotAccepted,
+            Self::Pairing(e) => e.code(),
+            Self::Handshake(e) => e.code(),
+            Self::BadMessage(_) => ErrorCode::BadMessage,
+            Self::Timeout(_) => ErrorCode::Timeout,
+            Self::Connection { .. } | Self::LinkUnreachable { .. } => {
+                return Failure::ConnectionFailed
+            }
+            Self::ClientDir { .. } => ErrorCode::Internal,
+        };
+        Failure::Code(code)
+    }
+
+    /// The code to print ([`Failure::as_str`]).
+    pub fn code(&self) -> &'static str {
+        self.failure().as_str()
     }
 
     fn from_handshake(e: HandshakeError) -> Self {

@@ -105,9 +105,9 @@ pub mod message;
 pub mod pairing;
 
 pub use client::{
-    Client, ClientDirError, ClientError, Connected, HostAddr, HostAddrError, HostTrust, KnownHost,
-    KnownHostsError, NewHost, Session, LINK_CONNECT_TIMEOUT, PAIRING_BUSY_RETRY_INTERVAL,
-    PAIRING_BUSY_RETRY_WINDOW,
+    Client, ClientDirError, ClientError, Connected, Failure, HostAddr, HostAddrError, HostTrust,
+    KnownHost, KnownHostsError, NewHost, Session, LINK_CONNECT_TIMEOUT,
+    PAIRING_BUSY_RETRY_INTERVAL, PAIRING_BUSY_RETRY_WINDOW,
 };
 pub use connection::{HostConnection, UnknownDevices};
 pub use endpoint::{Endpoint, EndpointConfig, EndpointError};

@@ -27,8 +27,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use punktfunk_native::client::{ClientError, HostAddr, HostTrust, NewHost};
-use punktfunk_native::{Connected, DisplayName, PairingLink, Pin, Status};
+use punktfunk_native::client::{ClientError, Failure, HostAddr, HostTrust, NewHost};
+use punktfunk_native::{Connected, DisplayName, ErrorCode, PairingLink, Pin, Status};
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
 
@@ -115,23 +115,25 @@ impl PunktfunkError {
         }
     }
 
-    fn from_code(code: &str, message: String) -> Self {
-        match code {
-            "not_armed" => Self::NotArmed { message },
-            "pin_rejected" => Self::PinRejected { message },
-            "pairing_busy" => Self::PairingBusy { message },
-            "denied" => Self::Denied { message },
-            "expired" => Self::Expired { message },
-            "not_paired" => Self::NotPaired { message },
-            "revoked" => Self::Revoked { message },
-            "unsupported_version" => Self::UnsupportedVersion { message },
-            "bad_message" => Self::BadMessage { message },
-            "timeout" => Self::Timeout { message },
-            "host_identity_changed" => Self::HostIdentityChanged { message },
-            "host_confirmation_failed" => Self::HostConfirmationFailed { message },
-            "host_not_accepted" => Self::HostNotAccepted { message },
-            "connection_failed" => Self::ConnectionFailed { message },
-            _ => Self::Internal { message },
+    fn new(failure: Failure, message: String) -> Self {
+        match failure {
+            Failure::Code(code) => match code {
+                ErrorCode::NotArmed => Self::NotArmed { message },
+                ErrorCode::PinRejected => Self::PinRejected { message },
+                ErrorCode::PairingBusy => Self::PairingBusy { message },
+                ErrorCode::Denied => Self::Denied { message },
+                ErrorCode::Expired => Self::Expired { message },
+                ErrorCode::NotPaired => Self::NotPaired { message },
+                ErrorCode::Revoked => Self::Revoked { message },
+                ErrorCode::UnsupportedVersion => Self::UnsupportedVersion { message },
+                ErrorCode::BadMessage => Self::BadMessage { message },
+                ErrorCode::Timeout => Self::Timeout { message },
+                ErrorCode::Internal => Self::Internal { message },
+                ErrorCode::HostIdentityChanged => Self::HostIdentityChanged { message },
+                ErrorCode::HostConfirmationFailed => Self::HostConfirmationFailed { message },
+            },
+            Failure::HostNotAccepted => Self::HostNotAccepted { message },
+            Failure::ConnectionFailed => Self::ConnectionFailed { message },
         }
     }
 
@@ -144,7 +146,7 @@ impl PunktfunkError {
 
 impl From<ClientError> for PunktfunkError {
     fn from(e: ClientError) -> Self {
-        Self::from_code(e.code(), e.to_string())
+        Self::new(e.failure(), e.to_string())
     }
 }
 
@@ -565,26 +567,20 @@ fn paired(addr: HostAddr, session: punktfunk_native::Session) -> Paired {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use punktfunk_native::ErrorCode;
 
     #[test]
     fn every_protocol_code_has_its_own_variant() {
         for code in ErrorCode::ALL {
-            let e = PunktfunkError::from_code(code.as_str(), "m".into());
+            let e = PunktfunkError::new(Failure::Code(code), "m".into());
             assert_eq!(e.code(), code.as_str());
             assert_eq!(e.to_string(), "m");
         }
-        for local in ["host_not_accepted", "connection_failed"] {
+        for local in [Failure::HostNotAccepted, Failure::ConnectionFailed] {
             assert_eq!(
-                PunktfunkError::from_code(local, String::new()).code(),
-                local
+                PunktfunkError::new(local, String::new()).code(),
+                local.as_str()
             );
         }
-        // A code from a newer host is still an error with its message.
-        assert_eq!(
-            PunktfunkError::from_code("new_thing", String::new()).code(),
-            "internal"
-        );
     }
 
     #[test]
