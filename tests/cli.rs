@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use common::moonlight::{self, Device, Door};
 use common::raw_native::{self, Raw};
 use common::{Console, Host, BIN};
-use punktfunk_certs::{Identity, Registry};
+use punktfunk_certs::{GateConfig, Identity, SystemClock, Trust};
 use serde_json::{json, Value};
 
 fn cli(state_dir: &Path, args: &[&str]) -> Output {
@@ -223,9 +223,10 @@ fn unknown_ambiguous_and_malformed_prefixes_and_a_missing_state_dir_are_clear_er
     let state = dir.path().join("state");
     std::fs::create_dir(&state).unwrap();
     // Two devices whose fingerprints share their first four digits.
-    let registry = Registry::open(
-        &state.join("trust.json"),
-        tokio::sync::broadcast::channel(4).0,
+    let trust = Trust::open(
+        &state,
+        GateConfig::default(),
+        std::sync::Arc::new(SystemClock),
     )
     .unwrap();
     let mut seen = std::collections::HashMap::new();
@@ -238,20 +239,21 @@ fn unknown_ambiguous_and_malformed_prefixes_and_a_missing_state_dir_are_clear_er
         seen.insert(key, id);
     };
     for id in [&a, &b] {
-        registry
-            .upsert(
-                punktfunk_certs::Device::from_der(
-                    id.cert_der(),
-                    punktfunk_certs::Kind::Native,
-                    punktfunk_certs::DisplayName::sanitize_or("twin", "twin"),
-                    punktfunk_certs::Via::Pin,
-                    1_800_000_000,
-                )
-                .unwrap(),
-            )
+        let device = punktfunk_certs::Device::from_der(
+            id.cert_der(),
+            punktfunk_certs::Kind::Native,
+            punktfunk_certs::DisplayName::sanitize_or("twin", "twin"),
+            punktfunk_certs::Via::Pin,
+            1_800_000_000,
+        )
+        .unwrap();
+        trust
+            .admit(device, [127, 0, 0, 1].into())
+            .unwrap()
+            .durable_blocking()
             .unwrap();
     }
-    drop(registry);
+    drop(trust);
     let shared = &a.fingerprint().to_hex()[..4];
     let e = err(&cli(&state, &["devices", "revoke", shared]));
     assert!(

@@ -73,6 +73,8 @@ pub use gate::{
 };
 pub use identity::{ct_eq, verify_sha256, HostIdentity, Identity, IdentityError};
 pub use name::{DisplayName, Label, LabelError};
-pub use registry::{CertificateError, Device, Kind, Registry, RegistryError, ResolveError, Via};
+pub use registry::{
+    CertificateError, Device, Devices, Kind, Registry, RegistryError, ResolveError, Via,
+};
 pub use statedir::{StateDir, StateDirError, LOCK_FILE};
 pub use trust::{Actor, Admitted, Clock, GateView, RequestUpdate, SystemClock, Trust, TrustError};

@@ -261,6 +261,49 @@ struct FileFormat {
 
 type Snapshot = HashMap<Fingerprint, Arc<Device>>;
 
+/// The paired devices, read-only. [`crate::Trust`] hands out only this, so
+/// every change to a host's devices goes through `Trust`, which records it
+/// in the audit trail; nothing outside this crate writes the registry.
+#[derive(Debug, Clone, Copy)]
+pub struct Devices<'a>(&'a Registry);
+
+impl Devices<'_> {
+    /// The file the registry lives in.
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+
+    /// Looks up a device by fingerprint. Never blocks.
+    pub fn get(&self, fp: &Fingerprint) -> Option<Arc<Device>> {
+        self.0.get(fp)
+    }
+
+    /// Whether the fingerprint is paired. Never blocks.
+    pub fn contains(&self, fp: &Fingerprint) -> bool {
+        self.0.contains(fp)
+    }
+
+    /// All devices, oldest pairing first.
+    pub fn list(&self) -> Vec<Arc<Device>> {
+        self.0.list()
+    }
+
+    /// Number of devices.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no device is paired.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// [`Registry::resolve`].
+    pub fn resolve(&self, prefix: &str) -> Result<Fingerprint, ResolveError> {
+        self.0.resolve(prefix)
+    }
+}
+
 /// A change to the list, as seen inside [`Registry::modify`].
 #[derive(Debug)]
 pub struct Draft {
@@ -395,6 +438,11 @@ impl Registry {
             writer: Mutex::new(()),
             events,
         })
+    }
+
+    /// The devices, read-only: what [`crate::Trust::registry`] hands out.
+    pub fn devices(&self) -> Devices<'_> {
+        Devices(self)
     }
 
     /// The file this registry lives in.

@@ -27,7 +27,7 @@ use crate::events::TrustEvent;
 use crate::fingerprint::Fingerprint;
 use crate::gate::{Gate, GateConfig, GateError, Needs, Pending, PendingId, PendingOutcome};
 use crate::name::Label;
-use crate::registry::{Device, Registry, RegistryError, Via, REGISTRY_FILE};
+use crate::registry::{Device, Devices, Registry, RegistryError, Via, REGISTRY_FILE};
 
 /// Where the service reads time from; tests inject a fake one.
 pub trait Clock: Send + Sync + 'static {
@@ -234,9 +234,10 @@ impl Trust {
         self.audit.path().parent().unwrap_or(Path::new("."))
     }
 
-    /// The registry (lookups never block).
-    pub fn registry(&self) -> &Registry {
-        &self.registry
+    /// The paired devices, read-only (lookups never block); every change
+    /// goes through a `Trust` method that records it.
+    pub fn registry(&self) -> Devices<'_> {
+        self.registry.devices()
     }
 
     /// The clock.
