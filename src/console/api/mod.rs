@@ -1,0 +1,254 @@
+//! The console's JSON API routes.
+
+use std::future::{ready, Ready};
+use std::net::IpAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::error::PathError;
+use actix_web::http::{Method, StatusCode};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError as _};
+use punktfunk_certs::audit::{self, Door, Query};
+use punktfunk_certs::gate::PendingOutcome;
+use punktfunk_certs::otp::Passphrase;
+use punktfunk_certs::{
+    Actor, AddressKey, AuditError, DisplayName, Entry, Event, Fingerprint, GateError, Label,
+    LinkSecret, Outcome, PendingId, Pin, RegistryError, TrustError, TrustEvent,
+};
+use punktfunk_native::PairingLink;
+use rand::rngs::OsRng;
+use serde::Deserialize;
+
+use super::auth::{Refusal, SESSION_LIFETIME};
+use super::known::{KNOWN_COOKIE, KNOWN_COOKIE_PATH, KNOWN_LIFETIME};
+use super::links::LinkHost;
+use super::replies::{
+    expires_in, ArmedReply, BlockReply, Blocked, Csrf, DeniedAll, DeviceList, DeviceReply, Done,
+    ErrorReply, ExchangeReply, HostReply, HostSummary, LastAttemptReply, Lifted, OtpCancelled,
+    OtpLastReply, OtpLink, OtpReply, PairingState, PendingReply, PinOutcome,
+};
+use super::{ApiError, ConsoleState, CSRF_HEADER, SESSION_COOKIE};
+
+mod devices;
+mod host;
+mod otp;
+mod pairing;
+mod session;
+
+use devices::*;
+use host::*;
+use otp::*;
+use pairing::*;
+pub(crate) use session::Authed;
+use session::*;
+
+/// Declares the API's routes once: [`ROUTES`] (method and path, for the
+/// OpenAPI document's test) and the scope that registers them are made from
+/// the same list, so neither can leave out what the other has.
+macro_rules! api_routes {
+    ($($method:ident $path:literal => $handler:path;)*) => {
+        /// Every route under `/api`: `(method, path)`, lowercase method and
+        /// the path as `docs/console-api.json` writes it. The test that holds
+        /// the document to it reads it, and so does the 405 answer.
+        pub(crate) const ROUTES: &[(&str, &str)] = &[$((stringify!($method), concat!("/api", $path))),*];
+
+        fn register(scope: actix_web::Scope) -> actix_web::Scope {
+            scope$(.route($path, web::$method().to($handler)))*
+        }
+    };
+}
+
+api_routes! {
+    post "/login" => login;
+    post "/logout" => logout;
+    get "/host" => host;
+    get "/openapi.json" => openapi;
+    get "/events" => events;
+    get "/audit" => audit_page;
+    get "/session" => session;
+    get "/pairing" => pairing;
+    post "/pairing/arm" => arm;
+    post "/pairing/disarm" => disarm;
+    post "/pending/deny-all" => deny_all;
+    post "/pending/deny-address" => deny_address;
+    post "/blocks" => block;
+    delete "/blocks/{address}" => unblock;
+    post "/otp" => create_otp;
+    delete "/otp" => cancel_otp;
+    get "/otp/qr.svg" => otp_qr;
+    get "/pairing/qr.svg" => pairing_qr;
+    post "/pending/{id}/approve" => approve;
+    post "/pending/{id}/deny" => deny;
+    post "/pending/{id}/pin" => enter_pin;
+    get "/devices" => devices;
+    get "/devices/{fingerprint}" => device;
+    patch "/devices/{fingerprint}" => rename;
+    delete "/devices/{fingerprint}" => remove;
+}
+
+/// The OpenAPI 3.1 document of this API (`GET /api/openapi.json`).
+pub(crate) const OPENAPI: &str = include_str!("../../../docs/console-api.json");
+
+pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        register(web::scope("/api"))
+            .wrap(actix_web::middleware::from_fn(super::body_limit))
+            .default_service(web::to(unrouted)),
+    );
+}
+
+/// No route took the request: 405 with `Allow` if the path has routes for
+/// other methods, else 404.
+async fn unrouted(req: HttpRequest) -> HttpResponse {
+    let allowed: Vec<String> = ROUTES
+        .iter()
+        .filter(|(_, path)| actix_web::dev::ResourceDef::new(*path).is_match(req.path()))
+        .map(|(method, _)| method.to_ascii_uppercase())
+        .collect();
+    if allowed.is_empty() {
+        return ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
+            .error_response();
+    }
+    let allow = allowed.join(", ");
+    let mut reply = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} is not allowed here; this route takes {allow}",
+            req.method()
+        ),
+    )
+    .error_response();
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&allow) {
+        reply
+            .headers_mut()
+            .insert(actix_web::http::header::ALLOW, value);
+    }
+    reply
+}
+
+/// `GET /api/openapi.json`: public documentation, like the page itself.
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header(("Cache-Control", "no-cache"))
+        .body(OPENAPI)
+}
+
+fn peer_ip(req: &HttpRequest) -> IpAddr {
+    req.peer_addr()
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+}
+
+/// Waits until an audit entry is on disk; a failure is the operator's to
+/// see (the action took effect; the host's log has the cause).
+async fn recorded(ticket: punktfunk_certs::audit::Ticket) -> Result<(), ApiError> {
+    ticket.durable().await.map_err(audit_error)
+}
+
+fn audit_error(e: AuditError) -> ApiError {
+    tracing::error!("console: {e}");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "not_recorded",
+        "the action took effect, but the audit trail could not record it; the host's log says why",
+    )
+}
+
+fn gate_error(e: GateError) -> ApiError {
+    let (status, code) = match e {
+        GateError::UnknownRequest => (StatusCode::NOT_FOUND, "unknown_request"),
+        GateError::NotArmed => (StatusCode::CONFLICT, "not_armed"),
+        GateError::TooManyPending | GateError::TooManyFromAddress(_) => {
+            (StatusCode::CONFLICT, "too_many_pending")
+        }
+        GateError::WaitingElsewhere => (StatusCode::CONFLICT, "waiting_elsewhere"),
+        GateError::WrongNeed(_) => (StatusCode::CONFLICT, "wrong_need"),
+        GateError::PinAlreadyEntered => (StatusCode::CONFLICT, "pin_already_entered"),
+        GateError::BadPin => (StatusCode::BAD_REQUEST, "bad_pin"),
+        GateError::Storing => (StatusCode::CONFLICT, "storing"),
+        GateError::Blocked(_) => (StatusCode::CONFLICT, "blocked"),
+        GateError::TooManyBlocks => (StatusCode::CONFLICT, "too_many_blocks"),
+        GateError::BadAddress => (StatusCode::BAD_REQUEST, "bad_address"),
+    };
+    ApiError::new(status, code, e.to_string())
+}
+
+fn registry_error(e: RegistryError) -> ApiError {
+    match e {
+        RegistryError::NotFound(_) => {
+            ApiError::new(StatusCode::NOT_FOUND, "unknown_device", e.to_string())
+        }
+        RegistryError::Certificate(_) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid", e.to_string())
+        }
+        RegistryError::PairedAtOtherDoor { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "paired_at_other_door", e.to_string())
+        }
+        other => ApiError::internal(other),
+    }
+}
+
+fn trust_error(e: TrustError) -> ApiError {
+    match e {
+        TrustError::Gate(g) => gate_error(g),
+        TrustError::Registry(r) => registry_error(r),
+        TrustError::Audit(a) => audit_error(a),
+    }
+}
+
+/// A path segment that does not parse names nothing there is: an id or a
+/// fingerprint that cannot exist is answered like one that is not (any
+/// more) there, with the parse error as the message. Which it is, is the
+/// route's parameter name.
+pub(crate) fn path_error(err: PathError, req: &HttpRequest) -> actix_web::Error {
+    let message = match &err {
+        // The parse error itself, without actix's "Path deserialize error: ".
+        PathError::Deserialize(e) => e.to_string(),
+        other => other.to_string(),
+    };
+    let code = if req.match_info().get("fingerprint").is_some() {
+        "unknown_device"
+    } else if req.match_info().get("id").is_some() {
+        // What `GateError::UnknownRequest` answers (`gate_error`).
+        "unknown_request"
+    } else {
+        "not_found"
+    };
+    ApiError::new(StatusCode::NOT_FOUND, code, message).into()
+}
+
+/// An optional JSON body: empty means "no fields".
+fn optional_json<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))
+}
+
+#[derive(Deserialize, Default)]
+struct LabelBody {
+    label: Option<String>,
+}
+
+/// A label from the console, cleaned by the one name rule; `None` clears.
+fn label(raw: Option<String>) -> Result<Option<Label>, ApiError> {
+    match raw {
+        None => Ok(None),
+        Some(raw) => Label::parse(&raw)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid", e.to_string())),
+    }
+}
+
+fn svg_response(data: &str) -> Result<HttpResponse, ApiError> {
+    let svg = super::links::qr_svg(data).map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok()
+        .content_type("image/svg+xml")
+        .insert_header(("Cache-Control", "no-store"))
+        .body(svg))
+}
+
+#[cfg(test)]
+mod tests;

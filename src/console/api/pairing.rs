@@ -1,0 +1,348 @@
+//! Pairing: the page's state, arming, the waiting requests (approve,
+//! deny, block) and the Moonlight PIN, and the pairing link's QR code.
+
+use super::*;
+
+/// How long `POST /api/pending/{id}/pin` waits for the pairing to finish.
+pub(super) const PIN_OUTCOME_WAIT: Duration = Duration::from_secs(90);
+
+/// The whole Pairing page state; `opened` is where the browser reached the
+/// console ([`opened_on`]), which the links name first.
+pub(crate) fn pairing_state(state: &ConsoleState, opened: Option<LinkHost>) -> PairingState<'_> {
+    let trust = &state.trust;
+    let now = trust.now();
+    // Read before the gate is locked: it asks the kernel for the interfaces.
+    let addresses = link_addresses(state, opened.as_ref());
+    let otp_host = otp_host(opened, &addresses);
+    let gate = trust.view();
+    let armed = gate.arming().map(|a| ArmedReply {
+        expires_in_s: expires_in(a.expires, now),
+        link: pairing_link(state, &addresses, &a.link).map(|l| l.to_uri()),
+        pin: a.pin.as_str().to_owned(),
+        pin_used: a.pin_taken,
+    });
+    let last_attempt = gate
+        .last_attempt()
+        .map(|a| LastAttemptReply::new(&a.by, &a.result));
+    let otp = gate.active_otp().map(|o| {
+        let link = otp_host
+            .as_ref()
+            .and_then(|h| otp_link(state, h, o.pin().as_str(), o.passphrase().as_str()));
+        OtpReply::new(o, now, link)
+    });
+    // The wrong tries at it so far, shown live.
+    let otp = otp.map(|o| o.with_tries(gate.otp_tries(), now));
+    // How the last one-time PIN went: a wrong passphrase, or the pairing
+    // it started (waiting, paired, failed).
+    let otp_last = gate.last_otp().map(|l| {
+        let result = match (l.matched, l.request) {
+            (false, _) => "wrong_passphrase",
+            (true, None) => "in_progress",
+            (true, Some(id)) => match gate.outcome(id) {
+                Some(PendingOutcome::Paired) => "paired",
+                Some(_) => "failed",
+                None => "in_progress",
+            },
+        };
+        OtpLastReply {
+            address: l.address.to_string(),
+            result,
+        }
+    });
+    // Who runs a native pairing exchange right now (past its `pake`).
+    let exchange = gate.exchange().map(|e| ExchangeReply::new(e, now));
+    let pending = gate
+        .waiting()
+        .map(|(id, p)| PendingReply::new(id, p, now))
+        .collect();
+    let blocks = gate.blocked().map(|b| BlockReply::new(&b, now)).collect();
+    drop(gate);
+    let devices = trust
+        .registry()
+        .list()
+        .iter()
+        .map(|d| DeviceReply::from(&**d))
+        .collect();
+    PairingState {
+        armed,
+        blocks,
+        devices,
+        exchange,
+        host: host_summary(state),
+        last_attempt,
+        otp,
+        otp_last,
+        pending,
+    }
+}
+
+pub(super) async fn pairing(
+    _: Authed,
+    req: HttpRequest,
+    state: web::Data<ConsoleState>,
+) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(pairing_state(&state, opened_on(&req, &state)))
+}
+
+/// Arming without the punktfunk app's endpoint would show a PIN nothing
+/// listens for.
+pub(super) fn no_native() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "no_native",
+        "the punktfunk app's endpoint is off, so there is nothing to pair it with: start the \
+         host with --native (or `native = true` in the settings file); Moonlight pairs \
+         without arming",
+    )
+}
+
+pub(super) async fn arm(
+    auth: Authed,
+    req: HttpRequest,
+    state: web::Data<ConsoleState>,
+) -> Result<HttpResponse, ApiError> {
+    if !native_runs(&state) {
+        return Err(no_native());
+    }
+    let (armed, entry) = state.trust.arm(auth.actor, &mut OsRng);
+    // After arming: the time left is shown rounded up, so a `now` taken
+    // before would show one second too many.
+    let now = state.trust.now();
+    tracing::info!("pairing armed from the console");
+    recorded(entry).await?;
+    Ok(HttpResponse::Ok().json(ArmedReply {
+        expires_in_s: expires_in(armed.expires, now),
+        link: pairing_link(
+            &state,
+            &link_addresses(&state, opened_on(&req, &state).as_ref()),
+            &armed.link,
+        )
+        .map(|l| l.to_uri()),
+        pin: armed.pin.as_str().to_owned(),
+        pin_used: armed.pin_taken,
+    }))
+}
+
+pub(super) async fn disarm(
+    auth: Authed,
+    state: web::Data<ConsoleState>,
+) -> Result<HttpResponse, ApiError> {
+    if let Some(entry) = state.trust.disarm(auth.actor) {
+        recorded(entry).await?;
+    }
+    Ok(HttpResponse::Ok().json(Done {}))
+}
+
+pub(super) async fn approve(
+    auth: Authed,
+    state: web::Data<ConsoleState>,
+    id: web::Path<PendingId>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let label = label(optional_json::<LabelBody>(&body)?.label)?;
+    let trust = state.trust.clone();
+    let device = web::block(move || trust.approve(id, label, auth.actor))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(trust_error)?;
+    tracing::info!(fingerprint = %device.fingerprint.short(), name = %device.name, "device approved in the console");
+    Ok(HttpResponse::Ok().json(DeviceReply::from(&device)))
+}
+
+pub(super) async fn deny(
+    auth: Authed,
+    state: web::Data<ConsoleState>,
+    id: web::Path<PendingId>,
+) -> Result<HttpResponse, ApiError> {
+    let entry = state
+        .trust
+        .deny(id.into_inner(), auth.actor)
+        .map_err(gate_error)?;
+    recorded(entry).await?;
+    Ok(HttpResponse::Ok().json(Done {}))
+}
+
+/// Dismisses every waiting request at once (a flood of knocks or
+/// Moonlight requests).
+pub(super) async fn deny_all(
+    auth: Authed,
+    state: web::Data<ConsoleState>,
+) -> Result<HttpResponse, ApiError> {
+    let denied = state.trust.deny_all(auth.actor);
+    tracing::info!(
+        denied = denied.count,
+        "console: every waiting request denied"
+    );
+    recorded(denied.ticket).await?;
+    Ok(HttpResponse::Ok().json(DeniedAll {
+        denied: denied.count,
+    }))
+}
+
+#[derive(Deserialize)]
+pub(super) struct AddressBody {
+    address: String,
+}
+
+/// An address the console sent (as the page shows it).
+pub(super) fn address(raw: &str) -> Result<IpAddr, ApiError> {
+    raw.trim()
+        .parse()
+        .map_err(|_| gate_error(GateError::BadAddress))
+}
+
+/// `POST /api/pending/deny-address {"address"}`: dismisses every waiting
+/// request from one address.
+pub(super) async fn deny_address(
+    auth: Authed,
+    state: web::Data<ConsoleState>,
+    body: web::Json<AddressBody>,
+) -> Result<HttpResponse, ApiError> {
+    let ip = address(&body.address)?;
+    let denied = state.trust.deny_from(ip, auth.actor);
+    tracing::info!(denied = denied.count, address = %AddressKey::of(ip), "console: every waiting request from one address denied");
+    recorded(denied.ticket).await?;
+    Ok(HttpResponse::Ok().json(DeniedAll {
+        denied: denied.count,
+    }))
+}
+
+/// `POST /api/blocks {"address"}`: refuses every pairing request from the
+/// address for an hour (its waiting ones are denied).
+pub(super) async fn block(
+    auth: Authed,
+    state: web::Data<ConsoleState>,
+    body: web::Json<AddressBody>,
+) -> Result<HttpResponse, ApiError> {
+    let ip = address(&body.address)?;
+    let (block, denied) = state.trust.block(ip, auth.actor).map_err(gate_error)?;
+    let now = state.trust.now();
+    tracing::info!(address = %block.address, denied = denied.count, "console: address blocked for an hour");
+    recorded(denied.ticket).await?;
+    Ok(HttpResponse::Ok().json(Blocked {
+        block: BlockReply::new(&block, now),
+        denied: denied.count,
+    }))
+}
+
+/// `DELETE /api/blocks/{address}`: lifts a block.
+pub(super) async fn unblock(
+    auth: Authed,
+    state: web::Data<ConsoleState>,
+    raw: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let ip = address(&raw)?;
+    let entry = state.trust.unblock(ip, auth.actor);
+    let lifted = entry.is_some();
+    if let Some(entry) = entry {
+        tracing::info!(address = %AddressKey::of(ip), "console: block lifted");
+        recorded(entry).await?;
+    }
+    Ok(HttpResponse::Ok().json(Lifted { lifted }))
+}
+
+#[derive(Deserialize)]
+pub(super) struct PinBody {
+    pin: String,
+    label: Option<String>,
+}
+
+/// Enters the PIN a Moonlight client shows for request `id`, then answers
+/// with the real outcome once the pairing ends: `paired` only after the
+/// client proved the PIN and the device is stored.
+pub(super) async fn enter_pin(
+    auth: Authed,
+    state: web::Data<ConsoleState>,
+    id: web::Path<PendingId>,
+    body: web::Json<PinBody>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let PinBody { pin, label } = body.into_inner();
+    let pin: Pin = pin.trim().parse().map_err(gate_error)?;
+    let label = self::label(label)?;
+    // Subscribe before entering the PIN so the outcome cannot slip past.
+    let mut events = state.trust.subscribe();
+    let entry = state
+        .trust
+        .enter_pin(id, pin, label, auth.actor)
+        .map_err(gate_error)?;
+    recorded(entry).await?;
+    let outcome = tokio::time::timeout(
+        PIN_OUTCOME_WAIT,
+        state.trust.request_outcome(&mut events, id),
+    )
+    .await
+    .ok()
+    .flatten();
+    let result = match outcome {
+        Some(PendingOutcome::Paired) => "paired",
+        Some(PendingOutcome::PinRejected) => "pin_rejected",
+        // Not a wrong PIN (gamestream `Outcome::MoonlightQtBug`): the page
+        // says to press Pair in Moonlight again.
+        Some(PendingOutcome::MoonlightQtBug) => "moonlight_qt_bug",
+        Some(_) => "abandoned",
+        // Still running after the wait: say so rather than guess.
+        None => {
+            return Ok(HttpResponse::Accepted().json(PinOutcome { result: "waiting" }));
+        }
+    };
+    Ok(HttpResponse::Ok().json(PinOutcome { result }))
+}
+
+/// The addresses links name (empty until the doors are bound): the one
+/// the console was opened on first (if it is an IP address), then the LAN
+/// addresses.
+pub(super) fn link_addresses(state: &ConsoleState, opened: Option<&LinkHost>) -> Vec<IpAddr> {
+    let Some(reach) = state.reach.get() else {
+        return Vec::new();
+    };
+    let mut addresses = reach.addresses();
+    if let Some(ip) = opened.and_then(LinkHost::ip) {
+        addresses.retain(|a| *a != ip);
+        addresses.insert(0, ip);
+        addresses.truncate(punktfunk_native::MAX_LINK_ADDRESSES);
+    }
+    addresses
+}
+
+/// The native door's pairing link for the arming's `secret`
+/// (docs/native-protocol.md § 12): the app pins the host fingerprint from
+/// it before connecting, and pairs with the secret, not the typed PIN.
+/// `None` without `--native`, or until the doors are bound.
+pub(super) fn pairing_link(
+    state: &ConsoleState,
+    addresses: &[IpAddr],
+    secret: &LinkSecret,
+) -> Option<PairingLink> {
+    let reach = state.reach.get()?;
+    Some(PairingLink {
+        addresses: addresses.to_vec(),
+        port: reach.native?,
+        host_fingerprint: state.host_fingerprint,
+        secret: secret.clone(),
+        host_name: DisplayName::sanitize_or(&state.host_name, "punktfunk host"),
+    })
+}
+
+/// The QR code of the armed PIN's pairing link.
+pub(super) async fn pairing_qr(
+    _: Authed,
+    req: HttpRequest,
+    state: web::Data<ConsoleState>,
+) -> Result<HttpResponse, ApiError> {
+    let secret = state.trust.view().arming().map(|a| a.link.clone());
+    let secret = secret
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_armed", "pairing is not armed"))?;
+    let addresses = link_addresses(&state, opened_on(&req, &state).as_ref());
+    let link = pairing_link(&state, &addresses, &secret).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_native",
+            "the punktfunk app's endpoint is off (start the host with --native)",
+        )
+    })?;
+    svg_response(&link.to_uri())
+}
