@@ -121,29 +121,60 @@ async fn run(
         config: config.clone(),
         bound: Default::default(),
     };
-    let console_state = web::Data::new(ConsoleState {
-        trust: trust.clone(),
+    let console_state = console_state(&shared, password)?;
+    let mut doors = vec![start_console(&shared, console_state.clone())?];
+    doors.push(start_control(&shared)?);
+    doors.push(start_gamestream(&shared).await?);
+    if config.native_port.is_some() {
+        doors.push(start_native(&shared).await?);
+    }
+    crate::lan::set_advertised(config.advertise.clone());
+    let (_mdns, mdns_said) = start_mdns(&shared);
+    let _ = console_state.reach.set(reach(&shared));
+
+    let ticker = startup::spawn_expiry_ticker(trust.clone());
+    print!("{}", start_block(&shared, &mdns_said));
+    warn_if_open(&config);
+
+    // Tests and scripts wait for this line: every listener is up.
+    println!("ready");
+    stop.await;
+    tracing::info!("shutting down");
+    ticker.abort();
+    for door in doors {
+        door.stop().await;
+    }
+    Ok(())
+}
+
+/// What the console's handlers share.
+fn console_state(
+    shared: &Shared,
+    password: PasswordFile,
+) -> anyhow::Result<web::Data<ConsoleState>> {
+    Ok(web::Data::new(ConsoleState {
+        trust: shared.trust.clone(),
         host_name: shared.host_name.clone(),
         host_fingerprint: shared.host.identity.fingerprint(),
         sessions: Sessions::new(password.clone()),
         password,
         limiter: LoginLimiter::default(),
         known: KnownBrowsers::from_host_key(&shared.host.identity.key().private_key_to_der()?),
-        open: config.open,
+        open: shared.config.open,
         reach: std::sync::OnceLock::new(),
-    });
+    }))
+}
+
+/// The console: HTTPS on its own port, one worker.
+fn start_console(shared: &Shared, state: web::Data<ConsoleState>) -> anyhow::Result<Door> {
+    let config = &shared.config;
     let tls = crate::tls::acceptor(&shared.host.identity, false)?.build();
-    let reach_state = console_state.clone();
-    let listener = crate::net::listen(SocketAddr::new(config.bind(), config.console_port))
-        .with_context(|| {
-            format!(
-                "cannot listen on {} (console)",
-                SocketAddr::new(config.bind(), config.console_port)
-            )
-        })?;
+    let addr = SocketAddr::new(config.bind(), config.console_port);
+    let listener =
+        crate::net::listen(addr).with_context(|| format!("cannot listen on {addr} (console)"))?;
     let console_addr = listener.local_addr()?;
     let admission = Admission::new(Limits::TLS);
-    let console_server = actix_server::Server::build()
+    let server = actix_server::Server::build()
         .workers(1)
         .disable_signals()
         // Open event streams would otherwise hold a stop for 30 s.
@@ -158,7 +189,7 @@ async fn run(
                         .add(("X-Content-Type-Options", "nosniff"))
                         .add(("Referrer-Policy", "no-referrer")),
                 )
-                .configure(console::configure(console_state.clone()));
+                .configure(console::configure(state.clone()));
             punktfunk_conn::actix::tls(
                 admission.clone(),
                 tls.clone(),
@@ -178,76 +209,59 @@ async fn run(
             )
         })
         .context("cannot start the console")?;
-    shared.announce("console", "https", console_addr);
-    let console_server = console_server.run();
-    let mut doors = vec![Door {
-        actix: vec![console_server.handle()],
+    shared.announce(Listener::Console, console_addr);
+    let server = server.run();
+    Ok(Door {
+        actix: vec![server.handle()],
         tasks: vec![tokio::spawn(async move {
-            if let Err(e) = console_server.await {
+            if let Err(e) = server.await {
                 tracing::error!("console server failed: {e}");
             }
         })],
         shutdown: None,
-    }];
+    })
+}
 
-    doors.push(start_control(&shared)?);
-    doors.push(start_gamestream(&shared).await?);
-    if config.native_port.is_some() {
-        doors.push(start_native(&shared).await?);
+/// Announces the host on mDNS (the ports actually bound: they differ with
+/// port 0), unless turned off; what to say about it in the start-up block.
+fn start_mdns(shared: &Shared) -> (Option<crate::mdns::Mdns>, String) {
+    let config = &shared.config;
+    if !config.mdns {
+        return (None, "off (--no-mdns or `mdns = false`): Moonlight and the punktfunk app find this host only by its address".to_owned());
     }
-    crate::lan::set_advertised(config.advertise.clone());
-    let mut mdns_said = "off (--no-mdns or `mdns = false`): Moonlight and the punktfunk app find this host only by its address".to_owned();
-    let _mdns = if config.mdns {
-        // Announce the ports actually bound (they differ with port 0).
-        let announce = crate::mdns::Announce {
-            host_name: shared.host_name.clone(),
-            http_port: shared.bound("gamestream-http").unwrap_or(config.http_port),
-            native: config
-                .native_port
-                .map(|p| (shared.bound("native").unwrap_or(p), !config.open)),
-            fingerprint: shared.host.identity.fingerprint(),
-            bind: config.bind(),
-        };
-        match crate::mdns::Mdns::start(&announce) {
-            Ok(m) => {
-                mdns_said = format!(
-                    "on: announced as \"{}\" (Moonlight and the punktfunk app list it)",
-                    shared.host_name
-                );
-                Some(m)
-            }
-            Err(e) => {
-                tracing::warn!("mDNS announcements are off: {e:#}");
-                mdns_said = format!("off: it could not start ({e:#})");
-                None
-            }
-        }
-    } else {
-        None
-    };
-
-    let _ = reach_state.reach.set(console::links::Reach {
-        bind: config.bind(),
-        console: shared.bound("console").unwrap_or(config.console_port),
-        gamestream_http: shared.bound("gamestream-http").unwrap_or(config.http_port),
+    let announce = crate::mdns::Announce {
+        host_name: shared.host_name.clone(),
+        http_port: shared.port(Listener::GamestreamHttp, config.http_port),
         native: config
             .native_port
-            .map(|p| shared.bound("native").unwrap_or(p)),
-    });
-
-    let ticker = startup::spawn_expiry_ticker(trust.clone());
-    print!("{}", start_block(&shared, &mdns_said));
-    warn_if_open(&config);
-
-    // Tests and scripts wait for this line: every listener is up.
-    println!("ready");
-    stop.await;
-    tracing::info!("shutting down");
-    ticker.abort();
-    for door in doors {
-        door.stop().await;
+            .map(|p| (shared.port(Listener::Native, p), !config.open)),
+        fingerprint: shared.host.identity.fingerprint(),
+        bind: config.bind(),
+    };
+    match crate::mdns::Mdns::start(&announce) {
+        Ok(m) => (
+            Some(m),
+            format!(
+                "on: announced as \"{}\" (Moonlight and the punktfunk app list it)",
+                shared.host_name
+            ),
+        ),
+        Err(e) => {
+            tracing::warn!("mDNS announcements are off: {e:#}");
+            (None, format!("off: it could not start ({e:#})"))
+        }
     }
-    Ok(())
+}
+
+/// Where each door is reachable, for the console's links.
+fn reach(shared: &Shared) -> console::links::Reach {
+    let config = &shared.config;
+    console::links::Reach {
+        bind: config.bind(),
+        console: shared.port(Listener::Console, config.console_port),
+        gamestream_http: shared.port(Listener::GamestreamHttp, config.http_port),
+        native: config.native_port.map(|p| shared.port(Listener::Native, p)),
+    }
 }
 
 /// The one block a start prints once every listener is bound: what runs,
@@ -255,8 +269,6 @@ async fn run(
 /// (only addresses that are), the host fingerprint, mDNS. Stdout, so the
 /// journal has it too; the log lines repeat none of its URLs.
 fn start_block(shared: &Shared, mdns: &str) -> String {
-    let config = &shared.config;
-    let bind = config.bind();
     let mut out = format!(
         "punktfunk host \"{}\": pairing and trust for Moonlight and the punktfunk app \
          (streaming is a separate part of the host)\n",
@@ -268,23 +280,41 @@ fn start_block(shared: &Shared, mdns: &str) -> String {
     ));
     out.push_str(&format!(
         "  state dir         {} ({})\n",
-        config.state_dir.display(),
-        config.state_dir_choice
+        shared.config.state_dir.display(),
+        shared.config.state_dir_choice
     ));
-    let shown_bind = match bind {
+    out.push_str(&listening(shared));
+    out.push_str(&console_urls(shared));
+    out.push_str(&format!("  mDNS: {mdns}\n"));
+    out
+}
+
+/// The start-up block's listeners: the bind address, then each door.
+fn listening(shared: &Shared) -> String {
+    let shown_bind = match shared.config.bind() {
         IpAddr::V6(ip) if ip.is_unspecified() => "every IPv4 and IPv6 address ([::])".to_owned(),
         IpAddr::V4(ip) if ip.is_unspecified() => "every IPv4 address (0.0.0.0)".to_owned(),
         IpAddr::V6(ip) => format!("[{ip}] only"),
         IpAddr::V4(ip) => format!("{ip} only"),
     };
-    out.push_str(&format!("  listening on {shown_bind}:\n"));
-    for (what, label, scheme) in LISTENERS {
-        if let Some(port) = shared.bound(what) {
+    let mut out = format!("  listening on {shown_bind}:\n");
+    for listener in Listener::ALL {
+        if let Some(port) = shared.bound(listener) {
+            let (label, scheme) = (listener.label(), listener.scheme());
             out.push_str(&format!("    {label:<15} {scheme:<5}  port {port}\n"));
         }
     }
-    let console_port = shared.bound("console").unwrap_or(config.console_port);
+    out
+}
+
+/// The start-up block's console URLs: on this machine, and from other
+/// devices (only addresses that are reachable), or why there are none.
+fn console_urls(shared: &Shared) -> String {
+    let config = &shared.config;
+    let bind = config.bind();
+    let console_port = shared.port(Listener::Console, config.console_port);
     let url = |ip: IpAddr| format!("https://{}/", SocketAddr::new(ip, console_port));
+    let mut out = String::new();
     if bind.is_unspecified() || bind.is_loopback() {
         let here = if bind.is_ipv6() && !bind.is_unspecified() {
             bind
@@ -325,18 +355,46 @@ fn start_block(shared: &Shared, mdns: &str) -> String {
             out.push_str(&format!("    {}\n", url(ip)));
         }
     }
-    out.push_str(&format!("  mDNS: {mdns}\n"));
     out
 }
 
-/// The listeners of the start-up block: internal name, what a person calls
-/// it, protocol (tests read these lines: tests/common/mod.rs).
-const LISTENERS: [(&str, &str, &str); 4] = [
-    ("console", "console", "https"),
-    ("gamestream-http", "Moonlight", "http"),
-    ("gamestream-https", "Moonlight", "https"),
-    ("native", "punktfunk app", "tls"),
-];
+/// A listener of the host, as the start-up block lists it (tests read
+/// these lines: tests/common/mod.rs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Listener {
+    Console,
+    GamestreamHttp,
+    GamestreamHttps,
+    Native,
+}
+
+impl Listener {
+    /// In the start-up block's order.
+    const ALL: [Listener; 4] = [
+        Listener::Console,
+        Listener::GamestreamHttp,
+        Listener::GamestreamHttps,
+        Listener::Native,
+    ];
+
+    /// What a person calls it.
+    fn label(self) -> &'static str {
+        match self {
+            Listener::Console => "console",
+            Listener::GamestreamHttp | Listener::GamestreamHttps => "Moonlight",
+            Listener::Native => "punktfunk app",
+        }
+    }
+
+    /// Its protocol.
+    fn scheme(self) -> &'static str {
+        match self {
+            Listener::Console | Listener::GamestreamHttps => "https",
+            Listener::GamestreamHttp => "http",
+            Listener::Native => "tls",
+        }
+    }
+}
 
 /// Open mode lets strangers in: said where the person who started the host
 /// looks (stdout, next to the console URLs) and in the log. The console
@@ -363,27 +421,32 @@ pub(crate) struct Shared {
     pub(crate) host: Arc<HostIdentity>,
     pub(crate) host_name: String,
     pub(crate) config: ServeConfig,
-    bound: std::sync::Mutex<Vec<(String, SocketAddr)>>,
+    bound: std::sync::Mutex<Vec<(Listener, SocketAddr)>>,
 }
 
 impl Shared {
     /// Records where a listener is bound, for the start-up block.
-    pub(crate) fn announce(&self, what: &str, scheme: &str, addr: SocketAddr) {
-        tracing::debug!("{what} bound to {addr} ({scheme})");
+    pub(crate) fn announce(&self, listener: Listener, addr: SocketAddr) {
+        tracing::debug!("{listener:?} bound to {addr} ({})", listener.scheme());
         self.bound
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push((what.to_owned(), addr));
+            .push((listener, addr));
     }
 
     /// The port a listener announced with [`Shared::announce`] got, if any.
-    fn bound(&self, what: &str) -> Option<u16> {
+    fn bound(&self, listener: Listener) -> Option<u16> {
         self.bound
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .find(|(w, _)| w == what)
+            .find(|(l, _)| *l == listener)
             .map(|(_, a)| a.port())
+    }
+
+    /// The port `listener` got, or the one configured.
+    fn port(&self, listener: Listener, configured: u16) -> u16 {
+        self.bound(listener).unwrap_or(configured)
     }
 }
 
@@ -454,8 +517,8 @@ async fn start_gamestream(shared: &Shared) -> anyhow::Result<Door> {
     ));
     let servers = gamestream::server(state.clone(), http, https, tls)
         .context("cannot start the GameStream listeners")?;
-    shared.announce("gamestream-http", "http", http_addr);
-    shared.announce("gamestream-https", "https", https_addr);
+    shared.announce(Listener::GamestreamHttp, http_addr);
+    shared.announce(Listener::GamestreamHttps, https_addr);
     let mut door = Door {
         actix: Vec::new(),
         tasks: vec![tokio::spawn(gamestream::sweep(state))],
@@ -493,7 +556,7 @@ async fn start_native(shared: &Shared) -> anyhow::Result<Door> {
             UnknownDevices::Knock
         },
     )?;
-    shared.announce("native", "tls", door.addr);
+    shared.announce(Listener::Native, door.addr);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     Ok(Door {
         actix: Vec::new(),
