@@ -312,11 +312,8 @@ impl State {
         unique_id: UniqueId,
         request: GetServerCert,
     ) -> Reply {
-        if !self.sessions.has_room_for(&key) {
-            self.sweep_expired();
-            if !self.sessions.has_room_for(&key) {
-                return PairError::Busy.reply();
-            }
+        if !self.has_room_for(&key) {
+            return PairError::Busy.reply();
         }
         let pending = PendingRequest {
             kind: Kind::Gamestream,
@@ -340,39 +337,66 @@ impl State {
             Err(refusal) => return refused(peer, refusal),
         };
         tracing::info!(request = %id, %peer, "gamestream: pairing request waits for its PIN");
-        let mut held = Held {
-            state: self,
-            key: key.clone(),
-            id,
-            armed: true,
-        };
-        let attempt = Attempt {
-            pending: id,
-            label: None,
-            via: if otp.is_some() { Via::Otp } else { Via::Pin },
-            session,
-        };
-        if let Some(old) = self.sessions.replace(key.clone(), attempt) {
-            // Its held handler (if any) answers `Superseded`.
-            self.trust
-                .end_request(old.pending, PendingOutcome::Replaced);
-        }
-        let reply = match self.wait_for_pin(&mut events, id).await {
-            Wait::Pin => self.pin_entered(&key, id),
-            Wait::Ended(outcome) => Err(ended(outcome)),
-            Wait::TimedOut => {
-                self.trust.end_request(id, PendingOutcome::Expired);
-                Err(PairError::PinTimeout)
-            }
-            Wait::ShuttingDown => Err(PairError::ShuttingDown),
-        };
-        match reply {
+        let via = if otp.is_some() { Via::Otp } else { Via::Pin };
+        let mut held = self.hold(key.clone(), id, via, session);
+        match self.answer_when_pin(&key, &mut events, id).await {
             Ok(reply) => {
                 held.armed = false;
                 reply
             }
             // `held` ends the request and forgets the attempt.
             Err(e) => e.reply(),
+        }
+    }
+
+    /// Whether a new attempt from `key` fits, after ending the attempts
+    /// whose clients stopped between phases.
+    fn has_room_for(&self, key: &Key) -> bool {
+        if self.sessions.has_room_for(key) {
+            return true;
+        }
+        self.sweep_expired();
+        self.sessions.has_room_for(key)
+    }
+
+    /// Keeps the attempt of request `id` for its next phases; a previous
+    /// attempt of the same client is replaced (its held handler, if any,
+    /// answers `Superseded`). The returned guard ends the request if the
+    /// handler goes away before the PIN.
+    fn hold(&self, key: Key, id: PendingId, via: Via, session: PairingSession) -> Held<'_> {
+        let attempt = Attempt {
+            pending: id,
+            label: None,
+            via,
+            session,
+        };
+        if let Some(old) = self.sessions.replace(key.clone(), attempt) {
+            self.trust
+                .end_request(old.pending, PendingOutcome::Replaced);
+        }
+        Held {
+            state: self,
+            key,
+            id,
+            armed: true,
+        }
+    }
+
+    /// Waits for the PIN of request `id`, then answers phase 1 with it.
+    async fn answer_when_pin(
+        &self,
+        key: &Key,
+        events: &mut broadcast::Receiver<TrustEvent>,
+        id: PendingId,
+    ) -> Result<Reply, PairError> {
+        match self.wait_for_pin(events, id).await {
+            Wait::Pin => self.pin_entered(key, id),
+            Wait::Ended(outcome) => Err(ended(outcome)),
+            Wait::TimedOut => {
+                self.trust.end_request(id, PendingOutcome::Expired);
+                Err(PairError::PinTimeout)
+            }
+            Wait::ShuttingDown => Err(PairError::ShuttingDown),
         }
     }
 

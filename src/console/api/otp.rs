@@ -130,3 +130,23 @@ pub(super) async fn otp_qr(
         .ok_or_else(|| ApiError::internal("the doors are not bound yet"))?;
     svg_response(&link.link)
 }
+
+/// How the last one-time PIN went: a wrong passphrase, or the pairing it
+/// started (waiting, paired, failed).
+pub(super) fn otp_last(gate: &punktfunk_certs::Gate) -> Option<OtpLastReply> {
+    gate.last_otp().map(|l| {
+        let result = match (l.matched, l.request) {
+            (false, _) => "wrong_passphrase",
+            (true, None) => "in_progress",
+            (true, Some(id)) => match gate.outcome(id) {
+                Some(PendingOutcome::Paired) => "paired",
+                Some(_) => "failed",
+                None => "in_progress",
+            },
+        };
+        OtpLastReply {
+            address: l.address.to_string(),
+            result,
+        }
+    })
+}

@@ -32,23 +32,7 @@ pub(crate) fn pairing_state(state: &ConsoleState, opened: Option<LinkHost>) -> P
     });
     // The wrong tries at it so far, shown live.
     let otp = otp.map(|o| o.with_tries(gate.otp_tries(), now));
-    // How the last one-time PIN went: a wrong passphrase, or the pairing
-    // it started (waiting, paired, failed).
-    let otp_last = gate.last_otp().map(|l| {
-        let result = match (l.matched, l.request) {
-            (false, _) => "wrong_passphrase",
-            (true, None) => "in_progress",
-            (true, Some(id)) => match gate.outcome(id) {
-                Some(PendingOutcome::Paired) => "paired",
-                Some(_) => "failed",
-                None => "in_progress",
-            },
-        };
-        OtpLastReply {
-            address: l.address.to_string(),
-            result,
-        }
-    });
+    let otp_last = otp_last(&gate);
     // Who runs a native pairing exchange right now (past its `pake`).
     let exchange = gate.exchange().map(|e| ExchangeReply::new(e, now));
     let pending = gate

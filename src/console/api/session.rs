@@ -221,7 +221,13 @@ pub(super) async fn login(
     // that cannot be written (a full disk) must not lock the owner out.
     let (token, csrf) = state.sessions.create(Instant::now());
     tracing::info!(%ip, known = known.is_some(), "console: logged in");
-    // The start-up lines stop repeating how to get in (src/first_start.rs).
+    note_first_login(&state).await;
+    let recorded = recorded(state.trust.record(login(Outcome::Ok))).await;
+    logged_in(&state, recorded, token, &csrf)
+}
+
+/// The start-up lines stop repeating how to get in (src/first_start.rs).
+async fn note_first_login(state: &ConsoleState) {
     let dir = state.password.dir().to_path_buf();
     if !crate::first_start::logged_in(&dir) {
         match web::block(move || crate::first_start::note_login(&dir)).await {
@@ -230,8 +236,19 @@ pub(super) async fn login(
             Err(e) => tracing::warn!("cannot record the first console login: {e}"),
         }
     }
-    let mut reply = match recorded(state.trust.record(login(Outcome::Ok))).await {
-        Ok(()) => HttpResponse::Ok().json(Csrf { csrf: &csrf }),
+}
+
+/// The answer to a right password: the CSRF token (or `not_recorded`, if
+/// the trail could not take the login), the session cookie and the known
+/// browser's cookie.
+fn logged_in(
+    state: &ConsoleState,
+    recorded: Result<(), ApiError>,
+    token: String,
+    csrf: &str,
+) -> Result<HttpResponse, ApiError> {
+    let mut reply = match recorded {
+        Ok(()) => HttpResponse::Ok().json(Csrf { csrf }),
         // `not_recorded`, with the session cookie: the page reads its CSRF
         // token from `GET /api/session`.
         Err(e) => e.error_response(),
