@@ -20,24 +20,20 @@ impl Client {
         expect: Option<Fingerprint>,
         tcp_limit: std::time::Duration,
     ) -> Result<Tls, ClientError> {
-        let conn_err = |reason: String| ClientError::Connection {
-            addr: addr.clone(),
-            reason,
-        };
         let tcp = tokio::time::timeout(
             tcp_limit,
             TcpStream::connect((addr.host.as_str(), addr.port)),
         )
         .await
         .map_err(|_| ClientError::Timeout("TCP connect"))?
-        .map_err(|e| conn_err(e.to_string()))?;
+        .map_err(|e| connection(addr, e.to_string()))?;
         let _ = tcp.set_nodelay(true);
 
         // What the handshake saw at depth 0, when it did not match the pin.
         let mismatch: Arc<Mutex<Option<Fingerprint>>> = Arc::default();
         let ctx = self
             .tls_context(expect, mismatch.clone())
-            .map_err(|e| conn_err(format!("TLS setup: {e}")))?;
+            .map_err(|e| connection(addr, format!("TLS setup: {e}")))?;
         // The certificate is checked by fingerprint, not by name; the name
         // only goes into SNI.
         let ssl = Ssl::new(&ctx)
@@ -47,52 +43,63 @@ impl Client {
                 }
                 Ok(ssl)
             })
-            .map_err(|e| conn_err(format!("TLS setup: {e}")))?;
-        let mut stream = SslStream::new(ssl, tcp).map_err(|e| conn_err(e.to_string()))?;
+            .map_err(|e| connection(addr, format!("TLS setup: {e}")))?;
+        let mut stream = SslStream::new(ssl, tcp).map_err(|e| connection(addr, e.to_string()))?;
         let handshake = tokio::time::timeout(
             timeouts::TLS_HANDSHAKE,
             std::pin::Pin::new(&mut stream).connect(),
         )
         .await
         .map_err(|_| ClientError::Timeout("TLS handshake"))?;
-        let changed = |seen| ClientError::HostIdentityChanged {
+        if let Err(e) = handshake {
+            let seen = *mismatch.lock().unwrap_or_else(|p| p.into_inner());
+            return Err(match seen {
+                Some(seen) => self.changed(addr, expect, seen),
+                None => handshake_failed(addr, &e),
+            });
+        }
+        self.established(addr, expect, stream)
+    }
+
+    /// The host presented `seen`, not the certificate on record.
+    fn changed(
+        &self,
+        addr: &HostAddr,
+        expect: Option<Fingerprint>,
+        seen: Fingerprint,
+    ) -> ClientError {
+        ClientError::HostIdentityChanged {
             addr: addr.clone(),
             pinned: expect.unwrap_or(seen),
             seen,
             known_hosts: self.known.path.clone(),
-        };
-        if let Err(e) = handshake {
-            let seen = *mismatch.lock().unwrap_or_else(|p| p.into_inner());
-            return Err(match seen {
-                Some(seen) => changed(seen),
-                // OpenSSL's words for a reply that is not TLS at all:
-                // typically an HTTP server's plain-text error.
-                None if e.to_string().contains("wrong version number") => conn_err(format!(
-                    "the port does not speak TLS (a plain HTTP port, such as Moonlight's \
-                     47989?), so not the punktfunk protocol; the native endpoint is port {} \
-                     by default ({e})",
-                    crate::DEFAULT_PORT
-                )),
-                None => conn_err(format!("TLS handshake failed: {e}")),
-            });
         }
-        // Authoritative check on the certificate of the finished session.
+    }
+
+    /// The finished handshake: the authoritative check of the host's
+    /// certificate, and the exporter value pairing binds to.
+    fn established(
+        &self,
+        addr: &HostAddr,
+        expect: Option<Fingerprint>,
+        stream: SslStream<TcpStream>,
+    ) -> Result<Tls, ClientError> {
         let host_der = stream
             .ssl()
             .peer_certificate()
             .and_then(|c| c.to_der().ok())
-            .ok_or_else(|| conn_err("the host presented no certificate".into()))?;
+            .ok_or_else(|| connection(addr, "the host presented no certificate".into()))?;
         let host_fp = Fingerprint::of_der(&host_der);
         if let Some(expected) = expect {
             if expected != host_fp {
-                return Err(changed(host_fp));
+                return Err(self.changed(addr, expect, host_fp));
             }
         }
         let mut ekm = [0u8; crate::pairing::EXPORTER_LEN];
         stream
             .ssl()
             .export_keying_material(&mut ekm, EXPORTER_LABEL, None)
-            .map_err(|e| conn_err(format!("TLS exporter: {e}")))?;
+            .map_err(|e| connection(addr, format!("TLS exporter: {e}")))?;
         let (rd, writer) = tokio::io::split(stream);
         Ok(Tls {
             addr: addr.clone(),
@@ -245,4 +252,29 @@ pub(super) fn write_error(addr: &HostAddr, e: WriteError) -> ClientError {
             reason: other.to_string(),
         },
     }
+}
+
+/// No connection to `addr`, or it broke, and why.
+fn connection(addr: &HostAddr, reason: String) -> ClientError {
+    ClientError::Connection {
+        addr: addr.clone(),
+        reason,
+    }
+}
+
+/// A handshake that failed for another reason than the host's certificate.
+fn handshake_failed(addr: &HostAddr, e: &openssl::ssl::Error) -> ClientError {
+    // OpenSSL's words for a reply that is not TLS at all: typically an
+    // HTTP server's plain-text error.
+    if e.to_string().contains("wrong version number") {
+        return connection(
+            addr,
+            format!(
+                "the port does not speak TLS (a plain HTTP port, such as Moonlight's 47989?), \
+                 so not the punktfunk protocol; the native endpoint is port {} by default ({e})",
+                crate::DEFAULT_PORT
+            ),
+        );
+    }
+    connection(addr, format!("TLS handshake failed: {e}"))
 }
