@@ -144,43 +144,8 @@ impl PairingLink {
             reason: format!("{} is not a TCP port (1-65535)", shown(port)),
         })?;
 
-        let raw_addresses: Vec<&str> = params
-            .iter()
-            .filter(|(k, _)| k == "a")
-            .map(|(_, v)| v.as_str())
-            .collect();
-        if raw_addresses.len() > MAX_LINK_ADDRESSES {
-            return Err(LinkError::TooManyAddresses {
-                count: raw_addresses.len(),
-            });
-        }
-        if raw_addresses.is_empty() {
-            return Err(LinkError::Missing("a"));
-        }
-        let addresses = raw_addresses
-            .into_iter()
-            .map(parse_address)
-            .collect::<Result<Vec<_>, _>>()?;
-
-        let host_name = match single(&params, "n")? {
-            Some(n) if n.len() > MAX_NAME_BYTES => {
-                return Err(LinkError::BadValue {
-                    param: "n",
-                    reason: format!(
-                        "the host name has {} bytes, at most {MAX_NAME_BYTES} are allowed",
-                        n.len()
-                    ),
-                })
-            }
-            Some(n) => DisplayName::sanitize(n),
-            None => None,
-        };
-        // No name, or nothing printable left: show the address instead.
-        let host_name = match host_name {
-            Some(n) => n,
-            None => DisplayName::sanitize_or(&addresses[0].to_string(), "punktfunk host"),
-        };
-
+        let addresses = link_addresses(&params)?;
+        let host_name = link_host_name(&params, &addresses)?;
         Ok(Self {
             addresses,
             port,
@@ -387,6 +352,48 @@ impl fmt::Display for PairingLink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_uri())
     }
+}
+
+/// The link's `a` parameters: one to [`MAX_LINK_ADDRESSES`] addresses.
+fn link_addresses(params: &[(String, String)]) -> Result<Vec<IpAddr>, LinkError> {
+    let raw: Vec<&str> = params
+        .iter()
+        .filter(|(k, _)| k == "a")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    if raw.len() > MAX_LINK_ADDRESSES {
+        return Err(LinkError::TooManyAddresses { count: raw.len() });
+    }
+    if raw.is_empty() {
+        return Err(LinkError::Missing("a"));
+    }
+    raw.into_iter().map(parse_address).collect()
+}
+
+/// The link's `n`, cleaned; with no name, or nothing printable left, the
+/// first address stands in.
+fn link_host_name(
+    params: &[(String, String)],
+    addresses: &[IpAddr],
+) -> Result<DisplayName, LinkError> {
+    let name = match single(params, "n")? {
+        Some(n) if n.len() > MAX_NAME_BYTES => {
+            return Err(LinkError::BadValue {
+                param: "n",
+                reason: format!(
+                    "the host name has {} bytes, at most {MAX_NAME_BYTES} are allowed",
+                    n.len()
+                ),
+            })
+        }
+        Some(n) => DisplayName::sanitize(n),
+        None => None,
+    };
+    Ok(match (name, addresses.first()) {
+        (Some(n), _) => n,
+        (None, Some(a)) => DisplayName::sanitize_or(&a.to_string(), "punktfunk host"),
+        (None, None) => DisplayName::sanitize_or("punktfunk host", "punktfunk host"),
+    })
 }
 
 #[cfg(test)]
