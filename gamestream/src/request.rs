@@ -454,36 +454,7 @@ fn parse_request(params: &Params) -> Result<PairRequest, ParseError> {
     if let Some(problem) = &params.deferred {
         return Err(problem.clone());
     }
-    let data_phases = [
-        Phrase::ClientChallenge,
-        Phrase::ServerChallengeResp,
-        Phrase::ClientPairingSecret,
-    ];
-    let mut present = data_phases.into_iter().filter(|p| params.has(p.as_str()));
-    let data_phase = present.next();
-    if let (Some(a), Some(b)) = (data_phase, present.next()) {
-        return Err(ParseError::Ambiguous(a, b));
-    }
-
-    let phrase = match params.get("phrase") {
-        Some(raw) => Some(Phrase::from_wire(raw).ok_or_else(|| {
-            ParseError::UnknownPhrase(raw.chars().take(MAX_ECHOED_PHRASE).collect())
-        })?),
-        None => None,
-    };
-    let phase = match (phrase, data_phase) {
-        (None, None) => return Err(ParseError::NoPhase),
-        (None, Some(p)) => p,
-        // A data phrase must come with its own parameter.
-        (Some(p), None) if data_phases.contains(&p) => {
-            return Err(ParseError::MissingParameter(p.as_str()))
-        }
-        (Some(p), None) => p,
-        (Some(p), Some(d)) if p == d => p,
-        (Some(p), Some(d)) => return Err(ParseError::Ambiguous(p, d)),
-    };
-
-    Ok(match phase {
+    Ok(match phase_of(params)? {
         Phrase::GetServerCert => {
             let salt_text = params.require("salt")?;
             PairRequest::GetServerCert(GetServerCert {
@@ -523,6 +494,38 @@ fn parse_request(params: &Params) -> Result<PairRequest, ParseError> {
         }
         Phrase::PairChallenge => PairRequest::PairChallenge,
     })
+}
+
+/// Which phase a `/pair` request is: its `phrase`, or the one data
+/// parameter it carries (clients send either), never two that disagree.
+fn phase_of(params: &Params) -> Result<Phrase, ParseError> {
+    let data_phases = [
+        Phrase::ClientChallenge,
+        Phrase::ServerChallengeResp,
+        Phrase::ClientPairingSecret,
+    ];
+    let mut present = data_phases.into_iter().filter(|p| params.has(p.as_str()));
+    let data_phase = present.next();
+    if let (Some(a), Some(b)) = (data_phase, present.next()) {
+        return Err(ParseError::Ambiguous(a, b));
+    }
+    let phrase = match params.get("phrase") {
+        Some(raw) => Some(Phrase::from_wire(raw).ok_or_else(|| {
+            ParseError::UnknownPhrase(raw.chars().take(MAX_ECHOED_PHRASE).collect())
+        })?),
+        None => None,
+    };
+    match (phrase, data_phase) {
+        (None, None) => Err(ParseError::NoPhase),
+        (None, Some(p)) => Ok(p),
+        // A data phrase must come with its own parameter.
+        (Some(p), None) if data_phases.contains(&p) => {
+            Err(ParseError::MissingParameter(p.as_str()))
+        }
+        (Some(p), None) => Ok(p),
+        (Some(p), Some(d)) if p == d => Ok(p),
+        (Some(p), Some(d)) => Err(ParseError::Ambiguous(p, d)),
+    }
 }
 
 fn fixed_hex<const N: usize>(param: &'static str, value: &str) -> Result<[u8; N], ParseError> {
