@@ -183,32 +183,11 @@ pub(crate) fn connect(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     let mut client = args.client.open()?;
     let rt = runtime()?;
     let result = rt.block_on(async {
-        let new_host = if let Some(known) = client.known_host(&args.host) {
-            // Held to the fingerprint on record; a fingerprint accepted at
-            // a knock is not asked about again.
-            if known.trust == HostTrust::Accepted {
-                eprintln!(
-                    "host fingerprint {} (accepted earlier; pinned once the host admits this device)",
-                    known.fingerprint.grouped()
-                );
-            }
-            NewHost::Refuse
-        } else if args.accept_new_host {
-            NewHost::DangerAcceptAny
-        } else {
-            // Trust on first use (§ 2): show the fingerprint, ask, and only
-            // then say hello, to exactly that certificate.
-            let seen = client.probe(&args.host).await?;
-            if ask_tofu(&args.host, &seen.grouped()) {
-                NewHost::Accepted(seen)
-            } else {
-                return Err(ClientError::HostNotAccepted {
-                    addr: args.host.clone(),
-                    seen,
-                });
-            }
-        };
-        eprintln!("this device's fingerprint: {}", client.fingerprint().grouped());
+        let new_host = new_host(&client, &args).await?;
+        eprintln!(
+            "this device's fingerprint: {}",
+            client.fingerprint().grouped()
+        );
         match client.connect(&args.host, new_host, args.wait).await? {
             Connected::ApprovalPending => Ok(None),
             Connected::Session(session) => Ok(Some(*session)),
@@ -248,6 +227,36 @@ pub(crate) fn connect(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => failure(&e),
     })
+}
+
+/// How to treat the host's certificate: held to the one on record, any
+/// (`--accept-new-host`), or the one the user accepted when asked.
+async fn new_host(client: &Client, args: &ConnectArgs) -> Result<NewHost, ClientError> {
+    if let Some(known) = client.known_host(&args.host) {
+        // Held to the fingerprint on record; a fingerprint accepted at a
+        // knock is not asked about again.
+        if known.trust == HostTrust::Accepted {
+            eprintln!(
+                "host fingerprint {} (accepted earlier; pinned once the host admits this device)",
+                known.fingerprint.grouped()
+            );
+        }
+        return Ok(NewHost::Refuse);
+    }
+    if args.accept_new_host {
+        return Ok(NewHost::DangerAcceptAny);
+    }
+    // Trust on first use (§ 2): show the fingerprint, ask, and only then
+    // say hello, to exactly that certificate.
+    let seen = client.probe(&args.host).await?;
+    if ask_tofu(&args.host, &seen.grouped()) {
+        Ok(NewHost::Accepted(seen))
+    } else {
+        Err(ClientError::HostNotAccepted {
+            addr: args.host.clone(),
+            seen,
+        })
+    }
 }
 
 /// Asks on stderr/stdin whether to trust an unpinned host. Anything but
