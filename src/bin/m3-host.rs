@@ -112,7 +112,7 @@ async fn serve(
     };
 
     // Subscribe before arming, so no outcome is missed.
-    let mut events = trust.subscribe();
+    let events = trust.subscribe();
     if args.allow_pairing {
         arm(&trust, &shown);
     }
@@ -120,21 +120,7 @@ async fn serve(
     let server = tokio::spawn(endpoint.run(stopped));
 
     let ticker = startup::spawn_expiry_ticker(trust.clone());
-    let rearm_trust = trust.clone();
-    let allow_pairing = args.allow_pairing;
-    let rearm = tokio::spawn(async move {
-        loop {
-            match events.recv().await {
-                // A success ends the arming, and so does expiry (there is
-                // no console here): either way, keep a PIN on offer. A
-                // failure never re-arms (one guess per PIN; a wrong guess
-                // leaves the PIN spent, the link still pairs).
-                Ok(TrustEvent::Disarmed) if allow_pairing => arm(&rearm_trust, &shown),
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-            }
-        }
-    });
+    let rearm = tokio::spawn(keep_armed(events, trust.clone(), shown, args.allow_pairing));
 
     println!("ready");
     stop_requested.await;
@@ -144,6 +130,26 @@ async fn serve(
     let _ = stop.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     Ok(())
+}
+
+/// A success ends the arming, and so does expiry (there is no console
+/// here): either way, keep a PIN on offer while pairing is allowed. A
+/// failure never re-arms (one guess per PIN; a wrong guess leaves the PIN
+/// spent, the link still pairs).
+async fn keep_armed(
+    mut events: tokio::sync::broadcast::Receiver<TrustEvent>,
+    trust: Arc<Trust>,
+    shown: Shown,
+    allow_pairing: bool,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match events.recv().await {
+            Ok(TrustEvent::Disarmed) if allow_pairing => arm(&trust, &shown),
+            Ok(_) | Err(RecvError::Lagged(_)) => {}
+            Err(RecvError::Closed) => break,
+        }
+    }
 }
 
 /// What goes into the pairing link besides the PIN.
