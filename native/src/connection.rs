@@ -260,24 +260,7 @@ impl HostConnection {
     /// A message after `hello`.
     pub fn on_message(&mut self, msg: Message, now: Instant) {
         match std::mem::replace(&mut self.state, State::Closed) {
-            State::AwaitPake { claimant, link, .. } => match msg {
-                // § 6.5: the PIN leaves the gate now, and never goes back
-                // (the link's secret is only read: no guess uses it up).
-                Message::Pake(pake) => {
-                    self.state = State::TakingPin {
-                        name: claimant.name.clone(),
-                        pake,
-                    };
-                    self.effect(Effect::BeginExchange(claimant.clone()));
-                    self.effect(if link {
-                        Effect::UseLink(claimant)
-                    } else {
-                        Effect::TakePin(claimant)
-                    });
-                }
-                // Anything else leaves the PIN in the gate.
-                other => self.unexpected("pake", other),
-            },
+            State::AwaitPake { claimant, link, .. } => self.on_pake(msg, claimant, link),
             State::AwaitConfirm { pairing, .. } => match pairing.on_message(msg) {
                 Ok((HostEffect::StoreDevice(verified), awaiting)) => {
                     // § 6.4: durably stored before the host confirms.
@@ -323,6 +306,25 @@ impl HostConnection {
             }
             State::Closed => {}
         }
+    }
+
+    /// The message after `welcome{pairing}`: § 6.5, the PIN leaves the
+    /// gate at `pake`, and never goes back (the link's secret is only
+    /// read: no guess uses it up); anything else leaves the PIN in the gate.
+    fn on_pake(&mut self, msg: Message, claimant: Claimant, link: bool) {
+        let Message::Pake(pake) = msg else {
+            return self.unexpected("pake", msg);
+        };
+        self.state = State::TakingPin {
+            name: claimant.name.clone(),
+            pake,
+        };
+        self.effect(Effect::BeginExchange(claimant.clone()));
+        self.effect(if link {
+            Effect::UseLink(claimant)
+        } else {
+            Effect::TakePin(claimant)
+        });
     }
 
     /// Reading the next message failed.
