@@ -390,13 +390,7 @@ impl Message {
             } => Self::Hello(Hello {
                 protocol,
                 device_name: name("hello", "device_name", &device_name)?,
-                intent: match (intent.as_str(), via.as_deref()) {
-                    ("connect", _) => Intent::Connect,
-                    ("pair", None | Some("pin")) => Intent::Pair,
-                    ("pair", Some("link")) => Intent::PairLink,
-                    ("pair", Some(_)) => return Err(field("hello", "via", "not `pin` or `link`")),
-                    _ => return Err(field("hello", "intent", "not `connect` or `pair`")),
-                },
+                intent: intent_from_wire(&intent, via.as_deref())?,
             }),
             Wire::Welcome {
                 status,
@@ -429,22 +423,36 @@ impl Message {
             }),
             Wire::Ping {} => Self::Ping,
             Wire::Pong {} => Self::Pong,
-            Wire::Error { code, message } => {
-                if message.len() > MAX_ERROR_MESSAGE_BYTES {
-                    return Err(field("error", "message", "longer than 1024 bytes"));
-                }
-                // § 5: an unknown code is treated as `internal`, keeping the
-                // original spelling visible to the person reading it.
-                match ErrorCode::parse(&code) {
-                    Some(code) => Self::Error(ErrorMessage::new(code, &message)),
-                    None if code.len() <= 64 => Self::Error(ErrorMessage::new(
-                        ErrorCode::Internal,
-                        &format!("({code}) {message}"),
-                    )),
-                    None => return Err(field("error", "code", "longer than 64 bytes")),
-                }
-            }
+            Wire::Error { code, message } => Self::Error(error_from_wire(&code, &message)?),
         })
+    }
+}
+
+/// `hello`'s `intent` and `via`.
+fn intent_from_wire(intent: &str, via: Option<&str>) -> Result<Intent, MessageError> {
+    match (intent, via) {
+        ("connect", _) => Ok(Intent::Connect),
+        ("pair", None | Some("pin")) => Ok(Intent::Pair),
+        ("pair", Some("link")) => Ok(Intent::PairLink),
+        ("pair", Some(_)) => Err(field("hello", "via", "not `pin` or `link`")),
+        _ => Err(field("hello", "intent", "not `connect` or `pair`")),
+    }
+}
+
+/// `error`'s `code` and `message`. § 5: an unknown code is treated as
+/// `internal`, keeping the original spelling visible to the person
+/// reading it.
+fn error_from_wire(code: &str, message: &str) -> Result<ErrorMessage, MessageError> {
+    if message.len() > MAX_ERROR_MESSAGE_BYTES {
+        return Err(field("error", "message", "longer than 1024 bytes"));
+    }
+    match ErrorCode::parse(code) {
+        Some(code) => Ok(ErrorMessage::new(code, message)),
+        None if code.len() <= 64 => Ok(ErrorMessage::new(
+            ErrorCode::Internal,
+            &format!("({code}) {message}"),
+        )),
+        None => Err(field("error", "code", "longer than 64 bytes")),
     }
 }
 
