@@ -175,15 +175,7 @@ pub(super) async fn login(
         let hash = state.password.hash().ok()?;
         state.known.verify(cookie.value(), &hash, SystemTime::now())
     });
-    let login = |outcome| {
-        let entry = Entry::new(Event::Login, Door::Console)
-            .address(ip)
-            .outcome(outcome);
-        match known {
-            Some(_) => entry.detail("known browser"),
-            None => entry,
-        }
-    };
+    let login = |outcome| login_entry(ip, known.is_some(), outcome);
     // Paid for before the (expensive) check runs: see `auth`.
     let admitted = match known {
         Some(id) => state.limiter.admit_known(id, Instant::now()).await,
@@ -224,6 +216,18 @@ pub(super) async fn login(
     note_first_login(&state).await;
     let recorded = recorded(state.trust.record(login(Outcome::Ok))).await;
     logged_in(&state, recorded, token, &csrf)
+}
+
+/// The `login` entry of an attempt from `ip` (from a known browser or not).
+fn login_entry(ip: IpAddr, known: bool, outcome: Outcome) -> Entry {
+    let entry = Entry::new(Event::Login, Door::Console)
+        .address(ip)
+        .outcome(outcome);
+    if known {
+        entry.detail("known browser")
+    } else {
+        entry
+    }
 }
 
 /// The start-up lines stop repeating how to get in (src/first_start.rs).
