@@ -181,4 +181,42 @@ mod tests {
         assert!(!trust.is_waiting(id));
         assert_eq!(trust.request_ended(id), Some(PendingOutcome::Abandoned));
     }
+
+    #[test]
+    fn a_moonlight_request_pairs_through_the_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let trust = Arc::new(trust(dir.path(), GateConfig::default()));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let moonlight = request(Kind::Gamestream, Needs::Pin, [10, 0, 0, 5]);
+        let der = moonlight.cert_der.clone();
+        let id = trust.knock(moonlight, None).unwrap();
+        // The console types the PIN Moonlight shows; the door collects it.
+        let _ = trust
+            .enter_pin(id, "1234".parse().unwrap(), None, Actor::cli())
+            .unwrap();
+        let (pin, label) = trust.collect_pin(id).unwrap();
+        assert_eq!((pin.as_str(), label), ("1234", None));
+        assert!(trust.collect_pin(id).is_none(), "collected once");
+        rt.block_on(trust.pair_request(id, der.clone(), None, crate::registry::Via::Pin))
+            .unwrap();
+        assert_eq!(trust.request_ended(id), Some(PendingOutcome::Paired));
+        let fp = crate::fingerprint::Fingerprint::of_der(&der);
+        assert!(trust.authorize(Kind::Gamestream, &fp).is_some());
+        assert!(trust.authorize(Kind::Native, &fp).is_none());
+    }
+
+    #[test]
+    fn a_knock_approved_in_the_console_is_a_device_of_its_door() {
+        let dir = tempfile::tempdir().unwrap();
+        let trust = trust(dir.path(), GateConfig::default());
+        let app = request(Kind::Native, Needs::Approval, [10, 0, 0, 6]);
+        let fp = crate::fingerprint::Fingerprint::of_der(&app.cert_der);
+        let id = trust.knock(app, None).unwrap();
+        let device = trust.approve(id, None, Actor::cli()).unwrap();
+        assert_eq!(device.fingerprint, fp);
+        assert_eq!(trust.request_ended(id), Some(PendingOutcome::Approved));
+        assert!(trust.authorize(Kind::Native, &fp).is_some());
+    }
 }

@@ -248,3 +248,179 @@ impl Trust {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{read, Query};
+    use crate::gate::{Attempt, GateConfig};
+    use crate::identity::Identity;
+    use crate::trust::{Actor, SystemClock};
+
+    struct Door {
+        trust: Arc<Trust>,
+        rt: tokio::runtime::Runtime,
+        _dir: tempfile::TempDir,
+    }
+
+    fn door() -> Door {
+        let dir = tempfile::tempdir().unwrap();
+        let trust = Arc::new(
+            Trust::open(dir.path(), GateConfig::default(), Arc::new(SystemClock)).unwrap(),
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        Door {
+            trust,
+            rt,
+            _dir: dir,
+        }
+    }
+
+    fn claimant(id: &Identity) -> Claimant {
+        Claimant {
+            address: [10, 0, 0, 7].into(),
+            name: DisplayName::sanitize_or("phone", "phone"),
+            fingerprint: id.fingerprint(),
+        }
+    }
+
+    fn events(d: &Door) -> Vec<Event> {
+        d.trust.audited().durable_blocking().unwrap();
+        let page = read(
+            d.trust.audit_dir(),
+            &Query {
+                limit: 100,
+                ..Query::default()
+            },
+        )
+        .unwrap();
+        page.events.iter().rev().map(|r| r.entry.event).collect()
+    }
+
+    #[test]
+    fn the_pin_is_one_guess_and_storing_reports_it_in_the_same_step() {
+        let d = door();
+        let _ = d.trust.arm(Actor::cli(), &mut rand::rngs::OsRng);
+        let phone = Identity::generate_p256("phone").unwrap();
+        assert!(d.trust.is_armed(PairWith::Pin));
+        let attempt = d
+            .trust
+            .take_pin(claimant(&phone), PairWith::Pin, Kind::Native)
+            .unwrap();
+        assert!(matches!(attempt.secret(), Secret::Pin(_)));
+        assert!(!d.trust.is_armed(PairWith::Pin), "one guess per arming");
+        assert!(d.trust.is_armed(PairWith::Link), "the link still pairs");
+        assert!(d
+            .trust
+            .take_pin(claimant(&phone), PairWith::Pin, Kind::Native)
+            .is_none());
+
+        d.rt.block_on(attempt.store(phone.cert_der(), claimant(&phone).name, Via::Pin))
+            .unwrap();
+        let grant = d
+            .trust
+            .authorize(Kind::Native, &phone.fingerprint())
+            .unwrap();
+        assert_eq!(grant.via(), Via::Pin);
+        assert!(
+            !d.trust.is_armed(PairWith::Link),
+            "a success ends the arming"
+        );
+        assert_eq!(
+            d.trust.view().last_attempt().map(|a| a.result.clone()),
+            Some(Attempt::Paired {
+                fingerprint: phone.fingerprint()
+            })
+        );
+        assert_eq!(
+            events(&d),
+            [Event::PairingArmed, Event::Paired],
+            "paired, and no pin_rejected"
+        );
+    }
+
+    #[test]
+    fn an_attempt_dropped_any_other_way_spends_the_pin_and_says_so() {
+        let d = door();
+        let _ = d.trust.arm(Actor::cli(), &mut rand::rngs::OsRng);
+        let stranger = Identity::generate_p256("stranger").unwrap();
+        let attempt = d
+            .trust
+            .take_pin(claimant(&stranger), PairWith::Pin, Kind::Native)
+            .unwrap();
+        drop(attempt);
+        assert!(!d.trust.is_armed(PairWith::Pin));
+        assert_eq!(
+            d.trust.view().last_attempt().map(|a| a.result.clone()),
+            Some(Attempt::Failed)
+        );
+        assert!(d.trust.registry().is_empty());
+        assert_eq!(events(&d), [Event::PairingArmed, Event::PinRejected]);
+
+        // A wrong guess at the link costs nothing but its entry.
+        let attempt = d
+            .trust
+            .take_pin(claimant(&stranger), PairWith::Link, Kind::Native)
+            .unwrap();
+        assert!(matches!(attempt.secret(), Secret::Link(_)));
+        drop(attempt);
+        assert!(d.trust.is_armed(PairWith::Link));
+        assert_eq!(
+            events(&d),
+            [Event::PairingArmed, Event::PinRejected, Event::LinkRejected]
+        );
+    }
+
+    #[test]
+    fn a_store_the_registry_refuses_spends_the_pin() {
+        let d = door();
+        let _ = d.trust.arm(Actor::cli(), &mut rand::rngs::OsRng);
+        let moonlight = Identity::generate_p256("moonlight").unwrap();
+        // Paired at the other door already: this door may not take it over.
+        let device = Device::from_der(
+            moonlight.cert_der(),
+            Kind::Gamestream,
+            DisplayName::sanitize_or("m", "m"),
+            Via::Pin,
+            1_800_000_000,
+        )
+        .unwrap();
+        d.rt.block_on(d.trust.store_device(device, [10, 0, 0, 8].into()))
+            .unwrap();
+        let attempt = d
+            .trust
+            .take_pin(claimant(&moonlight), PairWith::Pin, Kind::Native)
+            .unwrap();
+        let refused =
+            d.rt.block_on(attempt.store(moonlight.cert_der(), claimant(&moonlight).name, Via::Pin));
+        assert!(matches!(
+            refused,
+            Err(StoreError::Registry(
+                RegistryError::PairedAtOtherDoor { .. }
+            ))
+        ));
+        assert!(d
+            .trust
+            .authorize(Kind::Native, &moonlight.fingerprint())
+            .is_none());
+        assert_eq!(
+            events(&d),
+            [Event::PairingArmed, Event::Paired, Event::PinRejected]
+        );
+    }
+
+    #[test]
+    fn the_exchange_shows_until_its_guard_drops() {
+        let d = door();
+        let phone = Identity::generate_p256("phone").unwrap();
+        let shown = d.trust.show_exchange(claimant(&phone));
+        assert_eq!(
+            d.trust.view().exchange().map(|e| e.by.fingerprint),
+            Some(phone.fingerprint())
+        );
+        drop(shown);
+        assert!(d.trust.view().exchange().is_none());
+    }
+}
