@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use punktfunk_certs::GateError;
+use punktfunk_certs::secret::BadPin;
 use punktfunk_native::{
     Client, ClientError, Connected, DisplayName, HostAddr, HostAddrError, HostTrust, LinkError,
     NewHost, PairingLink, Pin, Status,
@@ -117,7 +117,7 @@ impl clap::builder::TypedValueParser for LinkParser {
     }
 }
 
-fn parse_pin(s: &str) -> Result<Pin, GateError> {
+fn parse_pin(s: &str) -> Result<Pin, BadPin> {
     s.trim().parse()
 }
 

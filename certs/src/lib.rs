@@ -52,16 +52,16 @@ pub mod audit;
 pub mod door;
 mod events;
 mod expiry;
-mod fingerprint;
-pub mod fsutil;
 pub mod gate;
-pub mod identity;
-pub mod name;
 pub mod operator;
 pub mod otp;
 pub mod registry;
 mod statedir;
 mod trust;
+
+// The primitives a client shares, re-exported so that the host's crates
+// name them in one place.
+pub use punktfunk_identity::{fingerprint, fsutil, identity, name, secret};
 
 pub use audit::{AuditError, AuditLog, Door, Entry, Event, Outcome};
 pub use door::{ExchangeShown, Grant, OtpProof, PairWith, PinAttempt, Refusal, StoreError};

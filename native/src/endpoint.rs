@@ -46,7 +46,7 @@ use crate::pairing::{Exporter, EXPORTER_LABEL};
 use crate::timeouts;
 
 mod tls;
-pub(crate) use tls::ALPN_WIRE;
+use crate::ALPN_WIRE;
 use tls::{acceptor, tls_accept, Reader, Writer};
 
 /// Settings of an [`Endpoint`].

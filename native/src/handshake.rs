@@ -6,7 +6,7 @@
 //! decided by the shell from the registry and the gate, then built with
 //! [`welcome`] or [`Message::error`].
 
-use punktfunk_certs::Fingerprint;
+use punktfunk_identity::Fingerprint;
 
 use crate::message::{
     Decision, DisplayName, ErrorCode, ErrorMessage, Hello, Intent, Message, Status, Welcome,

@@ -36,6 +36,7 @@ pub(crate) enum ReadError {
     Io(#[from] io::Error),
 }
 
+#[cfg(feature = "host")]
 impl From<ReadError> for crate::connection::ReadFailure {
     fn from(e: ReadError) -> Self {
         match e {

@@ -95,7 +95,9 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod client;
+#[cfg(feature = "host")]
 pub mod connection;
+#[cfg(feature = "host")]
 pub mod endpoint;
 pub mod frame;
 pub mod handshake;
@@ -109,7 +111,9 @@ pub use client::{
     KnownHost, KnownHostsError, NewHost, Session, LINK_CONNECT_TIMEOUT,
     PAIRING_BUSY_RETRY_INTERVAL, PAIRING_BUSY_RETRY_WINDOW,
 };
+#[cfg(feature = "host")]
 pub use connection::{HostConnection, UnknownDevices};
+#[cfg(feature = "host")]
 pub use endpoint::{Endpoint, EndpointConfig, EndpointError};
 pub use frame::{check_header, encode_frame, FrameDecoder, FrameError, MAX_FRAME_LEN};
 pub use handshake::HandshakeError;
@@ -129,6 +133,9 @@ pub const DEFAULT_PORT: u16 = 47991;
 
 /// ALPN protocol id the client offers and the host selects (§ 2).
 pub const ALPN: &[u8] = b"punktfunk/1";
+
+/// [`ALPN`] in wire format: one length byte, then the id.
+pub(crate) const ALPN_WIRE: &[u8] = b"\x0bpunktfunk/1";
 
 /// The deadlines the shell enforces (§ 8). On expiry the host sends
 /// `error{timeout}` (best effort) and closes.

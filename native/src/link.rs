@@ -25,7 +25,7 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use punktfunk_certs::{DisplayName, Fingerprint, LinkSecret};
+use punktfunk_identity::{DisplayName, Fingerprint, LinkSecret};
 
 use crate::message::MAX_NAME_BYTES;
 

@@ -9,7 +9,7 @@ use std::fmt;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use punktfunk_certs::Fingerprint;
+use punktfunk_identity::Fingerprint;
 use serde::{Deserialize, Serialize};
 
 use crate::frame::{encode_frame, FrameError};
@@ -21,7 +21,7 @@ pub const PROTOCOL_VERSION: u32 = 1;
 pub const MAX_NAME_BYTES: usize = 256;
 
 /// Longest name kept after sanitising, in characters (§ 4.2).
-pub const MAX_NAME_CHARS: usize = punktfunk_certs::name::MAX_NAME_CHARS;
+pub const MAX_NAME_CHARS: usize = punktfunk_identity::name::MAX_NAME_CHARS;
 
 /// Largest `error.message` accepted on the wire, in bytes (§ 4.8).
 pub const MAX_ERROR_MESSAGE_BYTES: usize = 1024;
@@ -260,8 +260,8 @@ impl fmt::Display for ErrorCode {
 }
 
 /// A name shown to people, sanitised and bounded by the one name rule of
-/// every door (§ 4.2, `punktfunk_certs::name`).
-pub use punktfunk_certs::DisplayName;
+/// every door (§ 4.2, `punktfunk_identity::name`).
+pub use punktfunk_identity::DisplayName;
 
 impl fmt::Debug for Pake {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -284,7 +284,7 @@ impl ErrorMessage {
     pub fn new(code: ErrorCode, message: &str) -> Self {
         Self {
             code,
-            message: punktfunk_certs::name::sanitize(message, MAX_ERROR_MESSAGE_CHARS),
+            message: punktfunk_identity::name::sanitize(message, MAX_ERROR_MESSAGE_CHARS),
         }
     }
 }

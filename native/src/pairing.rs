@@ -20,7 +20,7 @@ use std::marker::PhantomData;
 use curve25519_dalek::edwards::CompressedEdwardsY;
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac as _};
-use punktfunk_certs::{ct_eq, Fingerprint};
+use punktfunk_identity::{ct_eq, Fingerprint};
 use rand_core::{CryptoRng, RngCore};
 use sha2::{Digest, Sha256};
 use spake2::{Ed25519Group, Identity, Password, Spake2};
@@ -51,14 +51,14 @@ const SIDE_B: u8 = 0x42;
 /// The 4-digit pairing PIN (§ 6.1: the password is its 4 ASCII digits):
 /// the gate's own type, so the PIN the host takes from the gate goes into
 /// SPAKE2 as it is.
-pub use punktfunk_certs::Pin;
+pub use punktfunk_identity::Pin;
 
 /// A pairing link's one-time secret (§ 12): the SPAKE2 password of a link
 /// pairing, its 16 raw bytes.
-pub use punktfunk_certs::LinkSecret;
+pub use punktfunk_identity::LinkSecret;
 
 /// The typed PIN or the link's secret, as the host's gate hands it out.
-pub use punktfunk_certs::Secret;
+pub use punktfunk_identity::Secret;
 
 /// What SPAKE2 may run with (§ 6.1 `pw`): the 4 ASCII digits of a typed
 /// PIN, or the 16 bytes of a pairing link's secret.

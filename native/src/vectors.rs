@@ -12,7 +12,7 @@ use curve25519_dalek::edwards::CompressedEdwardsY;
 use curve25519_dalek::scalar::Scalar;
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac as _};
-use punktfunk_certs::Fingerprint;
+use punktfunk_identity::Fingerprint;
 use rand_chacha::rand_core::SeedableRng as _;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{CryptoRng, RngCore};

@@ -54,7 +54,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use rand::{CryptoRng, Rng, RngCore};
+use rand::{CryptoRng, RngCore};
 
 use crate::audit::{DeviceRef, Door, Entry, Event, Outcome};
 use crate::events::TrustEvent;
@@ -68,7 +68,8 @@ mod one_time;
 mod requests;
 mod secret;
 
-pub use secret::{Armed, LinkSecret, Pin, PinTicket, Secret, LINK_SECRET_LEN};
+pub use punktfunk_identity::secret::{BadPin, LinkSecret, Pin, Secret, LINK_SECRET_LEN};
+pub use secret::{Armed, PinTicket};
 
 /// Tunables of the gate.
 #[derive(Debug, Clone)]
@@ -442,6 +443,12 @@ pub enum GateError {
     /// Not an IP address.
     #[error("not an IP address")]
     BadAddress,
+}
+
+impl From<BadPin> for GateError {
+    fn from(_: BadPin) -> Self {
+        GateError::BadPin
+    }
 }
 
 /// The gate. See the module docs for its rules.

@@ -174,7 +174,7 @@ fn pins_are_spread_over_all_digits() {
 fn pin_parse() {
     assert!("0123".parse::<Pin>().is_ok());
     for bad in ["123", "12345", "12a4", "", "١٢٣٤"] {
-        assert_eq!(bad.parse::<Pin>().unwrap_err(), GateError::BadPin, "{bad}");
+        assert_eq!(bad.parse::<Pin>().unwrap_err(), BadPin, "{bad}");
     }
     assert_eq!(format!("{:?}", "1234".parse::<Pin>().unwrap()), "Pin(****)");
 }

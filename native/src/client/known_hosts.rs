@@ -177,12 +177,12 @@ impl KnownHosts {
                 }
             }
         }
-        punktfunk_certs::fsutil::write_atomic(&self.path, text.as_bytes()).map_err(|source| {
-            KnownHostsError::Write {
+        punktfunk_identity::fsutil::write_atomic(&self.path, text.as_bytes()).map_err(
+            |source| KnownHostsError::Write {
                 path: self.path.clone(),
                 source,
-            }
-        })?;
+            },
+        )?;
         // Only what is on disk counts.
         self.entries = entries;
         Ok(())

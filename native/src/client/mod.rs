@@ -33,14 +33,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use openssl::ssl::{Ssl, SslContext, SslMethod, SslMode, SslVerifyMode, SslVersion};
-use punktfunk_certs::{Fingerprint, Identity, IdentityError};
+use punktfunk_identity::{Fingerprint, Identity, IdentityError};
 use rand_core::OsRng;
 use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_openssl::SslStream;
 
-use crate::endpoint::ALPN_WIRE;
 use crate::handshake::{self, HandshakeError};
 use crate::io::{self as frame_io, FrameReader, ReadError, WriteError};
 use crate::link::PairingLink;
@@ -48,6 +47,7 @@ use crate::message::{Decision, DisplayName, ErrorCode, ErrorMessage, Intent, Mes
 use crate::pairing::{
     ChannelBinding, ClientPairing, Exporter, PairingError, PairingPassword, Pin, EXPORTER_LABEL,
 };
+use crate::ALPN_WIRE;
 use crate::{timeouts, DEFAULT_PORT};
 
 mod addr;

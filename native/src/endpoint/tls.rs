@@ -33,9 +33,6 @@ pub(super) fn acceptor(identity: &Identity) -> Result<SslAcceptor, openssl::erro
     Ok(b.build())
 }
 
-/// [`ALPN`] in wire format: one length byte, then the id.
-pub(crate) const ALPN_WIRE: &[u8] = b"\x0bpunktfunk/1";
-
 pub(super) type Reader = FrameReader<ReadHalf<SslStream<TcpStream>>>;
 pub(super) type Writer = WriteHalf<SslStream<TcpStream>>;
 

@@ -245,7 +245,10 @@ pub(super) async fn enter_pin(
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     let PinBody { pin, label } = body.into_inner();
-    let pin: Pin = pin.trim().parse().map_err(gate_error)?;
+    let pin: Pin = pin
+        .trim()
+        .parse()
+        .map_err(|e: punktfunk_certs::secret::BadPin| gate_error(e.into()))?;
     let label = self::label(label)?;
     // Subscribe before entering the PIN so the outcome cannot slip past.
     let mut events = state.trust.subscribe();

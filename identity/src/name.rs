@@ -182,7 +182,7 @@ pub fn sanitize(raw: &str, max_chars: usize) -> String {
 /// list kept by hand; and three that are not in that property but print
 /// nothing either: the braille blank U+2800 and the interlinear annotation
 /// controls U+FFF9–U+FFFB.
-pub(crate) fn is_invisible_format(c: char) -> bool {
+pub fn is_invisible_format(c: char) -> bool {
     const DEFAULT_IGNORABLE: icu_properties::CodePointSetDataBorrowed<'static> =
         icu_properties::CodePointSetData::new::<icu_properties::props::DefaultIgnorableCodePoint>();
     DEFAULT_IGNORABLE.contains(c) || matches!(c, '\u{2800}' | '\u{FFF9}'..='\u{FFFB}')
