@@ -67,6 +67,14 @@ pub enum OtpError {
 #[derive(Clone, PartialEq, Eq)]
 pub struct Passphrase(zeroize::Zeroizing<String>);
 
+/// Its text: the one place it leaves [`zeroize::Zeroizing`] (a reply to
+/// the console user who created it).
+impl serde::Serialize for Passphrase {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 impl Passphrase {
     /// Checks a passphrase the user chose.
     pub fn parse(raw: &str) -> Result<Self, OtpError> {

@@ -48,6 +48,14 @@ impl FromStr for Pin {
     }
 }
 
+/// Its four digits: the one place a PIN leaves [`zeroize::Zeroizing`] (a
+/// reply to the console user who armed or created it).
+impl serde::Serialize for Pin {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 impl fmt::Debug for Pin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Pin(****)")

@@ -11,8 +11,8 @@ use std::time::Instant;
 use punktfunk_certs::gate::{
     Attempt, Block, Claimant, Exchange, OtpTry, Pending, PinState, MAX_OTP_TRIES,
 };
-use punktfunk_certs::otp::OneTimePin;
-use punktfunk_certs::{Device, DisplayName, Fingerprint, Kind, Label, Via};
+use punktfunk_certs::otp::{OneTimePin, Passphrase};
+use punktfunk_certs::{Device, DisplayName, Fingerprint, Kind, Label, Pin, Via};
 use serde::Serialize;
 
 /// `{}`: an action that has nothing to report but that it happened.
@@ -139,7 +139,7 @@ pub(crate) struct ArmedReply {
     pub(crate) expires_in_s: u64,
     /// The native pairing link (`None` without the native door).
     pub(crate) link: Option<String>,
-    pub(crate) pin: String,
+    pub(crate) pin: Pin,
     /// The typed PIN was used (a wrong guess, or a pairing in progress):
     /// only the link (QR code) still pairs in this arming.
     pub(crate) pin_used: bool,
@@ -166,8 +166,8 @@ pub(crate) struct OtpReply {
     /// The `art://` link (`None` until the doors are bound).
     link: Option<String>,
     name: Option<DisplayName>,
-    passphrase: String,
-    pin: String,
+    passphrase: Passphrase,
+    pin: Pin,
     /// The port in `link` (`None` when there is no link).
     port: Option<u16>,
     /// The wrong tries so far, oldest first (only in the page state).
@@ -189,8 +189,8 @@ impl OtpReply {
             expires_in_s: expires_in(otp.expires(), now),
             link,
             name: otp.name().cloned(),
-            passphrase: otp.passphrase().as_str().to_owned(),
-            pin: otp.pin().as_str().to_owned(),
+            passphrase: otp.passphrase().clone(),
+            pin: otp.pin().clone(),
             port,
             tries: None,
             tries_left: None,
@@ -509,7 +509,7 @@ mod tests {
             ArmedReply {
                 expires_in_s: 180,
                 link: None,
-                pin: "0042".into(),
+                pin: "0042".parse().unwrap(),
                 pin_used: true,
             },
             json!({"pin": "0042", "expires_in_s": 180, "link": null, "pin_used": true}),

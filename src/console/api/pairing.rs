@@ -18,7 +18,7 @@ pub(crate) fn pairing_state(state: &ConsoleState, opened: Option<LinkHost>) -> P
     let armed = gate.arming().map(|a| ArmedReply {
         expires_in_s: expires_in(a.expires, now),
         link: pairing_link(state, &addresses, &a.link).map(|l| l.to_uri()),
-        pin: a.pin.as_str().to_owned(),
+        pin: a.pin.clone(),
         pin_used: a.pin_taken,
     });
     let last_attempt = gate
@@ -104,7 +104,7 @@ pub(super) async fn arm(
             &armed.link,
         )
         .map(|l| l.to_uri()),
-        pin: armed.pin.as_str().to_owned(),
+        pin: armed.pin.clone(),
         pin_used: armed.pin_taken,
     }))
 }
@@ -230,7 +230,8 @@ pub(super) async fn unblock(
 
 #[derive(Deserialize)]
 pub(super) struct PinBody {
-    pin: String,
+    /// Zeroed once parsed, like the [`Pin`] it becomes.
+    pin: zeroize::Zeroizing<String>,
     label: Option<String>,
 }
 
