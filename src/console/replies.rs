@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use punktfunk_certs::gate::{
-    Attempt, Block, Claimant, Exchange, OtpTry, Pending, PinState, MAX_OTP_TRIES,
+    Attempt, Block, Claimant, Exchange, OtpTry, Pending, PendingOutcome, PinState, MAX_OTP_TRIES,
 };
 use punktfunk_certs::otp::{OneTimePin, Passphrase};
 use punktfunk_certs::{Device, DisplayName, Fingerprint, Kind, Label, Pin, Via};
@@ -249,6 +249,43 @@ pub(crate) struct Lifted {
     pub(crate) lifted: bool,
 }
 
+/// How a pairing went, as every reply of the console says it (the last
+/// use of the armed PIN, the last one-time PIN, a PIN entered for a
+/// Moonlight request): one vocabulary, whichever door.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum PairingResult {
+    /// Still running.
+    InProgress,
+    /// Still running after the console's wait.
+    Waiting,
+    /// The device was stored.
+    Paired,
+    /// The PIN did not match (or the exchange broke off after taking it).
+    PinRejected,
+    /// moonlight-qt's own key bug, not a wrong PIN: press Pair again.
+    MoonlightQtBug,
+    /// The request ended otherwise (denied, expired, replaced, the client
+    /// went away).
+    Abandoned,
+    /// A one-time PIN's pairing that did not end paired.
+    Failed,
+    /// A one-time PIN's proof did not match (the PIN or the passphrase).
+    WrongPassphrase,
+}
+
+impl PairingResult {
+    /// How a Moonlight request whose PIN was entered ended.
+    pub(crate) fn of_request(outcome: PendingOutcome) -> Self {
+        match outcome {
+            PendingOutcome::Paired => Self::Paired,
+            PendingOutcome::PinRejected => Self::PinRejected,
+            PendingOutcome::MoonlightQtBug => Self::MoonlightQtBug,
+            _ => Self::Abandoned,
+        }
+    }
+}
+
 /// How the last use of the armed PIN went.
 #[derive(Debug, Serialize)]
 pub(crate) struct LastAttemptReply {
@@ -256,15 +293,15 @@ pub(crate) struct LastAttemptReply {
     /// Only for `paired`: the device that was stored.
     #[serde(skip_serializing_if = "Option::is_none")]
     fingerprint: Option<Fingerprint>,
-    result: &'static str,
+    result: PairingResult,
 }
 
 impl LastAttemptReply {
     pub(crate) fn new(by: &Claimant, result: &Attempt) -> Self {
         let (result, fingerprint) = match result {
-            Attempt::InProgress => ("in_progress", None),
-            Attempt::Paired { fingerprint } => ("paired", Some(*fingerprint)),
-            Attempt::Failed => ("pin_rejected", None),
+            Attempt::InProgress => (PairingResult::InProgress, None),
+            Attempt::Paired { fingerprint } => (PairingResult::Paired, Some(*fingerprint)),
+            Attempt::Failed => (PairingResult::PinRejected, None),
         };
         Self {
             by: by.into(),
@@ -278,7 +315,7 @@ impl LastAttemptReply {
 #[derive(Debug, Serialize)]
 pub(crate) struct OtpLastReply {
     pub(crate) address: String,
-    pub(crate) result: &'static str,
+    pub(crate) result: PairingResult,
 }
 
 /// Who runs a native pairing exchange (past its `pake`), and for how long.
@@ -361,7 +398,7 @@ pub(crate) struct OtpCancelled {
 /// `POST /api/pending/{id}/pin`: how the pairing ended, or `waiting`.
 #[derive(Debug, Serialize)]
 pub(crate) struct PinOutcome {
-    pub(crate) result: &'static str,
+    pub(crate) result: PairingResult,
 }
 
 /// Seconds until `deadline`, rounded up: "0 s left" while it is still valid
@@ -411,7 +448,9 @@ mod tests {
             json!({ "cancelled": true }),
         );
         same_bytes(
-            PinOutcome { result: "waiting" },
+            PinOutcome {
+                result: PairingResult::Waiting,
+            },
             json!({"result": "waiting"}),
         );
 
@@ -514,6 +553,29 @@ mod tests {
             },
             json!({"pin": "0042", "expires_in_s": 180, "link": null, "pin_used": true}),
         );
+    }
+
+    #[test]
+    fn every_pairing_result_is_spelled_as_the_api_document_says() {
+        let doc: serde_json::Value =
+            serde_json::from_str(include_str!("../../docs/console-api.json")).unwrap();
+        let text = doc.to_string();
+        for (result, wire) in [
+            (PairingResult::InProgress, "in_progress"),
+            (PairingResult::Waiting, "waiting"),
+            (PairingResult::Paired, "paired"),
+            (PairingResult::PinRejected, "pin_rejected"),
+            (PairingResult::MoonlightQtBug, "moonlight_qt_bug"),
+            (PairingResult::Abandoned, "abandoned"),
+            (PairingResult::Failed, "failed"),
+            (PairingResult::WrongPassphrase, "wrong_passphrase"),
+        ] {
+            assert_eq!(serde_json::to_value(result).unwrap(), json!(wire));
+            assert!(
+                text.contains(&format!("\"{wire}\"")),
+                "{wire} not in the API document"
+            );
+        }
     }
 
     #[test]

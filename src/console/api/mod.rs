@@ -25,7 +25,7 @@ use super::links::LinkHost;
 use super::replies::{
     expires_in, ArmedReply, BlockReply, Blocked, Csrf, DeniedAll, DeviceList, DeviceReply, Done,
     ErrorReply, ExchangeReply, HostReply, HostSummary, LastAttemptReply, Lifted, OtpCancelled,
-    OtpLastReply, OtpLink, OtpReply, PairingState, PendingReply, PinOutcome,
+    OtpLastReply, OtpLink, OtpReply, PairingResult, PairingState, PendingReply, PinOutcome,
 };
 use super::{ApiError, ConsoleState, CSRF_HEADER, SESSION_COOKIE};
 

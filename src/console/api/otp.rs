@@ -136,12 +136,12 @@ pub(super) async fn otp_qr(
 pub(super) fn otp_last(gate: &punktfunk_certs::Gate) -> Option<OtpLastReply> {
     gate.last_otp().map(|l| {
         let result = match (l.matched, l.request) {
-            (false, _) => "wrong_passphrase",
-            (true, None) => "in_progress",
+            (false, _) => PairingResult::WrongPassphrase,
+            (true, None) => PairingResult::InProgress,
             (true, Some(id)) => match gate.outcome(id) {
-                Some(PendingOutcome::Paired) => "paired",
-                Some(_) => "failed",
-                None => "in_progress",
+                Some(PendingOutcome::Paired) => PairingResult::Paired,
+                Some(_) => PairingResult::Failed,
+                None => PairingResult::InProgress,
             },
         };
         OtpLastReply {

@@ -265,18 +265,15 @@ pub(super) async fn enter_pin(
     .await
     .ok()
     .flatten();
-    let result = match outcome {
-        Some(PendingOutcome::Paired) => "paired",
-        Some(PendingOutcome::PinRejected) => "pin_rejected",
-        // Not a wrong PIN (gamestream `Outcome::MoonlightQtBug`): the page
-        // says to press Pair in Moonlight again.
-        Some(PendingOutcome::MoonlightQtBug) => "moonlight_qt_bug",
-        Some(_) => "abandoned",
+    // `moonlight_qt_bug` is not a wrong PIN (gamestream
+    // `Outcome::MoonlightQtBug`): the page says to press Pair in Moonlight
+    // again.
+    let Some(outcome) = outcome else {
         // Still running after the wait: say so rather than guess.
-        None => {
-            return Ok(HttpResponse::Accepted().json(PinOutcome { result: "waiting" }));
-        }
+        let result = PairingResult::Waiting;
+        return Ok(HttpResponse::Accepted().json(PinOutcome { result }));
     };
+    let result = PairingResult::of_request(outcome);
     Ok(HttpResponse::Ok().json(PinOutcome { result }))
 }
 
