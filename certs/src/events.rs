@@ -3,7 +3,7 @@
 //! GameStream request waiting for its PIN).
 
 use crate::fingerprint::Fingerprint;
-use crate::gate::{PendingId, PendingOutcome};
+use crate::gate::{PendingId, RequestEnd};
 
 /// Something changed in the registry or the gate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +57,7 @@ pub enum TrustEvent {
         /// The request.
         id: PendingId,
         /// How it ended.
-        outcome: PendingOutcome,
+        outcome: RequestEnd,
     },
     /// Audit entries up to `seq` are on disk.
     Audited {

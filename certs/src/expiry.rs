@@ -51,7 +51,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::gate::{GateConfig, Needs, PendingOutcome, PendingRequest};
+    use crate::gate::{GateConfig, Needs, PendingRequest, RequestEnd};
     use crate::identity::Identity;
     use crate::name::DisplayName;
     use crate::registry::Kind;
@@ -91,7 +91,7 @@ mod tests {
             )
             .await
             .expect("expired by the timer, not by a caller");
-            assert_eq!(ended, Some(PendingOutcome::Expired));
+            assert_eq!(ended, Some(RequestEnd::Expired));
         });
     }
 }

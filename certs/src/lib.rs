@@ -69,7 +69,7 @@ pub use events::TrustEvent;
 pub use fingerprint::{Fingerprint, ParseFingerprintError};
 pub use gate::{
     AddressKey, Claimant, Gate, GateConfig, GateError, LinkSecret, Needs, PendingId,
-    PendingOutcome, PendingRequest, Pin, Secret,
+    PendingRequest, Pin, RequestEnd, Secret,
 };
 pub use identity::{ct_eq, verify_sha256, HostIdentity, Identity, IdentityError};
 pub use name::{DisplayName, Label, LabelError};

@@ -25,7 +25,7 @@ use tokio::sync::broadcast;
 use crate::audit::{AuditConfig, AuditError, AuditLog, Door, Entry, Event, Ticket};
 use crate::events::TrustEvent;
 use crate::fingerprint::Fingerprint;
-use crate::gate::{Gate, GateConfig, GateError, Needs, Pending, PendingId, PendingOutcome};
+use crate::gate::{Gate, GateConfig, GateError, Needs, Pending, PendingId, RequestEnd};
 use crate::name::Label;
 use crate::registry::{Device, Devices, Registry, RegistryError, Via, REGISTRY_FILE};
 
@@ -75,7 +75,7 @@ pub enum RequestUpdate {
     PinEntered,
     /// It ended; `None` if so long ago that its outcome is forgotten, or
     /// the service is stopping.
-    Ended(Option<PendingOutcome>),
+    Ended(Option<RequestEnd>),
 }
 
 /// Who makes a decision: the console (from an address) or the CLI.
@@ -296,7 +296,7 @@ impl Trust {
         &self,
         events: &mut broadcast::Receiver<TrustEvent>,
         id: PendingId,
-    ) -> Option<PendingOutcome> {
+    ) -> Option<RequestEnd> {
         loop {
             if let RequestUpdate::Ended(outcome) = self.request_update(events, id).await {
                 return outcome;
@@ -379,8 +379,8 @@ impl Trust {
         };
         let stored = self.registry.upsert(device.clone());
         let outcome = match needs {
-            Needs::Approval => PendingOutcome::Approved,
-            Needs::Pin => PendingOutcome::Paired,
+            Needs::Approval => RequestEnd::Approved,
+            Needs::Pin => RequestEnd::Paired,
         };
         self.gate()
             .end_storing(id, stored.is_ok().then_some(outcome));

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use punktfunk_certs::audit::{self, Query};
 use punktfunk_certs::registry::REGISTRY_FILE;
 use punktfunk_certs::{
-    Actor, Clock, Door, Event, GateConfig, GateError, Identity, Kind, Needs, PendingOutcome,
-    PendingRequest, Trust, TrustError, TrustEvent, Via,
+    Actor, Clock, Door, Event, GateConfig, GateError, Identity, Kind, Needs, PendingRequest,
+    RequestEnd, Trust, TrustError, TrustEvent, Via,
 };
 use tokio::sync::broadcast;
 
@@ -96,7 +96,7 @@ fn approve_stores_durably_then_ends_the_request() {
         next_change(&mut events),
         TrustEvent::PendingRemoved {
             id,
-            outcome: PendingOutcome::Approved
+            outcome: RequestEnd::Approved
         }
     );
     // Recorded in order, with who approved it from where.
@@ -154,10 +154,10 @@ fn pin_requests_cannot_be_approved_and_expire_on_the_fake_clock() {
         next_change(&mut events),
         TrustEvent::PendingRemoved {
             id,
-            outcome: PendingOutcome::Expired
+            outcome: RequestEnd::Expired
         }
     );
-    assert_eq!(trust.request_ended(id), Some(PendingOutcome::Expired));
+    assert_eq!(trust.request_ended(id), Some(RequestEnd::Expired));
     trust.audited().durable_blocking().unwrap();
     assert_eq!(
         trail(dir.path()),
@@ -238,10 +238,10 @@ fn a_waiter_that_fell_behind_still_learns_what_happened_to_its_request() {
         trust.disarm(Actor::cli());
         let _ = trust.arm(Actor::cli(), &mut rand::rngs::OsRng);
     }
-    trust.end_request(id, PendingOutcome::PinRejected);
+    trust.end_request(id, RequestEnd::PinRejected);
     assert_eq!(
         rt.block_on(trust.request_outcome(&mut events, id)),
-        Some(PendingOutcome::PinRejected)
+        Some(RequestEnd::PinRejected)
     );
 }
 
@@ -266,6 +266,6 @@ fn a_request_whose_device_cannot_be_stored_waits_again() {
     // Back to waiting: it can be denied, or approved after all.
     let approved = trust.approve(id, None, Actor::cli()).unwrap();
     assert_eq!(approved.fingerprint, id_a.fingerprint());
-    assert_eq!(trust.request_ended(id), Some(PendingOutcome::Approved));
+    assert_eq!(trust.request_ended(id), Some(RequestEnd::Approved));
     assert!(trust.is_trusted(&id_a.fingerprint()));
 }

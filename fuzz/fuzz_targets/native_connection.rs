@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use punktfunk_certs::{Fingerprint, GateError, PendingOutcome, Secret};
+use punktfunk_certs::{Fingerprint, GateError, RequestEnd, Secret};
 use punktfunk_native::connection::{
     Action, Effect, HelloFacts, HostConnection, HostSide, Peer, ReadFailure,
 };
@@ -160,10 +160,10 @@ fuzz_target!(|data: &[u8]| {
             }
             9 => {
                 let outcome = [
-                    PendingOutcome::Approved,
-                    PendingOutcome::Denied,
-                    PendingOutcome::Expired,
-                    PendingOutcome::Replaced,
+                    RequestEnd::Approved,
+                    RequestEnd::Denied,
+                    RequestEnd::Expired,
+                    RequestEnd::Replaced,
                 ]
                 .get(usize::from(input.byte() % 5))
                 .copied();

@@ -13,7 +13,7 @@ use std::time::Instant;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use punktfunk_certs::Identity;
 use punktfunk_gamestream::{
-    Effect, InvalidQuery, Outcome, PairQuery, PairRequest, PairingSession, Pin,
+    Effect, InvalidQuery, PairQuery, PairRequest, PairingEnd, PairingSession, Pin,
 };
 
 const HOST_CRT: &str = include_str!("../tests/data/host.crt");
@@ -60,7 +60,7 @@ impl Fixture {
     }
 
     /// One whole pairing, as the HTTP shell drives the core.
-    fn pair(&self, rng: &mut Replay) -> Outcome {
+    fn pair(&self, rng: &mut Replay) -> PairingEnd {
         let now = Instant::now();
         let q = parse(&self.queries[0]).unwrap();
         let PairRequest::GetServerCert(g) = q.request else {
@@ -88,7 +88,7 @@ fn bench(c: &mut Criterion) {
     let f = Fixture::load();
     // Sanity: the replay is a successful pairing.
     let outcome = f.pair(&mut Replay(f.rng_bytes.clone()));
-    assert!(matches!(outcome, Outcome::Paired(_)), "{outcome:?}");
+    assert!(matches!(outcome, PairingEnd::Paired(_)), "{outcome:?}");
 
     c.bench_function("gamestream pairing, server side (phases 1-4)", |b| {
         b.iter_batched(

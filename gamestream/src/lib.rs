@@ -24,7 +24,7 @@
 //! - [`PairQuery`] / [`PairRequest`]: a parsed `/pair` query; hex and
 //!   lengths checked at the edge ([`InvalidQuery`] otherwise).
 //! - [`PairingSession`]: one attempt, one variant per message expected next.
-//! - [`Step`], [`Effect`], [`Outcome`], [`PairError`]: what a step yields.
+//! - [`Step`], [`Effect`], [`PairingEnd`], [`PairError`]: what a step yields.
 //! - [`Reply`] and the builders in [`xml`]: every GameStream answer.
 //!
 //! ## The exchange
@@ -55,10 +55,10 @@
 //!        ◀── paired=1 ─────────────────────────────── xml::pair_challenge
 //! ```
 //!
-//! A failure after the PIN was entered is [`Outcome::PinRejected`], unless
+//! A failure after the PIN was entered is [`PairingEnd::PinRejected`], unless
 //! H(salt ‖ PIN) has a zero byte in its first 15 bytes: moonlight-qt then
 //! derives a wrong key even from the right PIN (about 1 attempt in 18), and
-//! the attempt ends as [`Outcome::MoonlightQtBug`], so the console can say to
+//! the attempt ends as [`PairingEnd::MoonlightQtBug`], so the console can say to
 //! press Pair in Moonlight again instead of "wrong PIN".
 //!
 //! ## Calling contract (what [`http`] does)
@@ -66,7 +66,7 @@
 //! For `/pair` on either port:
 //!
 //! 1. `PairQuery::parse(query_pairs)`. On `Err(e)`: drop the session of
-//!    (`e.unique_id`, peer address) if any (report [`Outcome::Failed`]) and
+//!    (`e.unique_id`, peer address) if any (report [`PairingEnd::Failed`]) and
 //!    answer `Reply::from(&e)`.
 //! 2. [`PairRequest::GetServerCert`]: [`PairingSession::start`]; register a
 //!    pending request with the gate (kind, shown name, the client
@@ -90,13 +90,13 @@
 //!    - `Ok(step)`: carry out `step.effects` in order ([`Effect::StoreDevice`]
 //!      durably, then report [`Effect::Finished`]); put `step.session` back if
 //!      it is `Some`; answer `step.reply`. If an effect fails, answer
-//!      `PairError::Host(..).reply()` and report [`Outcome::Failed`].
+//!      `PairError::Host(..).reply()` and report [`PairingEnd::Failed`].
 //!    - `Err(e)`: the attempt is over; report `e.outcome()`, answer `e.reply()`.
 //!
 //! `/unpair` (HTTP, unauthenticated) removes no device: end the peer's
 //! attempt with [`PairingSession::cancelled_by_client`] and answer
 //! [`xml::unpair`]. Sessions for which [`PairingSession::is_expired`] holds
-//! may be dropped at any time ([`Outcome::Abandoned`]). Every reply is sent as
+//! may be dropped at any time ([`PairingEnd::Abandoned`]). Every reply is sent as
 //! HTTP 200 with [`Reply::to_xml`] as body.
 
 #![warn(missing_docs, unreachable_pub)]
@@ -121,6 +121,6 @@ pub use request::{
 };
 pub use session::{
     AwaitingClientChallenge, AwaitingClientPairingSecret, AwaitingPin, AwaitingServerChallengeResp,
-    Effect, HostFault, NewDevice, Outcome, PairError, PairingSession, Step, PHASE_TIMEOUT,
+    Effect, HostFault, NewDevice, PairError, PairingEnd, PairingSession, Step, PHASE_TIMEOUT,
 };
 pub use xml::Reply;

@@ -96,19 +96,19 @@ pub struct Step {
 
 /// Work for the shell. Carry effects out in order; if one fails, send
 /// [`PairError::reply`] of [`PairError::Host`] instead of the step's reply and
-/// report [`Outcome::Failed`].
+/// report [`PairingEnd::Failed`].
 #[derive(Debug)]
 pub enum Effect {
     /// Store the device in the registry, durably, before the reply is sent:
     /// the reply tells the client it is paired.
     StoreDevice(NewDevice),
     /// The attempt is over; report this to the gate and so to the console.
-    Finished(Outcome),
+    Finished(PairingEnd),
 }
 
 /// How a pairing attempt ended, for the console.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum PairingEnd {
     /// Verified and stored.
     Paired(Fingerprint),
     /// The PIN did not match (or the exchange was tampered with).
@@ -124,7 +124,7 @@ pub enum Outcome {
     Abandoned,
 }
 
-impl Outcome {
+impl PairingEnd {
     /// The console's word for it: `paired`, `pin_rejected`,
     /// `moonlight_qt_bug`, `failed` or `abandoned` (the vocabulary of
     /// `POST /api/pending/{id}/pin`).
@@ -277,8 +277,8 @@ impl PairError {
     }
 
     /// The outcome to report to the gate.
-    pub fn outcome(&self) -> Outcome {
-        Outcome::Failed
+    pub fn outcome(&self) -> PairingEnd {
+        PairingEnd::Failed
     }
 }
 
@@ -391,13 +391,13 @@ impl PairingSession {
     /// after phase 3 finds a wrong PIN, so once the PIN was entered this is
     /// the host's only news of a wrong PIN. After phase 3, with a salt and
     /// PIN that break moonlight-qt's key, it is that bug's failure instead.
-    pub fn cancelled_by_client(self) -> Outcome {
+    pub fn cancelled_by_client(self) -> PairingEnd {
         match self {
-            Self::AwaitingPin(_) => Outcome::Abandoned,
+            Self::AwaitingPin(_) => PairingEnd::Abandoned,
             Self::AwaitingClientPairingSecret(s) if s.qt_key_wrong => {
-                Outcome::MoonlightQtBug(Rejection::ClientGaveUp)
+                PairingEnd::MoonlightQtBug(Rejection::ClientGaveUp)
             }
-            _ => Outcome::PinRejected(Rejection::ClientGaveUp),
+            _ => PairingEnd::PinRejected(Rejection::ClientGaveUp),
         }
     }
 
@@ -413,7 +413,7 @@ impl PairingSession {
 
     /// Whether the attempt timed out waiting for its next phase (always
     /// `false` while waiting for the PIN: the gate expires those). For the
-    /// shell's periodic clean-up; report [`Outcome::Abandoned`].
+    /// shell's periodic clean-up; report [`PairingEnd::Abandoned`].
     pub fn is_expired(&self, now: Instant) -> bool {
         self.deadline().is_some_and(|d| now > d)
     }
@@ -554,7 +554,7 @@ impl AwaitingClientPairingSecret {
                     reply: Reply::ok().with("paired", "1"),
                     effects: vec![
                         Effect::StoreDevice(device),
-                        Effect::Finished(Outcome::Paired(fingerprint)),
+                        Effect::Finished(PairingEnd::Paired(fingerprint)),
                     ],
                 }
             }
@@ -563,9 +563,9 @@ impl AwaitingClientPairingSecret {
                 // as a hash mismatch; a bad signature is no key's doing.
                 let outcome = match rejection {
                     Rejection::HashMismatch if self.qt_key_wrong => {
-                        Outcome::MoonlightQtBug(rejection)
+                        PairingEnd::MoonlightQtBug(rejection)
                     }
-                    _ => Outcome::PinRejected(rejection),
+                    _ => PairingEnd::PinRejected(rejection),
                 };
                 Step {
                     session: None,
@@ -653,7 +653,7 @@ mod tests {
             crate::xml::pair_challenge(crate::xml::Channel::AuthorizedHttps).to_xml(),
             t[4].2
         );
-        let [Effect::StoreDevice(device), Effect::Finished(Outcome::Paired(fp))] = &effects[..]
+        let [Effect::StoreDevice(device), Effect::Finished(PairingEnd::Paired(fp))] = &effects[..]
         else {
             panic!("unexpected effects {effects:?}")
         };
@@ -700,7 +700,7 @@ mod tests {
         }
         assert_eq!(
             session.cancelled_by_client(),
-            Outcome::PinRejected(Rejection::ClientGaveUp)
+            PairingEnd::PinRejected(Rejection::ClientGaveUp)
         );
         assert_eq!(crate::xml::unpair().to_xml(), t[3].2);
     }
@@ -803,10 +803,10 @@ mod tests {
         // moonlight-qt unpairs.
         assert_eq!(
             session.cancelled_by_client(),
-            Outcome::MoonlightQtBug(Rejection::ClientGaveUp)
+            PairingEnd::MoonlightQtBug(Rejection::ClientGaveUp)
         );
         assert_eq!(
-            Outcome::MoonlightQtBug(Rejection::ClientGaveUp).as_str(),
+            PairingEnd::MoonlightQtBug(Rejection::ClientGaveUp).as_str(),
             "moonlight_qt_bug"
         );
     }
@@ -830,8 +830,8 @@ mod tests {
         let pin = v.pin();
         let t = transcript(&v, "wrong_pin");
         for (breaks, expected) in [
-            (true, Outcome::MoonlightQtBug(Rejection::ClientGaveUp)),
-            (false, Outcome::PinRejected(Rejection::ClientGaveUp)),
+            (true, PairingEnd::MoonlightQtBug(Rejection::ClientGaveUp)),
+            (false, PairingEnd::PinRejected(Rejection::ClientGaveUp)),
         ] {
             let mut rng = server_rng(&v);
             let session = started_with_salt(&t, salt_for(&pin, breaks));
@@ -862,7 +862,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             step.session.unwrap().cancelled_by_client(),
-            Outcome::PinRejected(Rejection::ClientGaveUp)
+            PairingEnd::PinRejected(Rejection::ClientGaveUp)
         );
 
         // A one-time PIN's attempt (Artemis, never moonlight-qt; a wrong
@@ -888,15 +888,15 @@ mod tests {
         }
         assert_eq!(
             session.cancelled_by_client(),
-            Outcome::PinRejected(Rejection::ClientGaveUp)
+            PairingEnd::PinRejected(Rejection::ClientGaveUp)
         );
 
         // Phase 4 after a key mismatch: the recorded client's hash was made
         // under the recorded salt's key.
         let t = transcript(&v, "success");
         for (breaks, expected) in [
-            (true, Outcome::MoonlightQtBug(Rejection::HashMismatch)),
-            (false, Outcome::PinRejected(Rejection::HashMismatch)),
+            (true, PairingEnd::MoonlightQtBug(Rejection::HashMismatch)),
+            (false, PairingEnd::PinRejected(Rejection::HashMismatch)),
         ] {
             let mut rng = server_rng(&v);
             let session = started_with_salt(&t, salt_for(&pin, breaks));

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use openssl::x509::X509;
 use punktfunk_certs::{Fingerprint, Identity};
 use punktfunk_gamestream::{
-    Effect, InvalidQuery, Outcome, PairError, PairQuery, PairRequest, PairingSession, ParseError,
-    Phrase, Pin, Rejection, Reply, Step, PHASE_TIMEOUT,
+    Effect, InvalidQuery, PairError, PairQuery, PairRequest, PairingEnd, PairingSession,
+    ParseError, Phrase, Pin, Rejection, Reply, Step, PHASE_TIMEOUT,
 };
 use punktfunk_testsupport::moonlight::{self, StepError};
 use punktfunk_testsupport::xml;
@@ -251,7 +251,7 @@ fn client_restatement_sends_what_moonlight_python_sent() {
     assert_eq!(step.reply.field("paired"), Some("1"));
     assert!(h.session.is_none(), "the attempt ends after phase 4");
 
-    let [Effect::StoreDevice(device), Effect::Finished(Outcome::Paired(fp))] = &step.effects[..]
+    let [Effect::StoreDevice(device), Effect::Finished(PairingEnd::Paired(fp))] = &step.effects[..]
     else {
         panic!("unexpected effects {:?}", step.effects)
     };
@@ -323,7 +323,7 @@ fn wrong_pin_is_caught_by_the_client_after_phase3() {
     assert_eq!(client.check_phase3(&r3), Err(StepError::IncorrectPin));
     // The recorded client then called /unpair.
     let outcome = h.session.unwrap().cancelled_by_client();
-    assert_eq!(outcome, Outcome::PinRejected(Rejection::ClientGaveUp));
+    assert_eq!(outcome, PairingEnd::PinRejected(Rejection::ClientGaveUp));
 }
 
 #[test]
@@ -338,7 +338,7 @@ fn wrong_pin_is_caught_by_the_host_in_phase4() {
     assert!(h.session.is_none());
     assert!(matches!(
         &step.effects[..],
-        [Effect::Finished(Outcome::PinRejected(
+        [Effect::Finished(PairingEnd::PinRejected(
             Rejection::HashMismatch
         ))]
     ));
@@ -358,7 +358,7 @@ fn bad_signature_in_phase4_stores_nothing() {
     assert_eq!(step.reply.field("paired"), Some("0"));
     assert!(matches!(
         &step.effects[..],
-        [Effect::Finished(Outcome::PinRejected(
+        [Effect::Finished(PairingEnd::PinRejected(
             Rejection::BadSignature
         ))]
     ));
@@ -381,7 +381,7 @@ fn signature_by_another_key_is_refused() {
     let step = h.step_ok(&q4);
     assert!(matches!(
         &step.effects[..],
-        [Effect::Finished(Outcome::PinRejected(
+        [Effect::Finished(PairingEnd::PinRejected(
             Rejection::BadSignature
         ))]
     ));
@@ -403,7 +403,7 @@ fn phases_out_of_order_end_the_attempt() {
             got: Phrase::ClientPairingSecret
         }
     ));
-    assert_eq!(err.outcome(), Outcome::Failed);
+    assert_eq!(err.outcome(), PairingEnd::Failed);
     let reply = err.reply();
     assert_eq!(reply.status_code(), 400);
     assert_eq!(reply.field("paired"), Some("0"));
@@ -520,7 +520,7 @@ fn awaiting_the_pin_never_expires_in_the_core_and_unpair_abandons() {
     assert_eq!(session.expected(), Phrase::GetServerCert);
     assert!(!session.is_expired(Instant::now() + Duration::from_secs(86_400)));
     assert_eq!(session.fingerprint(), client_fingerprint());
-    assert_eq!(session.cancelled_by_client(), Outcome::Abandoned);
+    assert_eq!(session.cancelled_by_client(), PairingEnd::Abandoned);
 }
 
 #[test]
@@ -631,11 +631,11 @@ fn core_types_can_cross_threads_and_awaits() {
 
 #[test]
 fn outcomes_have_console_names() {
-    assert_eq!(Outcome::Paired(client_fingerprint()).as_str(), "paired");
+    assert_eq!(PairingEnd::Paired(client_fingerprint()).as_str(), "paired");
     assert_eq!(
-        Outcome::PinRejected(Rejection::HashMismatch).as_str(),
+        PairingEnd::PinRejected(Rejection::HashMismatch).as_str(),
         "pin_rejected"
     );
-    assert_eq!(Outcome::Failed.as_str(), "failed");
-    assert_eq!(Outcome::Abandoned.as_str(), "abandoned");
+    assert_eq!(PairingEnd::Failed.as_str(), "failed");
+    assert_eq!(PairingEnd::Abandoned.as_str(), "abandoned");
 }

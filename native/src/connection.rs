@@ -39,7 +39,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use punktfunk_certs::{Claimant, Fingerprint, PendingId, PendingOutcome, Refusal, Secret, Via};
+use punktfunk_certs::{Claimant, Fingerprint, PendingId, Refusal, RequestEnd, Secret, Via};
 use rand_core::{CryptoRng, RngCore};
 
 use crate::handshake::{self, HandshakeError};
@@ -472,12 +472,7 @@ impl HostConnection {
     /// The request this connection waits on ended (`None`: its outcome is
     /// forgotten, or the host is stopping). `trusted`: whether the registry
     /// lists the client now.
-    pub fn on_request_ended(
-        &mut self,
-        outcome: Option<PendingOutcome>,
-        trusted: bool,
-        now: Instant,
-    ) {
+    pub fn on_request_ended(&mut self, outcome: Option<RequestEnd>, trusted: bool, now: Instant) {
         if !matches!(self.state, State::AwaitDecision { .. }) {
             return;
         }
@@ -485,8 +480,8 @@ impl HostConnection {
             return self.close_with(None);
         };
         let decision = match outcome {
-            PendingOutcome::Approved => Decision::Approved,
-            PendingOutcome::Denied => Decision::Denied,
+            RequestEnd::Approved => Decision::Approved,
+            RequestEnd::Denied => Decision::Denied,
             // Expired, or replaced by a newer knock of the same device on
             // another connection: this request is over either way.
             _ => Decision::Expired,

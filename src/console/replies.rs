@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use punktfunk_certs::gate::{
-    Attempt, Block, Claimant, Exchange, OtpTry, Pending, PendingOutcome, PinState, MAX_OTP_TRIES,
+    Block, Claimant, Exchange, OtpTry, Pending, PinState, PinUse, RequestEnd, MAX_OTP_TRIES,
 };
 use punktfunk_certs::otp::{OneTimePin, Passphrase};
 use punktfunk_certs::{Device, DisplayName, Fingerprint, Kind, Label, Pin, Via};
@@ -276,11 +276,11 @@ pub(crate) enum PairingResult {
 
 impl PairingResult {
     /// How a Moonlight request whose PIN was entered ended.
-    pub(crate) fn of_request(outcome: PendingOutcome) -> Self {
+    pub(crate) fn of_request(outcome: RequestEnd) -> Self {
         match outcome {
-            PendingOutcome::Paired => Self::Paired,
-            PendingOutcome::PinRejected => Self::PinRejected,
-            PendingOutcome::MoonlightQtBug => Self::MoonlightQtBug,
+            RequestEnd::Paired => Self::Paired,
+            RequestEnd::PinRejected => Self::PinRejected,
+            RequestEnd::MoonlightQtBug => Self::MoonlightQtBug,
             _ => Self::Abandoned,
         }
     }
@@ -297,11 +297,11 @@ pub(crate) struct LastAttemptReply {
 }
 
 impl LastAttemptReply {
-    pub(crate) fn new(by: &Claimant, result: &Attempt) -> Self {
+    pub(crate) fn new(by: &Claimant, result: &PinUse) -> Self {
         let (result, fingerprint) = match result {
-            Attempt::InProgress => (PairingResult::InProgress, None),
-            Attempt::Paired { fingerprint } => (PairingResult::Paired, Some(*fingerprint)),
-            Attempt::Failed => (PairingResult::PinRejected, None),
+            PinUse::InProgress => (PairingResult::InProgress, None),
+            PinUse::Paired { fingerprint } => (PairingResult::Paired, Some(*fingerprint)),
+            PinUse::Failed => (PairingResult::PinRejected, None),
         };
         Self {
             by: by.into(),
@@ -502,11 +502,11 @@ mod tests {
             "fingerprint": c.fingerprint,
         });
         same_bytes(
-            LastAttemptReply::new(&c, &Attempt::Paired { fingerprint: fp }),
+            LastAttemptReply::new(&c, &PinUse::Paired { fingerprint: fp }),
             json!({"result": "paired", "fingerprint": fp, "by": by}),
         );
         same_bytes(
-            LastAttemptReply::new(&c, &Attempt::Failed),
+            LastAttemptReply::new(&c, &PinUse::Failed),
             json!({"result": "pin_rejected", "by": by}),
         );
         let now = Instant::now();

@@ -6,7 +6,7 @@
 use rand::rngs::OsRng;
 
 use crate::gate::{
-    GateError, OtpRequestError, Pending, PendingId, PendingOutcome, PendingRequest, Pin,
+    GateError, OtpRequestError, Pending, PendingId, PendingRequest, Pin, RequestEnd,
 };
 use crate::name::Label;
 use crate::otp::OtpError;
@@ -81,12 +81,12 @@ impl Trust {
     /// Ends request `id` as `outcome` (the door's side: abandoned,
     /// replaced, timed out, failed). The request as it was, if it was
     /// still waiting.
-    pub fn end_request(&self, id: PendingId, outcome: PendingOutcome) -> Option<Pending> {
+    pub fn end_request(&self, id: PendingId, outcome: RequestEnd) -> Option<Pending> {
         self.gate().finish(id, outcome)
     }
 
     /// How request `id` ended, if it did (and is still remembered).
-    pub fn request_ended(&self, id: PendingId) -> Option<PendingOutcome> {
+    pub fn request_ended(&self, id: PendingId) -> Option<RequestEnd> {
         self.gate().outcome(id)
     }
 
@@ -176,10 +176,10 @@ mod tests {
             .knock(request(Kind::Gamestream, Needs::Pin, [10, 0, 0, 4]), None)
             .unwrap();
         assert!(trust.collect_pin(id).is_none(), "no PIN entered yet");
-        assert!(trust.end_request(id, PendingOutcome::Abandoned).is_some());
-        assert!(trust.end_request(id, PendingOutcome::Replaced).is_none());
+        assert!(trust.end_request(id, RequestEnd::Abandoned).is_some());
+        assert!(trust.end_request(id, RequestEnd::Replaced).is_none());
         assert!(!trust.is_waiting(id));
-        assert_eq!(trust.request_ended(id), Some(PendingOutcome::Abandoned));
+        assert_eq!(trust.request_ended(id), Some(RequestEnd::Abandoned));
     }
 
     #[test]
@@ -201,7 +201,7 @@ mod tests {
         assert!(trust.collect_pin(id).is_none(), "collected once");
         rt.block_on(trust.pair_request(id, der.clone(), None, crate::registry::Via::Pin))
             .unwrap();
-        assert_eq!(trust.request_ended(id), Some(PendingOutcome::Paired));
+        assert_eq!(trust.request_ended(id), Some(RequestEnd::Paired));
         let fp = crate::fingerprint::Fingerprint::of_der(&der);
         assert!(trust.authorize(Kind::Gamestream, &fp).is_some());
         assert!(trust.authorize(Kind::Native, &fp).is_none());
@@ -216,7 +216,7 @@ mod tests {
         let id = trust.knock(app, None).unwrap();
         let device = trust.approve(id, None, Actor::cli()).unwrap();
         assert_eq!(device.fingerprint, fp);
-        assert_eq!(trust.request_ended(id), Some(PendingOutcome::Approved));
+        assert_eq!(trust.request_ended(id), Some(RequestEnd::Approved));
         assert!(trust.authorize(Kind::Native, &fp).is_some());
     }
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use crate::audit::{DeviceRef, Door, Entry, Event, Outcome, Ticket};
 use crate::fingerprint::Fingerprint;
-use crate::gate::{Claimant, PinTicket, Secret};
+use crate::gate::{Claimant, Secret, TakenSecret};
 use crate::name::DisplayName;
 use crate::registry::{Device, Kind, RegistryError, Via};
 use crate::trust::{Trust, TrustError};
@@ -55,7 +55,7 @@ impl From<tokio::task::JoinError> for StoreError {
 /// reports. See the module docs.
 #[derive(Debug)]
 pub struct PinAttempt {
-    ticket: Option<PinTicket>,
+    ticket: Option<TakenSecret>,
     secret: Secret,
     trust: Arc<Trust>,
     door: Kind,
@@ -253,7 +253,7 @@ impl Trust {
 mod tests {
     use super::*;
     use crate::audit::{read, Query};
-    use crate::gate::{Attempt, GateConfig};
+    use crate::gate::{GateConfig, PinUse};
     use crate::identity::Identity;
     use crate::trust::{Actor, SystemClock};
 
@@ -330,7 +330,7 @@ mod tests {
         );
         assert_eq!(
             d.trust.view().last_attempt().map(|a| a.result.clone()),
-            Some(Attempt::Paired {
+            Some(PinUse::Paired {
                 fingerprint: phone.fingerprint()
             })
         );
@@ -354,7 +354,7 @@ mod tests {
         assert!(!d.trust.is_armed(PairWith::Pin));
         assert_eq!(
             d.trust.view().last_attempt().map(|a| a.result.clone()),
-            Some(Attempt::Failed)
+            Some(PinUse::Failed)
         );
         assert!(d.trust.registry().is_empty());
         assert_eq!(events(&d), [Event::PairingArmed, Event::PinRejected]);

@@ -46,7 +46,7 @@ impl Gate {
     /// Takes the armed PIN for one exchange run by `by`. After this the PIN
     /// is spent, whatever the exchange's outcome: one guess per arming.
     /// The arming's link still pairs.
-    pub fn take_pin(&mut self, by: Claimant, now: Instant) -> Result<PinTicket, GateError> {
+    pub fn take_pin(&mut self, by: Claimant, now: Instant) -> Result<TakenSecret, GateError> {
         self.expire(now);
         self.refuse_blocked(by.address)?;
         let armed = self
@@ -56,12 +56,12 @@ impl Gate {
             .ok_or(GateError::NotArmed)?;
         armed.pin_taken = true;
         let pin = armed.pin.clone();
-        self.last_attempt = Some(LastAttempt {
+        self.last_attempt = Some(LastPinUse {
             by,
-            result: Attempt::InProgress,
+            result: PinUse::InProgress,
         });
         self.events.push_back(TrustEvent::PinTaken);
-        Ok(PinTicket {
+        Ok(TakenSecret {
             secret: Secret::Pin(pin),
             arming: self.arming,
             by: None,
@@ -71,11 +71,11 @@ impl Gate {
     /// Hands the arming's link secret to one exchange. Any number may run;
     /// a wrong guess leaves the link (and the PIN) as they are, since 128
     /// bits cannot be guessed online. The first success ends the arming.
-    pub fn use_link(&mut self, by: Claimant, now: Instant) -> Result<PinTicket, GateError> {
+    pub fn use_link(&mut self, by: Claimant, now: Instant) -> Result<TakenSecret, GateError> {
         self.expire(now);
         self.refuse_blocked(by.address)?;
         let armed = self.armed.as_ref().ok_or(GateError::NotArmed)?;
-        Ok(PinTicket {
+        Ok(TakenSecret {
             secret: Secret::Link(armed.link.clone()),
             arming: self.arming,
             by: Some(by),
@@ -86,7 +86,7 @@ impl Gate {
     /// ended. `Some(fp)` if the device was paired, `None` if it failed for
     /// any reason. A success ends the arming: its PIN and its link are
     /// both used.
-    pub fn report(&mut self, ticket: PinTicket, paired: Option<Fingerprint>) {
+    pub fn report(&mut self, ticket: TakenSecret, paired: Option<Fingerprint>) {
         // A report for an older arming must not overwrite what the console
         // shows for the current one.
         if ticket.arming == self.arming {
@@ -95,9 +95,9 @@ impl Gate {
             }
             match (ticket.by, paired) {
                 (Some(by), Some(fingerprint)) => {
-                    self.last_attempt = Some(LastAttempt {
+                    self.last_attempt = Some(LastPinUse {
                         by,
-                        result: Attempt::Paired { fingerprint },
+                        result: PinUse::Paired { fingerprint },
                     })
                 }
                 // A wrong guess at the link says nothing about the PIN.
@@ -105,8 +105,8 @@ impl Gate {
                 (None, paired) => {
                     if let Some(last) = &mut self.last_attempt {
                         last.result = match paired {
-                            Some(fingerprint) => Attempt::Paired { fingerprint },
-                            None => Attempt::Failed,
+                            Some(fingerprint) => PinUse::Paired { fingerprint },
+                            None => PinUse::Failed,
                         };
                     }
                 }
@@ -119,7 +119,7 @@ impl Gate {
 
     /// How the last use of the armed PIN went, and who made it, since the
     /// last arming.
-    pub fn last_attempt(&self) -> Option<&LastAttempt> {
+    pub fn last_attempt(&self) -> Option<&LastPinUse> {
         self.last_attempt.as_ref()
     }
 

@@ -69,7 +69,7 @@ mod requests;
 mod secret;
 
 pub use punktfunk_identity::secret::{BadPin, LinkSecret, Pin, Secret, LINK_SECRET_LEN};
-pub use secret::{Armed, PinTicket};
+pub use secret::{Armed, TakenSecret};
 
 /// Tunables of the gate.
 #[derive(Debug, Clone)]
@@ -290,7 +290,7 @@ impl Pending {
 
 /// How a pending request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PendingOutcome {
+pub enum RequestEnd {
     /// Approved in the console; the device is stored.
     Approved,
     /// Denied in the console.
@@ -311,29 +311,29 @@ pub enum PendingOutcome {
     Abandoned,
 }
 
-impl PendingOutcome {
+impl RequestEnd {
     /// Stable lowercase name used in APIs.
     pub fn as_str(self) -> &'static str {
         match self {
-            PendingOutcome::Approved => "approved",
-            PendingOutcome::Denied => "denied",
-            PendingOutcome::Expired => "expired",
-            PendingOutcome::Replaced => "replaced",
-            PendingOutcome::Paired => "paired",
-            PendingOutcome::PinRejected => "pin_rejected",
-            PendingOutcome::MoonlightQtBug => "moonlight_qt_bug",
-            PendingOutcome::Abandoned => "abandoned",
+            RequestEnd::Approved => "approved",
+            RequestEnd::Denied => "denied",
+            RequestEnd::Expired => "expired",
+            RequestEnd::Replaced => "replaced",
+            RequestEnd::Paired => "paired",
+            RequestEnd::PinRejected => "pin_rejected",
+            RequestEnd::MoonlightQtBug => "moonlight_qt_bug",
+            RequestEnd::Abandoned => "abandoned",
         }
     }
 }
 
 /// The last exchange that took the armed PIN: who, and how it went.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LastAttempt {
+pub struct LastPinUse {
     /// Who took the PIN.
     pub by: Claimant,
     /// How it went.
-    pub result: Attempt,
+    pub result: PinUse,
 }
 
 /// A native pairing exchange in progress (the client's `pake` took the PIN
@@ -378,7 +378,7 @@ pub struct Block {
 
 /// How the last exchange that took the armed PIN ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Attempt {
+pub enum PinUse {
     /// Still running.
     InProgress,
     /// The device was paired.
@@ -457,7 +457,7 @@ pub struct Gate {
     config: GateConfig,
     armed: Option<Armed>,
     arming: u64,
-    last_attempt: Option<LastAttempt>,
+    last_attempt: Option<LastPinUse>,
     exchange: Option<Exchange>,
     otp: Option<OneTimePin>,
     /// The active one-time PIN's tries so far (all wrong: a match ends it).
@@ -466,7 +466,7 @@ pub struct Gate {
     blocks: BTreeMap<AddressKey, Instant>,
     pending: BTreeMap<PendingId, Pending>,
     next_id: u64,
-    outcomes: VecDeque<(PendingId, PendingOutcome)>,
+    outcomes: VecDeque<(PendingId, RequestEnd)>,
     events: VecDeque<TrustEvent>,
     audit: VecDeque<Entry>,
 }
@@ -530,7 +530,7 @@ impl Gate {
             .map(|(id, _)| *id)
             .collect();
         for id in expired {
-            self.finish(id, PendingOutcome::Expired);
+            self.finish(id, RequestEnd::Expired);
         }
         let ended: Vec<AddressKey> = self
             .blocks

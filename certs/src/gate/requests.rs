@@ -64,7 +64,7 @@ impl Gate {
     ) -> Result<PendingId, GateError> {
         let fingerprint = Fingerprint::of_der(&request.cert_der);
         if let Some(old) = self.admissible(&fingerprint, request.address.ip(), now)? {
-            self.finish(old, PendingOutcome::Replaced);
+            self.finish(old, RequestEnd::Replaced);
         }
         let id = PendingId(self.next_id);
         self.next_id += 1;
@@ -118,7 +118,7 @@ impl Gate {
 
     /// Ends a request with `outcome` and returns it; the outcome is kept for
     /// [`Gate::outcome`].
-    pub fn finish(&mut self, id: PendingId, outcome: PendingOutcome) -> Option<Pending> {
+    pub fn finish(&mut self, id: PendingId, outcome: RequestEnd) -> Option<Pending> {
         let pending = self.pending.remove(&id)?;
         if self.outcomes.len() >= OUTCOMES_KEPT {
             self.outcomes.pop_front();
@@ -127,15 +127,15 @@ impl Gate {
         self.events
             .push_back(TrustEvent::PendingRemoved { id, outcome });
         let undecided = match outcome {
-            PendingOutcome::Expired => Some(Event::RequestExpired),
-            PendingOutcome::Abandoned => Some(Event::RequestAbandoned),
-            PendingOutcome::Replaced => Some(Event::RequestReplaced),
+            RequestEnd::Expired => Some(Event::RequestExpired),
+            RequestEnd::Abandoned => Some(Event::RequestAbandoned),
+            RequestEnd::Replaced => Some(Event::RequestReplaced),
             // Decisions: recorded by whoever decided.
-            PendingOutcome::Approved
-            | PendingOutcome::Denied
-            | PendingOutcome::Paired
-            | PendingOutcome::PinRejected
-            | PendingOutcome::MoonlightQtBug => None,
+            RequestEnd::Approved
+            | RequestEnd::Denied
+            | RequestEnd::Paired
+            | RequestEnd::PinRejected
+            | RequestEnd::MoonlightQtBug => None,
         };
         if let Some(event) = undecided {
             self.audit.push_back(pending.audit_entry(event));
@@ -144,7 +144,7 @@ impl Gate {
     }
 
     /// How a recently finished request ended.
-    pub fn outcome(&self, id: PendingId) -> Option<PendingOutcome> {
+    pub fn outcome(&self, id: PendingId) -> Option<RequestEnd> {
         self.outcomes
             .iter()
             .rev()
@@ -177,7 +177,7 @@ impl Gate {
     /// The write [`Gate::begin_storing`] announced is over: the request
     /// ends with `outcome`, or, if the device could not be stored
     /// (`None`), waits again as before.
-    pub fn end_storing(&mut self, id: PendingId, outcome: Option<PendingOutcome>) {
+    pub fn end_storing(&mut self, id: PendingId, outcome: Option<RequestEnd>) {
         match outcome {
             Some(outcome) => {
                 self.finish(id, outcome);
@@ -201,7 +201,7 @@ impl Gate {
             .map(|(id, _)| *id)
             .collect();
         ids.into_iter()
-            .filter_map(|id| self.finish(id, PendingOutcome::Denied))
+            .filter_map(|id| self.finish(id, RequestEnd::Denied))
             .collect()
     }
 
@@ -217,7 +217,7 @@ impl Gate {
             .map(|(id, _)| *id)
             .collect();
         ids.into_iter()
-            .filter_map(|id| self.finish(id, PendingOutcome::Denied))
+            .filter_map(|id| self.finish(id, RequestEnd::Denied))
             .collect()
     }
 
@@ -279,7 +279,7 @@ impl Gate {
         if self.pending.get(&id).is_some_and(|p| p.storing) {
             return Err(GateError::Storing);
         }
-        self.finish(id, PendingOutcome::Denied)
+        self.finish(id, RequestEnd::Denied)
             .ok_or(GateError::UnknownRequest)
     }
 

@@ -21,14 +21,14 @@ pub struct Armed {
 /// The armed PIN (or the link's secret) handed to the exchange that uses
 /// it. Hand it back to [`Gate::report`] with the result.
 #[derive(Debug)]
-pub struct PinTicket {
+pub struct TakenSecret {
     pub(super) secret: Secret,
     pub(super) arming: u64,
     /// Who uses the link's secret (shown once it paired).
     pub(super) by: Option<Claimant>,
 }
 
-impl PinTicket {
+impl TakenSecret {
     /// What to run the exchange with.
     pub fn secret(&self) -> &Secret {
         &self.secret

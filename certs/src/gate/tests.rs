@@ -43,10 +43,10 @@ fn pin_is_four_digits_and_single_use() {
     let ticket = g.take_pin(who(), t0).unwrap();
     assert_eq!(ticket.secret().as_bytes(), armed.pin.as_bytes());
     assert_eq!(g.take_pin(who(), t0).unwrap_err(), GateError::NotArmed);
-    assert_eq!(g.last_attempt().unwrap().result, Attempt::InProgress);
+    assert_eq!(g.last_attempt().unwrap().result, PinUse::InProgress);
     assert_eq!(g.last_attempt().unwrap().by, who());
     g.report(ticket, None);
-    assert_eq!(g.last_attempt().unwrap().result, Attempt::Failed);
+    assert_eq!(g.last_attempt().unwrap().result, PinUse::Failed);
     // Failure is remembered until the next arming.
     assert_eq!(g.take_pin(who(), t0).unwrap_err(), GateError::NotArmed);
     g.arm(t0, &mut rng);
@@ -74,7 +74,7 @@ fn link_survives_wrong_guesses_and_a_success_ends_the_arming() {
     let pin = g.take_pin(who(), t0).unwrap();
     g.report(pin, None);
     assert!(!g.pin_armed(t0));
-    assert_eq!(g.last_attempt().unwrap().result, Attempt::Failed);
+    assert_eq!(g.last_attempt().unwrap().result, PinUse::Failed);
     // Wrong guesses at the link, from anyone, any number.
     for _ in 0..10 {
         let t = g.use_link(who(), t0).unwrap();
@@ -82,7 +82,7 @@ fn link_survives_wrong_guesses_and_a_success_ends_the_arming() {
         g.report(t, None);
     }
     assert!(g.armed(t0).is_some());
-    assert_eq!(g.last_attempt().unwrap().result, Attempt::Failed);
+    assert_eq!(g.last_attempt().unwrap().result, PinUse::Failed);
     // The first success ends the arming.
     let t = g.use_link(who(), t0).unwrap();
     let late = g.use_link(who(), t0).unwrap();
@@ -90,7 +90,7 @@ fn link_survives_wrong_guesses_and_a_success_ends_the_arming() {
     assert!(g.armed(t0).is_none());
     assert_eq!(
         g.last_attempt().unwrap().result,
-        Attempt::Paired {
+        PinUse::Paired {
             fingerprint: who().fingerprint
         }
     );
@@ -186,7 +186,7 @@ fn pending_dedupes_by_fingerprint_and_expires() {
     let a = g.add_pending(req(b"a", Needs::Approval), t0).unwrap();
     let a2 = g.add_pending(req(b"a", Needs::Approval), t0).unwrap();
     assert_ne!(a, a2);
-    assert_eq!(g.outcome(a), Some(PendingOutcome::Replaced));
+    assert_eq!(g.outcome(a), Some(RequestEnd::Replaced));
     assert_eq!(g.pending(t0).count(), 1);
     let b = g
         .add_pending(req(b"b", Needs::Approval), t0 + Duration::from_secs(10))
@@ -196,12 +196,12 @@ fn pending_dedupes_by_fingerprint_and_expires() {
         g.pending(t0 + ttl).map(|(id, _)| id).collect::<Vec<_>>(),
         vec![b]
     );
-    assert_eq!(g.outcome(a2), Some(PendingOutcome::Expired));
+    assert_eq!(g.outcome(a2), Some(RequestEnd::Expired));
     assert_eq!(g.pending(t0 + ttl + Duration::from_secs(10)).count(), 0);
     let events = drain(&mut g);
     assert!(events.contains(&TrustEvent::PendingRemoved {
         id: b,
-        outcome: PendingOutcome::Expired
+        outcome: RequestEnd::Expired
     }));
 }
 
@@ -232,7 +232,7 @@ fn deny_dismisses_without_blocklisting() {
     let t0 = Instant::now();
     let id = g.add_pending(req(b"x", Needs::Approval), t0).unwrap();
     g.deny(id, t0).unwrap();
-    assert_eq!(g.outcome(id), Some(PendingOutcome::Denied));
+    assert_eq!(g.outcome(id), Some(RequestEnd::Denied));
     assert_eq!(g.deny(id, t0).unwrap_err(), GateError::UnknownRequest);
     assert!(g.add_pending(req(b"x", Needs::Approval), t0).is_ok());
 }
@@ -259,7 +259,7 @@ fn a_request_being_stored_is_ended_only_by_its_writer() {
     let denied = g.deny_all(t0);
     assert_eq!(denied.len(), 1, "the other one only");
     assert_eq!(denied[0].fingerprint, Fingerprint::of_der(b"o"));
-    assert_eq!(g.outcome(other), Some(PendingOutcome::Denied));
+    assert_eq!(g.outcome(other), Some(RequestEnd::Denied));
     // Past its deadline, still there while the write runs.
     let late = t0 + ttl + Duration::from_secs(1);
     assert_eq!(g.next_deadline(), None);
@@ -270,12 +270,12 @@ fn a_request_being_stored_is_ended_only_by_its_writer() {
     g.end_storing(id, None);
     assert!(!g.get_pending(id, t0).unwrap().storing);
     assert_eq!(g.pending(late).count(), 0);
-    assert_eq!(g.outcome(id), Some(PendingOutcome::Expired));
+    assert_eq!(g.outcome(id), Some(RequestEnd::Expired));
 
     let id = g.add_pending(req(b"s", Needs::Approval), t0).unwrap();
     g.begin_storing(id, Needs::Approval, t0).unwrap();
-    g.end_storing(id, Some(PendingOutcome::Approved));
-    assert_eq!(g.outcome(id), Some(PendingOutcome::Approved));
+    g.end_storing(id, Some(RequestEnd::Approved));
+    assert_eq!(g.outcome(id), Some(RequestEnd::Approved));
     assert_eq!(g.pending(t0).count(), 0);
 }
 
@@ -316,8 +316,8 @@ fn pin_entry_is_single_and_claimed_once() {
         g.enter_pin(id, pin, None, t0).unwrap_err(),
         GateError::PinAlreadyEntered
     );
-    g.finish(id, PendingOutcome::Paired);
-    assert_eq!(g.outcome(id), Some(PendingOutcome::Paired));
+    g.finish(id, RequestEnd::Paired);
+    assert_eq!(g.outcome(id), Some(RequestEnd::Paired));
 }
 
 #[test]
@@ -422,7 +422,7 @@ fn a_block_refuses_an_address_at_every_door_for_an_hour_and_can_be_lifted() {
     let (block, denied) = g.block(ip, t0).unwrap();
     assert_eq!(block.until, t0 + BLOCK_TTL);
     assert_eq!(denied.len(), 3);
-    assert_eq!(g.outcome(flood[0]), Some(PendingOutcome::Denied));
+    assert_eq!(g.outcome(flood[0]), Some(RequestEnd::Denied));
     assert!(g.get_pending(other, t0).is_some());
     assert!(drain(&mut g).contains(&TrustEvent::BlocksChanged));
     let key = AddressKey::of(ip);

@@ -84,7 +84,7 @@ pub struct State {
     host_name: String,
     ports: Ports,
     apps: Vec<AppEntry>,
-    sessions: pairing::Sessions,
+    sessions: pairing::InFlightPairings,
     server_info: ServerInfoCache,
     shutdown: watch::Receiver<bool>,
 }
@@ -131,7 +131,7 @@ impl State {
             host_name,
             ports,
             apps,
-            sessions: pairing::Sessions::default(),
+            sessions: pairing::InFlightPairings::default(),
             server_info: ServerInfoCache::default(),
             shutdown,
         }

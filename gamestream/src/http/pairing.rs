@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use punktfunk_certs::gate::OtpCheck;
 use punktfunk_certs::{
     DisplayName, Event, GateError, Kind, Label, Needs, OtpProof, Outcome as AuditOutcome,
-    PendingId, PendingOutcome, PendingRequest, Refusal, RequestUpdate, StoreError, TrustError,
+    PendingId, PendingRequest, Refusal, RequestEnd, RequestUpdate, StoreError, TrustError,
     TrustEvent, Via,
 };
 use rand::rngs::OsRng;
@@ -38,7 +38,7 @@ use tokio::sync::broadcast;
 use super::State;
 use crate::xml::{self, Channel};
 use crate::{
-    Effect, GetServerCert, HostFault, NewDevice, Outcome, PairError, PairQuery, PairRequest,
+    Effect, GetServerCert, HostFault, NewDevice, PairError, PairQuery, PairRequest, PairingEnd,
     PairingSession, Reply, UniqueId,
 };
 
@@ -56,7 +56,7 @@ const MAX_HOLD: Duration = Duration::from_secs(15 * 60);
 /// `devicename` (`nvpairingmanager.cpp`, `libgamestream/client.c`).
 const STOCK_NAME: &str = "roth";
 
-/// The audit detail of [`Outcome::MoonlightQtBug`].
+/// The audit detail of [`PairingEnd::MoonlightQtBug`].
 const MOONLIGHT_QT_BUG: &str =
     "this attempt hit a known Moonlight bug, so the PIN was probably right: \
 moonlight-qt derives a wrong key when SHA-256(salt + PIN) has a zero byte in its first 15 bytes \
@@ -85,7 +85,7 @@ fn key(unique_id: UniqueId, peer: SocketAddr) -> Key {
 
 /// One attempt: the core's session plus the shell's bookkeeping.
 #[derive(Debug)]
-struct Attempt {
+struct InFlight {
     pending: PendingId,
     /// The console's label for the device, known once the PIN is entered.
     label: Option<Label>,
@@ -96,20 +96,20 @@ struct Attempt {
 
 /// The attempts in flight. Never locked together with the gate.
 #[derive(Debug, Default)]
-pub(super) struct Sessions(Mutex<HashMap<Key, Attempt>>);
+pub(super) struct InFlightPairings(Mutex<HashMap<Key, InFlight>>);
 
-impl Sessions {
-    fn lock(&self) -> MutexGuard<'_, HashMap<Key, Attempt>> {
+impl InFlightPairings {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Key, InFlight>> {
         // Plain map updates; a panic elsewhere cannot leave it half-changed.
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn take(&self, key: &Key) -> Option<Attempt> {
+    fn take(&self, key: &Key) -> Option<InFlight> {
         self.lock().remove(key)
     }
 
     /// Takes the attempt of `key` only if it is still the one for `id`.
-    fn take_if(&self, key: &Key, id: PendingId) -> Option<Attempt> {
+    fn take_if(&self, key: &Key, id: PendingId) -> Option<InFlight> {
         let mut map = self.lock();
         match map.get(key) {
             Some(a) if a.pending == id => map.remove(key),
@@ -118,13 +118,13 @@ impl Sessions {
     }
 
     /// Stores `attempt`, returning the one it replaces.
-    fn replace(&self, key: Key, attempt: Attempt) -> Option<Attempt> {
+    fn replace(&self, key: Key, attempt: InFlight) -> Option<InFlight> {
         self.lock().insert(key, attempt)
     }
 
     /// Puts an attempt back after a step, unless a newer one took its place
     /// meanwhile; then the newer one wins and `attempt` is returned.
-    fn put_back(&self, key: Key, attempt: Attempt) -> Option<Attempt> {
+    fn put_back(&self, key: Key, attempt: InFlight) -> Option<InFlight> {
         let mut map = self.lock();
         match map.entry(key) {
             std::collections::hash_map::Entry::Occupied(_) => Some(attempt),
@@ -146,7 +146,7 @@ impl Sessions {
         map.len() < MAX_SESSIONS || map.contains_key(key)
     }
 
-    fn drain_expired(&self, now: Instant) -> Vec<Attempt> {
+    fn drain_expired(&self, now: Instant) -> Vec<InFlight> {
         let mut map = self.lock();
         let keys: Vec<Key> = map
             .iter()
@@ -175,7 +175,7 @@ impl Drop for Held<'_> {
             if self
                 .state
                 .trust
-                .end_request(self.id, PendingOutcome::Abandoned)
+                .end_request(self.id, RequestEnd::Abandoned)
                 .is_some()
             {
                 tracing::info!(request = %self.id, "gamestream: pairing request abandoned");
@@ -187,28 +187,28 @@ impl Drop for Held<'_> {
 /// How waiting for the PIN ended.
 enum Wait {
     Pin,
-    Ended(Option<PendingOutcome>),
+    Ended(Option<RequestEnd>),
     TimedOut,
     ShuttingDown,
 }
 
 /// The answer to a client whose request ended without its PIN.
-fn ended(outcome: Option<PendingOutcome>) -> PairError {
+fn ended(outcome: Option<RequestEnd>) -> PairError {
     match outcome {
-        Some(PendingOutcome::Denied) => PairError::Declined,
-        Some(PendingOutcome::Expired) | None => PairError::PinTimeout,
-        Some(PendingOutcome::Replaced) => PairError::Superseded,
+        Some(RequestEnd::Denied) => PairError::Declined,
+        Some(RequestEnd::Expired) | None => PairError::PinTimeout,
+        Some(RequestEnd::Replaced) => PairError::Superseded,
         Some(_) => PairError::Cancelled,
     }
 }
 
 /// The gate's word for how an attempt ended.
-fn pending_outcome(outcome: Outcome) -> PendingOutcome {
+fn pending_outcome(outcome: PairingEnd) -> RequestEnd {
     match outcome {
-        Outcome::Paired(_) => PendingOutcome::Paired,
-        Outcome::PinRejected(_) => PendingOutcome::PinRejected,
-        Outcome::MoonlightQtBug(_) => PendingOutcome::MoonlightQtBug,
-        Outcome::Failed | Outcome::Abandoned => PendingOutcome::Abandoned,
+        PairingEnd::Paired(_) => RequestEnd::Paired,
+        PairingEnd::PinRejected(_) => RequestEnd::PinRejected,
+        PairingEnd::MoonlightQtBug(_) => RequestEnd::MoonlightQtBug,
+        PairingEnd::Failed | PairingEnd::Abandoned => RequestEnd::Abandoned,
     }
 }
 
@@ -252,7 +252,7 @@ impl State {
             Err(e) => {
                 // Any error ends the attempt (Sunshine `fail_pair`).
                 if let Some(unique_id) = &e.unique_id {
-                    self.end(&key(unique_id.clone(), peer), Outcome::Failed);
+                    self.end(&key(unique_id.clone(), peer), PairingEnd::Failed);
                 }
                 return Reply::from(&e);
             }
@@ -300,7 +300,7 @@ impl State {
     pub(super) fn sweep_expired(&self) {
         for attempt in self.sessions.drain_expired(self.trust.now()) {
             tracing::info!(request = %attempt.pending, "gamestream: pairing attempt timed out");
-            self.finish(attempt.pending, Outcome::Abandoned);
+            self.finish(attempt.pending, PairingEnd::Abandoned);
         }
     }
 
@@ -364,15 +364,14 @@ impl State {
     /// answers `Superseded`). The returned guard ends the request if the
     /// handler goes away before the PIN.
     fn hold(&self, key: Key, id: PendingId, via: Via, session: PairingSession) -> Held<'_> {
-        let attempt = Attempt {
+        let attempt = InFlight {
             pending: id,
             label: None,
             via,
             session,
         };
         if let Some(old) = self.sessions.replace(key.clone(), attempt) {
-            self.trust
-                .end_request(old.pending, PendingOutcome::Replaced);
+            self.trust.end_request(old.pending, RequestEnd::Replaced);
         }
         Held {
             state: self,
@@ -393,7 +392,7 @@ impl State {
             Wait::Pin => self.pin_entered(key, id),
             Wait::Ended(outcome) => Err(ended(outcome)),
             Wait::TimedOut => {
-                self.trust.end_request(id, PendingOutcome::Expired);
+                self.trust.end_request(id, RequestEnd::Expired);
                 Err(PairError::PinTimeout)
             }
             Wait::ShuttingDown => Err(PairError::ShuttingDown),
@@ -439,7 +438,7 @@ impl State {
         if let Some(session) = step.session {
             self.keep(
                 key.clone(),
-                Attempt {
+                InFlight {
                     pending: id,
                     label,
                     via: attempt.via,
@@ -452,7 +451,7 @@ impl State {
 
     /// Phases 2–4.
     async fn step(&self, key: Key, request: PairRequest) -> Reply {
-        let Some(Attempt {
+        let Some(InFlight {
             pending,
             label,
             via,
@@ -479,12 +478,12 @@ impl State {
                 Effect::StoreDevice(device) => {
                     if let Err(e) = self.store(pending, device, label.clone(), via).await {
                         tracing::warn!(request = %pending, "gamestream: device not stored: {e}");
-                        self.finish(pending, Outcome::Failed);
+                        self.finish(pending, PairingEnd::Failed);
                         return e.reply();
                     }
                 }
                 // `store` already finished the request as paired.
-                Effect::Finished(Outcome::Paired(fp)) => {
+                Effect::Finished(PairingEnd::Paired(fp)) => {
                     tracing::info!(request = %pending, fingerprint = %fp.short(), "gamestream: device paired");
                 }
                 Effect::Finished(outcome) => {
@@ -496,7 +495,7 @@ impl State {
         if let Some(session) = step.session {
             self.keep(
                 key,
-                Attempt {
+                InFlight {
                     pending,
                     label,
                     via,
@@ -535,23 +534,22 @@ impl State {
 
     /// Puts an attempt back for its next phase, unless a newer phase 1 from
     /// the same client took its place meanwhile.
-    fn keep(&self, key: Key, attempt: Attempt) {
+    fn keep(&self, key: Key, attempt: InFlight) {
         if let Some(lost) = self.sessions.put_back(key, attempt) {
-            self.trust
-                .end_request(lost.pending, PendingOutcome::Replaced);
+            self.trust.end_request(lost.pending, RequestEnd::Replaced);
         }
     }
 
-    fn end(&self, key: &Key, outcome: Outcome) {
+    fn end(&self, key: &Key, outcome: PairingEnd) {
         if let Some(attempt) = self.sessions.take(key) {
             self.finish(attempt.pending, outcome);
         }
     }
 
-    fn finish(&self, id: PendingId, outcome: Outcome) {
+    fn finish(&self, id: PendingId, outcome: PairingEnd) {
         let ended = self.trust.end_request(id, pending_outcome(outcome));
         let entry = match (ended, outcome) {
-            (Some(pending), Outcome::PinRejected(why)) => {
+            (Some(pending), PairingEnd::PinRejected(why)) => {
                 let entry = pending.audit_entry(Event::PinRejected);
                 // A request whose `otpauth` did not match paired with a
                 // random PIN, so its failure says nothing about what the
@@ -570,7 +568,7 @@ impl State {
                         .detail("wrong one-time PIN or passphrase"),
                 }
             }
-            (Some(pending), Outcome::MoonlightQtBug(_)) => pending
+            (Some(pending), PairingEnd::MoonlightQtBug(_)) => pending
                 .audit_entry(Event::MoonlightBug)
                 .detail(MOONLIGHT_QT_BUG.to_owned()),
             _ => return,

@@ -9,8 +9,8 @@ use actix_web::dev::{Service, ServiceResponse};
 use actix_web::web::Bytes;
 use actix_web::{test, web};
 use punktfunk_certs::{
-    Actor, Device, Fingerprint, GateConfig, HostIdentity, Identity, Kind, PendingId,
-    PendingOutcome, SystemClock, Trust, Via,
+    Actor, Device, Fingerprint, GateConfig, HostIdentity, Identity, Kind, PendingId, RequestEnd,
+    SystemClock, Trust, Via,
 };
 use tokio::sync::watch;
 
@@ -149,7 +149,7 @@ async fn the_pin_entered_for_the_request_releases_its_held_reply() {
     body(resp).await;
     assert_eq!(
         f.state.trust.request_ended(id),
-        Some(PendingOutcome::PinRejected)
+        Some(RequestEnd::PinRejected)
     );
     assert_eq!(f.state.sessions.len(), 0);
 }
@@ -165,10 +165,7 @@ async fn a_held_request_whose_client_goes_away_is_abandoned() {
     };
     // `held` was dropped by `select!`, as actix drops a handler whose
     // connection closed.
-    assert_eq!(
-        f.state.trust.request_ended(id),
-        Some(PendingOutcome::Abandoned)
-    );
+    assert_eq!(f.state.trust.request_ended(id), Some(RequestEnd::Abandoned));
     assert_eq!(f.state.sessions.len(), 0);
 }
 
@@ -197,10 +194,7 @@ async fn held_requests_are_answered_on_shutdown_and_refused_when_the_gate_is_ful
     let xml = body(resp.unwrap()).await;
     assert!(xml.contains("status_code=\"503\""), "{xml}");
     assert!(xml.contains("shutting down"), "{xml}");
-    assert_eq!(
-        f.state.trust.request_ended(id),
-        Some(PendingOutcome::Abandoned)
-    );
+    assert_eq!(f.state.trust.request_ended(id), Some(RequestEnd::Abandoned));
 }
 
 /// Pairs the test client certificate and returns its fingerprint.

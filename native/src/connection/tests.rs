@@ -6,8 +6,7 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use punktfunk_certs::{
-    AddressKey, Claimant, Fingerprint, GateError, LinkSecret, PendingId, PendingOutcome, Secret,
-    Via,
+    AddressKey, Claimant, Fingerprint, GateError, LinkSecret, PendingId, RequestEnd, Secret, Via,
 };
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -366,7 +365,7 @@ fn a_waiting_knock_answers_pings_and_hears_the_decision() {
         "a ping moves the idle deadline"
     );
 
-    c.on_request_ended(Some(PendingOutcome::Approved), true, later);
+    c.on_request_ended(Some(RequestEnd::Approved), true, later);
     assert_eq!(
         drain(&mut c),
         [
@@ -382,11 +381,11 @@ fn a_waiting_knock_answers_pings_and_hears_the_decision() {
 fn every_other_end_of_a_knock_closes_after_the_decision() {
     let t = Instant::now();
     for (outcome, trusted, decision) in [
-        (PendingOutcome::Denied, false, Decision::Denied),
-        (PendingOutcome::Expired, false, Decision::Expired),
-        (PendingOutcome::Replaced, false, Decision::Expired),
+        (RequestEnd::Denied, false, Decision::Denied),
+        (RequestEnd::Expired, false, Decision::Expired),
+        (RequestEnd::Replaced, false, Decision::Expired),
         // Approved, then revoked before the session began.
-        (PendingOutcome::Approved, false, Decision::Approved),
+        (RequestEnd::Approved, false, Decision::Approved),
     ] {
         let mut c = waiting(t);
         c.on_request_ended(Some(outcome), trusted, t);
@@ -423,7 +422,7 @@ fn a_knock_past_its_time_waits_for_the_trust_service_to_end_it() {
     c.on_timeout(due);
     assert_eq!(drain(&mut c), [], "nothing to do at the request's deadline");
     assert_eq!(c.state_name(), "await_decision");
-    c.on_request_ended(Some(PendingOutcome::Expired), false, due);
+    c.on_request_ended(Some(RequestEnd::Expired), false, due);
     assert_eq!(
         &drain(&mut c)[1..],
         [
@@ -1003,8 +1002,8 @@ proptest! {
                     c.on_pin(armed.then(|| secret("2468")), &mut rng, now);
                 }
                 Input::Ended(o, trusted) => {
-                    let outcome = [PendingOutcome::Approved, PendingOutcome::Denied, PendingOutcome::Expired, PendingOutcome::Replaced].get(o as usize).copied();
-                    if outcome == Some(PendingOutcome::Approved) && trusted && c.waiting_on().is_some() {
+                    let outcome = [RequestEnd::Approved, RequestEnd::Denied, RequestEnd::Expired, RequestEnd::Replaced].get(o as usize).copied();
+                    if outcome == Some(RequestEnd::Approved) && trusted && c.waiting_on().is_some() {
                         may_enter_session = true;
                     }
                     c.on_request_ended(outcome, trusted, now);

@@ -9,7 +9,7 @@ use actix_web::error::PathError;
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError as _};
 use punktfunk_certs::audit::{self, Door, Query};
-use punktfunk_certs::gate::PendingOutcome;
+use punktfunk_certs::gate::RequestEnd;
 use punktfunk_certs::otp::Passphrase;
 use punktfunk_certs::{
     Actor, AddressKey, AuditError, DisplayName, Entry, Event, Fingerprint, GateError, Label,

@@ -139,7 +139,7 @@ pub(super) fn otp_last(gate: &punktfunk_certs::Gate) -> Option<OtpLastReply> {
             (false, _) => PairingResult::WrongPassphrase,
             (true, None) => PairingResult::InProgress,
             (true, Some(id)) => match gate.outcome(id) {
-                Some(PendingOutcome::Paired) => PairingResult::Paired,
+                Some(RequestEnd::Paired) => PairingResult::Paired,
                 Some(_) => PairingResult::Failed,
                 None => PairingResult::InProgress,
             },
