@@ -27,7 +27,8 @@ use std::time::Duration;
 use anyhow::Context;
 use punktfunk_certs::audit::rfc3339;
 use punktfunk_certs::{
-    Actor, Device, Fingerprint, Kind, Label, RegistryError, ResolveError, Trust, TrustError, Via,
+    Actor, Device, Fingerprint, FrontDoor, Label, RegistryError, ResolveError, Trust, TrustError,
+    Via,
 };
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -117,7 +118,7 @@ impl From<TrustError> for OpError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct DeviceRow {
     pub(crate) fingerprint: Fingerprint,
-    pub(crate) kind: Kind,
+    pub(crate) kind: FrontDoor,
     pub(crate) name: String,
     pub(crate) label: Option<String>,
     /// RFC 3339, UTC.

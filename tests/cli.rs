@@ -241,7 +241,7 @@ fn unknown_ambiguous_and_malformed_prefixes_and_a_missing_state_dir_are_clear_er
     for id in [&a, &b] {
         let device = punktfunk_certs::Device::from_der(
             id.cert_der(),
-            punktfunk_certs::Kind::Native,
+            punktfunk_certs::FrontDoor::Native,
             punktfunk_certs::DisplayName::sanitize_or("twin", "twin"),
             punktfunk_certs::Via::Pin,
             1_800_000_000,

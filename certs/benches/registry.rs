@@ -4,7 +4,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use punktfunk_certs::registry::REGISTRY_FILE;
-use punktfunk_certs::{Device, Fingerprint, Identity, Kind, Registry, Via};
+use punktfunk_certs::{Device, Fingerprint, FrontDoor, Identity, Registry, Via};
 use tokio::sync::broadcast;
 
 /// `n` devices with real (P-256, fast to make) certificates.
@@ -14,7 +14,7 @@ fn devices(n: usize) -> Vec<Device> {
             let id = Identity::generate_p256(&format!("d{i}")).unwrap();
             Device::from_der(
                 id.cert_der(),
-                Kind::Native,
+                FrontDoor::Native,
                 punktfunk_certs::DisplayName::sanitize_or(&format!("device {i}"), "x"),
                 Via::Pin,
                 i as u64,

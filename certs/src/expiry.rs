@@ -54,7 +54,7 @@ mod tests {
     use crate::gate::{GateConfig, Needs, PendingRequest, RequestEnd};
     use crate::identity::Identity;
     use crate::name::DisplayName;
-    use crate::registry::Kind;
+    use crate::registry::FrontDoor;
     use crate::trust::SystemClock;
 
     #[test]
@@ -76,7 +76,7 @@ mod tests {
             let id = trust
                 .knock(
                     PendingRequest {
-                        kind: Kind::Native,
+                        kind: FrontDoor::Native,
                         name: DisplayName::sanitize_or("late", "late"),
                         cert_der: cert.cert_der().to_vec(),
                         address: ([10, 0, 0, 9], 1).into(),

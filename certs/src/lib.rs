@@ -74,7 +74,7 @@ pub use gate::{
 pub use identity::{ct_eq, verify_sha256, HostIdentity, Identity, IdentityError};
 pub use name::{DisplayName, Label, LabelError};
 pub use registry::{
-    CertificateError, Device, Devices, Kind, Registry, RegistryError, ResolveError, Via,
+    CertificateError, Device, Devices, FrontDoor, Registry, RegistryError, ResolveError, Via,
 };
 pub use statedir::{StateDir, StateDirError, LOCK_FILE};
 pub use trust::{Actor, Admitted, Clock, GateView, RequestUpdate, SystemClock, Trust, TrustError};

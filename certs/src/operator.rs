@@ -174,7 +174,7 @@ mod tests {
     use crate::gate::{GateConfig, Needs, PendingRequest};
     use crate::identity::Identity;
     use crate::name::DisplayName;
-    use crate::registry::Kind;
+    use crate::registry::FrontDoor;
     use crate::trust::SystemClock;
     use rand::rngs::OsRng;
     use std::sync::Arc;
@@ -182,7 +182,7 @@ mod tests {
     fn knock(trust: &Trust, from: [u8; 4]) -> PendingId {
         let id = Identity::generate_p256("knock").unwrap();
         let request = PendingRequest {
-            kind: Kind::Native,
+            kind: FrontDoor::Native,
             name: DisplayName::sanitize_or("tablet", "tablet"),
             cert_der: id.cert_der().to_vec(),
             address: (from, 40000).into(),

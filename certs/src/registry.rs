@@ -44,19 +44,19 @@ pub const TOUCH_GRANULARITY_S: u64 = 60;
 /// Which front door paired the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Kind {
+pub enum FrontDoor {
     /// A Moonlight client, through the GameStream emulator.
     Gamestream,
     /// The punktfunk app (or the reference client), through the native door.
     Native,
 }
 
-impl Kind {
+impl FrontDoor {
     /// The door's name as a user knows it.
     pub fn door_name(self) -> &'static str {
         match self {
-            Kind::Gamestream => "Moonlight",
-            Kind::Native => "punktfunk app",
+            FrontDoor::Gamestream => "Moonlight",
+            FrontDoor::Native => "punktfunk app",
         }
     }
 }
@@ -85,7 +85,7 @@ pub struct Device {
     /// The pinned certificate.
     pub cert_pem: String,
     /// Front door.
-    pub kind: Kind,
+    pub kind: FrontDoor,
     /// Device name as the client sent it, cleaned by the one name rule
     /// ([`crate::name`]).
     pub name: DisplayName,
@@ -105,7 +105,7 @@ impl Device {
     /// TLS session yields; the fingerprint is derived, never supplied.
     pub fn from_der(
         der: &[u8],
-        kind: Kind,
+        kind: FrontDoor,
         name: DisplayName,
         via: Via,
         paired_at: u64,
@@ -203,7 +203,7 @@ pub enum RegistryError {
     #[error("this certificate is already paired with this host as a {} device; a device is trusted only as what it paired as: remove it in the console first, or give this client its own certificate", paired_at.door_name())]
     PairedAtOtherDoor {
         /// The door it is paired at.
-        paired_at: Kind,
+        paired_at: FrontDoor,
     },
 }
 

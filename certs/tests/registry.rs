@@ -8,8 +8,8 @@ use std::sync::{Arc, OnceLock};
 use proptest::prelude::*;
 use punktfunk_certs::registry::{REGISTRY_FILE, TOUCH_GRANULARITY_S};
 use punktfunk_certs::{
-    Device, DisplayName, Fingerprint, Identity, Kind, Label, Registry, RegistryError, TrustEvent,
-    Via,
+    Device, DisplayName, Fingerprint, FrontDoor, Identity, Label, Registry, RegistryError,
+    TrustEvent, Via,
 };
 use tokio::sync::broadcast;
 
@@ -26,7 +26,7 @@ fn certs() -> &'static Vec<Identity> {
 fn device(i: usize, name: &str) -> Device {
     Device::from_der(
         certs()[i].cert_der(),
-        Kind::Native,
+        FrontDoor::Native,
         DisplayName::sanitize_or(name, "unnamed device"),
         Via::Pin,
         1_700_000_000 + i as u64,
@@ -335,7 +335,7 @@ fn names_in_a_stored_file_are_cleaned_on_load() {
     assert_eq!(list[0].name, "Living Room");
     assert_eq!(list[1].label.as_deref(), Some("den x"));
     let name = DisplayName::sanitize("x").unwrap();
-    assert!(Device::from_der(b"not der", Kind::Native, name, Via::Pin, 0).is_err());
+    assert!(Device::from_der(b"not der", FrontDoor::Native, name, Via::Pin, 0).is_err());
 }
 
 #[test]
@@ -474,7 +474,7 @@ fn a_fingerprint_prefix_resolves_to_one_device_or_says_why_not() {
     for id in [&a, &b] {
         let twin = Device::from_der(
             id.cert_der(),
-            Kind::Native,
+            FrontDoor::Native,
             DisplayName::sanitize_or("twin", "twin"),
             Via::Pin,
             1_700_000_000,

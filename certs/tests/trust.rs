@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use punktfunk_certs::audit::{self, Query};
 use punktfunk_certs::registry::REGISTRY_FILE;
 use punktfunk_certs::{
-    Actor, Clock, Door, Event, GateConfig, GateError, Identity, Kind, Needs, PendingRequest,
+    Actor, Clock, Door, Event, FrontDoor, GateConfig, GateError, Identity, Needs, PendingRequest,
     RequestEnd, Trust, TrustError, TrustEvent, Via,
 };
 use tokio::sync::broadcast;
@@ -52,8 +52,8 @@ impl Clock for FakeClock {
 fn knock(id: &Identity, needs: Needs) -> PendingRequest {
     PendingRequest {
         kind: match needs {
-            Needs::Approval => Kind::Native,
-            Needs::Pin => Kind::Gamestream,
+            Needs::Approval => FrontDoor::Native,
+            Needs::Pin => FrontDoor::Gamestream,
         },
         name: punktfunk_certs::DisplayName::sanitize("iPad <b>").unwrap(),
         cert_der: id.cert_der().to_vec(),

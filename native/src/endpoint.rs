@@ -25,7 +25,7 @@ use std::sync::Arc;
 use openssl::ssl::{self, AlpnError, Ssl, SslAcceptor, SslMethod, SslVerifyMode};
 use punktfunk_certs::audit::DeviceRef;
 use punktfunk_certs::{
-    Claimant, Device, Door, Entry, Event, ExchangeShown, Fingerprint, Identity, Kind, Needs,
+    Claimant, Device, Door, Entry, Event, ExchangeShown, Fingerprint, FrontDoor, Identity, Needs,
     Outcome, PairWith, PendingId, PendingRequest, PinAttempt, Refusal, RequestUpdate, Secret,
     StoreError, Trust, TrustEvent, Via,
 };
@@ -502,7 +502,7 @@ impl Conn {
     /// the reply path.
     fn touch(&self) {
         let trust = self.ctx.trust.clone();
-        if let Some(grant) = trust.authorize(Kind::Native, &self.fp) {
+        if let Some(grant) = trust.authorize(FrontDoor::Native, &self.fp) {
             if grant.seen_due() {
                 tokio::spawn(async move { trust.seen(&grant).await });
             }
@@ -511,13 +511,16 @@ impl Conn {
 
     /// Whether this connection's certificate is trusted at this door now.
     fn authorized(&self) -> bool {
-        self.ctx.trust.authorize(Kind::Native, &self.fp).is_some()
+        self.ctx
+            .trust
+            .authorize(FrontDoor::Native, &self.fp)
+            .is_some()
     }
 
     /// Lists the client as waiting for approval.
     fn knock(&self, name: DisplayName) -> Result<PendingId, Refusal> {
         let request = PendingRequest {
-            kind: Kind::Native,
+            kind: FrontDoor::Native,
             name,
             cert_der: self.cert_der.clone(),
             address: self.peer,
@@ -537,7 +540,7 @@ impl Conn {
     /// `claimant`; the attempt stays with the connection until the device
     /// is stored or the PIN is spent.
     fn take_pin(&mut self, claimant: Claimant, with: PairWith) -> Option<Secret> {
-        let attempt = self.ctx.trust.take_pin(claimant, with, Kind::Native)?;
+        let attempt = self.ctx.trust.take_pin(claimant, with, FrontDoor::Native)?;
         let secret = attempt.secret().clone();
         self.attempt = Some(attempt);
         Some(secret)
@@ -592,7 +595,7 @@ impl Conn {
         let trust = &self.ctx.trust;
         let device = Device::from_der(
             &self.cert_der,
-            Kind::Native,
+            FrontDoor::Native,
             name,
             via,
             trust.clock().unix(),

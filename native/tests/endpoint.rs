@@ -12,8 +12,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use openssl::ssl::{Ssl, SslAcceptor, SslConnector, SslMethod, SslVerifyMode, SslVersion};
 use punktfunk_certs::{
-    Actor, Device, Fingerprint, GateConfig, Identity, Kind, Label, PairWith, SystemClock, Trust,
-    Via,
+    Actor, Device, Fingerprint, FrontDoor, GateConfig, Identity, Label, PairWith, SystemClock,
+    Trust, Via,
 };
 use punktfunk_native::{
     Client, ClientError, Connected, Decision, DisplayName, Endpoint, EndpointConfig, ErrorCode,
@@ -471,7 +471,7 @@ async fn awaiting_confirm(s: &Setup) -> SslStream<TcpStream> {
 fn admit(s: &Setup, id: &Identity) -> Fingerprint {
     let der = id.cert().to_der().unwrap();
     let name = DisplayName::sanitize("raw").unwrap();
-    let device = Device::from_der(&der, Kind::Native, name, Via::Pin, 0).unwrap();
+    let device = Device::from_der(&der, FrontDoor::Native, name, Via::Pin, 0).unwrap();
     let _ = s.trust.admit(device, [127, 0, 0, 1].into()).unwrap();
     id.fingerprint()
 }
@@ -746,7 +746,7 @@ async fn re_pairing_replaces_the_entry_and_keeps_the_label() {
         .unwrap();
     let mut old = Device::from_der(
         &der,
-        Kind::Native,
+        FrontDoor::Native,
         DisplayName::sanitize("Old name").unwrap(),
         Via::Approval,
         1_000,

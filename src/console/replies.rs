@@ -12,7 +12,7 @@ use punktfunk_certs::gate::{
     Block, Claimant, Exchange, OtpTry, Pending, PinState, PinUse, RequestEnd, MAX_OTP_TRIES,
 };
 use punktfunk_certs::otp::{OneTimePin, Passphrase};
-use punktfunk_certs::{Device, DisplayName, Fingerprint, Kind, Label, Pin, Via};
+use punktfunk_certs::{Device, DisplayName, Fingerprint, FrontDoor, Label, Pin, Via};
 use serde::Serialize;
 
 /// `{}`: an action that has nothing to report but that it happened.
@@ -87,7 +87,7 @@ impl<'a> HostSummary<'a> {
 #[derive(Debug, Serialize)]
 pub(crate) struct DeviceReply {
     fingerprint: Fingerprint,
-    kind: Kind,
+    kind: FrontDoor,
     label: Option<Label>,
     last_seen: Option<u64>,
     name: DisplayName,
@@ -344,7 +344,7 @@ pub(crate) struct PendingReply {
     expires_in_s: u64,
     fingerprint: Fingerprint,
     id: String,
-    kind: Kind,
+    kind: FrontDoor,
     name: DisplayName,
     needs: &'static str,
     pin_entered: bool,
@@ -474,7 +474,7 @@ mod tests {
             let d = Device {
                 fingerprint: fp,
                 cert_pem: "not shown".into(),
-                kind: Kind::Native,
+                kind: FrontDoor::Native,
                 name: DisplayName::sanitize("iPad").unwrap(),
                 label,
                 paired_at: 1_700_000_000,

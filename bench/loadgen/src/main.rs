@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
-use punktfunk_certs::{Device, Identity, Kind, Registry, Via};
+use punktfunk_certs::{Device, Identity, FrontDoor, Registry, Via};
 use punktfunk_native::{Client, Connected, DisplayName, HostAddr, NewHost, Pin};
 use punktfunk_testsupport::{moonlight, xml};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
@@ -129,7 +129,7 @@ fn write_devices(state: &Path, n: usize) -> Result<()> {
             let id = Identity::generate_p256(&format!("d{i}"))?;
             Ok(Device::from_der(
                 id.cert_der(),
-                Kind::Native,
+                FrontDoor::Native,
                 punktfunk_certs::DisplayName::sanitize_or(&format!("device {i}"), "device"),
                 Via::Pin,
                 1_700_000_000 + i as u64,

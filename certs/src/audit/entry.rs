@@ -128,10 +128,10 @@ pub enum Door {
 
 impl Door {
     /// The door a device of this kind comes through.
-    pub fn of(kind: Kind) -> Self {
+    pub fn of(kind: FrontDoor) -> Self {
         match kind {
-            Kind::Gamestream => Door::Gamestream,
-            Kind::Native => Door::Native,
+            FrontDoor::Gamestream => Door::Gamestream,
+            FrontDoor::Native => Door::Native,
         }
     }
 

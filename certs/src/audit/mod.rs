@@ -48,7 +48,7 @@ use crate::events::TrustEvent;
 use crate::fingerprint::Fingerprint;
 use crate::gate::AddressKey;
 use crate::name::{DisplayName, Label};
-use crate::registry::{Device, Kind, Via};
+use crate::registry::{Device, FrontDoor, Via};
 
 /// File name of the audit trail inside a state dir.
 pub const AUDIT_FILE: &str = "audit.jsonl";

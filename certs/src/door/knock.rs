@@ -113,10 +113,10 @@ mod tests {
     use crate::gate::{GateConfig, Needs};
     use crate::identity::Identity;
     use crate::name::DisplayName;
-    use crate::registry::Kind;
+    use crate::registry::FrontDoor;
     use crate::trust::{Actor, SystemClock};
 
-    fn request(kind: Kind, needs: Needs, from: [u8; 4]) -> PendingRequest {
+    fn request(kind: FrontDoor, needs: Needs, from: [u8; 4]) -> PendingRequest {
         let id = Identity::generate_p256("knock").unwrap();
         PendingRequest {
             kind,
@@ -140,16 +140,25 @@ mod tests {
         };
         let trust = trust(dir.path(), config);
         let first = trust
-            .knock(request(Kind::Native, Needs::Approval, [10, 0, 0, 1]), None)
+            .knock(
+                request(FrontDoor::Native, Needs::Approval, [10, 0, 0, 1]),
+                None,
+            )
             .unwrap();
         assert!(trust.is_waiting(first));
-        let full = trust.knock(request(Kind::Gamestream, Needs::Pin, [10, 0, 0, 1]), None);
+        let full = trust.knock(
+            request(FrontDoor::Gamestream, Needs::Pin, [10, 0, 0, 1]),
+            None,
+        );
         assert!(matches!(
             full,
             Err(Refusal::Busy(GateError::TooManyFromAddress(_)))
         ));
         trust.block([10, 0, 0, 2].into(), Actor::cli()).unwrap();
-        let blocked = trust.knock(request(Kind::Native, Needs::Approval, [10, 0, 0, 2]), None);
+        let blocked = trust.knock(
+            request(FrontDoor::Native, Needs::Approval, [10, 0, 0, 2]),
+            None,
+        );
         assert!(matches!(blocked, Err(Refusal::Busy(GateError::Blocked(_)))));
     }
 
@@ -162,7 +171,7 @@ mod tests {
             salt_text: "00".repeat(16),
         };
         let refused = trust.knock(
-            request(Kind::Gamestream, Needs::Pin, [10, 0, 0, 3]),
+            request(FrontDoor::Gamestream, Needs::Pin, [10, 0, 0, 3]),
             Some(&proof),
         );
         assert_eq!(refused, Err(Refusal::NoOneTimePin(OtpError::NotAvailable)));
@@ -173,7 +182,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let trust = trust(dir.path(), GateConfig::default());
         let id = trust
-            .knock(request(Kind::Gamestream, Needs::Pin, [10, 0, 0, 4]), None)
+            .knock(
+                request(FrontDoor::Gamestream, Needs::Pin, [10, 0, 0, 4]),
+                None,
+            )
             .unwrap();
         assert!(trust.collect_pin(id).is_none(), "no PIN entered yet");
         assert!(trust.end_request(id, RequestEnd::Abandoned).is_some());
@@ -189,7 +201,7 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let moonlight = request(Kind::Gamestream, Needs::Pin, [10, 0, 0, 5]);
+        let moonlight = request(FrontDoor::Gamestream, Needs::Pin, [10, 0, 0, 5]);
         let der = moonlight.cert_der.clone();
         let id = trust.knock(moonlight, None).unwrap();
         // The console types the PIN Moonlight shows; the door collects it.
@@ -203,20 +215,20 @@ mod tests {
             .unwrap();
         assert_eq!(trust.request_ended(id), Some(RequestEnd::Paired));
         let fp = crate::fingerprint::Fingerprint::of_der(&der);
-        assert!(trust.authorize(Kind::Gamestream, &fp).is_some());
-        assert!(trust.authorize(Kind::Native, &fp).is_none());
+        assert!(trust.authorize(FrontDoor::Gamestream, &fp).is_some());
+        assert!(trust.authorize(FrontDoor::Native, &fp).is_none());
     }
 
     #[test]
     fn a_knock_approved_in_the_console_is_a_device_of_its_door() {
         let dir = tempfile::tempdir().unwrap();
         let trust = trust(dir.path(), GateConfig::default());
-        let app = request(Kind::Native, Needs::Approval, [10, 0, 0, 6]);
+        let app = request(FrontDoor::Native, Needs::Approval, [10, 0, 0, 6]);
         let fp = crate::fingerprint::Fingerprint::of_der(&app.cert_der);
         let id = trust.knock(app, None).unwrap();
         let device = trust.approve(id, None, Actor::cli()).unwrap();
         assert_eq!(device.fingerprint, fp);
         assert_eq!(trust.request_ended(id), Some(RequestEnd::Approved));
-        assert!(trust.authorize(Kind::Native, &fp).is_some());
+        assert!(trust.authorize(FrontDoor::Native, &fp).is_some());
     }
 }

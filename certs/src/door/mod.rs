@@ -3,7 +3,7 @@
 //!
 //! This first part is authorisation. [`Trust::authorize`] is the one check
 //! of every door: a certificate is trusted only at the door it was admitted
-//! through (its [`Kind`]); at any other door it is unknown. GameStream
+//! through (its [`FrontDoor`]); at any other door it is unknown. GameStream
 //! pairing has an offline-crackable PIN, so its trust must not open the
 //! native door, and native trust must not open GameStream's apps. The
 //! answer is a [`Grant`], not a `bool`: what the device is and may do there,
@@ -27,7 +27,7 @@ pub use pin::{ExchangeShown, PairWith, PinAttempt, StoreError};
 use std::sync::Arc;
 
 use crate::fingerprint::Fingerprint;
-use crate::registry::{Kind, Via};
+use crate::registry::{FrontDoor, Via};
 use crate::trust::Trust;
 
 /// What a paired device may do at the door it asked at. Today a paired
@@ -36,7 +36,7 @@ use crate::trust::Trust;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
     fingerprint: Fingerprint,
-    door: Kind,
+    door: FrontDoor,
     via: Via,
     /// `last_seen` is old enough that [`Trust::seen`] would write it.
     seen_due: bool,
@@ -49,7 +49,7 @@ impl Grant {
     }
 
     /// The door it was admitted through, and so the only one it may use.
-    pub fn door(&self) -> Kind {
+    pub fn door(&self) -> FrontDoor {
         self.door
     }
 
@@ -69,7 +69,7 @@ impl Trust {
     /// The one authorisation of every front door: a grant if the
     /// certificate with this fingerprint is paired *at this door*, at this
     /// very moment (a revocation counts at once). Never blocks.
-    pub fn authorize(&self, door: Kind, fp: &Fingerprint) -> Option<Grant> {
+    pub fn authorize(&self, door: FrontDoor, fp: &Fingerprint) -> Option<Grant> {
         let device = self.registry().get(fp)?;
         (device.kind == door).then(|| Grant {
             fingerprint: *fp,
@@ -107,7 +107,7 @@ mod tests {
     use crate::registry::Device;
     use crate::trust::SystemClock;
 
-    fn paired(trust: &Trust, kind: Kind) -> Fingerprint {
+    fn paired(trust: &Trust, kind: FrontDoor) -> Fingerprint {
         let id = Identity::generate_p256("door").unwrap();
         let device = Device::from_der(
             id.cert_der(),
@@ -125,23 +125,26 @@ mod tests {
     fn a_device_is_authorised_only_at_its_own_door() {
         let dir = tempfile::tempdir().unwrap();
         let trust = Trust::open(dir.path(), GateConfig::default(), Arc::new(SystemClock)).unwrap();
-        let moonlight = paired(&trust, Kind::Gamestream);
-        let app = paired(&trust, Kind::Native);
+        let moonlight = paired(&trust, FrontDoor::Gamestream);
+        let app = paired(&trust, FrontDoor::Native);
 
-        let grant = trust.authorize(Kind::Gamestream, &moonlight).unwrap();
+        let grant = trust.authorize(FrontDoor::Gamestream, &moonlight).unwrap();
         assert_eq!(
             (grant.fingerprint(), grant.door(), grant.via()),
-            (&moonlight, Kind::Gamestream, Via::Pin)
+            (&moonlight, FrontDoor::Gamestream, Via::Pin)
         );
         assert!(grant.seen_due(), "never seen yet");
-        assert!(trust.authorize(Kind::Native, &moonlight).is_none());
-        assert!(trust.authorize(Kind::Native, &app).is_some());
-        assert!(trust.authorize(Kind::Gamestream, &app).is_none());
+        assert!(trust.authorize(FrontDoor::Native, &moonlight).is_none());
+        assert!(trust.authorize(FrontDoor::Native, &app).is_some());
+        assert!(trust.authorize(FrontDoor::Gamestream, &app).is_none());
 
         let stranger = Identity::generate_p256("stranger").unwrap().fingerprint();
-        assert!(trust.authorize(Kind::Native, &stranger).is_none());
+        assert!(trust.authorize(FrontDoor::Native, &stranger).is_none());
         trust.revoke(&app, crate::trust::Actor::cli()).unwrap();
-        assert!(trust.authorize(Kind::Native, &app).is_none(), "at once");
+        assert!(
+            trust.authorize(FrontDoor::Native, &app).is_none(),
+            "at once"
+        );
     }
 
     #[test]
@@ -150,14 +153,14 @@ mod tests {
         let trust = Arc::new(
             Trust::open(dir.path(), GateConfig::default(), Arc::new(SystemClock)).unwrap(),
         );
-        let fp = paired(&trust, Kind::Native);
+        let fp = paired(&trust, FrontDoor::Native);
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let grant = trust.authorize(Kind::Native, &fp).unwrap();
+        let grant = trust.authorize(FrontDoor::Native, &fp).unwrap();
         rt.block_on(trust.seen(&grant));
         assert!(trust.registry().get(&fp).unwrap().last_seen.is_some());
-        let again = trust.authorize(Kind::Native, &fp).unwrap();
+        let again = trust.authorize(FrontDoor::Native, &fp).unwrap();
         assert!(!again.seen_due(), "seen a moment ago");
     }
 }

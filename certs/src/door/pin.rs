@@ -18,7 +18,7 @@ use crate::audit::{DeviceRef, Door, Entry, Event, Outcome, Ticket};
 use crate::fingerprint::Fingerprint;
 use crate::gate::{Claimant, Secret, TakenSecret};
 use crate::name::DisplayName;
-use crate::registry::{Device, Kind, RegistryError, Via};
+use crate::registry::{Device, FrontDoor, RegistryError, Via};
 use crate::trust::{Trust, TrustError};
 
 /// What a pairing exchange proves it knows.
@@ -58,7 +58,7 @@ pub struct PinAttempt {
     ticket: Option<TakenSecret>,
     secret: Secret,
     trust: Arc<Trust>,
-    door: Kind,
+    door: FrontDoor,
     by: Claimant,
 }
 
@@ -120,7 +120,7 @@ impl Drop for PinAttempt {
 /// The entry of a taken PIN (or a link guess) that did not pair. A wrong
 /// guess at the link costs nothing, so anyone may make many: its entry is
 /// budgeted like other unsolicited ones.
-fn rejected_entry(door: Kind, by: &Claimant, link: bool) -> Entry {
+fn rejected_entry(door: FrontDoor, by: &Claimant, link: bool) -> Entry {
     let event = if link {
         Event::LinkRejected
     } else {
@@ -134,7 +134,7 @@ fn rejected_entry(door: Kind, by: &Claimant, link: bool) -> Entry {
 
 /// Waits for `ticket` to be durable; a failure is logged (the decision
 /// stands, and the audit writer reports its own fault).
-async fn trust_durable(ticket: Ticket, door: Kind) {
+async fn trust_durable(ticket: Ticket, door: FrontDoor) {
     if let Err(e) = ticket.durable().await {
         tracing::error!("{}: {e}", Door::of(door).as_str());
     }
@@ -185,7 +185,7 @@ impl Trust {
         self: &Arc<Self>,
         by: Claimant,
         with: PairWith,
-        door: Kind,
+        door: FrontDoor,
     ) -> Option<PinAttempt> {
         let now = self.now();
         let ticket = match with {
@@ -244,7 +244,7 @@ impl Trust {
                 .map(|admitted| trust.record_paired(&admitted))
         })
         .await??;
-        trust_durable(ticket, Kind::Gamestream).await;
+        trust_durable(ticket, FrontDoor::Gamestream).await;
         Ok(())
     }
 }
@@ -307,21 +307,21 @@ mod tests {
         assert!(d.trust.is_armed(PairWith::Pin));
         let attempt = d
             .trust
-            .take_pin(claimant(&phone), PairWith::Pin, Kind::Native)
+            .take_pin(claimant(&phone), PairWith::Pin, FrontDoor::Native)
             .unwrap();
         assert!(matches!(attempt.secret(), Secret::Pin(_)));
         assert!(!d.trust.is_armed(PairWith::Pin), "one guess per arming");
         assert!(d.trust.is_armed(PairWith::Link), "the link still pairs");
         assert!(d
             .trust
-            .take_pin(claimant(&phone), PairWith::Pin, Kind::Native)
+            .take_pin(claimant(&phone), PairWith::Pin, FrontDoor::Native)
             .is_none());
 
         d.rt.block_on(attempt.store(phone.cert_der(), claimant(&phone).name, Via::Pin))
             .unwrap();
         let grant = d
             .trust
-            .authorize(Kind::Native, &phone.fingerprint())
+            .authorize(FrontDoor::Native, &phone.fingerprint())
             .unwrap();
         assert_eq!(grant.via(), Via::Pin);
         assert!(
@@ -348,7 +348,7 @@ mod tests {
         let stranger = Identity::generate_p256("stranger").unwrap();
         let attempt = d
             .trust
-            .take_pin(claimant(&stranger), PairWith::Pin, Kind::Native)
+            .take_pin(claimant(&stranger), PairWith::Pin, FrontDoor::Native)
             .unwrap();
         drop(attempt);
         assert!(!d.trust.is_armed(PairWith::Pin));
@@ -362,7 +362,7 @@ mod tests {
         // A wrong guess at the link costs nothing but its entry.
         let attempt = d
             .trust
-            .take_pin(claimant(&stranger), PairWith::Link, Kind::Native)
+            .take_pin(claimant(&stranger), PairWith::Link, FrontDoor::Native)
             .unwrap();
         assert!(matches!(attempt.secret(), Secret::Link(_)));
         drop(attempt);
@@ -381,7 +381,7 @@ mod tests {
         // Paired at the other door already: this door may not take it over.
         let device = Device::from_der(
             moonlight.cert_der(),
-            Kind::Gamestream,
+            FrontDoor::Gamestream,
             DisplayName::sanitize_or("m", "m"),
             Via::Pin,
             1_800_000_000,
@@ -391,7 +391,7 @@ mod tests {
             .unwrap();
         let attempt = d
             .trust
-            .take_pin(claimant(&moonlight), PairWith::Pin, Kind::Native)
+            .take_pin(claimant(&moonlight), PairWith::Pin, FrontDoor::Native)
             .unwrap();
         let refused =
             d.rt.block_on(attempt.store(moonlight.cert_der(), claimant(&moonlight).name, Via::Pin));
@@ -403,7 +403,7 @@ mod tests {
         ));
         assert!(d
             .trust
-            .authorize(Kind::Native, &moonlight.fingerprint())
+            .authorize(FrontDoor::Native, &moonlight.fingerprint())
             .is_none());
         assert_eq!(
             events(&d),

@@ -61,7 +61,7 @@ use crate::events::TrustEvent;
 use crate::fingerprint::Fingerprint;
 use crate::name::{DisplayName, Label};
 use crate::otp::{OneTimePin, OtpError, OtpGrant, Passphrase};
-use crate::registry::{Kind, Via};
+use crate::registry::{FrontDoor, Via};
 
 mod armed;
 mod one_time;
@@ -214,7 +214,7 @@ pub struct Claimant {
 #[derive(Debug, Clone)]
 pub struct PendingRequest {
     /// Front door.
-    pub kind: Kind,
+    pub kind: FrontDoor,
     /// Device name as the client sent it, cleaned.
     pub name: DisplayName,
     /// The client certificate (DER), stored if the request is admitted.

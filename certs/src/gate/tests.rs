@@ -4,7 +4,7 @@ use rand::SeedableRng;
 
 fn req(cert: &[u8], needs: Needs) -> PendingRequest {
     PendingRequest {
-        kind: Kind::Native,
+        kind: FrontDoor::Native,
         name: DisplayName::sanitize("dev").unwrap(),
         cert_der: cert.to_vec(),
         address: "127.0.0.1:1".parse().unwrap(),

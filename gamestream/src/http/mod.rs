@@ -419,7 +419,10 @@ impl FromRequest for Caller {
             // Only a Moonlight-paired certificate: trust won at the native
             // door does not count here.
             Some(cert) => cert.and_then(|fp| {
-                state.and_then(|s| s.trust.authorize(punktfunk_certs::Kind::Gamestream, &fp))
+                state.and_then(|s| {
+                    s.trust
+                        .authorize(punktfunk_certs::FrontDoor::Gamestream, &fp)
+                })
             }),
         };
         let Some(grant) = grant else {

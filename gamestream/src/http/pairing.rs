@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use punktfunk_certs::gate::OtpCheck;
 use punktfunk_certs::{
-    DisplayName, Event, GateError, Kind, Label, Needs, OtpProof, Outcome as AuditOutcome,
+    DisplayName, Event, FrontDoor, GateError, Label, Needs, OtpProof, Outcome as AuditOutcome,
     PendingId, PendingRequest, Refusal, RequestEnd, RequestUpdate, StoreError, TrustError,
     TrustEvent, Via,
 };
@@ -316,7 +316,7 @@ impl State {
             return PairError::Busy.reply();
         }
         let pending = PendingRequest {
-            kind: Kind::Gamestream,
+            kind: FrontDoor::Gamestream,
             name: shown_name(request.device_name.as_ref(), peer.ip()),
             cert_der: request.client_cert.der().to_vec(),
             address: peer,

@@ -9,8 +9,8 @@ use actix_web::dev::{Service, ServiceResponse};
 use actix_web::web::Bytes;
 use actix_web::{test, web};
 use punktfunk_certs::{
-    Actor, Device, Fingerprint, GateConfig, HostIdentity, Identity, Kind, PendingId, RequestEnd,
-    SystemClock, Trust, Via,
+    Actor, Device, Fingerprint, FrontDoor, GateConfig, HostIdentity, Identity, PendingId,
+    RequestEnd, SystemClock, Trust, Via,
 };
 use tokio::sync::watch;
 
@@ -205,7 +205,7 @@ fn paired_client(state: &State) -> Fingerprint {
         .unwrap();
     let device = Device::from_der(
         &der,
-        Kind::Gamestream,
+        FrontDoor::Gamestream,
         punktfunk_certs::DisplayName::sanitize("roth").unwrap(),
         Via::Pin,
         0,
