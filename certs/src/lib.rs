@@ -49,6 +49,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod audit;
+pub mod bucket;
 pub mod door;
 mod events;
 mod expiry;
@@ -64,6 +65,7 @@ mod trust;
 pub use punktfunk_identity::{fingerprint, fsutil, identity, name, secret};
 
 pub use audit::{AuditError, AuditLog, Door, Entry, Event, Outcome};
+pub use bucket::TokenBucket;
 pub use door::{ExchangeShown, Grant, OtpProof, PairWith, PinAttempt, Refusal, StoreError};
 pub use events::TrustEvent;
 pub use fingerprint::{Fingerprint, ParseFingerprintError};

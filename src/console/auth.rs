@@ -28,7 +28,7 @@ use argon2::{Algorithm, Argon2, Block, Params, Version};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use punktfunk_certs::fsutil::Owner;
-use punktfunk_certs::AddressKey;
+use punktfunk_certs::{AddressKey, TokenBucket};
 use rand::rngs::OsRng;
 use rand::RngCore;
 use tokio::sync::OwnedMutexGuard;
@@ -331,7 +331,7 @@ pub(crate) struct LoginLimiter {
     per_address: Mutex<HashMap<AddressKey, (u32, Instant)>>,
     /// Attempts per known browser (valid cookie id), see [`Self::admit_known`].
     per_browser: Mutex<HashMap<BrowserId, (u32, Instant)>>,
-    budget: Mutex<Bucket>,
+    budget: Mutex<TokenBucket>,
     /// The one argon2 memory buffer (kept once made: 19 MiB with the
     /// default parameters); its lock is the check slot, so one check runs
     /// at a time (~25 ms each, well above the budget).
@@ -339,22 +339,16 @@ pub(crate) struct LoginLimiter {
     checks: AtomicU64,
 }
 
-/// A token bucket: [`CHECKS_PER_SECOND`] tokens a second, as many at most.
-#[derive(Debug)]
-struct Bucket {
-    tokens: f64,
-    at: Option<Instant>,
-}
-
 impl Default for LoginLimiter {
     fn default() -> Self {
         Self {
             per_address: Mutex::default(),
             per_browser: Mutex::default(),
-            budget: Mutex::new(Bucket {
-                tokens: f64::from(CHECKS_PER_SECOND),
-                at: None,
-            }),
+            // [`CHECKS_PER_SECOND`] a second, as many at most.
+            budget: Mutex::new(TokenBucket::new(
+                f64::from(CHECKS_PER_SECOND),
+                f64::from(CHECKS_PER_SECOND),
+            )),
             memory: Arc::default(),
             checks: AtomicU64::new(0),
         }
@@ -452,19 +446,10 @@ impl LoginLimiter {
     }
 
     fn take_token(&self, now: Instant) -> Result<(), Duration> {
-        let mut b = self.budget.lock().unwrap_or_else(|p| p.into_inner());
-        let rate = f64::from(CHECKS_PER_SECOND);
-        if let Some(at) = b.at {
-            let refill = now.saturating_duration_since(at).as_secs_f64() * rate;
-            b.tokens = (b.tokens + refill).min(rate);
-        }
-        b.at = Some(now);
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - b.tokens) / rate))
-        }
+        self.budget
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take(now)
     }
 
     /// The right password: the address starts afresh.
