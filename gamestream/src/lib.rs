@@ -101,6 +101,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod attempts;
 pub mod boxart;
 mod crypto;
 pub mod http;

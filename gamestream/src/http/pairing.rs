@@ -6,9 +6,9 @@
 //!   PIN for *that* request, denies it, it expires, a newer phase 1 from the
 //!   same client replaces it, or the client goes away (the handler future is
 //!   dropped; [`Held`] then ends the request as `abandoned`).
-//! - Attempts are keyed by (`uniqueid`, peer IP): stock clients all send the
-//!   same `uniqueid`, so the address tells two devices apart, and a second
-//!   phase 1 from the same key replaces the first (research §10.5).
+//! - Which attempt a request belongs to, who wins when a client asks again
+//!   and how many may be in flight are [`crate::attempts`]' rules; this
+//!   shell ends in the trust service the requests those rules hand back.
 //! - A phase 1 carrying `otpauth` (Apollo/Artemis one-time PINs,
 //!   `punktfunk_certs::otp`) uses up the active one-time PIN: on a match
 //!   its PIN is entered for the request at once, with no console step, and
@@ -21,7 +21,6 @@
 //!   `paired`, under one gate lock, before `paired=1` is sent; the console's
 //!   PIN entry learns the real outcome from that.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -36,6 +35,7 @@ use rand::rngs::OsRng;
 use tokio::sync::broadcast;
 
 use super::State;
+use crate::attempts::{Attempts, Key, Tracked};
 use crate::xml::{self, Channel};
 use crate::{
     Effect, GetServerCert, HostFault, NewDevice, PairError, PairQuery, PairRequest, PairingEnd,
@@ -76,9 +76,6 @@ fn shown_name(name: Option<&DisplayName>, peer: IpAddr) -> DisplayName {
     }
 }
 
-/// (`uniqueid`, peer IP): who a pairing attempt belongs to.
-type Key = (UniqueId, IpAddr);
-
 fn key(unique_id: UniqueId, peer: SocketAddr) -> Key {
     (unique_id, peer.ip().to_canonical())
 }
@@ -94,66 +91,37 @@ struct InFlight {
     session: PairingSession,
 }
 
-/// The attempts in flight. Never locked together with the gate.
-#[derive(Debug, Default)]
-pub(super) struct InFlightPairings(Mutex<HashMap<Key, InFlight>>);
+impl Tracked for InFlight {
+    fn request(&self) -> PendingId {
+        self.pending
+    }
+
+    fn is_expired(&self, now: Instant) -> bool {
+        self.session.is_expired(now)
+    }
+}
+
+/// The attempts in flight ([`Attempts`], the rules across requests),
+/// shared by the handlers. Never locked together with the gate.
+#[derive(Debug)]
+pub(super) struct InFlightPairings(Mutex<Attempts<InFlight>>);
+
+impl Default for InFlightPairings {
+    fn default() -> Self {
+        Self(Mutex::new(Attempts::new(MAX_SESSIONS)))
+    }
+}
 
 impl InFlightPairings {
-    fn lock(&self) -> MutexGuard<'_, HashMap<Key, InFlight>> {
+    fn lock(&self) -> MutexGuard<'_, Attempts<InFlight>> {
         // Plain map updates; a panic elsewhere cannot leave it half-changed.
         self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn take(&self, key: &Key) -> Option<InFlight> {
-        self.lock().remove(key)
-    }
-
-    /// Takes the attempt of `key` only if it is still the one for `id`.
-    fn take_if(&self, key: &Key, id: PendingId) -> Option<InFlight> {
-        let mut map = self.lock();
-        match map.get(key) {
-            Some(a) if a.pending == id => map.remove(key),
-            _ => None,
-        }
-    }
-
-    /// Stores `attempt`, returning the one it replaces.
-    fn replace(&self, key: Key, attempt: InFlight) -> Option<InFlight> {
-        self.lock().insert(key, attempt)
-    }
-
-    /// Puts an attempt back after a step, unless a newer one took its place
-    /// meanwhile; then the newer one wins and `attempt` is returned.
-    fn put_back(&self, key: Key, attempt: InFlight) -> Option<InFlight> {
-        let mut map = self.lock();
-        match map.entry(key) {
-            std::collections::hash_map::Entry::Occupied(_) => Some(attempt),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(attempt);
-                None
-            }
-        }
     }
 
     /// How many attempts are in flight.
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.lock().len()
-    }
-
-    fn has_room_for(&self, key: &Key) -> bool {
-        let map = self.lock();
-        map.len() < MAX_SESSIONS || map.contains_key(key)
-    }
-
-    fn drain_expired(&self, now: Instant) -> Vec<InFlight> {
-        let mut map = self.lock();
-        let keys: Vec<Key> = map
-            .iter()
-            .filter(|(_, a)| a.session.is_expired(now))
-            .map(|(k, _)| k.clone())
-            .collect();
-        keys.iter().filter_map(|k| map.remove(k)).collect()
     }
 }
 
@@ -170,7 +138,7 @@ struct Held<'a> {
 impl Drop for Held<'_> {
     fn drop(&mut self) {
         if self.armed {
-            self.state.sessions.take_if(&self.key, self.id);
+            self.state.sessions.lock().take_if(&self.key, self.id);
             // A no-op if the request already ended some other way.
             if self
                 .state
@@ -289,7 +257,8 @@ impl State {
             .find(|(k, _)| k == "uniqueid")
             .and_then(|(_, v)| UniqueId::parse(v).ok());
         if let Some(unique_id) = unique_id {
-            if let Some(attempt) = self.sessions.take(&key(unique_id, peer)) {
+            let taken = self.sessions.lock().take(&key(unique_id, peer));
+            if let Some(attempt) = taken {
                 let outcome = attempt.session.cancelled_by_client();
                 self.finish(attempt.pending, outcome);
             }
@@ -298,7 +267,13 @@ impl State {
 
     /// Ends attempts whose client stopped between phases.
     pub(super) fn sweep_expired(&self) {
-        for attempt in self.sessions.drain_expired(self.trust.now()) {
+        let given_up = self.sessions.lock().expired(self.trust.now());
+        self.give_up(given_up);
+    }
+
+    /// Ends the requests of attempts whose clients stopped between phases.
+    fn give_up(&self, given_up: Vec<InFlight>) {
+        for attempt in given_up {
             tracing::info!(request = %attempt.pending, "gamestream: pairing attempt timed out");
             self.finish(attempt.pending, PairingEnd::Abandoned);
         }
@@ -352,11 +327,9 @@ impl State {
     /// Whether a new attempt from `key` fits, after ending the attempts
     /// whose clients stopped between phases.
     fn has_room_for(&self, key: &Key) -> bool {
-        if self.sessions.has_room_for(key) {
-            return true;
-        }
-        self.sweep_expired();
-        self.sessions.has_room_for(key)
+        let (room, given_up) = self.sessions.lock().admit(key, self.trust.now());
+        self.give_up(given_up);
+        room.is_ok()
     }
 
     /// Keeps the attempt of request `id` for its next phases; a previous
@@ -370,7 +343,8 @@ impl State {
             via,
             session,
         };
-        if let Some(old) = self.sessions.replace(key.clone(), attempt) {
+        let replaced = self.sessions.lock().begin(key.clone(), attempt);
+        if let Some(old) = replaced {
             self.trust.end_request(old.pending, RequestEnd::Replaced);
         }
         Held {
@@ -429,7 +403,8 @@ impl State {
         let Some((pin, label)) = self.trust.collect_pin(id) else {
             return Err(ended(self.trust.request_ended(id)));
         };
-        let Some(attempt) = self.sessions.take_if(key, id) else {
+        let taken = self.sessions.lock().take_if(key, id);
+        let Some(attempt) = taken else {
             return Err(ended(self.trust.request_ended(id)));
         };
         let step = attempt
@@ -456,7 +431,7 @@ impl State {
             label,
             via,
             session,
-        }) = self.sessions.take(&key)
+        }) = self.sessions.lock().take(&key)
         else {
             return PairError::NoSession.reply();
         };
@@ -535,13 +510,15 @@ impl State {
     /// Puts an attempt back for its next phase, unless a newer phase 1 from
     /// the same client took its place meanwhile.
     fn keep(&self, key: Key, attempt: InFlight) {
-        if let Some(lost) = self.sessions.put_back(key, attempt) {
+        let lost = self.sessions.lock().put_back(key, attempt);
+        if let Some(lost) = lost {
             self.trust.end_request(lost.pending, RequestEnd::Replaced);
         }
     }
 
     fn end(&self, key: &Key, outcome: PairingEnd) {
-        if let Some(attempt) = self.sessions.take(key) {
+        let taken = self.sessions.lock().take(key);
+        if let Some(attempt) = taken {
             self.finish(attempt.pending, outcome);
         }
     }
