@@ -48,35 +48,10 @@ pub(crate) async fn gamestream_pair(
         r.map(|r| (conn, r))
     });
 
-    // The console: find the request, type the PIN (answers once paired).
     mark("phase 1 sent");
-    let fp = hex::encode(id.fingerprint().as_bytes());
-    let mut poll = None;
-    let pending_id = loop {
-        let (_, state) = console.call(&mut poll, "GET", "/api/pairing", None).await?;
-        let found = state["pending"].as_array().and_then(|ps| {
-            ps.iter()
-                .find(|p| p["fingerprint"] == fp.as_str())
-                .and_then(|p| p["id"].as_str().map(str::to_owned))
-        });
-        if let Some(found) = found {
-            mark("pending request listed");
-            break found;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    };
-    let pin_console = console.clone();
-    let entered = tokio::spawn(async move {
-        let mut conn = None;
-        pin_console
-            .call(
-                &mut conn,
-                "POST",
-                &format!("/api/pending/{pending_id}/pin"),
-                Some(serde_json::json!({ "pin": pin })),
-            )
-            .await
-    });
+    let pending_id = listed(console, id).await?;
+    mark("pending request listed");
+    let entered = enter_pin(console.clone(), pending_id, pin);
 
     mark("pin entered");
     let (mut conn, r1) = phase1.await??;
@@ -84,31 +59,7 @@ pub(crate) async fn gamestream_pair(
     let r1 = r1.text();
     client.read_plaincert(&xml_field(&r1, "plaincert")?)?;
 
-    // Phase 2.
-    let r2 = conn
-        .roundtrip(&gs_get(&client.clientchallenge()))
-        .await?
-        .text();
-    mark("phase 2");
-    client.read_challengeresponse(&xml_field(&r2, "challengeresponse")?)?;
-
-    // Phase 3, and the client's own checks of the host's answer.
-    let r3 = conn
-        .roundtrip(&gs_get(&client.serverchallengeresp()))
-        .await?
-        .text();
-    mark("phase 3");
-    client.check_pairingsecret(&xml_field(&r3, "pairingsecret")?)?;
-
-    // Phase 4.
-    let r4 = conn
-        .roundtrip(&gs_get(&client.clientpairingsecret()))
-        .await?
-        .text();
-    mark("phase 4");
-    if xml_field(&r4, "paired")? != "1" {
-        bail!("phase 4: {r4}");
-    }
+    phases_2_to_4(&mut conn, &mut client, &mark).await?;
 
     // Phase 5 over HTTPS with the client certificate.
     let mut tls_conn = Conn::open(https, Some(id_tls)).await?;
@@ -124,6 +75,74 @@ pub(crate) async fn gamestream_pair(
     mark("console answered");
     if status != 200 || outcome["result"] != "paired" {
         bail!("console: HTTP {status} {outcome}");
+    }
+    Ok(())
+}
+
+/// The console's id of the request whose client has `id`'s certificate,
+/// once it is listed.
+async fn listed(console: &Console, id: &Identity) -> Result<String> {
+    let fp = hex::encode(id.fingerprint().as_bytes());
+    let mut poll = None;
+    loop {
+        let (_, state) = console.call(&mut poll, "GET", "/api/pairing", None).await?;
+        let found = state["pending"].as_array().and_then(|ps| {
+            ps.iter()
+                .find(|p| p["fingerprint"] == fp.as_str())
+                .and_then(|p| p["id"].as_str().map(str::to_owned))
+        });
+        if let Some(found) = found {
+            return Ok(found);
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Types the PIN into the console; its answer comes once the pairing ended.
+fn enter_pin(
+    console: Console,
+    pending_id: String,
+    pin: String,
+) -> tokio::task::JoinHandle<Result<(u16, serde_json::Value)>> {
+    tokio::spawn(async move {
+        let mut conn = None;
+        console
+            .call(
+                &mut conn,
+                "POST",
+                &format!("/api/pending/{pending_id}/pin"),
+                Some(serde_json::json!({ "pin": pin })),
+            )
+            .await
+    })
+}
+
+/// Phases 2-4 over the held HTTP connection, with the client's own checks.
+async fn phases_2_to_4(
+    conn: &mut Conn,
+    client: &mut moonlight::Client<&Identity>,
+    mark: &impl Fn(&str),
+) -> Result<()> {
+    let r2 = conn
+        .roundtrip(&gs_get(&client.clientchallenge()))
+        .await?
+        .text();
+    mark("phase 2");
+    client.read_challengeresponse(&xml_field(&r2, "challengeresponse")?)?;
+    // Phase 3, and the client's own checks of the host's answer.
+    let r3 = conn
+        .roundtrip(&gs_get(&client.serverchallengeresp()))
+        .await?
+        .text();
+    mark("phase 3");
+    client.check_pairingsecret(&xml_field(&r3, "pairingsecret")?)?;
+    let r4 = conn
+        .roundtrip(&gs_get(&client.clientpairingsecret()))
+        .await?
+        .text();
+    mark("phase 4");
+    if xml_field(&r4, "paired")? != "1" {
+        bail!("phase 4: {r4}");
     }
     Ok(())
 }
