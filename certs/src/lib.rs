@@ -66,7 +66,9 @@ pub use punktfunk_identity::{fingerprint, fsutil, identity, name, secret};
 
 pub use audit::{AuditError, AuditLog, Door, Entry, Event, Outcome};
 pub use bucket::TokenBucket;
-pub use door::{ExchangeShown, Grant, OtpProof, PairWith, PinAttempt, Refusal, StoreError};
+pub use door::{
+    ExchangeShown, Grant, OtpProof, PairWith, PinAttempt, PinFailure, Refusal, StoreError,
+};
 pub use events::TrustEvent;
 pub use fingerprint::{Fingerprint, ParseFingerprintError};
 pub use gate::{

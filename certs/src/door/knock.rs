@@ -5,11 +5,13 @@
 
 use rand::rngs::OsRng;
 
+use crate::audit::{Event, Outcome};
 use crate::gate::{
-    GateError, OtpRequestError, Pending, PendingId, PendingRequest, Pin, RequestEnd,
+    GateError, OtpCheck, OtpRequestError, Pending, PendingId, PendingRequest, Pin, RequestEnd,
 };
 use crate::name::Label;
 use crate::otp::OtpError;
+use crate::registry::Via;
 use crate::trust::Trust;
 
 /// The proof of an Apollo one-time PIN a Moonlight request came with
@@ -20,6 +22,29 @@ pub struct OtpProof {
     pub otpauth: [u8; 32],
     /// The `salt` parameter exactly as the client sent it.
     pub salt_text: String,
+}
+
+/// How a request whose PIN was entered ended without pairing, as its door
+/// tells it: recorded by [`Trust::pin_failed`].
+#[derive(Debug, Clone, Copy)]
+pub enum PinFailure<'a> {
+    /// The exchange did not prove the PIN: `why`, in the words for a PIN
+    /// that may have been wrong, and `after_right_pin`, for one that was
+    /// right (a matched one-time PIN).
+    Rejected {
+        /// What went wrong, when the PIN may have been wrong.
+        why: &'a str,
+        /// What went wrong, when the PIN is known to have been right.
+        after_right_pin: &'a str,
+    },
+    /// Not a wrong PIN: a client's own bug (`detail` says what to do).
+    ClientBug {
+        /// What to tell the owner.
+        detail: &'a str,
+    },
+    /// It ended otherwise (the client went away, a host fault): nothing to
+    /// record beyond the request's end.
+    Abandoned,
 }
 
 /// Why a knock was not listed.
@@ -83,6 +108,49 @@ impl Trust {
     /// still waiting.
     pub fn end_request(&self, id: PendingId, outcome: RequestEnd) -> Option<Pending> {
         self.gate().finish(id, outcome)
+    }
+
+    /// Ends request `id`, whose PIN was entered, as `failure` says, with its
+    /// audit entry: `pin_rejected` (for a one-time PIN: whether the PIN and
+    /// passphrase were wrong, or right and the failure came later) or
+    /// `moonlight_bug`.
+    pub fn pin_failed(&self, id: PendingId, failure: PinFailure<'_>) {
+        let end = match failure {
+            PinFailure::Rejected { .. } => RequestEnd::PinRejected,
+            PinFailure::ClientBug { .. } => RequestEnd::MoonlightQtBug,
+            PinFailure::Abandoned => RequestEnd::Abandoned,
+        };
+        let Some(pending) = self.end_request(id, end) else {
+            return;
+        };
+        let entry = match failure {
+            PinFailure::Rejected {
+                why,
+                after_right_pin,
+            } => {
+                let entry = pending.audit_entry(Event::PinRejected);
+                // A request whose `otpauth` did not match paired with a
+                // random PIN, so its failure says nothing about what the
+                // client did after: what went wrong is the one-time PIN or
+                // the passphrase (`otpauth` covers both and cannot tell
+                // which). One that matched had the right PIN: the failure
+                // came later, so do not point at the PIN.
+                match pending.otp {
+                    None => entry.detail(why),
+                    Some(OtpCheck::Matched) => entry.via(Via::Otp).detail(format!(
+                        "the one-time PIN and passphrase were right, then pairing failed: {after_right_pin}"
+                    )),
+                    Some(OtpCheck::Mismatched) => entry
+                        .via(Via::Otp)
+                        .detail("wrong one-time PIN or passphrase"),
+                }
+            }
+            PinFailure::ClientBug { detail } => {
+                pending.audit_entry(Event::MoonlightBug).detail(detail)
+            }
+            PinFailure::Abandoned => return,
+        };
+        let _ = self.record(entry.outcome(Outcome::Failed));
     }
 
     /// How request `id` ended, if it did (and is still remembered).

@@ -21,7 +21,7 @@
 mod knock;
 mod pin;
 
-pub use knock::{OtpProof, Refusal};
+pub use knock::{OtpProof, PinFailure, Refusal};
 pub use pin::{ExchangeShown, PairWith, PinAttempt, StoreError};
 
 use std::sync::Arc;

@@ -25,11 +25,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use punktfunk_certs::gate::OtpCheck;
 use punktfunk_certs::{
-    DisplayName, Event, FrontDoor, GateError, Label, Needs, OtpProof, Outcome as AuditOutcome,
-    PendingId, PendingRequest, Refusal, RequestEnd, RequestUpdate, StoreError, TrustError,
-    TrustEvent, Via,
+    DisplayName, FrontDoor, GateError, Label, Needs, OtpProof, PendingId, PendingRequest,
+    PinFailure, Refusal, RequestEnd, RequestUpdate, StoreError, TrustError, TrustEvent, Via,
 };
 use rand::rngs::OsRng;
 use tokio::sync::broadcast;
@@ -167,16 +165,6 @@ fn ended(outcome: Option<RequestEnd>) -> PairError {
         Some(RequestEnd::Expired) | None => PairError::PinTimeout,
         Some(RequestEnd::Replaced) => PairError::Superseded,
         Some(_) => PairError::Cancelled,
-    }
-}
-
-/// The gate's word for how an attempt ended.
-fn pending_outcome(outcome: PairingEnd) -> RequestEnd {
-    match outcome {
-        PairingEnd::Paired(_) => RequestEnd::Paired,
-        PairingEnd::PinRejected(_) => RequestEnd::PinRejected,
-        PairingEnd::MoonlightQtBug(_) => RequestEnd::MoonlightQtBug,
-        PairingEnd::Failed | PairingEnd::Abandoned => RequestEnd::Abandoned,
     }
 }
 
@@ -524,32 +512,24 @@ impl State {
     }
 
     fn finish(&self, id: PendingId, outcome: PairingEnd) {
-        let ended = self.trust.end_request(id, pending_outcome(outcome));
-        let entry = match (ended, outcome) {
-            (Some(pending), PairingEnd::PinRejected(why)) => {
-                let entry = pending.audit_entry(Event::PinRejected);
-                // A request whose `otpauth` did not match paired with a
-                // random PIN, so its failure says nothing about what the
-                // client did after: what went wrong is the one-time PIN or
-                // the passphrase (`otpauth` covers both and cannot tell which).
-                match pending.otp {
-                    None => entry.detail(why.to_string()),
-                    // The one-time PIN and passphrase were right: the
-                    // failure came later, so do not point at the PIN.
-                    Some(OtpCheck::Matched) => entry.via(Via::Otp).detail(format!(
-                        "the one-time PIN and passphrase were right, then pairing failed: {}",
-                        why.after_right_pin()
-                    )),
-                    Some(OtpCheck::Mismatched) => entry
-                        .via(Via::Otp)
-                        .detail("wrong one-time PIN or passphrase"),
+        let why;
+        let failure = match outcome {
+            PairingEnd::Paired(_) => {
+                self.trust.end_request(id, RequestEnd::Paired);
+                return;
+            }
+            PairingEnd::PinRejected(rejection) => {
+                why = rejection.to_string();
+                PinFailure::Rejected {
+                    why: &why,
+                    after_right_pin: rejection.after_right_pin(),
                 }
             }
-            (Some(pending), PairingEnd::MoonlightQtBug(_)) => pending
-                .audit_entry(Event::MoonlightBug)
-                .detail(MOONLIGHT_QT_BUG.to_owned()),
-            _ => return,
+            PairingEnd::MoonlightQtBug(_) => PinFailure::ClientBug {
+                detail: MOONLIGHT_QT_BUG,
+            },
+            PairingEnd::Failed | PairingEnd::Abandoned => PinFailure::Abandoned,
         };
-        let _ = self.trust.record(entry.outcome(AuditOutcome::Failed));
+        self.trust.pin_failed(id, failure);
     }
 }
