@@ -299,4 +299,96 @@ mod tests {
         assert_eq!(trust.request_ended(id), Some(RequestEnd::Approved));
         assert!(trust.authorize(FrontDoor::Native, &fp).is_some());
     }
+
+    #[test]
+    fn a_failed_pin_is_recorded_in_the_words_its_one_time_pin_calls_for() {
+        use crate::audit::{read, Query};
+        let dir = tempfile::tempdir().unwrap();
+        let trust = trust(dir.path(), GateConfig::default());
+        let details = |trust: &Trust| -> Vec<(Event, Option<String>)> {
+            trust.audited().durable_blocking().unwrap();
+            let page = read(
+                trust.audit_dir(),
+                &Query {
+                    limit: 50,
+                    ..Query::default()
+                },
+            )
+            .unwrap();
+            page.events
+                .iter()
+                .filter(|r| matches!(r.entry.event, Event::PinRejected | Event::MoonlightBug))
+                .map(|r| (r.entry.event, r.entry.detail.clone()))
+                .collect()
+        };
+        let rejected = PinFailure::Rejected {
+            why: "wrong PIN",
+            after_right_pin: "the client gave up",
+        };
+        // A typed PIN.
+        let id = trust
+            .knock(
+                request(FrontDoor::Gamestream, Needs::Pin, [10, 0, 1, 1]),
+                None,
+            )
+            .unwrap();
+        trust.pin_failed(id, rejected);
+        assert_eq!(trust.request_ended(id), Some(RequestEnd::PinRejected));
+        // A one-time PIN whose proof did not match.
+        let passphrase = crate::otp::Passphrase::parse("correct horse battery").unwrap();
+        let _ = trust.create_otp(passphrase, None, Actor::cli(), &mut OsRng);
+        let proof = OtpProof {
+            otpauth: [7; 32],
+            salt_text: "00".repeat(16),
+        };
+        let id = trust
+            .knock(
+                request(FrontDoor::Gamestream, Needs::Pin, [10, 0, 1, 2]),
+                Some(&proof),
+            )
+            .unwrap();
+        trust.pin_failed(id, rejected);
+        // moonlight-qt's bug; and an attempt abandoned records nothing.
+        let id = trust
+            .knock(
+                request(FrontDoor::Gamestream, Needs::Pin, [10, 0, 1, 3]),
+                None,
+            )
+            .unwrap();
+        trust.pin_failed(
+            id,
+            PinFailure::ClientBug {
+                detail: "press Pair again",
+            },
+        );
+        assert_eq!(trust.request_ended(id), Some(RequestEnd::MoonlightQtBug));
+        let id = trust
+            .knock(
+                request(FrontDoor::Gamestream, Needs::Pin, [10, 0, 1, 4]),
+                None,
+            )
+            .unwrap();
+        trust.pin_failed(id, PinFailure::Abandoned);
+        assert_eq!(trust.request_ended(id), Some(RequestEnd::Abandoned));
+        trust.pin_failed(id, rejected);
+        assert_eq!(
+            trust.request_ended(id),
+            Some(RequestEnd::Abandoned),
+            "ended once"
+        );
+
+        let mut got = details(&trust);
+        got.reverse();
+        assert_eq!(
+            got,
+            [
+                (Event::PinRejected, Some("wrong PIN".to_owned())),
+                (
+                    Event::PinRejected,
+                    Some("wrong one-time PIN or passphrase".to_owned())
+                ),
+                (Event::MoonlightBug, Some("press Pair again".to_owned())),
+            ]
+        );
+    }
 }
