@@ -64,6 +64,23 @@ impl Proc {
         Ok(addr.parse()?)
     }
 
+    /// A listener of serve's start-up block (`    Moonlight       http   port
+    /// 32855`), on loopback (the loads bind serve there).
+    pub(crate) fn listener(&self, label: &str, scheme: &str) -> Result<SocketAddr> {
+        let port = self
+            .seen
+            .iter()
+            .find_map(|l| {
+                let rest = l.trim_start().strip_prefix(label)?;
+                match rest.split_whitespace().collect::<Vec<_>>()[..] {
+                    [s, "port", port] if s == scheme => port.parse::<u16>().ok(),
+                    _ => None,
+                }
+            })
+            .ok_or_else(|| anyhow!("no {label} {scheme} listener in {:?}", self.seen))?;
+        Ok(SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+
     pub(crate) fn rss_kib(&self) -> Option<u64> {
         rss_kib(self.child.id())
     }

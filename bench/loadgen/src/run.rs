@@ -18,18 +18,19 @@ struct Host {
 async fn first_start(bin: &Path, state: &Path) -> Result<Host> {
     let (mut proc, started) = Proc::spawn(serve_command(bin, state))?;
     let first_ready = proc.wait_for("ready")? - started;
+    // `console password: XXXX  (generated; …)`, printed at a first start.
     let password = proc
         .seen
         .iter()
-        .find_map(|l| {
-            l.split_once("set-password`): ")
-                .map(|(_, p)| p.trim().to_owned())
-        })
+        .find_map(|l| l.strip_prefix("console password: "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(str::to_owned)
         .ok_or_else(|| anyhow!("no console password printed"))?;
-    let gs_http = proc.addr("gamestream-http")?;
-    let gs_https = proc.addr("gamestream-https")?;
-    let console = proc.addr("console")?;
-    let native = HostAddr::parse(&proc.addr("native")?.to_string()).map_err(|e| anyhow!(e))?;
+    let gs_http = proc.listener("Moonlight", "http")?;
+    let gs_https = proc.listener("Moonlight", "https")?;
+    let console = proc.listener("console", "https")?;
+    let native = HostAddr::parse(&proc.listener("punktfunk app", "tls")?.to_string())
+        .map_err(|e| anyhow!(e))?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_rss = proc.rss_kib().unwrap_or(0);
     Ok(Host {
