@@ -3,22 +3,23 @@
 //! This crate owns the trust state of a punktfunk host, shared by every front
 //! door (GameStream, native, console):
 //!
-//! - [`identity`]: the host's certificate and key (created once, never
-//!   changed), client identities, and the crypto helpers both front doors
-//!   share (signing, verifying, constant-time comparison).
-//! - [`Fingerprint`]: the SHA-256 of a certificate's DER, the only name a
-//!   device has.
-//! - [`name`]: the one rule for names people read ([`DisplayName`],
-//!   [`Label`]), used by every door, the registry and the console.
+//! - [`identity`], [`Fingerprint`], [`name`], [`secret`], [`fsutil`]: the
+//!   primitives a client shares, from `punktfunk-identity` (re-exported).
 //! - [`registry`]: the durable allow-list of paired devices. One write path,
-//!   [`Registry::modify`]; lookups never block.
+//!   [`Registry::modify`]; lookups never block. [`Trust::registry`] hands
+//!   out only a read-only view ([`Devices`]): every change goes through a
+//!   `Trust` method that records it.
 //! - [`gate`]: the armed PIN (single use) and the requests waiting for
 //!   approval or a PIN. Pure: time and randomness are arguments.
 //! - [`otp`]: one-time PINs for Moonlight-family clients (Apollo-compatible).
 //! - [`Trust`]: registry + gate behind one handle, with their events on one
 //!   broadcast channel.
-//! - [`door`]: the contract front doors call ([`Trust::authorize`] →
-//!   [`Grant`]).
+//! - [`door`]: the contract front doors call: [`Trust::authorize`] →
+//!   [`Grant`], [`Trust::knock`] → [`Refusal`], [`Trust::take_pin`] →
+//!   [`PinAttempt`], [`Trust::store_device`], [`Trust::pin_failed`].
+//! - [`Trust::run_expiry`]: the one expiry timer.
+//! - [`TokenBucket`]: the one token bucket (the audit trail's noise budget,
+//!   the console's login budget).
 //! - [`operator`]: what the console, the CLI or the host decides about
 //!   pairing (arm, deny, block, …), each with its audit entry.
 //! - [`audit`]: the durable trail of every trust decision (`audit.jsonl`).

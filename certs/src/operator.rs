@@ -3,7 +3,7 @@
 //! that no caller builds entries of its own: arm and disarm, deny one
 //! waiting request, all of them or one address's, block and unblock an
 //! address, make and cancel a one-time PIN, enter a Moonlight PIN. (Approve, revoke and rename, which also touch the registry,
-//! are in [`crate::trust`].)
+//! are in `trust.rs`.)
 //!
 //! Each returns the [`Ticket`] of its entries: the caller waits on it
 //! (outside any lock) before it tells the operator the decision is made.

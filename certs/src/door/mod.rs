@@ -13,8 +13,8 @@
 //! `last_seen`), written once here for every door: coarse, so most calls
 //! write nothing and never leave the calling thread.
 //!
-//! The rest of the contract: [`knock`] (a device asks to be let in, and
-//! how its request ends) and [`pin`] (pairing with the armed PIN, and
+//! The rest of the contract: `knock` (a device asks to be let in, and
+//! how its request ends) and `pin` (pairing with the armed PIN, and
 //! storing what a door admitted). A door implements its wire format and
 //! calls these; the gate and the registry stay inside this crate.
 
