@@ -20,7 +20,7 @@
 //!   ([`crate::boxart`]);
 //! - `/serverinfo`, what every Moonlight client on the LAN polls every few
 //!   seconds, rendered once per local address and door and then served as
-//!   the same bytes ([`ServerInfoCache`]).
+//!   the same bytes (`ServerInfoCache`).
 //!
 //! Start it with [`server`]; run [`sweep`] beside it to end attempts whose
 //! client stopped halfway.
