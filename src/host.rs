@@ -515,13 +515,13 @@ async fn start_gamestream(shared: &Shared) -> anyhow::Result<Door> {
         },
         stopped,
     ));
-    let servers = gamestream::server(state.clone(), http, https, tls)
+    let servers = gamestream::server(state, http, https, tls)
         .context("cannot start the GameStream listeners")?;
     shared.announce(Listener::GamestreamHttp, http_addr);
     shared.announce(Listener::GamestreamHttps, https_addr);
     let mut door = Door {
         actix: Vec::new(),
-        tasks: vec![tokio::spawn(gamestream::sweep(state))],
+        tasks: Vec::new(),
         shutdown: Some(stop),
     };
     for (what, server) in [("HTTP", servers.http), ("HTTPS", servers.https)] {

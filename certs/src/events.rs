@@ -47,6 +47,12 @@ pub enum TrustEvent {
         /// The request.
         id: PendingId,
     },
+    /// A waiting request's deadline moved (its door keeps it for its next
+    /// step).
+    PendingChanged {
+        /// The request.
+        id: PendingId,
+    },
     /// The console entered the PIN for a waiting request.
     PinEntered {
         /// The request.

@@ -412,8 +412,9 @@ impl PairingSession {
     }
 
     /// Whether the attempt timed out waiting for its next phase (always
-    /// `false` while waiting for the PIN: the gate expires those). For the
-    /// shell's periodic clean-up; report [`PairingEnd::Abandoned`].
+    /// `false` while waiting for the PIN: the gate expires those). The
+    /// shell gives such attempts up when it needs their places; report
+    /// [`PairingEnd::Abandoned`].
     pub fn is_expired(&self, now: Instant) -> bool {
         self.deadline().is_some_and(|d| now > d)
     }
@@ -437,7 +438,9 @@ impl PairingSession {
         }
     }
 
-    fn deadline(&self) -> Option<Instant> {
+    /// When the client's next phase is due (`None` while it waits for the
+    /// PIN, which the trust service times).
+    pub fn deadline(&self) -> Option<Instant> {
         match self {
             Self::AwaitingPin(_) => None,
             Self::AwaitingClientChallenge(s) => Some(s.deadline),

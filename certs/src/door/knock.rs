@@ -3,6 +3,8 @@
 //! the request ends. Both doors get the same [`Refusal`] and map it to
 //! their wire answers; neither touches the gate itself.
 
+use std::time::Instant;
+
 use rand::rngs::OsRng;
 
 use crate::audit::{Event, Outcome};
@@ -151,6 +153,14 @@ impl Trust {
             PinFailure::Abandoned => return,
         };
         let _ = self.record(entry.outcome(Outcome::Failed));
+    }
+
+    /// Request `id` ends at `until` (as `expired`, by [`Trust::run_expiry`])
+    /// unless it ends otherwise first: a door's deadline for the client's
+    /// next step, so that the door needs no timer of its own. `false` if it
+    /// no longer waits.
+    pub fn keep_request_until(&self, id: PendingId, until: Instant) -> bool {
+        self.gate().keep_until(id, until)
     }
 
     /// How request `id` ended, if it did (and is still remembered).
@@ -390,5 +400,38 @@ mod tests {
                 (Event::MoonlightBug, Some("press Pair again".to_owned())),
             ]
         );
+    }
+
+    #[test]
+    fn a_door_deadline_moves_the_request_s_end_and_the_timer_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let trust = Arc::new(trust(dir.path(), GateConfig::default()));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            tokio::spawn(trust.clone().run_expiry());
+            let mut events = trust.subscribe();
+            let id = trust
+                .knock(
+                    request(FrontDoor::Gamestream, Needs::Pin, [10, 0, 2, 1]),
+                    None,
+                )
+                .unwrap();
+            // Five minutes to wait for its PIN; its door then gives the
+            // client 300 ms for its next step.
+            let until = trust.now() + std::time::Duration::from_millis(300);
+            assert!(trust.keep_request_until(id, until));
+            assert_eq!(trust.view().request(id).map(|p| p.expires), Some(until));
+            let ended = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                trust.request_outcome(&mut events, id),
+            )
+            .await
+            .expect("ended by the one timer at the door's deadline");
+            assert_eq!(ended, Some(RequestEnd::Expired));
+            assert!(!trust.keep_request_until(id, until), "no longer waits");
+        });
     }
 }

@@ -143,6 +143,20 @@ impl Gate {
         Some(pending)
     }
 
+    /// Request `id` ends at `until` unless it ends otherwise first: its
+    /// door's deadline for the next step, on the same clock as every other
+    /// deadline here. `false` if it no longer waits (or is being stored).
+    pub fn keep_until(&mut self, id: PendingId, until: Instant) -> bool {
+        match self.pending.get_mut(&id) {
+            Some(p) if !p.storing => {
+                p.expires = until;
+                self.events.push_back(TrustEvent::PendingChanged { id });
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// How a recently finished request ended.
     pub fn outcome(&self, id: PendingId) -> Option<RequestEnd> {
         self.outcomes

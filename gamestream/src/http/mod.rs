@@ -22,8 +22,10 @@
 //!   seconds, rendered once per local address and door and then served as
 //!   the same bytes (`ServerInfoCache`).
 //!
-//! Start it with [`server`]; run [`sweep`] beside it to end attempts whose
-//! client stopped halfway.
+//! Start it with [`server`]. It runs no timer of its own: a request whose
+//! client stops halfway ends at its phase's deadline by the trust service's
+//! one expiry timer (`Trust::keep_request_until`), and a full attempts map
+//! gives up the stale ones.
 
 mod pairing;
 
@@ -66,8 +68,6 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a stopping server waits for requests in flight.
 const SHUTDOWN_TIMEOUT_S: u64 = 5;
-/// How often [`sweep`] looks for attempts that timed out.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
 
 /// The one app `/applist` offers: clients ignore an empty list or id 0.
 const DESKTOP: (u32, &str) = (1, "Desktop");
@@ -340,19 +340,6 @@ pub fn app(
         .service(web::resource("/resume").to(resume))
         .service(web::resource("/cancel").to(cancel))
         .default_service(web::to(not_found))
-}
-
-/// Ends pairing attempts whose client stopped answering between phases,
-/// until `shutdown` turns `true`.
-pub async fn sweep(state: web::Data<State>) {
-    let mut shutdown = state.shutdown.clone();
-    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => state.sweep_expired(),
-            _ = shutdown.wait_for(|stop| *stop) => return,
-        }
-    }
 }
 
 // ---- transport --------------------------------------------------------------

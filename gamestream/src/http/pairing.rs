@@ -253,12 +253,6 @@ impl State {
         }
     }
 
-    /// Ends attempts whose client stopped between phases.
-    pub(super) fn sweep_expired(&self) {
-        let given_up = self.sessions.lock().expired(self.trust.now());
-        self.give_up(given_up);
-    }
-
     /// Ends the requests of attempts whose clients stopped between phases.
     fn give_up(&self, given_up: Vec<InFlight>) {
         for attempt in given_up {
@@ -496,11 +490,20 @@ impl State {
     }
 
     /// Puts an attempt back for its next phase, unless a newer phase 1 from
-    /// the same client took its place meanwhile.
+    /// the same client took its place meanwhile; its request ends at the
+    /// phase's deadline (by the trust service's timer) if the client does
+    /// not come back.
     fn keep(&self, key: Key, attempt: InFlight) {
+        let (id, deadline) = (attempt.pending, attempt.session.deadline());
         let lost = self.sessions.lock().put_back(key, attempt);
-        if let Some(lost) = lost {
-            self.trust.end_request(lost.pending, RequestEnd::Replaced);
+        match (lost, deadline) {
+            (Some(lost), _) => {
+                self.trust.end_request(lost.pending, RequestEnd::Replaced);
+            }
+            (None, Some(until)) => {
+                self.trust.keep_request_until(id, until);
+            }
+            (None, None) => {}
         }
     }
 
