@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
-use punktfunk_certs::{Device, FrontDoor, Identity, Registry, Via};
+use punktfunk_certs::{Device, FrontDoor, Identity, Via};
 use punktfunk_native::{Client, Connected, DisplayName, HostAddr, NewHost, Pin};
 use punktfunk_testsupport::{moonlight, xml};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
@@ -138,10 +138,16 @@ fn write_devices(state: &Path, n: usize) -> Result<()> {
             )?)
         })
         .collect::<Result<Vec<Device>>>()?;
-    let reg = Registry::open(
+    // The registry file as docs/state-and-audit.md describes it, written whole:
+    // a fixture for the start-up measurement, not a change a host makes
+    // (those go through the trust service and its audit trail).
+    let file = serde_json::json!({
+        "version": punktfunk_certs::registry::FORMAT_VERSION,
+        "devices": devices,
+    });
+    punktfunk_certs::fsutil::write_atomic(
         &state.join(punktfunk_certs::registry::REGISTRY_FILE),
-        tokio::sync::broadcast::channel(16).0,
+        &serde_json::to_vec(&file)?,
     )?;
-    reg.modify(|draft| devices.iter().try_for_each(|d| draft.upsert(d.clone())))?;
     Ok(())
 }
