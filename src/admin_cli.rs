@@ -16,8 +16,8 @@ use clap::{Args, Subcommand};
 use punktfunk_certs::audit::{self, Query, Record};
 use punktfunk_certs::{GateConfig, StateDir, StateDirError, SystemClock, Trust};
 
-use crate::cli::StateDirArg;
 use crate::control::{self, Asked, DeviceRow, OpError, Request};
+use crate::startup::StateDirArg;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum DevicesCommand {

@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::console::auth::PasswordFile;
 use crate::host::{self, ServeConfig};
+use crate::startup::StateDirArg;
 
 /// punktfunk host: pair Moonlight and punktfunk clients, keep their trust.
 #[derive(Debug, Parser)]
@@ -64,20 +65,6 @@ enum ConsoleCommand {
         #[command(flatten)]
         state: StateDirArg,
     },
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct StateDirArg {
-    /// Where the host keeps its identity, paired devices and console
-    /// password [default: $XDG_CONFIG_HOME/punktfunk].
-    #[arg(long, value_name = "DIR")]
-    state_dir: Option<PathBuf>,
-}
-
-impl StateDirArg {
-    pub(crate) fn resolve(&self) -> anyhow::Result<PathBuf> {
-        crate::startup::state_dir_or_default(self.state_dir.as_deref())
-    }
 }
 
 /// `serve`'s flags. Each overrides the settings file's key of the same name

@@ -15,8 +15,6 @@ use std::path::Path;
 
 use punktfunk_certs::fsutil;
 
-/// The generated console password, in plain text, until it is used.
-pub(crate) const GENERATED_FILE: &str = "console.generated-password";
 /// Written at the first successful console login.
 pub(crate) const LOGGED_IN_FILE: &str = "console.logged-in";
 /// A generated password is 20 characters; anything much bigger is not one.
@@ -25,14 +23,14 @@ const MAX_BYTES: u64 = 256;
 /// Keeps the generated `password` (0600, never through a link).
 pub(crate) fn keep_generated(dir: &Path, password: &str) -> io::Result<()> {
     fsutil::write_atomic(
-        &dir.join(GENERATED_FILE),
+        &dir.join(crate::startup::GENERATED_FILE),
         format!("{password}\n").as_bytes(),
     )
 }
 
 /// The generated password, while it is still the one in use.
 pub(crate) fn generated(dir: &Path) -> Option<String> {
-    let bytes = fsutil::read_limited(&dir.join(GENERATED_FILE), MAX_BYTES).ok()?;
+    let bytes = fsutil::read_limited(&dir.join(crate::startup::GENERATED_FILE), MAX_BYTES).ok()?;
     let text = String::from_utf8(bytes).ok()?;
     let password = text.trim();
     (!password.is_empty()).then(|| password.to_owned())
@@ -41,7 +39,7 @@ pub(crate) fn generated(dir: &Path) -> Option<String> {
 /// The generated password is no longer the one (`set-password` ran, or
 /// someone logged in with it).
 pub(crate) fn forget_generated(dir: &Path) -> io::Result<()> {
-    match std::fs::remove_file(dir.join(GENERATED_FILE)) {
+    match std::fs::remove_file(dir.join(crate::startup::GENERATED_FILE)) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }

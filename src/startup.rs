@@ -136,15 +136,33 @@ pub struct HostState {
     pub host_name: String,
 }
 
+/// `--state-dir`, as every command that works on a state dir takes it.
+#[derive(Debug, clap::Args)]
+pub(crate) struct StateDirArg {
+    /// Where the host keeps its identity, paired devices and console
+    /// password [default: $XDG_CONFIG_HOME/punktfunk].
+    #[arg(long, value_name = "DIR")]
+    pub(crate) state_dir: Option<PathBuf>,
+}
+
+impl StateDirArg {
+    pub(crate) fn resolve(&self) -> anyhow::Result<PathBuf> {
+        state_dir_or_default(self.state_dir.as_deref())
+    }
+}
+
 /// File holding the PHC-format argon2id hash of the console password.
 pub(crate) const PASSWORD_FILE: &str = "console.passwd";
+
+/// The generated console password, in plain text, until it is used.
+pub(crate) const GENERATED_FILE: &str = "console.generated-password";
 
 /// The files in a state dir no other user may read.
 const PRIVATE_FILES: &[&str] = &[
     punktfunk_certs::identity::HOST_KEY_FILE,
     REGISTRY_FILE,
     PASSWORD_FILE,
-    crate::first_start::GENERATED_FILE,
+    GENERATED_FILE,
     audit::AUDIT_FILE,
     audit::ROTATED_FILES[0],
     audit::ROTATED_FILES[1],

@@ -3,7 +3,7 @@
 //! GameStream request waiting for its PIN).
 
 use crate::fingerprint::Fingerprint;
-use crate::gate::{PendingId, RequestEnd};
+use crate::vocab::{PendingId, RequestEnd};
 
 /// Something changed in the registry or the gate.
 #[derive(Debug, Clone, PartialEq, Eq)]

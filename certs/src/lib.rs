@@ -60,6 +60,7 @@ pub mod otp;
 pub mod registry;
 mod statedir;
 mod trust;
+mod vocab;
 
 // The primitives a client shares, re-exported so that the host's crates
 // name them in one place.

@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 
 use rand::{CryptoRng, Rng, RngCore};
 
-use crate::gate::Pin;
 use crate::name::DisplayName;
+use crate::secret::Pin;
 
 /// How long a one-time PIN stays valid (Apollo: 3 minutes).
 pub const OTP_TTL: Duration = Duration::from_secs(180);

@@ -46,9 +46,9 @@ use tokio::sync::{broadcast, watch};
 
 use crate::events::TrustEvent;
 use crate::fingerprint::Fingerprint;
-use crate::gate::AddressKey;
 use crate::name::{DisplayName, Label};
 use crate::registry::{Device, FrontDoor, Via};
+use crate::vocab::AddressKey;
 
 /// File name of the audit trail inside a state dir.
 pub const AUDIT_FILE: &str = "audit.jsonl";

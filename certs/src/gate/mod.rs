@@ -49,9 +49,7 @@
 //!   let a stranger crack it online, and a stranger cannot burn it with one.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use rand::{CryptoRng, RngCore};
@@ -68,6 +66,7 @@ mod one_time;
 mod requests;
 mod secret;
 
+pub use crate::vocab::{AddressKey, NoSuchRequest, PendingId, RequestEnd};
 pub use punktfunk_identity::secret::{BadPin, LinkSecret, Pin, Secret, LINK_SECRET_LEN};
 pub use secret::{Armed, TakenSecret};
 
@@ -114,33 +113,6 @@ pub const MAX_BLOCKS: usize = 64;
 /// used up; at most one of them from each address.
 pub const MAX_OTP_TRIES: usize = 5;
 
-/// Identifies a pending request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PendingId(u64);
-
-impl fmt::Display for PendingId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
-
-impl FromStr for PendingId {
-    type Err = GateError;
-    fn from_str(s: &str) -> Result<Self, GateError> {
-        s.parse().map(Self).map_err(|_| GateError::UnknownRequest)
-    }
-}
-
-/// From its decimal string form (what [`fmt::Display`] writes and the
-/// console puts in its URLs), by the rules of [`FromStr`]: anything else is
-/// [`GateError::UnknownRequest`], since no request has such an id.
-impl<'de> serde::Deserialize<'de> for PendingId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
 /// What a waiting device needs to get in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Needs {
@@ -165,36 +137,6 @@ impl Needs {
             Needs::Approval => "approval",
             Needs::Pin => "the PIN that Moonlight shows",
         }
-    }
-}
-
-/// What counts as "one source address" for every per-address limit (the
-/// waiting list's, the console's login limiter, the audit budget, blocks,
-/// one-time PIN tries): the full address, an IPv4 address or an IPv6 /128,
-/// with an IPv4-mapped IPv6 address counted as the IPv4 address.
-///
-/// Not the IPv6 /64: a home LAN with SLAAC is one /64, so keying by it let
-/// one attacker's address lock every IPv6 device of the LAN out. An
-/// attacker who rotates through addresses (easy in a /64) is bounded by the
-/// global budgets instead, which are sized for that.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct AddressKey(IpAddr);
-
-impl AddressKey {
-    /// The key of `ip`.
-    pub fn of(ip: IpAddr) -> Self {
-        Self(ip.to_canonical())
-    }
-
-    /// The address.
-    pub fn ip(self) -> IpAddr {
-        self.0
-    }
-}
-
-impl fmt::Display for AddressKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
     }
 }
 
@@ -288,45 +230,6 @@ impl Pending {
     }
 }
 
-/// How a pending request ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RequestEnd {
-    /// Approved in the console; the device is stored.
-    Approved,
-    /// Denied in the console.
-    Denied,
-    /// Nobody decided in time.
-    Expired,
-    /// The same certificate asked again; the new request replaced it.
-    Replaced,
-    /// The PIN matched and the device is stored.
-    Paired,
-    /// The PIN did not match (or the client gave up after a PIN entry).
-    PinRejected,
-    /// The client's answer failed the way moonlight-qt's known key bug
-    /// fails (SHA-256(salt ‖ PIN) has a zero byte in its first 15): the PIN
-    /// was most likely right; a new attempt in Moonlight pairs.
-    MoonlightQtBug,
-    /// The client went away.
-    Abandoned,
-}
-
-impl RequestEnd {
-    /// Stable lowercase name used in APIs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RequestEnd::Approved => "approved",
-            RequestEnd::Denied => "denied",
-            RequestEnd::Expired => "expired",
-            RequestEnd::Replaced => "replaced",
-            RequestEnd::Paired => "paired",
-            RequestEnd::PinRejected => "pin_rejected",
-            RequestEnd::MoonlightQtBug => "moonlight_qt_bug",
-            RequestEnd::Abandoned => "abandoned",
-        }
-    }
-}
-
 /// The last exchange that took the armed PIN: who, and how it went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LastPinUse {
@@ -408,7 +311,7 @@ pub enum GateError {
     #[error("pairing is not armed; arm pairing in the console to get a PIN")]
     NotArmed,
     /// No such pending request (it may have expired or been answered).
-    #[error("no such request is waiting; it may have expired or been answered already")]
+    #[error("{}", NoSuchRequest)]
     UnknownRequest,
     /// Too many requests are waiting.
     #[error(
@@ -443,6 +346,12 @@ pub enum GateError {
     /// Not an IP address.
     #[error("not an IP address")]
     BadAddress,
+}
+
+impl From<NoSuchRequest> for GateError {
+    fn from(_: NoSuchRequest) -> Self {
+        GateError::UnknownRequest
+    }
 }
 
 impl From<BadPin> for GateError {
