@@ -79,8 +79,10 @@ impl PinAttempt {
         name: DisplayName,
         via: Via,
     ) -> Result<(), StoreError> {
+        // Only `store` and `drop` take the ticket, and both consume the
+        // attempt: it is always here.
         let Some(ticket) = self.ticket.take() else {
-            return Ok(());
+            return Err(StoreError::Task("the PIN was already reported".into()));
         };
         let trust = self.trust.clone();
         let door = self.door;
