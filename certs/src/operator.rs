@@ -170,7 +170,6 @@ fn denied_entry(by: &Actor, pending: &Pending) -> Entry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::{read, Query};
     use crate::gate::{GateConfig, Needs, PendingRequest};
     use crate::identity::Identity;
     use crate::name::DisplayName;
@@ -192,15 +191,7 @@ mod tests {
     }
 
     fn events(dir: &std::path::Path) -> Vec<Event> {
-        let page = read(
-            dir,
-            &Query {
-                limit: 100,
-                ..Query::default()
-            },
-        )
-        .unwrap();
-        page.events.iter().rev().map(|r| r.entry.event).collect()
+        crate::audit::recorded_events(dir)
     }
 
     #[test]

@@ -104,6 +104,8 @@ mod writer;
 use budget::Budget;
 pub use entry::{rfc3339, DeviceRef, Door, Entry, Event, Outcome, Record};
 use file::{read_bytes, LogFile};
+#[cfg(test)]
+pub(crate) use read::recorded_events;
 use read::{last_seq, records_newest_first};
 pub use read::{read, Page, Query};
 use writer::io_error;

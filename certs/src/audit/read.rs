@@ -96,3 +96,15 @@ pub(super) fn last_seq(dir: &Path) -> Result<u64, AuditError> {
     }
     Ok(0)
 }
+
+/// The events of the newest 100 records, oldest first: what a test
+/// checks was recorded, in order.
+#[cfg(test)]
+pub(crate) fn recorded_events(dir: &Path) -> Vec<Event> {
+    let query = Query {
+        limit: 100,
+        ..Query::default()
+    };
+    let page = read(dir, &query).unwrap();
+    page.events.iter().rev().map(|r| r.entry.event).collect()
+}

@@ -96,9 +96,7 @@ impl PinAttempt {
                     Ok(ticket_paired)
                 }
                 Err(e) => {
-                    let link = ticket.is_link();
-                    trust.gate().report(ticket, None);
-                    let _ = trust.record(rejected_entry(door, &by, link));
+                    spend(&trust, ticket, door, &by);
                     Err(e)
                 }
             }
@@ -112,11 +110,17 @@ impl PinAttempt {
 impl Drop for PinAttempt {
     fn drop(&mut self) {
         if let Some(ticket) = self.ticket.take() {
-            let link = ticket.is_link();
-            self.trust.gate().report(ticket, None);
-            let _ = self.trust.record(rejected_entry(self.door, &self.by, link));
+            spend(&self.trust, ticket, self.door, &self.by);
         }
     }
+}
+
+/// Reports the taken PIN (or link guess) as spent without pairing, and
+/// records it: every way an attempt ends but a stored device.
+fn spend(trust: &Trust, ticket: TakenSecret, door: FrontDoor, by: &Claimant) {
+    let link = ticket.is_link();
+    trust.gate().report(ticket, None);
+    let _ = trust.record(rejected_entry(door, by, link));
 }
 
 /// The entry of a taken PIN (or a link guess) that did not pair. A wrong
@@ -254,7 +258,6 @@ impl Trust {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::{read, Query};
     use crate::gate::{GateConfig, PinUse};
     use crate::identity::Identity;
     use crate::trust::{Actor, SystemClock};
@@ -290,15 +293,7 @@ mod tests {
 
     fn events(d: &Door) -> Vec<Event> {
         d.trust.audited().durable_blocking().unwrap();
-        let page = read(
-            d.trust.audit_dir(),
-            &Query {
-                limit: 100,
-                ..Query::default()
-            },
-        )
-        .unwrap();
-        page.events.iter().rev().map(|r| r.entry.event).collect()
+        crate::audit::recorded_events(d.trust.audit_dir())
     }
 
     #[test]
