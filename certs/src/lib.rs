@@ -16,7 +16,8 @@
 //!   broadcast channel.
 //! - [`door`]: the contract front doors call: [`Trust::authorize`] →
 //!   [`Grant`], [`Trust::knock`] → [`Refusal`], [`Trust::take_pin`] →
-//!   [`PinAttempt`], [`Trust::store_device`], [`Trust::pin_failed`].
+//!   [`PinAttempt`], [`Trust::collect_pin`] → [`CollectedPin`],
+//!   [`Trust::store_device`].
 //! - [`Trust::run_expiry`]: the one expiry timer.
 //! - [`TokenBucket`]: the one token bucket (the audit trail's noise budget,
 //!   the console's login budget).
@@ -69,7 +70,8 @@ pub use punktfunk_identity::{fingerprint, fsutil, identity, name, secret};
 pub use audit::{AuditError, AuditLog, Door, Entry, Event, Outcome};
 pub use bucket::TokenBucket;
 pub use door::{
-    ExchangeShown, Grant, OtpProof, PairWith, PinAttempt, PinFailure, Refusal, StoreError,
+    CollectedPin, ExchangeShown, Grant, OtpProof, PairWith, PinAttempt, PinFailure, Refusal,
+    StoreError,
 };
 pub use events::TrustEvent;
 pub use fingerprint::{Fingerprint, ParseFingerprintError};

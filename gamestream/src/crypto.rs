@@ -145,15 +145,20 @@ pub enum Rejection {
 
 impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::HashMismatch => "the client's hash does not match (wrong PIN?)",
-            Self::BadSignature => "the client's signature does not verify",
-            Self::ClientGaveUp => "the client gave up after the PIN was entered (wrong PIN?)",
-        })
+        f.write_str(self.why())
     }
 }
 
 impl Rejection {
+    /// What went wrong, in the words for a PIN that may have been wrong.
+    pub(crate) fn why(&self) -> &'static str {
+        match self {
+            Self::HashMismatch => "the client's hash does not match (wrong PIN?)",
+            Self::BadSignature => "the client's signature does not verify",
+            Self::ClientGaveUp => "the client gave up after the PIN was entered (wrong PIN?)",
+        }
+    }
+
     /// What this failure means once the PIN is known to have been right
     /// (a one-time PIN whose `otpauth` matched): never "wrong PIN".
     pub(crate) fn after_right_pin(&self) -> &'static str {

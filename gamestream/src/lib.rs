@@ -68,21 +68,17 @@
 //! 1. `PairQuery::parse(query_pairs)`. On `Err(e)`: drop the session of
 //!    (`e.unique_id`, peer address) if any (report [`PairingEnd::Failed`]) and
 //!    answer `Reply::from(&e)`.
-//! 2. [`PairRequest::GetServerCert`]: [`PairingSession::start`]; register a
-//!    pending request with the gate (kind, shown name, the client
-//!    certificate from [`GetServerCert`], peer address) and keep the
-//!    session under (uniqueid, peer address), replacing
-//!    and ending an older one ([`PairError::Superseded`]); hold the response.
-//!    When the PIN arrives, [`PairingSession::pin_entered`]; if instead the
-//!    request is denied or expires, answer [`PairError::Declined`] or
-//!    [`PairError::PinTimeout`].
-//!    With `otpauth` ([`GetServerCert::otpauth`], Apollo/Artemis one-time
-//!    PINs): register it with the gate's `add_otp_request` instead, which
-//!    uses up the one-time PIN and enters, at once, that PIN on a match or
-//!    a random one on a mismatch (the pairing then fails at the client's
-//!    check, as on Apollo). No active one-time PIN: answer
-//!    [`PairError::OtpNotAvailable`]. A device stored from it is admitted
-//!    via `otp`.
+//! 2. [`PairRequest::GetServerCert`]: [`Knock::of`] says what to ask of the
+//!    trust service (the shown name, the certificate, the address, and an
+//!    Apollo/Artemis one-time PIN's proof if the client sent `otpauth`);
+//!    `Trust::knock` it (refused: answer [`PairError::refused`]), start a
+//!    [`PairingSession`] and keep it under (uniqueid, peer address),
+//!    replacing and ending an older one ([`PairError::Superseded`]); hold
+//!    the response at most [`MAX_HOLD`]. When the PIN arrives (entered in
+//!    the console, or at once for a one-time PIN: that PIN on a match, a
+//!    random one on a mismatch, so the pairing fails at the client's check
+//!    as on Apollo), collect it and call [`PairingSession::pin_entered`]; if
+//!    the request ends first, answer [`PairError::ended`].
 //! 3. [`PairRequest::PairChallenge`]: answer [`xml::pair_challenge`] (over
 //!    HTTPS only after the certificate was authorised, like any HTTPS path).
 //! 4. Phases 2–4: take the session out of the map (none: answer
@@ -92,6 +88,10 @@
 //!      it is `Some`; answer `step.reply`. If an effect fails, answer
 //!      `PairError::Host(..).reply()` and report [`PairingEnd::Failed`].
 //!    - `Err(e)`: the attempt is over; report `e.outcome()`, answer `e.reply()`.
+//!
+//!    Report an end through the collected PIN, as
+//!    [`PairingEnd::pin_failure`] says (`pin_rejected`, the moonlight-qt
+//!    bug, or nothing to record).
 //!
 //! `/unpair` (HTTP, unauthenticated) removes no device: end the peer's
 //! attempt with [`PairingSession::cancelled_by_client`] and answer
@@ -105,6 +105,7 @@ pub mod attempts;
 pub mod boxart;
 mod crypto;
 pub mod http;
+mod knock;
 mod request;
 mod session;
 pub mod xml;
@@ -113,6 +114,7 @@ pub mod xml;
 mod testdata;
 
 pub use crypto::Rejection;
+pub use knock::{Knock, MAX_HOLD};
 /// The PIN type is the gate's: the console enters it there, this crate reads it.
 pub use punktfunk_certs::Pin;
 pub use request::{

@@ -9,9 +9,8 @@ use rand::rngs::OsRng;
 
 use crate::audit::{Event, Outcome};
 use crate::gate::{
-    GateError, OtpCheck, OtpRequestError, Pending, PendingId, PendingRequest, Pin, RequestEnd,
+    GateError, OtpCheck, OtpRequestError, Pending, PendingId, PendingRequest, RequestEnd,
 };
-use crate::name::Label;
 use crate::otp::OtpError;
 use crate::registry::Via;
 use crate::trust::Trust;
@@ -116,7 +115,7 @@ impl Trust {
     /// audit entry: `pin_rejected` (for a one-time PIN: whether the PIN and
     /// passphrase were wrong, or right and the failure came later) or
     /// `moonlight_bug`.
-    pub fn pin_failed(&self, id: PendingId, failure: PinFailure<'_>) {
+    pub(crate) fn pin_failed(&self, id: PendingId, failure: PinFailure<'_>) {
         let end = match failure {
             PinFailure::Rejected { .. } => RequestEnd::PinRejected,
             PinFailure::ClientBug { .. } => RequestEnd::MoonlightQtBug,
@@ -172,14 +171,6 @@ impl Trust {
     pub fn is_waiting(&self, id: PendingId) -> bool {
         let now = self.now();
         self.gate().get_pending(id, now).is_some()
-    }
-
-    /// The PIN the console entered for request `id`, and the label to give
-    /// the device, collected by its door; the request then pairs. `None` if
-    /// no PIN waits for collection (or the request ended).
-    pub fn collect_pin(&self, id: PendingId) -> Option<(Pin, Option<Label>)> {
-        let now = self.now();
-        self.gate().claim_pin(id, now)
     }
 }
 
@@ -265,6 +256,7 @@ mod tests {
                 None,
             )
             .unwrap();
+        let trust = Arc::new(trust);
         assert!(trust.collect_pin(id).is_none(), "no PIN entered yet");
         assert!(trust.end_request(id, RequestEnd::Abandoned).is_some());
         assert!(trust.end_request(id, RequestEnd::Replaced).is_none());
@@ -286,10 +278,10 @@ mod tests {
         let _ = trust
             .enter_pin(id, "1234".parse().unwrap(), None, Actor::cli())
             .unwrap();
-        let (pin, label) = trust.collect_pin(id).unwrap();
-        assert_eq!((pin.as_str(), label), ("1234", None));
+        let collected = trust.collect_pin(id).unwrap();
+        assert_eq!(collected.pin().as_str(), "1234");
         assert!(trust.collect_pin(id).is_none(), "collected once");
-        rt.block_on(trust.pair_request(id, der.clone(), None, crate::registry::Via::Pin))
+        rt.block_on(collected.store(der.clone(), crate::registry::Via::Pin))
             .unwrap();
         assert_eq!(trust.request_ended(id), Some(RequestEnd::Paired));
         let fp = crate::fingerprint::Fingerprint::of_der(&der);

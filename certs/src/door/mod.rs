@@ -18,9 +18,11 @@
 //! storing what a door admitted). A door implements its wire format and
 //! calls these; the gate and the registry stay inside this crate.
 
+mod collected;
 mod knock;
 mod pin;
 
+pub use collected::CollectedPin;
 pub use knock::{OtpProof, PinFailure, Refusal};
 pub use pin::{ExchangeShown, PairWith, PinAttempt, StoreError};
 

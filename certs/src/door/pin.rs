@@ -140,7 +140,7 @@ fn rejected_entry(door: FrontDoor, by: &Claimant, link: bool) -> Entry {
 
 /// Waits for `ticket` to be durable; a failure is logged (the decision
 /// stands, and the audit writer reports its own fault).
-async fn trust_durable(ticket: Ticket, door: FrontDoor) {
+pub(super) async fn trust_durable(ticket: Ticket, door: FrontDoor) {
     if let Err(e) = ticket.durable().await {
         tracing::error!("{}: {e}", Door::of(door).as_str());
     }
@@ -220,37 +220,6 @@ impl Trust {
         let door = device.kind;
         let ticket = tokio::task::spawn_blocking(move || trust.admit(device, address)).await??;
         trust_durable(ticket, door).await;
-        Ok(())
-    }
-
-    /// Pairs the GameStream request `id` whose PIN its door collected: the
-    /// device (`cert_der`, under the name the request waited with, admitted
-    /// `via`, labelled `label`) is stored durably and the request ends as
-    /// `paired`, in one admission ([`Trust::admit_request`]); its `paired`
-    /// entry is durable when this returns `Ok`.
-    pub async fn pair_request(
-        self: &Arc<Self>,
-        id: crate::gate::PendingId,
-        cert_der: Vec<u8>,
-        label: Option<crate::name::Label>,
-        via: Via,
-    ) -> Result<(), StoreError> {
-        let trust = self.clone();
-        let ticket = tokio::task::spawn_blocking(move || {
-            trust
-                .admit_request(id, crate::gate::Needs::Pin, |pending| {
-                    // The name the console showed while the request waited.
-                    let name = pending.request.name.clone();
-                    let kind = pending.request.kind;
-                    let mut device =
-                        Device::from_der(&cert_der, kind, name, via, trust.clock().unix())?;
-                    device.label = label;
-                    Ok(device)
-                })
-                .map(|admitted| trust.record_paired(&admitted))
-        })
-        .await??;
-        trust_durable(ticket, FrontDoor::Gamestream).await;
         Ok(())
     }
 }

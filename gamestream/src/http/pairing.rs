@@ -9,25 +9,23 @@
 //! - Which attempt a request belongs to, who wins when a client asks again
 //!   and how many may be in flight are [`crate::attempts`]' rules; this
 //!   shell ends in the trust service the requests those rules hand back.
-//! - A phase 1 carrying `otpauth` (Apollo/Artemis one-time PINs,
-//!   `punktfunk_certs::otp`) uses up the active one-time PIN: on a match
-//!   its PIN is entered for the request at once, with no console step, and
-//!   the device is stored as admitted `via: otp`; on a mismatch a random PIN
-//!   is entered instead, so the pairing fails later as it does on Apollo
-//!   (`nvhttp.cpp`: "Always return positive, attackers will fail in the
-//!   next steps"); with none active the answer is Apollo's 503 "OTP auth not
-//!   available.".
+//! - What phase 1 asks of the trust service (a typed or a one-time PIN,
+//!   Apollo/Artemis `otpauth`), and how the trust service's answers become
+//!   GameStream answers, are [`crate::Knock`] and [`PairError::refused`] /
+//!   [`PairError::ended`]; the PIN the console typed is a
+//!   [`CollectedPin`] held with the attempt, which reports how the request
+//!   ends (dropped unreported: `abandoned`).
 //! - Phase 4's device is stored durably, and the gate's request finished as
 //!   `paired`, under one gate lock, before `paired=1` is sent; the console's
 //!   PIN entry learns the real outcome from that.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use punktfunk_certs::{
-    DisplayName, FrontDoor, GateError, Label, Needs, OtpProof, PendingId, PendingRequest,
-    PinFailure, Refusal, RequestEnd, RequestUpdate, StoreError, TrustError, TrustEvent, Via,
+    CollectedPin, GateError, PendingId, Refusal, RequestEnd, RequestUpdate, StoreError, TrustError,
+    TrustEvent, Via,
 };
 use rand::rngs::OsRng;
 use tokio::sync::broadcast;
@@ -36,8 +34,8 @@ use super::State;
 use crate::attempts::{Attempts, Key, Tracked};
 use crate::xml::{self, Channel};
 use crate::{
-    Effect, GetServerCert, HostFault, NewDevice, PairError, PairQuery, PairRequest, PairingEnd,
-    PairingSession, Reply, UniqueId,
+    Effect, GetServerCert, HostFault, Knock, NewDevice, PairError, PairQuery, PairRequest,
+    PairingEnd, PairingSession, Reply, UniqueId, MAX_HOLD,
 };
 
 /// Most pairing attempts tracked at once: as many as the gate's waiting
@@ -45,34 +43,6 @@ use crate::{
 /// which the gate caps per address, cannot fill this map and keep out a
 /// Moonlight at another address.
 pub const MAX_SESSIONS: usize = 256;
-
-/// Longest a `getservercert` is held, whatever happens; the gate expires the
-/// pending request long before (`GateConfig::pending_ttl`).
-const MAX_HOLD: Duration = Duration::from_secs(15 * 60);
-
-/// What every moonlight-qt and moonlight-embedded client sends as
-/// `devicename` (`nvpairingmanager.cpp`, `libgamestream/client.c`).
-const STOCK_NAME: &str = "roth";
-
-/// The audit detail of [`PairingEnd::MoonlightQtBug`].
-const MOONLIGHT_QT_BUG: &str =
-    "this attempt hit a known Moonlight bug, so the PIN was probably right: \
-moonlight-qt derives a wrong key when SHA-256(salt + PIN) has a zero byte in its first 15 bytes \
-(about 1 attempt in 18); press Pair in Moonlight again and enter the new PIN it shows";
-
-/// The name the console shows for a Moonlight client: its `devicename`,
-/// unless it sent none or the stock `roth`, which names nobody; then
-/// "Moonlight on ADDRESS" (Apollo similarly shows "Legacy Moonlight Client"
-/// for `roth`). The console's label is the way to name it.
-fn shown_name(name: Option<&DisplayName>, peer: IpAddr) -> DisplayName {
-    match name {
-        Some(n) if !n.as_str().eq_ignore_ascii_case(STOCK_NAME) => n.clone(),
-        _ => DisplayName::sanitize_or(
-            &format!("Moonlight on {}", peer.to_canonical()),
-            "Moonlight",
-        ),
-    }
-}
 
 fn key(unique_id: UniqueId, peer: SocketAddr) -> Key {
     (unique_id, peer.ip().to_canonical())
@@ -82,11 +52,12 @@ fn key(unique_id: UniqueId, peer: SocketAddr) -> Key {
 #[derive(Debug)]
 struct InFlight {
     pending: PendingId,
-    /// The console's label for the device, known once the PIN is entered.
-    label: Option<Label>,
     /// How the device will have been admitted: `pin`, or `otp`.
     via: Via,
     session: PairingSession,
+    /// The PIN the console entered, once collected: it reports how the
+    /// request ends (dropped unreported: `abandoned`).
+    pin: Option<CollectedPin>,
 }
 
 impl Tracked for InFlight {
@@ -136,7 +107,10 @@ struct Held<'a> {
 impl Drop for Held<'_> {
     fn drop(&mut self) {
         if self.armed {
-            self.state.sessions.lock().take_if(&self.key, self.id);
+            // Dropped after the map's lock: a collected PIN reports to the
+            // trust service when dropped.
+            let taken = self.state.sessions.lock().take_if(&self.key, self.id);
+            drop(taken);
             // A no-op if the request already ended some other way.
             if self
                 .state
@@ -158,19 +132,9 @@ enum Wait {
     ShuttingDown,
 }
 
-/// The answer to a client whose request ended without its PIN.
-fn ended(outcome: Option<RequestEnd>) -> PairError {
-    match outcome {
-        Some(RequestEnd::Denied) => PairError::Declined,
-        Some(RequestEnd::Expired) | None => PairError::PinTimeout,
-        Some(RequestEnd::Replaced) => PairError::Superseded,
-        Some(_) => PairError::Cancelled,
-    }
-}
-
 /// The answer to a phase 1 the trust service would not list.
 fn refused(peer: SocketAddr, refusal: Refusal) -> Reply {
-    match refusal {
+    match &refusal {
         Refusal::Busy(GateError::TooManyPending | GateError::TooManyFromAddress(_)) => {
             tracing::info!(%peer, "gamestream: pairing request refused: waiting list full");
         }
@@ -179,19 +143,15 @@ fn refused(peer: SocketAddr, refusal: Refusal) -> Reply {
         Refusal::Busy(GateError::WaitingElsewhere) => {
             tracing::warn!(%peer, "gamestream: pairing request refused: its certificate waits from another address");
         }
-        // The console blocked this address for now.
         Refusal::Busy(GateError::Blocked(address)) => {
             tracing::info!(%address, "gamestream: pairing request refused: the address is blocked");
         }
         // Its previous attempt is storing the device this moment.
         Refusal::Busy(_) => {}
-        Refusal::NoOneTimePin(e) => {
-            tracing::info!(%peer, "gamestream: otpauth refused: {e}");
-            return PairError::OtpNotAvailable.reply();
-        }
-        Refusal::Fault(e) => return PairError::Host(e.into()).reply(),
+        Refusal::NoOneTimePin(e) => tracing::info!(%peer, "gamestream: otpauth refused: {e}"),
+        Refusal::Fault(e) => tracing::error!(%peer, "gamestream: pairing request not listed: {e}"),
     }
-    PairError::Busy.reply()
+    PairError::refused(refusal).reply()
 }
 
 impl State {
@@ -246,9 +206,9 @@ impl State {
             .and_then(|(_, v)| UniqueId::parse(v).ok());
         if let Some(unique_id) = unique_id {
             let taken = self.sessions.lock().take(&key(unique_id, peer));
-            if let Some(attempt) = taken {
+            if let Some(mut attempt) = taken {
                 let outcome = attempt.session.cancelled_by_client();
-                self.finish(attempt.pending, outcome);
+                self.finish(attempt.pending, attempt.pin.take(), outcome);
             }
         }
     }
@@ -257,7 +217,7 @@ impl State {
     fn give_up(&self, given_up: Vec<InFlight>) {
         for attempt in given_up {
             tracing::info!(request = %attempt.pending, "gamestream: pairing attempt timed out");
-            self.finish(attempt.pending, PairingEnd::Abandoned);
+            self.finish(attempt.pending, attempt.pin, PairingEnd::Abandoned);
         }
     }
 
@@ -272,30 +232,18 @@ impl State {
         if !self.has_room_for(&key) {
             return PairError::Busy.reply();
         }
-        let pending = PendingRequest {
-            kind: FrontDoor::Gamestream,
-            name: shown_name(request.device_name.as_ref(), peer.ip()),
-            cert_der: request.client_cert.der().to_vec(),
-            address: peer,
-            needs: Needs::Pin,
-        };
-        // What a one-time PIN's proof needs, before the core takes the
-        // request. With it, the knock uses up the one-time PIN and enters a
+        // With a one-time PIN's proof, the knock uses it up and enters a
         // PIN for the request: the wait below ends at once.
-        let otp = request.otpauth.map(|otpauth| OtpProof {
-            otpauth,
-            salt_text: request.salt_text.clone(),
-        });
+        let knock = Knock::of(&request, peer);
         let session = PairingSession::start(unique_id, request);
         // Subscribe before the request exists, so no event about it is missed.
         let mut events = self.trust.subscribe();
-        let id = match self.trust.knock(pending, otp.as_ref()) {
+        let id = match self.trust.knock(knock.request, knock.otp.as_ref()) {
             Ok(id) => id,
             Err(refusal) => return refused(peer, refusal),
         };
         tracing::info!(request = %id, %peer, "gamestream: pairing request waits for its PIN");
-        let via = if otp.is_some() { Via::Otp } else { Via::Pin };
-        let mut held = self.hold(key.clone(), id, via, session);
+        let mut held = self.hold(key.clone(), id, knock.via, session);
         match self.answer_when_pin(&key, &mut events, id).await {
             Ok(reply) => {
                 held.armed = false;
@@ -321,9 +269,9 @@ impl State {
     fn hold(&self, key: Key, id: PendingId, via: Via, session: PairingSession) -> Held<'_> {
         let attempt = InFlight {
             pending: id,
-            label: None,
             via,
             session,
+            pin: None,
         };
         let replaced = self.sessions.lock().begin(key.clone(), attempt);
         if let Some(old) = replaced {
@@ -346,7 +294,7 @@ impl State {
     ) -> Result<Reply, PairError> {
         match self.wait_for_pin(events, id).await {
             Wait::Pin => self.pin_entered(key, id),
-            Wait::Ended(outcome) => Err(ended(outcome)),
+            Wait::Ended(outcome) => Err(PairError::ended(outcome)),
             Wait::TimedOut => {
                 self.trust.end_request(id, RequestEnd::Expired);
                 Err(PairError::PinTimeout)
@@ -382,24 +330,24 @@ impl State {
     /// The console entered the PIN for request `id`: answer phase 1.
     fn pin_entered(&self, key: &Key, id: PendingId) -> Result<Reply, PairError> {
         let now = self.trust.now();
-        let Some((pin, label)) = self.trust.collect_pin(id) else {
-            return Err(ended(self.trust.request_ended(id)));
+        let Some(pin) = self.trust.collect_pin(id) else {
+            return Err(PairError::ended(self.trust.request_ended(id)));
         };
         let taken = self.sessions.lock().take_if(key, id);
         let Some(attempt) = taken else {
-            return Err(ended(self.trust.request_ended(id)));
+            return Err(PairError::ended(self.trust.request_ended(id)));
         };
         let step = attempt
             .session
-            .pin_entered(&pin, &self.host.identity, now)?;
+            .pin_entered(pin.pin(), &self.host.identity, now)?;
         if let Some(session) = step.session {
             self.keep(
                 key.clone(),
                 InFlight {
                     pending: id,
-                    label,
                     via: attempt.via,
                     session,
+                    pin: Some(pin),
                 },
             );
         }
@@ -408,34 +356,35 @@ impl State {
 
     /// Phases 2–4.
     async fn step(&self, key: Key, request: PairRequest) -> Reply {
+        let taken = self.sessions.lock().take(&key);
         let Some(InFlight {
             pending,
-            label,
             via,
             session,
-        }) = self.sessions.lock().take(&key)
+            mut pin,
+        }) = taken
         else {
             return PairError::NoSession.reply();
         };
         let now = self.trust.now();
         // Denied or expired in the console meanwhile: the attempt is over.
         if !self.trust.is_waiting(pending) {
-            return ended(self.trust.request_ended(pending)).reply();
+            return PairError::ended(self.trust.request_ended(pending)).reply();
         }
         let step = match session.step(request, &self.host.identity, &mut OsRng, now) {
             Ok(step) => step,
             Err(e) => {
                 tracing::info!(request = %pending, "gamestream: pairing failed: {e}");
-                self.finish(pending, e.outcome());
+                self.finish(pending, pin, e.outcome());
                 return e.reply();
             }
         };
         for effect in step.effects {
             match effect {
                 Effect::StoreDevice(device) => {
-                    if let Err(e) = self.store(pending, device, label.clone(), via).await {
+                    // On an error the collected PIN ends the request.
+                    if let Err(e) = self.store(pending, pin.take(), device, via).await {
                         tracing::warn!(request = %pending, "gamestream: device not stored: {e}");
-                        self.finish(pending, PairingEnd::Failed);
                         return e.reply();
                     }
                 }
@@ -445,7 +394,7 @@ impl State {
                 }
                 Effect::Finished(outcome) => {
                     tracing::info!(request = %pending, outcome = outcome.as_str(), "gamestream: pairing ended");
-                    self.finish(pending, outcome);
+                    self.finish(pending, pin.take(), outcome);
                 }
             }
         }
@@ -454,9 +403,9 @@ impl State {
                 key,
                 InFlight {
                     pending,
-                    label,
                     via,
                     session,
+                    pin,
                 },
             );
         }
@@ -464,21 +413,25 @@ impl State {
     }
 
     /// Stores a verified device durably, then finishes its request as
-    /// `paired`: `Trust::pair_request`, the one admission transaction,
+    /// `paired`: [`CollectedPin::store`], the one admission transaction,
     /// which keeps a deny or expiry from coming between the two without
     /// holding the gate across the write.
     async fn store(
         &self,
         id: PendingId,
+        pin: Option<CollectedPin>,
         device: NewDevice,
-        label: Option<Label>,
         via: Via,
     ) -> Result<(), PairError> {
+        // Phase 4 follows phase 1's PIN: the core stores no device without it.
+        let Some(pin) = pin else {
+            return Err(PairError::Host(HostFault::Gate(GateError::UnknownRequest)));
+        };
         let der = device.cert_der().to_vec();
-        match self.trust.pair_request(id, der, label, via).await {
+        match pin.store(der, via).await {
             Ok(()) => Ok(()),
             Err(StoreError::Trust(TrustError::Gate(GateError::UnknownRequest))) => {
-                Err(ended(self.trust.request_ended(id)))
+                Err(PairError::ended(self.trust.request_ended(id)))
             }
             Err(StoreError::Trust(TrustError::Gate(e))) => Err(PairError::Host(e.into())),
             Err(StoreError::Trust(TrustError::Registry(e)) | StoreError::Registry(e)) => {
@@ -510,29 +463,20 @@ impl State {
     fn end(&self, key: &Key, outcome: PairingEnd) {
         let taken = self.sessions.lock().take(key);
         if let Some(attempt) = taken {
-            self.finish(attempt.pending, outcome);
+            self.finish(attempt.pending, attempt.pin, outcome);
         }
     }
 
-    fn finish(&self, id: PendingId, outcome: PairingEnd) {
-        let why;
-        let failure = match outcome {
-            PairingEnd::Paired(_) => {
-                self.trust.end_request(id, RequestEnd::Paired);
-                return;
+    /// Ends request `id` as `outcome` says: through its collected PIN,
+    /// which records a rejected PIN, or (no PIN yet) as `abandoned`.
+    /// `Paired` ended it already, when the device was stored.
+    fn finish(&self, id: PendingId, pin: Option<CollectedPin>, outcome: PairingEnd) {
+        match (pin, outcome.pin_failure()) {
+            (_, None) => {}
+            (Some(pin), Some(failure)) => pin.fail(failure),
+            (None, Some(_)) => {
+                self.trust.end_request(id, RequestEnd::Abandoned);
             }
-            PairingEnd::PinRejected(rejection) => {
-                why = rejection.to_string();
-                PinFailure::Rejected {
-                    why: &why,
-                    after_right_pin: rejection.after_right_pin(),
-                }
-            }
-            PairingEnd::MoonlightQtBug(_) => PinFailure::ClientBug {
-                detail: MOONLIGHT_QT_BUG,
-            },
-            PairingEnd::Failed | PairingEnd::Abandoned => PinFailure::Abandoned,
-        };
-        self.trust.pin_failed(id, failure);
+        }
     }
 }
