@@ -5,7 +5,7 @@ use super::*;
 
 impl Gate {
     /// Arms pairing with a fresh PIN, replacing any armed one.
-    pub fn arm(&mut self, now: Instant, rng: &mut (impl RngCore + CryptoRng)) -> Armed {
+    pub(crate) fn arm(&mut self, now: Instant, rng: &mut (impl RngCore + CryptoRng)) -> Armed {
         self.expire(now);
         let armed = Armed {
             pin: Pin::random(rng),
@@ -21,14 +21,14 @@ impl Gate {
     }
 
     /// Disarms pairing.
-    pub fn disarm(&mut self) {
+    pub(crate) fn disarm(&mut self) {
         if self.armed.take().is_some() {
             self.events.push_back(TrustEvent::Disarmed);
         }
     }
 
     /// The current arming (the link's, even once its PIN is spent), if any.
-    pub fn armed(&mut self, now: Instant) -> Option<&Armed> {
+    pub(crate) fn armed(&mut self, now: Instant) -> Option<&Armed> {
         self.expire(now);
         self.arming()
     }
@@ -39,14 +39,18 @@ impl Gate {
     }
 
     /// Whether the typed PIN is armed and not taken yet.
-    pub fn pin_armed(&mut self, now: Instant) -> bool {
+    pub(crate) fn pin_armed(&mut self, now: Instant) -> bool {
         self.armed(now).is_some_and(|a| !a.pin_taken)
     }
 
     /// Takes the armed PIN for one exchange run by `by`. After this the PIN
     /// is spent, whatever the exchange's outcome: one guess per arming.
     /// The arming's link still pairs.
-    pub fn take_pin(&mut self, by: Claimant, now: Instant) -> Result<TakenSecret, GateError> {
+    pub(crate) fn take_pin(
+        &mut self,
+        by: Claimant,
+        now: Instant,
+    ) -> Result<TakenSecret, GateError> {
         self.expire(now);
         self.refuse_blocked(by.address)?;
         let armed = self
@@ -71,7 +75,11 @@ impl Gate {
     /// Hands the arming's link secret to one exchange. Any number may run;
     /// a wrong guess leaves the link (and the PIN) as they are, since 128
     /// bits cannot be guessed online. The first success ends the arming.
-    pub fn use_link(&mut self, by: Claimant, now: Instant) -> Result<TakenSecret, GateError> {
+    pub(crate) fn use_link(
+        &mut self,
+        by: Claimant,
+        now: Instant,
+    ) -> Result<TakenSecret, GateError> {
         self.expire(now);
         self.refuse_blocked(by.address)?;
         let armed = self.armed.as_ref().ok_or(GateError::NotArmed)?;
@@ -86,7 +94,7 @@ impl Gate {
     /// ended. `Some(fp)` if the device was paired, `None` if it failed for
     /// any reason. A success ends the arming: its PIN and its link are
     /// both used.
-    pub fn report(&mut self, ticket: TakenSecret, paired: Option<Fingerprint>) {
+    pub(crate) fn report(&mut self, ticket: TakenSecret, paired: Option<Fingerprint>) {
         // A report for an older arming must not overwrite what the console
         // shows for the current one.
         if ticket.arming == self.arming {
@@ -124,13 +132,13 @@ impl Gate {
     }
 
     /// A native pairing exchange started (the client was told `pairing`).
-    pub fn begin_exchange(&mut self, by: Claimant, now: Instant) {
+    pub(crate) fn begin_exchange(&mut self, by: Claimant, now: Instant) {
         self.exchange = Some(Exchange { by, since: now });
         self.events.push_back(TrustEvent::ExchangeChanged);
     }
 
     /// The exchange begun by `fingerprint` ended, whichever way.
-    pub fn end_exchange(&mut self, fingerprint: &Fingerprint) {
+    pub(crate) fn end_exchange(&mut self, fingerprint: &Fingerprint) {
         if self
             .exchange
             .as_ref()

@@ -407,17 +407,17 @@ impl Gate {
     }
 
     /// Next event to broadcast, if any.
-    pub fn poll_event(&mut self) -> Option<TrustEvent> {
+    pub(crate) fn poll_event(&mut self) -> Option<TrustEvent> {
         self.events.pop_front()
     }
 
     /// Next audit entry to record, if any.
-    pub fn poll_audit(&mut self) -> Option<Entry> {
+    pub(crate) fn poll_audit(&mut self) -> Option<Entry> {
         self.audit.pop_front()
     }
 
     /// Drops what has expired by `now`. Every method taking `now` calls it.
-    pub fn expire(&mut self, now: Instant) {
+    pub(crate) fn expire(&mut self, now: Instant) {
         if self.otp.as_ref().is_some_and(|o| o.expires() <= now) {
             self.otp = None;
             self.otp_tries.clear();

@@ -5,7 +5,7 @@ use super::*;
 
 impl Gate {
     /// Makes a one-time PIN, replacing any active one.
-    pub fn create_otp(
+    pub(crate) fn create_otp(
         &mut self,
         passphrase: Passphrase,
         name: Option<DisplayName>,
@@ -22,7 +22,7 @@ impl Gate {
     }
 
     /// Cancels the active one-time PIN; whether there was one.
-    pub fn cancel_otp(&mut self) -> bool {
+    pub(crate) fn cancel_otp(&mut self) -> bool {
         let had = self.otp.take().is_some();
         self.otp_tries.clear();
         if had {
@@ -32,12 +32,13 @@ impl Gate {
     }
 
     /// The active one-time PIN, if any.
-    pub fn otp(&mut self, now: Instant) -> Option<&OneTimePin> {
+    #[cfg(test)]
+    pub(crate) fn otp(&mut self, now: Instant) -> Option<&OneTimePin> {
         self.expire(now);
         self.active_otp()
     }
 
-    /// [`Gate::otp`] as of the last expiry.
+    /// The active one-time PIN, if any, as of the last expiry.
     pub fn active_otp(&self) -> Option<&OneTimePin> {
         self.otp.as_ref()
     }
@@ -57,7 +58,7 @@ impl Gate {
     /// a random one, so the pairing fails at the client's check as on
     /// Apollo. A second try from the same address is refused
     /// ([`OtpError::AlreadyTried`]) and records nothing.
-    pub fn add_otp_request(
+    pub(crate) fn add_otp_request(
         &mut self,
         mut request: PendingRequest,
         otpauth: &[u8; 32],

@@ -46,7 +46,7 @@ impl Gate {
     /// replaces the previous one. Refused when the same certificate waits
     /// from another address, or when [`GateConfig::max_pending`] requests
     /// (or [`GateConfig::max_pending_per_address`] from this address) wait.
-    pub fn add_pending(
+    pub(crate) fn add_pending(
         &mut self,
         request: PendingRequest,
         now: Instant,
@@ -95,12 +95,13 @@ impl Gate {
     }
 
     /// All waiting requests, oldest first.
-    pub fn pending(&mut self, now: Instant) -> impl Iterator<Item = (PendingId, &Pending)> {
+    #[cfg(test)]
+    pub(crate) fn pending(&mut self, now: Instant) -> impl Iterator<Item = (PendingId, &Pending)> {
         self.expire(now);
         self.waiting()
     }
 
-    /// [`Gate::pending`] as of the last expiry.
+    /// All waiting requests, oldest first, as of the last expiry.
     pub fn waiting(&self) -> impl Iterator<Item = (PendingId, &Pending)> {
         self.pending.iter().map(|(id, p)| (*id, p))
     }
@@ -111,14 +112,14 @@ impl Gate {
     }
 
     /// One waiting request.
-    pub fn get_pending(&mut self, id: PendingId, now: Instant) -> Option<&Pending> {
+    pub(crate) fn get_pending(&mut self, id: PendingId, now: Instant) -> Option<&Pending> {
         self.expire(now);
         self.pending.get(&id)
     }
 
     /// Ends a request with `outcome` and returns it; the outcome is kept for
     /// [`Gate::outcome`].
-    pub fn finish(&mut self, id: PendingId, outcome: RequestEnd) -> Option<Pending> {
+    pub(crate) fn finish(&mut self, id: PendingId, outcome: RequestEnd) -> Option<Pending> {
         let pending = self.pending.remove(&id)?;
         if self.outcomes.len() >= OUTCOMES_KEPT {
             self.outcomes.pop_front();
@@ -146,7 +147,7 @@ impl Gate {
     /// Request `id` ends at `until` unless it ends otherwise first: its
     /// door's deadline for the next step, on the same clock as every other
     /// deadline here. `false` if it no longer waits (or is being stored).
-    pub fn keep_until(&mut self, id: PendingId, until: Instant) -> bool {
+    pub(crate) fn keep_until(&mut self, id: PendingId, until: Instant) -> bool {
         match self.pending.get_mut(&id) {
             Some(p) if !p.storing => {
                 p.expires = until;
@@ -170,7 +171,7 @@ impl Gate {
     /// written to the registry, and returns it. Until
     /// [`Gate::end_storing`], it cannot be denied, replaced or expired, so
     /// the write can run without the gate locked (`Trust::admit_request`).
-    pub fn begin_storing(
+    pub(crate) fn begin_storing(
         &mut self,
         id: PendingId,
         needs: Needs,
@@ -191,7 +192,7 @@ impl Gate {
     /// The write [`Gate::begin_storing`] announced is over: the request
     /// ends with `outcome`, or, if the device could not be stored
     /// (`None`), waits again as before.
-    pub fn end_storing(&mut self, id: PendingId, outcome: Option<RequestEnd>) {
+    pub(crate) fn end_storing(&mut self, id: PendingId, outcome: Option<RequestEnd>) {
         match outcome {
             Some(outcome) => {
                 self.finish(id, outcome);
@@ -206,7 +207,7 @@ impl Gate {
 
     /// Denies every waiting request (a flood, dismissed in one click);
     /// returns them.
-    pub fn deny_all(&mut self, now: Instant) -> Vec<Pending> {
+    pub(crate) fn deny_all(&mut self, now: Instant) -> Vec<Pending> {
         self.expire(now);
         let ids: Vec<PendingId> = self
             .pending
@@ -221,7 +222,7 @@ impl Gate {
 
     /// Denies every waiting request from `ip` (one flooding address,
     /// dismissed in one click); returns them.
-    pub fn deny_from(&mut self, ip: IpAddr, now: Instant) -> Vec<Pending> {
+    pub(crate) fn deny_from(&mut self, ip: IpAddr, now: Instant) -> Vec<Pending> {
         self.expire(now);
         let from = AddressKey::of(ip);
         let ids: Vec<PendingId> = self
@@ -240,7 +241,11 @@ impl Gate {
     /// is refused with [`GateError::Blocked`] until then. Refused with
     /// [`GateError::TooManyBlocks`] when [`MAX_BLOCKS`] other addresses are
     /// blocked.
-    pub fn block(&mut self, ip: IpAddr, now: Instant) -> Result<(Block, Vec<Pending>), GateError> {
+    pub(crate) fn block(
+        &mut self,
+        ip: IpAddr,
+        now: Instant,
+    ) -> Result<(Block, Vec<Pending>), GateError> {
         self.expire(now);
         let address = AddressKey::of(ip);
         if !self.blocks.contains_key(&address) && self.blocks.len() >= MAX_BLOCKS {
@@ -254,7 +259,7 @@ impl Gate {
     }
 
     /// Lifts the block of `ip`; whether there was one.
-    pub fn unblock(&mut self, ip: IpAddr, now: Instant) -> bool {
+    pub(crate) fn unblock(&mut self, ip: IpAddr, now: Instant) -> bool {
         self.expire(now);
         let lifted = self.blocks.remove(&AddressKey::of(ip)).is_some();
         if lifted {
@@ -264,12 +269,13 @@ impl Gate {
     }
 
     /// The blocked addresses, in address order.
-    pub fn blocks(&mut self, now: Instant) -> impl Iterator<Item = Block> + '_ {
+    #[cfg(test)]
+    pub(crate) fn blocks(&mut self, now: Instant) -> impl Iterator<Item = Block> + '_ {
         self.expire(now);
         self.blocked()
     }
 
-    /// [`Gate::blocks`] as of the last expiry.
+    /// The blocked addresses, in address order, as of the last expiry.
     pub fn blocked(&self) -> impl Iterator<Item = Block> + '_ {
         self.blocks.iter().map(|(address, until)| Block {
             address: *address,
@@ -288,7 +294,7 @@ impl Gate {
     }
 
     /// Denies a request: it is dismissed, not blocklisted.
-    pub fn deny(&mut self, id: PendingId, now: Instant) -> Result<Pending, GateError> {
+    pub(crate) fn deny(&mut self, id: PendingId, now: Instant) -> Result<Pending, GateError> {
         self.expire(now);
         if self.pending.get(&id).is_some_and(|p| p.storing) {
             return Err(GateError::Storing);
@@ -299,7 +305,7 @@ impl Gate {
 
     /// The console typed the PIN a Moonlight client shows. One entry per
     /// request: a wrong PIN fails the pairing, and the client starts over.
-    pub fn enter_pin(
+    pub(crate) fn enter_pin(
         &mut self,
         id: PendingId,
         pin: Pin,
@@ -321,7 +327,11 @@ impl Gate {
     }
 
     /// The front door collects the entered PIN (once).
-    pub fn claim_pin(&mut self, id: PendingId, now: Instant) -> Option<(Pin, Option<Label>)> {
+    pub(crate) fn claim_pin(
+        &mut self,
+        id: PendingId,
+        now: Instant,
+    ) -> Option<(Pin, Option<Label>)> {
         self.expire(now);
         let pending = self.pending.get_mut(&id)?;
         match std::mem::replace(&mut pending.pin, PinState::Pairing) {

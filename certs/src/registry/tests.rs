@@ -6,11 +6,11 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use proptest::prelude::*;
-use punktfunk_certs::registry::{REGISTRY_FILE, TOUCH_GRANULARITY_S};
-use punktfunk_certs::{
-    Device, DisplayName, Fingerprint, FrontDoor, Identity, Label, Registry, RegistryError,
-    TrustEvent, Via,
-};
+
+use super::*;
+use crate::events::TrustEvent;
+use crate::identity::Identity;
+use crate::name::{DisplayName, Label};
 use tokio::sync::broadcast;
 
 /// A few real certificates (generating RSA keys is slow, so share them).
@@ -422,7 +422,7 @@ fn concurrent_writers_lose_nothing() {
 
 #[test]
 fn a_fingerprint_prefix_resolves_to_one_device_or_says_why_not() {
-    use punktfunk_certs::ResolveError;
+    use super::ResolveError;
     let dir = tempfile::tempdir().unwrap();
     let registry = open(&dir.path().join(REGISTRY_FILE)).unwrap();
     for i in 0..6 {

@@ -321,7 +321,7 @@ impl Draft {
     /// (re-pairing): the new entry's name, `via`, `paired_at` and
     /// `last_seen` win, and the console label is kept unless the new entry
     /// brings one.
-    pub fn upsert(&mut self, mut device: Device) -> Result<(), RegistryError> {
+    pub(crate) fn upsert(&mut self, mut device: Device) -> Result<(), RegistryError> {
         device.validate()?;
         let fp = device.fingerprint;
         // Re-pairing at the same door replaces the entry; the other door
@@ -343,7 +343,7 @@ impl Draft {
     }
 
     /// Removes a device.
-    pub fn remove(&mut self, fp: &Fingerprint) -> Result<Device, RegistryError> {
+    pub(crate) fn remove(&mut self, fp: &Fingerprint) -> Result<Device, RegistryError> {
         let device = self
             .devices
             .remove(fp)
@@ -354,7 +354,7 @@ impl Draft {
     }
 
     /// Sets or clears a device's label.
-    pub fn set_label(
+    pub(crate) fn set_label(
         &mut self,
         fp: &Fingerprint,
         label: Option<Label>,
@@ -370,7 +370,7 @@ impl Draft {
     }
 
     /// Records that a device was seen at `now` (unix seconds).
-    pub fn touch(&mut self, fp: &Fingerprint, now: u64) -> Result<(), RegistryError> {
+    pub(crate) fn touch(&mut self, fp: &Fingerprint, now: u64) -> Result<(), RegistryError> {
         let device = self
             .devices
             .get_mut(fp)
@@ -510,7 +510,7 @@ impl Registry {
     /// durably, then publishes it. If `change` or the save fails, nothing
     /// changed, on disk or in memory. Blocks on fsync: call it from a
     /// blocking context.
-    pub fn modify<R>(
+    pub(crate) fn modify<R>(
         &self,
         change: impl FnOnce(&mut Draft) -> Result<R, RegistryError>,
     ) -> Result<R, RegistryError> {
@@ -540,17 +540,22 @@ impl Registry {
     }
 
     /// Adds a device or replaces the entry with the same fingerprint.
-    pub fn upsert(&self, device: Device) -> Result<(), RegistryError> {
+    pub(crate) fn upsert(&self, device: Device) -> Result<(), RegistryError> {
         self.modify(|d| d.upsert(device))
     }
 
     /// Removes (revokes) a device.
-    pub fn remove(&self, fp: &Fingerprint) -> Result<Device, RegistryError> {
+    pub(crate) fn remove(&self, fp: &Fingerprint) -> Result<Device, RegistryError> {
         self.modify(|d| d.remove(fp))
     }
 
     /// Sets or clears a device's label.
-    pub fn set_label(&self, fp: &Fingerprint, label: Option<Label>) -> Result<(), RegistryError> {
+    #[cfg(test)]
+    pub(crate) fn set_label(
+        &self,
+        fp: &Fingerprint,
+        label: Option<Label>,
+    ) -> Result<(), RegistryError> {
         self.modify(|d| d.set_label(fp, label))
     }
 
@@ -564,7 +569,7 @@ impl Registry {
     /// Records that a paired device was seen at `now` (unix seconds). Only
     /// writes when the stored value is older than [`TOUCH_GRANULARITY_S`];
     /// returns whether it wrote.
-    pub fn touch(&self, fp: &Fingerprint, now: u64) -> Result<bool, RegistryError> {
+    pub(crate) fn touch(&self, fp: &Fingerprint, now: u64) -> Result<bool, RegistryError> {
         match self.get(fp) {
             None => return Err(RegistryError::NotFound(*fp)),
             Some(d) if seen_recently(&d, now) => return Ok(false),
@@ -584,7 +589,15 @@ pub(crate) fn seen_recently(d: &Device, now: u64) -> bool {
 }
 
 fn serialise(devices: &Snapshot) -> Result<Vec<u8>, RegistryError> {
-    let mut list: Vec<&Device> = devices.values().map(|d| d.as_ref()).collect();
+    encode(devices.values().map(|d| d.as_ref()))
+}
+
+/// The registry file's contents for `devices` (the format
+/// `docs/state-and-audit.md` documents): what every write stores, and
+/// what a fixture (the bench, the load generator) writes to start a host
+/// with many devices.
+pub fn encode<'a>(devices: impl Iterator<Item = &'a Device>) -> Result<Vec<u8>, RegistryError> {
+    let mut list: Vec<&Device> = devices.collect();
     list.sort_by_key(|d| (d.paired_at, d.fingerprint));
     #[derive(Serialize)]
     struct Out<'a> {
@@ -638,3 +651,6 @@ pub fn parse(
     }
     Ok(devices)
 }
+
+#[cfg(test)]
+mod tests;
