@@ -6,15 +6,18 @@
 
 pub(crate) mod api;
 pub(crate) mod auth;
+mod error;
 pub(crate) mod known;
 pub(crate) mod links;
 mod page;
 mod replies;
 
+pub(crate) use error::{ApiError, ErrorCode};
+
 use std::sync::Arc;
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse, ResponseError};
+use actix_web::web;
 use punktfunk_certs::{Fingerprint, Trust};
 
 use auth::{LoginLimiter, PasswordFile, Sessions};
@@ -98,7 +101,7 @@ pub(crate) async fn body_limit(
     let too_large = |size: String| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            "bad_request",
+            ErrorCode::BadRequest,
             format!("the request body ({size}) is larger than allowed (limit: {BODY_LIMIT} bytes)"),
         )
     };
@@ -116,7 +119,7 @@ pub(crate) async fn body_limit(
         let chunk = chunk.map_err(|e| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "bad_request",
+                ErrorCode::BadRequest,
                 format!("cannot read the request body: {e}"),
             )
         })?;
@@ -130,63 +133,13 @@ pub(crate) async fn body_limit(
     if serde_json::from_slice::<serde_json::Value>(&body).is_ok_and(|v| !v.is_object()) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            "bad_request",
+            ErrorCode::BadRequest,
             "the request body must be a JSON object",
         )
         .into());
     }
     req.set_payload(actix_web::dev::Payload::from(body.freeze()));
     next.call(req).await
-}
-
-/// An API error: `{"error": {"code", "message"}}` with an HTTP status.
-#[derive(Debug)]
-pub(crate) struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
-
-impl ApiError {
-    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-
-    /// A failure of the host itself. The detail (which may name files and
-    /// paths) goes to the log only, under a short random id the client is
-    /// given, so the two can be matched without revealing it.
-    pub(crate) fn internal(err: impl std::fmt::Display) -> Self {
-        use rand::Rng as _;
-        let id = format!("{:08x}", rand::rngs::OsRng.gen::<u32>());
-        tracing::error!(error_id = %id, "console: internal error: {err}");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            format!("internal error (id {id}); the host's log has the details"),
-        )
-    }
-}
-
-impl std::fmt::Display for ApiError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.code, self.message)
-    }
-}
-
-impl ResponseError for ApiError {
-    fn status_code(&self) -> StatusCode {
-        self.status
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status)
-            .insert_header(("Cache-Control", "no-store"))
-            .json(replies::ErrorReply::new(self.code, &self.message))
-    }
 }
 
 /// Mounts the console on an actix `App`.
@@ -198,14 +151,23 @@ pub(crate) fn configure(state: web::Data<ConsoleState>) -> impl FnOnce(&mut web:
                 web::JsonConfig::default()
                     .limit(BODY_LIMIT)
                     .error_handler(|err, _| {
-                        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", err.to_string())
-                            .into()
+                        ApiError::new(
+                            StatusCode::BAD_REQUEST,
+                            ErrorCode::BadRequest,
+                            err.to_string(),
+                        )
+                        .into()
                     }),
             )
             .app_data(web::PathConfig::default().error_handler(api::path_error))
             // A query that does not parse answers like every other refusal.
             .app_data(web::QueryConfig::default().error_handler(|err, _| {
-                ApiError::new(StatusCode::BAD_REQUEST, "bad_request", err.to_string()).into()
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::BadRequest,
+                    err.to_string(),
+                )
+                .into()
             }))
             .configure(api::routes)
             .configure(page::routes);

@@ -15,6 +15,8 @@ use punktfunk_certs::otp::{OneTimePin, Passphrase};
 use punktfunk_certs::{Device, DisplayName, Fingerprint, FrontDoor, Label, Pin, Via};
 use serde::Serialize;
 
+use super::ErrorCode;
+
 /// `{}`: an action that has nothing to report but that it happened.
 #[derive(Debug, Serialize)]
 pub(crate) struct Done {}
@@ -29,13 +31,13 @@ pub(crate) struct ErrorReply<'a> {
 #[derive(Debug, Serialize)]
 pub(crate) struct ErrorBody<'a> {
     /// A stable code the page switches on.
-    pub(crate) code: &'a str,
+    pub(crate) code: ErrorCode,
     /// What a person reads.
     pub(crate) message: &'a str,
 }
 
 impl<'a> ErrorReply<'a> {
-    pub(crate) fn new(code: &'a str, message: &'a str) -> Self {
+    pub(crate) fn new(code: ErrorCode, message: &'a str) -> Self {
         Self {
             error: ErrorBody { code, message },
         }
@@ -438,7 +440,7 @@ mod tests {
     fn replies_write_what_the_json_literals_wrote() {
         same_bytes(Done {}, json!({}));
         same_bytes(
-            ErrorReply::new("csrf", "reload <the> \"page\""),
+            ErrorReply::new(ErrorCode::Csrf, "reload <the> \"page\""),
             json!({"error": {"code": "csrf", "message": "reload <the> \"page\""}}),
         );
         same_bytes(Csrf { csrf: "t0k" }, json!({ "csrf": "t0k" }));

@@ -30,7 +30,7 @@ pub(super) async fn audit_page(
             d.parse::<Fingerprint>().map_err(|e| {
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
-                    "bad_request",
+                    ErrorCode::BadRequest,
                     format!("device: {e}"),
                 )
             })

@@ -27,7 +27,7 @@ use super::replies::{
     ErrorReply, ExchangeReply, HostReply, HostSummary, LastAttemptReply, Lifted, OtpCancelled,
     OtpLastReply, OtpLink, OtpReply, PairingResult, PairingState, PendingReply, PinOutcome,
 };
-use super::{ApiError, ConsoleState, CSRF_HEADER, SESSION_COOKIE};
+use super::{ApiError, ConsoleState, ErrorCode, CSRF_HEADER, SESSION_COOKIE};
 
 mod devices;
 mod host;
@@ -106,13 +106,17 @@ async fn unrouted(req: HttpRequest) -> HttpResponse {
         .map(|(method, _)| method.to_ascii_uppercase())
         .collect();
     if allowed.is_empty() {
-        return ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
-            .error_response();
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            "no such API route",
+        )
+        .error_response();
     }
     let allow = allowed.join(", ");
     let mut reply = ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         format!(
             "{} is not allowed here; this route takes {allow}",
             req.method()
@@ -151,41 +155,45 @@ fn audit_error(e: AuditError) -> ApiError {
     tracing::error!("console: {e}");
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
-        "not_recorded",
+        ErrorCode::NotRecorded,
         "the action took effect, but the audit trail could not record it; the host's log says why",
     )
 }
 
 fn gate_error(e: GateError) -> ApiError {
     let (status, code) = match e {
-        GateError::UnknownRequest => (StatusCode::NOT_FOUND, "unknown_request"),
-        GateError::NotArmed => (StatusCode::CONFLICT, "not_armed"),
+        GateError::UnknownRequest => (StatusCode::NOT_FOUND, ErrorCode::UnknownRequest),
+        GateError::NotArmed => (StatusCode::CONFLICT, ErrorCode::NotArmed),
         GateError::TooManyPending | GateError::TooManyFromAddress(_) => {
-            (StatusCode::CONFLICT, "too_many_pending")
+            (StatusCode::CONFLICT, ErrorCode::TooManyPending)
         }
-        GateError::WaitingElsewhere => (StatusCode::CONFLICT, "waiting_elsewhere"),
-        GateError::WrongNeed(_) => (StatusCode::CONFLICT, "wrong_need"),
-        GateError::PinAlreadyEntered => (StatusCode::CONFLICT, "pin_already_entered"),
-        GateError::BadPin => (StatusCode::BAD_REQUEST, "bad_pin"),
-        GateError::Storing => (StatusCode::CONFLICT, "storing"),
-        GateError::Blocked(_) => (StatusCode::CONFLICT, "blocked"),
-        GateError::TooManyBlocks => (StatusCode::CONFLICT, "too_many_blocks"),
-        GateError::BadAddress => (StatusCode::BAD_REQUEST, "bad_address"),
+        GateError::WaitingElsewhere => (StatusCode::CONFLICT, ErrorCode::WaitingElsewhere),
+        GateError::WrongNeed(_) => (StatusCode::CONFLICT, ErrorCode::WrongNeed),
+        GateError::PinAlreadyEntered => (StatusCode::CONFLICT, ErrorCode::PinAlreadyEntered),
+        GateError::BadPin => (StatusCode::BAD_REQUEST, ErrorCode::BadPin),
+        GateError::Storing => (StatusCode::CONFLICT, ErrorCode::Storing),
+        GateError::Blocked(_) => (StatusCode::CONFLICT, ErrorCode::Blocked),
+        GateError::TooManyBlocks => (StatusCode::CONFLICT, ErrorCode::TooManyBlocks),
+        GateError::BadAddress => (StatusCode::BAD_REQUEST, ErrorCode::BadAddress),
     };
     ApiError::new(status, code, e.to_string())
 }
 
 fn registry_error(e: RegistryError) -> ApiError {
     match e {
-        RegistryError::NotFound(_) => {
-            ApiError::new(StatusCode::NOT_FOUND, "unknown_device", e.to_string())
-        }
+        RegistryError::NotFound(_) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::UnknownDevice,
+            e.to_string(),
+        ),
         RegistryError::Certificate(_) => {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid", e.to_string())
+            ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::Invalid, e.to_string())
         }
-        RegistryError::PairedAtOtherDoor { .. } => {
-            ApiError::new(StatusCode::CONFLICT, "paired_at_other_door", e.to_string())
-        }
+        RegistryError::PairedAtOtherDoor { .. } => ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::PairedAtOtherDoor,
+            e.to_string(),
+        ),
         other => ApiError::internal(other),
     }
 }
@@ -209,12 +217,12 @@ pub(crate) fn path_error(err: PathError, req: &HttpRequest) -> actix_web::Error 
         other => other.to_string(),
     };
     let code = if req.match_info().get("fingerprint").is_some() {
-        "unknown_device"
+        ErrorCode::UnknownDevice
     } else if req.match_info().get("id").is_some() {
         // What `GateError::UnknownRequest` answers (`gate_error`).
-        "unknown_request"
+        ErrorCode::UnknownRequest
     } else {
-        "not_found"
+        ErrorCode::NotFound
     };
     ApiError::new(StatusCode::NOT_FOUND, code, message).into()
 }
@@ -224,8 +232,13 @@ fn optional_json<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> Result<
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            e.to_string(),
+        )
+    })
 }
 
 #[derive(Deserialize, Default)]
@@ -238,7 +251,7 @@ fn label(raw: Option<String>) -> Result<Option<Label>, ApiError> {
     match raw {
         None => Ok(None),
         Some(raw) => Label::parse(&raw)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid", e.to_string())),
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::Invalid, e.to_string())),
     }
 }
 

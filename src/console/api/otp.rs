@@ -47,7 +47,11 @@ pub(super) async fn create_otp(
 ) -> Result<HttpResponse, ApiError> {
     let OtpBody { passphrase, name } = optional_json(&body)?;
     let bad = |e: punktfunk_certs::otp::OtpError| {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_passphrase", e.to_string())
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadPassphrase,
+            e.to_string(),
+        )
     };
     let passphrase = match passphrase
         .as_deref()
@@ -103,7 +107,7 @@ pub(super) async fn otp_qr(
         Some(raw) => Some(LinkHost::parse(&raw).ok_or_else(|| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "bad_address",
+                ErrorCode::BadAddress,
                 "the link's address must be an IP address or a host name (letters, digits, \
                  hyphens and dots)",
             )
@@ -116,7 +120,11 @@ pub(super) async fn otp_qr(
         .active_otp()
         .map(|o| (o.pin().clone(), o.passphrase().clone()));
     let (pin, passphrase) = active.ok_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, "no_otp", "no one-time PIN is active")
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NoOtp,
+            "no one-time PIN is active",
+        )
     })?;
     let host = match typed {
         Some(h) => Some(h),

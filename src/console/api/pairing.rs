@@ -75,7 +75,7 @@ pub(super) async fn pairing(
 pub(super) fn no_native() -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,
-        "no_native",
+        ErrorCode::NoNative,
         "the punktfunk app's endpoint is off, so there is nothing to pair it with: start the \
          host with --native (or `native = true` in the settings file); Moonlight pairs \
          without arming",
@@ -319,13 +319,18 @@ pub(super) async fn pairing_qr(
     state: web::Data<ConsoleState>,
 ) -> Result<HttpResponse, ApiError> {
     let secret = state.trust.view().arming().map(|a| a.link.clone());
-    let secret = secret
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_armed", "pairing is not armed"))?;
+    let secret = secret.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotArmed,
+            "pairing is not armed",
+        )
+    })?;
     let addresses = link_addresses(&state, opened_on(&req, &state).as_ref());
     let link = pairing_link(&state, &addresses, &secret).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
-            "no_native",
+            ErrorCode::NoNative,
             "the punktfunk app's endpoint is off (start the host with --native)",
         )
     })?;

@@ -28,7 +28,7 @@ pub(super) fn authenticate(req: &HttpRequest) -> Result<Authed, ApiError> {
     let unauthorised = || {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "unauthorized",
+            ErrorCode::Unauthorized,
             "log in to the console first (your session may have expired)",
         )
     };
@@ -50,7 +50,7 @@ pub(super) fn authenticate(req: &HttpRequest) -> Result<Authed, ApiError> {
         if !punktfunk_certs::ct_eq(sent, session.csrf.as_bytes()) {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
-                "csrf",
+                ErrorCode::Csrf,
                 "missing or wrong X-CSRF-Token header; reload the console page",
             ));
         }
@@ -69,7 +69,7 @@ pub(super) fn check_same_origin(req: &HttpRequest) -> Result<(), ApiError> {
     let cross = || {
         ApiError::new(
             StatusCode::FORBIDDEN,
-            "cross_origin",
+            ErrorCode::CrossOrigin,
             "requests from other sites are refused",
         )
     };
@@ -139,7 +139,7 @@ pub(super) fn refused_login(refusal: Refusal, key: AddressKey) -> HttpResponse {
         .insert_header(("Retry-After", secs.to_string()))
         .insert_header(("Cache-Control", "no-store"))
         .json(ErrorReply::new(
-            "rate_limited",
+            ErrorCode::RateLimited,
             &format!("{message}; try again in {secs} s"),
         ))
 }
@@ -201,7 +201,7 @@ pub(super) async fn login(
         let _ = recorded(state.trust.record(login(Outcome::Failed))).await;
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "wrong_password",
+            ErrorCode::WrongPassword,
             "wrong password",
         ));
     }
