@@ -48,6 +48,99 @@ pub(crate) enum DevicesCommand {
         #[command(flatten)]
         state: StateDirArg,
     },
+    /// Change what a device may do: a preset (full, play, gamepad, watch),
+    /// or permissions to add and remove, e.g. `-list,+clipboard_read`.
+    /// It applies at once.
+    #[command(allow_hyphen_values = true)]
+    Grant {
+        /// Its fingerprint, or enough of its start to name one device.
+        device: String,
+        /// A preset, or a comma-separated list of +PERMISSION and
+        /// -PERMISSION (input_controller or controller, input_touch or
+        /// touch, input_pen or pen, input_mouse or mouse, input_kbd or
+        /// keyboard, clipboard_set, clipboard_read, file_upload,
+        /// file_download, server_cmd, list, view, launch).
+        change: String,
+        #[command(flatten)]
+        state: StateDirArg,
+    },
+    /// Refuse a device at every door without unpairing it; its open
+    /// sessions end now.
+    Disable {
+        /// Its fingerprint, or enough of its start to name one device.
+        device: String,
+        #[command(flatten)]
+        state: StateDirArg,
+    },
+    /// Let a disabled device connect again.
+    Enable {
+        /// Its fingerprint, or enough of its start to name one device.
+        device: String,
+        #[command(flatten)]
+        state: StateDirArg,
+    },
+    /// End a device's access at a time (its open sessions end then), or
+    /// never: `--never` also renews an expired device.
+    Expire {
+        /// Its fingerprint, or enough of its start to name one device.
+        device: String,
+        #[command(flatten)]
+        when: ExpireWhen,
+        #[command(flatten)]
+        state: StateDirArg,
+    },
+}
+
+/// When `devices expire` ends a device's access: exactly one of these.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub(crate) struct ExpireWhen {
+    /// After this long from now: e.g. 90s, 45m, 4h, 2d.
+    #[arg(long = "in", value_name = "DURATION", value_parser = parse_duration)]
+    after: Option<Duration>,
+    /// At this time, RFC 3339: e.g. 2026-12-24T18:00:00Z or 2026-12-24T18:00:00+01:00.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    at: Option<u64>,
+    /// Never: the device keeps its access (and an expired one gets it back).
+    #[arg(long)]
+    never: bool,
+}
+
+impl ExpireWhen {
+    /// Unix seconds, or `None` for never.
+    fn unix(&self) -> Option<u64> {
+        match (self.after, self.at) {
+            (Some(after), _) => Some(unix_now().saturating_add(after.as_secs().max(1))),
+            (None, Some(at)) => Some(at),
+            (None, None) => None,
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A duration such as `90s`, `45m`, `4h`, `2d` or `1h30m` (a day is 24
+/// hours).
+fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let bad =
+        |e: &dyn std::fmt::Display| format!("{raw:?} is not a duration such as 90s, 4h or 2d: {e}");
+    let span: jiff::Span = raw.parse().map_err(|e| bad(&e))?;
+    let signed = span
+        .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+        .map_err(|e| bad(&e))?;
+    Duration::try_from(signed).map_err(|e| bad(&e))
+}
+
+/// An RFC 3339 time as Unix seconds.
+fn parse_time(raw: &str) -> Result<u64, String> {
+    let t: jiff::Timestamp = raw.parse().map_err(|e| {
+        format!("{raw:?} is not an RFC 3339 time such as 2026-12-24T18:00:00Z: {e}")
+    })?;
+    u64::try_from(t.as_second()).map_err(|_| format!("{raw:?} is before 1970"))
 }
 
 #[derive(Debug, Args)]
@@ -195,8 +288,62 @@ pub(crate) fn devices(command: DevicesCommand) -> Result<ExitCode, AdminError> {
                 shown(&renamed)
             );
         }
+        DevicesCommand::Grant {
+            device,
+            change,
+            state,
+        } => {
+            let dir = existing_dir(&state)?;
+            let changed = row(perform(&dir, Request::Grant { device, change })?)?;
+            println!("{} may now: {}", shown(&changed), may(&changed));
+        }
+        DevicesCommand::Disable { device, state } => {
+            let dir = existing_dir(&state)?;
+            let changed = row(perform(&dir, Request::Disable { device })?)?;
+            println!(
+                "disabled {}: every door refuses it until you enable it",
+                shown(&changed)
+            );
+        }
+        DevicesCommand::Enable { device, state } => {
+            let dir = existing_dir(&state)?;
+            let changed = row(perform(&dir, Request::Enable { device })?)?;
+            println!("enabled {}", shown(&changed));
+        }
+        DevicesCommand::Expire {
+            device,
+            when,
+            state,
+        } => {
+            let dir = existing_dir(&state)?;
+            let at = when.unix();
+            let changed = row(perform(&dir, Request::Expire { device, at })?)?;
+            match &changed.expires_at {
+                Some(at) => println!("{}: access until {at}", shown(&changed)),
+                None => println!("{}: access without end", shown(&changed)),
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a device may do, in words: its preset's name, or the list.
+fn may(row: &DeviceRow) -> String {
+    match row.preset {
+        Some(p) => format!("{} ({})", p.title(), row.permissions.describe()),
+        None => row.permissions.describe(),
+    }
+}
+
+/// The ACCESS column: disabled, expired, or the grant and its end.
+fn access(row: &DeviceRow) -> String {
+    let grant = row.preset.map_or("custom", |p| p.title());
+    match (row.enabled, row.expired, &row.expires_at) {
+        (false, _, _) => "disabled".into(),
+        (true, true, _) => "expired".into(),
+        (true, false, Some(at)) => format!("{grant} until {}", crate::show::date(at)),
+        (true, false, None) => grant.into(),
+    }
 }
 
 fn print_table(rows: &[DeviceRow], long: bool) {
@@ -212,8 +359,9 @@ fn print_table(rows: &[DeviceRow], long: bool) {
         "PAIRED",
         "LAST SEEN",
         "VIA",
+        "ACCESS",
     ];
-    let cells: Vec<[String; 7]> = rows
+    let cells: Vec<[String; 8]> = rows
         .iter()
         .map(|r| {
             [
@@ -231,6 +379,7 @@ fn print_table(rows: &[DeviceRow], long: bool) {
                     .as_deref()
                     .map_or_else(|| "never".into(), crate::show::date),
                 serde_plain(&r.via),
+                access(r),
             ]
         })
         .collect();
@@ -349,4 +498,59 @@ fn human(record: &Record) -> String {
         line.push_str(&format!(" ({detail})"));
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_times_read_as_people_write_them() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("4h"), Ok(Duration::from_secs(4 * 3600)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(2 * 86_400)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert!(parse_duration("soon")
+            .unwrap_err()
+            .contains("90s, 4h or 2d"));
+        assert!(parse_duration("-4h").is_err(), "not in the past");
+        assert_eq!(parse_time("2026-12-24T18:00:00Z"), Ok(1_798_135_200));
+        assert_eq!(parse_time("2026-12-24T19:00:00+01:00"), Ok(1_798_135_200));
+        assert!(parse_time("tomorrow").unwrap_err().contains("RFC 3339"));
+    }
+
+    #[test]
+    fn the_access_column_says_disabled_expired_or_the_grant() {
+        let mut row = DeviceRow {
+            fingerprint: "3f2a9c01".repeat(8).parse().unwrap(),
+            kind: punktfunk_certs::FrontDoor::Native,
+            name: "TV".into(),
+            label: None,
+            paired: "2026-11-28T12:00:00Z".into(),
+            last_seen: None,
+            via: punktfunk_certs::Via::Pin,
+            permissions: punktfunk_certs::Preset::Watch.permissions(),
+            preset: Some(punktfunk_certs::Preset::Watch),
+            enabled: true,
+            expires_at: None,
+            expired: false,
+        };
+        assert_eq!(access(&row), "Watch");
+        assert_eq!(may(&row), "Watch (list apps, view streams)");
+        row.expires_at = Some("2026-12-24T18:00:00Z".into());
+        assert!(
+            access(&row).starts_with("Watch until 2026-12-2"),
+            "{}",
+            access(&row)
+        );
+        row.expired = true;
+        assert_eq!(access(&row), "expired");
+        row.enabled = false;
+        assert_eq!(access(&row), "disabled");
+        row.preset = None;
+        row.enabled = true;
+        row.expired = false;
+        row.expires_at = None;
+        assert_eq!(access(&row), "custom");
+    }
 }

@@ -144,6 +144,9 @@ impl ServeArgs {
             }),
             open,
             mdns: !self.no_mdns && settings.mdns.unwrap_or(true),
+            default_grant: settings
+                .default_grant
+                .unwrap_or(punktfunk_certs::Preset::Play),
             config_file: file,
         })
     }

@@ -35,6 +35,9 @@ pub(crate) struct FileSettings {
     /// The addresses to give out (console links, pairing links, the
     /// start-up block) instead of the interfaces' LAN addresses.
     pub(crate) advertise: Option<Vec<IpAddr>>,
+    /// What a newly paired device may do: a preset (the host's first
+    /// device may do everything whatever this says).
+    pub(crate) default_grant: Option<punktfunk_certs::Preset>,
 }
 
 /// Every key, what it takes (said when a value is refused).
@@ -66,6 +69,10 @@ const KEYS: &[(&str, &str)] = &[
     (
         "advertise",
         "a list of IP addresses in quotes, e.g. [\"192.168.1.20\", \"fd00::20\"]",
+    ),
+    (
+        "default_grant",
+        "a preset in quotes: \"full\", \"play\", \"gamepad\" or \"watch\"",
     ),
 ];
 
@@ -310,5 +317,6 @@ mod tests {
         let all = parse(&uncommented).unwrap();
         assert_eq!(all.bind, Some("::".parse().unwrap()));
         assert_eq!(all.console_port, Some(47990));
+        assert_eq!(all.default_grant, Some(punktfunk_certs::Preset::Play));
     }
 }

@@ -13,6 +13,11 @@
 //! {"op":"list"}                                    → {"ok":[{device row}…]}
 //! {"op":"revoke","device":"PREFIX"}                → {"ok":{device row}}
 //! {"op":"rename","device":"PREFIX","label":"TV"}   → {"ok":{device row}}
+//! {"op":"grant","device":"PREFIX","change":"watch"} → {"ok":{device row}}
+//!     (`change`: a preset, or `+perm,-perm`)
+//! {"op":"enable","device":"PREFIX"}                → {"ok":{device row}}
+//! {"op":"disable","device":"PREFIX"}               → {"ok":{device row}}
+//! {"op":"expire","device":"PREFIX","at":UNIX|null} → {"ok":{device row}}
 //!                                                     {"error":{"code","message"}}
 //! ```
 //!
@@ -27,8 +32,8 @@ use std::time::Duration;
 use anyhow::Context;
 use punktfunk_certs::audit::rfc3339;
 use punktfunk_certs::{
-    Actor, Device, Fingerprint, FrontDoor, Label, RegistryError, ResolveError, Trust, TrustError,
-    Via,
+    AccessChange, Actor, Device, Fingerprint, FrontDoor, Label, Permissions, Preset, RegistryError,
+    ResolveError, Trust, TrustError, Via,
 };
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -61,6 +66,33 @@ pub(crate) enum Request {
         device: String,
         /// The new label.
         label: Option<String>,
+    },
+    /// Change what a device may do: a preset (`full`, `play`, `gamepad`,
+    /// `watch`), or `+perm,-perm` on what it may do now.
+    Grant {
+        /// Fingerprint or unique prefix.
+        device: String,
+        /// The change.
+        change: String,
+    },
+    /// Let a disabled device connect again.
+    Enable {
+        /// Fingerprint or unique prefix.
+        device: String,
+    },
+    /// Refuse a device at every door without unpairing it; its
+    /// connections end now.
+    Disable {
+        /// Fingerprint or unique prefix.
+        device: String,
+    },
+    /// End a device's access at `at` (Unix seconds), or never (`None`,
+    /// which also renews an expired device).
+    Expire {
+        /// Fingerprint or unique prefix.
+        device: String,
+        /// When its access ends.
+        at: Option<u64>,
     },
 }
 
@@ -126,10 +158,20 @@ pub(crate) struct DeviceRow {
     /// RFC 3339, UTC.
     pub(crate) last_seen: Option<String>,
     pub(crate) via: Via,
+    /// What it may do (permission names, `docs/state-and-audit.md`).
+    pub(crate) permissions: Permissions,
+    /// The preset `permissions` is, if it is one.
+    pub(crate) preset: Option<Preset>,
+    /// `false`: disabled by the owner.
+    pub(crate) enabled: bool,
+    /// When its access ends, RFC 3339, UTC; `null`: never.
+    pub(crate) expires_at: Option<String>,
+    /// Its access has ended.
+    pub(crate) expired: bool,
 }
 
-impl From<&Device> for DeviceRow {
-    fn from(d: &Device) -> Self {
+impl DeviceRow {
+    fn new(d: &Device, now: u64) -> Self {
         Self {
             fingerprint: d.fingerprint,
             kind: d.kind,
@@ -138,23 +180,50 @@ impl From<&Device> for DeviceRow {
             paired: rfc3339(d.paired_at),
             last_seen: d.last_seen.map(rfc3339),
             via: d.via,
+            permissions: d.permissions,
+            preset: d.permissions.preset(),
+            enabled: d.enabled,
+            expires_at: d.expires_at.map(rfc3339),
+            expired: d.is_expired(now),
         }
     }
 }
 
 /// Carries a request out against `trust`, as the CLI. Blocks (fsync).
 pub(crate) fn apply(trust: &Trust, request: Request) -> Result<serde_json::Value, OpError> {
-    let row = |d: &Device| serde_json::to_value(DeviceRow::from(d));
+    let now = trust.clock().unix();
+    let row = |d: &Device| serde_json::to_value(DeviceRow::new(d, now));
+    let change = |device: &str, change: AccessChange| -> Result<Device, OpError> {
+        let fp = trust.registry().resolve(device)?;
+        Ok(trust.change_access(&fp, change, Actor::cli())?)
+    };
     let value = match request {
         Request::List {} => {
             let rows: Vec<DeviceRow> = trust
                 .registry()
                 .list()
                 .iter()
-                .map(|d| DeviceRow::from(d.as_ref()))
+                .map(|d| DeviceRow::new(d, now))
                 .collect();
             serde_json::to_value(rows)
         }
+        Request::Grant {
+            device,
+            change: spec,
+        } => {
+            let fp = trust.registry().resolve(&device)?;
+            let current = trust
+                .registry()
+                .get(&fp)
+                .map_or(Permissions::NONE, |d| d.permissions);
+            let permissions = current
+                .apply(&spec)
+                .map_err(|e| OpError::new("invalid", e.to_string()))?;
+            row(&change(&device, AccessChange::Permissions(permissions))?)
+        }
+        Request::Enable { device } => row(&change(&device, AccessChange::Enabled(true))?),
+        Request::Disable { device } => row(&change(&device, AccessChange::Enabled(false))?),
+        Request::Expire { device, at } => row(&change(&device, AccessChange::Expires(at))?),
         Request::Revoke { device } => {
             let fp = trust.registry().resolve(&device)?;
             row(&trust.revoke(&fp, Actor::cli())?)

@@ -42,6 +42,9 @@ pub(crate) struct ServeConfig {
     /// `--open`: DANGER, unknown native devices are let in.
     pub(crate) open: bool,
     pub(crate) mdns: bool,
+    /// `default_grant` in the settings file: what a new device may do
+    /// (the host's first one may do everything whatever this says).
+    pub(crate) default_grant: punktfunk_certs::Preset,
     /// The settings file read, if any.
     pub(crate) config_file: Option<PathBuf>,
 }
@@ -80,6 +83,7 @@ pub(crate) fn serve(config: ServeConfig) -> anyhow::Result<()> {
         HostState::open(&config.state_dir)
             .map_err(|e| startup::explain_denied(&config.state_dir, e))?
     };
+    trust.set_default_grant(config.default_grant.permissions());
     let password = PasswordFile::new(state_dir.path());
     if !password.exists() {
         // Kept before the hash is written: a crash in between generates

@@ -161,6 +161,7 @@ pub(crate) const GENERATED_FILE: &str = "console.generated-password";
 const PRIVATE_FILES: &[&str] = &[
     punktfunk_certs::identity::HOST_KEY_FILE,
     REGISTRY_FILE,
+    punktfunk_certs::registry::V1_COPY_FILE,
     PASSWORD_FILE,
     GENERATED_FILE,
     audit::AUDIT_FILE,

@@ -20,6 +20,13 @@ pub enum TrustEvent {
         /// The device.
         fingerprint: Fingerprint,
     },
+    /// What a device may do changed: its permissions, enabled or not, its
+    /// expiry (set, or reached). Its doors authorise it again and end
+    /// what it may no longer do.
+    AccessChanged {
+        /// The device.
+        fingerprint: Fingerprint,
+    },
     /// A device's label or last-seen time changed.
     DeviceChanged {
         /// The device.

@@ -56,6 +56,7 @@ pub mod door;
 mod events;
 mod expiry;
 pub mod gate;
+pub mod grant;
 pub mod operator;
 pub mod otp;
 pub mod registry;
@@ -70,8 +71,8 @@ pub use punktfunk_identity::{fingerprint, fsutil, identity, name, secret};
 pub use audit::{AuditError, AuditLog, Door, Entry, Event, Outcome};
 pub use bucket::TokenBucket;
 pub use door::{
-    CollectedPin, ExchangeShown, Grant, OtpProof, PairWith, PinAttempt, PinFailure, Refusal,
-    StoreError,
+    CollectedPin, Denied, ExchangeShown, Grant, OtpProof, PairWith, PinAttempt, PinFailure,
+    Refusal, StoreError,
 };
 pub use events::TrustEvent;
 pub use fingerprint::{Fingerprint, ParseFingerprintError};
@@ -79,6 +80,7 @@ pub use gate::{
     AddressKey, Claimant, Gate, GateConfig, GateError, LinkSecret, Needs, PendingId,
     PendingRequest, Pin, RequestEnd, Secret,
 };
+pub use grant::{Access, AccessChange, Permissions, Preset};
 pub use identity::{ct_eq, verify_sha256, HostIdentity, Identity, IdentityError};
 pub use name::{DisplayName, Label, LabelError};
 pub use registry::{

@@ -17,6 +17,7 @@
 
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -26,8 +27,11 @@ use crate::audit::{AuditConfig, AuditError, AuditLog, Door, Entry, Event, Ticket
 use crate::events::TrustEvent;
 use crate::fingerprint::Fingerprint;
 use crate::gate::{Gate, GateConfig, GateError, Needs, Pending, PendingId, RequestEnd};
+use crate::grant::{AccessChange, Permissions, Preset};
 use crate::name::Label;
-use crate::registry::{Device, Devices, Registry, RegistryError, Via, REGISTRY_FILE};
+use crate::registry::{
+    Device, Devices, Registry, RegistryError, Via, FORMAT_VERSION, REGISTRY_FILE, V1_COPY_FILE,
+};
 
 /// Where the service reads time from; tests inject a fake one.
 pub trait Clock: Send + Sync + 'static {
@@ -128,11 +132,13 @@ const EVENT_CAPACITY: usize = 1024;
 
 /// Registry + gate + events. Share it as `Arc<Trust>`.
 pub struct Trust {
-    registry: Registry,
+    pub(crate) registry: Registry,
     audit: AuditLog,
     gate: Mutex<Gate>,
     events: broadcast::Sender<TrustEvent>,
     clock: Arc<dyn Clock>,
+    /// [`Trust::default_grant`]'s bits.
+    default_grant: AtomicU32,
 }
 
 impl std::fmt::Debug for Trust {
@@ -195,7 +201,17 @@ impl Trust {
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let audit = AuditLog::open(dir, AuditConfig::default(), Some(events.clone()))?;
         let registry = match Registry::open(&dir.join(REGISTRY_FILE), events.clone()) {
-            Ok(r) => r,
+            Ok(r) => {
+                if let Some(from) = r.upgraded_from() {
+                    let entry = Entry::new(Event::RegistryUpgraded, Door::Host).detail(format!(
+                        "format {from} to {FORMAT_VERSION}: every device keeps every permission; the old file is kept as {V1_COPY_FILE}"
+                    ));
+                    audit
+                        .append(entry, clock.unix(), clock.now())
+                        .durable_blocking()?;
+                }
+                r
+            }
             Err(e) => {
                 let entry = Entry::new(Event::RegistryRefused, Door::Host)
                     .outcome(crate::audit::Outcome::Failed)
@@ -212,6 +228,7 @@ impl Trust {
             gate: Mutex::new(Gate::new(config)),
             events,
             clock,
+            default_grant: AtomicU32::new(Preset::Play.permissions().bits()),
         })
     }
 
@@ -345,9 +362,21 @@ impl Trust {
     /// `address`, and queues its `paired` entry: wait on the ticket (outside
     /// any lock) before telling the client.
     pub fn admit(&self, device: Device, address: IpAddr) -> Result<Ticket, RegistryError> {
-        let entry = paired_entry(&device, address);
-        self.registry.upsert(device)?;
-        Ok(self.record(entry))
+        let device = self.registry.admit(device, None, self.default_grant())?;
+        Ok(self.record(paired_entry(&device, address)))
+    }
+
+    /// What a device admitted without a grant of its own may do: the
+    /// settings' `default_grant` (Play unless set). The host's first
+    /// device gets every permission whatever this says.
+    pub fn default_grant(&self) -> Permissions {
+        Permissions::from_bits_truncate(self.default_grant.load(Ordering::Relaxed))
+    }
+
+    /// Sets [`Trust::default_grant`] (from the settings, at start).
+    pub fn set_default_grant(&self, permissions: Permissions) {
+        self.default_grant
+            .store(permissions.bits(), Ordering::Relaxed);
     }
 
     /// The one way a waiting request becomes a device: `build` makes the
@@ -377,15 +406,17 @@ impl Trust {
                 }
             }
         };
-        let stored = self.registry.upsert(device.clone());
+        let stored = self.registry.admit(device, None, self.default_grant());
         let outcome = match needs {
             Needs::Approval => RequestEnd::Approved,
             Needs::Pin => RequestEnd::Paired,
         };
         self.gate()
             .end_storing(id, stored.is_ok().then_some(outcome));
-        stored?;
-        Ok(Admitted { device, address })
+        Ok(Admitted {
+            device: stored?,
+            address,
+        })
     }
 
     /// Queues the `paired` entry of a device [`Trust::admit_request`]
@@ -441,6 +472,46 @@ impl Trust {
         self.record(by.entry(Event::Renamed).device(&device))
             .durable_blocking()?;
         Ok(device)
+    }
+}
+
+impl Trust {
+    /// Changes what device `fp` may do (its permissions, enabled, its
+    /// expiry), durably, and records it (`grant_changed`, `disabled`,
+    /// `enabled`); its doors hear of it at once
+    /// ([`TrustEvent::AccessChanged`]) and end what it may no longer do.
+    pub fn change_access(
+        &self,
+        fp: &Fingerprint,
+        change: AccessChange,
+        by: Actor,
+    ) -> Result<Device, TrustError> {
+        let device = self.registry.change_access(fp, change)?;
+        let entry = match change {
+            AccessChange::Permissions(p) => by
+                .entry(Event::GrantChanged)
+                .detail(format!("may: {}", describe(p))),
+            AccessChange::Enabled(true) => by.entry(Event::Enabled),
+            AccessChange::Enabled(false) => by.entry(Event::Disabled),
+            AccessChange::Expires(Some(at)) => by
+                .entry(Event::GrantChanged)
+                .detail(format!("access until {}", crate::audit::rfc3339(at))),
+            AccessChange::Expires(None) => {
+                by.entry(Event::GrantChanged).detail("access without end")
+            }
+            AccessChange::Expired => Entry::new(Event::AccessExpired, Door::Host),
+        };
+        self.record(entry.device(&device)).durable_blocking()?;
+        Ok(device)
+    }
+}
+
+/// A set of permissions as the audit trail says it: the preset's name, or
+/// the list.
+fn describe(p: Permissions) -> String {
+    match p.preset() {
+        Some(preset) => format!("{} ({})", preset.title(), p.describe()),
+        None => p.describe(),
     }
 }
 

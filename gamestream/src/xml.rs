@@ -332,15 +332,42 @@ pub fn not_found() -> Reply {
 /// An HTTPS request whose client certificate is not paired: GFE's 401,
 /// with `query` naming the path as GFE and Sunshine do.
 pub fn unauthorized(path: &str) -> Reply {
-    let query: String = path
-        .trim_start_matches('/')
-        .chars()
-        .take(MAX_ECHOED_PATH)
-        .collect();
     Reply {
-        query: Some(query),
+        query: Some(echoed(path)),
         ..Reply::error(401, UNAUTHORIZED_MESSAGE)
     }
+}
+
+/// A paired certificate the host refuses for now: its owner disabled the
+/// device, or its access expired. Its own answer (403, saying which and
+/// what to do), not "not paired", so the user knows to ask the owner
+/// rather than pair again.
+pub fn access_refused(path: &str, denied: punktfunk_certs::Denied) -> Reply {
+    Reply {
+        query: Some(echoed(path)),
+        ..Reply::error(403, denied.to_string())
+    }
+}
+
+/// A paired device without the permission a path needs (Apollo answers
+/// 403 "Permission denied"; this also says which, and who can allow it).
+pub fn permission_denied(path: &str, what: &str) -> Reply {
+    Reply {
+        query: Some(echoed(path)),
+        ..Reply::error(
+            403,
+            format!(
+                "Permission denied: this device may not {what}; the host's owner can allow it in the console"
+            ),
+        )
+    }
+}
+
+fn echoed(path: &str) -> String {
+    path.trim_start_matches('/')
+        .chars()
+        .take(MAX_ECHOED_PATH)
+        .collect()
 }
 
 /// A refused concurrent `getservercert`, the way GFE refuses it: `paired=1`

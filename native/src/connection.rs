@@ -21,7 +21,8 @@
 //!                     ▶ TakingPin ─ pake ▶ AwaitConfirm ─ confirm ─ Store{pin}
 //!                     ▶ Storing ─ confirm{cB} ──────────────────────────▶ Session
 //!                     AwaitPake ─ silence, EOF ─ RecordStall, close
-//! Session: ping → pong; its device removed → error{revoked}, close
+//! Session: ping → pong; its device removed → error{revoked}, close;
+//!          disabled → error{disabled}, expired → error{expired}, close
 //! ```
 //!
 //! The core keeps the promises that span several steps: the PIN (or the
@@ -39,7 +40,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use punktfunk_certs::{Claimant, Fingerprint, PendingId, Refusal, RequestEnd, Secret, Via};
+use punktfunk_certs::{Claimant, Denied, Fingerprint, PendingId, Refusal, RequestEnd, Secret, Via};
 use rand_core::{CryptoRng, RngCore};
 
 use crate::handshake::{self, HandshakeError};
@@ -60,6 +61,19 @@ const CANNOT_STORE: &str = "the host could not store this device";
 const CANNOT_RECORD: &str = "the host could not record the request";
 const TOO_SLOW: &str = "the client took too long to send its next message";
 const REVOKED: &str = "this device was removed from the host; pair it again";
+const DISABLED: &str =
+    "the host's owner disabled this device; it stays paired, and connects again once they enable it";
+const ACCESS_EXPIRED: &str =
+    "this device's access to the host has expired; ask the host's owner to renew it";
+
+/// The answer to a paired device that may not connect now.
+fn refused(denied: Denied) -> (ErrorCode, &'static str) {
+    match denied {
+        Denied::Disabled => (ErrorCode::Disabled, DISABLED),
+        Denied::Expired => (ErrorCode::Expired, ACCESS_EXPIRED),
+        Denied::NotPaired => (ErrorCode::NotPaired, NOT_PAIRED),
+    }
+}
 
 /// One state per step of § 7.1.
 enum State {
@@ -211,9 +225,17 @@ impl HostConnection {
     }
 
     fn connect(&mut self, hello: Hello, facts: &mut impl HelloFacts, now: Instant) {
-        if facts.is_trusted() {
-            self.effect(Effect::Touch);
-            return self.welcome(Status::Trusted, session(now));
+        match facts.authorize() {
+            Ok(()) => {
+                self.effect(Effect::Touch);
+                return self.welcome(Status::Trusted, session(now));
+            }
+            // Paired, and refused for now: its own answer, never a knock.
+            Err(denied @ (Denied::Disabled | Denied::Expired)) => {
+                let (code, message) = refused(denied);
+                return self.refuse(code, message);
+            }
+            Err(Denied::NotPaired) => {}
         }
         match self.host.unknown_devices {
             UnknownDevices::DangerAdmitOpen => {
@@ -507,6 +529,21 @@ impl HostConnection {
         }
         self.effect(Effect::AwaitAudit);
         self.close_with(Some(Message::error(ErrorCode::Revoked, REVOKED)));
+    }
+
+    /// What the device with `fingerprint` may do changed and it may no
+    /// longer connect (`denied`: disabled, or its access expired): an open
+    /// session ends with that answer (§ 7.1).
+    pub fn on_access_ended(&mut self, fingerprint: &Fingerprint, denied: Denied) {
+        if *fingerprint != self.peer.fingerprint || !matches!(self.state, State::Session { .. }) {
+            return;
+        }
+        if denied == Denied::NotPaired {
+            return self.on_device_removed(fingerprint);
+        }
+        let (code, message) = refused(denied);
+        self.effect(Effect::AwaitAudit);
+        self.close_with(Some(Message::error(code, message)));
     }
 
     /// The trust service stopped: nothing more can be decided.

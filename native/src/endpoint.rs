@@ -25,9 +25,9 @@ use std::sync::Arc;
 use openssl::ssl::{self, AlpnError, Ssl, SslAcceptor, SslMethod, SslVerifyMode};
 use punktfunk_certs::audit::DeviceRef;
 use punktfunk_certs::{
-    Claimant, Device, Door, Entry, Event, ExchangeShown, Fingerprint, FrontDoor, Identity, Needs,
-    Outcome, PairWith, PendingId, PendingRequest, PinAttempt, Refusal, RequestUpdate, Secret,
-    StoreError, Trust, TrustEvent, Via,
+    Claimant, Denied, Device, Door, Entry, Event, ExchangeShown, Fingerprint, FrontDoor, Identity,
+    Needs, Outcome, PairWith, PendingId, PendingRequest, PinAttempt, Refusal, RequestUpdate,
+    Secret, StoreError, Trust, TrustEvent, Via,
 };
 use punktfunk_conn::{Admission, Limits, Slot, Use};
 use rand_core::OsRng;
@@ -368,7 +368,7 @@ impl Conn {
                     }
                 }
                 Input::Request(RequestUpdate::Ended(outcome)) => {
-                    let trusted = self.authorized();
+                    let trusted = self.authorize().is_ok();
                     core.on_request_ended(outcome, trusted, now);
                 }
                 // Knocks need approval, not a PIN.
@@ -376,10 +376,17 @@ impl Conn {
                 Input::Trust(Ok(TrustEvent::DeviceRemoved { fingerprint })) => {
                     core.on_device_removed(&fingerprint);
                 }
+                Input::Trust(Ok(TrustEvent::AccessChanged { fingerprint }))
+                    if fingerprint == self.fp =>
+                {
+                    if let Err(denied) = self.authorize() {
+                        core.on_access_ended(&fingerprint, denied);
+                    }
+                }
                 Input::Trust(Ok(_)) => {}
                 Input::Trust(Err(broadcast::error::RecvError::Lagged(_))) => {
-                    if !self.authorized() {
-                        core.on_device_removed(&self.fp);
+                    if let Err(denied) = self.authorize() {
+                        core.on_access_ended(&self.fp, denied);
                     }
                 }
                 Input::Trust(Err(broadcast::error::RecvError::Closed)) => core.on_trust_stopped(),
@@ -502,19 +509,20 @@ impl Conn {
     /// the reply path.
     fn touch(&self) {
         let trust = self.ctx.trust.clone();
-        if let Some(grant) = trust.authorize(FrontDoor::Native, &self.fp) {
+        if let Ok(grant) = trust.authorize(FrontDoor::Native, &self.fp) {
             if grant.seen_due() {
                 tokio::spawn(async move { trust.seen(&grant).await });
             }
         }
     }
 
-    /// Whether this connection's certificate is trusted at this door now.
-    fn authorized(&self) -> bool {
+    /// Whether this connection's certificate may connect at this door now,
+    /// or why not.
+    fn authorize(&self) -> Result<(), Denied> {
         self.ctx
             .trust
             .authorize(FrontDoor::Native, &self.fp)
-            .is_some()
+            .map(|_| ())
     }
 
     /// Lists the client as waiting for approval.
@@ -620,9 +628,9 @@ struct Facts<'a> {
 }
 
 impl HelloFacts for Facts<'_> {
-    fn is_trusted(&mut self) -> bool {
+    fn authorize(&mut self) -> Result<(), Denied> {
         // Trust won through Moonlight does not open this door.
-        self.conn.authorized()
+        self.conn.authorize()
     }
 
     fn wait_for_pake(&mut self) -> bool {

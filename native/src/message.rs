@@ -189,13 +189,17 @@ pub enum ErrorCode {
     /// The console denied the knock (client-local; on the wire it is
     /// `decision{outcome: denied}`).
     Denied,
-    /// The knock or the armed PIN expired (client-local for knocks).
+    /// The knock or the armed PIN expired (client-local for knocks); on the
+    /// wire, the device's access expired (at `hello`, or ending a session).
     Expired,
     /// The device is unknown and this host neither pairs it now nor records
     /// knocks.
     NotPaired,
     /// The device was revoked while connected.
     Revoked,
+    /// The host's owner disabled the device (at `hello`, or ending a
+    /// session); it stays paired.
+    Disabled,
     /// `hello.protocol` is not a version this host speaks.
     UnsupportedVersion,
     /// The frame or message was malformed or out of order.
@@ -212,7 +216,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in documentation order.
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 14] = [
         Self::NotArmed,
         Self::PinRejected,
         Self::PairingBusy,
@@ -220,6 +224,7 @@ impl ErrorCode {
         Self::Expired,
         Self::NotPaired,
         Self::Revoked,
+        Self::Disabled,
         Self::UnsupportedVersion,
         Self::BadMessage,
         Self::Timeout,
@@ -238,6 +243,7 @@ impl ErrorCode {
             Self::Expired => "expired",
             Self::NotPaired => "not_paired",
             Self::Revoked => "revoked",
+            Self::Disabled => "disabled",
             Self::UnsupportedVersion => "unsupported_version",
             Self::BadMessage => "bad_message",
             Self::Timeout => "timeout",

@@ -133,10 +133,10 @@ fn error_code_table_is_the_closed_set() {
         local,
         [
             "denied",
-            "expired",
             "host_identity_changed",
             "host_confirmation_failed"
-        ]
+        ],
+        "`expired` is on the wire too: a device whose access ended"
     );
     for extra in ["`host_not_accepted`", "`connection_failed`"] {
         assert!(section("## 5. Error codes").contains(extra), "{extra}");

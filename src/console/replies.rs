@@ -482,6 +482,10 @@ mod tests {
                 paired_at: 1_700_000_000,
                 last_seen: Some(1_700_000_100),
                 via: Via::Approval,
+                permissions: punktfunk_certs::Permissions::ALL,
+                enabled: true,
+                expires_at: None,
+                expired: false,
             };
             same_bytes(
                 DeviceReply::from(&d),

@@ -129,25 +129,23 @@ fn write_devices(state: &Path, n: usize) -> Result<()> {
     let devices = (0..n)
         .map(|i| {
             let id = Identity::generate_p256(&format!("d{i}"))?;
-            Ok(Device::from_der(
+            let mut device = Device::from_der(
                 id.cert_der(),
                 FrontDoor::Native,
                 punktfunk_certs::DisplayName::sanitize_or(&format!("device {i}"), "device"),
                 Via::Pin,
                 1_700_000_000 + i as u64,
-            )?)
+            )?;
+            device.permissions = punktfunk_certs::Preset::Play.permissions();
+            Ok(device)
         })
         .collect::<Result<Vec<Device>>>()?;
-    // The registry file as docs/state-and-audit.md describes it, written whole:
-    // a fixture for the start-up measurement, not a change a host makes
-    // (those go through the trust service and its audit trail).
-    let file = serde_json::json!({
-        "version": punktfunk_certs::registry::FORMAT_VERSION,
-        "devices": devices,
-    });
+    // The registry file as the host writes it (docs/state-and-audit.md),
+    // written whole: a fixture for the start-up measurement, not a change a
+    // host makes (those go through the trust service and its audit trail).
     punktfunk_certs::fsutil::write_atomic(
         &state.join(punktfunk_certs::registry::REGISTRY_FILE),
-        &serde_json::to_vec(&file)?,
+        &punktfunk_certs::registry::encode(devices.iter())?,
     )?;
     Ok(())
 }

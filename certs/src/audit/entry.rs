@@ -50,6 +50,18 @@ pub enum Event {
     Renamed,
     /// A device was removed; its connections were ended.
     Revoked,
+    /// What a device may do changed (`detail` says what it may do now, or
+    /// until when).
+    GrantChanged,
+    /// A device was disabled: every door refuses it; it stays paired.
+    Disabled,
+    /// A disabled device was enabled again.
+    Enabled,
+    /// A device's access ended at its time.
+    AccessExpired,
+    /// The trust registry was upgraded to a newer format at start (`detail`
+    /// says from which, and where the old file is kept).
+    RegistryUpgraded,
     /// The host made its identity (first start).
     HostIdentityCreated,
     /// The host refused to start on a trust registry it could not read.
@@ -96,6 +108,11 @@ impl Event {
             Event::Paired => "paired",
             Event::Renamed => "renamed",
             Event::Revoked => "revoked",
+            Event::GrantChanged => "grant_changed",
+            Event::Disabled => "disabled",
+            Event::Enabled => "enabled",
+            Event::AccessExpired => "access_expired",
+            Event::RegistryUpgraded => "registry_upgraded",
             Event::HostIdentityCreated => "host_identity_created",
             Event::RegistryRefused => "registry_refused",
             Event::OtpCreated => "otp_created",

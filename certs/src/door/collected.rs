@@ -177,6 +177,6 @@ mod tests {
         assert!(rt.block_on(pin.store(der.clone(), Via::Pin)).is_err());
         assert_eq!(trust.request_ended(id), Some(RequestEnd::Denied));
         let fp = crate::fingerprint::Fingerprint::of_der(&der);
-        assert!(trust.authorize(FrontDoor::Gamestream, &fp).is_none());
+        assert!(trust.authorize(FrontDoor::Gamestream, &fp).is_err());
     }
 }

@@ -285,8 +285,8 @@ mod tests {
             .unwrap();
         assert_eq!(trust.request_ended(id), Some(RequestEnd::Paired));
         let fp = crate::fingerprint::Fingerprint::of_der(&der);
-        assert!(trust.authorize(FrontDoor::Gamestream, &fp).is_some());
-        assert!(trust.authorize(FrontDoor::Native, &fp).is_none());
+        assert!(trust.authorize(FrontDoor::Gamestream, &fp).is_ok());
+        assert!(trust.authorize(FrontDoor::Native, &fp).is_err());
     }
 
     #[test]
@@ -299,7 +299,7 @@ mod tests {
         let device = trust.approve(id, None, Actor::cli()).unwrap();
         assert_eq!(device.fingerprint, fp);
         assert_eq!(trust.request_ended(id), Some(RequestEnd::Approved));
-        assert!(trust.authorize(FrontDoor::Native, &fp).is_some());
+        assert!(trust.authorize(FrontDoor::Native, &fp).is_ok());
     }
 
     #[test]

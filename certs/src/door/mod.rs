@@ -24,22 +24,26 @@ mod pin;
 
 pub use collected::CollectedPin;
 pub use knock::{OtpProof, PinFailure, Refusal};
+
 pub use pin::{ExchangeShown, PairWith, PinAttempt, StoreError};
 
 use std::sync::Arc;
 
 use crate::fingerprint::Fingerprint;
+use crate::grant::Permissions;
 use crate::registry::{FrontDoor, Via};
 use crate::trust::Trust;
 
-/// What a paired device may do at the door it asked at. Today a paired
-/// device may do everything its door offers; per-device permissions build
-/// on this type.
+/// What a paired device may do at the door it asked at, as of the moment
+/// it was authorised: its permissions ([`crate::grant`]) and when its
+/// access ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
     fingerprint: Fingerprint,
     door: FrontDoor,
     via: Via,
+    permissions: Permissions,
+    expires_at: Option<u64>,
     /// `last_seen` is old enough that [`Trust::seen`] would write it.
     seen_due: bool,
 }
@@ -60,6 +64,21 @@ impl Grant {
         self.via
     }
 
+    /// What it may do.
+    pub fn permissions(&self) -> Permissions {
+        self.permissions
+    }
+
+    /// Whether it may do everything in `needed`.
+    pub fn may(&self, needed: Permissions) -> bool {
+        self.permissions.contains(needed)
+    }
+
+    /// When its access ends (Unix seconds), if it does.
+    pub fn expires_at(&self) -> Option<u64> {
+        self.expires_at
+    }
+
     /// Whether [`Trust::seen`] has something to write: a hot path can skip
     /// the hop to a blocking thread when not.
     pub fn seen_due(&self) -> bool {
@@ -67,17 +86,46 @@ impl Grant {
     }
 }
 
+/// Why a door refuses a certificate. Each has its own answer at every
+/// door: a disabled or expired device is told so, not "not paired".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    /// Not paired at this door (at the other one, or not at all).
+    #[error("this device is not paired with this host")]
+    NotPaired,
+    /// Paired, and disabled by the host's owner.
+    #[error("the host's owner disabled this device; ask them to enable it")]
+    Disabled,
+    /// Paired, and its access ended at its time.
+    #[error("this device's access to the host has expired; ask the host's owner to renew it")]
+    Expired,
+}
+
 impl Trust {
     /// The one authorisation of every front door: a grant if the
-    /// certificate with this fingerprint is paired *at this door*, at this
-    /// very moment (a revocation counts at once). Never blocks.
-    pub fn authorize(&self, door: FrontDoor, fp: &Fingerprint) -> Option<Grant> {
-        let device = self.registry().get(fp)?;
-        (device.kind == door).then(|| Grant {
+    /// certificate with this fingerprint is paired *at this door*, enabled
+    /// and not expired, at this very moment (a revocation, a disable counts
+    /// at once). Never blocks.
+    pub fn authorize(&self, door: FrontDoor, fp: &Fingerprint) -> Result<Grant, Denied> {
+        let device = self
+            .registry()
+            .get(fp)
+            .filter(|d| d.kind == door)
+            .ok_or(Denied::NotPaired)?;
+        let now = self.clock().unix();
+        if !device.enabled {
+            return Err(Denied::Disabled);
+        }
+        if device.is_expired(now) {
+            return Err(Denied::Expired);
+        }
+        Ok(Grant {
             fingerprint: *fp,
             door,
             via: device.via,
-            seen_due: !crate::registry::seen_recently(&device, self.clock().unix()),
+            permissions: device.permissions,
+            expires_at: device.expires_at,
+            seen_due: !crate::registry::seen_recently(&device, now),
         })
     }
 
@@ -136,17 +184,14 @@ mod tests {
             (&moonlight, FrontDoor::Gamestream, Via::Pin)
         );
         assert!(grant.seen_due(), "never seen yet");
-        assert!(trust.authorize(FrontDoor::Native, &moonlight).is_none());
-        assert!(trust.authorize(FrontDoor::Native, &app).is_some());
-        assert!(trust.authorize(FrontDoor::Gamestream, &app).is_none());
+        assert!(trust.authorize(FrontDoor::Native, &moonlight).is_err());
+        assert!(trust.authorize(FrontDoor::Native, &app).is_ok());
+        assert!(trust.authorize(FrontDoor::Gamestream, &app).is_err());
 
         let stranger = Identity::generate_p256("stranger").unwrap().fingerprint();
-        assert!(trust.authorize(FrontDoor::Native, &stranger).is_none());
+        assert!(trust.authorize(FrontDoor::Native, &stranger).is_err());
         trust.revoke(&app, crate::trust::Actor::cli()).unwrap();
-        assert!(
-            trust.authorize(FrontDoor::Native, &app).is_none(),
-            "at once"
-        );
+        assert!(trust.authorize(FrontDoor::Native, &app).is_err(), "at once");
     }
 
     #[test]
@@ -164,5 +209,81 @@ mod tests {
         assert!(trust.registry().get(&fp).unwrap().last_seen.is_some());
         let again = trust.authorize(FrontDoor::Native, &fp).unwrap();
         assert!(!again.seen_due(), "seen a moment ago");
+    }
+
+    #[test]
+    fn a_disabled_or_expired_device_is_refused_with_its_own_answer() {
+        use crate::audit::{recorded_events, Event};
+        use crate::grant::{AccessChange, Preset};
+        use crate::trust::Actor;
+        let dir = tempfile::tempdir().unwrap();
+        let trust = Trust::open(dir.path(), GateConfig::default(), Arc::new(SystemClock)).unwrap();
+        let first = paired(&trust, FrontDoor::Native);
+        let grant = trust.authorize(FrontDoor::Native, &first).unwrap();
+        assert_eq!(grant.permissions(), Permissions::ALL, "the first device");
+        assert!(grant.may(Permissions::INPUT_KBD | Permissions::LAUNCH));
+        let second = paired(&trust, FrontDoor::Gamestream);
+        let play = trust.authorize(FrontDoor::Gamestream, &second).unwrap();
+        assert_eq!(
+            play.permissions(),
+            Preset::Play.permissions(),
+            "the default"
+        );
+        assert!(!play.may(Permissions::SERVER_CMD));
+        trust.set_default_grant(Preset::Watch.permissions());
+        let third = paired(&trust, FrontDoor::Native);
+        let watch = trust.authorize(FrontDoor::Native, &third).unwrap();
+        assert_eq!(watch.permissions(), Preset::Watch.permissions());
+
+        let cli = Actor::cli();
+        trust
+            .change_access(&first, AccessChange::Enabled(false), cli)
+            .unwrap();
+        assert_eq!(
+            trust.authorize(FrontDoor::Native, &first),
+            Err(Denied::Disabled)
+        );
+        assert_eq!(
+            trust.authorize(FrontDoor::Gamestream, &first),
+            Err(Denied::NotPaired),
+            "the other door knows nothing of it"
+        );
+        trust
+            .change_access(&first, AccessChange::Enabled(true), cli)
+            .unwrap();
+        assert!(trust.authorize(FrontDoor::Native, &first).is_ok());
+        let past = trust.clock().unix() - 1;
+        trust
+            .change_access(&first, AccessChange::Expires(Some(past)), cli)
+            .unwrap();
+        assert_eq!(
+            trust.authorize(FrontDoor::Native, &first),
+            Err(Denied::Expired)
+        );
+        trust
+            .change_access(&first, AccessChange::Expires(None), cli)
+            .unwrap();
+        let renewed = trust.authorize(FrontDoor::Native, &first).unwrap();
+        assert_eq!(renewed.expires_at(), None);
+        trust
+            .change_access(&third, AccessChange::Permissions(Permissions::LIST), cli)
+            .unwrap();
+        let narrowed = trust.authorize(FrontDoor::Native, &third).unwrap();
+        assert!(!narrowed.may(Permissions::VIEW));
+
+        let access: Vec<Event> = recorded_events(dir.path())
+            .into_iter()
+            .filter(|e| !matches!(e, Event::Paired))
+            .collect();
+        assert_eq!(
+            access,
+            [
+                Event::Disabled,
+                Event::Enabled,
+                Event::GrantChanged,
+                Event::GrantChanged,
+                Event::GrantChanged
+            ]
+        );
     }
 }

@@ -370,7 +370,7 @@ mod tests {
         assert!(d
             .trust
             .authorize(FrontDoor::Native, &moonlight.fingerprint())
-            .is_none());
+            .is_err());
         assert_eq!(
             events(&d),
             [Event::PairingArmed, Event::Paired, Event::PinRejected]

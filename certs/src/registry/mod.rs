@@ -18,6 +18,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -26,13 +27,19 @@ use serde::{Deserialize, Serialize};
 use crate::events::TrustEvent;
 use crate::fingerprint::Fingerprint;
 use crate::fsutil::write_atomic;
+use crate::grant::{Access, AccessChange, Permissions};
 use crate::name::{DisplayName, Label};
 
 /// File name of the registry inside a state dir.
 pub const REGISTRY_FILE: &str = "trust.json";
 
-/// The on-disk format version this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The on-disk format version this build writes. It also reads version 1
+/// (before grants), and rewrites such a file as this version on open,
+/// keeping the version 1 file as [`V1_COPY_FILE`].
+pub const FORMAT_VERSION: u32 = 2;
+
+/// Where the version 1 file is kept when the registry is upgraded.
+pub const V1_COPY_FILE: &str = "trust.v1.json";
 
 /// Longest pinned certificate PEM, in bytes.
 pub const MAX_CERT_PEM_BYTES: usize = 16 * 1024;
@@ -98,11 +105,24 @@ pub struct Device {
     pub last_seen: Option<u64>,
     /// How it was admitted.
     pub via: Via,
+    /// What it may do ([`crate::grant`]); a device from a version 1 file
+    /// has every permission, as it had then.
+    pub permissions: Permissions,
+    /// `false` once the owner disabled it: every door refuses it, and it
+    /// stays paired until enabled or removed.
+    pub enabled: bool,
+    /// When its access ends, in Unix seconds, if it does.
+    pub expires_at: Option<u64>,
+    /// Its access ended at `expires_at` and the host recorded that
+    /// (`access_expired`); renewing clears it.
+    pub expired: bool,
 }
 
 impl Device {
     /// Builds a device entry from a certificate in DER form, which is what a
-    /// TLS session yields; the fingerprint is derived, never supplied.
+    /// TLS session yields; the fingerprint is derived, never supplied. It
+    /// may do nothing yet: admitting it gives it its grant
+    /// ([`Draft::admit`]).
     pub fn from_der(
         der: &[u8],
         kind: FrontDoor,
@@ -121,7 +141,16 @@ impl Device {
             paired_at,
             last_seen: None,
             via,
+            permissions: Permissions::NONE,
+            enabled: true,
+            expires_at: None,
+            expired: false,
         })
+    }
+
+    /// Whether its access has ended by `now` (Unix seconds).
+    pub fn is_expired(&self, now: u64) -> bool {
+        self.expired || self.expires_at.is_some_and(|at| at <= now)
     }
 
     /// Checks sizes and that `fingerprint` is the SHA-256 of
@@ -253,10 +282,50 @@ pub enum ResolveError {
     },
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct FileFormat {
-    version: u32,
     devices: Vec<Device>,
+}
+
+/// A version 1 file: devices before grants.
+#[derive(Deserialize)]
+struct FileFormatV1 {
+    devices: Vec<DeviceV1>,
+}
+
+/// A device as version 1 stored it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceV1 {
+    fingerprint: Fingerprint,
+    cert_pem: String,
+    kind: FrontDoor,
+    name: DisplayName,
+    #[serde(default, deserialize_with = "crate::name::deserialize_label")]
+    label: Option<Label>,
+    paired_at: u64,
+    last_seen: Option<u64>,
+    via: Via,
+}
+
+impl From<DeviceV1> for Device {
+    /// Every permission, enabled, no end: what every device had before.
+    fn from(d: DeviceV1) -> Self {
+        Self {
+            fingerprint: d.fingerprint,
+            cert_pem: d.cert_pem,
+            kind: d.kind,
+            name: d.name,
+            label: d.label,
+            paired_at: d.paired_at,
+            last_seen: d.last_seen,
+            via: d.via,
+            permissions: Permissions::ALL,
+            enabled: true,
+            expires_at: None,
+            expired: false,
+        }
+    }
 }
 
 type Snapshot = HashMap<Fingerprint, Arc<Device>>;
@@ -342,6 +411,59 @@ impl Draft {
         Ok(())
     }
 
+    /// Stores a device a door admitted, with its grant: `chosen` if the
+    /// owner picked one; else, re-pairing, the grant of the entry it
+    /// replaces (a new certificate entry does not undo what the owner
+    /// decided); else every permission for the host's first device (as
+    /// Apollo does) and `default` for any other.
+    pub(crate) fn admit(
+        &mut self,
+        mut device: Device,
+        chosen: Option<Access>,
+        default: Permissions,
+    ) -> Result<(), RegistryError> {
+        match (chosen, self.devices.get(&device.fingerprint)) {
+            (Some(access), _) => {
+                device.permissions = access.permissions;
+                device.expires_at = access.expires_at;
+            }
+            (None, Some(old)) => {
+                device.permissions = old.permissions;
+                device.enabled = old.enabled;
+                device.expires_at = old.expires_at;
+                device.expired = old.expired;
+            }
+            (None, None) if self.devices.is_empty() => device.permissions = Permissions::ALL,
+            (None, None) => device.permissions = default,
+        }
+        self.upsert(device)
+    }
+
+    /// Changes what device `fp` may do, as `change` says.
+    pub(crate) fn change_access(
+        &mut self,
+        fp: &Fingerprint,
+        change: AccessChange,
+    ) -> Result<(), RegistryError> {
+        let device = self
+            .devices
+            .get_mut(fp)
+            .ok_or(RegistryError::NotFound(*fp))?;
+        let device = Arc::make_mut(device);
+        match change {
+            AccessChange::Permissions(p) => device.permissions = p,
+            AccessChange::Enabled(on) => device.enabled = on,
+            AccessChange::Expires(at) => {
+                device.expires_at = at;
+                device.expired = false;
+            }
+            AccessChange::Expired => device.expired = true,
+        }
+        self.events
+            .push(TrustEvent::AccessChanged { fingerprint: *fp });
+        Ok(())
+    }
+
     /// Removes a device.
     pub(crate) fn remove(&mut self, fp: &Fingerprint) -> Result<Device, RegistryError> {
         let device = self
@@ -399,6 +521,11 @@ pub struct Registry {
     /// Serialises writers; readers never take it.
     writer: Mutex<()>,
     events: tokio::sync::broadcast::Sender<TrustEvent>,
+    upgraded_from: Option<u32>,
+    /// The soonest `expires_at` of a device whose end is not recorded yet
+    /// (`u64::MAX`: none), kept at each write so the expiry timer need not
+    /// scan the list.
+    next_expiry: AtomicU64,
 }
 
 impl std::fmt::Debug for Registry {
@@ -422,9 +549,16 @@ impl Registry {
     ) -> Result<Self, RegistryError> {
         // Never through a link (fsutil); no size cap beyond the host's own:
         // the file is what this host wrote, one entry per paired device.
-        let devices = match crate::fsutil::read_limited(path, u64::MAX) {
-            Ok(bytes) => parse(path, &bytes)?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => HashMap::new(),
+        let (devices, upgraded_from) = match crate::fsutil::read_limited(path, u64::MAX) {
+            Ok(bytes) => {
+                let parsed = parse(path, &bytes)?;
+                if parsed.version != FORMAT_VERSION {
+                    upgrade(path, &bytes, &parsed.devices)?;
+                }
+                let from = (parsed.version != FORMAT_VERSION).then_some(parsed.version);
+                (parsed.devices, from)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (HashMap::new(), None),
             Err(source) => {
                 return Err(RegistryError::Unreadable {
                     path: path.into(),
@@ -434,10 +568,38 @@ impl Registry {
         };
         Ok(Self {
             path: path.into(),
+            next_expiry: AtomicU64::new(next_expiry(&devices)),
             current: ArcSwap::from_pointee(devices),
             writer: Mutex::new(()),
             events,
+            upgraded_from,
         })
+    }
+
+    /// When the soonest access that has not been recorded as ended ends
+    /// (Unix seconds), if any does.
+    pub(crate) fn next_expiry(&self) -> Option<u64> {
+        Some(self.next_expiry.load(Ordering::Relaxed)).filter(|&at| at != u64::MAX)
+    }
+
+    /// The devices whose access ended by `now` (Unix seconds) and is not
+    /// recorded as ended yet.
+    pub(crate) fn expired_by(&self, now: u64) -> Vec<Fingerprint> {
+        if self.next_expiry().is_none_or(|at| at > now) {
+            return Vec::new();
+        }
+        self.current
+            .load()
+            .values()
+            .filter(|d| !d.expired && d.expires_at.is_some_and(|at| at <= now))
+            .map(|d| d.fingerprint)
+            .collect()
+    }
+
+    /// The format version the file had if opening upgraded it (it is
+    /// [`FORMAT_VERSION`] now, the old file kept as [`V1_COPY_FILE`]).
+    pub fn upgraded_from(&self) -> Option<u32> {
+        self.upgraded_from
     }
 
     /// The devices, read-only: what [`crate::Trust::registry`] hands out.
@@ -531,6 +693,8 @@ impl Registry {
             path: self.path.clone(),
             source,
         })?;
+        self.next_expiry
+            .store(next_expiry(&draft.devices), Ordering::Relaxed);
         self.current.store(Arc::new(draft.devices));
         for event in draft.events {
             // No receivers is fine: nobody is listening yet.
@@ -540,11 +704,40 @@ impl Registry {
     }
 
     /// Adds a device or replaces the entry with the same fingerprint.
+    #[cfg(test)]
     pub(crate) fn upsert(&self, device: Device) -> Result<(), RegistryError> {
         self.modify(|d| d.upsert(device))
     }
 
     /// Removes (revokes) a device.
+    /// [`Draft::admit`], durably; the device as stored (with its grant).
+    pub(crate) fn admit(
+        &self,
+        device: Device,
+        chosen: Option<Access>,
+        default: Permissions,
+    ) -> Result<Device, RegistryError> {
+        let fp = device.fingerprint;
+        self.modify(|d| {
+            d.admit(device, chosen, default)?;
+            d.get(&fp).cloned().ok_or(RegistryError::Unreachable(
+                "an admitted device is not in the list",
+            ))
+        })
+    }
+
+    /// [`Draft::change_access`], durably; the device as changed.
+    pub(crate) fn change_access(
+        &self,
+        fp: &Fingerprint,
+        change: AccessChange,
+    ) -> Result<Device, RegistryError> {
+        self.modify(|d| {
+            d.change_access(fp, change)?;
+            d.get(fp).cloned().ok_or(RegistryError::NotFound(*fp))
+        })
+    }
+
     pub(crate) fn remove(&self, fp: &Fingerprint) -> Result<Device, RegistryError> {
         self.modify(|d| d.remove(fp))
     }
@@ -588,6 +781,35 @@ pub(crate) fn seen_recently(d: &Device, now: u64) -> bool {
         .is_some_and(|seen| seen <= now && now - seen < TOUCH_GRANULARITY_S)
 }
 
+/// Rewrites an older registry file at `path` (its contents `old`, parsed as
+/// `devices`) in this version, after keeping a copy of it next to it as
+/// [`V1_COPY_FILE`]: both durable before the host goes on, so a crash
+/// leaves the old file, or the copy and the new one.
+fn upgrade(path: &Path, old: &[u8], devices: &Snapshot) -> Result<(), RegistryError> {
+    let copy = path.with_file_name(V1_COPY_FILE);
+    write_atomic(&copy, old).map_err(|source| RegistryError::Write { path: copy, source })?;
+    let bytes = serialise(devices)?;
+    write_atomic(path, &bytes).map_err(|source| RegistryError::Write {
+        path: path.into(),
+        source,
+    })?;
+    tracing::info!(
+        "trust registry {} upgraded to format version {FORMAT_VERSION}; the old file is kept as {V1_COPY_FILE}",
+        path.display()
+    );
+    Ok(())
+}
+
+/// The soonest unrecorded end of access among `devices` (`u64::MAX`: none).
+fn next_expiry(devices: &Snapshot) -> u64 {
+    devices
+        .values()
+        .filter(|d| !d.expired)
+        .filter_map(|d| d.expires_at)
+        .min()
+        .unwrap_or(u64::MAX)
+}
+
 fn serialise(devices: &Snapshot) -> Result<Vec<u8>, RegistryError> {
     encode(devices.values().map(|d| d.as_ref()))
 }
@@ -615,11 +837,19 @@ pub fn encode<'a>(devices: impl Iterator<Item = &'a Device>) -> Result<Vec<u8>, 
     Ok(bytes)
 }
 
-/// Parses registry file contents; public for the fuzzer and tests.
-pub fn parse(
-    path: &Path,
-    bytes: &[u8],
-) -> Result<HashMap<Fingerprint, Arc<Device>>, RegistryError> {
+/// Registry file contents, parsed.
+#[derive(Debug)]
+pub struct Parsed {
+    /// The devices, by fingerprint.
+    pub devices: HashMap<Fingerprint, Arc<Device>>,
+    /// The file's format version: [`FORMAT_VERSION`], or 1 (its devices
+    /// then have every permission).
+    pub version: u32,
+}
+
+/// Parses registry file contents (version 1 or [`FORMAT_VERSION`]);
+/// public for the fuzzer and tests.
+pub fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed, RegistryError> {
     let corrupt = |reason: String| RegistryError::Corrupt {
         path: path.into(),
         reason,
@@ -632,15 +862,27 @@ pub fn parse(
         .get("version")
         .and_then(|v| v.as_u64())
         .ok_or_else(|| corrupt("no format version".into()))?;
-    if version != u64::from(FORMAT_VERSION) {
-        return Err(RegistryError::UnknownVersion {
-            path: path.into(),
-            found: version,
-        });
-    }
-    let file: FileFormat = serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))?;
-    let mut devices = HashMap::with_capacity(file.devices.len());
-    for device in file.devices {
+    let list: Vec<Device> = match version {
+        1 => serde_json::from_value::<FileFormatV1>(value)
+            .map_err(|e| corrupt(e.to_string()))?
+            .devices
+            .into_iter()
+            .map(Device::from)
+            .collect(),
+        2 => {
+            serde_json::from_value::<FileFormat>(value)
+                .map_err(|e| corrupt(e.to_string()))?
+                .devices
+        }
+        found => {
+            return Err(RegistryError::UnknownVersion {
+                path: path.into(),
+                found,
+            })
+        }
+    };
+    let mut devices = HashMap::with_capacity(list.len());
+    for device in list {
         device
             .validate()
             .map_err(|e| corrupt(format!("device {}: {e}", device.fingerprint.short())))?;
@@ -649,7 +891,11 @@ pub fn parse(
             return Err(corrupt(format!("device {} is listed twice", fp.short())));
         }
     }
-    Ok(devices)
+    Ok(Parsed {
+        devices,
+        // 1 or 2: matched above.
+        version: version as u32,
+    })
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::events::TrustEvent;
+use crate::grant::{Access, AccessChange, Permissions};
 use crate::identity::Identity;
 use crate::name::{DisplayName, Label};
 use tokio::sync::broadcast;
@@ -196,10 +197,10 @@ fn a_device_whose_fingerprint_does_not_match_its_certificate_is_corrupt() {
 fn unknown_version_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(REGISTRY_FILE);
-    fs::write(&path, b"{\"version\": 2, \"devices\": [], \"new\": true}").unwrap();
+    fs::write(&path, b"{\"version\": 3, \"devices\": [], \"new\": true}").unwrap();
     let err = open(&path).unwrap_err();
     assert!(
-        matches!(err, RegistryError::UnknownVersion { found: 2, .. }),
+        matches!(err, RegistryError::UnknownVersion { found: 3, .. }),
         "{err}"
     );
 }
@@ -497,4 +498,83 @@ fn a_fingerprint_prefix_resolves_to_one_device_or_says_why_not() {
         registry.resolve(&a.fingerprint().to_hex()),
         Ok(a.fingerprint())
     );
+}
+
+/// `tests/data/v1/host/trust.json`: written by the last build of format 1.
+const V1_FILE: &[u8] = include_bytes!("../../../tests/data/v1/host/trust.json");
+
+#[test]
+fn a_version_1_file_is_upgraded_with_every_permission_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(REGISTRY_FILE);
+    fs::write(&path, V1_FILE).unwrap();
+    let reg = open(&path).unwrap();
+    assert_eq!(reg.upgraded_from(), Some(1));
+    let list = reg.list();
+    assert_eq!(list.len(), 2);
+    for d in &list {
+        assert_eq!(d.permissions, Permissions::ALL, "what it could do before");
+        assert!(d.enabled && d.expires_at.is_none() && !d.expired);
+    }
+    let tv = list.iter().find(|d| d.name == "Living Room TV").unwrap();
+    assert_eq!(tv.label.as_deref(), Some("TV"));
+    // The old file is kept byte for byte; the new one is version 2.
+    assert_eq!(fs::read(dir.path().join(V1_COPY_FILE)).unwrap(), V1_FILE);
+    let now: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    assert_eq!(now["version"], 2);
+    assert_eq!(now["devices"][0]["enabled"], true);
+    drop(reg);
+    let again = open(&path).unwrap();
+    assert_eq!(again.upgraded_from(), None, "upgraded once");
+    assert_eq!(again.list(), list);
+}
+
+#[test]
+fn an_admitted_device_gets_full_first_then_the_default_and_keeps_its_grant_on_re_pairing() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = open(&dir.path().join(REGISTRY_FILE)).unwrap();
+    let watch = crate::grant::Preset::Watch.permissions();
+    let first = reg.admit(device(0, "first"), None, watch).unwrap();
+    assert_eq!(
+        first.permissions,
+        Permissions::ALL,
+        "the host's first device"
+    );
+    let second = reg.admit(device(1, "second"), None, watch).unwrap();
+    assert_eq!(second.permissions, watch);
+    // The owner narrows and disables it; pairing it again keeps that.
+    let fp = second.fingerprint;
+    reg.change_access(&fp, AccessChange::Permissions(Permissions::LIST))
+        .unwrap();
+    reg.change_access(&fp, AccessChange::Enabled(false))
+        .unwrap();
+    let again = reg.admit(device(1, "second"), None, watch).unwrap();
+    assert_eq!(
+        (again.permissions, again.enabled),
+        (Permissions::LIST, false)
+    );
+    // A grant the owner picked wins.
+    let chosen = Access {
+        permissions: Permissions::ALL,
+        expires_at: Some(2_000_000_000),
+    };
+    let guest = reg.admit(device(2, "guest"), Some(chosen), watch).unwrap();
+    assert_eq!(
+        (guest.permissions, guest.expires_at),
+        (Permissions::ALL, Some(2_000_000_000))
+    );
+    assert_eq!(reg.next_expiry(), Some(2_000_000_000));
+    assert!(reg.expired_by(1_999_999_999).is_empty());
+    assert_eq!(reg.expired_by(2_000_000_000), [guest.fingerprint]);
+    reg.change_access(&guest.fingerprint, AccessChange::Expired)
+        .unwrap();
+    assert_eq!(reg.next_expiry(), None, "recorded: not due again");
+    reg.change_access(
+        &guest.fingerprint,
+        AccessChange::Expires(Some(2_100_000_000)),
+    )
+    .unwrap();
+    let renewed = reg.get(&guest.fingerprint).unwrap();
+    assert!(!renewed.expired && !renewed.is_expired(2_000_000_001));
+    assert_eq!(reg.next_expiry(), Some(2_100_000_000));
 }

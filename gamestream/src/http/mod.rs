@@ -46,7 +46,7 @@ use actix_web::{web, App, FromRequest, HttpRequest, HttpResponse, Responder, Res
 use arc_swap::ArcSwap;
 use futures_util::future::Either;
 use openssl::ssl::{AlpnError, SslAcceptor, SslAcceptorBuilder};
-use punktfunk_certs::{Fingerprint, HostIdentity, Trust};
+use punktfunk_certs::{Denied, Fingerprint, FrontDoor, Grant, HostIdentity, Permissions, Trust};
 use punktfunk_conn::actix::SslStream;
 use punktfunk_conn::{Admission, Limits, OneAtATime, SlotUse, Use};
 use tokio::net::TcpStream;
@@ -357,12 +357,15 @@ fn peer_fingerprint(io: &SslStream<TcpStream>) -> Option<Fingerprint> {
     cert.to_der().ok().map(|der| Fingerprint::of_der(&der))
 }
 
-/// Who is asking, over which door; for HTTPS, already authorised.
-#[derive(Debug, Clone, Copy)]
+/// Who is asking, over which door; for HTTPS, already authorised, with
+/// what its device may do.
+#[derive(Debug, Clone)]
 struct Caller {
     channel: Channel,
     local_ip: IpAddr,
     peer: Option<SocketAddr>,
+    /// Over HTTPS, the device's grant.
+    grant: Option<Grant>,
 }
 
 impl FromRequest for Caller {
@@ -401,34 +404,44 @@ impl FromRequest for Caller {
                     channel: Channel::Http,
                     local_ip,
                     peer,
+                    grant: None,
                 })))
             }
             // Only a Moonlight-paired certificate: trust won at the native
             // door does not count here.
-            Some(cert) => cert.and_then(|fp| {
-                state.and_then(|s| {
-                    s.trust
-                        .authorize(punktfunk_certs::FrontDoor::Gamestream, &fp)
-                })
-            }),
+            Some(cert) => match (cert, state) {
+                (Some(fp), Some(s)) => s.trust.authorize(FrontDoor::Gamestream, &fp),
+                _ => Err(Denied::NotPaired),
+            },
         };
-        let Some(grant) = grant else {
-            return Either::Left(std::future::ready(Err(Refusal(xml::unauthorized(
-                req.path(),
-            )))));
+        let grant = match grant {
+            Ok(grant) => grant,
+            Err(Denied::NotPaired) => {
+                return Either::Left(std::future::ready(Err(Refusal(xml::unauthorized(
+                    req.path(),
+                )))))
+            }
+            Err(denied) => {
+                return Either::Left(std::future::ready(Err(Refusal(xml::access_refused(
+                    req.path(),
+                    denied,
+                )))))
+            }
         };
+        let seen = grant.clone();
         let caller = Self {
             channel: Channel::AuthorizedHttps,
             local_ip,
             peer,
+            grant: Some(grant),
         };
         // last_seen is coarse: most requests need no write, and no hop to
         // the blocking pool.
-        let Some(trust) = state.filter(|_| grant.seen_due()).map(|s| s.trust.clone()) else {
+        let Some(trust) = state.filter(|_| seen.seen_due()).map(|s| s.trust.clone()) else {
             return Either::Left(std::future::ready(Ok(caller)));
         };
         Either::Right(Box::pin(async move {
-            trust.seen(&grant).await;
+            trust.seen(&seen).await;
             Ok(caller)
         }))
     }
@@ -555,7 +568,7 @@ async fn unpair(caller: Caller, state: web::Data<State>, query: Query) -> Xml {
 }
 
 async fn app_list(caller: Caller, state: web::Data<State>, req: HttpRequest) -> Xml {
-    authorized(caller, &req, || xml::app_list(&state.apps))
+    authorized(caller, &req, Needs::LIST, || xml::app_list(&state.apps))
 }
 
 /// `/appasset?appid=N&AssetType=2&AssetIdx=0` (paired clients only): the
@@ -570,8 +583,8 @@ async fn app_asset(
     req: HttpRequest,
     query: Query,
 ) -> HttpResponse {
-    if let Channel::Http = caller.channel {
-        return xml_response(&xml::unauthorized(req.path()));
+    if let Err(refused) = permitted(&caller, &req, Needs::LIST) {
+        return xml_response(&refused);
     }
     let listed = query
         .iter()
@@ -593,15 +606,15 @@ async fn app_asset(
 }
 
 async fn launch(caller: Caller, req: HttpRequest) -> Xml {
-    authorized(caller, &req, xml::launch_unavailable)
+    authorized(caller, &req, Needs::STREAM, xml::launch_unavailable)
 }
 
 async fn resume(caller: Caller, req: HttpRequest) -> Xml {
-    authorized(caller, &req, xml::resume_unavailable)
+    authorized(caller, &req, Needs::STREAM, xml::resume_unavailable)
 }
 
 async fn cancel(caller: Caller, req: HttpRequest) -> Xml {
-    authorized(caller, &req, xml::cancel)
+    authorized(caller, &req, Needs::LAUNCH, xml::cancel)
 }
 
 /// Over HTTPS, an unpaired certificate gets the 401 first, on every path.
@@ -609,12 +622,57 @@ async fn not_found(_: Caller) -> Xml {
     Xml(xml::not_found())
 }
 
+/// What a path needs of a paired device's grant (Apollo's checks,
+/// `nvhttp.cpp`): any one of `any`, described as `what`.
+struct Needs {
+    any: Permissions,
+    what: &'static str,
+}
+
+impl Needs {
+    /// `/applist`, `/appasset`.
+    const LIST: Needs = Needs {
+        any: Permissions::LIST,
+        what: "list apps",
+    };
+    /// `/launch`, `/resume`: launching, or viewing a stream already running.
+    const STREAM: Needs = Needs {
+        any: Permissions::LAUNCH.with(Permissions::VIEW),
+        what: "launch apps or view streams",
+    };
+    /// `/cancel`: ending the running app, which only launching allows.
+    const LAUNCH: Needs = Needs {
+        any: Permissions::LAUNCH,
+        what: "launch or quit apps",
+    };
+}
+
 /// Paths for paired clients only: over plain HTTP no certificate was shown,
-/// so the answer is the same XML 401 an unpaired certificate gets.
-fn authorized(caller: Caller, req: &HttpRequest, reply: impl FnOnce() -> Reply) -> Xml {
-    match caller.channel {
-        Channel::AuthorizedHttps => Xml(reply()),
-        Channel::Http => Xml(xml::unauthorized(req.path())),
+/// so the answer is the same XML 401 an unpaired certificate gets; a paired
+/// device without the permission the path needs gets a 403 naming it.
+fn authorized(
+    caller: Caller,
+    req: &HttpRequest,
+    needs: Needs,
+    reply: impl FnOnce() -> Reply,
+) -> Xml {
+    match permitted(&caller, req, needs) {
+        Ok(()) => Xml(reply()),
+        Err(refused) => Xml(refused),
+    }
+}
+
+/// Whether `caller` may use this path: see [`authorized`].
+fn permitted(caller: &Caller, req: &HttpRequest, needs: Needs) -> Result<(), Reply> {
+    match (&caller.channel, &caller.grant) {
+        (Channel::AuthorizedHttps, Some(grant)) if grant.permissions().intersects(needs.any) => {
+            Ok(())
+        }
+        (Channel::AuthorizedHttps, Some(grant)) => {
+            tracing::info!(fingerprint = %grant.fingerprint().short(), path = req.path(), "gamestream: permission denied");
+            Err(xml::permission_denied(req.path(), needs.what))
+        }
+        _ => Err(xml::unauthorized(req.path())),
     }
 }
 

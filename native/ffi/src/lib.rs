@@ -49,7 +49,8 @@ pub enum PunktfunkError {
     /// `denied`: the host's owner denied this device.
     #[error("{message}")]
     Denied { message: String },
-    /// `expired`: nobody approved this device in time.
+    /// `expired`: nobody approved this device in time, or (from the host)
+    /// its access to the host expired: ask the host's owner to renew it.
     #[error("{message}")]
     Expired { message: String },
     /// `not_paired`: this device is not paired with the host.
@@ -58,6 +59,10 @@ pub enum PunktfunkError {
     /// `revoked`: the host removed this device.
     #[error("{message}")]
     Revoked { message: String },
+    /// `disabled`: the host's owner disabled this device; it stays paired
+    /// and connects again once enabled.
+    #[error("{message}")]
+    Disabled { message: String },
     /// `unsupported_version`: the host speaks another protocol version.
     #[error("{message}")]
     UnsupportedVersion { message: String },
@@ -102,6 +107,7 @@ impl PunktfunkError {
             Self::Expired { .. } => "expired",
             Self::NotPaired { .. } => "not_paired",
             Self::Revoked { .. } => "revoked",
+            Self::Disabled { .. } => "disabled",
             Self::UnsupportedVersion { .. } => "unsupported_version",
             Self::BadMessage { .. } => "bad_message",
             Self::Timeout { .. } => "timeout",
@@ -125,6 +131,7 @@ impl PunktfunkError {
                 ErrorCode::Expired => Self::Expired { message },
                 ErrorCode::NotPaired => Self::NotPaired { message },
                 ErrorCode::Revoked => Self::Revoked { message },
+                ErrorCode::Disabled => Self::Disabled { message },
                 ErrorCode::UnsupportedVersion => Self::UnsupportedVersion { message },
                 ErrorCode::BadMessage => Self::BadMessage { message },
                 ErrorCode::Timeout => Self::Timeout { message },
@@ -291,6 +298,10 @@ pub struct KnownHostEntry {
 pub enum SessionEnd {
     /// The host removed this device (`error{revoked}`): pair again.
     Revoked { message: String },
+    /// The host's owner disabled this device (`error{disabled}`).
+    Disabled { message: String },
+    /// This device's access to the host expired (`error{expired}`).
+    Expired { message: String },
     /// The host closed the connection.
     HostClosed { message: String },
     /// The host ended it with another error, or the connection failed.
@@ -370,6 +381,8 @@ impl Session {
             Ok(Ok(())) => SessionEnd::TimeUp,
             Ok(Err(e)) => match PunktfunkError::from(e) {
                 PunktfunkError::Revoked { message } => SessionEnd::Revoked { message },
+                PunktfunkError::Disabled { message } => SessionEnd::Disabled { message },
+                PunktfunkError::Expired { message } => SessionEnd::Expired { message },
                 PunktfunkError::ConnectionFailed { message } => SessionEnd::HostClosed { message },
                 other => SessionEnd::Failed {
                     code: other.code().to_owned(),

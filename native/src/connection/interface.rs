@@ -2,6 +2,8 @@
 //! peer, the facts `hello` needs, read failures, and the [`Action`]s and
 //! [`Effect`]s the driver carries out.
 
+use punktfunk_certs::Denied;
+
 use super::*;
 
 /// What the host does with a device it does not know (§ 7.1).
@@ -46,8 +48,9 @@ pub struct Peer {
 /// What the core asks about the host when `hello` arrives, and only what
 /// the intent needs: a `connect` never takes a place in the pairing steps.
 pub trait HelloFacts {
-    /// Whether the registry lists the client's fingerprint.
-    fn is_trusted(&mut self) -> bool;
+    /// Whether the client's certificate may connect: paired at this door,
+    /// enabled and not expired (`Trust::authorize`), or why not.
+    fn authorize(&mut self) -> Result<(), Denied>;
     /// Lists this connection among those waiting for their `pake` (§ 6.5),
     /// if its source address and the host have room (§ 8.2). Nothing
     /// exclusive: the driver only counts it, until [`Effect::LeavePairing`]

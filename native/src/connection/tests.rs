@@ -65,6 +65,8 @@ fn new_conn(policy: UnknownDevices, now: Instant) -> HostConnection {
 #[derive(Default)]
 struct Facts {
     trusted: bool,
+    /// Why an untrusted device is refused (`None`: it is not paired).
+    denied: Option<Denied>,
     place_free: bool,
     armed: bool,
     asked: Vec<&'static str>,
@@ -88,9 +90,12 @@ impl Facts {
 }
 
 impl HelloFacts for Facts {
-    fn is_trusted(&mut self) -> bool {
+    fn authorize(&mut self) -> Result<(), Denied> {
         self.asked.push("trusted");
-        self.trusted
+        match (self.trusted, self.denied) {
+            (true, _) => Ok(()),
+            (false, denied) => Err(denied.unwrap_or(Denied::NotPaired)),
+        }
     }
     fn wait_for_pake(&mut self) -> bool {
         self.asked.push("place");
@@ -268,6 +273,48 @@ fn a_trusted_device_gets_a_session_and_is_touched() {
         "a connect never takes the pairing slot"
     );
     assert_eq!(c.state_name(), "session");
+}
+
+#[test]
+fn a_disabled_or_expired_device_gets_its_own_answer_and_never_knocks() {
+    for (denied, code) in [
+        (Denied::Disabled, ErrorCode::Disabled),
+        (Denied::Expired, ErrorCode::Expired),
+    ] {
+        let t = Instant::now();
+        let mut c = new_conn(UnknownDevices::Knock, t);
+        let mut facts = Facts {
+            denied: Some(denied),
+            ..Facts::default()
+        };
+        c.on_hello(hello(Intent::Connect), &mut facts, t);
+        let actions = drain(&mut c);
+        assert_eq!(closed_with(&actions), Some(code), "{denied:?}");
+        assert!(
+            !actions
+                .iter()
+                .any(|a| matches!(a, Action::Effect(Effect::AddKnock { .. }))),
+            "no knock for a paired device"
+        );
+    }
+}
+
+#[test]
+fn disabling_or_expiring_the_device_ends_its_session_with_that_answer() {
+    let t = Instant::now();
+    for (denied, code) in [
+        (Denied::Disabled, ErrorCode::Disabled),
+        (Denied::Expired, ErrorCode::Expired),
+        (Denied::NotPaired, ErrorCode::Revoked),
+    ] {
+        let mut c = session(t);
+        c.on_access_ended(&other_fp(), denied);
+        assert!(drain(&mut c).is_empty(), "another device's change");
+        c.on_access_ended(&client_fp(), denied);
+        let actions = drain(&mut c);
+        assert_eq!(actions[0], effect(Effect::AwaitAudit));
+        assert_eq!(closed_with(&actions), Some(code), "{denied:?}");
+    }
 }
 
 #[test]
@@ -948,7 +995,7 @@ proptest! {
         for input in inputs {
             match input {
                 Input::Hello(trusted, place_free, armed, pair) => {
-                    let mut facts = Facts { trusted, place_free, armed, asked: vec![] };
+                    let mut facts = Facts { trusted, denied: None, place_free, armed, asked: vec![] };
                     let first = c.wants_hello();
                     c.on_hello(hello(if pair { Intent::Pair } else { Intent::Connect }), &mut facts, now);
                     if first && facts.asked.contains(&"place") && place_free {

@@ -1612,7 +1612,8 @@ enum PunktfunkError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError
     case Denied(message: String
     )
     /**
-     * `expired`: nobody approved this device in time.
+     * `expired`: nobody approved this device in time, or (from the host)
+     * its access to the host expired: ask the host's owner to renew it.
      */
     case Expired(message: String
     )
@@ -1625,6 +1626,12 @@ enum PunktfunkError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError
      * `revoked`: the host removed this device.
      */
     case Revoked(message: String
+    )
+    /**
+     * `disabled`: the host's owner disabled this device; it stays paired
+     * and connects again once enabled.
+     */
+    case Disabled(message: String
     )
     /**
      * `unsupported_version`: the host speaks another protocol version.
@@ -1727,34 +1734,37 @@ public struct FfiConverterTypePunktfunkError: FfiConverterRustBuffer {
         case 7: return .Revoked(
             message: try FfiConverterString.read(from: &buf)
             )
-        case 8: return .UnsupportedVersion(
+        case 8: return .Disabled(
             message: try FfiConverterString.read(from: &buf)
             )
-        case 9: return .BadMessage(
+        case 9: return .UnsupportedVersion(
             message: try FfiConverterString.read(from: &buf)
             )
-        case 10: return .Timeout(
+        case 10: return .BadMessage(
             message: try FfiConverterString.read(from: &buf)
             )
-        case 11: return .Internal(
+        case 11: return .Timeout(
             message: try FfiConverterString.read(from: &buf)
             )
-        case 12: return .HostIdentityChanged(
+        case 12: return .Internal(
             message: try FfiConverterString.read(from: &buf)
             )
-        case 13: return .HostConfirmationFailed(
+        case 13: return .HostIdentityChanged(
             message: try FfiConverterString.read(from: &buf)
             )
-        case 14: return .HostNotAccepted(
+        case 14: return .HostConfirmationFailed(
             message: try FfiConverterString.read(from: &buf)
             )
-        case 15: return .ConnectionFailed(
+        case 15: return .HostNotAccepted(
             message: try FfiConverterString.read(from: &buf)
             )
-        case 16: return .Cancelled(
+        case 16: return .ConnectionFailed(
             message: try FfiConverterString.read(from: &buf)
             )
-        case 17: return .InvalidArgument(
+        case 17: return .Cancelled(
+            message: try FfiConverterString.read(from: &buf)
+            )
+        case 18: return .InvalidArgument(
             message: try FfiConverterString.read(from: &buf)
             )
 
@@ -1804,53 +1814,58 @@ public struct FfiConverterTypePunktfunkError: FfiConverterRustBuffer {
             FfiConverterString.write(message, into: &buf)
             
         
-        case let .UnsupportedVersion(message):
+        case let .Disabled(message):
             writeInt(&buf, Int32(8))
             FfiConverterString.write(message, into: &buf)
             
         
-        case let .BadMessage(message):
+        case let .UnsupportedVersion(message):
             writeInt(&buf, Int32(9))
             FfiConverterString.write(message, into: &buf)
             
         
-        case let .Timeout(message):
+        case let .BadMessage(message):
             writeInt(&buf, Int32(10))
             FfiConverterString.write(message, into: &buf)
             
         
-        case let .Internal(message):
+        case let .Timeout(message):
             writeInt(&buf, Int32(11))
             FfiConverterString.write(message, into: &buf)
             
         
-        case let .HostIdentityChanged(message):
+        case let .Internal(message):
             writeInt(&buf, Int32(12))
             FfiConverterString.write(message, into: &buf)
             
         
-        case let .HostConfirmationFailed(message):
+        case let .HostIdentityChanged(message):
             writeInt(&buf, Int32(13))
             FfiConverterString.write(message, into: &buf)
             
         
-        case let .HostNotAccepted(message):
+        case let .HostConfirmationFailed(message):
             writeInt(&buf, Int32(14))
             FfiConverterString.write(message, into: &buf)
             
         
-        case let .ConnectionFailed(message):
+        case let .HostNotAccepted(message):
             writeInt(&buf, Int32(15))
             FfiConverterString.write(message, into: &buf)
             
         
-        case let .Cancelled(message):
+        case let .ConnectionFailed(message):
             writeInt(&buf, Int32(16))
             FfiConverterString.write(message, into: &buf)
             
         
-        case let .InvalidArgument(message):
+        case let .Cancelled(message):
             writeInt(&buf, Int32(17))
+            FfiConverterString.write(message, into: &buf)
+            
+        
+        case let .InvalidArgument(message):
+            writeInt(&buf, Int32(18))
             FfiConverterString.write(message, into: &buf)
             
         }
@@ -1883,6 +1898,16 @@ public enum SessionEnd: Equatable, Hashable {
      * The host removed this device (`error{revoked}`): pair again.
      */
     case revoked(message: String
+    )
+    /**
+     * The host's owner disabled this device (`error{disabled}`).
+     */
+    case disabled(message: String
+    )
+    /**
+     * This device's access to the host expired (`error{expired}`).
+     */
+    case expired(message: String
     )
     /**
      * The host closed the connection.
@@ -1930,17 +1955,23 @@ public struct FfiConverterTypeSessionEnd: FfiConverterRustBuffer {
         case 1: return .revoked(message: try FfiConverterString.read(from: &buf)
         )
         
-        case 2: return .hostClosed(message: try FfiConverterString.read(from: &buf)
+        case 2: return .disabled(message: try FfiConverterString.read(from: &buf)
         )
         
-        case 3: return .failed(code: try FfiConverterString.read(from: &buf), message: try FfiConverterString.read(from: &buf)
+        case 3: return .expired(message: try FfiConverterString.read(from: &buf)
         )
         
-        case 4: return .timeUp
+        case 4: return .hostClosed(message: try FfiConverterString.read(from: &buf)
+        )
         
-        case 5: return .cancelled
+        case 5: return .failed(code: try FfiConverterString.read(from: &buf), message: try FfiConverterString.read(from: &buf)
+        )
         
-        case 6: return .alreadyEnded
+        case 6: return .timeUp
+        
+        case 7: return .cancelled
+        
+        case 8: return .alreadyEnded
         
         default: throw UniffiInternalError.unexpectedEnumCase
         }
@@ -1955,27 +1986,37 @@ public struct FfiConverterTypeSessionEnd: FfiConverterRustBuffer {
             FfiConverterString.write(message, into: &buf)
             
         
-        case let .hostClosed(message):
+        case let .disabled(message):
             writeInt(&buf, Int32(2))
             FfiConverterString.write(message, into: &buf)
             
         
-        case let .failed(code,message):
+        case let .expired(message):
             writeInt(&buf, Int32(3))
+            FfiConverterString.write(message, into: &buf)
+            
+        
+        case let .hostClosed(message):
+            writeInt(&buf, Int32(4))
+            FfiConverterString.write(message, into: &buf)
+            
+        
+        case let .failed(code,message):
+            writeInt(&buf, Int32(5))
             FfiConverterString.write(code, into: &buf)
             FfiConverterString.write(message, into: &buf)
             
         
         case .timeUp:
-            writeInt(&buf, Int32(4))
+            writeInt(&buf, Int32(6))
         
         
         case .cancelled:
-            writeInt(&buf, Int32(5))
+            writeInt(&buf, Int32(7))
         
         
         case .alreadyEnded:
-            writeInt(&buf, Int32(6))
+            writeInt(&buf, Int32(8))
         
         }
     }

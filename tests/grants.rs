@@ -1,0 +1,302 @@
+//! Grants against the real binary: a version 1 registry written by the
+//! last build before grants is upgraded and its client still connects;
+//! `punktfunk devices grant|disable|enable|expire` change what a Moonlight
+//! client and a native session may do, in the running host, at once.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::moonlight::{self, Device, Door};
+use common::raw_native::{self, Raw};
+use common::{Console, Host, BIN};
+use punktfunk_certs::Identity;
+use serde_json::Value;
+
+fn cli(state_dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .arg("--state-dir")
+        .arg(state_dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn row(state_dir: &Path, fp: &str) -> Value {
+    let out = ok(&cli(state_dir, &["devices", "list", "--json"]));
+    let list: Value = serde_json::from_str(&out).unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["fingerprint"] == fp)
+        .cloned()
+        .unwrap_or_else(|| panic!("{fp} not listed: {out}"))
+}
+
+fn events(state_dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(state_dir.join("audit.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Copies `from` into a new dir `to` with the host's own modes.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o700)).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() == "README.md" {
+            continue;
+        }
+        let dest = to.join(entry.file_name());
+        std::fs::copy(entry.path(), &dest).unwrap();
+        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+}
+
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v1");
+
+#[test]
+fn a_version_1_registry_is_upgraded_kept_and_its_client_still_connects() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let client = tmp.path().join("client");
+    copy_dir(&Path::new(FIXTURE).join("host"), &state);
+    copy_dir(&Path::new(FIXTURE).join("client"), &client);
+    let old = std::fs::read(state.join("trust.json")).unwrap();
+
+    let host = Host::start_in(&state, &["--native"]);
+    let native = raw_native::addr(&host);
+    // The client pinned the host at the port it had when the fixture was
+    // made; the host's identity is the same.
+    let known = client.join("known_hosts");
+    let pinned = std::fs::read_to_string(&known)
+        .unwrap()
+        .replace("127.0.0.1:48191", &format!("127.0.0.1:{}", native.port()));
+    std::fs::write(&known, pinned).unwrap();
+    let out = Command::new(BIN)
+        .args(["connect", &format!("127.0.0.1:{}", native.port())])
+        .arg("--client-dir")
+        .arg(&client)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(ok(&out).trim(), "trusted", "a paired device stays paired");
+
+    // The old file is kept byte for byte, the new one is version 2, and
+    // every device may do everything, as before.
+    assert_eq!(std::fs::read(state.join("trust.v1.json")).unwrap(), old);
+    let now: Value =
+        serde_json::from_slice(&std::fs::read(state.join("trust.json")).unwrap()).unwrap();
+    assert_eq!(now["version"], 2);
+    let ipad = row(
+        &state,
+        "ad3603e41b25182c96625959e5655d4529bfdf1822d951caccb1943b19727c63",
+    );
+    assert_eq!(ipad["preset"], "full", "{ipad}");
+    assert_eq!(ipad["enabled"], true);
+    assert_eq!(ipad["expires_at"], Value::Null);
+    let tv = row(
+        &state,
+        "8c372a028eaf1a07bd93113f4adc0b8c822c7334232a599beb5928502874333b",
+    );
+    assert_eq!(tv["label"], "TV");
+    assert_eq!(tv["permissions"].as_array().unwrap().len(), 13);
+
+    // Recorded, and the trail goes on counting where the old build stopped.
+    let trail = events(&state);
+    let upgraded = trail
+        .iter()
+        .find(|e| e["event"] == "registry_upgraded")
+        .expect("the upgrade is recorded");
+    assert_eq!(upgraded["seq"], 5, "{upgraded}");
+    assert!(upgraded["detail"]
+        .as_str()
+        .unwrap()
+        .contains("trust.v1.json"));
+    drop(host);
+}
+
+/// A native device that knocked and was approved in the console, its
+/// session still open.
+fn approved_session(host: &Host, console: &Console, src: &str, name: &str) -> (Raw, Identity) {
+    let (mut raw, id, answer) = raw_native::knock(src, raw_native::addr(host), name);
+    assert_eq!(answer["status"], "approval_pending", "{answer}");
+    let fp = id.fingerprint().to_string();
+    let pending = moonlight::pending(console, &fp);
+    let (status, body) = console.send(
+        "POST",
+        &format!("/api/pending/{}/approve", pending["id"].as_str().unwrap()),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(raw.recv().unwrap()["outcome"], "approved");
+    (raw, id)
+}
+
+/// A fresh connection of `id` saying `hello{connect}`: its answer.
+fn reconnect(host: &Host, src: &str, id: &Identity) -> Value {
+    let mut raw = Raw::connect(src, raw_native::addr(host), id);
+    raw.hello("again", "connect")
+}
+
+#[test]
+fn grant_disable_and_expire_apply_at_every_door_at_once() {
+    let host = Host::start(&["--native"]);
+    let console = Console::login(&host);
+    let door = Door::of(&host);
+    let state = host.state_dir.clone();
+    // The host's first device may do everything; later ones get Play.
+    let deck = Device::new();
+    moonlight::pair(&console, door, &deck);
+    assert_eq!(row(&state, &deck.fingerprint)["preset"], "full");
+    let (mut tv, tv_id) = approved_session(&host, &console, "127.0.0.8", "Living Room TV");
+    let tv_fp = tv_id.fingerprint().to_string();
+    let tv_row = row(&state, &tv_fp);
+    assert_eq!(tv_row["preset"], "play", "{tv_row}");
+    let table = ok(&cli(&state, &["devices", "list"]));
+    assert!(
+        table.contains("ACCESS") && table.contains("Play"),
+        "{table}"
+    );
+
+    // Permissions, as Moonlight meets them.
+    let out = ok(&cli(
+        &state,
+        &["devices", "grant", &deck.fingerprint[..8], "-list"],
+    ));
+    assert!(out.contains("may now"), "{out}");
+    let applist = deck.https(door, "applist");
+    assert_eq!(applist["status_code"], "403", "{applist}");
+    assert!(
+        applist["status_message"]
+            .as_str()
+            .unwrap()
+            .contains("list apps"),
+        "{applist}"
+    );
+    ok(&cli(
+        &state,
+        &["devices", "grant", &deck.fingerprint[..8], "watch"],
+    ));
+    assert_eq!(deck.https(door, "applist")["status_code"], "200");
+    // Watch may view: past the permission check, /launch gets the host's
+    // documented "does not stream".
+    assert_eq!(
+        deck.https_with(door, "launch", "appid=1")["status_code"],
+        "503"
+    );
+    ok(&cli(
+        &state,
+        &["devices", "grant", &deck.fingerprint[..8], "-view"],
+    ));
+    let launch = deck.https_with(door, "launch", "appid=1");
+    assert_eq!(launch["status_code"], "403", "{launch}");
+    let bad = cli(
+        &state,
+        &["devices", "grant", &deck.fingerprint[..8], "+teleport"],
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("not a permission"),
+        "{bad:?}"
+    );
+
+    // Disable: Moonlight is told so (not "not paired"); the open native
+    // session ends at once with `disabled`, and a new one is refused so.
+    ok(&cli(
+        &state,
+        &["devices", "disable", &deck.fingerprint[..8]],
+    ));
+    let info = deck.https(door, "serverinfo");
+    assert_eq!(info["status_code"], "403", "{info}");
+    assert!(
+        info["status_message"]
+            .as_str()
+            .unwrap()
+            .contains("disabled"),
+        "{info}"
+    );
+    let started = Instant::now();
+    ok(&cli(&state, &["devices", "disable", &tv_fp[..8]]));
+    assert_eq!(tv.recv().expect("told why")["code"], "disabled");
+    assert!(tv.recv().is_none(), "closed");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(reconnect(&host, "127.0.0.8", &tv_id)["code"], "disabled");
+    assert_eq!(row(&state, &tv_fp)["enabled"], false);
+    ok(&cli(&state, &["devices", "enable", &tv_fp[..8]]));
+    let mut tv = Raw::connect("127.0.0.8", raw_native::addr(&host), &tv_id);
+    assert_eq!(tv.hello("again", "connect")["status"], "trusted");
+    ok(&cli(&state, &["devices", "enable", &deck.fingerprint[..8]]));
+    assert_eq!(deck.https(door, "serverinfo")["status_code"], "200");
+
+    // Expiry: the open session ends within a second of the time; the
+    // device stays listed as expired until renewed.
+    let out = ok(&cli(
+        &state,
+        &["devices", "expire", &tv_fp[..8], "--in", "2s"],
+    ));
+    assert!(out.contains("access until"), "{out}");
+    let set = Instant::now();
+    assert_eq!(tv.recv().expect("told why")["code"], "expired");
+    let took = set.elapsed();
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+    let expired = row(&state, &tv_fp);
+    assert_eq!(expired["expired"], true, "{expired}");
+    assert_eq!(reconnect(&host, "127.0.0.8", &tv_id)["code"], "expired");
+    let table = ok(&cli(&state, &["devices", "list"]));
+    assert!(table.contains("expired"), "{table}");
+    ok(&cli(&state, &["devices", "expire", &tv_fp[..8], "--never"]));
+    assert_eq!(row(&state, &tv_fp)["expired"], false);
+    let mut tv = Raw::connect("127.0.0.8", raw_native::addr(&host), &tv_id);
+    assert_eq!(tv.hello("again", "connect")["status"], "trusted");
+    let bad = cli(&state, &["devices", "expire", &tv_fp[..8], "--in", "soon"]);
+    assert_eq!(bad.status.code(), Some(2), "clap refuses it: {bad:?}");
+
+    // Every change is recorded, the end of access by the host itself.
+    let trail = events(&state);
+    let access: Vec<(&str, &str)> = trail
+        .iter()
+        .filter(|e| {
+            matches!(
+                e["event"].as_str(),
+                Some("grant_changed" | "disabled" | "enabled" | "access_expired")
+            )
+        })
+        .map(|e| (e["event"].as_str().unwrap(), e["door"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        access,
+        [
+            ("grant_changed", "cli"),
+            ("grant_changed", "cli"),
+            ("grant_changed", "cli"),
+            ("disabled", "cli"),
+            ("disabled", "cli"),
+            ("enabled", "cli"),
+            ("enabled", "cli"),
+            ("grant_changed", "cli"),
+            ("access_expired", "host"),
+            ("grant_changed", "cli"),
+        ]
+    );
+}
