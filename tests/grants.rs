@@ -300,3 +300,89 @@ fn grant_disable_and_expire_apply_at_every_door_at_once() {
         ]
     );
 }
+
+#[test]
+fn the_console_changes_access_recorded_as_its_own_and_refuses_bad_changes_clearly() {
+    let host = Host::start(&["--native"]);
+    let console = Console::login(&host);
+    let (mut tv, tv_id) = approved_session(&host, &console, "127.0.0.9", "TV");
+    let fp = tv_id.fingerprint().to_string();
+    let path = format!("/api/devices/{fp}/access");
+
+    let (status, body) = console.send(
+        "PATCH",
+        &path,
+        Some(serde_json::json!({"preset": "gamepad"})),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["preset"], "gamepad");
+    assert_eq!(
+        body["permissions"],
+        serde_json::json!(["input_controller", "list", "view", "launch"])
+    );
+    let (status, body) = console.send(
+        "PATCH",
+        &path,
+        Some(serde_json::json!({"permissions": ["list", "input_kbd"], "expires_at": 4_000_000_000u64})),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["preset"], Value::Null, "custom");
+    assert_eq!(body["expires_at"], 4_000_000_000u64);
+    let (status, body) = console.send(
+        "PATCH",
+        &path,
+        Some(serde_json::json!({"expires_at": null})),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["expires_at"], Value::Null);
+
+    for (bad, code) in [
+        (serde_json::json!({}), "bad_request"),
+        (
+            serde_json::json!({"preset": "watch", "permissions": ["list"]}),
+            "bad_request",
+        ),
+        (
+            serde_json::json!({"permissions": ["list", "teleport"]}),
+            "invalid",
+        ),
+        (serde_json::json!({"preset": "everything"}), "bad_request"),
+        (serde_json::json!({"enabled": "no"}), "bad_request"),
+    ] {
+        let (status, body) = console.send("PATCH", &path, Some(bad.clone()));
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!(body["error"]["code"], code, "{bad}: {body}");
+    }
+    let unknown = format!("/api/devices/{}/access", "ab".repeat(32));
+    let (status, body) = console.send(
+        "PATCH",
+        &unknown,
+        Some(serde_json::json!({"enabled": false})),
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("unknown_device"))
+    );
+
+    // Disabling ends the session at once; it is the console's doing.
+    let (status, _) = console.send("PATCH", &path, Some(serde_json::json!({"enabled": false})));
+    assert_eq!(status, 200);
+    assert_eq!(tv.recv().expect("told why")["code"], "disabled");
+    let trail = events(&host.state_dir);
+    let by_console: Vec<&str> = trail
+        .iter()
+        .filter(|e| e["door"] == "console" && e["device"]["fingerprint"] == fp.as_str())
+        .filter_map(|e| e["event"].as_str())
+        .filter(|e| *e != "request_approved")
+        .collect();
+    assert_eq!(
+        by_console,
+        [
+            "grant_changed",
+            "grant_changed",
+            "grant_changed",
+            "grant_changed",
+            "disabled"
+        ]
+    );
+}

@@ -12,7 +12,9 @@ use punktfunk_certs::gate::{
     Block, Claimant, Exchange, OtpTry, Pending, PinState, PinUse, RequestEnd, MAX_OTP_TRIES,
 };
 use punktfunk_certs::otp::{OneTimePin, Passphrase};
-use punktfunk_certs::{Device, DisplayName, Fingerprint, FrontDoor, Label, Pin, Via};
+use punktfunk_certs::{
+    Device, DisplayName, Fingerprint, FrontDoor, Label, Permissions, Pin, Preset, Via,
+};
 use serde::Serialize;
 
 use super::ErrorCode;
@@ -88,24 +90,35 @@ impl<'a> HostSummary<'a> {
 /// A device in the registry, without its certificate.
 #[derive(Debug, Serialize)]
 pub(crate) struct DeviceReply {
+    enabled: bool,
+    expired: bool,
+    expires_at: Option<u64>,
     fingerprint: Fingerprint,
     kind: FrontDoor,
     label: Option<Label>,
     last_seen: Option<u64>,
     name: DisplayName,
     paired_at: u64,
+    permissions: Permissions,
+    preset: Option<Preset>,
     via: Via,
 }
 
 impl From<&Device> for DeviceReply {
     fn from(d: &Device) -> Self {
         Self {
+            enabled: d.enabled,
+            // Recorded by the expiry timer within a second of the time.
+            expired: d.expired,
+            expires_at: d.expires_at,
             fingerprint: d.fingerprint,
             kind: d.kind,
             label: d.label.clone(),
             last_seen: d.last_seen,
             name: d.name.clone(),
             paired_at: d.paired_at,
+            permissions: d.permissions,
+            preset: d.permissions.preset(),
             via: d.via,
         }
     }
@@ -490,12 +503,17 @@ mod tests {
             same_bytes(
                 DeviceReply::from(&d),
                 json!({
+                    "enabled": true,
+                    "expired": false,
+                    "expires_at": null,
                     "fingerprint": d.fingerprint,
                     "kind": d.kind,
                     "name": d.name,
                     "label": d.label,
                     "paired_at": d.paired_at,
                     "last_seen": d.last_seen,
+                    "permissions": d.permissions,
+                    "preset": "full",
                     "via": d.via,
                 }),
             );

@@ -1,7 +1,8 @@
 // Accessibility of the console page, checked by a real checker: axe-core
 // runs in Chromium on every state of the page (logged out, idle, armed,
 // waiting requests from Moonlight and from the punktfunk app, a one-time
-// PIN, paired devices, Activity, the confirm dialog, an error), in both
+// PIN, paired devices, a disabled one, Activity, the confirm and access
+// dialogs, an error), in both
 // color schemes and at desktop and phone width, and must find nothing
 // (WCAG 2.x A/AA contrast and structure, and axe's best practices).
 import { test, before, after } from "node:test";
@@ -108,6 +109,15 @@ test("axe finds no accessibility violation in any state of the page, light or da
     await check(page, "the confirm dialog");
     await page.locator("#confirm button[value=cancel]").click();
 
+    await page.locator("#devices button.access").click();
+    await page.waitForSelector("#access-dialog[open]");
+    await page.locator("#access-until").selectOption("date");
+    await check(page, "the access dialog");
+    await page.locator("#access-dialog button[value=cancel]").click();
+    await page.locator("#devices button.toggle-enabled").click();
+    await page.waitForFunction(() => document.querySelector("#devices .access-words")?.textContent === "Disabled");
+    await check(page, "a disabled device");
+
     // An error: the host went away (killed, so no session ends first), and
     // the next action says so.
     hold.release();
@@ -122,6 +132,6 @@ test("axe finds no accessibility violation in any state of the page, light or da
     hold?.release();
     host.stop();
   }
-  assert.equal(checked.length, 11 * SCHEMES.length * WIDTHS.length);
+  assert.equal(checked.length, 13 * SCHEMES.length * WIDTHS.length);
   assert.deepEqual(found, []);
 });

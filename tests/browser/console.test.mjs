@@ -139,6 +139,65 @@ test("a native device knocks, appears without a reload, is approved with a label
   } finally { host.stop(); }
 });
 
+test("a device's access is narrowed, given an end, disabled and enabled from the console, and the door agrees", async () => {
+  const host = await startHost(["--native"]);
+  const clientDir = join(host.dir, "client");
+  const nativeAddr = host.urls.native.replace(/^tls:\/\//, "");
+  try {
+    const { page, context, problems } = await openConsole(browser, host);
+    await login(page, host.password);
+    const knock = spawnCli(["connect", nativeAddr, "--client-dir", clientDir, "--name", "Guest Phone", "--wait", "--accept-new-host"]);
+    const card = page.locator("#pending li.card[data-kind=native]");
+    await card.waitFor({ timeout: 20000 });
+    await card.locator("button.approve").click();
+    const row = page.locator("#devices tbody tr");
+    await row.waitFor();
+    assert.equal(await knock.done, 0, knock.stderr);
+    // The host's first device may do everything.
+    await page.waitForFunction(() => document.querySelector("#devices .access-words")?.textContent === "Full");
+
+    // Disable: the door refuses it with its own answer, and the row says so.
+    await row.locator("button.toggle-enabled").click();
+    await page.waitForFunction(() => document.querySelector("#devices .access-words")?.textContent === "Disabled");
+    const refused = runCli(["connect", nativeAddr, "--client-dir", clientDir]);
+    assert.notEqual(refused.status, 0);
+    assert.match(refused.stderr, /disabled/, refused.stderr);
+    assert.equal(await row.locator("button.toggle-enabled").textContent(), "Enable");
+    await row.locator("button.toggle-enabled").click();
+    await page.waitForFunction(() => document.querySelector("#devices .access-words")?.textContent === "Full");
+    const back = runCli(["connect", nativeAddr, "--client-dir", clientDir]);
+    assert.equal(back.stdout.trim().split("\n").pop(), "trusted", back.stderr);
+
+    // Narrow it to Watch for an hour in the dialog.
+    await row.locator("button.access").click();
+    const dialog = page.locator("#access-dialog");
+    await dialog.waitFor();
+    assert.equal(await page.locator("#perm-input_kbd").isChecked(), true);
+    await page.locator("#access-preset").selectOption("watch");
+    assert.equal(await page.locator("#perm-input_kbd").isChecked(), false, "the preset sets the boxes");
+    assert.equal(await page.locator("#perm-view").isChecked(), true);
+    await page.locator("#access-until").selectOption("1h");
+    await page.screenshot({ path: join(shots, "console-access.png") });
+    await page.locator("#access-save").click();
+    await page.waitForFunction(() => /^Watch · until /.test(document.querySelector("#devices .access-words")?.textContent || ""));
+    const api = await page.evaluate(async () => (await fetch("/api/devices")).json());
+    const d = api.devices[0];
+    assert.equal(d.preset, "watch");
+    assert.deepEqual(d.permissions, ["list", "view"]);
+    const inAnHour = Date.now() / 1000 + 3600;
+    assert.ok(Math.abs(d.expires_at - inAnHour) < 120, `${d.expires_at} vs ${inAnHour}`);
+    // A box ticked by hand makes it custom.
+    await row.locator("button.access").click();
+    await page.locator("#perm-input_controller").check();
+    assert.equal(await page.locator("#access-preset").inputValue(), "custom");
+    await page.locator("#access-until").selectOption("never");
+    await page.locator("#access-save").click();
+    await page.waitForFunction(() => document.querySelector("#devices .access-words")?.textContent === "Custom");
+    assert.deepEqual(problems.filter((p) => !p.includes("401")), []);
+    await context.close();
+  } finally { host.stop(); }
+});
+
 test("a knock that is denied disappears and the device can knock again", async () => {
   const host = await startHost(["--native"]);
   const clientDir = join(host.dir, "client");

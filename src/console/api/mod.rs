@@ -12,8 +12,9 @@ use punktfunk_certs::audit::{self, Door, Query};
 use punktfunk_certs::gate::RequestEnd;
 use punktfunk_certs::otp::Passphrase;
 use punktfunk_certs::{
-    Actor, AddressKey, AuditError, DisplayName, Entry, Event, Fingerprint, GateError, Label,
-    LinkSecret, Outcome, PendingId, Pin, RegistryError, TrustError, TrustEvent,
+    AccessChange, Actor, AddressKey, AuditError, DisplayName, Entry, Event, Fingerprint, GateError,
+    Label, LinkSecret, Outcome, PendingId, Permissions, Pin, Preset, RegistryError, TrustError,
+    TrustEvent,
 };
 use punktfunk_native::PairingLink;
 use rand::rngs::OsRng;
@@ -84,6 +85,7 @@ api_routes! {
     get "/devices/{fingerprint}" => device;
     patch "/devices/{fingerprint}" => rename;
     delete "/devices/{fingerprint}" => remove;
+    patch "/devices/{fingerprint}/access" => change_access;
 }
 
 /// The OpenAPI 3.1 document of this API (`GET /api/openapi.json`).

@@ -560,6 +560,13 @@ function renderDevices() {
       row.querySelector(".orig").textContent = d.label ? `(${d.name})` : "";
     }
     row.querySelector(".seen").textContent = ago(d.last_seen);
+    const access = row.querySelector(".access-words");
+    access.textContent = accessWords(d);
+    access.classList.toggle("bad", !d.enabled || isExpired(d));
+    const toggle = row.querySelector("button.toggle-enabled");
+    toggle.textContent = d.enabled ? "Disable" : "Enable";
+    toggle.classList.toggle("danger", d.enabled);
+    toggle.classList.toggle("secondary", !d.enabled);
   }
   for (const row of [...body.rows]) if (!seen.has(row.dataset.fp)) row.remove();
   table.hidden = body.rows.length === 0;
@@ -571,14 +578,27 @@ function deviceRow(d) {
     el("strong", { class: "label" }), " ", el("span", { class: "orig meta" }), fpNode(d.fingerprint));
   const rename = el("button", { type: "button", class: "secondary rename", text: "Rename" });
   const remove = el("button", { type: "button", class: "danger remove", text: "Remove" });
+  const access = el("button", { type: "button", class: "secondary access", text: "Access…" });
+  const toggle = el("button", { type: "button", class: "toggle-enabled" });
   const row = el("tr", { "data-fp": d.fingerprint },
     nameCell,
     el("td", { "data-label": "Kind", text: kindName(d.kind) }),
     el("td", { "data-label": "Paired", text: when(d.paired_at) }),
     el("td", { "data-label": "Last seen", class: "seen" }),
     el("td", { "data-label": "Admitted by", text: viaName(d.via) }),
-    el("td", { class: "actions" }, rename, remove));
+    el("td", { "data-label": "Access" }, el("span", { class: "access-words" })),
+    el("td", { class: "actions" }, rename, access, toggle, remove));
   rename.addEventListener("click", () => startRename(row, d.fingerprint));
+  access.addEventListener("click", () => editAccess(d.fingerprint));
+  toggle.addEventListener("click", async () => {
+    const current = state.devices.find((x) => x.fingerprint === d.fingerprint) || d;
+    const name = current.label || current.name;
+    try {
+      await api("PATCH", `/api/devices/${d.fingerprint}/access`, { enabled: !current.enabled });
+      say(current.enabled ? `Disabled ${name}: every door refuses it until you enable it.` : `Enabled ${name}.`);
+      refresh();
+    } catch (e) { say(e.message, true); }
+  });
   remove.addEventListener("click", async () => {
     const current = state.devices.find((x) => x.fingerprint === d.fingerprint) || d;
     const name = current.label || current.name;
@@ -615,6 +635,110 @@ function startRename(row, fp) {
       say("Renamed.");
       done();
     } catch (e) { say(e.message, true); }
+  });
+}
+
+// ---- access (grants) -----------------------------------------------------------
+
+// Apollo's permission set, in bit order, in the console's words.
+const PERMISSIONS = [
+  ["input_controller", "Controllers"], ["input_touch", "Touch"], ["input_pen", "Pen"],
+  ["input_mouse", "Mouse"], ["input_kbd", "Keyboard"], ["clipboard_set", "Set the clipboard"],
+  ["clipboard_read", "Read the clipboard"], ["file_upload", "Upload files"],
+  ["file_download", "Download files"], ["server_cmd", "Run server commands"],
+  ["list", "List apps"], ["view", "View streams"], ["launch", "Launch apps"],
+];
+const PRESETS = {
+  full: PERMISSIONS.map(([p]) => p),
+  play: ["input_controller", "input_touch", "input_pen", "input_mouse", "input_kbd", "clipboard_read", "list", "view", "launch"],
+  gamepad: ["input_controller", "list", "view", "launch"],
+  watch: ["list", "view"],
+};
+const PRESET_NAMES = { full: "Full", play: "Play", gamepad: "Gamepad only", watch: "Watch" };
+
+function isExpired(d) { return d.expired || (d.expires_at != null && d.expires_at <= Date.now() / 1000); }
+
+/** "Play · until 23:00", "Disabled", "Expired", "Custom". */
+function accessWords(d) {
+  if (!d.enabled) return "Disabled";
+  if (isExpired(d)) return "Expired";
+  const grant = PRESET_NAMES[d.preset] || "Custom";
+  return d.expires_at == null ? grant : `${grant} · until ${when(d.expires_at)}`;
+}
+
+/** The end of access the dialog's "Until" asks for: unix seconds, null (no end), or undefined (keep). */
+function chosenEnd() {
+  const now = new Date();
+  switch ($("access-until").value) {
+    case "never": return null;
+    case "1h": return Math.floor(now.getTime() / 1000) + 3600;
+    case "4h": return Math.floor(now.getTime() / 1000) + 4 * 3600;
+    case "tomorrow": {
+      const t = new Date(now.getFullYear(), now.getMonth(), now.getDate() + 1, 4, 0, 0);
+      return Math.floor(t.getTime() / 1000);
+    }
+    case "date": {
+      const t = new Date($("access-date").value);
+      return Number.isNaN(t.getTime()) ? undefined : Math.floor(t.getTime() / 1000);
+    }
+    default: return undefined;
+  }
+}
+
+function editAccess(fp) {
+  const d = state.devices.find((x) => x.fingerprint === fp);
+  if (!d) return;
+  const dialog = $("access-dialog");
+  $("access-name").textContent = d.label || d.name;
+  const box = $("access-permissions");
+  box.replaceChildren(el("legend", { text: "Permissions" }));
+  for (const [perm, words] of PERMISSIONS) {
+    const input = el("input", { type: "checkbox", name: perm, id: `perm-${perm}` });
+    input.checked = d.permissions.includes(perm);
+    input.addEventListener("change", () => { $("access-preset").value = presetOf(checkedPermissions()) || "custom"; });
+    box.append(el("div", { class: "check" }, input, el("label", { for: `perm-${perm}`, text: words })));
+  }
+  $("access-preset").value = d.preset || "custom";
+  $("access-until").value = isExpired(d) ? "never" : "keep";
+  $("access-date").hidden = true;
+  $("access-now").textContent = isExpired(d)
+    ? "Its access has expired: choose how long to renew it for."
+    : d.expires_at == null ? "Its access has no end now." : `Its access ends ${when(d.expires_at)}.`;
+  dialog.returnValue = "";
+  dialog.showModal();
+  dialog.addEventListener("close", async () => {
+    if (dialog.returnValue !== "ok") return;
+    const body = {};
+    const preset = $("access-preset").value;
+    if (preset === "custom") body.permissions = checkedPermissions();
+    else body.preset = preset;
+    const end = chosenEnd();
+    if (end !== undefined) body.expires_at = end;
+    try {
+      await api("PATCH", `/api/devices/${fp}/access`, body);
+      say(`Saved what ${d.label || d.name} may do.`);
+      refresh();
+    } catch (e) { say(e.message, true); }
+  }, { once: true });
+}
+
+function checkedPermissions() {
+  return PERMISSIONS.map(([p]) => p).filter((p) => $(`perm-${p}`).checked);
+}
+
+function presetOf(perms) {
+  const key = [...perms].sort().join(",");
+  return Object.keys(PRESETS).find((name) => [...PRESETS[name]].sort().join(",") === key);
+}
+
+function setupAccessDialog() {
+  $("access-preset").addEventListener("change", () => {
+    const preset = $("access-preset").value;
+    if (preset === "custom") return;
+    for (const [perm] of PERMISSIONS) $(`perm-${perm}`).checked = PRESETS[preset].includes(perm);
+  });
+  $("access-until").addEventListener("change", () => {
+    $("access-date").hidden = $("access-until").value !== "date";
   });
 }
 
@@ -992,6 +1116,7 @@ $("activity-newest").addEventListener("click", () => {
   loadActivity();
 });
 
+setupAccessDialog();
 setInterval(tick, 1000);
 
 (async function start() {
