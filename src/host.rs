@@ -128,6 +128,7 @@ async fn run(
     let console_state = console_state(&shared, password)?;
     let mut doors = vec![start_console(&shared, console_state.clone())?];
     doors.push(start_control(&shared)?);
+    doors.push(start_streamer_socket(&shared)?);
     doors.push(start_gamestream(&shared).await?);
     if config.native_port.is_some() {
         doors.push(start_native(&shared).await?);
@@ -487,6 +488,23 @@ fn start_control(shared: &Shared) -> anyhow::Result<Door> {
     Ok(Door {
         actix: Vec::new(),
         tasks: vec![tokio::spawn(crate::control::run(
+            listener,
+            path,
+            shared.trust.clone(),
+            stopped,
+        ))],
+        shutdown: Some(stop),
+    })
+}
+
+/// The streamer's socket (see `crate::streamer`).
+fn start_streamer_socket(shared: &Shared) -> anyhow::Result<Door> {
+    let (listener, path) = crate::streamer::bind(&shared.config.state_dir)?;
+    tracing::info!("streamer socket: {}", path.display());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    Ok(Door {
+        actix: Vec::new(),
+        tasks: vec![tokio::spawn(crate::streamer::run(
             listener,
             path,
             shared.trust.clone(),

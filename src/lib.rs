@@ -26,4 +26,5 @@ mod native_cli;
 mod net;
 mod show;
 pub mod startup;
+mod streamer;
 mod tls;

@@ -6,9 +6,9 @@
 //!
 //! A device's access ends on the wall clock (it is stored as Unix seconds):
 //! [`Trust::authorize`] refuses it from that second on, and the timer
-//! records the end (`access_expired`, once: the registry keeps that it
-//! did) and tells its doors, within a second of the time, so they end its
-//! live connections. A device whose time came while the host was stopped is
+//! wakes at the start of that second, records the end (`access_expired`,
+//! once: the registry keeps that it did) and tells its doors and watchers,
+//! so they end its live connections. A device whose time came while the host was stopped is
 //! recorded at the next start.
 
 use std::sync::Arc;
@@ -82,10 +82,14 @@ impl Trust {
                 tracing::warn!("the end of a device's access was not recorded: {e}");
             }
         }
-        let at = self.registry.next_expiry()?;
-        // Unix seconds: the second it starts, at worst a second late. One
-        // that could not be recorded is tried again a second later.
-        let wait = Duration::from_secs(at.saturating_sub(self.clock().unix()).max(1));
+        let at = Duration::from_secs(self.registry.next_expiry()?);
+        // The very start of its second (a stored time is whole seconds).
+        // One that is due and could not be recorded is tried again a
+        // second later.
+        let wait = match at.checked_sub(self.clock().since_epoch()) {
+            Some(wait) if !wait.is_zero() => wait,
+            _ => Duration::from_secs(1),
+        };
         Some(self.now() + wait.min(WALL_CLOCK_RECHECK))
     }
 }

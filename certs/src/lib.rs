@@ -71,8 +71,8 @@ pub use punktfunk_identity::{fingerprint, fsutil, identity, name, secret};
 pub use audit::{AuditError, AuditLog, Door, Entry, Event, Outcome};
 pub use bucket::TokenBucket;
 pub use door::{
-    CollectedPin, Denied, ExchangeShown, Grant, OtpProof, PairWith, PinAttempt, PinFailure,
-    Refusal, StoreError,
+    AccessUpdate, AccessWatch, CollectedPin, Denied, ExchangeShown, Grant, OtpProof, PairWith,
+    PinAttempt, PinFailure, Refusal, StoreError,
 };
 pub use events::TrustEvent;
 pub use fingerprint::{Fingerprint, ParseFingerprintError};

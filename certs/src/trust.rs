@@ -19,7 +19,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::broadcast;
 
@@ -39,6 +39,11 @@ pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> Instant;
     /// Wall-clock now in unix seconds, for what is stored.
     fn unix(&self) -> u64;
+    /// Wall-clock now since the Unix epoch, to the sub-second: when a
+    /// stored time (whole seconds) comes. [`Clock::unix`] by default.
+    fn since_epoch(&self) -> Duration {
+        Duration::from_secs(self.unix())
+    }
 }
 
 /// The real clock.
@@ -50,10 +55,12 @@ impl Clock for SystemClock {
         Instant::now()
     }
     fn unix(&self) -> u64 {
+        self.since_epoch().as_secs()
+    }
+    fn since_epoch(&self) -> Duration {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
+            .unwrap_or(Duration::ZERO)
     }
 }
 

@@ -21,11 +21,13 @@
 mod collected;
 mod knock;
 mod pin;
+mod watch;
 
 pub use collected::CollectedPin;
 pub use knock::{OtpProof, PinFailure, Refusal};
 
 pub use pin::{ExchangeShown, PairWith, PinAttempt, StoreError};
+pub use watch::{AccessUpdate, AccessWatch};
 
 use std::sync::Arc;
 
