@@ -163,7 +163,7 @@ mod tests {
         let fp = device.fingerprint;
         let access = Access {
             permissions: Permissions::ALL,
-            expires_at: Some(trust.clock().unix() + 1),
+            until: crate::grant::Until::For(1),
         };
         let _ = trust
             .registry
@@ -199,6 +199,11 @@ mod tests {
                 .filter(|e| *e == crate::audit::Event::AccessExpired)
                 .count()
         };
+        // The doors hear of it once it is stored; its entry follows.
+        let recorded = std::time::Instant::now();
+        while expired(dir.path()) == 0 && recorded.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         assert_eq!(expired(dir.path()), 1);
         drop(rt);
         drop(trust);

@@ -373,8 +373,31 @@ impl FromStr for Preset {
 pub struct Access {
     /// What it may do.
     pub permissions: Permissions,
-    /// When its access ends (Unix seconds), if it does.
-    pub expires_at: Option<u64>,
+    /// When its access ends.
+    pub until: Until,
+}
+
+/// When an admitted device's access ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    /// It does not.
+    Never,
+    /// At this time (Unix seconds).
+    At(u64),
+    /// This many seconds after it is admitted (a guest invite's "for 4
+    /// hours", counted from when the guest pairs).
+    For(u64),
+}
+
+impl Until {
+    /// Unix seconds it ends at, for a device admitted at `now`.
+    pub fn at(self, now: u64) -> Option<u64> {
+        match self {
+            Until::Never => None,
+            Until::At(t) => Some(t),
+            Until::For(s) => Some(now.saturating_add(s)),
+        }
+    }
 }
 
 /// A change to what a paired device may do.

@@ -12,11 +12,32 @@ use std::net::IpAddr;
 
 use rand::{CryptoRng, RngCore};
 
+use std::time::Duration;
+
 use crate::audit::{Entry, Event, Ticket};
 use crate::gate::{Armed, Block, GateError, Pending, PendingId, Pin};
+use crate::grant::{Access, Until};
 use crate::name::{DisplayName, Label};
 use crate::otp::{OneTimePin, Passphrase};
 use crate::trust::{Actor, Trust};
+
+/// How long a guest invite's pairing link (or PIN) pairs.
+pub const INVITE_TTL: Duration = Duration::from_secs(15 * 60);
+
+/// A guest's access in the audit trail's words: "Watch (list apps, view
+/// streams) for 4 h".
+pub(crate) fn describe_access(access: Access) -> String {
+    let may = match access.permissions.preset() {
+        Some(preset) => format!("{} ({})", preset.title(), access.permissions.describe()),
+        None => access.permissions.describe(),
+    };
+    match access.until {
+        Until::Never => may,
+        Until::At(t) => format!("{may} until {}", crate::audit::rfc3339(t)),
+        Until::For(s) if s % 3600 == 0 => format!("{may} for {} h after pairing", s / 3600),
+        Until::For(s) => format!("{may} for {} min after pairing", s.div_ceil(60)),
+    }
+}
 
 /// Requests an operator dismissed at once (all, or one address's).
 #[derive(Debug)]
@@ -102,12 +123,61 @@ impl Trust {
         by: Actor,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> (OneTimePin, Ticket) {
-        let otp = self.gate().create_otp(passphrase, name, self.now(), rng);
-        let mut entry = by.entry(Event::OtpCreated);
+        self.create_otp_for(passphrase, name, None, by, rng)
+    }
+
+    /// [`Trust::create_otp`], the device it pairs given `access` instead
+    /// of the host's default: a guest invite for Moonlight (recorded as
+    /// `invite_created`).
+    pub fn create_otp_for(
+        &self,
+        passphrase: Passphrase,
+        name: Option<DisplayName>,
+        access: Option<Access>,
+        by: Actor,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> (OneTimePin, Ticket) {
+        let otp = self
+            .gate()
+            .create_otp(passphrase, name, access, self.now(), rng);
+        let mut words = Vec::new();
         if let Some(name) = otp.name() {
-            entry = entry.detail(format!("for {name}"));
+            words.push(format!("for {name}"));
         }
+        let entry = match access {
+            None => by.entry(Event::OtpCreated),
+            Some(access) => {
+                words.push(format!(
+                    "a one-time PIN for Moonlight: {}",
+                    describe_access(access)
+                ));
+                by.entry(Event::InviteCreated)
+            }
+        };
+        let entry = match words.is_empty() {
+            true => entry,
+            false => entry.detail(words.join("; ")),
+        };
         (otp, self.record(entry))
+    }
+
+    /// A guest invite for the punktfunk app: arms pairing for
+    /// [`INVITE_TTL`] (its link, or its PIN, pairs one device), and the
+    /// device it pairs gets `access`; recorded as `invite_created`.
+    pub fn invite(
+        &self,
+        access: Access,
+        by: Actor,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> (Armed, Ticket) {
+        let armed = self
+            .gate()
+            .arm_for(Some(access), INVITE_TTL, self.now(), rng);
+        let entry = by.entry(Event::InviteCreated).detail(format!(
+            "a pairing link for the punktfunk app: {}",
+            describe_access(access)
+        ));
+        (armed, self.record(entry))
     }
 
     /// Cancels the active one-time PIN for `by`: its entry, or `None` if
@@ -126,11 +196,24 @@ impl Trust {
         label: Option<Label>,
         by: Actor,
     ) -> Result<Ticket, GateError> {
+        self.enter_pin_for(id, pin, label, None, by)
+    }
+
+    /// [`Trust::enter_pin`], the device given `access` if it pairs instead
+    /// of the host's default (the grant picker).
+    pub fn enter_pin_for(
+        &self,
+        id: PendingId,
+        pin: Pin,
+        label: Option<Label>,
+        access: Option<Access>,
+        by: Actor,
+    ) -> Result<Ticket, GateError> {
         let device = {
             let now = self.now();
             let mut gate = self.gate();
             let device = gate.get_pending(id, now).map(|p| p.device_ref());
-            gate.enter_pin(id, pin, label, now)?;
+            gate.enter_pin(id, pin, label, access, now)?;
             device
         };
         let mut entry = by.entry(Event::PinEntered);

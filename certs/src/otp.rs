@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use rand::{CryptoRng, Rng, RngCore};
 
+use crate::grant::Access;
 use crate::name::DisplayName;
 use crate::secret::Pin;
 
@@ -126,6 +127,7 @@ pub struct OneTimePin {
     passphrase: Passphrase,
     name: Option<DisplayName>,
     expires: Instant,
+    access: Option<Access>,
 }
 
 impl OneTimePin {
@@ -141,7 +143,19 @@ impl OneTimePin {
             passphrase,
             name,
             expires: now + OTP_TTL,
+            access: None,
         }
+    }
+
+    /// The same, the device it pairs given `access` (a guest invite)
+    /// instead of the host's default.
+    pub fn with_access(self, access: Option<Access>) -> Self {
+        Self { access, ..self }
+    }
+
+    /// What the device it pairs may do, if not the host's default.
+    pub fn access(&self) -> Option<Access> {
+        self.access
     }
 
     /// The PIN.
@@ -176,6 +190,7 @@ impl OneTimePin {
             Ok(OtpGrant {
                 pin: self.pin.clone(),
                 name: self.name.clone(),
+                access: self.access,
             })
         } else {
             Err(OtpError::Mismatch)
@@ -190,6 +205,8 @@ pub struct OtpGrant {
     pub pin: Pin,
     /// The name given when the PIN was made.
     pub name: Option<DisplayName>,
+    /// What the device may do, if not the host's default.
+    pub access: Option<Access>,
 }
 
 #[cfg(test)]

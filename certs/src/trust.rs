@@ -27,7 +27,7 @@ use crate::audit::{AuditConfig, AuditError, AuditLog, Door, Entry, Event, Ticket
 use crate::events::TrustEvent;
 use crate::fingerprint::Fingerprint;
 use crate::gate::{Gate, GateConfig, GateError, Needs, Pending, PendingId, RequestEnd};
-use crate::grant::{AccessChange, Permissions, Preset};
+use crate::grant::{Access, AccessChange, Permissions, Preset};
 use crate::name::Label;
 use crate::registry::{
     Device, Devices, Registry, RegistryError, Via, FORMAT_VERSION, REGISTRY_FILE, V1_COPY_FILE,
@@ -369,8 +369,36 @@ impl Trust {
     /// `address`, and queues its `paired` entry: wait on the ticket (outside
     /// any lock) before telling the client.
     pub fn admit(&self, device: Device, address: IpAddr) -> Result<Ticket, RegistryError> {
-        let device = self.registry.admit(device, None, self.default_grant())?;
-        Ok(self.record(paired_entry(&device, address)))
+        self.admit_as(device, address, None)
+    }
+
+    /// [`Trust::admit`], the device given `access` instead of the host's
+    /// default (a guest invite, recorded as used: `invite_used`).
+    pub fn admit_as(
+        &self,
+        device: Device,
+        address: IpAddr,
+        access: Option<Access>,
+    ) -> Result<Ticket, RegistryError> {
+        let device = self.registry.admit(device, access, self.default_grant())?;
+        let ticket = self.record(paired_entry(&device, address));
+        Ok(match access {
+            Some(_) => self.record_invite_used(&device),
+            None => ticket,
+        })
+    }
+
+    /// Queues the `invite_used` entry of `device`, admitted through a guest
+    /// invite (after its `paired` entry).
+    pub(crate) fn record_invite_used(&self, device: &Device) -> Ticket {
+        let until = device.expires_at.map_or("without end".to_owned(), |t| {
+            format!("until {}", crate::audit::rfc3339(t))
+        });
+        self.record(
+            Entry::new(Event::InviteUsed, Door::of(device.kind))
+                .device(device)
+                .detail(format!("a guest, {until}")),
+        )
     }
 
     /// What a device admitted without a grant of its own may do: the
@@ -398,6 +426,7 @@ impl Trust {
         &self,
         id: PendingId,
         needs: Needs,
+        access: Option<Access>,
         build: impl FnOnce(&Pending) -> Result<Device, RegistryError>,
     ) -> Result<Admitted, TrustError> {
         let (device, address) = {
@@ -413,7 +442,7 @@ impl Trust {
                 }
             }
         };
-        let stored = self.registry.admit(device, None, self.default_grant());
+        let stored = self.registry.admit(device, access, self.default_grant());
         let outcome = match needs {
             Needs::Approval => RequestEnd::Approved,
             Needs::Pin => RequestEnd::Paired,
@@ -440,7 +469,19 @@ impl Trust {
         label: Option<Label>,
         by: Actor,
     ) -> Result<Device, TrustError> {
-        let admitted = self.admit_request(id, Needs::Approval, |pending| {
+        self.approve_as(id, label, None, by)
+    }
+
+    /// [`Trust::approve`], the device given `access` instead of the host's
+    /// default (the grant picker).
+    pub fn approve_as(
+        &self,
+        id: PendingId,
+        label: Option<Label>,
+        access: Option<Access>,
+        by: Actor,
+    ) -> Result<Device, TrustError> {
+        let admitted = self.admit_request(id, Needs::Approval, access, |pending| {
             let mut device = Device::from_der(
                 &pending.request.cert_der,
                 pending.request.kind,

@@ -252,7 +252,7 @@ fn a_request_whose_device_cannot_be_stored_waits_again() {
     let trust = Trust::open(dir.path(), GateConfig::default(), clock).unwrap();
     let id_a = Identity::generate_p256("a").unwrap();
     let id = trust.knock(knock(&id_a, Needs::Approval), None).unwrap();
-    let refused = trust.admit_request(id, Needs::Approval, |p| {
+    let refused = trust.admit_request(id, Needs::Approval, None, |p| {
         // The request is marked while its device is built and written.
         assert!(p.storing);
         Err(punktfunk_certs::RegistryError::NotFound(id_a.fingerprint()))

@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use punktfunk_certs::{Fingerprint, GateError, RequestEnd, Secret};
+use punktfunk_certs::{Denied, Fingerprint, GateError, RequestEnd, Secret};
 use punktfunk_native::connection::{
     Action, Effect, HelloFacts, HostConnection, HostSide, Peer, ReadFailure,
 };
@@ -43,8 +43,13 @@ impl Bytes<'_> {
 struct Facts(u8);
 
 impl HelloFacts for Facts {
-    fn is_trusted(&mut self) -> bool {
-        self.0 & 1 != 0
+    fn authorize(&mut self) -> Result<(), Denied> {
+        match (self.0 & 1 != 0, self.0 & 0x18) {
+            (true, _) => Ok(()),
+            (false, 0x08) => Err(Denied::Disabled),
+            (false, 0x10) => Err(Denied::Expired),
+            (false, _) => Err(Denied::NotPaired),
+        }
     }
     fn wait_for_pake(&mut self) -> bool {
         self.0 & 2 != 0
@@ -121,7 +126,7 @@ fuzz_target!(|data: &[u8]| {
     );
     let (mut closed, mut takes, mut reports) = (false, 0, 0);
     while !input.0.is_empty() {
-        match input.byte() % 13 {
+        match input.byte() % 14 {
             0 => c.on_hello(message(&mut input), &mut Facts(input.byte()), now),
             1 | 2 => c.on_message(message(&mut input), now),
             3 => {
@@ -145,7 +150,14 @@ fuzz_target!(|data: &[u8]| {
                 now += Duration::from_millis(u64::from(input.byte()) * 1000);
                 c.on_timeout(now);
             }
-            6 => c.on_stored(if input.byte() & 1 == 0 { Ok(()) } else { Err(None) }, now),
+            6 => c.on_stored(
+                if input.byte() & 1 == 0 {
+                    Ok(())
+                } else {
+                    Err(None)
+                },
+                now,
+            ),
             7 => {
                 let added = match input.byte() % 3 {
                     0 => Ok("7".parse().expect("an id")),
@@ -156,7 +168,11 @@ fuzz_target!(|data: &[u8]| {
             }
             8 => {
                 let b = input.byte();
-                c.on_pin((b & 1 == 0).then(|| Secret::Pin(pin(b >> 1))), &mut rng, now);
+                c.on_pin(
+                    (b & 1 == 0).then(|| Secret::Pin(pin(b >> 1))),
+                    &mut rng,
+                    now,
+                );
             }
             9 => {
                 let outcome = [
@@ -175,6 +191,12 @@ fuzz_target!(|data: &[u8]| {
                 &host
             }),
             11 => c.on_trust_stopped(),
+            12 => {
+                let b = input.byte();
+                let denied =
+                    [Denied::NotPaired, Denied::Disabled, Denied::Expired][usize::from(b % 3)];
+                c.on_access_ended(if b & 4 == 0 { &client } else { &host }, denied);
+            }
             _ => {
                 let _ = c.poll_timeout();
                 let _ = c.waiting_on();

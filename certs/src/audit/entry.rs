@@ -59,6 +59,11 @@ pub enum Event {
     Enabled,
     /// A device's access ended at its time.
     AccessExpired,
+    /// A guest invite was made (`detail`: for which door, what the guest
+    /// may do and for how long).
+    InviteCreated,
+    /// A device paired through a guest invite (after its `paired` entry).
+    InviteUsed,
     /// The trust registry was upgraded to a newer format at start (`detail`
     /// says from which, and where the old file is kept).
     RegistryUpgraded,
@@ -113,6 +118,8 @@ impl Event {
             Event::Enabled => "enabled",
             Event::AccessExpired => "access_expired",
             Event::RegistryUpgraded => "registry_upgraded",
+            Event::InviteCreated => "invite_created",
+            Event::InviteUsed => "invite_used",
             Event::HostIdentityCreated => "host_identity_created",
             Event::RegistryRefused => "registry_refused",
             Event::OtpCreated => "otp_created",

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use super::knock::PinFailure;
 use super::pin::{trust_durable, StoreError};
 use crate::gate::{Needs, PendingId, Pin, RequestEnd};
+use crate::grant::Access;
 use crate::name::Label;
 #[cfg(test)]
 use crate::registry::FrontDoor;
@@ -31,6 +32,8 @@ pub struct CollectedPin {
     id: PendingId,
     pin: Pin,
     label: Option<Label>,
+    /// What the device may do if it pairs (`None`: the host's default).
+    access: Option<Access>,
     trust: Arc<Trust>,
     reported: bool,
 }
@@ -54,10 +57,10 @@ impl CollectedPin {
     /// request ends as `abandoned` (if nothing ended it before).
     pub async fn store(mut self, cert_der: Vec<u8>, via: Via) -> Result<(), StoreError> {
         let trust = self.trust.clone();
-        let (id, label) = (self.id, self.label.take());
+        let (id, label, access) = (self.id, self.label.take(), self.access);
         let admitted = tokio::task::spawn_blocking(move || {
             trust
-                .admit_request(id, Needs::Pin, |pending| {
+                .admit_request(id, Needs::Pin, access, |pending| {
                     // The name the console showed while the request waited.
                     let name = pending.request.name.clone();
                     let kind = pending.request.kind;
@@ -66,7 +69,13 @@ impl CollectedPin {
                     device.label = label;
                     Ok(device)
                 })
-                .map(|admitted| (admitted.device.kind, trust.record_paired(&admitted)))
+                .map(|admitted| {
+                    let mut ticket = trust.record_paired(&admitted);
+                    if access.is_some() {
+                        ticket = trust.record_invite_used(&admitted.device);
+                    }
+                    (admitted.device.kind, ticket)
+                })
         })
         .await??;
         self.reported = true;
@@ -102,11 +111,12 @@ impl Trust {
     /// `None` if no PIN waits for collection (or the request ended).
     pub fn collect_pin(self: &Arc<Self>, id: PendingId) -> Option<CollectedPin> {
         let now = self.now();
-        let (pin, label) = self.gate().claim_pin(id, now)?;
+        let (pin, label, access) = self.gate().claim_pin(id, now)?;
         Some(CollectedPin {
             id,
             pin,
             label,
+            access,
             trust: self.clone(),
             reported: false,
         })

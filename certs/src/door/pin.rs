@@ -90,7 +90,8 @@ impl PinAttempt {
         let der = cert_der.to_vec();
         let stored = tokio::task::spawn_blocking(move || {
             let device = Device::from_der(&der, door, name, via, trust.clock().unix());
-            match device.and_then(|d| trust.admit(d, by.address)) {
+            let access = ticket.access();
+            match device.and_then(|d| trust.admit_as(d, by.address, access)) {
                 Ok(ticket_paired) => {
                     trust.gate().report(ticket, Some(by.fingerprint));
                     Ok(ticket_paired)
@@ -388,5 +389,108 @@ mod tests {
         );
         drop(shown);
         assert!(d.trust.view().exchange().is_none());
+    }
+
+    #[test]
+    fn a_guest_invite_pairs_one_device_with_its_grant_for_its_time() {
+        use crate::grant::{Access, Permissions, Preset, Until};
+        let d = door();
+        // The host's first device (Full whatever is asked) is not a guest.
+        let owner = Identity::generate_p256("owner").unwrap();
+        let _ = d.trust.arm(Actor::cli(), &mut rand::rngs::OsRng);
+        let attempt = d
+            .trust
+            .take_pin(claimant(&owner), PairWith::Pin, FrontDoor::Native)
+            .unwrap();
+        d.rt.block_on(attempt.store(owner.cert_der(), claimant(&owner).name, Via::Pin))
+            .unwrap();
+        let watch = Access {
+            permissions: Preset::Watch.permissions(),
+            until: Until::For(4 * 3600),
+        };
+        let (armed, _) = d.trust.invite(watch, Actor::cli(), &mut rand::rngs::OsRng);
+        assert!(armed.expires > d.trust.now() + std::time::Duration::from_secs(14 * 60));
+        let guest = Identity::generate_p256("guest").unwrap();
+        let attempt = d
+            .trust
+            .take_pin(claimant(&guest), PairWith::Link, FrontDoor::Native)
+            .unwrap();
+        d.rt.block_on(attempt.store(guest.cert_der(), claimant(&guest).name, Via::Pin))
+            .unwrap();
+        let grant = d
+            .trust
+            .authorize(FrontDoor::Native, &guest.fingerprint())
+            .unwrap();
+        assert_eq!(grant.permissions(), Permissions::LIST | Permissions::VIEW);
+        let ends = grant.expires_at().unwrap();
+        let now = d.trust.clock().unix();
+        assert!(
+            ends >= now + 4 * 3600 - 5 && ends <= now + 4 * 3600,
+            "{ends} {now}"
+        );
+        assert!(!d.trust.is_armed(PairWith::Link), "single use");
+        let seen = events(&d);
+        assert_eq!(
+            &seen[seen.len() - 3..],
+            [Event::InviteCreated, Event::Paired, Event::InviteUsed]
+        );
+    }
+
+    #[test]
+    fn a_moonlight_invite_is_a_one_time_pin_with_its_grant() {
+        use crate::gate::{Needs, PendingRequest};
+        use crate::grant::{Access, Preset, Until};
+        let d = door();
+        let owner = Identity::generate_p256("owner").unwrap();
+        let device = Device::from_der(
+            owner.cert_der(),
+            FrontDoor::Native,
+            DisplayName::sanitize_or("owner", "o"),
+            Via::Pin,
+            1,
+        )
+        .unwrap();
+        let _ = d.trust.admit(device, [10, 0, 0, 1].into()).unwrap();
+        let gamepad = Access {
+            permissions: Preset::Gamepad.permissions(),
+            until: Until::At(4_000_000_000),
+        };
+        let pass = crate::otp::Passphrase::parse("correct horse battery").unwrap();
+        let (otp, _) = d.trust.create_otp_for(
+            pass.clone(),
+            None,
+            Some(gamepad),
+            Actor::cli(),
+            &mut rand::rngs::OsRng,
+        );
+        let deck = Identity::generate_p256("deck").unwrap();
+        let salt = "00".repeat(16);
+        let proof = crate::door::OtpProof {
+            otpauth: crate::otp::otpauth(otp.pin(), &salt, &pass),
+            salt_text: salt,
+        };
+        let request = PendingRequest {
+            kind: FrontDoor::Gamestream,
+            name: DisplayName::sanitize_or("deck", "d"),
+            cert_der: deck.cert_der().to_vec(),
+            address: ([10, 0, 0, 8], 1).into(),
+            needs: Needs::Pin,
+        };
+        let id = d.trust.knock(request, Some(&proof)).unwrap();
+        let collected = d.trust.collect_pin(id).unwrap();
+        d.rt.block_on(collected.store(deck.cert_der().to_vec(), Via::Otp))
+            .unwrap();
+        let grant = d
+            .trust
+            .authorize(FrontDoor::Gamestream, &deck.fingerprint())
+            .unwrap();
+        assert_eq!(grant.permissions(), Preset::Gamepad.permissions());
+        assert_eq!(grant.expires_at(), Some(4_000_000_000));
+        let seen = events(&d);
+        assert!(
+            seen.contains(&Event::InviteCreated)
+                && seen.ends_with(&[Event::Paired, Event::InviteUsed]),
+            "{seen:?}"
+        );
     }
 }

@@ -6,12 +6,26 @@ use super::*;
 impl Gate {
     /// Arms pairing with a fresh PIN, replacing any armed one.
     pub(crate) fn arm(&mut self, now: Instant, rng: &mut (impl RngCore + CryptoRng)) -> Armed {
+        let ttl = self.config.pin_ttl;
+        self.arm_for(None, ttl, now, rng)
+    }
+
+    /// Arms pairing for `ttl`, the device it pairs given `access` (a guest
+    /// invite) instead of the host's default.
+    pub(crate) fn arm_for(
+        &mut self,
+        access: Option<Access>,
+        ttl: Duration,
+        now: Instant,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Armed {
         self.expire(now);
         let armed = Armed {
             pin: Pin::random(rng),
             pin_taken: false,
             link: LinkSecret::random(rng),
-            expires: now + self.config.pin_ttl,
+            expires: now + ttl,
+            access,
         };
         self.arming += 1;
         self.armed = Some(armed.clone());
@@ -59,7 +73,7 @@ impl Gate {
             .filter(|a| !a.pin_taken)
             .ok_or(GateError::NotArmed)?;
         armed.pin_taken = true;
-        let pin = armed.pin.clone();
+        let (pin, access) = (armed.pin.clone(), armed.access);
         self.last_attempt = Some(LastPinUse {
             by,
             result: PinUse::InProgress,
@@ -69,6 +83,7 @@ impl Gate {
             secret: Secret::Pin(pin),
             arming: self.arming,
             by: None,
+            access,
         })
     }
 
@@ -87,6 +102,7 @@ impl Gate {
             secret: Secret::Link(armed.link.clone()),
             arming: self.arming,
             by: Some(by),
+            access: armed.access,
         })
     }
 

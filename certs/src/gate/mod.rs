@@ -57,6 +57,7 @@ use rand::{CryptoRng, RngCore};
 use crate::audit::{DeviceRef, Door, Entry, Event, Outcome};
 use crate::events::TrustEvent;
 use crate::fingerprint::Fingerprint;
+use crate::grant::Access;
 use crate::name::{DisplayName, Label};
 use crate::otp::{OneTimePin, OtpError, OtpGrant, Passphrase};
 use crate::registry::{FrontDoor, Via};
@@ -178,6 +179,8 @@ pub enum PinState {
         pin: Pin,
         /// Label to give the device if it pairs.
         label: Option<Label>,
+        /// What it may do if it pairs (`None`: the host's default).
+        access: Option<Access>,
     },
     /// The front door collected the PIN and is finishing the pairing.
     Pairing,

@@ -9,11 +9,12 @@ impl Gate {
         &mut self,
         passphrase: Passphrase,
         name: Option<DisplayName>,
+        access: Option<Access>,
         now: Instant,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> OneTimePin {
         self.expire(now);
-        let otp = OneTimePin::new(passphrase, name, now, rng);
+        let otp = OneTimePin::new(passphrase, name, now, rng).with_access(access);
         self.otp = Some(otp.clone());
         self.otp_tries.clear();
         self.last_otp = None;
@@ -69,21 +70,21 @@ impl Gate {
         let fingerprint = Fingerprint::of_der(&request.cert_der);
         self.admissible(&fingerprint, request.address.ip(), now)?;
         let address = request.address.ip().to_canonical();
-        let (pin, check) = match self.redeem_otp(otpauth, salt_as_sent, address, now) {
+        let (pin, check, access) = match self.redeem_otp(otpauth, salt_as_sent, address, now) {
             Ok(grant) => {
                 if let Some(name) = grant.name {
                     request.name = name;
                 }
-                (grant.pin, OtpCheck::Matched)
+                (grant.pin, OtpCheck::Matched, grant.access)
             }
-            Err(OtpError::Mismatch) => (Pin::random(rng), OtpCheck::Mismatched),
+            Err(OtpError::Mismatch) => (Pin::random(rng), OtpCheck::Mismatched, None),
             Err(e) => return Err(e.into()),
         };
         let id = self.add_request(request, Some(check), now)?;
         if let Some(last) = &mut self.last_otp {
             last.request = Some(id);
         }
-        self.enter_pin(id, pin, None, now)?;
+        self.enter_pin(id, pin, None, access, now)?;
         Ok(id)
     }
 

@@ -310,6 +310,7 @@ impl Gate {
         id: PendingId,
         pin: Pin,
         label: Option<Label>,
+        access: Option<Access>,
         now: Instant,
     ) -> Result<(), GateError> {
         self.expire(now);
@@ -320,7 +321,7 @@ impl Gate {
         if pending.pin != PinState::Waiting {
             return Err(GateError::PinAlreadyEntered);
         }
-        pending.pin = PinState::Entered { pin, label };
+        pending.pin = PinState::Entered { pin, label, access };
         pending.expires = pending.expires.max(now + PIN_ENTRY_GRACE);
         self.events.push_back(TrustEvent::PinEntered { id });
         Ok(())
@@ -331,11 +332,11 @@ impl Gate {
         &mut self,
         id: PendingId,
         now: Instant,
-    ) -> Option<(Pin, Option<Label>)> {
+    ) -> Option<(Pin, Option<Label>, Option<Access>)> {
         self.expire(now);
         let pending = self.pending.get_mut(&id)?;
         match std::mem::replace(&mut pending.pin, PinState::Pairing) {
-            PinState::Entered { pin, label } => Some((pin, label)),
+            PinState::Entered { pin, label, access } => Some((pin, label, access)),
             other => {
                 pending.pin = other;
                 None

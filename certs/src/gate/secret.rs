@@ -16,6 +16,9 @@ pub struct Armed {
     pub link: LinkSecret,
     /// When it stops being valid.
     pub expires: Instant,
+    /// What the device it pairs may do (a guest invite); `None`: the
+    /// host's default.
+    pub access: Option<Access>,
 }
 
 /// The armed PIN (or the link's secret) handed to the exchange that uses
@@ -26,12 +29,19 @@ pub struct TakenSecret {
     pub(super) arming: u64,
     /// Who uses the link's secret (shown once it paired).
     pub(super) by: Option<Claimant>,
+    /// The arming's [`Armed::access`].
+    pub(super) access: Option<Access>,
 }
 
 impl TakenSecret {
     /// What to run the exchange with.
     pub fn secret(&self) -> &Secret {
         &self.secret
+    }
+
+    /// What the device it pairs may do ([`Armed::access`]).
+    pub fn access(&self) -> Option<Access> {
+        self.access
     }
 
     /// Whether this is the link's secret rather than the typed PIN.

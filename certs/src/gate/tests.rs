@@ -297,23 +297,23 @@ fn pin_entry_is_single_and_claimed_once() {
     assert!(g.begin_storing(knock, Needs::Approval, t0).is_ok());
     g.end_storing(knock, None);
     assert_eq!(
-        g.enter_pin(knock, pin.clone(), None, t0).unwrap_err(),
+        g.enter_pin(knock, pin.clone(), None, None, t0).unwrap_err(),
         GateError::WrongNeed(Needs::Approval)
     );
     assert!(g.claim_pin(id, t0).is_none());
-    g.enter_pin(id, pin.clone(), Label::parse("TV").unwrap(), t0)
+    g.enter_pin(id, pin.clone(), Label::parse("TV").unwrap(), None, t0)
         .unwrap();
     assert_eq!(
-        g.enter_pin(id, pin.clone(), None, t0).unwrap_err(),
+        g.enter_pin(id, pin.clone(), None, None, t0).unwrap_err(),
         GateError::PinAlreadyEntered
     );
     assert_eq!(
         g.claim_pin(id, t0),
-        Some((pin.clone(), Label::parse("TV").unwrap()))
+        Some((pin.clone(), Label::parse("TV").unwrap(), None))
     );
     assert_eq!(g.claim_pin(id, t0), None);
     assert_eq!(
-        g.enter_pin(id, pin, None, t0).unwrap_err(),
+        g.enter_pin(id, pin, None, None, t0).unwrap_err(),
         GateError::PinAlreadyEntered
     );
     g.finish(id, RequestEnd::Paired);
@@ -327,7 +327,7 @@ fn pin_entered_late_gets_a_grace_period() {
     let ttl = g.config().pending_ttl;
     let id = g.add_pending(req(b"m", Needs::Pin), t0).unwrap();
     let late = t0 + ttl - Duration::from_secs(1);
-    g.enter_pin(id, "1111".parse().unwrap(), None, late)
+    g.enter_pin(id, "1111".parse().unwrap(), None, None, late)
         .unwrap();
     assert!(g
         .get_pending(id, t0 + ttl + Duration::from_secs(30))
@@ -432,7 +432,7 @@ fn a_block_refuses_an_address_at_every_door_for_an_hour_and_can_be_lifted() {
         GateError::Blocked(key)
     );
     let pass = Passphrase::parse("Passphrase1").unwrap();
-    g.create_otp(pass, None, t0, &mut rng);
+    g.create_otp(pass, None, None, t0, &mut rng);
     assert_eq!(
         g.add_otp_request(req_from(b"otp", bad), &[0; 32], "00", t0, &mut rng)
             .unwrap_err(),
@@ -539,7 +539,13 @@ fn a_one_time_pin_survives_wrong_tries_one_per_address_and_is_used_up_by_a_match
         g.redeem_otp(&[0; 32], salt, from(1), t0).unwrap_err(),
         OtpError::NotAvailable
     );
-    let otp = g.create_otp(pass.clone(), DisplayName::sanitize("Deck"), t0, &mut rng);
+    let otp = g.create_otp(
+        pass.clone(),
+        DisplayName::sanitize("Deck"),
+        None,
+        t0,
+        &mut rng,
+    );
     assert_eq!(g.next_deadline(), Some(t0 + OTP_TTL));
     let right = otpauth(otp.pin(), salt, &pass);
     let wrong = otpauth(otp.pin(), salt, &wrong_pass);
@@ -579,7 +585,7 @@ fn a_one_time_pin_survives_wrong_tries_one_per_address_and_is_used_up_by_a_match
         OtpError::NotAvailable
     );
     // MAX_OTP_TRIES wrong tries use it up.
-    let otp = g.create_otp(pass.clone(), None, t0, &mut rng);
+    let otp = g.create_otp(pass.clone(), None, None, t0, &mut rng);
     assert!(g.otp_tries().is_empty(), "a new PIN starts over");
     let wrong = otpauth(otp.pin(), salt, &wrong_pass);
     for i in 1..=MAX_OTP_TRIES as u8 {
@@ -599,7 +605,7 @@ fn a_one_time_pin_survives_wrong_tries_one_per_address_and_is_used_up_by_a_match
         .collect();
     assert_eq!(used.len(), 2 * MAX_OTP_TRIES, "each counted try");
     // Expired: not available.
-    let otp = g.create_otp(pass.clone(), None, t0, &mut rng);
+    let otp = g.create_otp(pass.clone(), None, None, t0, &mut rng);
     let right = otpauth(otp.pin(), salt, &pass);
     assert!(g.otp(t0 + OTP_TTL - Duration::from_millis(1)).is_some());
     assert_eq!(
@@ -608,7 +614,7 @@ fn a_one_time_pin_survives_wrong_tries_one_per_address_and_is_used_up_by_a_match
         OtpError::NotAvailable
     );
     // Cancelled: not available.
-    let otp = g.create_otp(pass.clone(), None, t0, &mut rng);
+    let otp = g.create_otp(pass.clone(), None, None, t0, &mut rng);
     assert!(g.cancel_otp());
     let right = otpauth(otp.pin(), salt, &pass);
     assert_eq!(
@@ -626,7 +632,7 @@ fn a_wrong_otp_request_waits_with_a_pin_the_client_cannot_know() {
     let t0 = Instant::now();
     let salt = "00112233445566778899AABBCCDDEEFF";
     let pass = Passphrase::parse("Passphrase1").unwrap();
-    let otp = g.create_otp(pass, None, t0, &mut rng);
+    let otp = g.create_otp(pass, None, None, t0, &mut rng);
     let wrong = otpauth(otp.pin(), salt, &Passphrase::parse("WrongPass1").unwrap());
     let mut r = req_from(b"stranger", "10.0.0.66:1");
     r.needs = Needs::Pin;

@@ -425,7 +425,7 @@ impl Draft {
         match (chosen, self.devices.get(&device.fingerprint)) {
             (Some(access), _) => {
                 device.permissions = access.permissions;
-                device.expires_at = access.expires_at;
+                device.expires_at = access.until.at(device.paired_at);
             }
             (None, Some(old)) => {
                 device.permissions = old.permissions;
