@@ -196,18 +196,24 @@ fn grant_disable_and_expire_apply_at_every_door_at_once() {
         &["devices", "grant", &deck.fingerprint[..8], "watch"],
     ));
     assert_eq!(deck.https(door, "applist")["status_code"], "200");
-    // Watch may view: past the permission check, /launch gets the host's
-    // documented "does not stream".
-    assert_eq!(
-        deck.https_with(door, "launch", "appid=1")["status_code"],
-        "503"
+    // Watch may view, not launch: /launch names what is missing; /resume
+    // gets past the check to the host's documented "does not stream".
+    let launch = deck.https_with(door, "launch", "appid=1");
+    assert_eq!(launch["status_code"], "403", "{launch}");
+    assert!(
+        launch["status_message"]
+            .as_str()
+            .unwrap()
+            .contains("launch or quit apps"),
+        "{launch}"
     );
+    assert_eq!(deck.https(door, "resume")["status_code"], "503");
     ok(&cli(
         &state,
         &["devices", "grant", &deck.fingerprint[..8], "-view"],
     ));
-    let launch = deck.https_with(door, "launch", "appid=1");
-    assert_eq!(launch["status_code"], "403", "{launch}");
+    let resume = deck.https(door, "resume");
+    assert_eq!(resume["status_code"], "403", "{resume}");
     let bad = cli(
         &state,
         &["devices", "grant", &deck.fingerprint[..8], "+teleport"],
@@ -309,11 +315,7 @@ fn the_console_changes_access_recorded_as_its_own_and_refuses_bad_changes_clearl
     let fp = tv_id.fingerprint().to_string();
     let path = format!("/api/devices/{fp}/access");
 
-    let (status, body) = console.send(
-        "PATCH",
-        &path,
-        Some(serde_json::json!({"preset": "gamepad"})),
-    );
+    let (status, body) = console.send("PATCH", &path, Some(serde_json::json!({"may": "gamepad"})));
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["preset"], "gamepad");
     assert_eq!(
@@ -323,7 +325,7 @@ fn the_console_changes_access_recorded_as_its_own_and_refuses_bad_changes_clearl
     let (status, body) = console.send(
         "PATCH",
         &path,
-        Some(serde_json::json!({"permissions": ["list", "input_kbd"], "expires_at": 4_000_000_000u64})),
+        Some(serde_json::json!({"may": ["list", "input_kbd"], "expires_at": 4_000_000_000u64})),
     );
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["preset"], Value::Null, "custom");
@@ -339,14 +341,11 @@ fn the_console_changes_access_recorded_as_its_own_and_refuses_bad_changes_clearl
     for (bad, code) in [
         (serde_json::json!({}), "bad_request"),
         (
-            serde_json::json!({"preset": "watch", "permissions": ["list"]}),
+            serde_json::json!({"may": {"preset": "watch"}}),
             "bad_request",
         ),
-        (
-            serde_json::json!({"permissions": ["list", "teleport"]}),
-            "invalid",
-        ),
-        (serde_json::json!({"preset": "everything"}), "bad_request"),
+        (serde_json::json!({"may": ["list", "teleport"]}), "invalid"),
+        (serde_json::json!({"may": "everything"}), "bad_request"),
         (serde_json::json!({"enabled": "no"}), "bad_request"),
     ] {
         let (status, body) = console.send("PATCH", &path, Some(bad.clone()));
@@ -385,4 +384,130 @@ fn the_console_changes_access_recorded_as_its_own_and_refuses_bad_changes_clearl
             "disabled"
         ]
     );
+}
+
+#[test]
+fn a_moonlight_guest_invite_pairs_with_its_one_time_pin_as_watch_until_its_time() {
+    let host = Host::start(&["--native"]);
+    let console = Console::login(&host);
+    let door = Door::of(&host);
+    // The owner's own device first: the host's first device gets Full.
+    let _owner = approved_session(&host, &console, "127.0.0.12", "Owner's PC");
+    let (status, otp) = console.send(
+        "POST",
+        "/api/otp",
+        Some(serde_json::json!({"guest": {"may": "watch", "for_s": 3}})),
+    );
+    assert_eq!(status, 200, "{otp}");
+    assert!(
+        otp["expires_in_s"].as_u64().unwrap() > 14 * 60,
+        "the invite lasts 15 minutes: {otp}"
+    );
+    let guest = Device::from("127.0.8.9");
+    let run = guest.pair_otp(
+        door,
+        otp["pin"].as_str().unwrap(),
+        otp["passphrase"].as_str().unwrap(),
+    );
+    let result = run.next();
+    assert_eq!(result["result"], "paired", "{result}");
+    run.wait();
+    let paired = Instant::now();
+    let stored = row(&host.state_dir, &guest.fingerprint);
+    assert_eq!(stored["preset"], "watch", "{stored}");
+    assert!(stored["expires_at"].is_string(), "{stored}");
+
+    // Watch: apps listed; launching names what is missing.
+    assert_eq!(guest.https(door, "applist")["status_code"], "200");
+    let launch = guest.https_with(door, "launch", "appid=1");
+    assert_eq!(launch["status_code"], "403", "{launch}");
+    assert!(
+        launch["status_message"]
+            .as_str()
+            .unwrap()
+            .contains("launch or quit apps"),
+        "{launch}"
+    );
+    // Its time comes 3 s after pairing: refused as expired, not unpaired.
+    let mut refused = None;
+    while paired.elapsed() < Duration::from_secs(8) {
+        let info = guest.https(door, "serverinfo");
+        if info["status_code"] == "403" {
+            refused = Some((paired.elapsed(), info));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (after, info) = refused.expect("refused once its time came");
+    assert!(
+        info["status_message"].as_str().unwrap().contains("expired"),
+        "{info}"
+    );
+    eprintln!("guest refused {after:?} after pairing (its access: 3 s)");
+    assert!(
+        after >= Duration::from_secs(2),
+        "not before its time: {after:?}"
+    );
+
+    let trail = events(&host.state_dir);
+    let names: Vec<&str> = trail.iter().filter_map(|e| e["event"].as_str()).collect();
+    let created = names.iter().position(|e| *e == "invite_created").unwrap();
+    let used = names.iter().position(|e| *e == "invite_used").unwrap();
+    assert!(created < used && names[used - 1] == "paired", "{names:?}");
+    assert!(names.contains(&"access_expired"), "{names:?}");
+}
+
+#[test]
+fn approve_and_the_moonlight_pin_take_a_grant_from_the_picker() {
+    let host = Host::start(&["--native"]);
+    let console = Console::login(&host);
+    let door = Door::of(&host);
+    let _owner = approved_session(&host, &console, "127.0.0.13", "Owner's PC");
+    // Approve, as Gamepad only for an hour.
+    let (mut raw, id, answer) =
+        raw_native::knock("127.0.0.14", raw_native::addr(&host), "Kid's Tablet");
+    assert_eq!(answer["status"], "approval_pending", "{answer}");
+    let fp = id.fingerprint().to_string();
+    let pending = moonlight::pending(&console, &fp)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/api/pending/{pending}/approve");
+    let (status, body) = console.send(
+        "POST",
+        &path,
+        Some(serde_json::json!({"grant": {"may": ["list", "fly"]}})),
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid"))
+    );
+    let (status, body) = console.send(
+        "POST",
+        &path,
+        Some(serde_json::json!({"label": "Tablet", "grant": {"may": "gamepad", "for_s": 3600}})),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["preset"], "gamepad");
+    assert!(body["expires_at"].is_u64(), "{body}");
+    assert_eq!(raw.recv().unwrap()["outcome"], "approved");
+
+    // A Moonlight PIN entered with Watch.
+    let deck = Device::from("127.0.8.10");
+    let run = deck.pair(door, "4321");
+    let id = moonlight::pending(&console, &deck.fingerprint)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, body) = console.send(
+        "POST",
+        &format!("/api/pending/{id}/pin"),
+        Some(serde_json::json!({"pin": "4321", "grant": {"may": "watch"}})),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"], "paired");
+    run.wait();
+    let stored = row(&host.state_dir, &deck.fingerprint);
+    assert_eq!(stored["preset"], "watch", "{stored}");
+    assert_eq!(stored["expires_at"], Value::Null);
 }

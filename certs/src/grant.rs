@@ -296,6 +296,33 @@ pub enum GrantChangeError {
     Unknown(#[from] UnknownPermission),
 }
 
+/// What a device may do, as the console's API takes it: a preset's name,
+/// or the list of permission names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct May(pub Permissions);
+
+impl<'de> Deserialize<'de> for May {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(name) => name
+                .parse::<Preset>()
+                .map(|p| May(p.permissions()))
+                .map_err(|_| {
+                    D::Error::custom(format!(
+                        "{name:?} is not a preset (full, play, gamepad, watch)"
+                    ))
+                }),
+            list @ serde_json::Value::Array(_) => Permissions::deserialize(list)
+                .map(May)
+                .map_err(D::Error::custom),
+            _ => Err(D::Error::custom(
+                "`may` is a preset's name or a list of permissions",
+            )),
+        }
+    }
+}
+
 /// A named set of permissions the console and the CLI offer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -366,6 +393,10 @@ impl FromStr for Preset {
             .ok_or_else(|| GrantChangeError::NotAChange(s.to_owned()))
     }
 }
+
+/// How long a guest invite (its pairing link and PIN, or its one-time PIN
+/// for Moonlight) pairs.
+pub const INVITE_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 /// What a device is given when it is admitted: its permissions and when
 /// its access ends (the grant picker, a guest invite).
@@ -466,5 +497,25 @@ mod tests {
             Preset::Watch.permissions().describe(),
             "list apps, view streams"
         );
+    }
+
+    #[test]
+    fn may_is_a_preset_s_name_or_the_list() {
+        let may = |json: &str| serde_json::from_str::<May>(json).map(|May(p)| p);
+        assert_eq!(may(r#""watch""#).unwrap(), Preset::Watch.permissions());
+        assert_eq!(
+            may(r#"["list","launch"]"#).unwrap(),
+            Permissions::LIST | Permissions::LAUNCH
+        );
+        assert_eq!(may("[]").unwrap(), Permissions::NONE);
+        assert!(may(r#""everything""#)
+            .unwrap_err()
+            .to_string()
+            .contains("not a preset"));
+        assert!(may(r#"["fly"]"#)
+            .unwrap_err()
+            .to_string()
+            .contains("not a permission"));
+        assert!(may("3").is_err());
     }
 }

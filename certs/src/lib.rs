@@ -80,7 +80,7 @@ pub use gate::{
     AddressKey, Claimant, Gate, GateConfig, GateError, LinkSecret, Needs, PendingId,
     PendingRequest, Pin, RequestEnd, Secret,
 };
-pub use grant::{Access, AccessChange, Permissions, Preset, Until};
+pub use grant::{Access, AccessChange, May, Permissions, Preset, Until};
 pub use identity::{ct_eq, verify_sha256, HostIdentity, Identity, IdentityError};
 pub use name::{DisplayName, Label, LabelError};
 pub use registry::{

@@ -12,17 +12,13 @@ use std::net::IpAddr;
 
 use rand::{CryptoRng, RngCore};
 
-use std::time::Duration;
-
 use crate::audit::{Entry, Event, Ticket};
 use crate::gate::{Armed, Block, GateError, Pending, PendingId, Pin};
+pub use crate::grant::INVITE_TTL;
 use crate::grant::{Access, Until};
 use crate::name::{DisplayName, Label};
 use crate::otp::{OneTimePin, Passphrase};
 use crate::trust::{Actor, Trust};
-
-/// How long a guest invite's pairing link (or PIN) pairs.
-pub const INVITE_TTL: Duration = Duration::from_secs(15 * 60);
 
 /// A guest's access in the audit trail's words: "Watch (list apps, view
 /// streams) for 4 h".

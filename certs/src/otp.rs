@@ -149,8 +149,17 @@ impl OneTimePin {
 
     /// The same, the device it pairs given `access` (a guest invite)
     /// instead of the host's default.
+    /// An invite lasts [`crate::grant::INVITE_TTL`] from when it was made.
     pub fn with_access(self, access: Option<Access>) -> Self {
-        Self { access, ..self }
+        let expires = match access {
+            Some(_) => self.expires - OTP_TTL + crate::grant::INVITE_TTL,
+            None => self.expires,
+        };
+        Self {
+            access,
+            expires,
+            ..self
+        }
     }
 
     /// What the device it pairs may do, if not the host's default.

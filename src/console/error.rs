@@ -142,6 +142,13 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// What a person reads.
+    pub(crate) fn message(&self) -> String {
+        self.message.clone()
+    }
+}
+
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.code.as_str(), self.message)

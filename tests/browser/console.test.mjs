@@ -198,6 +198,44 @@ test("a device's access is narrowed, given an end, disabled and enabled from the
   } finally { host.stop(); }
 });
 
+test("a guest invite pairs the reference client once, as Watch for 4 hours", async () => {
+  const host = await startHost(["--native"]);
+  try {
+    const { page, context, problems } = await openConsole(browser, host);
+    await login(page, host.password);
+    // The host's first device (the owner's) gets Full whatever an invite says.
+    const owner = runCli(["pair", "--link", await armedLink(page), "--name", "Owner", "--client-dir", join(host.dir, "owner")]);
+    assert.equal(owner.status, 0, owner.stderr);
+    await page.locator("#invite-preset").selectOption("watch");
+    await page.locator("#invite-for").selectOption("14400");
+    await page.locator("#invite-app").click();
+    await page.waitForFunction(() => /Guest invite made/.test(document.querySelector("#status").textContent));
+    const link = (await page.locator("#pair-link").textContent()).trim();
+    assert.match(await page.locator("#pin-left").textContent(), /1[45] min/, "the invite lasts 15 minutes");
+    const guest = runCli(["pair", "--link", link, "--name", "Guest Phone", "--client-dir", join(host.dir, "guest")]);
+    assert.equal(guest.status, 0, guest.stderr);
+    await page.waitForFunction(() => [...document.querySelectorAll("#devices .access-words")].some((e) => /^Watch · until /.test(e.textContent)));
+    const api = await page.evaluate(async () => (await fetch("/api/devices")).json());
+    const g = api.devices.find((d) => d.name === "Guest Phone");
+    assert.equal(g.preset, "watch");
+    assert.ok(Math.abs(g.expires_at - (Date.now() / 1000 + 4 * 3600)) < 120, `${g.expires_at}`);
+    assert.equal(api.devices.find((d) => d.name === "Owner").preset, "full");
+    // Single use: the link is spent.
+    const again = runCli(["pair", "--link", link, "--name", "Second", "--client-dir", join(host.dir, "second")]);
+    assert.notEqual(again.status, 0);
+    await page.screenshot({ path: join(shots, "console-guest.png") });
+    assert.deepEqual(problems.filter((p) => !p.includes("401")), []);
+    await context.close();
+  } finally { host.stop(); }
+});
+
+/** Arms pairing in the page and reads its link. */
+async function armedLink(page) {
+  await page.locator("#arm").click();
+  await page.locator("#pair-link").waitFor();
+  return (await page.locator("#pair-link").textContent()).trim();
+}
+
 test("a knock that is denied disappears and the device can knock again", async () => {
   const host = await startHost(["--native"]);
   const clientDir = join(host.dir, "client");

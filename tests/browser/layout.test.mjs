@@ -17,7 +17,7 @@ let browser;
 before(async () => { browser = await launchBrowser(); });
 after(async () => { await browser?.close(); });
 
-const ORDER = ["pending-section", "pair-section", "otp-section", "devices-section", "activity-section"];
+const ORDER = ["pending-section", "pair-section", "otp-section", "invite-section", "devices-section", "activity-section"];
 
 /** The page's sections, top to bottom as drawn. */
 function sectionsAsDrawn(page) {

@@ -606,7 +606,7 @@ async fn app_asset(
 }
 
 async fn launch(caller: Caller, req: HttpRequest) -> Xml {
-    authorized(caller, &req, Needs::STREAM, xml::launch_unavailable)
+    authorized(caller, &req, Needs::LAUNCH, xml::launch_unavailable)
 }
 
 async fn resume(caller: Caller, req: HttpRequest) -> Xml {
@@ -635,12 +635,13 @@ impl Needs {
         any: Permissions::LIST,
         what: "list apps",
     };
-    /// `/launch`, `/resume`: launching, or viewing a stream already running.
+    /// `/resume`: viewing the stream that runs (or launching).
     const STREAM: Needs = Needs {
         any: Permissions::LAUNCH.with(Permissions::VIEW),
         what: "launch apps or view streams",
     };
-    /// `/cancel`: ending the running app, which only launching allows.
+    /// `/launch` and `/cancel`: starting or quitting an app. (Apollo lets
+    /// `view` launch the app that already runs; on this host none runs.)
     const LAUNCH: Needs = Needs {
         any: Permissions::LAUNCH,
         what: "launch or quit apps",

@@ -66,48 +66,35 @@ pub(super) async fn remove(
 
 /// `PATCH /api/devices/{fingerprint}/access`: what the device may do. Each
 /// field given is one change, applied and recorded in this order: its
-/// permissions (`preset` or `permissions`), `enabled`, `expires_at`.
+/// permissions (`may`), `enabled`, `expires_at`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct AccessBody {
-    preset: Option<Preset>,
-    permissions: Option<Permissions>,
+    may: Option<May>,
     enabled: Option<bool>,
     /// Absent: unchanged; `null`: no end (also renews an expired device).
     #[serde(default, deserialize_with = "present")]
     expires_at: Option<Option<u64>>,
 }
 
-/// A field that is present, `null` included. JSON (and its schema) calls
-/// `1.0` an integer too, so a whole number written with a fraction is taken.
+/// The end of year 9999: the latest `expires_at` taken.
+const LATEST: u64 = 253_402_300_799;
+
+/// A field that is present, `null` included (a whole number, see
+/// [`whole_number`]), no later than [`LATEST`].
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u64>>, D::Error> {
-    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
-        return Ok(Some(None));
-    };
-    let whole = n.as_u64().or_else(|| {
-        n.as_f64()
-            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 9_007_199_254_740_992.0)
-            .map(|f| f as u64)
-    });
-    whole
-        .map(|t| Some(Some(t)))
-        .ok_or_else(|| serde::de::Error::custom(format!("`expires_at` {n} is not Unix seconds")))
+    match whole_number(d)? {
+        Some(t) if t > LATEST => Err(serde::de::Error::custom(format!(
+            "`expires_at` {t} is after the year 9999"
+        ))),
+        at => Ok(Some(at)),
+    }
 }
 
 impl AccessBody {
     /// The changes it asks for, in order.
     fn changes(self) -> Result<Vec<AccessChange>, ApiError> {
-        let permissions = match (self.preset, self.permissions) {
-            (Some(_), Some(_)) => {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    ErrorCode::BadRequest,
-                    "give `preset` or `permissions`, not both",
-                ))
-            }
-            (Some(preset), None) => Some(preset.permissions()),
-            (None, permissions) => permissions,
-        };
+        let permissions = self.may.map(|May(p)| p);
         let changes: Vec<AccessChange> = [
             permissions.map(AccessChange::Permissions),
             self.enabled.map(AccessChange::Enabled),
@@ -120,7 +107,7 @@ impl AccessBody {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 ErrorCode::BadRequest,
-                "nothing to change: give `preset`, `permissions`, `enabled` or `expires_at`",
+                "nothing to change: give `may`, `enabled` or `expires_at`",
             ));
         }
         Ok(changes)

@@ -12,9 +12,9 @@ use punktfunk_certs::audit::{self, Door, Query};
 use punktfunk_certs::gate::RequestEnd;
 use punktfunk_certs::otp::Passphrase;
 use punktfunk_certs::{
-    AccessChange, Actor, AddressKey, AuditError, DisplayName, Entry, Event, Fingerprint, GateError,
-    Label, LinkSecret, Outcome, PendingId, Permissions, Pin, Preset, RegistryError, TrustError,
-    TrustEvent,
+    Access, AccessChange, Actor, AddressKey, AuditError, DisplayName, Entry, Event, Fingerprint,
+    GateError, Label, LinkSecret, May, Outcome, PendingId, Permissions, Pin, RegistryError,
+    TrustError, TrustEvent, Until,
 };
 use punktfunk_native::PairingLink;
 use rand::rngs::OsRng;
@@ -246,6 +246,87 @@ fn optional_json<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> Result<
 #[derive(Deserialize, Default)]
 struct LabelBody {
     label: Option<String>,
+}
+
+/// What a device the console admits may do: the grant picker (approve, a
+/// Moonlight PIN) and a guest invite (arm, a one-time PIN). A preset or a
+/// set of permissions (neither: the host's default), and how long after
+/// pairing its access lasts (absent: no end).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct GrantBody {
+    may: Option<May>,
+    #[serde(default, deserialize_with = "whole_number")]
+    for_s: Option<u64>,
+}
+
+/// A whole number of seconds, `null` included; JSON (and its schema) calls
+/// `1.0` an integer too, so a whole number written with a fraction is taken.
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let whole = n.as_u64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 9_007_199_254_740_992.0)
+            .map(|f| f as u64)
+    });
+    whole
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom(format!("{n} is not a whole number of seconds")))
+}
+
+/// Longest a grant's `for_s` may be: a guest's access is counted in hours
+/// or days (Parsec's invites last at most 5 days); a year is a mistake.
+const MAX_GRANT_SECONDS: u64 = 366 * 86_400;
+
+impl GrantBody {
+    fn access(self, default: Permissions) -> Result<Access, ApiError> {
+        let bad =
+            |message: &str| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message);
+        let permissions = self.may.map_or(default, |May(p)| p);
+        let until = match self.for_s {
+            None => Until::Never,
+            Some(0) => return Err(bad("`for_s` is at least 1 second")),
+            Some(s) if s > MAX_GRANT_SECONDS => {
+                return Err(bad("`for_s` is at most 366 days (31622400 seconds)"))
+            }
+            Some(s) => Until::For(s),
+        };
+        Ok(Access { permissions, until })
+    }
+}
+
+/// An optional JSON body that may name a permission nobody defined: that
+/// is `invalid`, with the names there are; anything else wrong,
+/// `bad_request`.
+fn body_naming_permissions<T: for<'de> Deserialize<'de> + Default>(
+    body: &[u8],
+) -> Result<T, ApiError> {
+    optional_json(body).map_err(permission_named)
+}
+
+/// [`body_naming_permissions`] for a body that must be there.
+fn required_body_naming_permissions<T: for<'de> Deserialize<'de>>(
+    body: &[u8],
+) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadRequest,
+                e.to_string(),
+            )
+        })
+        .map_err(permission_named)
+}
+
+fn permission_named(e: ApiError) -> ApiError {
+    if e.message().contains("is not a permission") {
+        ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::Invalid, e.message())
+    } else {
+        e
+    }
 }
 
 /// A label from the console, cleaned by the one name rule; `None` clears.

@@ -7,6 +7,9 @@ use super::*;
 pub(super) struct OtpBody {
     passphrase: Option<String>,
     name: Option<String>,
+    /// A guest invite for Moonlight: what the device pairing with this
+    /// one-time PIN may do, and for how long.
+    guest: Option<GrantBody>,
 }
 
 /// The host a one-time PIN's link names: where the console was opened,
@@ -45,7 +48,15 @@ pub(super) async fn create_otp(
     state: web::Data<ConsoleState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let OtpBody { passphrase, name } = optional_json(&body)?;
+    let OtpBody {
+        passphrase,
+        name,
+        guest,
+    } = body_naming_permissions(&body)?;
+    let access = match guest {
+        Some(grant) => Some(grant.access(state.trust.default_grant())?),
+        None => None,
+    };
     let bad = |e: punktfunk_certs::otp::OtpError| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -64,7 +75,7 @@ pub(super) async fn create_otp(
     let name = name.as_deref().and_then(DisplayName::sanitize);
     let (otp, entry) = state
         .trust
-        .create_otp(passphrase, name, auth.actor, &mut OsRng);
+        .create_otp_for(passphrase, name, access, auth.actor, &mut OsRng);
     let now = state.trust.now();
     tracing::info!("console: one-time PIN created");
     recorded(entry).await?;

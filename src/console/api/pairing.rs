@@ -82,15 +82,31 @@ pub(super) fn no_native() -> ApiError {
     )
 }
 
+/// `POST /api/pairing/arm`: with `guest`, a guest invite (the device
+/// pairing with this arming gets that grant; the arming lasts 15 min).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ArmBody {
+    guest: Option<GrantBody>,
+}
+
 pub(super) async fn arm(
     auth: Authed,
     req: HttpRequest,
     state: web::Data<ConsoleState>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     if !native_runs(&state) {
         return Err(no_native());
     }
-    let (armed, entry) = state.trust.arm(auth.actor, &mut OsRng);
+    let ArmBody { guest } = body_naming_permissions(&body)?;
+    let (armed, entry) = match guest {
+        Some(grant) => {
+            let access = grant.access(state.trust.default_grant())?;
+            state.trust.invite(access, auth.actor, &mut OsRng)
+        }
+        None => state.trust.arm(auth.actor, &mut OsRng),
+    };
     // After arming: the time left is shown rounded up, so a `now` taken
     // before would show one second too many.
     let now = state.trust.now();
@@ -119,6 +135,15 @@ pub(super) async fn disarm(
     Ok(HttpResponse::Ok().json(Done {}))
 }
 
+/// `POST /api/pending/{id}/approve`: an optional label, and what the
+/// device may do (the grant picker; absent: the host's default).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ApproveBody {
+    label: Option<String>,
+    grant: Option<GrantBody>,
+}
+
 pub(super) async fn approve(
     auth: Authed,
     state: web::Data<ConsoleState>,
@@ -126,9 +151,14 @@ pub(super) async fn approve(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    let label = label(optional_json::<LabelBody>(&body)?.label)?;
+    let body: ApproveBody = body_naming_permissions(&body)?;
+    let label = label(body.label)?;
+    let access = match body.grant {
+        Some(grant) => Some(grant.access(state.trust.default_grant())?),
+        None => None,
+    };
     let trust = state.trust.clone();
-    let device = web::block(move || trust.approve(id, label, auth.actor))
+    let device = web::block(move || trust.approve_as(id, label, access, auth.actor))
         .await
         .map_err(ApiError::internal)?
         .map_err(trust_error)?;
@@ -233,6 +263,8 @@ pub(super) struct PinBody {
     /// Zeroed once parsed, like the [`Pin`] it becomes.
     pin: zeroize::Zeroizing<String>,
     label: Option<String>,
+    /// What the device may do if it pairs (absent: the host's default).
+    grant: Option<GrantBody>,
 }
 
 /// Enters the PIN a Moonlight client shows for request `id`, then answers
@@ -242,20 +274,24 @@ pub(super) async fn enter_pin(
     auth: Authed,
     state: web::Data<ConsoleState>,
     id: web::Path<PendingId>,
-    body: web::Json<PinBody>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    let PinBody { pin, label } = body.into_inner();
+    let PinBody { pin, label, grant } = required_body_naming_permissions(&body)?;
     let pin: Pin = pin
         .trim()
         .parse()
         .map_err(|e: punktfunk_certs::secret::BadPin| gate_error(e.into()))?;
     let label = self::label(label)?;
+    let access = match grant {
+        Some(grant) => Some(grant.access(state.trust.default_grant())?),
+        None => None,
+    };
     // Subscribe before entering the PIN so the outcome cannot slip past.
     let mut events = state.trust.subscribe();
     let entry = state
         .trust
-        .enter_pin(id, pin, label, auth.actor)
+        .enter_pin_for(id, pin, label, access, auth.actor)
         .map_err(gate_error)?;
     recorded(entry).await?;
     let outcome = tokio::time::timeout(

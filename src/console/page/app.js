@@ -710,8 +710,7 @@ function editAccess(fp) {
     if (dialog.returnValue !== "ok") return;
     const body = {};
     const preset = $("access-preset").value;
-    if (preset === "custom") body.permissions = checkedPermissions();
-    else body.preset = preset;
+    body.may = preset === "custom" ? checkedPermissions() : preset;
     const end = chosenEnd();
     if (end !== undefined) body.expires_at = end;
     try {
@@ -791,6 +790,8 @@ const EVENT_WORDS = {
   pairing_stalled: "Asked to pair, then sent nothing",
   renamed: "Renamed",
   revoked: "Removed",
+  invite_created: "Guest invite made",
+  invite_used: "Guest paired with an invite",
   grant_changed: "Access changed",
   disabled: "Disabled",
   enabled: "Enabled",
@@ -1088,6 +1089,25 @@ $("otp-form").addEventListener("submit", async (ev) => {
     await refresh();
     $("otp-cancel").focus();
   } catch (e) { say(e.message, true); }
+});
+
+$("invite-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const guest = { may: $("invite-preset").value, for_s: Number($("invite-for").value) };
+  const words = `${PRESET_NAMES[guest.may]} for ${$("invite-for").selectedOptions[0].textContent} after pairing`;
+  try {
+    if (ev.submitter && ev.submitter.value === "gamestream") {
+      await api("POST", "/api/otp", { guest });
+      await refresh();
+      say(`Guest invite made (${words}): give the guest the one-time PIN and passphrase, or the link.`);
+      $("otp-cancel").focus();
+    } else {
+      await api("POST", "/api/pairing/arm", { guest });
+      await refresh();
+      say(`Guest invite made (${words}): let the guest open the link or scan the QR code.`);
+      $("disarm").focus();
+    }
+  } catch (e) { say(e.message, true); if (e.code === "no_native") refresh(); }
 });
 
 $("otp-cancel").addEventListener("click", async () => {
