@@ -252,77 +252,74 @@ fn shown(row: &DeviceRow) -> String {
 }
 
 pub(crate) fn devices(command: DevicesCommand) -> Result<ExitCode, AdminError> {
-    match command {
-        DevicesCommand::List { json, long, state } => {
-            let dir = existing_dir(&state)?;
-            let list = perform(&dir, Request::List {})?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&list).unwrap_or_default()
-                );
-            } else {
-                print_table(&rows(list)?, long);
-            }
-        }
-        DevicesCommand::Revoke { device, state } => {
-            let dir = existing_dir(&state)?;
-            let removed = row(perform(&dir, Request::Revoke { device })?)?;
-            println!(
+    // Every command but `list` changes one device and says what it is now.
+    type Said = fn(&DeviceRow) -> String;
+    let (state, request, said): (StateDirArg, Request, Said) = match command {
+        DevicesCommand::List { json, long, state } => return list(&state, json, long),
+        DevicesCommand::Revoke { device, state } => (state, Request::Revoke { device }, |r| {
+            format!(
                 "revoked {} {}: it must pair again to connect",
-                removed.fingerprint.grouped(),
-                shown(&removed)
-            );
-        }
+                r.fingerprint.grouped(),
+                shown(r)
+            )
+        }),
         DevicesCommand::Rename {
             device,
             label,
             state,
         } => {
-            let dir = existing_dir(&state)?;
             let label = (!label.trim().is_empty()).then_some(label);
-            let renamed = row(perform(&dir, Request::Rename { device, label })?)?;
-            println!(
-                "renamed {} to {}",
-                renamed.fingerprint.grouped(),
-                shown(&renamed)
-            );
+            (state, Request::Rename { device, label }, |r| {
+                format!("renamed {} to {}", r.fingerprint.grouped(), shown(r))
+            })
         }
         DevicesCommand::Grant {
             device,
             change,
             state,
-        } => {
-            let dir = existing_dir(&state)?;
-            let changed = row(perform(&dir, Request::Grant { device, change })?)?;
-            println!("{} may now: {}", shown(&changed), may(&changed));
-        }
-        DevicesCommand::Disable { device, state } => {
-            let dir = existing_dir(&state)?;
-            let changed = row(perform(&dir, Request::Disable { device })?)?;
-            println!(
+        } => (state, Request::Grant { device, change }, |r| {
+            format!("{} may now: {}", shown(r), may(r))
+        }),
+        DevicesCommand::Disable { device, state } => (state, Request::Disable { device }, |r| {
+            format!(
                 "disabled {}: every door refuses it until you enable it",
-                shown(&changed)
-            );
-        }
-        DevicesCommand::Enable { device, state } => {
-            let dir = existing_dir(&state)?;
-            let changed = row(perform(&dir, Request::Enable { device })?)?;
-            println!("enabled {}", shown(&changed));
-        }
+                shown(r)
+            )
+        }),
+        DevicesCommand::Enable { device, state } => (state, Request::Enable { device }, |r| {
+            format!("enabled {}", shown(r))
+        }),
         DevicesCommand::Expire {
             device,
             when,
             state,
         } => {
-            let dir = existing_dir(&state)?;
             let at = when.unix();
-            let changed = row(perform(&dir, Request::Expire { device, at })?)?;
-            match &changed.expires_at {
-                Some(at) => println!("{}: access until {at}", shown(&changed)),
-                None => println!("{}: access without end", shown(&changed)),
-            }
+            (state, Request::Expire { device, at }, |r| {
+                match &r.expires_at {
+                    Some(at) => format!("{}: access until {at}", shown(r)),
+                    None => format!("{}: access without end", shown(r)),
+                }
+            })
         }
+    };
+    let dir = existing_dir(&state)?;
+    let changed = row(perform(&dir, request)?)?;
+    println!("{}", said(&changed));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `devices list`: a table, or `--json`.
+fn list(state: &StateDirArg, json: bool, long: bool) -> Result<ExitCode, AdminError> {
+    let dir = existing_dir(state)?;
+    let list = perform(&dir, Request::List {})?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&list).unwrap_or_default()
+        );
+    } else {
+        print_table(&rows(list)?, long);
     }
     Ok(ExitCode::SUCCESS)
 }

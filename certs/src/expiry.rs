@@ -21,7 +21,7 @@ use crate::trust::{Actor, Trust};
 
 /// Longest sleep while a device's access is due to end: the wall clock
 /// may be set meanwhile, and the timer must notice.
-const WALL_CLOCK_RECHECK: Duration = Duration::from_secs(60);
+const LONGEST_SLEEP: Duration = Duration::from_secs(60);
 
 impl Trust {
     /// Expires what is due, at each deadline, until the trust service
@@ -90,7 +90,7 @@ impl Trust {
             Some(wait) if !wait.is_zero() => wait,
             _ => Duration::from_secs(1),
         };
-        Some(self.now() + wait.min(WALL_CLOCK_RECHECK))
+        Some(self.now() + wait.min(LONGEST_SLEEP))
     }
 }
 

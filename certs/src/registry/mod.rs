@@ -24,6 +24,13 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
+mod error;
+mod file;
+
+pub use error::{CertificateError, RegistryError, ResolveError, MIN_PREFIX_DIGITS};
+pub use file::{encode, parse, Parsed};
+use file::{serialise, upgrade};
+
 use crate::events::TrustEvent;
 use crate::fingerprint::Fingerprint;
 use crate::fsutil::write_atomic;
@@ -178,154 +185,6 @@ fn pem_certificate_der(pem: &str) -> Option<Vec<u8>> {
         .strip_suffix("-----END CERTIFICATE-----")?;
     let b64: String = body.chars().filter(|c| !c.is_ascii_whitespace()).collect();
     base64::engine::general_purpose::STANDARD.decode(b64).ok()
-}
-
-/// Errors of the registry.
-#[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
-    /// The file exists but cannot be read.
-    #[error("cannot read the trust registry {}: {source}; fix its permissions or restore it from a backup", path.display())]
-    Unreadable {
-        /// The registry file.
-        path: PathBuf,
-        /// The cause.
-        source: io::Error,
-    },
-    /// The file is not a valid registry.
-    #[error("the trust registry {} is corrupt ({reason}); it was left untouched: restore it from a backup, or move it aside to start with no paired devices", path.display())]
-    Corrupt {
-        /// The registry file.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
-    /// The file was written by a newer (or unknown) version.
-    #[error("the trust registry {} has format version {found}, this build reads version {FORMAT_VERSION}; run a newer punktfunk", path.display())]
-    UnknownVersion {
-        /// The registry file.
-        path: PathBuf,
-        /// The version found.
-        found: u64,
-    },
-    /// Writing the new registry failed; nothing changed.
-    #[error("cannot save the trust registry {}: {source}; nothing was changed", path.display())]
-    Write {
-        /// The registry file.
-        path: PathBuf,
-        /// The cause.
-        source: io::Error,
-    },
-    /// No device with this fingerprint.
-    #[error("no paired device has fingerprint {0}")]
-    NotFound(Fingerprint),
-    /// A device's certificate is not acceptable.
-    #[error(transparent)]
-    Certificate(#[from] CertificateError),
-    /// Something that cannot happen did (an invariant of this code broke);
-    /// nothing was changed.
-    #[error("internal error: {0}; nothing was changed, please report this")]
-    Unreachable(&'static str),
-    /// The certificate is already paired through the other front door. A
-    /// device is trusted only at the door it was admitted through, and the
-    /// registry keeps one entry (one door) per certificate, so the second
-    /// door's pairing is refused rather than moving the device.
-    #[error("this certificate is already paired with this host as a {} device; a device is trusted only as what it paired as: remove it in the console first, or give this client its own certificate", paired_at.door_name())]
-    PairedAtOtherDoor {
-        /// The door it is paired at.
-        paired_at: FrontDoor,
-    },
-}
-
-/// What is wrong with a device's certificate.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CertificateError {
-    /// Not a DER X.509 certificate.
-    #[error("the certificate is not valid DER")]
-    NotDer,
-    /// OpenSSL could not write it as PEM.
-    #[error("the certificate cannot be encoded as PEM")]
-    CannotEncode,
-    /// Over [`MAX_CERT_PEM_BYTES`].
-    #[error("the certificate is larger than {MAX_CERT_PEM_BYTES} bytes")]
-    TooLarge,
-    /// Not one PEM `CERTIFICATE` block.
-    #[error("the certificate is not valid PEM")]
-    NotPem,
-    /// The fingerprint stored with it is not its SHA-256.
-    #[error("fingerprint {} does not match its certificate", .0.short())]
-    FingerprintMismatch(Fingerprint),
-}
-
-/// Fewest hex digits [`Registry::resolve`] accepts.
-pub const MIN_PREFIX_DIGITS: usize = 4;
-
-/// Why a fingerprint prefix names no single device.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ResolveError {
-    /// Not hex, or too short or long.
-    #[error(
-        "{0:?} is not a fingerprint or a prefix of one (at least {MIN_PREFIX_DIGITS} hex digits)"
-    )]
-    Invalid(String),
-    /// No paired device has it.
-    #[error(
-        "no paired device has a fingerprint starting with {0}; `punktfunk devices list` shows them"
-    )]
-    Unknown(String),
-    /// More than one device has it.
-    #[error("{prefix} matches {count} devices; give more digits")]
-    Ambiguous {
-        /// What was given.
-        prefix: String,
-        /// How many devices match.
-        count: usize,
-    },
-}
-
-#[derive(Deserialize)]
-struct FileFormat {
-    devices: Vec<Device>,
-}
-
-/// A version 1 file: devices before grants.
-#[derive(Deserialize)]
-struct FileFormatV1 {
-    devices: Vec<DeviceV1>,
-}
-
-/// A device as version 1 stored it.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DeviceV1 {
-    fingerprint: Fingerprint,
-    cert_pem: String,
-    kind: FrontDoor,
-    name: DisplayName,
-    #[serde(default, deserialize_with = "crate::name::deserialize_label")]
-    label: Option<Label>,
-    paired_at: u64,
-    last_seen: Option<u64>,
-    via: Via,
-}
-
-impl From<DeviceV1> for Device {
-    /// Every permission, enabled, no end: what every device had before.
-    fn from(d: DeviceV1) -> Self {
-        Self {
-            fingerprint: d.fingerprint,
-            cert_pem: d.cert_pem,
-            kind: d.kind,
-            name: d.name,
-            label: d.label,
-            paired_at: d.paired_at,
-            last_seen: d.last_seen,
-            via: d.via,
-            permissions: Permissions::ALL,
-            enabled: true,
-            expires_at: None,
-            expired: false,
-        }
-    }
 }
 
 type Snapshot = HashMap<Fingerprint, Arc<Device>>;
@@ -781,25 +640,6 @@ pub(crate) fn seen_recently(d: &Device, now: u64) -> bool {
         .is_some_and(|seen| seen <= now && now - seen < TOUCH_GRANULARITY_S)
 }
 
-/// Rewrites an older registry file at `path` (its contents `old`, parsed as
-/// `devices`) in this version, after keeping a copy of it next to it as
-/// [`V1_COPY_FILE`]: both durable before the host goes on, so a crash
-/// leaves the old file, or the copy and the new one.
-fn upgrade(path: &Path, old: &[u8], devices: &Snapshot) -> Result<(), RegistryError> {
-    let copy = path.with_file_name(V1_COPY_FILE);
-    write_atomic(&copy, old).map_err(|source| RegistryError::Write { path: copy, source })?;
-    let bytes = serialise(devices)?;
-    write_atomic(path, &bytes).map_err(|source| RegistryError::Write {
-        path: path.into(),
-        source,
-    })?;
-    tracing::info!(
-        "trust registry {} upgraded to format version {FORMAT_VERSION}; the old file is kept as {V1_COPY_FILE}",
-        path.display()
-    );
-    Ok(())
-}
-
 /// The soonest unrecorded end of access among `devices` (`u64::MAX`: none).
 fn next_expiry(devices: &Snapshot) -> u64 {
     devices
@@ -808,94 +648,6 @@ fn next_expiry(devices: &Snapshot) -> u64 {
         .filter_map(|d| d.expires_at)
         .min()
         .unwrap_or(u64::MAX)
-}
-
-fn serialise(devices: &Snapshot) -> Result<Vec<u8>, RegistryError> {
-    encode(devices.values().map(|d| d.as_ref()))
-}
-
-/// The registry file's contents for `devices` (the format
-/// `docs/state-and-audit.md` documents): what every write stores, and
-/// what a fixture (the bench, the load generator) writes to start a host
-/// with many devices.
-pub fn encode<'a>(devices: impl Iterator<Item = &'a Device>) -> Result<Vec<u8>, RegistryError> {
-    let mut list: Vec<&Device> = devices.collect();
-    list.sort_by_key(|d| (d.paired_at, d.fingerprint));
-    #[derive(Serialize)]
-    struct Out<'a> {
-        version: u32,
-        devices: Vec<&'a Device>,
-    }
-    let out = Out {
-        version: FORMAT_VERSION,
-        devices: list,
-    };
-    // Plain structs of strings and integers into memory: cannot fail.
-    let mut bytes = serde_json::to_vec_pretty(&out)
-        .map_err(|_| RegistryError::Unreachable("the device list could not be serialised"))?;
-    bytes.push(b'\n');
-    Ok(bytes)
-}
-
-/// Registry file contents, parsed.
-#[derive(Debug)]
-pub struct Parsed {
-    /// The devices, by fingerprint.
-    pub devices: HashMap<Fingerprint, Arc<Device>>,
-    /// The file's format version: [`FORMAT_VERSION`], or 1 (its devices
-    /// then have every permission).
-    pub version: u32,
-}
-
-/// Parses registry file contents (version 1 or [`FORMAT_VERSION`]);
-/// public for the fuzzer and tests.
-pub fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed, RegistryError> {
-    let corrupt = |reason: String| RegistryError::Corrupt {
-        path: path.into(),
-        reason,
-    };
-    // Read the version first so that a newer format is reported as such,
-    // not as a parse error.
-    let value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| corrupt(format!("not JSON: {e}")))?;
-    let version = value
-        .get("version")
-        .and_then(|v| v.as_u64())
-        .ok_or_else(|| corrupt("no format version".into()))?;
-    let list: Vec<Device> = match version {
-        1 => serde_json::from_value::<FileFormatV1>(value)
-            .map_err(|e| corrupt(e.to_string()))?
-            .devices
-            .into_iter()
-            .map(Device::from)
-            .collect(),
-        2 => {
-            serde_json::from_value::<FileFormat>(value)
-                .map_err(|e| corrupt(e.to_string()))?
-                .devices
-        }
-        found => {
-            return Err(RegistryError::UnknownVersion {
-                path: path.into(),
-                found,
-            })
-        }
-    };
-    let mut devices = HashMap::with_capacity(list.len());
-    for device in list {
-        device
-            .validate()
-            .map_err(|e| corrupt(format!("device {}: {e}", device.fingerprint.short())))?;
-        let fp = device.fingerprint;
-        if devices.insert(fp, Arc::new(device)).is_some() {
-            return Err(corrupt(format!("device {} is listed twice", fp.short())));
-        }
-    }
-    Ok(Parsed {
-        devices,
-        // 1 or 2: matched above.
-        version: version as u32,
-    })
 }
 
 #[cfg(test)]

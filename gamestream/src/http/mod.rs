@@ -398,35 +398,17 @@ impl FromRequest for Caller {
             .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
         let peer = req.peer_addr();
         let state = req.app_data::<web::Data<State>>();
-        let grant = match conn.tls {
-            None => {
-                return Either::Left(std::future::ready(Ok(Self {
-                    channel: Channel::Http,
-                    local_ip,
-                    peer,
-                    grant: None,
-                })))
-            }
-            // Only a Moonlight-paired certificate: trust won at the native
-            // door does not count here.
-            Some(cert) => match (cert, state) {
-                (Some(fp), Some(s)) => s.trust.authorize(FrontDoor::Gamestream, &fp),
-                _ => Err(Denied::NotPaired),
-            },
+        let Some(cert) = conn.tls else {
+            return Either::Left(std::future::ready(Ok(Self {
+                channel: Channel::Http,
+                local_ip,
+                peer,
+                grant: None,
+            })));
         };
-        let grant = match grant {
+        let grant = match authorize(cert, state, req.path()) {
             Ok(grant) => grant,
-            Err(Denied::NotPaired) => {
-                return Either::Left(std::future::ready(Err(Refusal(xml::unauthorized(
-                    req.path(),
-                )))))
-            }
-            Err(denied) => {
-                return Either::Left(std::future::ready(Err(Refusal(xml::access_refused(
-                    req.path(),
-                    denied,
-                )))))
-            }
+            Err(refused) => return Either::Left(std::future::ready(Err(refused))),
         };
         let seen = grant.clone();
         let caller = Self {
@@ -445,6 +427,25 @@ impl FromRequest for Caller {
             Ok(caller)
         }))
     }
+}
+
+/// The grant of an HTTPS request's certificate (`None`: it showed none),
+/// or the answer it gets: GFE's 401 if not paired here (only a
+/// Moonlight-paired certificate counts: trust won at the native door does
+/// not), its own 403 if disabled or expired.
+fn authorize(
+    cert: Option<Fingerprint>,
+    state: Option<&web::Data<State>>,
+    path: &str,
+) -> Result<Grant, Refusal> {
+    let answer = match (cert, state) {
+        (Some(fp), Some(s)) => s.trust.authorize(FrontDoor::Gamestream, &fp),
+        _ => Err(Denied::NotPaired),
+    };
+    answer.map_err(|denied| match denied {
+        Denied::NotPaired => Refusal(xml::unauthorized(path)),
+        denied => Refusal(xml::access_refused(path, denied)),
+    })
 }
 
 /// In-process tests have no connection; they put the [`Conn`] a real
