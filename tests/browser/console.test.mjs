@@ -149,12 +149,27 @@ test("a device's access is narrowed, given an end, disabled and enabled from the
     const knock = spawnCli(["connect", nativeAddr, "--client-dir", clientDir, "--name", "Guest Phone", "--wait", "--accept-new-host"]);
     const card = page.locator("#pending li.card[data-kind=native]");
     await card.waitFor({ timeout: 20000 });
+    // The grant picker: the host's default unless chosen (the first device gets Full anyway).
+    assert.equal(await card.locator("select.grant-may").inputValue(), "");
     await card.locator("button.approve").click();
     const row = page.locator("#devices tbody tr");
     await row.waitFor();
     assert.equal(await knock.done, 0, knock.stderr);
     // The host's first device may do everything.
     await page.waitForFunction(() => document.querySelector("#devices .access-words")?.textContent === "Full");
+    // A second device approved as Gamepad only for a day.
+    const second = spawnCli(["connect", nativeAddr, "--client-dir", join(host.dir, "second"), "--name", "Kid's Tablet", "--wait", "--accept-new-host"]);
+    const card2 = page.locator("#pending li.card[data-kind=native]");
+    await card2.waitFor({ timeout: 20000 });
+    await card2.locator("select.grant-may").selectOption("gamepad");
+    await card2.locator("select.grant-for").selectOption("86400");
+    await card2.locator("button.approve").click();
+    assert.equal(await second.done, 0, second.stderr);
+    await page.waitForFunction(() => [...document.querySelectorAll("#devices .access-words")].some((e) => /^Gamepad only · until /.test(e.textContent)));
+    // Removed again, so the rest is about the one device.
+    await page.locator("#devices tbody tr", { hasText: "Kid's Tablet" }).locator("button.remove").click();
+    await page.locator("#confirm-ok").click();
+    await page.waitForFunction(() => document.querySelectorAll("#devices tbody tr").length === 1);
 
     // Disable: the door refuses it with its own answer, and the row says so.
     await row.locator("button.toggle-enabled").click();

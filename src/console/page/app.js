@@ -461,6 +461,34 @@ function renderBlocks() {
   $("blocks-box").hidden = state.blocks.length === 0;
 }
 
+/**
+ * The grant picker of a waiting request: what the device may do if it is
+ * let in, and for how long. `grant()` is the API's `grant`, or undefined for
+ * the host's default.
+ */
+function grantPicker(id) {
+  const mayId = `may-${id}`, forId = `for-${id}`;
+  const may = el("select", { id: mayId, name: "may", class: "grant-may" },
+    el("option", { value: "", text: "The host's default" }),
+    ...Object.keys(PRESETS).map((name) => el("option", { value: name, text: PRESET_NAMES[name] })));
+  const until = el("select", { id: forId, name: "for", class: "grant-for" },
+    el("option", { value: "", text: "No end" }),
+    el("option", { value: "3600", text: "1 hour" }),
+    el("option", { value: "14400", text: "4 hours" }),
+    el("option", { value: "86400", text: "1 day" }));
+  const node = el("div", { class: "row grant" },
+    el("div", {}, el("label", { for: mayId, text: "May" }), may),
+    el("div", {}, el("label", { for: forId, text: "For" }), until));
+  const grant = () => {
+    if (!may.value && !until.value) return undefined;
+    const g = {};
+    if (may.value) g.may = may.value;
+    if (until.value) g.for_s = Number(until.value);
+    return g;
+  };
+  return { node, grant };
+}
+
 function pendingCard(p) {
   const card = el("li", { class: "card", "data-id": p.id, "data-kind": p.kind });
   card.append(
@@ -474,10 +502,11 @@ function pendingCard(p) {
     const label = el("input", { id: labelId, name: "label", maxlength: "64", placeholder: "e.g. Living Room TV" });
     const approve = el("button", { type: "button", class: "approve", text: "Approve" });
     const deny = el("button", { type: "button", class: "secondary deny", text: "Deny" });
+    const picker = grantPicker(p.id);
     approve.addEventListener("click", async () => {
       approve.disabled = deny.disabled = true;
       try {
-        const d = await api("POST", `/api/pending/${p.id}/approve`, { label: label.value.trim() || null });
+        const d = await api("POST", `/api/pending/${p.id}/approve`, { label: label.value.trim() || null, grant: picker.grant() });
         say(`Approved ${d.label || d.name}.`);
         card.remove();
         refresh();
@@ -498,7 +527,7 @@ function pendingCard(p) {
         approve.disabled = deny.disabled = false;
       }
     });
-    card.append(el("div", { class: "row" },
+    card.append(picker.node, el("div", { class: "row" },
       el("div", {}, el("label", { for: labelId, text: "Label (optional)" }), label), approve, deny));
   } else {
     const pinId = `pin-${p.id}`, nameId = `name-${p.id}`;
@@ -506,6 +535,8 @@ function pendingCard(p) {
       maxlength: "4", autocomplete: "off", required: "", size: "6" });
     const label = el("input", { id: nameId, name: "label", maxlength: "64", placeholder: "e.g. Living Room TV" });
     const submit = el("button", { type: "submit", text: "Pair" });
+    const picker = grantPicker(p.id);
+    card.append(picker.node);
     const form = el("form", { class: "row" },
       el("div", {}, el("label", { for: pinId, text: "Type the PIN Moonlight shows" }), pin),
       el("div", {}, el("label", { for: nameId, text: "Name (optional)" }), label),
@@ -520,7 +551,7 @@ function pendingCard(p) {
       card.dataset.hold = "1";
       result.textContent = "Waiting for Moonlight to finish pairing…"; result.className = "result";
       try {
-        const r = await api("POST", `/api/pending/${p.id}/pin`, { pin: pin.value.trim(), label: label.value.trim() || null });
+        const r = await api("POST", `/api/pending/${p.id}/pin`, { pin: pin.value.trim(), label: label.value.trim() || null, grant: picker.grant() });
         const outcome = {
           paired: ["paired", "Paired: this host now trusts the device. Streaming itself is the job of the host's streamer.", "good"],
           pin_rejected: ["pin_rejected", "Wrong PIN: Moonlight did not pair. Start pairing again in Moonlight.", "bad"],
