@@ -48,8 +48,27 @@ impl Trust {
     /// Arms pairing (a new PIN and link secret, the old ones void) for
     /// `by`, with its `pairing_armed` entry.
     pub fn arm(&self, by: Actor, rng: &mut (impl RngCore + CryptoRng)) -> (Armed, Ticket) {
-        let armed = self.gate().arm(self.now(), rng);
-        (armed, self.record(by.entry(Event::PairingArmed)))
+        self.arm_as(None, by, rng)
+    }
+
+    /// [`Trust::arm`], the device it pairs given `access` instead of the
+    /// host's default (the PIN ceremony's grant picker).
+    pub fn arm_as(
+        &self,
+        access: Option<Access>,
+        by: Actor,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> (Armed, Ticket) {
+        let armed = {
+            let mut gate = self.gate();
+            let ttl = gate.config().pin_ttl;
+            gate.arm_for(access, ttl, self.now(), rng)
+        };
+        let mut entry = by.entry(Event::PairingArmed);
+        if let Some(access) = access {
+            entry = entry.detail(format!("the device it pairs: {}", describe_access(access)));
+        }
+        (armed, self.record(entry))
     }
 
     /// Disarms pairing for `by`: its `pairing_disarmed` entry, or `None`

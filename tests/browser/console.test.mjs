@@ -218,9 +218,15 @@ test("a guest invite pairs the reference client once, as Watch for 4 hours", asy
   try {
     const { page, context, problems } = await openConsole(browser, host);
     await login(page, host.password);
-    // The host's first device (the owner's) gets Full whatever an invite says.
+    // The host's first device (the owner's) gets Full whatever is asked.
     const owner = runCli(["pair", "--link", await armedLink(page), "--name", "Owner", "--client-dir", join(host.dir, "owner")]);
     assert.equal(owner.status, 0, owner.stderr);
+    // The PIN ceremony's picker: the next device paired this way may only watch.
+    await page.locator("#may-arm").selectOption("watch");
+    const watcher = runCli(["pair", "--link", await armedLink(page), "--name", "Watcher", "--client-dir", join(host.dir, "watcher")]);
+    assert.equal(watcher.status, 0, watcher.stderr);
+    await page.waitForFunction(() => [...document.querySelectorAll("#devices .access-words")].some((e) => e.textContent === "Watch"));
+    await page.locator("#may-arm").selectOption("");
     await page.locator("#invite-preset").selectOption("watch");
     await page.locator("#invite-for").selectOption("14400");
     await page.locator("#invite-app").click();
@@ -235,6 +241,7 @@ test("a guest invite pairs the reference client once, as Watch for 4 hours", asy
     assert.equal(g.preset, "watch");
     assert.ok(Math.abs(g.expires_at - (Date.now() / 1000 + 4 * 3600)) < 120, `${g.expires_at}`);
     assert.equal(api.devices.find((d) => d.name === "Owner").preset, "full");
+    assert.equal(api.devices.find((d) => d.name === "Watcher").preset, "watch");
     // Single use: the link is spent.
     const again = runCli(["pair", "--link", link, "--name", "Second", "--client-dir", join(host.dir, "second")]);
     assert.notEqual(again.status, 0);

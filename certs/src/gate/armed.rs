@@ -5,6 +5,7 @@ use super::*;
 
 impl Gate {
     /// Arms pairing with a fresh PIN, replacing any armed one.
+    #[cfg(test)]
     pub(crate) fn arm(&mut self, now: Instant, rng: &mut (impl RngCore + CryptoRng)) -> Armed {
         let ttl = self.config.pin_ttl;
         self.arm_for(None, ttl, now, rng)

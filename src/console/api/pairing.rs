@@ -82,11 +82,13 @@ pub(super) fn no_native() -> ApiError {
     )
 }
 
-/// `POST /api/pairing/arm`: with `guest`, a guest invite (the device
-/// pairing with this arming gets that grant; the arming lasts 15 min).
+/// `POST /api/pairing/arm`: with `grant`, what the device it pairs may do
+/// (the PIN ceremony's picker); with `guest`, a guest invite instead (that
+/// grant, and the arming lasts 15 min).
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ArmBody {
+    grant: Option<GrantBody>,
     guest: Option<GrantBody>,
 }
 
@@ -99,13 +101,23 @@ pub(super) async fn arm(
     if !native_runs(&state) {
         return Err(no_native());
     }
-    let ArmBody { guest } = body_naming_permissions(&body)?;
-    let (armed, entry) = match guest {
-        Some(grant) => {
-            let access = grant.access(state.trust.default_grant())?;
-            state.trust.invite(access, auth.actor, &mut OsRng)
+    let ArmBody { grant, guest } = body_naming_permissions(&body)?;
+    let default = state.trust.default_grant();
+    let (armed, entry) = match (grant, guest) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadRequest,
+                "give `grant` (pairing) or `guest` (an invite), not both",
+            ))
         }
-        None => state.trust.arm(auth.actor, &mut OsRng),
+        (None, Some(guest)) => state
+            .trust
+            .invite(guest.access(default)?, auth.actor, &mut OsRng),
+        (grant, None) => {
+            let access = grant.map(|g| g.access(default)).transpose()?;
+            state.trust.arm_as(access, auth.actor, &mut OsRng)
+        }
     };
     // After arming: the time left is shown rounded up, so a `now` taken
     // before would show one second too many.

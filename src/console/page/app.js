@@ -1088,8 +1088,11 @@ $("logout").addEventListener("click", async () => {
   showLogin("Logged out.");
 });
 
+const armPicker = grantPicker("arm");
+$("arm").before(armPicker.node);
+
 $("arm").addEventListener("click", async () => {
-  try { await api("POST", "/api/pairing/arm"); await refresh(); $("disarm").focus(); }
+  try { await api("POST", "/api/pairing/arm", { grant: armPicker.grant() }); await refresh(); $("disarm").focus(); }
   catch (e) { say(e.message, true); if (e.code === "no_native") refresh(); }
 });
 
