@@ -245,7 +245,7 @@ test("a guest invite pairs the reference client once, as Watch for 4 hours", asy
     // Single use: the link is spent.
     const again = runCli(["pair", "--link", link, "--name", "Second", "--client-dir", join(host.dir, "second")]);
     assert.notEqual(again.status, 0);
-    await page.screenshot({ path: join(shots, "console-guest.png") });
+    await page.locator("#devices-section").screenshot({ path: join(shots, "console-guest.png") });
     assert.deepEqual(problems.filter((p) => !p.includes("401")), []);
     await context.close();
   } finally { host.stop(); }
