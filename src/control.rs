@@ -245,7 +245,17 @@ pub(crate) fn apply(trust: &Trust, request: Request) -> Result<serde_json::Value
 /// Binds `control.sock` in `state_dir` (whose lock the caller holds, so any
 /// socket file there is a stale one), private to this user.
 pub(crate) fn bind(state_dir: &Path) -> anyhow::Result<(UnixListener, PathBuf)> {
-    let path = state_dir.join(SOCKET_FILE);
+    bind_private(state_dir, SOCKET_FILE)
+}
+
+/// Binds the socket `name` in `state_dir` (whose lock the caller holds, so
+/// any socket file there is a stale one), private to this user: the
+/// control socket and the streamer's.
+pub(crate) fn bind_private(
+    state_dir: &Path,
+    name: &str,
+) -> anyhow::Result<(UnixListener, PathBuf)> {
+    let path = state_dir.join(name);
     match std::fs::remove_file(&path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => {
             return Err(e).with_context(|| format!("cannot remove the stale {}", path.display()))
@@ -268,13 +278,12 @@ pub(crate) async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let me = rustix::process::geteuid().as_raw();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
-                let uid = stream.peer_cred().map(|c| c.uid()).ok();
-                if uid != Some(me) && uid != Some(0) {
+                let (uid, allowed) = peer_allowed(&stream);
+                if !allowed {
                     tracing::warn!(?uid, "control: refused a peer that is neither this user nor root");
                     let who = uid.map_or("a peer of unknown uid".to_owned(), |u| format!("uid {u}"));
                     tokio::spawn(answer(stream, Reply::Error(OpError::new(
@@ -303,6 +312,14 @@ pub(crate) async fn run(
         }
     }
     let _ = std::fs::remove_file(&path);
+}
+
+/// The peer's user ID, and whether it may use a socket of this host: its
+/// own user, or root (`SO_PEERCRED`).
+pub(crate) fn peer_allowed(stream: &UnixStream) -> (Option<u32>, bool) {
+    let uid = stream.peer_cred().map(|c| c.uid()).ok();
+    let me = rustix::process::geteuid().as_raw();
+    (uid, uid == Some(me) || uid == Some(0))
 }
 
 async fn serve_one(stream: UnixStream, trust: Arc<Trust>) {

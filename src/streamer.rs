@@ -21,7 +21,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use punktfunk_certs::{
     AccessUpdate, Denied, Fingerprint, FrontDoor, Grant, Label, Permissions, Trust,
 };
@@ -137,21 +136,9 @@ fn reply(trust: &Trust, answer: Result<Grant, Denied>) -> Reply {
     }
 }
 
-/// Binds `streamer.sock` in `state_dir` (whose lock the caller holds, so
-/// any socket file there is a stale one), private to this user.
+/// Binds `streamer.sock` in `state_dir`, private to this user.
 pub(crate) fn bind(state_dir: &Path) -> anyhow::Result<(UnixListener, PathBuf)> {
-    let path = state_dir.join(SOCKET_FILE);
-    match std::fs::remove_file(&path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => {
-            return Err(e).with_context(|| format!("cannot remove the stale {}", path.display()))
-        }
-        _ => {}
-    }
-    let listener = UnixListener::bind(&path)
-        .with_context(|| format!("cannot listen on {}", path.display()))?;
-    punktfunk_certs::fsutil::chmod(&path, 0o600)
-        .with_context(|| format!("cannot make {} private", path.display()))?;
-    Ok((listener, path))
+    crate::control::bind_private(state_dir, SOCKET_FILE)
 }
 
 /// Serves the socket until `stop` turns true, then removes it.
@@ -162,15 +149,14 @@ pub(crate) async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let me = rustix::process::geteuid().as_raw();
     // Each connection's copy: a watch ends when the host stops.
     let stopping = stop.clone();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
-                let uid = stream.peer_cred().map(|c| c.uid()).ok();
-                if uid != Some(me) && uid != Some(0) {
+                let (uid, allowed) = crate::control::peer_allowed(&stream);
+                if !allowed {
                     tracing::warn!(?uid, "streamer socket: refused a peer that is neither this user nor root");
                     tokio::spawn(async move {
                         let (_, mut write) = stream.into_split();
