@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use punktfunk_certs::audit::{self, Query, Record};
-use punktfunk_certs::{GateConfig, StateDir, StateDirError, SystemClock, Trust};
+use punktfunk_certs::{GateConfig, Preset, StateDir, StateDirError, SystemClock, Trust};
 
-use crate::control::{self, Asked, DeviceRow, OpError, Request};
+use crate::control::{self, Asked, DeviceRow, InviteReply, OpError, Request};
 use crate::startup::StateDirArg;
 
 #[derive(Debug, Subcommand)]
@@ -135,12 +135,52 @@ fn parse_duration(raw: &str) -> Result<Duration, String> {
     Duration::try_from(signed).map_err(|e| bad(&e))
 }
 
+/// How long a guest invite's access lasts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum GuestTime {
+    For(Duration),
+    FirstSession,
+}
+
+fn parse_guest_time(raw: &str) -> Result<GuestTime, String> {
+    if raw == "session" {
+        return Ok(GuestTime::FirstSession);
+    }
+    parse_duration(raw)
+        .map(GuestTime::For)
+        .map_err(|e| format!("{e}; or `session` (until its first session ends)"))
+}
+
+/// A preset's name.
+fn parse_preset(raw: &str) -> Result<Preset, String> {
+    raw.parse()
+        .map_err(|_| format!("{raw:?} is not a preset (full, play, gamepad, watch)"))
+}
+
 /// An RFC 3339 time as Unix seconds.
 fn parse_time(raw: &str) -> Result<u64, String> {
     let t: jiff::Timestamp = raw.parse().map_err(|e| {
         format!("{raw:?} is not an RFC 3339 time such as 2026-12-24T18:00:00Z: {e}")
     })?;
     u64::try_from(t.as_second()).map_err(|_| format!("{raw:?} is before 1970"))
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InviteArgs {
+    /// What the guest may do: full, play, gamepad or watch [default: the
+    /// host's `default_grant`].
+    #[arg(long, value_name = "PRESET", value_parser = parse_preset)]
+    preset: Option<Preset>,
+    /// How long the guest's access lasts once it paired: e.g. 90m, 4h, 2d;
+    /// or `session`: until its first session ends.
+    #[arg(long = "for", value_name = "DURATION|session", value_parser = parse_guest_time)]
+    duration: GuestTime,
+    /// A one-time PIN, passphrase and `art://` link for Moonlight (Artemis)
+    /// instead of a pairing link for the punktfunk app.
+    #[arg(long)]
+    moonlight: bool,
+    #[command(flatten)]
+    state: StateDirArg,
 }
 
 #[derive(Debug, Args)]
@@ -231,7 +271,7 @@ fn perform(dir: &Path, request: Request) -> Result<serde_json::Value, AdminError
     };
     let trust = Trust::open(dir, GateConfig::default(), Arc::new(SystemClock))
         .map_err(anyhow::Error::from)?;
-    Ok(control::apply(&trust, request)?)
+    Ok(control::apply(&trust, None, request)?)
 }
 
 fn rows(value: serde_json::Value) -> Result<Vec<DeviceRow>, AdminError> {
@@ -326,10 +366,7 @@ fn list(state: &StateDirArg, json: bool, long: bool) -> Result<ExitCode, AdminEr
 
 /// What a device may do, in words: its preset's name, or the list.
 fn may(row: &DeviceRow) -> String {
-    match row.preset {
-        Some(p) => format!("{} ({})", p.title(), row.permissions.describe()),
-        None => row.permissions.describe(),
-    }
+    row.permissions.titled()
 }
 
 /// The ACCESS column: disabled, expired, or the grant and its end.
@@ -339,6 +376,9 @@ fn access(row: &DeviceRow) -> String {
         (false, _, _) => "disabled".into(),
         (true, true, _) => "expired".into(),
         (true, false, Some(at)) => format!("{grant} until {}", crate::show::date(at)),
+        (true, false, None) if row.until_first_session => {
+            format!("{grant} until its session ends")
+        }
         (true, false, None) => grant.into(),
     }
 }
@@ -406,6 +446,76 @@ fn serde_plain(value: &impl serde::Serialize) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default()
+}
+
+/// `punktfunk invite`: a guest invite from the running host, printed with
+/// its QR code.
+pub(crate) fn invite(args: InviteArgs) -> Result<ExitCode, AdminError> {
+    let dir = existing_dir(&args.state)?;
+    let request = Request::Invite {
+        preset: args.preset,
+        for_s: match args.duration {
+            GuestTime::For(d) => Some(d.as_secs()),
+            GuestTime::FirstSession => None,
+        },
+        moonlight: args.moonlight,
+    };
+    let reply: InviteReply = serde_json::from_value(perform(&dir, request)?)
+        .map_err(|e| anyhow::anyhow!("the host's answer is not understood: {e}"))?;
+    let minutes = reply.expires_in_s.div_ceil(60);
+    let mut out = String::new();
+    match &reply.passphrase {
+        None => {
+            out.push_str(&format!(
+                "guest invite for the punktfunk app: {}
+",
+                reply.access
+            ));
+            out.push_str(&format!(
+                "it pairs one device within {minutes} min: scan the QR code or open the link on it
+"
+            ));
+            out.push_str(&format!(
+                "pairing link: {}
+",
+                reply.link
+            ));
+            out.push_str(&crate::show::qr(&reply.link).unwrap_or_default());
+            out.push_str(&format!(
+                "(or type the PIN {} in the app)
+",
+                reply.pin
+            ));
+        }
+        Some(passphrase) => {
+            out.push_str(&format!(
+                "guest invite for Moonlight: {}
+",
+                reply.access
+            ));
+            out.push_str(&format!(
+                "it pairs one device within {minutes} min: in Artemis, scan the QR code or open the link; in another Moonlight, add the host and enter the PIN and passphrase
+"
+            ));
+            out.push_str(&format!(
+                "one-time PIN: {}
+",
+                reply.pin
+            ));
+            out.push_str(&format!(
+                "passphrase: {passphrase}
+"
+            ));
+            out.push_str(&format!(
+                "link: {}
+",
+                reply.link
+            ));
+            out.push_str(&crate::show::qr(&reply.link).unwrap_or_default());
+        }
+    }
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
 }
 
 pub(crate) fn audit(args: AuditArgs) -> Result<ExitCode, AdminError> {
@@ -531,6 +641,7 @@ mod tests {
             enabled: true,
             expires_at: None,
             expired: false,
+            until_first_session: false,
         };
         assert_eq!(access(&row), "Watch");
         assert_eq!(may(&row), "Watch (list apps, view streams)");
@@ -549,5 +660,7 @@ mod tests {
         row.expired = false;
         row.expires_at = None;
         assert_eq!(access(&row), "custom");
+        row.until_first_session = true;
+        assert_eq!(access(&row), "custom until its session ends");
     }
 }

@@ -55,6 +55,10 @@ enum Command {
     },
     /// Print the audit trail: every trust decision, oldest first.
     Audit(crate::admin_cli::AuditArgs),
+    /// Invite a guest: a pairing link (and its QR code) for the punktfunk
+    /// app, or with --moonlight a one-time PIN for Moonlight, that admits
+    /// one device with a preset for a time. Needs the running host.
+    Invite(crate::admin_cli::InviteArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,6 +151,13 @@ impl ServeArgs {
             default_grant: settings
                 .default_grant
                 .unwrap_or(punktfunk_certs::Preset::Play),
+            // `load` checked that it names a group.
+            streamer_group: settings
+                .streamer_group
+                .as_deref()
+                .map(crate::streamer::group_id)
+                .transpose()
+                .map_err(anyhow::Error::msg)?,
             config_file: file,
         })
     }
@@ -261,6 +272,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Pair(args) => crate::native_cli::pair(args),
         Command::Devices { command } => Ok(crate::admin_cli::devices(command)?),
         Command::Audit(args) => Ok(crate::admin_cli::audit(args)?),
+        Command::Invite(args) => Ok(crate::admin_cli::invite(args)?),
         Command::Connect(args) => crate::native_cli::connect(args),
         Command::Console {
             command: ConsoleCommand::SetPassword { state },

@@ -38,6 +38,9 @@ pub(crate) struct FileSettings {
     /// What a newly paired device may do: a preset (the host's first
     /// device may do everything whatever this says).
     pub(crate) default_grant: Option<punktfunk_certs::Preset>,
+    /// A group whose members may use `streamer.sock` too (the streamer's
+    /// user, when it is not the host's): a name or a number.
+    pub(crate) streamer_group: Option<String>,
 }
 
 /// Every key, what it takes (said when a value is refused).
@@ -73,6 +76,10 @@ const KEYS: &[(&str, &str)] = &[
     (
         "default_grant",
         "a preset in quotes: \"full\", \"play\", \"gamepad\" or \"watch\"",
+    ),
+    (
+        "streamer_group",
+        "a group's name or number in quotes, e.g. \"punktfunk-streamer\"",
     ),
 ];
 
@@ -137,9 +144,9 @@ pub(crate) fn load(path: &Path, in_state_dir: bool) -> Result<FileSettings, Conf
             message,
         },
     })?;
-    check(&settings).map_err(|message| ConfigError::Key {
+    check(&settings).map_err(|(key, message)| ConfigError::Key {
         path: path.into(),
-        line: line_of(&text, "advertise"),
+        line: line_of(&text, key),
         message,
     })?;
     Ok(settings)
@@ -195,13 +202,19 @@ pub(crate) fn parse(text: &str) -> Result<FileSettings, Refused> {
     })
 }
 
-/// What a value's type cannot say.
-fn check(settings: &FileSettings) -> Result<(), String> {
+/// What a value's type cannot say: the key, and why.
+fn check(settings: &FileSettings) -> Result<(), (&'static str, String)> {
+    if let Some(group) = &settings.streamer_group {
+        crate::streamer::group_id(group).map_err(|e| ("streamer_group", e))?;
+    }
     for ip in settings.advertise.iter().flatten() {
         if ip.is_unspecified() || !punktfunk_native::is_linkable(*ip) {
-            return Err(format!(
-                "`advertise` cannot hold {ip}: it takes addresses clients can reach (not \
-                 \"::\" or \"0.0.0.0\", not an IPv6 link-local fe80:: address)"
+            return Err((
+                "advertise",
+                format!(
+                    "`advertise` cannot hold {ip}: it takes addresses clients can reach (not \
+                     \"::\" or \"0.0.0.0\", not an IPv6 link-local fe80:: address)"
+                ),
             ));
         }
     }
@@ -295,7 +308,7 @@ mod tests {
         assert!(check(&s).is_ok());
         for bad in ["0.0.0.0", "::", "fe80::1"] {
             let s = parse(&format!("advertise = [\"{bad}\"]")).unwrap();
-            assert!(check(&s).unwrap_err().contains(bad), "{bad}");
+            assert!(check(&s).unwrap_err().1.contains(bad), "{bad}");
         }
         let e = parse("advertise = \"192.168.1.20\"")
             .unwrap_err()
@@ -318,5 +331,18 @@ mod tests {
         assert_eq!(all.bind, Some("::".parse().unwrap()));
         assert_eq!(all.console_port, Some(47990));
         assert_eq!(all.default_grant, Some(punktfunk_certs::Preset::Play));
+        assert_eq!(all.streamer_group.as_deref(), Some("punktfunk-streamer"));
+    }
+
+    #[test]
+    fn a_streamer_group_must_exist() {
+        let s = parse("streamer_group = \"root\"").unwrap();
+        assert!(check(&s).is_ok());
+        let s = parse("streamer_group = \"4242\"").unwrap();
+        assert!(check(&s).is_ok(), "a number needs no name");
+        let s = parse("streamer_group = \"no-such-group-here\"").unwrap();
+        let (key, why) = check(&s).unwrap_err();
+        assert_eq!(key, "streamer_group");
+        assert!(why.contains("no group named"), "{why}");
     }
 }

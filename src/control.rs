@@ -18,11 +18,14 @@
 //! {"op":"enable","device":"PREFIX"}                → {"ok":{device row}}
 //! {"op":"disable","device":"PREFIX"}               → {"ok":{device row}}
 //! {"op":"expire","device":"PREFIX","at":UNIX|null} → {"ok":{device row}}
+//! {"op":"invite","preset":"watch"|null,"for_s":14400|null,"moonlight":false}
+//!                                                  → {"ok":{invite}}
 //!                                                     {"error":{"code","message"}}
 //! ```
 //!
 //! When no host runs, the CLI takes the state dir's lock and runs the same
-//! [`apply`] on the files directly.
+//! [`apply`] on the files directly; an invite needs the running host (its
+//! arming lives in memory, and its link names the doors it listens on).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -31,10 +34,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use punktfunk_certs::audit::rfc3339;
+use punktfunk_certs::otp::Passphrase;
 use punktfunk_certs::{
-    AccessChange, Actor, Device, Fingerprint, FrontDoor, Label, Permissions, Preset, RegistryError,
-    ResolveError, Trust, TrustError, Via,
+    Access, AccessChange, Actor, Device, Fingerprint, FrontDoor, Label, Permissions, Preset,
+    RegistryError, ResolveError, Trust, TrustError, Until, Via,
 };
+use rand::rngs::OsRng;
+
+use crate::console::links::{LinkHost, Links};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -94,7 +101,41 @@ pub(crate) enum Request {
         /// When its access ends.
         at: Option<u64>,
     },
+    /// A guest invite: a pairing link for the punktfunk app, or a one-time
+    /// PIN for Moonlight (`moonlight`), that admits one device with
+    /// `preset` (absent: the host's `default_grant`) for `for_s` seconds
+    /// after it pairs, or (`for_s` null) until its first session ends.
+    /// The invite itself pairs within 15 minutes.
+    Invite {
+        /// `full`, `play`, `gamepad` or `watch`.
+        preset: Option<Preset>,
+        /// How long the guest's access lasts once it paired; `None`: until
+        /// its first session ends.
+        for_s: Option<u64>,
+        /// A one-time PIN for Moonlight instead of an app link.
+        moonlight: bool,
+    },
 }
+
+/// What `invite` answers: what to hand the guest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct InviteReply {
+    /// The pairing link (`punktfunk://pair?…`), or with `moonlight` the
+    /// one-time PIN's `art://` link.
+    pub(crate) link: String,
+    /// The PIN: the arming's (typed in the app instead of the link), or
+    /// the one-time PIN.
+    pub(crate) pin: String,
+    /// The one-time PIN's passphrase (Moonlight only).
+    pub(crate) passphrase: Option<String>,
+    /// What the guest may do and for how long, in words.
+    pub(crate) access: String,
+    /// Seconds the invite still pairs.
+    pub(crate) expires_in_s: u64,
+}
+
+/// Longest guest access an invite gives (as the console's `for_s`).
+pub(crate) const MAX_INVITE_SECONDS: u64 = 366 * 86_400;
 
 /// The answer: `{"ok": …}` or `{"error": {…}}`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -168,6 +209,9 @@ pub(crate) struct DeviceRow {
     pub(crate) expires_at: Option<String>,
     /// Its access has ended.
     pub(crate) expired: bool,
+    /// Its access ends with its first session (the streamer reports it).
+    #[serde(default)]
+    pub(crate) until_first_session: bool,
 }
 
 impl DeviceRow {
@@ -185,12 +229,18 @@ impl DeviceRow {
             enabled: d.enabled,
             expires_at: d.expires_at.map(rfc3339),
             expired: d.is_expired(now),
+            until_first_session: d.until_first_session,
         }
     }
 }
 
-/// Carries a request out against `trust`, as the CLI. Blocks (fsync).
-pub(crate) fn apply(trust: &Trust, request: Request) -> Result<serde_json::Value, OpError> {
+/// Carries a request out against `trust`, as the CLI; `links`: the running
+/// host's (`None` on the files, with no host). Blocks (fsync).
+pub(crate) fn apply(
+    trust: &Trust,
+    links: Option<&Links>,
+    request: Request,
+) -> Result<serde_json::Value, OpError> {
     let now = trust.clock().unix();
     let row = |d: &Device| serde_json::to_value(DeviceRow::new(d, now));
     let change = |device: &str, change: AccessChange| -> Result<Device, OpError> {
@@ -238,8 +288,93 @@ pub(crate) fn apply(trust: &Trust, request: Request) -> Result<serde_json::Value
             };
             row(&trust.rename(&fp, label, Actor::cli())?)
         }
+        Request::Invite {
+            preset,
+            for_s,
+            moonlight,
+        } => {
+            let links = links.ok_or_else(|| {
+                OpError::new(
+                    "no_host",
+                    "no host runs on this state dir: an invite is handed out by the running host; start it (`punktfunk serve --native`)",
+                )
+            })?;
+            serde_json::to_value(invite(trust, links, preset, for_s, moonlight)?)
+        }
     };
     value.map_err(|e| OpError::new("internal", e.to_string()))
+}
+
+/// Makes a guest invite in the running host (see [`Request::Invite`]).
+fn invite(
+    trust: &Trust,
+    links: &Links,
+    preset: Option<Preset>,
+    for_s: Option<u64>,
+    moonlight: bool,
+) -> Result<InviteReply, OpError> {
+    let until = match for_s {
+        None => Until::FirstSession,
+        Some(s) if (1..=MAX_INVITE_SECONDS).contains(&s) => Until::For(s),
+        Some(_) => {
+            return Err(OpError::new(
+                "invalid",
+                "a guest's access lasts between 1 second and 366 days",
+            ))
+        }
+    };
+    let access = Access {
+        permissions: preset.map_or_else(|| trust.default_grant(), Preset::permissions),
+        until,
+    };
+    let addresses = links.addresses(None);
+    let (link, pin, passphrase, expires) = if moonlight {
+        let host = addresses.first().copied().map(LinkHost::Ip).ok_or_else(|| {
+            OpError::new("no_address", "this machine has no LAN address a Moonlight client could reach; pass --bind or --advertise to `serve`")
+        })?;
+        let passphrase = Passphrase::generate(&mut OsRng);
+        let (otp, ticket) =
+            trust.create_otp_for(passphrase, None, Some(access), Actor::cli(), &mut OsRng);
+        ticket
+            .durable_blocking()
+            .map_err(|e| OpError::new("not_recorded", e.to_string()))?;
+        let (link, _) = links
+            .art_link(&host, otp.pin().as_str(), otp.passphrase().as_str())
+            .ok_or_else(not_ready)?;
+        let pass = otp.passphrase().as_str().to_owned();
+        (
+            link,
+            otp.pin().as_str().to_owned(),
+            Some(pass),
+            otp.expires(),
+        )
+    } else {
+        if !links.native_runs() {
+            return Err(OpError::new(
+                "no_native",
+                "the punktfunk app's endpoint is off: start the host with --native, or invite a Moonlight client with --moonlight",
+            ));
+        }
+        let (armed, ticket) = trust.invite(access, Actor::cli(), &mut OsRng);
+        ticket
+            .durable_blocking()
+            .map_err(|e| OpError::new("not_recorded", e.to_string()))?;
+        let link = links
+            .pairing_link(&addresses, &armed.link)
+            .ok_or_else(not_ready)?;
+        (link.to_uri(), armed.pin.to_string(), None, armed.expires)
+    };
+    Ok(InviteReply {
+        link,
+        pin,
+        passphrase,
+        access: access.describe(),
+        expires_in_s: expires.saturating_duration_since(trust.now()).as_secs(),
+    })
+}
+
+fn not_ready() -> OpError {
+    OpError::new("busy", "the host is still starting; try again in a moment")
 }
 
 /// Binds `control.sock` in `state_dir` (whose lock the caller holds, so any
@@ -275,6 +410,7 @@ pub(crate) async fn run(
     listener: UnixListener,
     path: PathBuf,
     trust: Arc<Trust>,
+    links: Arc<Links>,
     mut stop: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -293,10 +429,11 @@ pub(crate) async fn run(
                     continue;
                 }
                 let trust = trust.clone();
+                let links = links.clone();
                 match slots.clone().try_acquire_owned() {
                     Ok(permit) => {
                         tokio::spawn(async move {
-                            serve_one(stream, trust).await;
+                            serve_one(stream, trust, links).await;
                             drop(permit);
                         });
                     }
@@ -322,7 +459,7 @@ pub(crate) fn peer_allowed(stream: &UnixStream) -> (Option<u32>, bool) {
     (uid, uid == Some(me) || uid == Some(0))
 }
 
-async fn serve_one(stream: UnixStream, trust: Arc<Trust>) {
+async fn serve_one(stream: UnixStream, trust: Arc<Trust>, links: Arc<Links>) {
     let (read, write) = stream.into_split();
     let mut line = Vec::new();
     let mut reader = BufReader::new(read).take(MAX_REQUEST as u64 + 1);
@@ -341,7 +478,8 @@ async fn serve_one(stream: UnixStream, trust: Arc<Trust>) {
             Err(e) => Reply::Error(OpError::new("bad_request", e.to_string())),
             Ok(request) => {
                 tracing::info!(?request, "control: request from the CLI");
-                match tokio::task::spawn_blocking(move || apply(&trust, request)).await {
+                let applied = move || apply(&trust, Some(&links), request);
+                match tokio::task::spawn_blocking(applied).await {
                     Ok(Ok(value)) => Reply::Ok(value),
                     Ok(Err(e)) => Reply::Error(e),
                     Err(e) => Reply::Error(OpError::new("internal", e.to_string())),

@@ -45,6 +45,9 @@ pub(crate) struct ServeConfig {
     /// `default_grant` in the settings file: what a new device may do
     /// (the host's first one may do everything whatever this says).
     pub(crate) default_grant: punktfunk_certs::Preset,
+    /// `streamer_group` in the settings file, as a group number: its
+    /// members may use `streamer.sock` too.
+    pub(crate) streamer_group: Option<u32>,
     /// The settings file read, if any.
     pub(crate) config_file: Option<PathBuf>,
 }
@@ -80,7 +83,7 @@ pub(crate) fn serve(config: ServeConfig) -> anyhow::Result<()> {
         host_name,
     } = {
         startup::refuse_other_owner(&config.state_dir)?;
-        HostState::open(&config.state_dir)
+        HostState::open_sharing(&config.state_dir, config.streamer_group)
             .map_err(|e| startup::explain_denied(&config.state_dir, e))?
     };
     trust.set_default_grant(config.default_grant.permissions());
@@ -118,9 +121,14 @@ async fn run(
     // Watch signals before announcing anything, so that a stop request sent
     // right after "ready" is not lost.
     let stop = startup::stop_signal()?;
+    let links = Arc::new(console::links::Links::new(
+        host_name.clone(),
+        host.identity.fingerprint(),
+    ));
     let shared = Shared {
         trust: trust.clone(),
         host: Arc::new(host),
+        links,
         host_name,
         config: config.clone(),
         bound: Default::default(),
@@ -135,7 +143,7 @@ async fn run(
     }
     crate::lan::set_advertised(config.advertise.clone());
     let (_mdns, mdns_said) = start_mdns(&shared);
-    let _ = console_state.reach.set(reach(&shared));
+    let _ = shared.links.reach.set(reach(&shared));
 
     let ticker = startup::spawn_expiry_ticker(trust.clone());
     print!("{}", start_block(&shared, &mdns_said));
@@ -159,14 +167,12 @@ fn console_state(
 ) -> anyhow::Result<web::Data<ConsoleState>> {
     Ok(web::Data::new(ConsoleState {
         trust: shared.trust.clone(),
-        host_name: shared.host_name.clone(),
-        host_fingerprint: shared.host.identity.fingerprint(),
+        links: shared.links.clone(),
         sessions: Sessions::new(password.clone()),
         password,
         limiter: LoginLimiter::default(),
         known: KnownBrowsers::from_host_key(&shared.host.identity.key().private_key_to_der()?),
         open: shared.config.open,
-        reach: std::sync::OnceLock::new(),
     }))
 }
 
@@ -425,6 +431,8 @@ pub(crate) struct Shared {
     pub(crate) trust: Arc<Trust>,
     pub(crate) host: Arc<HostIdentity>,
     pub(crate) host_name: String,
+    /// What the console's and the CLI's links need.
+    pub(crate) links: Arc<console::links::Links>,
     pub(crate) config: ServeConfig,
     bound: std::sync::Mutex<Vec<(Listener, SocketAddr)>>,
 }
@@ -491,6 +499,7 @@ fn start_control(shared: &Shared) -> anyhow::Result<Door> {
             listener,
             path,
             shared.trust.clone(),
+            shared.links.clone(),
             stopped,
         ))],
         shutdown: Some(stop),
@@ -499,7 +508,8 @@ fn start_control(shared: &Shared) -> anyhow::Result<Door> {
 
 /// The streamer's socket (see `crate::streamer`).
 fn start_streamer_socket(shared: &Shared) -> anyhow::Result<Door> {
-    let (listener, path) = crate::streamer::bind(&shared.config.state_dir)?;
+    let group = shared.config.streamer_group;
+    let (listener, path) = crate::streamer::bind(&shared.config.state_dir, group)?;
     tracing::info!("streamer socket: {}", path.display());
     let (stop, stopped) = tokio::sync::watch::channel(false);
     Ok(Door {
@@ -508,6 +518,7 @@ fn start_streamer_socket(shared: &Shared) -> anyhow::Result<Door> {
             listener,
             path,
             shared.trust.clone(),
+            group,
             stopped,
         ))],
         shutdown: Some(stop),

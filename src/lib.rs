@@ -24,7 +24,7 @@ pub mod lan;
 mod mdns;
 mod native_cli;
 mod net;
-mod show;
+pub mod show;
 pub mod startup;
 mod streamer;
 mod tls;

@@ -15,8 +15,8 @@ use anyhow::{bail, Context};
 use clap::Args;
 use punktfunk_certs::secret::BadPin;
 use punktfunk_native::{
-    Client, ClientError, Connected, DisplayName, HostAddr, HostAddrError, HostTrust, LinkError,
-    NewHost, PairingLink, Pin, Status,
+    Client, ClientError, Connected, DisplayName, Grant, HostAddr, HostAddrError, HostTrust,
+    LinkError, NewHost, PairingLink, Pin, Status,
 };
 
 /// Exit code of `connect` when the host answered `approval_pending`.
@@ -169,6 +169,9 @@ pub(crate) fn pair(args: PairArgs) -> anyhow::Result<ExitCode> {
             session.host_name(),
             session.host_fingerprint().grouped()
         );
+        if let Some(grant) = session.grant() {
+            eprintln!("this device may: {}", grant_words(grant));
+        }
         session.close().await;
         Ok::<_, ClientError>(())
     });
@@ -213,20 +216,58 @@ pub(crate) fn connect(args: ConnectArgs) -> anyhow::Result<ExitCode> {
             _ => "trusted",
         }
     );
-    let _ = std::io::stdout().flush();
-    let held = rt.block_on(async {
-        match args.hold {
-            Some(secs) => session.hold(Duration::from_secs(secs)).await,
-            None => {
-                session.close().await;
-                Ok(())
-            }
+    let Some(secs) = args.hold else {
+        if let Some(grant) = session.grant() {
+            eprintln!("this device may: {}", grant_words(grant));
         }
+        rt.block_on(session.close());
+        return Ok(ExitCode::SUCCESS);
+    };
+    // Held: what it may do, then a line per change, as the host says it.
+    let held = rt.block_on(async move {
+        let mut session = session;
+        let until = tokio::time::Instant::now() + Duration::from_secs(secs);
+        let mut grant = session.grant().cloned();
+        while let Some(g) = grant {
+            println!("{}", grant_line(&g));
+            let _ = std::io::stdout().flush();
+            grant = session.next_change(until).await?;
+        }
+        // A host before grants: just hold.
+        session.hold(until - tokio::time::Instant::now()).await
     });
     Ok(match held {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => failure(&e),
     })
+}
+
+/// A grant as `connect --hold` prints it: `grant NAME,NAME[ until UNIX]`
+/// (`-` for no permission).
+fn grant_line(grant: &Grant) -> String {
+    let (names, end) = grant_parts(grant, ",", "-");
+    match end {
+        Some(t) => format!("grant {names} until {t}"),
+        None => format!("grant {names}"),
+    }
+}
+
+/// A grant for people: `list, view; until 2026-12-08 23:00` (local time).
+fn grant_words(grant: &Grant) -> String {
+    match grant_parts(grant, ", ", "nothing") {
+        (names, Some(t)) => format!("{names}; until {}", crate::show::date_unix(t)),
+        (names, None) => format!("{names}; no end"),
+    }
+}
+
+/// The permission names joined with `sep` (`none` for none), and the end.
+fn grant_parts(grant: &Grant, sep: &str, none: &str) -> (String, Option<u64>) {
+    let names = if grant.permissions.is_empty() {
+        none.to_owned()
+    } else {
+        grant.permissions.join(sep)
+    };
+    (names, grant.expires_at)
 }
 
 /// How to treat the host's certificate: held to the one on record, any

@@ -176,14 +176,25 @@ impl HostState {
     /// Locks `dir`, makes its private files private, then loads (or
     /// creates) the identity and opens the trust registry.
     pub fn open(dir: &Path) -> anyhow::Result<Self> {
+        Self::open_sharing(dir, None)
+    }
+
+    /// [`HostState::open`]; with `group` (the streamer's, `streamer_group`)
+    /// the dir is 0710 and that group's: its members may pass through it
+    /// to `streamer.sock`, and read or list nothing.
+    pub(crate) fn open_sharing(dir: &Path, group: Option<u32>) -> anyhow::Result<Self> {
         let state_dir = StateDir::open(dir)?;
         // Before anything is read from them: the host key, the pinned
         // devices and the password hash are for this user only.
-        for (path, old, new) in state_dir.make_private(PRIVATE_FILES)? {
+        let dir_mode = if group.is_some() { 0o710 } else { 0o700 };
+        for (path, old, new) in state_dir.make_private_but(PRIVATE_FILES, dir_mode)? {
             tracing::warn!(
                 "{} was open to other users (mode {old:04o}); changed it to {new:04o}",
                 path.display()
             );
+        }
+        if let Some(gid) = group {
+            share_dir(state_dir.path(), gid)?;
         }
         let host_name = host_name();
         let host = HostIdentity::load_or_create(state_dir.path(), &host_name)?;
@@ -329,6 +340,20 @@ pub enum StateDirUse {
 }
 
 /// A user's name for `sudo -u` (`#UID`, which sudo takes too, without one).
+/// Gives `dir` to `gid` as its group, mode 0710: the group may pass
+/// through to a socket it is given, nothing more.
+fn share_dir(dir: &Path, gid: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::os::unix::fs::chown(dir, None, Some(gid)).with_context(|| {
+        format!(
+            "cannot give {} to the group {gid} (`streamer_group`): the host's user must be a member of it",
+            dir.display()
+        )
+    })?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o710))
+        .with_context(|| format!("cannot make {} 0710", dir.display()))
+}
+
 pub(crate) fn user_name(uid: u32) -> String {
     nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
         .ok()

@@ -5,11 +5,14 @@
 //!
 //! `serve` listens on `streamer.sock` in its state dir (0600 in the 0700
 //! dir) and answers only its own user and root (`SO_PEERCRED`), as the
-//! control socket does. JSON lines:
+//! control socket does; with `streamer_group` in the settings, also that
+//! group's members (the socket 0660 and the dir 0710, both the group's).
+//! JSON lines:
 //!
 //! ```text
 //! {"op":"authorize","fingerprint":FP,"door":"gamestream"}  → {"ok":{access}} | {"error":{code,message}}
 //! {"op":"watch","fingerprint":FP,"door":"native"}          → the same line now, then one per change
+//! {"op":"session_ended","fingerprint":FP,"door":"native"}  → what `authorize` answers after it
 //! ```
 //!
 //! A connection may ask `authorize` any number of times; `watch` is its
@@ -21,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use punktfunk_certs::{
     AccessUpdate, Denied, Fingerprint, FrontDoor, Grant, Label, Permissions, Trust,
 };
@@ -56,6 +60,12 @@ enum Request {
         fingerprint: Fingerprint,
         door: FrontDoor,
     },
+    /// A session (a stream) of this device through this door ended: a
+    /// device admitted until its first session ends loses its access.
+    SessionEnded {
+        fingerprint: Fingerprint,
+        door: FrontDoor,
+    },
 }
 
 /// A line the host writes.
@@ -84,7 +94,7 @@ struct Access {
 /// Why not, or what went wrong.
 #[derive(Debug, Serialize)]
 struct Refused {
-    /// `not_paired`, `disabled`, `expired`; or `bad_request`,
+    /// `not_paired`, `disabled`, `expired`; or `bad_request`, `internal`,
     /// `too_large`, `timeout`, `busy`, `forbidden`.
     code: &'static str,
     message: String,
@@ -137,8 +147,68 @@ fn reply(trust: &Trust, answer: Result<Grant, Denied>) -> Reply {
 }
 
 /// Binds `streamer.sock` in `state_dir`, private to this user.
-pub(crate) fn bind(state_dir: &Path) -> anyhow::Result<(UnixListener, PathBuf)> {
-    crate::control::bind_private(state_dir, SOCKET_FILE)
+pub(crate) fn bind(
+    state_dir: &Path,
+    group: Option<u32>,
+) -> anyhow::Result<(UnixListener, PathBuf)> {
+    let (listener, path) = crate::control::bind_private(state_dir, SOCKET_FILE)?;
+    if let Some(gid) = group {
+        // lchown: the socket itself, never what a link there points at.
+        std::os::unix::fs::lchown(&path, None, Some(gid)).with_context(|| {
+            format!(
+                "cannot give {} to the group {gid} (`streamer_group`)",
+                path.display()
+            )
+        })?;
+        punktfunk_certs::fsutil::chmod(&path, 0o660)
+            .with_context(|| format!("cannot make {} 0660", path.display()))?;
+    }
+    Ok((listener, path))
+}
+
+/// The number of the group `name` names (or is): `streamer_group` in the
+/// settings.
+pub(crate) fn group_id(name: &str) -> Result<u32, String> {
+    if let Ok(gid) = name.parse::<u32>() {
+        return Ok(gid);
+    }
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(group)) => Ok(group.gid.as_raw()),
+        Ok(None) => Err(format!(
+            "`streamer_group`: no group named {name:?} on this machine; create it (`groupadd {name}`) or give its number"
+        )),
+        Err(e) => Err(format!("`streamer_group`: cannot look up {name:?}: {e}")),
+    }
+}
+
+/// Whether the peer may ask: the host's user or root, or, with a group,
+/// a member of it (its primary group, or one of its supplementary groups
+/// as the kernel lists them for its process).
+fn peer_allowed(stream: &UnixStream, group: Option<u32>) -> (Option<u32>, bool) {
+    let (uid, allowed) = crate::control::peer_allowed(stream);
+    if allowed {
+        return (uid, true);
+    }
+    let Some(gid) = group else {
+        return (uid, false);
+    };
+    let Ok(cred) = stream.peer_cred() else {
+        return (uid, false);
+    };
+    let member = cred.gid() == gid
+        || cred
+            .pid()
+            .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+            .is_some_and(|status| in_groups(&status, gid));
+    (uid, member)
+}
+
+/// Whether `/proc/PID/status` text lists `gid` in its `Groups:` line.
+fn in_groups(status: &str, gid: u32) -> bool {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .is_some_and(|groups| groups.split_whitespace().any(|g| g.parse() == Ok(gid)))
 }
 
 /// Serves the socket until `stop` turns true, then removes it.
@@ -146,6 +216,7 @@ pub(crate) async fn run(
     listener: UnixListener,
     path: PathBuf,
     trust: Arc<Trust>,
+    group: Option<u32>,
     mut stop: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -155,12 +226,12 @@ pub(crate) async fn run(
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
-                let (uid, allowed) = crate::control::peer_allowed(&stream);
+                let (uid, allowed) = peer_allowed(&stream, group);
                 if !allowed {
-                    tracing::warn!(?uid, "streamer socket: refused a peer that is neither this user nor root");
+                    tracing::warn!(?uid, "streamer socket: refused a peer that is neither this user, root nor in streamer_group");
                     tokio::spawn(async move {
                         let (_, mut write) = stream.into_split();
-                        let refused = Refused::new("forbidden", "only the host's user (or root) may ask this socket");
+                        let refused = Refused::new("forbidden", "only the host's user, root or a member of the settings' streamer_group may ask this socket");
                         let _ = send(&mut write, &Reply::Error(refused)).await;
                     });
                     continue;
@@ -203,6 +274,22 @@ async fn serve(stream: UnixStream, trust: Arc<Trust>, mut stop: watch::Receiver<
             Request::Authorize { fingerprint, door } => {
                 let answer = trust.authorize(door, &fingerprint);
                 if send(&mut write, &reply(&trust, answer)).await.is_err() {
+                    return;
+                }
+            }
+            Request::SessionEnded { fingerprint, door } => {
+                let ended = {
+                    let trust = trust.clone();
+                    // Durable (fsync) when it ends a device's access.
+                    tokio::task::spawn_blocking(move || trust.session_ended(door, &fingerprint))
+                        .await
+                };
+                let answer = match ended {
+                    Ok(Ok(_)) => reply(&trust, trust.authorize(door, &fingerprint)),
+                    Ok(Err(e)) => Reply::Error(Refused::new("internal", e.to_string())),
+                    Err(e) => Reply::Error(Refused::new("internal", e.to_string())),
+                };
+                if send(&mut write, &answer).await.is_err() {
                     return;
                 }
             }
@@ -271,4 +358,32 @@ async fn send(write: &mut (impl AsyncWrite + Unpin), reply: &Reply) -> io::Resul
     tokio::time::timeout(IO_TIMEOUT, write.write_all(&bytes))
         .await
         .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn supplementary_groups_are_read_from_the_status_line() {
+        let status =
+            "Name:\tstreamer\nUid:\t65534\t65534\t65534\t65534\nGroups:\t44 54321 \nNgid:\t0\n";
+        assert!(in_groups(status, 54321));
+        assert!(in_groups(status, 44));
+        assert!(!in_groups(status, 4432));
+        assert!(!in_groups("Groups:\n", 0), "no groups");
+        assert!(
+            !in_groups("Uid:\t54321\n", 54321),
+            "only the Groups line counts"
+        );
+    }
+
+    #[test]
+    fn a_group_is_a_name_or_a_number() {
+        assert_eq!(group_id("0"), Ok(0));
+        assert_eq!(group_id("root"), Ok(0));
+        assert!(group_id("no-such-group-here")
+            .unwrap_err()
+            .contains("groupadd"));
+    }
 }

@@ -511,3 +511,120 @@ fn approve_and_the_moonlight_pin_take_a_grant_from_the_picker() {
     assert_eq!(stored["preset"], "watch", "{stored}");
     assert_eq!(stored["expires_at"], Value::Null);
 }
+
+/// One line of `punktfunk invite`'s output: the text after `prefix`.
+fn said<'a>(out: &'a str, prefix: &str) -> &'a str {
+    out.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} line in {out}"))
+        .trim()
+}
+
+#[test]
+fn punktfunk_invite_hands_out_a_link_or_a_one_time_pin_that_admits_a_guest() {
+    let host = Host::start(&["--native"]);
+    let console = Console::login(&host);
+    let door = Door::of(&host);
+    let _owner = approved_session(&host, &console, "127.0.0.15", "Owner's PC");
+
+    // For the punktfunk app: a link (and its QR code) that pairs one
+    // device as Gamepad for 4 h.
+    let out = ok(&cli(
+        &host.state_dir,
+        &["invite", "--preset", "gamepad", "--for", "4h"],
+    ));
+    assert!(out.contains("Gamepad only"), "{out}");
+    let link = said(&out, "pairing link: ");
+    assert!(link.starts_with("punktfunk://pair?"), "{out}");
+    assert!(out.contains('█'), "a QR code in the terminal: {out}");
+    let dir = tempfile::tempdir().unwrap();
+    let client_dir = dir.path().join("client");
+    let paired = Command::new(BIN)
+        .args([
+            "pair",
+            "--link",
+            link,
+            "--name",
+            "Guest Phone",
+            "--client-dir",
+        ])
+        .arg(&client_dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(ok(&paired).trim(), "paired");
+    let stderr = String::from_utf8_lossy(&paired.stderr);
+    assert!(
+        stderr.contains("this device may: input_controller, list, view, launch; until "),
+        "{stderr}"
+    );
+    let list: Value =
+        serde_json::from_str(&ok(&cli(&host.state_dir, &["devices", "list", "--json"]))).unwrap();
+    let guest = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "Guest Phone")
+        .unwrap_or_else(|| panic!("{list}"));
+    assert_eq!(guest["preset"], "gamepad", "{guest}");
+    assert!(guest["expires_at"].is_string(), "{guest}");
+    // Single use: the link pairs nobody else.
+    let again = Command::new(BIN)
+        .args(["pair", "--link", link, "--name", "Second", "--client-dir"])
+        .arg(dir.path().join("second"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not_armed"));
+
+    // For Moonlight: a one-time PIN, its passphrase and the art:// link.
+    let out = ok(&cli(
+        &host.state_dir,
+        &["invite", "--preset", "watch", "--for", "90m", "--moonlight"],
+    ));
+    let pin = said(&out, "one-time PIN: ");
+    let passphrase = said(&out, "passphrase: ");
+    let art = said(&out, "link: ");
+    assert!(
+        art.starts_with("art://127.0.0.1:") && art.contains(&format!("pin={pin}")),
+        "{out}"
+    );
+    let moonlight = Device::from("127.0.8.10");
+    let run = moonlight.pair_otp(door, pin, passphrase);
+    assert_eq!(run.next()["result"], "paired");
+    run.wait();
+    let stored = row(&host.state_dir, &moonlight.fingerprint);
+    assert_eq!(stored["preset"], "watch", "{stored}");
+    let names: Vec<String> = events(&host.state_dir)
+        .iter()
+        .filter(|e| e["event"] == "invite_created")
+        .map(|e| e["by"].to_string())
+        .collect();
+    assert_eq!(names.len(), 2, "both invites recorded: {names:?}");
+
+    // Refused clearly: a duration out of bounds, a preset that is none, no
+    // host running.
+    let bad = cli(
+        &host.state_dir,
+        &["invite", "--preset", "admin", "--for", "1h"],
+    );
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("full, play, gamepad, watch"));
+    let bad = cli(&host.state_dir, &["invite", "--for", "400d"]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("366 days"),
+        "{bad:?}"
+    );
+    // A state dir no host runs on (the v1 fixture's, copied).
+    let idle = tempfile::tempdir().unwrap();
+    let idle_state = idle.path().join("state");
+    copy_dir(&Path::new(FIXTURE).join("host"), &idle_state);
+    let stopped = cli(&idle_state, &["invite", "--for", "1h"]);
+    assert!(!stopped.status.success());
+    assert!(
+        String::from_utf8_lossy(&stopped.stderr).contains("no host runs"),
+        "{stopped:?}"
+    );
+}

@@ -145,6 +145,29 @@ fn wait_line(rx: &mpsc::Receiver<String>, prefix: &str, seen: &mut Vec<String>) 
     }
 }
 
+/// `connect ADDR --hold 300` running, past its `trusted`: the child, its
+/// stdout and stderr lines, and the lines seen so far.
+fn held(
+    device: &Device,
+    addr: &str,
+) -> (
+    Child,
+    mpsc::Receiver<String>,
+    mpsc::Receiver<String>,
+    Vec<String>,
+) {
+    let mut child = device
+        .command(&["connect", addr, "--hold", "300"])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let rx = common::lines_of(&mut child);
+    let errors = stderr_lines(&mut child);
+    let mut seen = Vec::new();
+    wait_line(&rx, "trusted", &mut seen);
+    (child, rx, errors, seen)
+}
+
 /// A child's stderr lines, read on a thread.
 fn stderr_lines(child: &mut Child) -> mpsc::Receiver<String> {
     use std::io::BufRead;
@@ -451,15 +474,7 @@ fn revoking_a_device_ends_its_open_session_and_refuses_the_next_connect() {
         .unwrap()
         .to_owned();
 
-    let mut child = ipad
-        .command(&["connect", &addr, "--hold", "300"])
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    let rx = common::lines_of(&mut child);
-    let errors = stderr_lines(&mut child);
-    let mut seen = Vec::new();
-    wait_line(&rx, "trusted", &mut seen);
+    let (mut child, _stdout, errors, mut seen) = held(&ipad, &addr);
 
     let (status, body) = console.send("DELETE", &format!("/api/devices/{fp}"), None);
     assert_eq!(status, 200, "{body}");
@@ -855,4 +870,86 @@ fn connect_to_the_console_port_says_it_speaks_http_not_the_punktfunk_protocol() 
         out.stderr.contains("does not speak TLS") && out.stderr.contains("port 47991"),
         "{out:#?}"
     );
+}
+
+/// Issue 22 § 3 with the reference client: a guest invite's link pairs the
+/// device as Watch for an hour; `connect --hold` prints the grant `welcome`
+/// carried, then each change the host sends while connected, and ends with
+/// `expired` at the time the owner set.
+#[test]
+fn a_link_invite_pairs_a_guest_whose_session_follows_its_grant_to_its_end() {
+    let host = Host::start(&["--native"]);
+    let console = Console::login(&host);
+    let port = port_of(&native_addr(&host));
+    let fp = host_fingerprint(&host.state_dir);
+    // The host's first device gets Full whatever is asked: pair one first.
+    Device::new("owner")
+        .pair(&native_addr(&host), &common::arm(&console))
+        .ok("paired");
+
+    let (status, armed) = console.send(
+        "POST",
+        "/api/pairing/arm",
+        Some(serde_json::json!({"guest": {"may": "watch", "for_s": 3600}})),
+    );
+    assert_eq!(status, 200, "{armed}");
+    let secret = common::link_secret(armed["link"].as_str().unwrap());
+    let guest = Device::new("guest phone");
+    let out = guest.run(&["pair", "--link", &pairing_link(&fp, &secret, &port)]);
+    out.ok("paired");
+    assert!(
+        out.stderr.contains("this device may: list, view; until "),
+        "the grant arrives right after the ceremony: {out:#?}"
+    );
+
+    let (mut child, rx, errors, mut seen) = held(&guest, &format!("127.0.0.1:{port}"));
+    let line = wait_line(&rx, "grant ", &mut seen);
+    let (names, until) = line.split_once(" until ").expect("an end");
+    assert_eq!(names, "list,view", "{seen:?}");
+    let until: u64 = until.parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(until.abs_diff(now + 3600) < 60, "{until} vs {now}");
+
+    let devices = devices(&console);
+    let guest_fp = devices.iter().find(|d| d["name"] == "guest phone").unwrap()["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let access = format!("/api/devices/{guest_fp}/access");
+    let (status, body) = console.send(
+        "PATCH",
+        &access,
+        Some(serde_json::json!({"may": ["list", "view", "input_controller"]})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let line = wait_line(&rx, "grant ", &mut seen);
+    assert_eq!(
+        line,
+        format!("input_controller,list,view until {until}"),
+        "a change arrives while connected"
+    );
+
+    let end_at = now + 3;
+    let (status, body) = console.send(
+        "PATCH",
+        &access,
+        Some(serde_json::json!({"expires_at": end_at})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let line = wait_line(&rx, "grant ", &mut seen);
+    assert_eq!(line, format!("input_controller,list,view until {end_at}"));
+    let line = wait_line(&errors, "error: ", &mut seen);
+    let ended = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    assert!(line.starts_with("expired: "), "{seen:?}");
+    assert!(
+        ended.as_secs_f64() < end_at as f64 + 1.0,
+        "ends within 1 s of the time: {ended:?} vs {end_at}"
+    );
+    let status = wait_timeout(&mut child, Duration::from_secs(10)).expect("client exits");
+    assert!(!status.success());
 }

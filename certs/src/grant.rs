@@ -201,6 +201,15 @@ impl Permissions {
         }
     }
 
+    /// This set for people: its preset's title and what it allows ("Watch
+    /// (list apps, view streams)"), or just what it allows.
+    pub fn titled(self) -> String {
+        match self.preset() {
+            Some(preset) => format!("{} ({})", preset.title(), self.describe()),
+            None => self.describe(),
+        }
+    }
+
     /// The one permission named `name` (its name or short name).
     pub fn named(name: &str) -> Result<Self, UnknownPermission> {
         PERMS
@@ -408,6 +417,21 @@ pub struct Access {
     pub until: Until,
 }
 
+impl Access {
+    /// In the audit trail's and the CLI's words: "Watch (list apps, view
+    /// streams) for 4 h after pairing".
+    pub fn describe(self) -> String {
+        let may = self.permissions.titled();
+        match self.until {
+            Until::Never => may,
+            Until::At(t) => format!("{may} until {}", crate::audit::rfc3339(t)),
+            Until::For(s) if s % 3600 == 0 => format!("{may} for {} h after pairing", s / 3600),
+            Until::For(s) => format!("{may} for {} min after pairing", s.div_ceil(60)),
+            Until::FirstSession => format!("{may} until its first session ends"),
+        }
+    }
+}
+
 /// When an admitted device's access ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Until {
@@ -418,13 +442,17 @@ pub enum Until {
     /// This many seconds after it is admitted (a guest invite's "for 4
     /// hours", counted from when the guest pairs).
     For(u64),
+    /// When its first session ends, as the streamer reports it
+    /// (`Trust::session_ended`): a guest for one game night.
+    FirstSession,
 }
 
 impl Until {
-    /// Unix seconds it ends at, for a device admitted at `now`.
+    /// Unix seconds it ends at, for a device admitted at `now` (`None`: no
+    /// time; [`Until::FirstSession`] ends at an event).
     pub fn at(self, now: u64) -> Option<u64> {
         match self {
-            Until::Never => None,
+            Until::Never | Until::FirstSession => None,
             Until::At(t) => Some(t),
             Until::For(s) => Some(now.saturating_add(s)),
         }
@@ -443,6 +471,9 @@ pub enum AccessChange {
     Expires(Option<u64>),
     /// Its access ended at its time (the expiry timer's change).
     Expired,
+    /// Its first session ended, and with it its access (a device admitted
+    /// [`Until::FirstSession`]).
+    FirstSessionEnded,
 }
 
 #[cfg(test)]

@@ -14,26 +14,11 @@ use rand::{CryptoRng, RngCore};
 
 use crate::audit::{Entry, Event, Ticket};
 use crate::gate::{Armed, Block, GateError, Pending, PendingId, Pin};
+use crate::grant::Access;
 pub use crate::grant::INVITE_TTL;
-use crate::grant::{Access, Until};
 use crate::name::{DisplayName, Label};
 use crate::otp::{OneTimePin, Passphrase};
 use crate::trust::{Actor, Trust};
-
-/// A guest's access in the audit trail's words: "Watch (list apps, view
-/// streams) for 4 h".
-pub(crate) fn describe_access(access: Access) -> String {
-    let may = match access.permissions.preset() {
-        Some(preset) => format!("{} ({})", preset.title(), access.permissions.describe()),
-        None => access.permissions.describe(),
-    };
-    match access.until {
-        Until::Never => may,
-        Until::At(t) => format!("{may} until {}", crate::audit::rfc3339(t)),
-        Until::For(s) if s % 3600 == 0 => format!("{may} for {} h after pairing", s / 3600),
-        Until::For(s) => format!("{may} for {} min after pairing", s.div_ceil(60)),
-    }
-}
 
 /// Requests an operator dismissed at once (all, or one address's).
 #[derive(Debug)]
@@ -66,7 +51,7 @@ impl Trust {
         };
         let mut entry = by.entry(Event::PairingArmed);
         if let Some(access) = access {
-            entry = entry.detail(format!("the device it pairs: {}", describe_access(access)));
+            entry = entry.detail(format!("the device it pairs: {}", access.describe()));
         }
         (armed, self.record(entry))
     }
@@ -164,7 +149,7 @@ impl Trust {
             Some(access) => {
                 words.push(format!(
                     "a one-time PIN for Moonlight: {}",
-                    describe_access(access)
+                    access.describe()
                 ));
                 by.entry(Event::InviteCreated)
             }
@@ -190,7 +175,7 @@ impl Trust {
             .arm_for(Some(access), INVITE_TTL, self.now(), rng);
         let entry = by.entry(Event::InviteCreated).detail(format!(
             "a pairing link for the punktfunk app: {}",
-            describe_access(access)
+            access.describe()
         ));
         (armed, self.record(entry))
     }

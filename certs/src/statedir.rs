@@ -93,9 +93,20 @@ impl StateDir {
     /// to others is an error: it would expose the host key, the pinned
     /// devices or the password hash.
     pub fn make_private(&self, files: &[&str]) -> Result<Vec<(PathBuf, u32, u32)>, StateDirError> {
+        self.make_private_but(files, 0o700)
+    }
+
+    /// [`StateDir::make_private`], the dir allowed `dir_mode` (0700, or
+    /// 0710 when a group may reach a socket in it: the streamer's group
+    /// may then pass through the dir, never list or read it).
+    pub fn make_private_but(
+        &self,
+        files: &[&str],
+        dir_mode: u32,
+    ) -> Result<Vec<(PathBuf, u32, u32)>, StateDirError> {
         let mut changed = Vec::new();
-        if let Some(old) = tighten_dir(&self.path, 0o700)? {
-            changed.push((self.path.clone(), old, 0o700));
+        if let Some(old) = tighten_dir(&self.path, dir_mode)? {
+            changed.push((self.path.clone(), old, dir_mode));
         }
         for path in files.iter().map(|f| self.path.join(f)) {
             if let Some(old) = tighten(&path, 0o600)? {
@@ -154,7 +165,8 @@ fn tighten_dir(path: &Path, want: u32) -> Result<Option<u32>, StateDirError> {
             })
         }
     };
-    if mode & 0o077 == 0 {
+    // Only what `want` does not allow counts: 0710 keeps its group's x.
+    if mode & 0o077 & !want == 0 {
         return Ok(None);
     }
     fs::set_permissions(path, fs::Permissions::from_mode(want)).map_err(|source| {
@@ -219,6 +231,30 @@ mod tests {
         assert_eq!(mode(&p), 0o700);
         assert_eq!(mode(&p.join("secret")), 0o600);
         assert!(state.make_private(&["secret"]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_dir_shared_with_a_group_keeps_only_its_x_bit() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("state");
+        let state = StateDir::open(&p).unwrap();
+        let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o710)).unwrap();
+        assert!(state.make_private_but(&[], 0o710).unwrap().is_empty());
+        assert_eq!(mode(&p), 0o710);
+        // Group read (a listing) is more than the streamer's group needs.
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o750)).unwrap();
+        assert_eq!(
+            state.make_private_but(&[], 0o710).unwrap(),
+            vec![(p.clone(), 0o750, 0o710)]
+        );
+        // Without the group, its x bit goes too.
+        assert_eq!(
+            state.make_private(&[]).unwrap(),
+            vec![(p.clone(), 0o710, 0o700)]
+        );
+        assert_eq!(mode(&p), 0o700);
     }
 
     #[test]

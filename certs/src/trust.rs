@@ -30,7 +30,8 @@ use crate::gate::{Gate, GateConfig, GateError, Needs, Pending, PendingId, Reques
 use crate::grant::{Access, AccessChange, Permissions, Preset};
 use crate::name::Label;
 use crate::registry::{
-    Device, Devices, Registry, RegistryError, Via, FORMAT_VERSION, REGISTRY_FILE, V1_COPY_FILE,
+    Device, Devices, FrontDoor, Registry, RegistryError, Via, FORMAT_VERSION, REGISTRY_FILE,
+    V1_COPY_FILE,
 };
 
 /// Where the service reads time from; tests inject a fake one.
@@ -538,7 +539,7 @@ impl Trust {
         let entry = match change {
             AccessChange::Permissions(p) => by
                 .entry(Event::GrantChanged)
-                .detail(format!("may: {}", describe(p))),
+                .detail(format!("may: {}", p.titled())),
             AccessChange::Enabled(true) => by.entry(Event::Enabled),
             AccessChange::Enabled(false) => by.entry(Event::Disabled),
             AccessChange::Expires(Some(at)) => by
@@ -548,18 +549,34 @@ impl Trust {
                 by.entry(Event::GrantChanged).detail("access without end")
             }
             AccessChange::Expired => Entry::new(Event::AccessExpired, Door::Host),
+            AccessChange::FirstSessionEnded => {
+                Entry::new(Event::AccessExpired, Door::Host).detail("its first session ended")
+            }
         };
         self.record(entry.device(&device)).durable_blocking()?;
         Ok(device)
     }
 }
 
-/// A set of permissions as the audit trail says it: the preset's name, or
-/// the list.
-fn describe(p: Permissions) -> String {
-    match p.preset() {
-        Some(preset) => format!("{} ({})", preset.title(), p.describe()),
-        None => p.describe(),
+impl Trust {
+    /// The streamer reports that a session (a stream) of device `fp`
+    /// through `door` ended. A device admitted until its first session
+    /// ends loses its access now (`access_expired`, and its doors and
+    /// watches hear it at once); for any other device this changes
+    /// nothing. The device as it is now, if `door` lists it.
+    pub fn session_ended(
+        &self,
+        door: FrontDoor,
+        fp: &Fingerprint,
+    ) -> Result<Option<Device>, TrustError> {
+        let Some(device) = self.registry.get(fp).filter(|d| d.kind == door) else {
+            return Ok(None);
+        };
+        if !device.until_first_session || device.expired {
+            return Ok(Some(device.as_ref().clone()));
+        }
+        let changed = self.change_access(fp, AccessChange::FirstSessionEnded, Actor::host())?;
+        Ok(Some(changed))
     }
 }
 

@@ -1,8 +1,9 @@
 //! The host connection core (docs/native-protocol.md § 7.1) driven by an
 //! arbitrary sequence of inputs — messages of every type with arbitrary
 //! contents, SPAKE2 messages of a real client, read failures, timeouts,
-//! facts and effect results in any order: never panics, nothing follows
-//! `Close`, the PIN is taken at most once and reported at most once.
+//! facts, effect results and grant changes in any order: never panics,
+//! nothing follows `Close`, the PIN is taken at most once and reported at
+//! most once, and only a client that offered `grant` is sent one.
 #![no_main]
 
 use std::time::{Duration, Instant};
@@ -14,8 +15,8 @@ use punktfunk_native::connection::{
 };
 use punktfunk_native::message::{Confirm, Pake, PAKE_MSG_LEN};
 use punktfunk_native::{
-    handshake, ChannelBinding, ClientPairing, Decision, DisplayName, ErrorCode, Exporter, Intent,
-    Message, Pin, UnknownDevices, EXPORTER_LEN,
+    handshake, ChannelBinding, ClientPairing, Decision, DisplayName, ErrorCode, Exporter, Features,
+    Grant, Intent, Message, Pin, UnknownDevices, EXPORTER_LEN,
 };
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -43,9 +44,9 @@ impl Bytes<'_> {
 struct Facts(u8);
 
 impl HelloFacts for Facts {
-    fn authorize(&mut self) -> Result<(), Denied> {
+    fn authorize(&mut self) -> Result<Grant, Denied> {
         match (self.0 & 1 != 0, self.0 & 0x18) {
-            (true, _) => Ok(()),
+            (true, _) => Ok(grant(self.0)),
             (false, 0x08) => Err(Denied::Disabled),
             (false, 0x10) => Err(Denied::Expired),
             (false, _) => Err(Denied::NotPaired),
@@ -69,16 +70,34 @@ fn pin(b: u8) -> Pin {
         .expect("4 digits")
 }
 
+/// One of a few grants, picked by `b`.
+fn grant(b: u8) -> Grant {
+    let names = ["list", "view", "launch", "input_kbd"];
+    Grant {
+        permissions: names
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| b >> i & 1 != 0)
+            .map(|(_, n)| (*n).to_owned())
+            .collect(),
+        expires_at: (b & 0x80 != 0).then_some(u64::from(b) * 1000),
+    }
+}
+
 fn message(input: &mut Bytes) -> Message {
-    match input.byte() % 9 {
-        0 => handshake::hello(
-            name(),
-            if input.byte() & 1 == 0 {
-                Intent::Connect
-            } else {
-                Intent::Pair
-            },
-        ),
+    match input.byte() % 10 {
+        0 => {
+            let b = input.byte();
+            handshake::hello_offering(
+                name(),
+                if b & 1 == 0 {
+                    Intent::Connect
+                } else {
+                    Intent::Pair
+                },
+                Features { grant: b & 2 != 0 },
+            )
+        }
         1 => Message::Ping,
         2 => Message::Pong,
         3 => Message::Pake(Pake {
@@ -92,6 +111,7 @@ fn message(input: &mut Bytes) -> Message {
             name(),
             Fingerprint::from_bytes([1; 32]),
         ),
+        8 => Message::Grant(grant(input.byte())),
         _ => match Message::decode(&input.array::<24>()) {
             Ok(m) => m,
             Err(_) => Message::Ping,
@@ -125,9 +145,16 @@ fuzz_target!(|data: &[u8]| {
         now,
     );
     let (mut closed, mut takes, mut reports) = (false, 0, 0);
+    let mut offered = false;
     while !input.0.is_empty() {
-        match input.byte() % 14 {
-            0 => c.on_hello(message(&mut input), &mut Facts(input.byte()), now),
+        match input.byte() % 15 {
+            0 => {
+                let msg = message(&mut input);
+                if c.wants_hello() {
+                    offered = matches!(&msg, Message::Hello(h) if h.features.grant);
+                }
+                c.on_hello(msg, &mut Facts(input.byte()), now)
+            }
             1 | 2 => c.on_message(message(&mut input), now),
             3 => {
                 // A real client's SPAKE2 message with a PIN the host may share.
@@ -152,7 +179,7 @@ fuzz_target!(|data: &[u8]| {
             }
             6 => c.on_stored(
                 if input.byte() & 1 == 0 {
-                    Ok(())
+                    Ok(grant(input.byte()))
                 } else {
                     Err(None)
                 },
@@ -183,7 +210,12 @@ fuzz_target!(|data: &[u8]| {
                 ]
                 .get(usize::from(input.byte() % 5))
                 .copied();
-                c.on_request_ended(outcome, input.byte() & 1 == 0, now);
+                let access = if input.byte() & 1 == 0 {
+                    Ok(grant(input.byte()))
+                } else {
+                    Err(Denied::NotPaired)
+                };
+                c.on_request_ended(outcome, access, now);
             }
             10 => c.on_device_removed(if input.byte() & 1 == 0 {
                 &client
@@ -197,6 +229,10 @@ fuzz_target!(|data: &[u8]| {
                     [Denied::NotPaired, Denied::Disabled, Denied::Expired][usize::from(b % 3)];
                 c.on_access_ended(if b & 4 == 0 { &client } else { &host }, denied);
             }
+            13 => {
+                let b = input.byte();
+                c.on_grant_changed(if b & 1 == 0 { &client } else { &host }, grant(b));
+            }
             _ => {
                 let _ = c.poll_timeout();
                 let _ = c.waiting_on();
@@ -208,6 +244,9 @@ fuzz_target!(|data: &[u8]| {
                 Action::Close => closed = true,
                 Action::Effect(Effect::TakePin(_)) => takes += 1,
                 Action::Effect(Effect::ReportPin(_)) => reports += 1,
+                Action::Send(Message::Grant(_)) => {
+                    assert!(offered, "a grant to a client that did not offer it")
+                }
                 _ => {}
             }
         }

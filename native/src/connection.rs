@@ -22,8 +22,14 @@
 //!                     ▶ Storing ─ confirm{cB} ──────────────────────────▶ Session
 //!                     AwaitPake ─ silence, EOF ─ RecordStall, close
 //! Session: ping → pong; its device removed → error{revoked}, close;
-//!          disabled → error{disabled}, expired → error{expired}, close
+//!          disabled → error{disabled}, expired → error{expired}, close;
+//!          its grant changed → grant (to a client that speaks `grant`)
 //! ```
+//!
+//! A client that offers the `grant` feature (§ 4.1) learns its grant in
+//! every way a session opens: in `welcome{trusted|open}`, or in a `grant`
+//! message right after `confirm{cB}` or `decision{approved}`; and again
+//! each time it changes (§ 4.9).
 //!
 //! The core keeps the promises that span several steps: the PIN (or the
 //! link's secret) is taken when `pake` arrives and never earlier (§ 6.5),
@@ -44,7 +50,10 @@ use punktfunk_certs::{Claimant, Denied, Fingerprint, PendingId, Refusal, Request
 use rand_core::{CryptoRng, RngCore};
 
 use crate::handshake::{self, HandshakeError};
-use crate::message::{Decision, DisplayName, ErrorCode, Hello, Intent, Message, Pake, Status};
+use crate::message::{
+    Decision, DisplayName, ErrorCode, Features, Grant, Hello, Intent, Message, Pake, Status,
+    Welcome,
+};
 use crate::pairing::{ChannelBinding, Exporter, HostAwaitingStore, HostEffect, HostPairing};
 use crate::timeouts;
 
@@ -135,6 +144,10 @@ pub struct HostConnection {
     pin_taken: bool,
     /// The connection holds a place among those waiting to pair.
     pairing: bool,
+    /// The features both sides speak, from `hello` on (§ 4.1).
+    features: Features,
+    /// The grant the client last heard of, in `welcome` or `grant`.
+    told: Option<Grant>,
     /// [`Action::Close`] was queued; the core takes no more input.
     closed: bool,
     actions: VecDeque<Action>,
@@ -162,6 +175,8 @@ impl HostConnection {
             },
             pin_taken: false,
             pairing: false,
+            features: Features::default(),
+            told: None,
             closed: false,
             actions: VecDeque::new(),
         }
@@ -215,20 +230,23 @@ impl HostConnection {
             return self.on_message(msg, now);
         }
         match handshake::read_hello(msg) {
-            Ok(hello) => match hello.intent {
-                Intent::Connect => self.connect(hello, facts, now),
-                Intent::Pair => self.pair(hello, false, facts, now),
-                Intent::PairLink => self.pair(hello, true, facts, now),
-            },
+            Ok(hello) => {
+                self.features = hello.features.both(Features::ALL);
+                match hello.intent {
+                    Intent::Connect => self.connect(hello, facts, now),
+                    Intent::Pair => self.pair(hello, false, facts, now),
+                    Intent::PairLink => self.pair(hello, true, facts, now),
+                }
+            }
             Err(e) => self.close_with(e.to_message()),
         }
     }
 
     fn connect(&mut self, hello: Hello, facts: &mut impl HelloFacts, now: Instant) {
         match facts.authorize() {
-            Ok(()) => {
+            Ok(grant) => {
                 self.effect(Effect::Touch);
-                return self.welcome(Status::Trusted, session(now));
+                return self.welcome(Status::Trusted, Some(grant), session(now));
             }
             // Paired, and refused for now: its own answer, never a knock.
             Err(denied @ (Denied::Disabled | Denied::Expired)) => {
@@ -276,7 +294,7 @@ impl HostConnection {
             link,
             deadline: now + timeouts::HOST_PAIRING_STEP,
         };
-        self.welcome(Status::Pairing, next);
+        self.welcome(Status::Pairing, None, next);
     }
 
     /// A message after `hello`.
@@ -405,19 +423,23 @@ impl HostConnection {
         }
     }
 
-    /// The result of [`Effect::Store`]: `Ok` if the device is durably
-    /// stored, else why not (sent to the client with `error{internal}`;
-    /// `None`: a fault the client can do nothing about).
-    pub fn on_stored(&mut self, stored: Result<(), Option<String>>, now: Instant) {
+    /// The result of [`Effect::Store`]: the grant the device was stored
+    /// with, if it is durably stored, else why not (sent to the client
+    /// with `error{internal}`; `None`: a fault the client can do nothing
+    /// about).
+    pub fn on_stored(&mut self, stored: Result<Grant, Option<String>>, now: Instant) {
         let State::Storing(after) = std::mem::replace(&mut self.state, State::Closed) else {
             return;
         };
-        if let Err(why) = stored {
-            let why = why.unwrap_or_else(|| CANNOT_STORE.to_owned());
-            return self.refuse(ErrorCode::Internal, &why);
-        }
+        let grant = match stored {
+            Ok(grant) => grant,
+            Err(why) => {
+                let why = why.unwrap_or_else(|| CANNOT_STORE.to_owned());
+                return self.refuse(ErrorCode::Internal, &why);
+            }
+        };
         match after {
-            AfterStore::Open => self.welcome(Status::Open, session(now)),
+            AfterStore::Open => self.welcome(Status::Open, Some(grant), session(now)),
             AfterStore::Paired {
                 awaiting,
                 fingerprint,
@@ -427,6 +449,7 @@ impl HostConnection {
                 self.leave_pairing();
                 self.send(awaiting.stored());
                 self.state = session(now);
+                self.tell_grant(grant);
             }
         }
     }
@@ -446,7 +469,7 @@ impl HostConnection {
                     id,
                     idle: now + timeouts::SESSION_IDLE,
                 };
-                self.welcome(Status::ApprovalPending, next);
+                self.welcome(Status::ApprovalPending, None, next);
             }
             Err(e @ Refusal::Busy(_)) => self.refuse(ErrorCode::PairingBusy, &e.to_string()),
             Err(Refusal::NoOneTimePin(_) | Refusal::Fault(_)) => {
@@ -492,9 +515,14 @@ impl HostConnection {
     }
 
     /// The request this connection waits on ended (`None`: its outcome is
-    /// forgotten, or the host is stopping). `trusted`: whether the registry
-    /// lists the client now.
-    pub fn on_request_ended(&mut self, outcome: Option<RequestEnd>, trusted: bool, now: Instant) {
+    /// forgotten, or the host is stopping). `access`: what the client may
+    /// do now (`Trust::authorize`).
+    pub fn on_request_ended(
+        &mut self,
+        outcome: Option<RequestEnd>,
+        access: Result<Grant, Denied>,
+        now: Instant,
+    ) {
         if !matches!(self.state, State::AwaitDecision { .. }) {
             return;
         }
@@ -513,10 +541,12 @@ impl HostConnection {
         self.send(Message::Decision(decision));
         // Trust::approve stores the device before ending the request; a
         // revocation since then wins.
-        if decision == Decision::Approved && trusted {
-            self.state = session(now);
-        } else {
-            self.close_with(None);
+        match access {
+            Ok(grant) if decision == Decision::Approved => {
+                self.state = session(now);
+                self.tell_grant(grant);
+            }
+            _ => self.close_with(None),
         }
     }
 
@@ -546,6 +576,15 @@ impl HostConnection {
         self.close_with(Some(Message::error(code, message)));
     }
 
+    /// What the device with `fingerprint` may do changed and it may still
+    /// connect: an open session whose client speaks `grant` hears the new
+    /// grant (§ 4.9), once per change.
+    pub fn on_grant_changed(&mut self, fingerprint: &Fingerprint, grant: Grant) {
+        if *fingerprint == self.peer.fingerprint && matches!(self.state, State::Session { .. }) {
+            self.tell_grant(grant);
+        }
+    }
+
     /// The trust service stopped: nothing more can be decided.
     pub fn on_trust_stopped(&mut self) {
         if matches!(
@@ -571,14 +610,26 @@ impl HostConnection {
         }
     }
 
-    /// Sends `welcome{status}` and moves on to `next`.
-    fn welcome(&mut self, status: Status, next: State) {
-        self.send(handshake::welcome(
+    /// Sends `welcome{status}` (with the grant of a session it opens) and
+    /// moves on to `next`.
+    fn welcome(&mut self, status: Status, grant: Option<Grant>, next: State) {
+        self.told.clone_from(&grant);
+        self.send(Message::Welcome(Welcome {
             status,
-            self.host.name.clone(),
-            self.host.fingerprint,
-        ));
+            host_name: self.host.name.clone(),
+            host_fingerprint: self.host.fingerprint,
+            features: self.features,
+            grant,
+        }));
         self.state = next;
+    }
+
+    /// Sends `grant` to a client that speaks it, unless it heard this one.
+    fn tell_grant(&mut self, grant: Grant) {
+        if self.features.grant && self.told.as_ref() != Some(&grant) {
+            self.told = Some(grant.clone());
+            self.send(Message::Grant(grant));
+        }
     }
 
     /// A pairing step failed after the PIN was taken: the PIN is spent and

@@ -41,7 +41,7 @@ use tokio_openssl::SslStream;
 pub use crate::connection::UnknownDevices;
 use crate::connection::{Action, Effect, HelloFacts, HostConnection, HostSide};
 use crate::io::{self as frame_io, FrameReader, ReadError};
-use crate::message::{DisplayName, Message};
+use crate::message::{DisplayName, Grant as WireGrant, Message};
 use crate::pairing::{Exporter, EXPORTER_LABEL};
 use crate::timeouts;
 
@@ -368,8 +368,7 @@ impl Conn {
                     }
                 }
                 Input::Request(RequestUpdate::Ended(outcome)) => {
-                    let trusted = self.authorize().is_ok();
-                    core.on_request_ended(outcome, trusted, now);
+                    core.on_request_ended(outcome, self.authorize(), now);
                 }
                 // Knocks need approval, not a PIN.
                 Input::Request(RequestUpdate::PinEntered) => {}
@@ -379,15 +378,11 @@ impl Conn {
                 Input::Trust(Ok(TrustEvent::AccessChanged { fingerprint }))
                     if fingerprint == self.fp =>
                 {
-                    if let Err(denied) = self.authorize() {
-                        core.on_access_ended(&fingerprint, denied);
-                    }
+                    self.access_changed(&mut core);
                 }
                 Input::Trust(Ok(_)) => {}
                 Input::Trust(Err(broadcast::error::RecvError::Lagged(_))) => {
-                    if let Err(denied) = self.authorize() {
-                        core.on_access_ended(&self.fp, denied);
-                    }
+                    self.access_changed(&mut core);
                 }
                 Input::Trust(Err(broadcast::error::RecvError::Closed)) => core.on_trust_stopped(),
                 Input::Timeout => core.on_timeout(now),
@@ -465,7 +460,11 @@ impl Conn {
         match effect {
             Effect::Touch => self.touch(),
             Effect::Store { name, via } => {
-                let stored = self.store(name, via).await.map_err(|e| {
+                let stored = self.store(name, via).await;
+                // Removed or disabled since it was stored: the event is on
+                // its way, and ends the session.
+                let stored = stored.map(|()| self.authorize().unwrap_or_default());
+                let stored = stored.map_err(|e| {
                     tracing::error!("native: cannot store a device: {e}");
                     // The one refusal the client can act on.
                     match e {
@@ -516,13 +515,25 @@ impl Conn {
         }
     }
 
-    /// Whether this connection's certificate may connect at this door now,
-    /// or why not.
-    fn authorize(&self) -> Result<(), Denied> {
+    /// What this connection's certificate may do at this door now, if it
+    /// may connect, or why not.
+    fn authorize(&self) -> Result<WireGrant, Denied> {
         self.ctx
             .trust
             .authorize(FrontDoor::Native, &self.fp)
-            .map(|_| ())
+            .map(|grant| WireGrant {
+                permissions: grant.permissions().names().map(str::to_owned).collect(),
+                expires_at: grant.expires_at(),
+            })
+    }
+
+    /// Tells the core what the device may do now, after a change (or
+    /// events it missed).
+    fn access_changed(&self, core: &mut HostConnection) {
+        match self.authorize() {
+            Ok(grant) => core.on_grant_changed(&self.fp, grant),
+            Err(denied) => core.on_access_ended(&self.fp, denied),
+        }
     }
 
     /// Lists the client as waiting for approval.
@@ -628,7 +639,7 @@ struct Facts<'a> {
 }
 
 impl HelloFacts for Facts<'_> {
-    fn authorize(&mut self) -> Result<(), Denied> {
+    fn authorize(&mut self) -> Result<WireGrant, Denied> {
         // Trust won through Moonlight does not open this door.
         self.conn.authorize()
     }

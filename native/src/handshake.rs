@@ -9,8 +9,8 @@
 use punktfunk_identity::Fingerprint;
 
 use crate::message::{
-    Decision, DisplayName, ErrorCode, ErrorMessage, Hello, Intent, Message, Status, Welcome,
-    PROTOCOL_VERSION,
+    Decision, DisplayName, ErrorCode, ErrorMessage, Features, Hello, Intent, Message, Status,
+    Welcome, PROTOCOL_VERSION,
 };
 
 /// Why a `hello`/`welcome`/`decision` step failed. [`HandshakeError::code`]
@@ -76,12 +76,19 @@ impl HandshakeError {
     }
 }
 
-/// Client: the first message of a connection (§ 4.1).
+/// Client: the first message of a connection (§ 4.1), offering nothing
+/// beyond v1's first messages.
 pub fn hello(device_name: DisplayName, intent: Intent) -> Message {
+    hello_offering(device_name, intent, Features::default())
+}
+
+/// Client: the first message of a connection, offering `features` (§ 4.1).
+pub fn hello_offering(device_name: DisplayName, intent: Intent, features: Features) -> Message {
     Message::Hello(Hello {
         protocol: PROTOCOL_VERSION,
         device_name,
         intent,
+        features,
     })
 }
 
@@ -95,12 +102,15 @@ pub fn read_hello(msg: Message) -> Result<Hello, HandshakeError> {
     }
 }
 
-/// Host: the `welcome` for a decided status (§ 4.3).
+/// Host: the `welcome` for a decided status (§ 4.3), to a client that
+/// offered no features, without a grant.
 pub fn welcome(status: Status, host_name: DisplayName, host_fingerprint: Fingerprint) -> Message {
     Message::Welcome(Welcome {
         status,
         host_name,
         host_fingerprint,
+        features: Features::default(),
+        grant: None,
     })
 }
 

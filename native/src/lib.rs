@@ -119,8 +119,8 @@ pub use frame::{check_header, encode_frame, FrameDecoder, FrameError, MAX_FRAME_
 pub use handshake::HandshakeError;
 pub use link::{is_linkable, LinkError, PairingLink, MAX_LINK_ADDRESSES, MAX_LINK_LEN};
 pub use message::{
-    Confirm, Decision, DisplayName, ErrorCode, ErrorMessage, Hello, Intent, Message, MessageError,
-    Pake, Status, Welcome, PROTOCOL_VERSION,
+    Confirm, Decision, DisplayName, ErrorCode, ErrorMessage, Features, Grant, Hello, Intent,
+    Message, MessageError, Pake, Status, Welcome, PROTOCOL_VERSION,
 };
 pub use pairing::{
     ChannelBinding, ClientAwaitingConfirm, ClientPairing, Exporter, HostAwaitingStore, HostEffect,

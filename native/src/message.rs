@@ -35,6 +35,15 @@ pub const PAKE_MSG_LEN: usize = 33;
 /// Length of a confirmation MAC (HMAC-SHA256, § 6.4).
 pub const MAC_LEN: usize = 32;
 
+/// Most entries accepted in `hello.features` / `welcome.features` (§ 4.1).
+pub const MAX_FEATURES: usize = 16;
+
+/// Most names accepted in a grant's `permissions` (§ 4.9).
+pub const MAX_PERMISSIONS: usize = 32;
+
+/// Longest feature or permission name accepted, in bytes (§ 4.1, § 4.9).
+pub const MAX_TOKEN_BYTES: usize = 32;
+
 /// Why a frame's payload is not a v1 message. The reply is always
 /// `error{code: bad_message}` and the connection closes (§ 4).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -81,6 +90,9 @@ pub enum Message {
     Pong,
     /// Either side, just before closing (§ 4.8).
     Error(ErrorMessage),
+    /// Host → client: what the device may do now (§ 4.9); only to a client
+    /// whose `welcome.features` holds `grant`.
+    Grant(Grant),
 }
 
 /// `hello{protocol, device_name, intent}` (§ 4.1).
@@ -93,6 +105,103 @@ pub struct Hello {
     pub device_name: DisplayName,
     /// What the client wants.
     pub intent: Intent,
+    /// What the client offers beyond v1's first messages (§ 4.1).
+    pub features: Features,
+}
+
+/// The optional parts of the protocol a side speaks (`hello.features`, and
+/// the host's answer in `welcome.features`, § 4.1). Unknown names are
+/// ignored, so a later one can be offered to any host.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Features {
+    /// `grant`: the host sends a `grant` message when a session opens
+    /// without `welcome{trusted|open}` and whenever the grant changes
+    /// (§ 4.9).
+    pub grant: bool,
+}
+
+impl Features {
+    /// Every feature this version knows.
+    pub const ALL: Features = Features { grant: true };
+
+    /// What both sides speak.
+    pub fn both(self, other: Features) -> Features {
+        Features {
+            grant: self.grant && other.grant,
+        }
+    }
+
+    fn to_wire(self) -> Option<Vec<String>> {
+        self.grant.then(|| vec!["grant".to_owned()])
+    }
+
+    fn from_wire(ty: &'static str, names: Option<Vec<String>>) -> Result<Self, MessageError> {
+        let names = names.unwrap_or_default();
+        if names.len() > MAX_FEATURES {
+            return Err(field(ty, "features", "more than 16 entries"));
+        }
+        let mut features = Features::default();
+        for name in &names {
+            check_token(ty, "features", name)?;
+            if name == "grant" {
+                features.grant = true;
+            }
+        }
+        Ok(features)
+    }
+}
+
+/// What a device may do and until when, as the host tells it (§ 4.9): in
+/// `welcome{trusted|open}` and in the `grant` message.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Grant {
+    /// Permission names, as `docs/streamer-api.md` lists them
+    /// (`input_controller`, `list`, `view`, `launch` …), in the host's
+    /// order. A name a client does not know is a permission it does not
+    /// know, never one it does.
+    pub permissions: Vec<String>,
+    /// Unix seconds at which the device's access ends; `None`: no end.
+    pub expires_at: Option<u64>,
+}
+
+impl Grant {
+    /// Whether the grant names `permission`.
+    pub fn may(&self, permission: &str) -> bool {
+        self.permissions.iter().any(|p| p == permission)
+    }
+
+    fn to_wire(&self) -> WireGrant {
+        WireGrant {
+            permissions: self.permissions.clone(),
+            expires_at: self.expires_at,
+        }
+    }
+
+    fn from_wire(ty: &'static str, wire: WireGrant) -> Result<Self, MessageError> {
+        if wire.permissions.len() > MAX_PERMISSIONS {
+            return Err(field(ty, "permissions", "more than 32 entries"));
+        }
+        for p in &wire.permissions {
+            check_token(ty, "permissions", p)?;
+        }
+        Ok(Grant {
+            permissions: wire.permissions,
+            expires_at: wire.expires_at,
+        })
+    }
+}
+
+/// A feature or permission name: 1–32 bytes of `a-z`, `0-9` and `_`.
+fn check_token(ty: &'static str, f: &'static str, name: &str) -> Result<(), MessageError> {
+    let ok = (1..=MAX_TOKEN_BYTES).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(field(ty, f, "a name that is not 1-32 of a-z, 0-9 and _"))
+    }
 }
 
 /// `hello.intent` (§ 4.1).
@@ -125,6 +234,12 @@ pub struct Welcome {
     /// The host certificate's fingerprint as the host knows it; the client
     /// checks it against the certificate it saw in TLS (§ 4.3).
     pub host_fingerprint: Fingerprint,
+    /// The features of `hello.features` the host speaks on this
+    /// connection (§ 4.1).
+    pub features: Features,
+    /// What the device may do, with `status` `trusted` or `open` (§ 4.9);
+    /// `None` from a host older than grants, and with the other statuses.
+    pub grant: Option<Grant>,
 }
 
 /// `welcome.status` (§ 4.3).
@@ -307,6 +422,7 @@ impl Message {
             Self::Ping => "ping",
             Self::Pong => "pong",
             Self::Error(_) => "error",
+            Self::Grant(_) => "grant",
         }
     }
 
@@ -351,6 +467,7 @@ impl Message {
                 .to_owned(),
                 // Absent for the typed PIN: v1 PIN frames are unchanged.
                 via: (h.intent == Intent::PairLink).then(|| "link".to_owned()),
+                features: h.features.to_wire(),
             },
             Self::Welcome(w) => Wire::Welcome {
                 status: match w.status {
@@ -362,6 +479,8 @@ impl Message {
                 .to_owned(),
                 host_name: w.host_name.as_str().to_owned(),
                 host_fingerprint: w.host_fingerprint.to_hex(),
+                features: w.features.to_wire(),
+                grant: w.grant.as_ref().map(Grant::to_wire),
             },
             Self::Pake(p) => Wire::Pake {
                 msg: BASE64.encode(p.msg),
@@ -383,6 +502,7 @@ impl Message {
                 code: e.code.as_str().to_owned(),
                 message: e.message.clone(),
             },
+            Self::Grant(g) => Wire::Grant(g.to_wire()),
         }
     }
 
@@ -393,15 +513,19 @@ impl Message {
                 device_name,
                 intent,
                 via,
+                features,
             } => Self::Hello(Hello {
                 protocol,
                 device_name: name("hello", "device_name", &device_name)?,
                 intent: intent_from_wire(&intent, via.as_deref())?,
+                features: Features::from_wire("hello", features)?,
             }),
             Wire::Welcome {
                 status,
                 host_name,
                 host_fingerprint,
+                features,
+                grant,
             } => Self::Welcome(Welcome {
                 status: match status.as_str() {
                     "trusted" => Status::Trusted,
@@ -414,6 +538,8 @@ impl Message {
                 host_fingerprint: host_fingerprint.parse().map_err(|_| {
                     field("welcome", "host_fingerprint", "not 64 hexadecimal digits")
                 })?,
+                features: Features::from_wire("welcome", features)?,
+                grant: grant.map(|g| Grant::from_wire("welcome", g)).transpose()?,
             }),
             Wire::Pake { msg } => Self::Pake(Pake {
                 msg: base64_exact("pake", "msg", &msg)?,
@@ -430,6 +556,7 @@ impl Message {
             Wire::Ping {} => Self::Ping,
             Wire::Pong {} => Self::Pong,
             Wire::Error { code, message } => Self::Error(error_from_wire(&code, &message)?),
+            Wire::Grant(g) => Self::Grant(Grant::from_wire("grant", g)?),
         })
     }
 }
@@ -474,11 +601,19 @@ enum Wire {
         /// `pin` (the default) or `link`, for `intent: pair` (§ 4.1).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         via: Option<String>,
+        /// § 4.1: absent on a v1 client that offers nothing more.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        features: Option<Vec<String>>,
     },
     Welcome {
         status: String,
         host_name: String,
         host_fingerprint: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        features: Option<Vec<String>>,
+        /// § 4.9: with `trusted` and `open`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        grant: Option<WireGrant>,
     },
     Pake {
         msg: String,
@@ -497,6 +632,15 @@ enum Wire {
         #[serde(default)]
         message: String,
     },
+    Grant(WireGrant),
+}
+
+/// A grant on the wire (§ 4.9): `expires_at` is always written, `null`
+/// for no end.
+#[derive(Serialize, Deserialize)]
+struct WireGrant {
+    permissions: Vec<String>,
+    expires_at: Option<u64>,
 }
 
 /// § 4.1: a `hello` whose `protocol` is an integer other than this version
@@ -563,11 +707,28 @@ mod tests {
                 protocol: 1,
                 device_name: name.clone(),
                 intent: Intent::Pair,
+                features: Features { grant: true },
             }),
             Message::Welcome(Welcome {
                 status: Status::ApprovalPending,
+                host_name: name.clone(),
+                host_fingerprint: fp,
+                features: Features::default(),
+                grant: None,
+            }),
+            Message::Welcome(Welcome {
+                status: Status::Trusted,
                 host_name: name,
                 host_fingerprint: fp,
+                features: Features { grant: true },
+                grant: Some(Grant {
+                    permissions: vec!["list".into(), "view".into()],
+                    expires_at: Some(1_798_135_200),
+                }),
+            }),
+            Message::Grant(Grant {
+                permissions: vec![],
+                expires_at: None,
             }),
             Message::Pake(Pake { msg: [0x41; 33] }),
             Message::Confirm(Confirm { mac: [9; 32] }),
@@ -593,6 +754,7 @@ mod tests {
                 protocol: 1,
                 device_name: name.clone(),
                 intent,
+                features: Features::default(),
             })
         };
         assert_eq!(
@@ -657,6 +819,45 @@ mod tests {
         ] {
             assert!(dec(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn features_are_offered_by_name_and_unknown_ones_ignored() {
+        let hello = |features: &str| {
+            dec(&format!(
+                r#"{{"type":"hello","protocol":1,"device_name":"x","intent":"connect"{features}}}"#
+            ))
+        };
+        let offered = |m: Result<Message, MessageError>| match m {
+            Ok(Message::Hello(h)) => Ok(h.features),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e),
+        };
+        assert_eq!(offered(hello("")), Ok(Features::default()));
+        assert_eq!(
+            offered(hello(r#","features":["later","grant"]"#)),
+            Ok(Features { grant: true })
+        );
+        assert_eq!(offered(hello(r#","features":[]"#)), Ok(Features::default()));
+        let many: Vec<String> = (0..=MAX_FEATURES).map(|i| format!("\"f{i}\"")).collect();
+        for bad in [
+            r#","features":"grant""#.to_owned(),
+            r#","features":["GRANT"]"#.to_owned(),
+            r#","features":[""]"#.to_owned(),
+            format!(r#","features":[{}]"#, many.join(",")),
+        ] {
+            assert!(offered(hello(&bad)).is_err(), "{bad}");
+        }
+        // Written only when offered: a v1 hello's bytes are unchanged.
+        let plain = Message::Hello(Hello {
+            protocol: 1,
+            device_name: DisplayName::sanitize("x").unwrap(),
+            intent: Intent::Connect,
+            features: Features::default(),
+        });
+        assert!(!String::from_utf8(plain.to_json().unwrap())
+            .unwrap()
+            .contains("features"));
     }
 
     #[test]

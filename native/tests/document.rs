@@ -2,7 +2,8 @@
 //! examples against the host's sanitiser, the § 5 codes against
 //! [`ErrorCode::ALL`], the numbers of § 8 against the constants the
 //! host and the reference client use, and the § 12.4 pairing-link vectors
-//! against [`PairingLink`]. (The § 10 vectors are checked in
+//! against [`PairingLink`], and the § 4.9 grant vectors against
+//! [`Message::decode`]. (The § 10 vectors are checked in
 //! `native/src/vectors.rs`.)
 
 use std::net::{IpAddr, Ipv6Addr};
@@ -11,11 +12,12 @@ use std::time::Duration;
 use punktfunk_certs::GateConfig;
 use punktfunk_native::endpoint::DEFAULT_MAX_CONNECTIONS;
 use punktfunk_native::message::{
-    DisplayName, MAX_ERROR_MESSAGE_BYTES, MAX_ERROR_MESSAGE_CHARS, MAX_NAME_BYTES, MAX_NAME_CHARS,
+    DisplayName, MAX_ERROR_MESSAGE_BYTES, MAX_ERROR_MESSAGE_CHARS, MAX_FEATURES, MAX_NAME_BYTES,
+    MAX_NAME_CHARS, MAX_PERMISSIONS, MAX_TOKEN_BYTES,
 };
 use punktfunk_native::{
-    timeouts, ErrorCode, PairingLink, LINK_CONNECT_TIMEOUT, MAX_FRAME_LEN, MAX_LINK_ADDRESSES,
-    MAX_LINK_LEN,
+    timeouts, ErrorCode, Grant, Message, PairingLink, LINK_CONNECT_TIMEOUT, MAX_FRAME_LEN,
+    MAX_LINK_ADDRESSES, MAX_LINK_LEN,
 };
 use serde_json::Value;
 
@@ -50,6 +52,15 @@ fn rows(text: &str) -> Vec<Vec<&str>> {
         .collect()
 }
 
+/// The rows of the table between `<!-- {name}:begin -->` and its end marker.
+fn marked_rows(name: &str) -> Vec<Vec<&'static str>> {
+    let begin = format!("<!-- {name}:begin -->");
+    let end = format!("<!-- {name}:end -->");
+    let start = DOC.find(&begin).expect("begin marker") + begin.len();
+    let stop = DOC.find(&end).expect("end marker");
+    rows(&DOC[start..stop])
+}
+
 /// The second cell of the row whose first cell is `first`, in `text`.
 fn cell(text: &str, first: &str) -> String {
     let found: Vec<_> = rows(text)
@@ -82,11 +93,7 @@ fn json_cell(cell: &str) -> Option<String> {
 
 #[test]
 fn name_examples_are_what_the_host_makes_of_them() {
-    let begin = "<!-- name-vectors:begin -->";
-    let end = "<!-- name-vectors:end -->";
-    let start = DOC.find(begin).expect("name table begin marker") + begin.len();
-    let stop = DOC.find(end).expect("name table end marker");
-    let table = rows(&DOC[start..stop]);
+    let table = marked_rows("name-vectors");
     assert_eq!(table[0], ["received", "sanitised"]);
     let examples = &table[2..];
     assert!(examples.len() >= 15, "the table lost rows");
@@ -374,4 +381,80 @@ fn pairing_link_numbers_match_the_constants() {
             secs(LINK_CONNECT_TIMEOUT)
         ))
     );
+}
+
+/// What a decoded message of the § 4.9 vectors means, in the table's words.
+fn grant_means(msg: &Message) -> String {
+    let grant = |g: &Grant| {
+        let may = if g.permissions.is_empty() {
+            "nothing".to_owned()
+        } else {
+            let names: Vec<String> = g.permissions.iter().map(|p| format!("`{p}`")).collect();
+            names.join(", ")
+        };
+        match g.expires_at {
+            Some(t) => format!("{may}; until {t}"),
+            None => format!("{may}; no end"),
+        }
+    };
+    match msg {
+        Message::Grant(g) => grant(g),
+        Message::Welcome(w) => w
+            .grant
+            .as_ref()
+            .map_or_else(|| "no grant (a host before grants)".to_owned(), grant),
+        Message::Hello(h) if h.features.grant => "offers `grant`".to_owned(),
+        Message::Hello(_) => "offers nothing".to_owned(),
+        other => panic!("a {} in the grant vectors", other.type_name()),
+    }
+}
+
+#[test]
+fn grant_vectors_are_what_the_parser_makes_of_them() {
+    let table = marked_rows("grant-vectors");
+    assert_eq!(table[0], ["payload", "means"]);
+    let examples = &table[2..];
+    assert!(examples.len() >= 12, "the table lost rows");
+    for row in examples {
+        let payload = row[0]
+            .strip_prefix('`')
+            .and_then(|c| c.strip_suffix('`'))
+            .expect("a payload in backticks");
+        let got = match Message::decode(payload.as_bytes()) {
+            Ok(msg) => {
+                // What this implementation writes reads back the same.
+                let again = Message::decode(&msg.to_json().unwrap()).unwrap();
+                assert_eq!(again, msg, "{payload}");
+                grant_means(&msg)
+            }
+            Err(_) => "`bad_message`".to_owned(),
+        };
+        assert_eq!(got, row[1], "§ 4.9 vector {payload}");
+    }
+    let rules = flat(section("### 4.9 `grant` (host → client)"));
+    assert!(rules.contains(&format!(
+        "at most {MAX_PERMISSIONS} names of 1–{MAX_TOKEN_BYTES} bytes"
+    )));
+    let hello = flat(section("### 4.1 `hello` (client → host)"));
+    assert!(hello.contains(&format!(
+        "at most {MAX_FEATURES} names of 1–{MAX_TOKEN_BYTES} bytes"
+    )));
+    // The bounds themselves.
+    let many = |n: usize| {
+        let names: Vec<String> = (0..n).map(|i| format!("\"p{i}\"")).collect();
+        format!(
+            r#"{{"type":"grant","permissions":[{}],"expires_at":null}}"#,
+            names.join(",")
+        )
+    };
+    assert!(Message::decode(many(MAX_PERMISSIONS).as_bytes()).is_ok());
+    assert!(Message::decode(many(MAX_PERMISSIONS + 1).as_bytes()).is_err());
+    let long = |n: usize| {
+        format!(
+            r#"{{"type":"grant","permissions":["{}"],"expires_at":null}}"#,
+            "a".repeat(n)
+        )
+    };
+    assert!(Message::decode(long(MAX_TOKEN_BYTES).as_bytes()).is_ok());
+    assert!(Message::decode(long(MAX_TOKEN_BYTES + 1).as_bytes()).is_err());
 }

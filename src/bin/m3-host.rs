@@ -25,8 +25,6 @@ use punktfunk::lan;
 use punktfunk::startup::{self, HostState, NativeDoor};
 use punktfunk_certs::{Fingerprint, HostIdentity, Trust, TrustEvent};
 use punktfunk_native::{DisplayName, PairingLink, UnknownDevices};
-use qrcode::render::unicode::Dense1x2;
-use qrcode::QrCode;
 use rand::rngs::OsRng;
 
 /// Headless punktfunk test host: the native endpoint only.
@@ -185,7 +183,7 @@ fn arm(trust: &Trust, shown: &Shown) {
         }
         .to_uri();
         out.push_str(&format!("pairing link: {link}\n"));
-        match qr_block(&link) {
+        match punktfunk::show::qr(&link) {
             Some(qr) => out.push_str(&qr),
             None => tracing::warn!("the pairing link does not fit a QR code"),
         }
@@ -194,20 +192,4 @@ fn arm(trust: &Trust, shown: &Shown) {
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(out.as_bytes());
     let _ = stdout.flush();
-}
-
-/// `text` as a QR code drawn with Unicode half blocks (two modules per
-/// character cell), one line per row, quiet zone included. Drawn light on
-/// dark: a dark module is a space, a light one a block, which reads right
-/// on the usual dark terminal background (phones also read the inverse).
-fn qr_block(text: &str) -> Option<String> {
-    let code = QrCode::new(text.as_bytes()).ok()?;
-    let mut block = code
-        .render::<Dense1x2>()
-        .dark_color(Dense1x2::Light)
-        .light_color(Dense1x2::Dark)
-        .quiet_zone(true)
-        .build();
-    block.push('\n');
-    Some(block)
 }

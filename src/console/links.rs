@@ -4,8 +4,87 @@
 //! as SVG so the page makes no external request and its CSP stays strict.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::OnceLock;
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use punktfunk_certs::Fingerprint;
+use punktfunk_native::{DisplayName, LinkSecret, PairingLink};
+
+/// What every link this host hands out needs: who it is and where its
+/// doors are. The console and the control socket (`punktfunk invite`)
+/// share one.
+#[derive(Debug)]
+pub(crate) struct Links {
+    /// The host's name, as links and the page show it.
+    pub(crate) host_name: String,
+    /// The host certificate's fingerprint, which a pairing link pins.
+    pub(crate) host_fingerprint: Fingerprint,
+    /// Where clients reach the doors; set once every listener is bound.
+    pub(crate) reach: OnceLock<Reach>,
+}
+
+impl Links {
+    /// A host's links, before its doors are bound.
+    pub(crate) fn new(host_name: String, host_fingerprint: Fingerprint) -> Self {
+        Self {
+            host_name,
+            host_fingerprint,
+            reach: OnceLock::new(),
+        }
+    }
+
+    /// Whether the punktfunk app's endpoint runs (`--native`): only then
+    /// does an armed PIN or a pairing link reach anything.
+    pub(crate) fn native_runs(&self) -> bool {
+        self.reach.get().is_some_and(|r| r.native.is_some())
+    }
+
+    /// The addresses links name (empty until the doors are bound): `first`
+    /// (where the console was opened), then the LAN addresses.
+    pub(crate) fn addresses(&self, first: Option<IpAddr>) -> Vec<IpAddr> {
+        let Some(reach) = self.reach.get() else {
+            return Vec::new();
+        };
+        let mut addresses = reach.addresses();
+        if let Some(ip) = first {
+            addresses.retain(|a| *a != ip);
+            addresses.insert(0, ip);
+            addresses.truncate(punktfunk_native::MAX_LINK_ADDRESSES);
+        }
+        addresses
+    }
+
+    /// The native door's pairing link for an arming's `secret`
+    /// (docs/native-protocol.md § 12): the app pins the host fingerprint
+    /// from it before connecting, and pairs with the secret, not the typed
+    /// PIN. `None` without `--native`, or until the doors are bound.
+    pub(crate) fn pairing_link(
+        &self,
+        addresses: &[IpAddr],
+        secret: &LinkSecret,
+    ) -> Option<PairingLink> {
+        let reach = self.reach.get()?;
+        Some(PairingLink {
+            addresses: addresses.to_vec(),
+            port: reach.native?,
+            host_fingerprint: self.host_fingerprint,
+            secret: secret.clone(),
+            host_name: DisplayName::sanitize_or(&self.host_name, "punktfunk host"),
+        })
+    }
+
+    /// The `art://` link of a one-time PIN to `host`, with the GameStream
+    /// port it names; `None` until the doors are bound.
+    pub(crate) fn art_link(
+        &self,
+        host: &LinkHost,
+        pin: &str,
+        passphrase: &str,
+    ) -> Option<(String, u16)> {
+        let port = self.reach.get()?.gamestream_http;
+        Some((art_link(host, port, pin, passphrase, &self.host_name), port))
+    }
+}
 
 /// Where the host's doors can be reached from the LAN, known once every
 /// listener is bound.

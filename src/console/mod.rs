@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use actix_web::web;
-use punktfunk_certs::{Fingerprint, Trust};
+use punktfunk_certs::Trust;
 
 use auth::{LoginLimiter, PasswordFile, Sessions};
 
@@ -30,8 +30,8 @@ pub(crate) const CSRF_HEADER: &str = "X-CSRF-Token";
 /// What the console handlers share.
 pub(crate) struct ConsoleState {
     pub(crate) trust: Arc<Trust>,
-    pub(crate) host_name: String,
-    pub(crate) host_fingerprint: Fingerprint,
+    /// The host's name, fingerprint and doors, for the links it hands out.
+    pub(crate) links: Arc<links::Links>,
     pub(crate) password: PasswordFile,
     pub(crate) sessions: Sessions,
     pub(crate) limiter: LoginLimiter,
@@ -39,8 +39,6 @@ pub(crate) struct ConsoleState {
     pub(crate) known: known::KnownBrowsers,
     /// Open mode is on (`--open`): the page warns while it is.
     pub(crate) open: bool,
-    /// Where clients reach the doors; set once every listener is bound.
-    pub(crate) reach: std::sync::OnceLock<links::Reach>,
 }
 
 /// How long a request body may take to arrive, from the moment its head

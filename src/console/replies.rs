@@ -101,6 +101,7 @@ pub(crate) struct DeviceReply {
     paired_at: u64,
     permissions: Permissions,
     preset: Option<Preset>,
+    until_first_session: bool,
     via: Via,
 }
 
@@ -119,6 +120,7 @@ impl From<&Device> for DeviceReply {
             paired_at: d.paired_at,
             permissions: d.permissions,
             preset: d.permissions.preset(),
+            until_first_session: d.until_first_session,
             via: d.via,
         }
     }
@@ -499,6 +501,7 @@ mod tests {
                 enabled: true,
                 expires_at: None,
                 expired: false,
+                until_first_session: false,
             };
             same_bytes(
                 DeviceReply::from(&d),
@@ -514,6 +517,7 @@ mod tests {
                     "last_seen": d.last_seen,
                     "permissions": d.permissions,
                     "preset": "full",
+                    "until_first_session": false,
                     "via": d.via,
                 }),
             );

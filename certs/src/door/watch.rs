@@ -173,4 +173,82 @@ mod tests {
             assert_eq!(next(&mut watch).await, Some(AccessUpdate::Ended(Denied::NotPaired)));
         });
     }
+
+    #[test]
+    fn a_device_admitted_until_its_first_session_ends_loses_access_when_it_does() {
+        use crate::grant::{Access, Until};
+        let dir = tempfile::tempdir().unwrap();
+        let trust = Arc::new(
+            Trust::open(dir.path(), GateConfig::default(), Arc::new(SystemClock)).unwrap(),
+        );
+        let device = |name: &str| {
+            let id = Identity::generate_p256(name).unwrap();
+            Device::from_der(
+                id.cert_der(),
+                FrontDoor::Native,
+                DisplayName::sanitize_or(name, "d"),
+                Via::Pin,
+                1,
+            )
+            .unwrap()
+        };
+        let owner = device("owner");
+        let owner_fp = owner.fingerprint;
+        let _ = trust.admit(owner, [10, 0, 0, 1].into()).unwrap();
+        let guest = device("guest");
+        let fp = guest.fingerprint;
+        let access = Access {
+            permissions: Permissions::LIST,
+            until: Until::FirstSession,
+        };
+        let _ = trust
+            .admit_as(guest, [10, 0, 0, 2].into(), Some(access))
+            .unwrap();
+        let stored = trust.registry().get(&fp).unwrap();
+        assert!(stored.until_first_session && stored.expires_at.is_none());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (now, mut watch) = trust.watch(FrontDoor::Native, fp);
+            assert!(now.is_ok());
+            // Another device's session, or another door: nothing.
+            let owner_after = trust.session_ended(FrontDoor::Native, &owner_fp).unwrap();
+            assert!(!owner_after.unwrap().expired);
+            assert!(trust
+                .session_ended(FrontDoor::Gamestream, &fp)
+                .unwrap()
+                .is_none());
+            assert!(trust.authorize(FrontDoor::Native, &fp).is_ok());
+            // Its own: the end of its access, heard at once.
+            let after = trust
+                .session_ended(FrontDoor::Native, &fp)
+                .unwrap()
+                .unwrap();
+            assert!(after.expired);
+            assert_eq!(
+                next(&mut watch).await,
+                Some(AccessUpdate::Ended(Denied::Expired))
+            );
+            assert_eq!(
+                trust.authorize(FrontDoor::Native, &fp).err(),
+                Some(Denied::Expired)
+            );
+            // A time set later replaces it, and renews the device.
+            let at = trust.clock().unix() + 3600;
+            let renewed = trust
+                .change_access(&fp, AccessChange::Expires(Some(at)), Actor::cli())
+                .unwrap();
+            assert!(!renewed.until_first_session && !renewed.expired);
+            let again = trust
+                .session_ended(FrontDoor::Native, &fp)
+                .unwrap()
+                .unwrap();
+            assert!(
+                !again.expired,
+                "only the first session, and only without a time"
+            );
+        });
+    }
 }

@@ -56,6 +56,7 @@ impl From<DeviceV1> for Device {
             enabled: true,
             expires_at: None,
             expired: false,
+            until_first_session: false,
         }
     }
 }

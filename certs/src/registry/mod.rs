@@ -34,7 +34,7 @@ use file::{serialise, upgrade};
 use crate::events::TrustEvent;
 use crate::fingerprint::Fingerprint;
 use crate::fsutil::write_atomic;
-use crate::grant::{Access, AccessChange, Permissions};
+use crate::grant::{Access, AccessChange, Permissions, Until};
 use crate::name::{DisplayName, Label};
 
 /// File name of the registry inside a state dir.
@@ -120,9 +120,13 @@ pub struct Device {
     pub enabled: bool,
     /// When its access ends, in Unix seconds, if it does.
     pub expires_at: Option<u64>,
-    /// Its access ended at `expires_at` and the host recorded that
-    /// (`access_expired`); renewing clears it.
+    /// Its access ended at `expires_at` (or with its first session) and
+    /// the host recorded that (`access_expired`); renewing clears it.
     pub expired: bool,
+    /// Its access ends when its first session does (the streamer reports
+    /// it); a time set later replaces this.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub until_first_session: bool,
 }
 
 impl Device {
@@ -152,6 +156,7 @@ impl Device {
             enabled: true,
             expires_at: None,
             expired: false,
+            until_first_session: false,
         })
     }
 
@@ -285,12 +290,14 @@ impl Draft {
             (Some(access), _) => {
                 device.permissions = access.permissions;
                 device.expires_at = access.until.at(device.paired_at);
+                device.until_first_session = access.until == Until::FirstSession;
             }
             (None, Some(old)) => {
                 device.permissions = old.permissions;
                 device.enabled = old.enabled;
                 device.expires_at = old.expires_at;
                 device.expired = old.expired;
+                device.until_first_session = old.until_first_session;
             }
             (None, None) if self.devices.is_empty() => device.permissions = Permissions::ALL,
             (None, None) => device.permissions = default,
@@ -315,8 +322,9 @@ impl Draft {
             AccessChange::Expires(at) => {
                 device.expires_at = at;
                 device.expired = false;
+                device.until_first_session = false;
             }
-            AccessChange::Expired => device.expired = true,
+            AccessChange::Expired | AccessChange::FirstSessionEnded => device.expired = true,
         }
         self.events
             .push(TrustEvent::AccessChanged { fingerprint: *fp });

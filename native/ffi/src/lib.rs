@@ -314,10 +314,43 @@ pub enum SessionEnd {
     AlreadyEnded,
 }
 
+/// What this device may do on the host, and until when
+/// (docs/native-protocol.md § 4.9).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Grant {
+    /// Permission names (`input_controller`, `input_kbd`, `list`, `view`,
+    /// `launch` …, docs/streamer-api.md); a name the app does not know is a
+    /// permission it does not know.
+    pub permissions: Vec<String>,
+    /// Unix seconds at which this device's access ends; `None`: no end.
+    pub expires_at: Option<u64>,
+}
+
+impl From<punktfunk_native::Grant> for Grant {
+    fn from(g: punktfunk_native::Grant) -> Self {
+        Self {
+            permissions: g.permissions,
+            expires_at: g.expires_at,
+        }
+    }
+}
+
+/// What [`Session::wait`] saw.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum SessionEvent {
+    /// The host changed what this device may do; the session stays open.
+    GrantChanged { grant: Grant },
+    /// `seconds` passed without a change; the session stays open.
+    StillOpen,
+    /// The session is over, and why.
+    Ended { end: SessionEnd },
+}
+
 /// An open session with a host.
 #[derive(uniffi::Object)]
 pub struct Session {
     inner: Mutex<Option<punktfunk_native::Session>>,
+    grant: Mutex<Option<Grant>>,
     host_fingerprint: String,
     host_name: String,
     trusted: bool,
@@ -337,12 +370,27 @@ impl Session {
             host_fingerprint: session.host_fingerprint().to_hex(),
             host_name: session.host_name().as_str().to_owned(),
             trusted: session.status() == Status::Trusted,
+            grant: Mutex::new(session.grant().cloned().map(Grant::from)),
             inner: Mutex::new(Some(session)),
         })
     }
 
     fn take(&self) -> Option<punktfunk_native::Session> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+/// How a session's error ends it, in the app's words.
+fn session_end(e: ClientError) -> SessionEnd {
+    match PunktfunkError::from(e) {
+        PunktfunkError::Revoked { message } => SessionEnd::Revoked { message },
+        PunktfunkError::Disabled { message } => SessionEnd::Disabled { message },
+        PunktfunkError::Expired { message } => SessionEnd::Expired { message },
+        PunktfunkError::ConnectionFailed { message } => SessionEnd::HostClosed { message },
+        other => SessionEnd::Failed {
+            code: other.code().to_owned(),
+            message: other.to_string(),
+        },
     }
 }
 
@@ -367,6 +415,47 @@ impl Session {
         }
     }
 
+    /// What this device may do on the host, as the host last said (at
+    /// connect, or a change [`Session::wait`] or [`Session::hold`] saw);
+    /// `None` from a host older than grants.
+    pub fn grant(&self) -> Option<Grant> {
+        self.grant.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Keeps the session open, answering the host's liveness checks, until
+    /// the host changes this device's grant, `seconds` pass, the host ends
+    /// the session, or `cancel` is cancelled (which drops the connection);
+    /// says which. Call it again to go on; one call at a time.
+    pub fn wait(&self, seconds: u64, cancel: Option<Arc<Cancellation>>) -> SessionEvent {
+        let Some(mut session) = self.take() else {
+            return SessionEvent::Ended {
+                end: SessionEnd::AlreadyEnded,
+            };
+        };
+        let until = tokio::time::Instant::now() + Duration::from_secs(seconds);
+        let waited = block(0, cancel, async { Ok(session.next_change(until).await) });
+        let event = match waited {
+            Ok(Ok(Some(grant))) => {
+                let grant = Grant::from(grant);
+                *self.grant.lock().unwrap_or_else(|p| p.into_inner()) = Some(grant.clone());
+                SessionEvent::GrantChanged { grant }
+            }
+            Ok(Ok(None)) => SessionEvent::StillOpen,
+            Ok(Err(e)) => {
+                return SessionEvent::Ended {
+                    end: session_end(e),
+                }
+            }
+            Err(_) => {
+                return SessionEvent::Ended {
+                    end: SessionEnd::Cancelled,
+                }
+            }
+        };
+        *self.inner.lock().unwrap_or_else(|p| p.into_inner()) = Some(session);
+        event
+    }
+
     /// Keeps the session open, answering the host's liveness checks, until
     /// the host ends it, `seconds` pass, or `cancel` is cancelled; says
     /// which. The session is over afterwards either way.
@@ -374,21 +463,25 @@ impl Session {
         let Some(session) = self.take() else {
             return SessionEnd::AlreadyEnded;
         };
+        let until = tokio::time::Instant::now() + Duration::from_secs(seconds);
         let held = block(0, cancel, async move {
-            Ok(session.hold(Duration::from_secs(seconds)).await)
+            let mut session = session;
+            loop {
+                match session.next_change(until).await {
+                    Ok(Some(grant)) => {
+                        *self.grant.lock().unwrap_or_else(|p| p.into_inner()) =
+                            Some(Grant::from(grant));
+                    }
+                    Ok(None) => break,
+                    Err(e) => return Ok(Err(e)),
+                }
+            }
+            session.close().await;
+            Ok(Ok(()))
         });
         match held {
             Ok(Ok(())) => SessionEnd::TimeUp,
-            Ok(Err(e)) => match PunktfunkError::from(e) {
-                PunktfunkError::Revoked { message } => SessionEnd::Revoked { message },
-                PunktfunkError::Disabled { message } => SessionEnd::Disabled { message },
-                PunktfunkError::Expired { message } => SessionEnd::Expired { message },
-                PunktfunkError::ConnectionFailed { message } => SessionEnd::HostClosed { message },
-                other => SessionEnd::Failed {
-                    code: other.code().to_owned(),
-                    message: other.to_string(),
-                },
-            },
+            Ok(Err(e)) => session_end(e),
             Err(_) => SessionEnd::Cancelled,
         }
     }

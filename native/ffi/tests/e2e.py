@@ -237,6 +237,57 @@ class ThroughFfi(unittest.TestCase):
         conn = ipad.connect("127.0.0.1", self.host.native_port, "iPad", False, False, TIMEOUT_MS, None)
         self.assertEqual(conn.status, pf.ConnectStatus.APPROVAL_PENDING)
 
+    def test_the_session_reports_its_grant_and_each_change_until_access_ends(self):
+        # The host's first device gets Full.
+        ipad = self.client("ipad")
+        paired = ipad.pair("127.0.0.1", self.host.native_port, self.host.arm(), "iPad", TIMEOUT_MS, None)
+        grant = paired.session.grant()
+        self.assertIn("server_cmd", grant.permissions)
+        self.assertIsNone(grant.expires_at)
+        paired.session.close()
+        # A knock approved as Watch for an hour: the grant comes right
+        # after the decision.
+        tv = self.client("tv")
+        result = {}
+        t = threading.Thread(target=lambda: result.setdefault("conn", tv.connect(
+            "127.0.0.1", self.host.native_port, "TV", True, True, TIMEOUT_MS, None)))
+        t.start()
+        waiting = self.host.pending(tv.fingerprint())
+        self.host.api("POST", "/api/pending/%s/approve" % waiting["id"],
+                      {"grant": {"may": "watch", "for_s": 3600}})
+        t.join(30)
+        session = result["conn"].session
+        grant = session.grant()
+        self.assertEqual(grant.permissions, ["list", "view"])
+        self.assertAlmostEqual(grant.expires_at, time.time() + 3600, delta=60)
+        self.assertIsInstance(session.wait(0, None), pf.SessionEvent.STILL_OPEN)
+        # A change while connected arrives as it is stored.
+        path = "/api/devices/%s/access" % tv.fingerprint()
+        events = {}
+        w = threading.Thread(target=lambda: events.setdefault("e", session.wait(60, None)))
+        w.start()
+        time.sleep(0.3)
+        self.host.api("PATCH", path, {"may": ["list", "view", "input_controller"]})
+        w.join(30)
+        event = events["e"]
+        self.assertIsInstance(event, pf.SessionEvent.GRANT_CHANGED)
+        self.assertEqual(event.grant.permissions, ["input_controller", "list", "view"])
+        self.assertEqual(event.grant.expires_at, grant.expires_at)
+        self.assertEqual(session.grant(), event.grant)
+        # Access that ends at a time ends the session at that time.
+        end_at = int(time.time()) + 2
+        self.host.api("PATCH", path, {"expires_at": end_at})
+        event = session.wait(60, None)
+        self.assertIsInstance(event, pf.SessionEvent.GRANT_CHANGED)
+        self.assertEqual(event.grant.expires_at, end_at)
+        event = session.wait(60, None)
+        self.assertIsInstance(event, pf.SessionEvent.ENDED)
+        self.assertIsInstance(event.end, pf.SessionEnd.EXPIRED)
+        self.assertLess(time.time(), end_at + 1.5)
+        self.assertIsInstance(session.wait(1, None), pf.SessionEvent.ENDED)
+        with self.assertRaises(pf.PunktfunkError.Expired):
+            tv.connect("127.0.0.1", self.host.native_port, "TV", False, False, TIMEOUT_MS, None)
+
     def test_a_host_whose_identity_changed_is_refused(self):
         ipad = self.client("ipad")
         port = self.host.native_port

@@ -43,7 +43,10 @@ use tokio_openssl::SslStream;
 use crate::handshake::{self, HandshakeError};
 use crate::io::{self as frame_io, FrameReader, ReadError, WriteError};
 use crate::link::PairingLink;
-use crate::message::{Decision, DisplayName, ErrorCode, ErrorMessage, Intent, Message, Status};
+use crate::message::{
+    Decision, DisplayName, ErrorCode, ErrorMessage, Features, Grant, Intent, Message, Status,
+    Welcome,
+};
 use crate::pairing::{
     ChannelBinding, ClientPairing, Exporter, PairingError, PairingPassword, Pin, EXPORTER_LABEL,
 };
@@ -536,7 +539,7 @@ impl Client {
         let reply = tls.recv(timeouts::PAIRING_STEP, "confirm").await?;
         let paired = state.on_message(reply).map_err(ClientError::from_pairing)?;
         self.pin(&addr, paired.host)?;
-        Ok(tls.into_session(welcome.host_name, Status::Trusted))
+        tls.into_session(welcome, Status::Trusted).await
     }
 
     /// Connects with `intent: connect` (§ 7.2). `wait`: on
@@ -565,9 +568,9 @@ impl Client {
         match welcome.status {
             Status::Trusted | Status::Open => {
                 self.pin(addr, tls.host_fp)?;
-                Ok(Connected::Session(Box::new(
-                    tls.into_session(welcome.host_name, welcome.status),
-                )))
+                let status = welcome.status;
+                let session = tls.into_session(welcome, status).await?;
+                Ok(Connected::Session(Box::new(session)))
             }
             // The host holds the accepted certificate's key and recorded
             // the knock: remember the user's answer (before waiting, which
@@ -587,9 +590,8 @@ impl Client {
                     Decision::Expired => return Err(ClientError::Expired),
                 }
                 self.pin(addr, tls.host_fp)?;
-                Ok(Connected::Session(Box::new(
-                    tls.into_session(welcome.host_name, Status::Trusted),
-                )))
+                let session = tls.into_session(welcome, Status::Trusted).await?;
+                Ok(Connected::Session(Box::new(session)))
             }
             // read_welcome refuses `pairing` for intent connect.
             Status::Pairing => Err(ClientError::BadMessage(

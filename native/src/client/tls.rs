@@ -190,7 +190,8 @@ impl Tls {
         name: &DisplayName,
         intent: Intent,
     ) -> Result<crate::message::Welcome, ClientError> {
-        self.send(&handshake::hello(name.clone(), intent)).await?;
+        let hello = handshake::hello_offering(name.clone(), intent, Features::ALL);
+        self.send(&hello).await?;
         let reply = self.recv(timeouts::PAIRING_STEP, "welcome").await?;
         handshake::read_welcome(reply, intent, self.host_fp).map_err(ClientError::from_handshake)
     }
@@ -216,12 +217,28 @@ impl Tls {
         }
     }
 
-    pub(super) fn into_session(self, host_name: DisplayName, status: Status) -> Session {
-        Session {
-            tls: self,
-            host_name,
-            status,
+    /// The session `welcome` opened (`trusted`, `open`), or that opens
+    /// after `confirm{cB}` or `decision{approved}`: a host that speaks
+    /// `grant` sends it next (§ 4.9).
+    pub(super) async fn into_session(
+        mut self,
+        welcome: Welcome,
+        status: Status,
+    ) -> Result<Session, ClientError> {
+        let mut grant = welcome.grant;
+        if grant.is_none() && welcome.features.grant {
+            grant = match self.recv(timeouts::PAIRING_STEP, "grant").await? {
+                Message::Grant(g) => Some(g),
+                Message::Error(e) => return Err(ClientError::Host(e)),
+                other => {
+                    return Err(ClientError::BadMessage(format!(
+                        "expected a `grant` message, the host sent `{}`",
+                        other.type_name()
+                    )))
+                }
+            };
         }
+        Ok(Session::new(self, welcome.host_name, status, grant))
     }
 }
 

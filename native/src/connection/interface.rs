@@ -48,9 +48,9 @@ pub struct Peer {
 /// What the core asks about the host when `hello` arrives, and only what
 /// the intent needs: a `connect` never takes a place in the pairing steps.
 pub trait HelloFacts {
-    /// Whether the client's certificate may connect: paired at this door,
-    /// enabled and not expired (`Trust::authorize`), or why not.
-    fn authorize(&mut self) -> Result<(), Denied>;
+    /// What the client's certificate may do, if it may connect: paired at
+    /// this door, enabled and not expired (`Trust::authorize`); or why not.
+    fn authorize(&mut self) -> Result<Grant, Denied>;
     /// Lists this connection among those waiting for their `pake` (§ 6.5),
     /// if its source address and the host have room (§ 8.2). Nothing
     /// exclusive: the driver only counts it, until [`Effect::LeavePairing`]

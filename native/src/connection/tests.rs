@@ -13,7 +13,9 @@ use rand_chacha::ChaCha20Rng;
 
 use super::*;
 use crate::handshake;
-use crate::message::{Confirm, Decision, DisplayName, ErrorCode, Intent, Message, Status};
+use crate::message::{
+    Confirm, Decision, DisplayName, ErrorCode, Features, Grant, Intent, Message, Status, Welcome,
+};
 use crate::pairing::{ChannelBinding, ClientAwaitingConfirm, ClientPairing, Exporter, Pin};
 use crate::timeouts;
 
@@ -90,10 +92,10 @@ impl Facts {
 }
 
 impl HelloFacts for Facts {
-    fn authorize(&mut self) -> Result<(), Denied> {
+    fn authorize(&mut self) -> Result<Grant, Denied> {
         self.asked.push("trusted");
         match (self.trusted, self.denied) {
-            (true, _) => Ok(()),
+            (true, _) => Ok(play()),
             (false, denied) => Err(denied.unwrap_or(Denied::NotPaired)),
         }
     }
@@ -132,8 +134,33 @@ fn hello(intent: Intent) -> Message {
     handshake::hello(device_name(), intent)
 }
 
+/// What the registry says of the client after a decision.
+fn access(trusted: bool) -> Result<Grant, Denied> {
+    if trusted {
+        Ok(play())
+    } else {
+        Err(Denied::NotPaired)
+    }
+}
+
+/// The grant the tests' trusted device has.
+fn play() -> Grant {
+    Grant {
+        permissions: vec!["input_controller".into(), "list".into(), "view".into()],
+        expires_at: None,
+    }
+}
+
+/// The `welcome` to a client that offered no features: a session it opens
+/// carries the device's grant.
 fn welcome(status: Status) -> Action {
-    Action::Send(handshake::welcome(status, host_name(), host_fp()))
+    let mut w = handshake::welcome(status, host_name(), host_fp());
+    if let Message::Welcome(w) = &mut w {
+        if matches!(status, Status::Trusted | Status::Open) {
+            w.grant = Some(play());
+        }
+    }
+    Action::Send(w)
 }
 
 fn claimant() -> Claimant {
@@ -336,7 +363,7 @@ fn open_mode_stores_the_device_before_welcoming_it() {
         })]
     );
     assert_eq!(c.poll_timeout(), None, "the store is the driver's to bound");
-    c.on_stored(Ok(()), t);
+    c.on_stored(Ok(play()), t);
     assert_eq!(drain(&mut c), [welcome(Status::Open)]);
     assert_eq!(c.state_name(), "session");
 }
@@ -412,7 +439,7 @@ fn a_waiting_knock_answers_pings_and_hears_the_decision() {
         "a ping moves the idle deadline"
     );
 
-    c.on_request_ended(Some(RequestEnd::Approved), true, later);
+    c.on_request_ended(Some(RequestEnd::Approved), Ok(play()), later);
     assert_eq!(
         drain(&mut c),
         [
@@ -435,7 +462,7 @@ fn every_other_end_of_a_knock_closes_after_the_decision() {
         (RequestEnd::Approved, false, Decision::Approved),
     ] {
         let mut c = waiting(t);
-        c.on_request_ended(Some(outcome), trusted, t);
+        c.on_request_ended(Some(outcome), access(trusted), t);
         let actions = drain(&mut c);
         assert_eq!(
             actions,
@@ -448,7 +475,7 @@ fn every_other_end_of_a_knock_closes_after_the_decision() {
         );
     }
     let mut c = waiting(t);
-    c.on_request_ended(None, true, t);
+    c.on_request_ended(None, Ok(play()), t);
     assert_eq!(closed_with(&drain(&mut c)), None, "forgotten or stopping");
 }
 
@@ -469,7 +496,7 @@ fn a_knock_past_its_time_waits_for_the_trust_service_to_end_it() {
     c.on_timeout(due);
     assert_eq!(drain(&mut c), [], "nothing to do at the request's deadline");
     assert_eq!(c.state_name(), "await_decision");
-    c.on_request_ended(Some(RequestEnd::Expired), false, due);
+    c.on_request_ended(Some(RequestEnd::Expired), Err(Denied::NotPaired), due);
     assert_eq!(
         &drain(&mut c)[1..],
         [
@@ -739,8 +766,17 @@ fn pair_until_confirm(
     client_pin: &str,
     host_pin: &str,
 ) -> (HostConnection, ClientAwaitingConfirm, Vec<Action>) {
+    pair_from(awaiting_pake(t), t, client_pin, host_pin)
+}
+
+/// [`pair_until_confirm`] on a connection that awaits `pake`.
+fn pair_from(
+    mut c: HostConnection,
+    t: Instant,
+    client_pin: &str,
+    host_pin: &str,
+) -> (HostConnection, ClientAwaitingConfirm, Vec<Action>) {
     let mut rng = rng();
-    let mut c = awaiting_pake(t);
     let (client, pake) = ClientPairing::start(&pin(client_pin), binding(), &mut rng).unwrap();
     c.on_message(pake, t);
     assert_eq!(
@@ -775,7 +811,7 @@ fn the_right_pin_stores_the_device_before_confirming() {
             via: Via::Pin
         })]
     );
-    c.on_stored(Ok(()), t);
+    c.on_stored(Ok(play()), t);
     let actions = drain(&mut c);
     assert_eq!(
         actions[..2],
@@ -889,7 +925,7 @@ fn nothing_follows_close() {
     c.on_read_failed(ReadFailure::Closed);
     c.on_timeout(t + Duration::from_secs(3600));
     c.on_device_removed(&client_fp());
-    c.on_stored(Ok(()), t);
+    c.on_stored(Ok(play()), t);
     c.on_trust_stopped();
     assert!(drain(&mut c).is_empty());
 }
@@ -1040,7 +1076,7 @@ proptest! {
                 }
                 Input::Stored(ok) => {
                     if ok && c.state_name() == "storing" { may_enter_session = true; }
-                    c.on_stored(if ok { Ok(()) } else { Err(None) }, now);
+                    c.on_stored(if ok { Ok(play()) } else { Err(None) }, now);
                 }
                 Input::Knock(ok) => c.on_knock_added(if ok { Ok(id()) } else { Err(GateError::TooManyPending.into()) }, now),
                 Input::Pin(armed) => {
@@ -1053,7 +1089,7 @@ proptest! {
                     if outcome == Some(RequestEnd::Approved) && trusted && c.waiting_on().is_some() {
                         may_enter_session = true;
                     }
-                    c.on_request_ended(outcome, trusted, now);
+                    c.on_request_ended(outcome, access(trusted), now);
                 }
                 Input::Removed(own) => c.on_device_removed(&if own { client_fp() } else { other_fp() }),
                 Input::Stopped => c.on_trust_stopped(),
@@ -1083,4 +1119,137 @@ proptest! {
         }
         let _ = awaiting;
     }
+}
+
+// ---- the `grant` feature (§ 4.1, § 4.9) ----
+
+/// A `hello` that offers `grant` (and a feature of a later version).
+fn hello_offering_grant(intent: Intent) -> Message {
+    let Message::Hello(mut h) = hello(intent) else {
+        unreachable!()
+    };
+    h.features = Features { grant: true };
+    Message::Hello(h)
+}
+
+fn greeted_offering_grant(
+    policy: UnknownDevices,
+    intent: Intent,
+    facts: &mut Facts,
+) -> (HostConnection, Vec<Action>) {
+    let t = Instant::now();
+    let mut c = new_conn(policy, t);
+    c.on_hello(hello_offering_grant(intent), facts, t);
+    let actions = drain(&mut c);
+    (c, actions)
+}
+
+fn sent_welcome(actions: &[Action]) -> Welcome {
+    actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Send(Message::Welcome(w)) => Some(w.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no welcome in {actions:?}"))
+}
+
+fn watch() -> Grant {
+    Grant {
+        permissions: vec!["list".into(), "view".into()],
+        expires_at: Some(1_798_135_200),
+    }
+}
+
+#[test]
+fn welcome_says_which_offered_features_the_host_speaks_and_carries_the_grant() {
+    let (_, actions) = greeted_offering_grant(
+        UnknownDevices::Refuse,
+        Intent::Connect,
+        &mut Facts::trusted(),
+    );
+    let w = sent_welcome(&actions);
+    assert_eq!(
+        (w.status, w.features, w.grant),
+        (Status::Trusted, Features { grant: true }, Some(play()))
+    );
+    // A v1 client that offers nothing still gets the grant in welcome
+    // (unknown fields are ignored, § 4), and no feature.
+    let w = sent_welcome(&drain(&mut session_of(hello(Intent::Connect))));
+    assert_eq!((w.features, w.grant), (Features::default(), Some(play())));
+    // Statuses that open no session carry no grant.
+    let (_, actions) =
+        greeted_offering_grant(UnknownDevices::Refuse, Intent::Pair, &mut Facts::pairable());
+    let w = sent_welcome(&actions);
+    assert_eq!(
+        (w.status, w.features, w.grant),
+        (Status::Pairing, Features { grant: true }, None)
+    );
+}
+
+fn session_of(hello: Message) -> HostConnection {
+    let t = Instant::now();
+    let mut c = new_conn(UnknownDevices::Knock, t);
+    c.on_hello(hello, &mut Facts::trusted(), t);
+    c
+}
+
+#[test]
+fn a_grant_change_reaches_a_session_that_speaks_grant_once_and_only_its_own() {
+    let (mut c, _) = greeted_offering_grant(
+        UnknownDevices::Refuse,
+        Intent::Connect,
+        &mut Facts::trusted(),
+    );
+    c.on_grant_changed(&client_fp(), play());
+    assert_eq!(drain(&mut c), [], "welcome told it this grant already");
+    c.on_grant_changed(&other_fp(), watch());
+    assert_eq!(drain(&mut c), [], "another device's grant");
+    c.on_grant_changed(&client_fp(), watch());
+    assert_eq!(drain(&mut c), [Action::Send(Message::Grant(watch()))]);
+    c.on_grant_changed(&client_fp(), watch());
+    assert_eq!(drain(&mut c), [], "no change, no message");
+    assert_eq!(c.state_name(), "session");
+
+    // A client that did not offer `grant` never gets the message.
+    let mut v1 = session_of(hello(Intent::Connect));
+    drain(&mut v1);
+    v1.on_grant_changed(&client_fp(), watch());
+    assert_eq!(drain(&mut v1), []);
+}
+
+#[test]
+fn a_session_opened_by_approval_or_pairing_hears_its_grant_next() {
+    let t = Instant::now();
+    // Knock, then approval: decision, then grant.
+    let (mut c, _) = greeted_offering_grant(
+        UnknownDevices::Knock,
+        Intent::Connect,
+        &mut Facts::default(),
+    );
+    c.on_knock_added(Ok(id()), t);
+    drain(&mut c);
+    c.on_grant_changed(&client_fp(), watch());
+    assert_eq!(drain(&mut c), [], "not a session yet");
+    c.on_request_ended(Some(RequestEnd::Approved), Ok(watch()), t);
+    assert_eq!(
+        drain(&mut c),
+        [
+            effect(Effect::AwaitAudit),
+            Action::Send(Message::Decision(Decision::Approved)),
+            Action::Send(Message::Grant(watch())),
+        ]
+    );
+
+    // The PIN ceremony: confirm{cB}, then grant.
+    let (c, _) =
+        greeted_offering_grant(UnknownDevices::Refuse, Intent::Pair, &mut Facts::pairable());
+    let (mut c, client, _) = pair_from(c, t, "4821", "4821");
+    c.on_stored(Ok(watch()), t);
+    let actions = drain(&mut c);
+    let [.., Action::Send(confirm), Action::Send(Message::Grant(g))] = actions.as_slice() else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(client.on_message(confirm.clone()).unwrap().host, host_fp());
+    assert_eq!(*g, watch());
 }

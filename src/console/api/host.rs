@@ -55,8 +55,8 @@ pub(super) async fn audit_page(
 /// The host as the page heads it.
 pub(super) fn host_summary(state: &ConsoleState) -> HostSummary<'_> {
     HostSummary::new(
-        state.host_fingerprint,
-        &state.host_name,
+        state.links.host_fingerprint,
+        &state.links.host_name,
         native_runs(state),
         state.open,
     )
@@ -65,7 +65,7 @@ pub(super) fn host_summary(state: &ConsoleState) -> HostSummary<'_> {
 /// Whether the punktfunk app's endpoint runs (`--native`): only then does
 /// an armed PIN or a pairing link reach anything.
 pub(super) fn native_runs(state: &ConsoleState) -> bool {
-    state.reach.get().is_some_and(|r| r.native.is_some())
+    state.links.native_runs()
 }
 
 /// The address the browser opened the console on (its `Host` header), if
@@ -77,7 +77,7 @@ pub(super) fn opened_on(req: &HttpRequest, state: &ConsoleState) -> Option<LinkH
         .get(actix_web::http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().authority().map(|a| a.as_str()))?;
-    LinkHost::from_host_header(raw, &state.host_name)
+    LinkHost::from_host_header(raw, &state.links.host_name)
 }
 
 /// The host's name and fingerprint, before login: the login page shows the
@@ -85,6 +85,7 @@ pub(super) fn opened_on(req: &HttpRequest, state: &ConsoleState) -> Option<LinkH
 pub(super) async fn host(state: web::Data<ConsoleState>) -> HttpResponse {
     // Read from the interfaces at each request: addresses change.
     let urls = state
+        .links
         .reach
         .get()
         .map(|r| r.console_urls())

@@ -26,17 +26,11 @@ pub(super) fn otp_link(
     pin: &str,
     passphrase: &str,
 ) -> Option<OtpLink> {
-    let reach = state.reach.get()?;
+    let (link, port) = state.links.art_link(host, pin, passphrase)?;
     Some(OtpLink {
-        link: super::super::links::art_link(
-            host,
-            reach.gamestream_http,
-            pin,
-            passphrase,
-            &state.host_name,
-        ),
+        link,
         address: host.to_string(),
-        port: reach.gamestream_http,
+        port,
     })
 }
 

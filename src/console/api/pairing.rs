@@ -329,16 +329,7 @@ pub(super) async fn enter_pin(
 /// the console was opened on first (if it is an IP address), then the LAN
 /// addresses.
 pub(super) fn link_addresses(state: &ConsoleState, opened: Option<&LinkHost>) -> Vec<IpAddr> {
-    let Some(reach) = state.reach.get() else {
-        return Vec::new();
-    };
-    let mut addresses = reach.addresses();
-    if let Some(ip) = opened.and_then(LinkHost::ip) {
-        addresses.retain(|a| *a != ip);
-        addresses.insert(0, ip);
-        addresses.truncate(punktfunk_native::MAX_LINK_ADDRESSES);
-    }
-    addresses
+    state.links.addresses(opened.and_then(LinkHost::ip))
 }
 
 /// The native door's pairing link for the arming's `secret`
@@ -350,14 +341,7 @@ pub(super) fn pairing_link(
     addresses: &[IpAddr],
     secret: &LinkSecret,
 ) -> Option<PairingLink> {
-    let reach = state.reach.get()?;
-    Some(PairingLink {
-        addresses: addresses.to_vec(),
-        port: reach.native?,
-        host_fingerprint: state.host_fingerprint,
-        secret: secret.clone(),
-        host_name: DisplayName::sanitize_or(&state.host_name, "punktfunk host"),
-    })
+    state.links.pairing_link(addresses, secret)
 }
 
 /// The QR code of the armed PIN's pairing link.

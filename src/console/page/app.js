@@ -475,7 +475,8 @@ function grantPicker(id) {
     el("option", { value: "", text: "No end" }),
     el("option", { value: "3600", text: "1 hour" }),
     el("option", { value: "14400", text: "4 hours" }),
-    el("option", { value: "86400", text: "1 day" }));
+    el("option", { value: "86400", text: "1 day" }),
+    el("option", { value: "session", text: "Until its first session ends" }));
   const node = el("div", { class: "row grant" },
     el("div", {}, el("label", { for: mayId, text: "May" }), may),
     el("div", {}, el("label", { for: forId, text: "For" }), until));
@@ -483,7 +484,8 @@ function grantPicker(id) {
     if (!may.value && !until.value) return undefined;
     const g = {};
     if (may.value) g.may = may.value;
-    if (until.value) g.for_s = Number(until.value);
+    if (until.value === "session") g.first_session = true;
+    else if (until.value) g.for_s = Number(until.value);
     return g;
   };
   return { node, grant };
@@ -694,7 +696,8 @@ function accessWords(d) {
   if (!d.enabled) return "Disabled";
   if (isExpired(d)) return "Expired";
   const grant = PRESET_NAMES[d.preset] || "Custom";
-  return d.expires_at == null ? grant : `${grant} · until ${when(d.expires_at)}`;
+  if (d.expires_at != null) return `${grant} · until ${when(d.expires_at)}`;
+  return d.until_first_session ? `${grant} · until its first session ends` : grant;
 }
 
 /** The end of access the dialog's "Until" asks for: unix seconds, null (no end), or undefined (keep). */
@@ -1127,8 +1130,13 @@ $("otp-form").addEventListener("submit", async (ev) => {
 
 $("invite-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
-  const guest = { may: $("invite-preset").value, for_s: Number($("invite-for").value) };
-  const words = `${PRESET_NAMES[guest.may]} for ${$("invite-for").selectedOptions[0].textContent} after pairing`;
+  const length = $("invite-for").value;
+  const guest = { may: $("invite-preset").value };
+  if (length === "session") guest.first_session = true;
+  else guest.for_s = Number(length);
+  const words = length === "session"
+    ? `${PRESET_NAMES[guest.may]} until its first session ends`
+    : `${PRESET_NAMES[guest.may]} for ${$("invite-for").selectedOptions[0].textContent} after pairing`;
   try {
     if (ev.submitter && ev.submitter.value === "gamestream") {
       await api("POST", "/api/otp", { guest });

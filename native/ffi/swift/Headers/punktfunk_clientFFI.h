@@ -329,6 +329,11 @@ void uniffi_punktfunk_client_ffi_fn_free_session(uint64_t handle, RustCallStatus
 void uniffi_punktfunk_client_ffi_fn_method_session_close(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PUNKTFUNK_CLIENT_FFI_FN_METHOD_SESSION_GRANT
+#define UNIFFI_FFIDEF_UNIFFI_PUNKTFUNK_CLIENT_FFI_FN_METHOD_SESSION_GRANT
+RustBuffer uniffi_punktfunk_client_ffi_fn_method_session_grant(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PUNKTFUNK_CLIENT_FFI_FN_METHOD_SESSION_HOLD
 #define UNIFFI_FFIDEF_UNIFFI_PUNKTFUNK_CLIENT_FFI_FN_METHOD_SESSION_HOLD
 RustBuffer uniffi_punktfunk_client_ffi_fn_method_session_hold(uint64_t ptr, uint64_t seconds, RustBuffer cancel, RustCallStatus *_Nonnull out_status
@@ -347,6 +352,11 @@ RustBuffer uniffi_punktfunk_client_ffi_fn_method_session_host_name(uint64_t ptr,
 #ifndef UNIFFI_FFIDEF_UNIFFI_PUNKTFUNK_CLIENT_FFI_FN_METHOD_SESSION_STATUS
 #define UNIFFI_FFIDEF_UNIFFI_PUNKTFUNK_CLIENT_FFI_FN_METHOD_SESSION_STATUS
 RustBuffer uniffi_punktfunk_client_ffi_fn_method_session_status(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PUNKTFUNK_CLIENT_FFI_FN_METHOD_SESSION_WAIT
+#define UNIFFI_FFIDEF_UNIFFI_PUNKTFUNK_CLIENT_FFI_FN_METHOD_SESSION_WAIT
+RustBuffer uniffi_punktfunk_client_ffi_fn_method_session_wait(uint64_t ptr, uint64_t seconds, RustBuffer cancel, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PUNKTFUNK_CLIENT_FFI_FN_FUNC_ERROR_CODE
@@ -674,6 +684,12 @@ uint16_t uniffi_punktfunk_client_ffi_checksum_method_session_close(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PUNKTFUNK_CLIENT_FFI_CHECKSUM_METHOD_SESSION_GRANT
+#define UNIFFI_FFIDEF_UNIFFI_PUNKTFUNK_CLIENT_FFI_CHECKSUM_METHOD_SESSION_GRANT
+uint16_t uniffi_punktfunk_client_ffi_checksum_method_session_grant(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PUNKTFUNK_CLIENT_FFI_CHECKSUM_METHOD_SESSION_HOLD
 #define UNIFFI_FFIDEF_UNIFFI_PUNKTFUNK_CLIENT_FFI_CHECKSUM_METHOD_SESSION_HOLD
 uint16_t uniffi_punktfunk_client_ffi_checksum_method_session_hold(void
@@ -695,6 +711,12 @@ uint16_t uniffi_punktfunk_client_ffi_checksum_method_session_host_name(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_PUNKTFUNK_CLIENT_FFI_CHECKSUM_METHOD_SESSION_STATUS
 #define UNIFFI_FFIDEF_UNIFFI_PUNKTFUNK_CLIENT_FFI_CHECKSUM_METHOD_SESSION_STATUS
 uint16_t uniffi_punktfunk_client_ffi_checksum_method_session_status(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PUNKTFUNK_CLIENT_FFI_CHECKSUM_METHOD_SESSION_WAIT
+#define UNIFFI_FFIDEF_UNIFFI_PUNKTFUNK_CLIENT_FFI_CHECKSUM_METHOD_SESSION_WAIT
+uint16_t uniffi_punktfunk_client_ffi_checksum_method_session_wait(void
     
 );
 #endif

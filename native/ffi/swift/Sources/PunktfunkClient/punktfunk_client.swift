@@ -997,6 +997,13 @@ public protocol SessionProtocol: AnyObject, Sendable {
     func close() 
     
     /**
+     * What this device may do on the host, as the host last said (at
+     * connect, or a change [`Session::wait`] or [`Session::hold`] saw);
+     * `None` from a host older than grants.
+     */
+    func grant()  -> Grant?
+    
+    /**
      * Keeps the session open, answering the host's liveness checks, until
      * the host ends it, `seconds` pass, or `cancel` is cancelled; says
      * which. The session is over afterwards either way.
@@ -1017,6 +1024,14 @@ public protocol SessionProtocol: AnyObject, Sendable {
      * `Trusted`, or `Open` (let in by an open host).
      */
     func status()  -> ConnectStatus
+    
+    /**
+     * Keeps the session open, answering the host's liveness checks, until
+     * the host changes this device's grant, `seconds` pass, the host ends
+     * the session, or `cancel` is cancelled (which drops the connection);
+     * says which. Call it again to go on; one call at a time.
+     */
+    func wait(seconds: UInt64, cancel: Cancellation?)  -> SessionEvent
     
 }
 /**
@@ -1087,6 +1102,20 @@ open func close()  {try! rustCall() {
 }
     
     /**
+     * What this device may do on the host, as the host last said (at
+     * connect, or a change [`Session::wait`] or [`Session::hold`] saw);
+     * `None` from a host older than grants.
+     */
+open func grant() -> Grant?  {
+    return try!  FfiConverterOptionTypeGrant.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_punktfunk_client_ffi_fn_method_session_grant(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
      * Keeps the session open, answering the host's liveness checks, until
      * the host ends it, `seconds` pass, or `cancel` is cancelled; says
      * which. The session is over afterwards either way.
@@ -1134,6 +1163,23 @@ open func status() -> ConnectStatus  {
         uniffiCallStatus in
     uniffi_punktfunk_client_ffi_fn_method_session_status(
             self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Keeps the session open, answering the host's liveness checks, until
+     * the host changes this device's grant, `seconds` pass, the host ends
+     * the session, or `cancel` is cancelled (which drops the connection);
+     * says which. Call it again to go on; one call at a time.
+     */
+open func wait(seconds: UInt64, cancel: Cancellation?) -> SessionEvent  {
+    return try!  FfiConverterTypeSessionEvent_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_punktfunk_client_ffi_fn_method_session_wait(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt64.lower(seconds),
+        FfiConverterOptionTypeCancellation.lower(cancel),uniffiCallStatus
     )
 })
 }
@@ -1252,6 +1298,80 @@ public func FfiConverterTypeConnection_lift(_ buf: RustBuffer) throws -> Connect
 #endif
 public func FfiConverterTypeConnection_lower(_ value: Connection) -> RustBuffer {
     return FfiConverterTypeConnection.lower(value)
+}
+
+
+/**
+ * What this device may do on the host, and until when
+ * (docs/native-protocol.md § 4.9).
+ */
+public struct Grant: Equatable, Hashable {
+    /**
+     * Permission names (`input_controller`, `input_kbd`, `list`, `view`,
+     * `launch` …, docs/streamer-api.md); a name the app does not know is a
+     * permission it does not know.
+     */
+    public var permissions: [String]
+    /**
+     * Unix seconds at which this device's access ends; `None`: no end.
+     */
+    public var expiresAt: UInt64?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Permission names (`input_controller`, `input_kbd`, `list`, `view`,
+         * `launch` …, docs/streamer-api.md); a name the app does not know is a
+         * permission it does not know.
+         */permissions: [String], 
+        /**
+         * Unix seconds at which this device's access ends; `None`: no end.
+         */expiresAt: UInt64?) {
+        self.permissions = permissions
+        self.expiresAt = expiresAt
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension Grant: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeGrant: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Grant {
+        return
+            try Grant(
+                permissions: FfiConverterSequenceString.read(from: &buf), 
+                expiresAt: FfiConverterOptionUInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: Grant, into buf: inout [UInt8]) {
+        FfiConverterSequenceString.write(value.permissions, into: &buf)
+        FfiConverterOptionUInt64.write(value.expiresAt, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeGrant_lift(_ buf: RustBuffer) throws -> Grant {
+    return try FfiConverterTypeGrant.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeGrant_lower(_ value: Grant) -> RustBuffer {
+    return FfiConverterTypeGrant.lower(value)
 }
 
 
@@ -2038,6 +2158,121 @@ public func FfiConverterTypeSessionEnd_lower(_ value: SessionEnd) -> RustBuffer 
 }
 
 
+
+/**
+ * What [`Session::wait`] saw.
+ */
+
+public enum SessionEvent: Equatable, Hashable {
+    
+    /**
+     * The host changed what this device may do; the session stays open.
+     */
+    case grantChanged(grant: Grant
+    )
+    /**
+     * `seconds` passed without a change; the session stays open.
+     */
+    case stillOpen
+    /**
+     * The session is over, and why.
+     */
+    case ended(end: SessionEnd
+    )
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension SessionEvent: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeSessionEvent: FfiConverterRustBuffer {
+    typealias SwiftType = SessionEvent
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SessionEvent {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .grantChanged(grant: try FfiConverterTypeGrant.read(from: &buf)
+        )
+        
+        case 2: return .stillOpen
+        
+        case 3: return .ended(end: try FfiConverterTypeSessionEnd.read(from: &buf)
+        )
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: SessionEvent, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case let .grantChanged(grant):
+            writeInt(&buf, Int32(1))
+            FfiConverterTypeGrant.write(grant, into: &buf)
+            
+        
+        case .stillOpen:
+            writeInt(&buf, Int32(2))
+        
+        
+        case let .ended(end):
+            writeInt(&buf, Int32(3))
+            FfiConverterTypeSessionEnd.write(end, into: &buf)
+            
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSessionEvent_lift(_ buf: RustBuffer) throws -> SessionEvent {
+    return try FfiConverterTypeSessionEvent.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSessionEvent_lower(_ value: SessionEvent) -> RustBuffer {
+    return FfiConverterTypeSessionEvent.lower(value)
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionUInt64: FfiConverterRustBuffer {
+    typealias SwiftType = UInt64?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterUInt64.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterUInt64.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
@@ -2083,6 +2318,55 @@ fileprivate struct FfiConverterOptionTypeSession: FfiConverterRustBuffer {
         case 1: return try FfiConverterTypeSession.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeGrant: FfiConverterRustBuffer {
+    typealias SwiftType = Grant?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeGrant.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeGrant.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceString: FfiConverterRustBuffer {
+    typealias SwiftType = [String]
+
+    public static func write(_ value: [String], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterString.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [String] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [String]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterString.read(from: &buf))
+        }
+        return seq
     }
 }
 
@@ -2167,6 +2451,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_punktfunk_client_ffi_checksum_method_session_close() != 2209) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_punktfunk_client_ffi_checksum_method_session_grant() != 24240) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_punktfunk_client_ffi_checksum_method_session_hold() != 58624) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -2177,6 +2464,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_punktfunk_client_ffi_checksum_method_session_status() != 16928) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_punktfunk_client_ffi_checksum_method_session_wait() != 1065) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_punktfunk_client_ffi_checksum_constructor_cancellation_new() != 32865) {
