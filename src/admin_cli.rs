@@ -79,8 +79,9 @@ pub(crate) enum DevicesCommand {
         #[command(flatten)]
         state: StateDirArg,
     },
-    /// End a device's access at a time (its open sessions end then), or
-    /// never: `--never` also renews an expired device.
+    /// End a device's access at a time (its open sessions end then), when
+    /// its first session ends, or never: `--never` (and `--first-session`)
+    /// also renew an expired device.
     Expire {
         /// Its fingerprint, or enough of its start to name one device.
         device: String,
@@ -104,6 +105,9 @@ pub(crate) struct ExpireWhen {
     /// Never: the device keeps its access (and an expired one gets it back).
     #[arg(long)]
     never: bool,
+    /// When its first session ends, as the streamer reports it.
+    #[arg(long)]
+    first_session: bool,
 }
 
 impl ExpireWhen {
@@ -335,11 +339,18 @@ pub(crate) fn devices(command: DevicesCommand) -> Result<ExitCode, AdminError> {
             state,
         } => {
             let at = when.unix();
-            (state, Request::Expire { device, at }, |r| {
-                match &r.expires_at {
-                    Some(at) => format!("{}: access until {at}", shown(r)),
-                    None => format!("{}: access without end", shown(r)),
+            let first_session = when.first_session;
+            let request = Request::Expire {
+                device,
+                at,
+                first_session,
+            };
+            (state, request, |r| match &r.expires_at {
+                Some(at) => format!("{}: access until {at}", shown(r)),
+                None if r.until_first_session => {
+                    format!("{}: access until its first session ends", shown(r))
                 }
+                None => format!("{}: access without end", shown(r)),
             })
         }
     };
@@ -372,6 +383,11 @@ fn may(row: &DeviceRow) -> String {
 /// The ACCESS column: disabled, expired, or the grant and its end.
 fn access(row: &DeviceRow) -> String {
     let grant = row.preset.map_or("custom", |p| p.title());
+    let grant = if row.guest {
+        format!("guest: {grant}")
+    } else {
+        grant.to_owned()
+    };
     match (row.enabled, row.expired, &row.expires_at) {
         (false, _, _) => "disabled".into(),
         (true, true, _) => "expired".into(),
@@ -379,7 +395,7 @@ fn access(row: &DeviceRow) -> String {
         (true, false, None) if row.until_first_session => {
             format!("{grant} until its session ends")
         }
-        (true, false, None) => grant.into(),
+        (true, false, None) => grant,
     }
 }
 
@@ -642,6 +658,7 @@ mod tests {
             expires_at: None,
             expired: false,
             until_first_session: false,
+            guest: false,
         };
         assert_eq!(access(&row), "Watch");
         assert_eq!(may(&row), "Watch (list apps, view streams)");
@@ -662,5 +679,7 @@ mod tests {
         assert_eq!(access(&row), "custom");
         row.until_first_session = true;
         assert_eq!(access(&row), "custom until its session ends");
+        row.guest = true;
+        assert_eq!(access(&row), "guest: custom until its session ends");
     }
 }

@@ -18,6 +18,7 @@
 //! {"op":"enable","device":"PREFIX"}                → {"ok":{device row}}
 //! {"op":"disable","device":"PREFIX"}               → {"ok":{device row}}
 //! {"op":"expire","device":"PREFIX","at":UNIX|null} → {"ok":{device row}}
+//!     (or `"first_session":true`: when its first session ends)
 //! {"op":"invite","preset":"watch"|null,"for_s":14400|null,"moonlight":false}
 //!                                                  → {"ok":{invite}}
 //!                                                     {"error":{"code","message"}}
@@ -94,12 +95,16 @@ pub(crate) enum Request {
         device: String,
     },
     /// End a device's access at `at` (Unix seconds), or never (`None`,
-    /// which also renews an expired device).
+    /// which also renews an expired device); with `first_session`, when
+    /// its first session ends.
     Expire {
         /// Fingerprint or unique prefix.
         device: String,
         /// When its access ends.
         at: Option<u64>,
+        /// Instead: when its first session ends.
+        #[serde(default)]
+        first_session: bool,
     },
     /// A guest invite: a pairing link for the punktfunk app, or a one-time
     /// PIN for Moonlight (`moonlight`), that admits one device with
@@ -212,6 +217,9 @@ pub(crate) struct DeviceRow {
     /// Its access ends with its first session (the streamer reports it).
     #[serde(default)]
     pub(crate) until_first_session: bool,
+    /// Admitted through a guest invite.
+    #[serde(default)]
+    pub(crate) guest: bool,
 }
 
 impl DeviceRow {
@@ -230,6 +238,7 @@ impl DeviceRow {
             expires_at: d.expires_at.map(rfc3339),
             expired: d.is_expired(now),
             until_first_session: d.until_first_session,
+            guest: d.guest,
         }
     }
 }
@@ -273,7 +282,12 @@ pub(crate) fn apply(
         }
         Request::Enable { device } => row(&change(&device, AccessChange::Enabled(true))?),
         Request::Disable { device } => row(&change(&device, AccessChange::Enabled(false))?),
-        Request::Expire { device, at } => row(&change(&device, AccessChange::Expires(at))?),
+        Request::Expire {
+            device,
+            first_session: true,
+            ..
+        } => row(&change(&device, AccessChange::UntilFirstSession)?),
+        Request::Expire { device, at, .. } => row(&change(&device, AccessChange::Expires(at))?),
         Request::Revoke { device } => {
             let fp = trust.registry().resolve(&device)?;
             row(&trust.revoke(&fp, Actor::cli())?)
@@ -326,6 +340,7 @@ fn invite(
     let access = Access {
         permissions: preset.map_or_else(|| trust.default_grant(), Preset::permissions),
         until,
+        invite: false,
     };
     let addresses = links.addresses(None);
     let (link, pin, passphrase, expires) = if moonlight {

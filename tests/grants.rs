@@ -337,6 +337,31 @@ fn the_console_changes_access_recorded_as_its_own_and_refuses_bad_changes_clearl
     );
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["expires_at"], Value::Null);
+    // Until its first session ends: no time, and the flag.
+    let (status, body) = console.send(
+        "PATCH",
+        &path,
+        Some(serde_json::json!({"expires_at": "first_session"})),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (&body["expires_at"], &body["until_first_session"]),
+        (&Value::Null, &Value::Bool(true))
+    );
+    // The CLI's way back to a time, and to it again.
+    ok(&cli(
+        &host.state_dir,
+        &["devices", "expire", &fp[..8], "--in", "2h"],
+    ));
+    assert!(row(&host.state_dir, &fp)["expires_at"].is_string());
+    let said = ok(&cli(
+        &host.state_dir,
+        &["devices", "expire", &fp[..8], "--first-session"],
+    ));
+    assert!(said.contains("until its first session ends"), "{said}");
+    let listed = row(&host.state_dir, &fp);
+    assert_eq!(listed["until_first_session"], true, "{listed}");
+    assert_eq!(listed["expires_at"], Value::Null, "{listed}");
 
     for (bad, code) in [
         (serde_json::json!({}), "bad_request"),
@@ -347,11 +372,22 @@ fn the_console_changes_access_recorded_as_its_own_and_refuses_bad_changes_clearl
         (serde_json::json!({"may": ["list", "teleport"]}), "invalid"),
         (serde_json::json!({"may": "everything"}), "bad_request"),
         (serde_json::json!({"enabled": "no"}), "bad_request"),
+        (serde_json::json!({"expires_at": "tomorrow"}), "bad_request"),
     ] {
         let (status, body) = console.send("PATCH", &path, Some(bad.clone()));
         assert_eq!(status, 400, "{bad}: {body}");
         assert_eq!(body["error"]["code"], code, "{bad}: {body}");
     }
+    // A grant for a time, or until its first session ends: not both.
+    let (status, body) = console.send(
+        "POST",
+        "/api/pairing/arm",
+        Some(serde_json::json!({"guest": {"for_s": 60, "first_session": true}})),
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("bad_request"))
+    );
     let unknown = format!("/api/devices/{}/access", "ab".repeat(32));
     let (status, body) = console.send(
         "PATCH",
@@ -377,6 +413,7 @@ fn the_console_changes_access_recorded_as_its_own_and_refuses_bad_changes_clearl
     assert_eq!(
         by_console,
         [
+            "grant_changed",
             "grant_changed",
             "grant_changed",
             "grant_changed",
@@ -416,6 +453,7 @@ fn a_moonlight_guest_invite_pairs_with_its_one_time_pin_as_watch_until_its_time(
     let stored = row(&host.state_dir, &guest.fingerprint);
     assert_eq!(stored["preset"], "watch", "{stored}");
     assert!(stored["expires_at"].is_string(), "{stored}");
+    assert_eq!(stored["guest"], true, "{stored}");
 
     // Watch: apps listed; launching names what is missing.
     assert_eq!(guest.https(door, "applist")["status_code"], "200");
@@ -510,6 +548,13 @@ fn approve_and_the_moonlight_pin_take_a_grant_from_the_picker() {
     let stored = row(&host.state_dir, &deck.fingerprint);
     assert_eq!(stored["preset"], "watch", "{stored}");
     assert_eq!(stored["expires_at"], Value::Null);
+    // The owner's picks make no guests, and use no invite.
+    assert_eq!(stored["guest"], false, "{stored}");
+    let names: Vec<Value> = events(&host.state_dir)
+        .iter()
+        .map(|e| e["event"].clone())
+        .collect();
+    assert!(!names.contains(&Value::from("invite_used")), "{names:?}");
 }
 
 /// One line of `punktfunk invite`'s output: the text after `prefix`.
@@ -568,6 +613,7 @@ fn punktfunk_invite_hands_out_a_link_or_a_one_time_pin_that_admits_a_guest() {
         .unwrap_or_else(|| panic!("{list}"));
     assert_eq!(guest["preset"], "gamepad", "{guest}");
     assert!(guest["expires_at"].is_string(), "{guest}");
+    assert_eq!(guest["guest"], true, "{guest}");
     // Single use: the link pairs nobody else.
     let again = Command::new(BIN)
         .args(["pair", "--link", link, "--name", "Second", "--client-dir"])

@@ -164,6 +164,7 @@ mod tests {
         let access = Access {
             permissions: Permissions::ALL,
             until: crate::grant::Until::For(1),
+            invite: false,
         };
         let _ = trust
             .registry

@@ -415,6 +415,10 @@ pub struct Access {
     pub permissions: Permissions,
     /// When its access ends.
     pub until: Until,
+    /// Given by a guest invite (`Trust::invite`, `Trust::create_otp_for`;
+    /// they set it): the device is listed as a guest, and its pairing is
+    /// recorded as `invite_used`. The grant pickers leave it `false`.
+    pub invite: bool,
 }
 
 impl Access {
@@ -474,6 +478,9 @@ pub enum AccessChange {
     /// Its first session ended, and with it its access (a device admitted
     /// [`Until::FirstSession`]).
     FirstSessionEnded,
+    /// Its access ends when its next session does (this also renews an
+    /// expired device).
+    UntilFirstSession,
 }
 
 #[cfg(test)]

@@ -137,6 +137,7 @@ impl Trust {
         by: Actor,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> (OneTimePin, Ticket) {
+        let access = access.map(|a| Access { invite: true, ..a });
         let otp = self
             .gate()
             .create_otp(passphrase, name, access, self.now(), rng);
@@ -170,6 +171,10 @@ impl Trust {
         by: Actor,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> (Armed, Ticket) {
+        let access = Access {
+            invite: true,
+            ..access
+        };
         let armed = self
             .gate()
             .arm_for(Some(access), INVITE_TTL, self.now(), rng);

@@ -384,8 +384,8 @@ impl Trust {
         let device = self.registry.admit(device, access, self.default_grant())?;
         let ticket = self.record(paired_entry(&device, address));
         Ok(match access {
-            Some(_) => self.record_invite_used(&device),
-            None => ticket,
+            Some(a) if a.invite => self.record_invite_used(&device),
+            _ => ticket,
         })
     }
 
@@ -549,6 +549,9 @@ impl Trust {
                 by.entry(Event::GrantChanged).detail("access without end")
             }
             AccessChange::Expired => Entry::new(Event::AccessExpired, Door::Host),
+            AccessChange::UntilFirstSession => by
+                .entry(Event::GrantChanged)
+                .detail("access until its first session ends"),
             AccessChange::FirstSessionEnded => {
                 Entry::new(Event::AccessExpired, Door::Host).detail("its first session ended")
             }

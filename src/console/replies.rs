@@ -94,6 +94,7 @@ pub(crate) struct DeviceReply {
     expired: bool,
     expires_at: Option<u64>,
     fingerprint: Fingerprint,
+    guest: bool,
     kind: FrontDoor,
     label: Option<Label>,
     last_seen: Option<u64>,
@@ -113,6 +114,7 @@ impl From<&Device> for DeviceReply {
             expired: d.expired,
             expires_at: d.expires_at,
             fingerprint: d.fingerprint,
+            guest: d.guest,
             kind: d.kind,
             label: d.label.clone(),
             last_seen: d.last_seen,
@@ -502,6 +504,7 @@ mod tests {
                 expires_at: None,
                 expired: false,
                 until_first_session: false,
+                guest: false,
             };
             same_bytes(
                 DeviceReply::from(&d),
@@ -510,6 +513,7 @@ mod tests {
                     "expired": false,
                     "expires_at": null,
                     "fingerprint": d.fingerprint,
+                    "guest": false,
                     "kind": d.kind,
                     "name": d.name,
                     "label": d.label,

@@ -235,10 +235,12 @@ test("a guest invite pairs the reference client once, as Watch for 4 hours", asy
     assert.match(await page.locator("#pin-left").textContent(), /1[45] min/, "the invite lasts 15 minutes");
     const guest = runCli(["pair", "--link", link, "--name", "Guest Phone", "--client-dir", join(host.dir, "guest")]);
     assert.equal(guest.status, 0, guest.stderr);
-    await page.waitForFunction(() => [...document.querySelectorAll("#devices .access-words")].some((e) => /^Watch · until /.test(e.textContent)));
+    await page.waitForFunction(() => [...document.querySelectorAll("#devices .access-words")].some((e) => /^Guest · Watch · until /.test(e.textContent)));
     const api = await page.evaluate(async () => (await fetch("/api/devices")).json());
     const g = api.devices.find((d) => d.name === "Guest Phone");
     assert.equal(g.preset, "watch");
+    assert.equal(g.guest, true);
+    assert.equal(api.devices.find((d) => d.name === "Watcher").guest, false, "the grant picker makes no guest");
     assert.ok(Math.abs(g.expires_at - (Date.now() / 1000 + 4 * 3600)) < 120, `${g.expires_at}`);
     assert.equal(api.devices.find((d) => d.name === "Owner").preset, "full");
     assert.equal(api.devices.find((d) => d.name === "Watcher").preset, "watch");

@@ -71,7 +71,7 @@ impl CollectedPin {
                 })
                 .map(|admitted| {
                     let mut ticket = trust.record_paired(&admitted);
-                    if access.is_some() {
+                    if access.is_some_and(|a| a.invite) {
                         ticket = trust.record_invite_used(&admitted.device);
                     }
                     (admitted.device.kind, ticket)

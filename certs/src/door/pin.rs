@@ -407,6 +407,7 @@ mod tests {
         let watch = Access {
             permissions: Preset::Watch.permissions(),
             until: Until::For(4 * 3600),
+            invite: false,
         };
         let (armed, _) = d.trust.invite(watch, Actor::cli(), &mut rand::rngs::OsRng);
         assert!(armed.expires > d.trust.now() + std::time::Duration::from_secs(14 * 60));
@@ -454,6 +455,7 @@ mod tests {
         let gamepad = Access {
             permissions: Preset::Gamepad.permissions(),
             until: Until::At(4_000_000_000),
+            invite: false,
         };
         let pass = crate::otp::Passphrase::parse("correct horse battery").unwrap();
         let (otp, _) = d.trust.create_otp_for(

@@ -200,6 +200,7 @@ mod tests {
         let access = Access {
             permissions: Permissions::LIST,
             until: Until::FirstSession,
+            invite: false,
         };
         let _ = trust
             .admit_as(guest, [10, 0, 0, 2].into(), Some(access))

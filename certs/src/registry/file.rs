@@ -57,6 +57,7 @@ impl From<DeviceV1> for Device {
             expires_at: None,
             expired: false,
             until_first_session: false,
+            guest: false,
         }
     }
 }

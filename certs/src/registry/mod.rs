@@ -127,6 +127,10 @@ pub struct Device {
     /// it); a time set later replaces this.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub until_first_session: bool,
+    /// Admitted through a guest invite: the console and the CLI list it as
+    /// a guest.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub guest: bool,
 }
 
 impl Device {
@@ -157,6 +161,7 @@ impl Device {
             expires_at: None,
             expired: false,
             until_first_session: false,
+            guest: false,
         })
     }
 
@@ -291,6 +296,7 @@ impl Draft {
                 device.permissions = access.permissions;
                 device.expires_at = access.until.at(device.paired_at);
                 device.until_first_session = access.until == Until::FirstSession;
+                device.guest = access.invite;
             }
             (None, Some(old)) => {
                 device.permissions = old.permissions;
@@ -298,6 +304,7 @@ impl Draft {
                 device.expires_at = old.expires_at;
                 device.expired = old.expired;
                 device.until_first_session = old.until_first_session;
+                device.guest = old.guest;
             }
             (None, None) if self.devices.is_empty() => device.permissions = Permissions::ALL,
             (None, None) => device.permissions = default,
@@ -325,6 +332,11 @@ impl Draft {
                 device.until_first_session = false;
             }
             AccessChange::Expired | AccessChange::FirstSessionEnded => device.expired = true,
+            AccessChange::UntilFirstSession => {
+                device.expires_at = None;
+                device.expired = false;
+                device.until_first_session = true;
+            }
         }
         self.events
             .push(TrustEvent::AccessChanged { fingerprint: *fp });

@@ -557,6 +557,7 @@ fn an_admitted_device_gets_full_first_then_the_default_and_keeps_its_grant_on_re
     let chosen = Access {
         permissions: Permissions::ALL,
         until: crate::grant::Until::At(2_000_000_000),
+        invite: false,
     };
     let guest = reg.admit(device(2, "guest"), Some(chosen), watch).unwrap();
     assert_eq!(

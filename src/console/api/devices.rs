@@ -72,22 +72,43 @@ pub(super) async fn remove(
 pub(super) struct AccessBody {
     may: Option<May>,
     enabled: Option<bool>,
-    /// Absent: unchanged; `null`: no end (also renews an expired device).
+    /// Absent: unchanged; `null`: no end (also renews an expired device);
+    /// `"first_session"`: when its first session ends.
     #[serde(default, deserialize_with = "present")]
-    expires_at: Option<Option<u64>>,
+    expires_at: Option<End>,
+}
+
+/// When a device's access ends, as `PATCH …/access` sets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// At this time, or never (`None`).
+    At(Option<u64>),
+    /// When its first session ends.
+    FirstSession,
 }
 
 /// The end of year 9999: the latest `expires_at` taken.
 const LATEST: u64 = 253_402_300_799;
 
-/// A field that is present, `null` included (a whole number, see
-/// [`whole_number`]), no later than [`LATEST`].
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u64>>, D::Error> {
-    match whole_number(d)? {
-        Some(t) if t > LATEST => Err(serde::de::Error::custom(format!(
+/// A field that is present: `"first_session"`, or a time (`null`
+/// included; a whole number, see [`whole_number`]) no later than
+/// [`LATEST`].
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<End>, D::Error> {
+    use serde::de::Error;
+    let value = serde_json::Value::deserialize(d)?;
+    if value.as_str() == Some("first_session") {
+        return Ok(Some(End::FirstSession));
+    }
+    if value.is_string() {
+        return Err(Error::custom(
+            "`expires_at` is Unix seconds, null or \"first_session\"",
+        ));
+    }
+    match whole_number(value).map_err(Error::custom)? {
+        Some(t) if t > LATEST => Err(Error::custom(format!(
             "`expires_at` {t} is after the year 9999"
         ))),
-        at => Ok(Some(at)),
+        at => Ok(Some(End::At(at))),
     }
 }
 
@@ -98,7 +119,10 @@ impl AccessBody {
         let changes: Vec<AccessChange> = [
             permissions.map(AccessChange::Permissions),
             self.enabled.map(AccessChange::Enabled),
-            self.expires_at.map(AccessChange::Expires),
+            self.expires_at.map(|end| match end {
+                End::At(at) => AccessChange::Expires(at),
+                End::FirstSession => AccessChange::UntilFirstSession,
+            }),
         ]
         .into_iter()
         .flatten()

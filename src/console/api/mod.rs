@@ -258,9 +258,9 @@ struct GrantBody {
     may: Option<May>,
     #[serde(default, deserialize_with = "whole_number")]
     for_s: Option<u64>,
-    /// Its access ends when its first session does (instead of `for_s`).
-    #[serde(default)]
-    first_session: bool,
+    /// `true`: its access ends when its first session does; not with
+    /// `for_s`.
+    first_session: Option<bool>,
 }
 
 /// A whole number of seconds, `null` included; JSON (and its schema) calls
@@ -289,10 +289,10 @@ impl GrantBody {
             |message: &str| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message);
         let permissions = self.may.map_or(default, |May(p)| p);
         let until = match self.for_s {
-            Some(_) if self.first_session => {
+            Some(_) if self.first_session.is_some() => {
                 return Err(bad("give `for_s` or `first_session`, not both"))
             }
-            None if self.first_session => Until::FirstSession,
+            None if self.first_session == Some(true) => Until::FirstSession,
             None => Until::Never,
             Some(0) => return Err(bad("`for_s` is at least 1 second")),
             Some(s) if s > MAX_GRANT_SECONDS => {
@@ -300,7 +300,11 @@ impl GrantBody {
             }
             Some(s) => Until::For(s),
         };
-        Ok(Access { permissions, until })
+        Ok(Access {
+            permissions,
+            until,
+            invite: false,
+        })
     }
 }
 

@@ -691,20 +691,24 @@ const PRESET_NAMES = { full: "Full", play: "Play", gamepad: "Gamepad only", watc
 
 function isExpired(d) { return d.expired || (d.expires_at != null && d.expires_at <= Date.now() / 1000); }
 
-/** "Play · until 23:00", "Disabled", "Expired", "Custom". */
+/** "Play · until 23:00", "Guest · Watch · until 23:00", "Disabled", "Expired", "Custom". */
 function accessWords(d) {
   if (!d.enabled) return "Disabled";
   if (isExpired(d)) return "Expired";
-  const grant = PRESET_NAMES[d.preset] || "Custom";
+  const grant = (d.guest ? "Guest · " : "") + (PRESET_NAMES[d.preset] || "Custom");
   if (d.expires_at != null) return `${grant} · until ${when(d.expires_at)}`;
   return d.until_first_session ? `${grant} · until its first session ends` : grant;
 }
 
-/** The end of access the dialog's "Until" asks for: unix seconds, null (no end), or undefined (keep). */
+/**
+ * The end of access the dialog's "Until" asks for: unix seconds, null (no
+ * end), "first_session", or undefined (keep).
+ */
 function chosenEnd() {
   const now = new Date();
   switch ($("access-until").value) {
     case "never": return null;
+    case "session": return "first_session";
     case "1h": return Math.floor(now.getTime() / 1000) + 3600;
     case "4h": return Math.floor(now.getTime() / 1000) + 4 * 3600;
     case "tomorrow": {
@@ -737,7 +741,9 @@ function editAccess(fp) {
   $("access-date").hidden = true;
   $("access-now").textContent = isExpired(d)
     ? "Its access has expired: choose how long to renew it for."
-    : d.expires_at == null ? "Its access has no end now." : `Its access ends ${when(d.expires_at)}.`;
+    : d.expires_at != null ? `Its access ends ${when(d.expires_at)}.`
+    : d.until_first_session ? "Its access ends when its first session ends."
+    : "Its access has no end now.";
   dialog.returnValue = "";
   dialog.showModal();
   dialog.addEventListener("close", async () => {
