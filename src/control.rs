@@ -41,12 +41,12 @@ use punktfunk_certs::{
     RegistryError, ResolveError, Trust, TrustError, Until, Via,
 };
 use rand::rngs::OsRng;
-
-use crate::console::links::{LinkHost, Links};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{watch, Semaphore};
+
+use crate::console::links::{LinkHost, Links};
 
 /// The socket's file name in the state dir.
 pub(crate) const SOCKET_FILE: &str = "control.sock";
@@ -342,6 +342,10 @@ fn invite(
         until,
         invite: false,
     };
+    // Before anything is armed: the doors' ports are known once bound.
+    if links.reach.get().is_none() {
+        return Err(not_ready());
+    }
     let addresses = links.addresses(None);
     let (link, pin, passphrase, expires) = if moonlight {
         let host = addresses.first().copied().map(LinkHost::Ip).ok_or_else(|| {
