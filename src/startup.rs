@@ -261,6 +261,8 @@ pub fn bind_native(
         unknown_devices,
         max_connections: endpoint::DEFAULT_MAX_CONNECTIONS,
         max_connections_per_address: endpoint::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+        // The console over the native door is issue 23's, not wired yet.
+        console: None,
     };
     let listener =
         crate::net::listen(addr).with_context(|| format!("cannot listen on {addr} (native)"))?;

@@ -95,7 +95,7 @@ fn message(input: &mut Bytes) -> Message {
                 } else {
                     Intent::Pair
                 },
-                Features { grant: b & 2 != 0 },
+                Features { grant: b & 2 != 0, console: b & 4 != 0 },
             )
         }
         1 => Message::Ping,
@@ -136,6 +136,7 @@ fuzz_target!(|data: &[u8]| {
             name: name(),
             fingerprint: host,
             unknown_devices: policy,
+            features: Features::ALL,
         },
         Peer {
             address: "192.0.2.1:4000".parse().expect("an address"),

@@ -51,8 +51,8 @@ use rand_core::{CryptoRng, RngCore};
 
 use crate::handshake::{self, HandshakeError};
 use crate::message::{
-    Decision, DisplayName, ErrorCode, Features, Grant, Hello, Intent, Message, Pake, Status,
-    Welcome,
+    ConsoleReply, Decision, DisplayName, ErrorCode, Features, Grant, Hello, Intent, Message, Pake,
+    Status, Waiting, Welcome,
 };
 use crate::pairing::{ChannelBinding, Exporter, HostAwaitingStore, HostEffect, HostPairing};
 use crate::timeouts;
@@ -231,7 +231,7 @@ impl HostConnection {
         }
         match handshake::read_hello(msg) {
             Ok(hello) => {
-                self.features = hello.features.both(Features::ALL);
+                self.features = hello.features.both(self.host.features);
                 match hello.intent {
                     Intent::Connect => self.connect(hello, facts, now),
                     Intent::Pair => self.pair(hello, false, facts, now),
@@ -329,6 +329,11 @@ impl HostConnection {
                 Message::Ping => {
                     self.state = session(now);
                     self.send(Message::Pong);
+                }
+                // § 4.10: answered by the driver's console door, in order.
+                Message::Console(request) if self.features.console => {
+                    self.state = session(now);
+                    self.effect(Effect::Console(request));
                 }
                 other => self.unexpected("ping", other),
             },
@@ -582,6 +587,21 @@ impl HostConnection {
     pub fn on_grant_changed(&mut self, fingerprint: &Fingerprint, grant: Grant) {
         if *fingerprint == self.peer.fingerprint && matches!(self.state, State::Session { .. }) {
             self.tell_grant(grant);
+        }
+    }
+
+    /// The answer to an [`Effect::Console`]: sent as it is, in a session.
+    pub fn on_console_reply(&mut self, reply: ConsoleReply) {
+        if matches!(self.state, State::Session { .. }) {
+            self.send(Message::ConsoleReply(reply));
+        }
+    }
+
+    /// The waiting requests changed, for a session that watches them (the
+    /// driver knows which do): sent as it is, in a session (§ 4.10).
+    pub fn on_waiting(&mut self, waiting: Waiting) {
+        if matches!(self.state, State::Session { .. }) && self.features.console {
+            self.send(Message::Waiting(waiting));
         }
     }
 

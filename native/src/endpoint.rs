@@ -19,7 +19,7 @@
 //!      wait: frame │ trust event / request update │ core deadline ─▶ core ─┘
 //! ```
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use openssl::ssl::{self, AlpnError, Ssl, SslAcceptor, SslMethod, SslVerifyMode};
@@ -41,7 +41,10 @@ use tokio_openssl::SslStream;
 pub use crate::connection::UnknownDevices;
 use crate::connection::{Action, Effect, HelloFacts, HostConnection, HostSide};
 use crate::io::{self as frame_io, FrameReader, ReadError};
-use crate::message::{DisplayName, Grant as WireGrant, Message};
+use crate::message::{
+    ConsoleAction, ConsoleError, ConsoleReply, DisplayName, Features, Grant as WireGrant, Message,
+    Waiting,
+};
 use crate::pairing::{Exporter, EXPORTER_LABEL};
 use crate::timeouts;
 
@@ -69,6 +72,26 @@ pub struct EndpointConfig {
     /// Connections served at once from one source address (an IPv4
     /// address, an IPv6 /128), evicted and refused the same way.
     pub max_connections_per_address: usize,
+    /// The console's actions for a trusted device's session (§ 4.10);
+    /// `None`: the host does not offer the `console` feature.
+    pub console: Option<Arc<dyn ConsoleDoor>>,
+}
+
+/// What a console action's answer is, when it comes.
+pub type ConsoleAnswer = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<serde_json::Value, ConsoleError>> + Send>,
+>;
+
+/// The host's console, as a trusted device's session reaches it (§ 4.10):
+/// the same logins, limits, actions and audit entries as the web
+/// console's, for the device whose certificate the session holds.
+pub trait ConsoleDoor: Send + Sync + std::fmt::Debug + 'static {
+    /// Carries out `action` for the device `device`, connected from
+    /// `address`.
+    fn act(&self, device: Fingerprint, address: IpAddr, action: ConsoleAction) -> ConsoleAnswer;
+    /// The waiting requests as `waiting` lists them, if `device` has a
+    /// console session (else `None`, and nothing is sent).
+    fn waiting(&self, device: Fingerprint) -> Option<Waiting>;
 }
 
 /// Default for [`EndpointConfig::max_connections`]. Waiting knocks (the
@@ -129,6 +152,8 @@ struct Ctx {
     pairing: Arc<Admission>,
     /// Every connection's place: evictable until `hello` arrives.
     admission: Arc<Admission>,
+    /// The console's actions, with `--native` on a host with a console.
+    console: Option<Arc<dyn ConsoleDoor>>,
 }
 
 impl Endpoint {
@@ -185,7 +210,12 @@ impl Endpoint {
                     name: config.host_name,
                     fingerprint: identity.fingerprint(),
                     unknown_devices: config.unknown_devices,
+                    features: Features {
+                        console: config.console.is_some(),
+                        ..Features::ALL
+                    },
                 },
+                console: config.console,
                 trust: config.trust,
                 pairing: Admission::new(Limits {
                     per_address: MAX_PAIRING_PER_ADDRESS,
@@ -281,6 +311,8 @@ struct Conn {
     /// The taken PIN, until the device is stored or [`Effect::ReportPin`]
     /// spends it (or, if the connection is cut short, its `Drop` does).
     attempt: Option<PinAttempt>,
+    /// The session asked to `watch` the waiting requests (§ 4.10).
+    watching: bool,
 }
 
 async fn serve_connection(ctx: Arc<Ctx>, tcp: TcpStream, peer: SocketAddr, slot: Arc<Slot>) {
@@ -321,6 +353,7 @@ async fn serve_connection(ctx: Arc<Ctx>, tcp: TcpStream, peer: SocketAddr, slot:
         pairing_slot: None,
         exchange: None,
         attempt: None,
+        watching: false,
     };
     conn.run(core).await;
 }
@@ -380,9 +413,17 @@ impl Conn {
                 {
                     self.access_changed(&mut core);
                 }
+                Input::Trust(Ok(
+                    TrustEvent::PendingAdded { .. }
+                    | TrustEvent::PendingChanged { .. }
+                    | TrustEvent::PendingRemoved { .. },
+                )) if self.watching => self.waiting_changed(&mut core),
                 Input::Trust(Ok(_)) => {}
                 Input::Trust(Err(broadcast::error::RecvError::Lagged(_))) => {
                     self.access_changed(&mut core);
+                    if self.watching {
+                        self.waiting_changed(&mut core);
+                    }
                 }
                 Input::Trust(Err(broadcast::error::RecvError::Closed)) => core.on_trust_stopped(),
                 Input::Timeout => core.on_timeout(now),
@@ -494,6 +535,29 @@ impl Conn {
                 self.exchange = None;
                 self.pairing_slot = None;
             }
+            Effect::Console(request) => {
+                let outcome = match &self.ctx.console {
+                    Some(door) => {
+                        let action = request.action.clone();
+                        door.act(self.fp, self.peer.ip(), action).await
+                    }
+                    // Not offered, so not sent by a client that follows
+                    // § 4.1; the core refuses it before this.
+                    None => Err(ConsoleError {
+                        code: "not_signed_in".into(),
+                        message: "this host offers no console over this connection".into(),
+                    }),
+                };
+                // `watch` answered: from now on every change of the waiting
+                // requests is sent (`Conn::run`).
+                if matches!(request.action, ConsoleAction::Watch) && outcome.is_ok() {
+                    self.watching = true;
+                }
+                core.on_console_reply(ConsoleReply {
+                    reference: request.reference,
+                    outcome,
+                });
+            }
             Effect::AwaitAudit => {
                 // Everything queued so far, this connection's entries
                 // among them, is on disk before the client hears of it.
@@ -525,6 +589,19 @@ impl Conn {
                 permissions: grant.permissions().names().map(str::to_owned).collect(),
                 expires_at: grant.expires_at(),
             })
+    }
+
+    /// Sends the waiting requests to a session that watches them, while it
+    /// has a console session (§ 4.10).
+    fn waiting_changed(&self, core: &mut HostConnection) {
+        let waiting = self
+            .ctx
+            .console
+            .as_ref()
+            .and_then(|door| door.waiting(self.fp));
+        if let Some(waiting) = waiting {
+            core.on_waiting(waiting);
+        }
     }
 
     /// Tells the core what the device may do now, after a change (or

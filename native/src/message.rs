@@ -93,6 +93,14 @@ pub enum Message {
     /// Host → client: what the device may do now (§ 4.9); only to a client
     /// whose `welcome.features` holds `grant`.
     Grant(Grant),
+    /// Client → host: a console action (§ 4.10), in a session of a client
+    /// whose `welcome.features` holds `console`.
+    Console(ConsoleRequest),
+    /// Host → client: the answer to one `console` message (§ 4.10).
+    ConsoleReply(ConsoleReply),
+    /// Host → client: the requests waiting for the console, whenever they
+    /// change, to a signed-in session that asked to watch them (§ 4.10).
+    Waiting(Waiting),
 }
 
 /// `hello{protocol, device_name, intent}` (§ 4.1).
@@ -118,21 +126,32 @@ pub struct Features {
     /// without `welcome{trusted|open}` and whenever the grant changes
     /// (§ 4.9).
     pub grant: bool,
+    /// `console`: the session may carry console actions (§ 4.10).
+    pub console: bool,
 }
 
 impl Features {
     /// Every feature this version knows.
-    pub const ALL: Features = Features { grant: true };
+    pub const ALL: Features = Features {
+        grant: true,
+        console: true,
+    };
 
     /// What both sides speak.
     pub fn both(self, other: Features) -> Features {
         Features {
             grant: self.grant && other.grant,
+            console: self.console && other.console,
         }
     }
 
     fn to_wire(self) -> Option<Vec<String>> {
-        self.grant.then(|| vec!["grant".to_owned()])
+        let names: Vec<String> = [(self.grant, "grant"), (self.console, "console")]
+            .into_iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, name)| name.to_owned())
+            .collect();
+        (!names.is_empty()).then_some(names)
     }
 
     fn from_wire(ty: &'static str, names: Option<Vec<String>>) -> Result<Self, MessageError> {
@@ -143,12 +162,149 @@ impl Features {
         let mut features = Features::default();
         for name in &names {
             check_token(ty, "features", name)?;
-            if name == "grant" {
-                features.grant = true;
+            match name.as_str() {
+                "grant" => features.grant = true,
+                "console" => features.console = true,
+                _ => {}
             }
         }
         Ok(features)
     }
+}
+
+/// Longest `console` password accepted, in bytes (the web console's cap).
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// Longest request id, label or PIN in a `console` message, in bytes.
+pub const MAX_CONSOLE_FIELD_BYTES: usize = 256;
+
+/// Most waiting requests one `waiting` message lists (the gate's cap).
+pub const MAX_WAITING: usize = 256;
+
+/// `console{ref, op, …}` (§ 4.10): one console action, answered by the
+/// `console_reply` with the same `ref`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConsoleRequest {
+    /// The client's number for it, echoed in the reply.
+    pub reference: u32,
+    /// What it asks.
+    pub action: ConsoleAction,
+}
+
+/// The console actions (`console.op`, § 4.10).
+#[derive(Clone, PartialEq, Eq)]
+pub enum ConsoleAction {
+    /// `login{password}`: a console session for this device.
+    Login {
+        /// The console password (never logged).
+        password: String,
+    },
+    /// `logout`: ends this device's console session.
+    Logout,
+    /// `watch`: send `waiting` now and whenever the waiting requests change.
+    Watch,
+    /// `approve{id, label?, grant?}`.
+    Approve {
+        /// The waiting request.
+        id: String,
+        /// The label its device gets.
+        label: Option<String>,
+        /// The grant picker, as the console API's `Grant` (checked there).
+        grant: Option<serde_json::Value>,
+    },
+    /// `deny{id}`.
+    Deny {
+        /// The waiting request.
+        id: String,
+    },
+    /// `arm{grant?}`: the PIN and the pairing link.
+    Arm {
+        /// The grant picker.
+        grant: Option<serde_json::Value>,
+    },
+    /// `disarm`.
+    Disarm,
+    /// `enter_pin{id, pin, label?}`: a Moonlight request's PIN.
+    EnterPin {
+        /// The waiting request.
+        id: String,
+        /// The PIN Moonlight shows.
+        pin: String,
+        /// The label its device gets.
+        label: Option<String>,
+    },
+    /// `devices`: the paired devices.
+    Devices,
+    /// `revoke{fingerprint}`.
+    Revoke {
+        /// The device to remove.
+        fingerprint: Fingerprint,
+    },
+}
+
+impl ConsoleAction {
+    /// The wire name (`console.op`).
+    pub fn op(&self) -> &'static str {
+        match self {
+            Self::Login { .. } => "login",
+            Self::Logout => "logout",
+            Self::Watch => "watch",
+            Self::Approve { .. } => "approve",
+            Self::Deny { .. } => "deny",
+            Self::Arm { .. } => "arm",
+            Self::Disarm => "disarm",
+            Self::EnterPin { .. } => "enter_pin",
+            Self::Devices => "devices",
+            Self::Revoke { .. } => "revoke",
+        }
+    }
+}
+
+/// Its op, and never the password or a PIN.
+impl fmt::Debug for ConsoleAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Approve { id, label, .. } => write!(f, "approve({id}, {label:?})"),
+            Self::Deny { id } => write!(f, "deny({id})"),
+            Self::EnterPin { id, .. } => write!(f, "enter_pin({id})"),
+            Self::Revoke { fingerprint } => write!(f, "revoke({})", fingerprint.short()),
+            other => f.write_str(other.op()),
+        }
+    }
+}
+
+/// Never prints the password or a PIN.
+impl fmt::Debug for ConsoleRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Console({} {})", self.reference, self.action.op())
+    }
+}
+
+/// `console_reply{ref, ok | error}` (§ 4.10).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleReply {
+    /// The `ref` of the `console` message it answers.
+    pub reference: u32,
+    /// The outcome: as the console's HTTP API answers the same action
+    /// (`docs/console-api.json`), or why not.
+    pub outcome: Result<serde_json::Value, ConsoleError>,
+}
+
+/// Why a console action was refused; the session goes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleError {
+    /// `not_signed_in`, `wrong_password`, `rate_limited`, or a code of the
+    /// console API's `Error` (`unknown_request`, `bad_request` …).
+    pub code: String,
+    /// For people; never parse it.
+    pub message: String,
+}
+
+/// `waiting{requests}` (§ 4.10): every request waiting for the console.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    /// As the console API's `Pending` objects.
+    pub requests: Vec<serde_json::Value>,
 }
 
 /// What a device may do and until when, as the host tells it (§ 4.9): in
@@ -423,6 +579,9 @@ impl Message {
             Self::Pong => "pong",
             Self::Error(_) => "error",
             Self::Grant(_) => "grant",
+            Self::Console(_) => "console",
+            Self::ConsoleReply(_) => "console_reply",
+            Self::Waiting(_) => "waiting",
         }
     }
 
@@ -503,6 +662,27 @@ impl Message {
                 message: e.message.clone(),
             },
             Self::Grant(g) => Wire::Grant(g.to_wire()),
+            Self::Console(c) => console_to_wire(c),
+            Self::ConsoleReply(r) => {
+                let (ok, error) = match &r.outcome {
+                    Ok(value) => (Some(value.clone()), None),
+                    Err(e) => (
+                        None,
+                        Some(WireError {
+                            code: e.code.clone(),
+                            message: e.message.clone(),
+                        }),
+                    ),
+                };
+                Wire::ConsoleReply {
+                    reference: r.reference,
+                    ok,
+                    error,
+                }
+            }
+            Self::Waiting(w) => Wire::Waiting {
+                requests: w.requests.clone(),
+            },
         }
     }
 
@@ -557,6 +737,37 @@ impl Message {
             Wire::Pong {} => Self::Pong,
             Wire::Error { code, message } => Self::Error(error_from_wire(&code, &message)?),
             Wire::Grant(g) => Self::Grant(Grant::from_wire("grant", g)?),
+            Wire::Console(c) => Self::Console(console_from_wire(c)?),
+            Wire::ConsoleReply {
+                reference,
+                ok,
+                error,
+            } => Self::ConsoleReply(ConsoleReply {
+                reference,
+                outcome: match (ok, error) {
+                    (Some(value), None) => Ok(value),
+                    (None, Some(e)) if e.code.len() <= 64 => Err(ConsoleError {
+                        code: e.code,
+                        message: punktfunk_identity::name::sanitize(
+                            &e.message,
+                            MAX_ERROR_MESSAGE_CHARS,
+                        ),
+                    }),
+                    _ => {
+                        return Err(field(
+                            "console_reply",
+                            "ok",
+                            "not exactly one of `ok` and `error`",
+                        ))
+                    }
+                },
+            }),
+            Wire::Waiting { requests } if requests.len() <= MAX_WAITING => {
+                Self::Waiting(Waiting { requests })
+            }
+            Wire::Waiting { .. } => {
+                return Err(field("waiting", "requests", "more than 256 entries"))
+            }
         })
     }
 }
@@ -633,6 +844,125 @@ enum Wire {
         message: String,
     },
     Grant(WireGrant),
+    Console(WireConsole),
+    ConsoleReply {
+        #[serde(rename = "ref")]
+        reference: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ok: Option<serde_json::Value>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<WireError>,
+    },
+    Waiting {
+        requests: Vec<serde_json::Value>,
+    },
+}
+
+/// A `console` message's fields: which ones an `op` needs is checked in
+/// [`console_from_wire`].
+#[derive(Serialize, Deserialize)]
+struct WireConsole {
+    #[serde(rename = "ref")]
+    reference: u32,
+    op: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    label: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pin: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fingerprint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    grant: Option<serde_json::Value>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireError {
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+fn console_to_wire(c: &ConsoleRequest) -> Wire {
+    let mut w = WireConsole {
+        reference: c.reference,
+        op: c.action.op().to_owned(),
+        password: None,
+        id: None,
+        label: None,
+        pin: None,
+        fingerprint: None,
+        grant: None,
+    };
+    match &c.action {
+        ConsoleAction::Login { password } => w.password = Some(password.clone()),
+        ConsoleAction::Approve { id, label, grant } => {
+            w.id = Some(id.clone());
+            w.label.clone_from(label);
+            w.grant.clone_from(grant);
+        }
+        ConsoleAction::Deny { id } => w.id = Some(id.clone()),
+        ConsoleAction::Arm { grant } => w.grant.clone_from(grant),
+        ConsoleAction::EnterPin { id, pin, label } => {
+            w.id = Some(id.clone());
+            w.pin = Some(pin.clone());
+            w.label.clone_from(label);
+        }
+        ConsoleAction::Revoke { fingerprint } => w.fingerprint = Some(fingerprint.to_hex()),
+        ConsoleAction::Logout
+        | ConsoleAction::Watch
+        | ConsoleAction::Disarm
+        | ConsoleAction::Devices => {}
+    }
+    Wire::Console(w)
+}
+
+/// Checks a `console` message: the fields its `op` needs, each bounded.
+fn console_from_wire(w: WireConsole) -> Result<ConsoleRequest, MessageError> {
+    let bounded = |f: &'static str, v: Option<String>, max: usize| match v {
+        Some(v) if v.len() <= max => Ok(Some(v)),
+        Some(_) => Err(field("console", f, "too long")),
+        None => Ok(None),
+    };
+    let needed = |f: &'static str, v: Option<String>, max: usize| {
+        bounded(f, v, max)?.ok_or_else(|| field("console", f, "missing for this op"))
+    };
+    let id = || needed("id", w.id.clone(), MAX_CONSOLE_FIELD_BYTES);
+    let label = || bounded("label", w.label.clone(), MAX_CONSOLE_FIELD_BYTES);
+    let action = match w.op.as_str() {
+        "login" => ConsoleAction::Login {
+            password: needed("password", w.password, MAX_PASSWORD_BYTES)?,
+        },
+        "logout" => ConsoleAction::Logout,
+        "watch" => ConsoleAction::Watch,
+        "approve" => ConsoleAction::Approve {
+            id: id()?,
+            label: label()?,
+            grant: w.grant,
+        },
+        "deny" => ConsoleAction::Deny { id: id()? },
+        "arm" => ConsoleAction::Arm { grant: w.grant },
+        "disarm" => ConsoleAction::Disarm,
+        "enter_pin" => ConsoleAction::EnterPin {
+            id: id()?,
+            pin: needed("pin", w.pin, MAX_CONSOLE_FIELD_BYTES)?,
+            label: label()?,
+        },
+        "devices" => ConsoleAction::Devices,
+        "revoke" => ConsoleAction::Revoke {
+            fingerprint: needed("fingerprint", w.fingerprint, 64)?
+                .parse()
+                .map_err(|_| field("console", "fingerprint", "not 64 hexadecimal digits"))?,
+        },
+        _ => return Err(field("console", "op", "not a console action")),
+    };
+    Ok(ConsoleRequest {
+        reference: w.reference,
+        action,
+    })
 }
 
 /// A grant on the wire (§ 4.9): `expires_at` is always written, `null`
@@ -707,7 +1037,10 @@ mod tests {
                 protocol: 1,
                 device_name: name.clone(),
                 intent: Intent::Pair,
-                features: Features { grant: true },
+                features: Features {
+                    grant: true,
+                    ..Features::default()
+                },
             }),
             Message::Welcome(Welcome {
                 status: Status::ApprovalPending,
@@ -720,7 +1053,10 @@ mod tests {
                 status: Status::Trusted,
                 host_name: name,
                 host_fingerprint: fp,
-                features: Features { grant: true },
+                features: Features {
+                    grant: true,
+                    ..Features::default()
+                },
                 grant: Some(Grant {
                     permissions: vec!["list".into(), "view".into()],
                     expires_at: Some(1_798_135_200),
@@ -729,6 +1065,32 @@ mod tests {
             Message::Grant(Grant {
                 permissions: vec![],
                 expires_at: None,
+            }),
+            Message::Console(ConsoleRequest {
+                reference: 7,
+                action: ConsoleAction::Approve {
+                    id: "3".into(),
+                    label: Some("TV".into()),
+                    grant: Some(serde_json::json!({"may": "watch"})),
+                },
+            }),
+            Message::Console(ConsoleRequest {
+                reference: 8,
+                action: ConsoleAction::Revoke { fingerprint: fp },
+            }),
+            Message::ConsoleReply(ConsoleReply {
+                reference: 7,
+                outcome: Ok(serde_json::json!({"result": "approved"})),
+            }),
+            Message::ConsoleReply(ConsoleReply {
+                reference: 9,
+                outcome: Err(ConsoleError {
+                    code: "not_signed_in".into(),
+                    message: "sign in first".into(),
+                }),
+            }),
+            Message::Waiting(Waiting {
+                requests: vec![serde_json::json!({"id": "3"})],
             }),
             Message::Pake(Pake { msg: [0x41; 33] }),
             Message::Confirm(Confirm { mac: [9; 32] }),
@@ -836,7 +1198,10 @@ mod tests {
         assert_eq!(offered(hello("")), Ok(Features::default()));
         assert_eq!(
             offered(hello(r#","features":["later","grant"]"#)),
-            Ok(Features { grant: true })
+            Ok(Features {
+                grant: true,
+                ..Features::default()
+            })
         );
         assert_eq!(offered(hello(r#","features":[]"#)), Ok(Features::default()));
         let many: Vec<String> = (0..=MAX_FEATURES).map(|i| format!("\"f{i}\"")).collect();
@@ -858,6 +1223,43 @@ mod tests {
         assert!(!String::from_utf8(plain.to_json().unwrap())
             .unwrap()
             .contains("features"));
+    }
+
+    #[test]
+    fn a_console_message_needs_the_fields_of_its_op_and_hides_secrets() {
+        let ok = |s: &str| match dec(s) {
+            Ok(Message::Console(c)) => c,
+            other => panic!("{s}: {other:?}"),
+        };
+        let login = ok(r#"{"type":"console","ref":1,"op":"login","password":"hunter2"}"#);
+        assert_eq!(
+            login.action,
+            ConsoleAction::Login {
+                password: "hunter2".into()
+            }
+        );
+        assert!(!format!("{login:?}").contains("hunter2"), "{login:?}");
+        let pin = ok(r#"{"type":"console","ref":2,"op":"enter_pin","id":"4","pin":"1234"}"#);
+        assert!(!format!("{pin:?}").contains("1234"));
+        assert_eq!(
+            ok(r#"{"type":"console","ref":3,"op":"watch"}"#).action,
+            ConsoleAction::Watch
+        );
+        let long = "x".repeat(MAX_PASSWORD_BYTES + 1);
+        for bad in [
+            r#"{"type":"console","ref":1,"op":"login"}"#.to_owned(),
+            r#"{"type":"console","ref":1,"op":"approve"}"#.to_owned(),
+            r#"{"type":"console","ref":1,"op":"enter_pin","id":"4"}"#.to_owned(),
+            r#"{"type":"console","ref":1,"op":"revoke","fingerprint":"abc"}"#.to_owned(),
+            r#"{"type":"console","ref":1,"op":"format_disk"}"#.to_owned(),
+            r#"{"type":"console","op":"watch"}"#.to_owned(),
+            r#"{"type":"console","ref":-1,"op":"watch"}"#.to_owned(),
+            format!(r#"{{"type":"console","ref":1,"op":"login","password":"{long}"}}"#),
+            r#"{"type":"console_reply","ref":1}"#.to_owned(),
+            r#"{"type":"console_reply","ref":1,"ok":{},"error":{"code":"x"}}"#.to_owned(),
+        ] {
+            assert!(dec(&bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -54,6 +54,7 @@ async fn start_cfg(unknown: UnknownDevices, gate: GateConfig, max_connections: u
             unknown_devices: unknown,
             max_connections,
             max_connections_per_address: max_connections,
+            console: None,
         },
     )
     .await

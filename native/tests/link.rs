@@ -43,6 +43,7 @@ async fn host(ip: &str, port: u16) -> (Host, LinkSecret) {
             unknown_devices: UnknownDevices::Refuse,
             max_connections: 16,
             max_connections_per_address: 16,
+            console: None,
         },
     )
     .await

@@ -32,6 +32,9 @@ pub struct HostSide {
     pub fingerprint: Fingerprint,
     /// Policy for unknown devices.
     pub unknown_devices: UnknownDevices,
+    /// The optional parts of the protocol this host speaks (§ 4.1):
+    /// `console` only when the driver has a console door.
+    pub features: Features,
 }
 
 /// What the TLS handshake established about the client.
@@ -121,6 +124,9 @@ pub enum Effect {
     /// Wait until every audit entry queued so far is durable before
     /// carrying on with the next action.
     AwaitAudit,
+    /// Carry out a console action for this device's session (§ 4.10),
+    /// then call [`HostConnection::on_console_reply`].
+    Console(crate::message::ConsoleRequest),
 }
 
 /// What the driver does next, in order.

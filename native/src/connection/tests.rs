@@ -14,7 +14,8 @@ use rand_chacha::ChaCha20Rng;
 use super::*;
 use crate::handshake;
 use crate::message::{
-    Confirm, Decision, DisplayName, ErrorCode, Features, Grant, Intent, Message, Status, Welcome,
+    Confirm, ConsoleAction, ConsoleReply, ConsoleRequest, Decision, DisplayName, ErrorCode,
+    Features, Grant, Intent, Message, Status, Waiting, Welcome,
 };
 use crate::pairing::{ChannelBinding, ClientAwaitingConfirm, ClientPairing, Exporter, Pin};
 use crate::timeouts;
@@ -53,6 +54,7 @@ fn new_conn(policy: UnknownDevices, now: Instant) -> HostConnection {
             name: host_name(),
             fingerprint: host_fp(),
             unknown_devices: policy,
+            features: Features::ALL,
         },
         Peer {
             address: peer_addr(),
@@ -1128,7 +1130,10 @@ fn hello_offering_grant(intent: Intent) -> Message {
     let Message::Hello(mut h) = hello(intent) else {
         unreachable!()
     };
-    h.features = Features { grant: true };
+    h.features = Features {
+        grant: true,
+        ..Features::default()
+    };
     Message::Hello(h)
 }
 
@@ -1171,7 +1176,14 @@ fn welcome_says_which_offered_features_the_host_speaks_and_carries_the_grant() {
     let w = sent_welcome(&actions);
     assert_eq!(
         (w.status, w.features, w.grant),
-        (Status::Trusted, Features { grant: true }, Some(play()))
+        (
+            Status::Trusted,
+            Features {
+                grant: true,
+                ..Features::default()
+            },
+            Some(play())
+        )
     );
     // A v1 client that offers nothing still gets the grant in welcome
     // (unknown fields are ignored, § 4), and no feature.
@@ -1183,7 +1195,14 @@ fn welcome_says_which_offered_features_the_host_speaks_and_carries_the_grant() {
     let w = sent_welcome(&actions);
     assert_eq!(
         (w.status, w.features, w.grant),
-        (Status::Pairing, Features { grant: true }, None)
+        (
+            Status::Pairing,
+            Features {
+                grant: true,
+                ..Features::default()
+            },
+            None
+        )
     );
 }
 
@@ -1252,4 +1271,91 @@ fn a_session_opened_by_approval_or_pairing_hears_its_grant_next() {
     };
     assert_eq!(client.on_message(confirm.clone()).unwrap().host, host_fp());
     assert_eq!(*g, watch());
+}
+
+// ---- console actions (§ 4.10) ----
+
+fn console_session(offer: Features, host: Features) -> HostConnection {
+    let t = Instant::now();
+    let mut c = HostConnection::new(
+        HostSide {
+            name: host_name(),
+            fingerprint: host_fp(),
+            unknown_devices: UnknownDevices::Refuse,
+            features: host,
+        },
+        Peer {
+            address: peer_addr(),
+            fingerprint: client_fp(),
+            exporter: exporter(),
+        },
+        t,
+    );
+    let Message::Hello(mut h) = hello(Intent::Connect) else {
+        unreachable!()
+    };
+    h.features = offer;
+    c.on_hello(Message::Hello(h), &mut Facts::trusted(), t);
+    drain(&mut c);
+    c
+}
+
+fn watch_request(reference: u32) -> Message {
+    Message::Console(ConsoleRequest {
+        reference,
+        action: ConsoleAction::Watch,
+    })
+}
+
+#[test]
+fn console_actions_go_to_the_driver_only_where_both_sides_speak_console() {
+    let t = Instant::now();
+    let mut c = console_session(Features::ALL, Features::ALL);
+    c.on_message(watch_request(4), t);
+    let actions = drain(&mut c);
+    let [Action::Effect(Effect::Console(request))] = actions.as_slice() else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(
+        (request.reference, &request.action),
+        (4, &ConsoleAction::Watch)
+    );
+    let reply = ConsoleReply {
+        reference: 4,
+        outcome: Ok(serde_json::json!({})),
+    };
+    c.on_console_reply(reply.clone());
+    let waiting = Waiting { requests: vec![] };
+    c.on_waiting(waiting.clone());
+    assert_eq!(
+        drain(&mut c),
+        [
+            Action::Send(Message::ConsoleReply(reply)),
+            Action::Send(Message::Waiting(waiting.clone()))
+        ]
+    );
+    // A host without a console door, or a client that did not offer it:
+    // a console message is out of place, and nothing is pushed.
+    for (offer, host) in [
+        (
+            Features::ALL,
+            Features {
+                console: false,
+                ..Features::ALL
+            },
+        ),
+        (
+            Features {
+                console: false,
+                ..Features::ALL
+            },
+            Features::ALL,
+        ),
+    ] {
+        let mut c = console_session(offer, host);
+        c.on_waiting(waiting.clone());
+        assert_eq!(drain(&mut c), []);
+        c.on_message(watch_request(1), t);
+        assert_eq!(closed_with(&drain(&mut c)), Some(ErrorCode::BadMessage));
+    }
 }
