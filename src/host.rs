@@ -139,7 +139,7 @@ async fn run(
     doors.push(start_streamer_socket(&shared)?);
     doors.push(start_gamestream(&shared).await?);
     if config.native_port.is_some() {
-        doors.push(start_native(&shared).await?);
+        doors.push(start_native(&shared, console_state.clone()).await?);
     }
     crate::lan::set_advertised(config.advertise.clone());
     let (_mdns, mdns_said) = start_mdns(&shared);
@@ -569,7 +569,7 @@ async fn start_gamestream(shared: &Shared) -> anyhow::Result<Door> {
 }
 
 /// The native endpoint (`--native`).
-async fn start_native(shared: &Shared) -> anyhow::Result<Door> {
+async fn start_native(shared: &Shared, console: web::Data<ConsoleState>) -> anyhow::Result<Door> {
     use punktfunk_native::UnknownDevices;
 
     let port = shared
@@ -588,6 +588,8 @@ async fn start_native(shared: &Shared) -> anyhow::Result<Door> {
         } else {
             UnknownDevices::Knock
         },
+        // The console's actions for a signed-in device's session.
+        Some(Arc::new(console::api::NativeConsole::new(console))),
     )?;
     shared.announce(Listener::Native, door.addr);
     let (stop, stopped) = tokio::sync::watch::channel(false);

@@ -251,6 +251,7 @@ pub fn bind_native(
     trust: Arc<Trust>,
     host_name: &str,
     unknown_devices: UnknownDevices,
+    console: Option<Arc<dyn endpoint::ConsoleDoor>>,
 ) -> anyhow::Result<NativeDoor> {
     let name = DisplayName::sanitize(host_name)
         .or_else(|| DisplayName::sanitize("punktfunk"))
@@ -261,8 +262,7 @@ pub fn bind_native(
         unknown_devices,
         max_connections: endpoint::DEFAULT_MAX_CONNECTIONS,
         max_connections_per_address: endpoint::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
-        // The console over the native door is issue 23's, not wired yet.
-        console: None,
+        console,
     };
     let listener =
         crate::net::listen(addr).with_context(|| format!("cannot listen on {addr} (native)"))?;

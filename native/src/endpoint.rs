@@ -550,13 +550,16 @@ impl Conn {
                 };
                 // `watch` answered: from now on every change of the waiting
                 // requests is sent (`Conn::run`).
-                if matches!(request.action, ConsoleAction::Watch) && outcome.is_ok() {
-                    self.watching = true;
-                }
+                let watch = matches!(request.action, ConsoleAction::Watch) && outcome.is_ok();
                 core.on_console_reply(ConsoleReply {
                     reference: request.reference,
                     outcome,
                 });
+                if watch {
+                    // The list as it is now, then each change.
+                    self.watching = true;
+                    self.waiting_changed(core);
+                }
             }
             Effect::AwaitAudit => {
                 // Everything queued so far, this connection's entries

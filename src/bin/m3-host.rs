@@ -101,6 +101,8 @@ async fn serve(
         trust.clone(),
         &host_name,
         unknown_devices,
+        // The headless test host has no console.
+        None,
     )?;
     startup::print_listening("native", "tls", addr);
     let shown = Shown {

@@ -127,6 +127,11 @@ impl ApiError {
         }
     }
 
+    /// The code the client switches on.
+    pub(crate) fn code(&self) -> ErrorCode {
+        self.code
+    }
+
     /// A failure of the host itself. The detail (which may name files and
     /// paths) goes to the log only, under a short random id the client is
     /// given, so the two can be matched without revealing it.

@@ -32,12 +32,14 @@ use super::{ApiError, ConsoleState, ErrorCode, CSRF_HEADER, SESSION_COOKIE};
 
 mod devices;
 mod host;
+mod native;
 mod otp;
 mod pairing;
 mod session;
 
 use devices::*;
 use host::*;
+pub(crate) use native::NativeConsole;
 use otp::*;
 use pairing::*;
 pub(crate) use session::Authed;

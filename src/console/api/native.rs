@@ -1,0 +1,285 @@
+//! The console over the native door (docs/native-protocol.md § 4.10): a
+//! trusted device's session signs in with the console password, under the
+//! web login's limits, and then does what the Pairing page does, through
+//! the same trust calls, answered with the same JSON.
+//!
+//! WIP (issue 23): the device's console sessions live in memory (a host
+//! restart signs them out), audit entries name the device's address but
+//! not the device, and `enter_pin` is not offered yet.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use punktfunk_certs::FrontDoor;
+use punktfunk_native::endpoint::{ConsoleAnswer, ConsoleDoor};
+use punktfunk_native::message::{ConsoleAction, ConsoleError, Waiting};
+
+use super::super::auth::Stamp;
+use super::*;
+
+/// How long a device's console session lasts after its login.
+pub(crate) const DEVICE_SESSION_LIFETIME: Duration = Duration::from_secs(30 * 86_400);
+
+/// The console as the native door's sessions reach it.
+#[derive(Clone)]
+pub(crate) struct NativeConsole {
+    state: web::Data<ConsoleState>,
+    signed_in: Arc<Mutex<HashMap<Fingerprint, SignedIn>>>,
+}
+
+/// A device's console session.
+#[derive(Debug, Clone, Copy)]
+struct SignedIn {
+    since: Instant,
+    /// The password file it signed in under: a new password ends it.
+    stamp: Option<Stamp>,
+}
+
+impl std::fmt::Debug for NativeConsole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NativeConsole").finish_non_exhaustive()
+    }
+}
+
+impl NativeConsole {
+    pub(crate) fn new(state: web::Data<ConsoleState>) -> Self {
+        Self {
+            state,
+            signed_in: Arc::default(),
+        }
+    }
+
+    /// Whether `device` has a live console session: signed in, under the
+    /// current password, within its lifetime, and still trusted at the
+    /// native door (removed or disabled ends it for good).
+    fn is_signed_in(&self, device: &Fingerprint) -> bool {
+        let mut map = self.signed_in.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(s) = map.get(device).copied() else {
+            return false;
+        };
+        let live = s.since.elapsed() < DEVICE_SESSION_LIFETIME
+            && s.stamp == self.state.password.stamp()
+            && self
+                .state
+                .trust
+                .authorize(FrontDoor::Native, device)
+                .is_ok();
+        if !live {
+            map.remove(device);
+        }
+        live
+    }
+
+    async fn login(
+        &self,
+        device: Fingerprint,
+        address: IpAddr,
+        password: String,
+    ) -> Result<serde_json::Value, ApiError> {
+        let key = AddressKey::of(address);
+        let mut permit = self
+            .state
+            .limiter
+            .admit(key, Instant::now())
+            .map_err(|refusal| {
+                ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    ErrorCode::RateLimited,
+                    match refusal {
+                        Refusal::Address(wait) | Refusal::Budget(wait) | Refusal::Browser(wait) => {
+                            format!(
+                                "too many login attempts; try again in {} s",
+                                wait.as_secs().max(1)
+                            )
+                        }
+                        Refusal::Busy => "the host is checking other logins; try again".into(),
+                    },
+                )
+            })?;
+        let file = self.state.password.clone();
+        let ok = web::block(move || file.verify(&password, permit.memory()))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?;
+        if !ok {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::WrongPassword,
+                "wrong password",
+            ));
+        }
+        self.state.limiter.succeeded(key);
+        let stamp = self.state.password.stamp();
+        self.signed_in
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                device,
+                SignedIn {
+                    since: Instant::now(),
+                    stamp,
+                },
+            );
+        tracing::info!(fp = %device.short(), %address, "console: signed in from a paired device");
+        Ok(serde_json::json!({"signed_in_for_s": DEVICE_SESSION_LIFETIME.as_secs()}))
+    }
+
+    /// What a signed-in device asks, as the console's handlers do it.
+    async fn signed_in_act(
+        &self,
+        address: IpAddr,
+        action: ConsoleAction,
+    ) -> Result<serde_json::Value, ApiError> {
+        let actor = Actor::console(address);
+        let trust = self.state.trust.clone();
+        let value = match action {
+            ConsoleAction::Login { .. } | ConsoleAction::Logout | ConsoleAction::Watch => {
+                serde_json::json!({})
+            }
+            ConsoleAction::Approve {
+                id,
+                label: raw,
+                grant,
+            } => {
+                let id: PendingId = id
+                    .parse()
+                    .map_err(|_| gate_error(GateError::UnknownRequest))?;
+                let label = label(raw)?;
+                let access = match grant {
+                    Some(g) => {
+                        let g: GrantBody = serde_json::from_value(g).map_err(|e| {
+                            ApiError::new(
+                                StatusCode::BAD_REQUEST,
+                                ErrorCode::BadRequest,
+                                e.to_string(),
+                            )
+                        })?;
+                        Some(g.access(trust.default_grant())?)
+                    }
+                    None => None,
+                };
+                let device = web::block(move || trust.approve_as(id, label, access, actor))
+                    .await
+                    .map_err(ApiError::internal)?
+                    .map_err(trust_error)?;
+                to_json(DeviceReply::from(&device))?
+            }
+            ConsoleAction::Deny { id } => {
+                let id: PendingId = id
+                    .parse()
+                    .map_err(|_| gate_error(GateError::UnknownRequest))?;
+                let entry = trust.deny(id, actor).map_err(gate_error)?;
+                recorded(entry).await?;
+                serde_json::json!({})
+            }
+            ConsoleAction::Arm { grant } => {
+                if !self.state.links.native_runs() {
+                    return Err(no_native());
+                }
+                let access = match grant {
+                    Some(g) => {
+                        let g: GrantBody = serde_json::from_value(g).map_err(|e| {
+                            ApiError::new(
+                                StatusCode::BAD_REQUEST,
+                                ErrorCode::BadRequest,
+                                e.to_string(),
+                            )
+                        })?;
+                        Some(g.access(trust.default_grant())?)
+                    }
+                    None => None,
+                };
+                let (armed, entry) = trust.arm_as(access, actor, &mut OsRng);
+                let now = trust.now();
+                recorded(entry).await?;
+                let addresses = self.state.links.addresses(None);
+                to_json(ArmedReply {
+                    expires_in_s: expires_in(armed.expires, now),
+                    link: pairing_link(&self.state, &addresses, &armed.link).map(|l| l.to_uri()),
+                    pin: armed.pin.clone(),
+                    pin_used: armed.pin_taken,
+                })?
+            }
+            ConsoleAction::Disarm => {
+                if let Some(entry) = trust.disarm(actor) {
+                    recorded(entry).await?;
+                }
+                serde_json::json!({})
+            }
+            ConsoleAction::Devices => {
+                let devices = trust
+                    .registry()
+                    .list()
+                    .iter()
+                    .map(|d| DeviceReply::from(&**d))
+                    .collect();
+                to_json(DeviceList { devices })?
+            }
+            ConsoleAction::Revoke { fingerprint } => {
+                let device = web::block(move || trust.revoke(&fingerprint, actor))
+                    .await
+                    .map_err(ApiError::internal)?
+                    .map_err(trust_error)?;
+                to_json(DeviceReply::from(&device))?
+            }
+            ConsoleAction::EnterPin { .. } => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::BadRequest,
+                    "enter_pin is not offered over the native door yet; use the web console",
+                ))
+            }
+        };
+        Ok(value)
+    }
+}
+
+fn to_json(reply: impl serde::Serialize) -> Result<serde_json::Value, ApiError> {
+    serde_json::to_value(reply).map_err(ApiError::internal)
+}
+
+fn console_error(e: ApiError) -> ConsoleError {
+    ConsoleError {
+        code: e.code().as_str().to_owned(),
+        message: e.message(),
+    }
+}
+
+impl ConsoleDoor for NativeConsole {
+    fn act(&self, device: Fingerprint, address: IpAddr, action: ConsoleAction) -> ConsoleAnswer {
+        let this = self.clone();
+        Box::pin(async move {
+            match action {
+                ConsoleAction::Login { password } => {
+                    this.login(device, address, password).await.map_err(console_error)
+                }
+                ConsoleAction::Logout => {
+                    this.signed_in
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&device);
+                    Ok(serde_json::json!({}))
+                }
+                _ if !this.is_signed_in(&device) => Err(ConsoleError {
+                    code: "not_signed_in".into(),
+                    message: "sign in to the console first (`console` op `login`, with the console password)".into(),
+                }),
+                action => this.signed_in_act(address, action).await.map_err(console_error),
+            }
+        })
+    }
+
+    fn waiting(&self, device: Fingerprint) -> Option<Waiting> {
+        if !self.is_signed_in(&device) {
+            return None;
+        }
+        let now = self.state.trust.now();
+        let gate = self.state.trust.view();
+        let requests = gate
+            .waiting()
+            .take(punktfunk_native::message::MAX_WAITING)
+            .filter_map(|(id, p)| serde_json::to_value(PendingReply::new(id, p, now)).ok())
+            .collect();
+        Some(Waiting { requests })
+    }
+}
