@@ -114,3 +114,53 @@ fn a_paired_device_signs_in_sees_a_knock_at_once_and_approves_it() {
     let out = ask(&mut phone, 7, json!({"op": "devices"}));
     assert_eq!(out["error"]["code"], "not_signed_in", "{out}");
 }
+
+#[test]
+fn a_moonlight_request_gets_its_pin_from_the_phone_and_pairs() {
+    let host = Host::start(&["--native"]);
+    let console = Console::login(&host);
+    let door = moonlight::Door::of(&host);
+    let (mut phone, _, _) = signed_session(&host, &console, "127.0.0.33");
+    let ok = ask(
+        &mut phone,
+        1,
+        json!({"op": "login", "password": host.password()}),
+    );
+    assert!(ok["ok"].is_object(), "{ok}");
+    assert!(ask(&mut phone, 2, json!({"op": "watch"}))["ok"].is_object());
+    assert_eq!(phone.recv().unwrap()["requests"], json!([]));
+
+    // moonlight-python asks to pair and waits for its PIN to be entered.
+    let deck = moonlight::Device::from("127.0.8.40");
+    let run = deck.pair(door, "4321");
+    let waiting = loop {
+        let w = phone.recv().unwrap();
+        if w["requests"].as_array().is_some_and(|r| !r.is_empty()) {
+            break w;
+        }
+    };
+    let request = &waiting["requests"][0];
+    assert_eq!(
+        request["fingerprint"],
+        deck.fingerprint.as_str(),
+        "{waiting}"
+    );
+    assert_eq!(request["needs"], "pin", "{waiting}");
+    let id = request["id"].as_str().unwrap().to_owned();
+    let wrong = ask(
+        &mut phone,
+        3,
+        json!({"op": "enter_pin", "id": id, "pin": "12a4"}),
+    );
+    assert_eq!(wrong["error"]["code"], "bad_pin", "{wrong}");
+    let entered = ask(
+        &mut phone,
+        4,
+        json!({"op": "enter_pin", "id": id, "pin": "4321", "label": "Deck"}),
+    );
+    assert_eq!(entered["ok"]["result"], "paired", "{entered}");
+    assert_eq!(run.next()["result"], "paired");
+    run.wait();
+    let device = moonlight::device(&console, &deck.fingerprint).expect("paired");
+    assert_eq!(device["label"], "Deck", "{device}");
+}

@@ -5,7 +5,7 @@
 //!
 //! WIP (issue 23): the device's console sessions live in memory (a host
 //! restart signs them out), audit entries name the device's address but
-//! not the device, and `enter_pin` is not offered yet.
+//! not the device, and `enter_pin` takes no grant yet.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -222,12 +222,21 @@ impl NativeConsole {
                     .map_err(trust_error)?;
                 to_json(DeviceReply::from(&device))?
             }
-            ConsoleAction::EnterPin { .. } => {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    ErrorCode::BadRequest,
-                    "enter_pin is not offered over the native door yet; use the web console",
-                ))
+            ConsoleAction::EnterPin {
+                id,
+                pin,
+                label: raw,
+            } => {
+                let id: PendingId = id
+                    .parse()
+                    .map_err(|_| gate_error(GateError::UnknownRequest))?;
+                let pin: Pin = pin
+                    .trim()
+                    .parse()
+                    .map_err(|e: punktfunk_certs::secret::BadPin| gate_error(e.into()))?;
+                let label = label(raw)?;
+                let result = pin_outcome(&self.state, id, pin, label, None, actor).await?;
+                to_json(PinOutcome { result })?
             }
         };
         Ok(value)

@@ -299,11 +299,28 @@ pub(super) async fn enter_pin(
         Some(grant) => Some(grant.access(state.trust.default_grant())?),
         None => None,
     };
+    let result = pin_outcome(&state, id, pin, label, access, auth.actor).await?;
+    Ok(match result {
+        PairingResult::Waiting => HttpResponse::Accepted().json(PinOutcome { result }),
+        result => HttpResponse::Ok().json(PinOutcome { result }),
+    })
+}
+
+/// Enters `pin` for request `id` and waits (at most [`PIN_OUTCOME_WAIT`])
+/// for how the pairing ends: the web console's and the native door's.
+pub(super) async fn pin_outcome(
+    state: &ConsoleState,
+    id: PendingId,
+    pin: Pin,
+    label: Option<Label>,
+    access: Option<punktfunk_certs::Access>,
+    actor: Actor,
+) -> Result<PairingResult, ApiError> {
     // Subscribe before entering the PIN so the outcome cannot slip past.
     let mut events = state.trust.subscribe();
     let entry = state
         .trust
-        .enter_pin_for(id, pin, label, access, auth.actor)
+        .enter_pin_for(id, pin, label, access, actor)
         .map_err(gate_error)?;
     recorded(entry).await?;
     let outcome = tokio::time::timeout(
@@ -315,14 +332,8 @@ pub(super) async fn enter_pin(
     .flatten();
     // `moonlight_qt_bug` is not a wrong PIN (gamestream
     // `Outcome::MoonlightQtBug`): the page says to press Pair in Moonlight
-    // again.
-    let Some(outcome) = outcome else {
-        // Still running after the wait: say so rather than guess.
-        let result = PairingResult::Waiting;
-        return Ok(HttpResponse::Accepted().json(PinOutcome { result }));
-    };
-    let result = PairingResult::of_request(outcome);
-    Ok(HttpResponse::Ok().json(PinOutcome { result }))
+    // again. Still running after the wait: say so rather than guess.
+    Ok(outcome.map_or(PairingResult::Waiting, PairingResult::of_request))
 }
 
 /// The addresses links name (empty until the doors are bound): the one
