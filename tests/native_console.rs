@@ -55,7 +55,7 @@ fn ask(raw: &mut Raw, reference: u32, op: Value) -> Value {
 fn a_paired_device_signs_in_sees_a_knock_at_once_and_approves_it() {
     let host = Host::start(&["--native"]);
     let console = Console::login(&host);
-    let (mut phone, _, welcome) = signed_session(&host, &console, "127.0.0.31");
+    let (mut phone, phone_id, welcome) = signed_session(&host, &console, "127.0.0.31");
     assert_eq!(welcome["status"], "trusted", "{welcome}");
     assert_eq!(
         welcome["features"],
@@ -107,6 +107,27 @@ fn a_paired_device_signs_in_sees_a_knock_at_once_and_approves_it() {
     assert_eq!(tv.recv().unwrap()["outcome"], "approved");
     let again = ask(&mut phone, 6, json!({"op": "approve", "id": id}));
     assert_eq!(again["error"]["code"], "unknown_request", "{again}");
+    // The audit trail names the phone the console was used on.
+    let trail = std::fs::read_to_string(host.state_dir.join("audit.jsonl")).unwrap();
+    let approval: Value = trail
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| {
+            e["event"] == "request_approved"
+                && e["device"]["fingerprint"] == tv_id.fingerprint().to_string()
+        })
+        .expect("the TV's request_approved");
+    assert_eq!(approval["door"], "console", "{approval}");
+    assert_eq!(
+        approval["by"]["fingerprint"],
+        phone_id.fingerprint().to_string(),
+        "{approval}"
+    );
+    assert_eq!(approval["by"]["name"], "Anna's iPhone", "{approval}");
+    assert_eq!(
+        approval["device"]["fingerprint"],
+        tv_id.fingerprint().to_string()
+    );
 
     // A new console password signs the phone out.
     let out = common::set_password(&host.state_dir, "a new console password");

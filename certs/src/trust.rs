@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::broadcast;
 
-use crate::audit::{AuditConfig, AuditError, AuditLog, Door, Entry, Event, Ticket};
+use crate::audit::{AuditConfig, AuditError, AuditLog, DeviceRef, Door, Entry, Event, Ticket};
 use crate::events::TrustEvent;
 use crate::fingerprint::Fingerprint;
 use crate::gate::{Gate, GateConfig, GateError, Needs, Pending, PendingId, RequestEnd};
@@ -90,13 +90,16 @@ pub enum RequestUpdate {
     Ended(Option<RequestEnd>),
 }
 
-/// Who makes a decision: the console (from an address) or the CLI.
+/// Who makes a decision: the console (from an address, maybe on a paired
+/// device) or the CLI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Actor {
     /// Console or CLI.
     pub door: Door,
     /// The console user's address.
     pub address: Option<IpAddr>,
+    /// The paired device the console was used on (over the native door).
+    pub device: Option<Fingerprint>,
 }
 
 impl Actor {
@@ -105,6 +108,16 @@ impl Actor {
         Self {
             door: Door::Console,
             address: Some(address),
+            device: None,
+        }
+    }
+
+    /// The console on the paired device `device`, connected from
+    /// `address` (docs/native-protocol.md § 4.10).
+    pub fn console_on(device: Fingerprint, address: IpAddr) -> Self {
+        Self {
+            device: Some(device),
+            ..Self::console(address)
         }
     }
 
@@ -113,6 +126,7 @@ impl Actor {
         Self {
             door: Door::Cli,
             address: None,
+            device: None,
         }
     }
 
@@ -121,12 +135,21 @@ impl Actor {
         Self {
             door: Door::Host,
             address: None,
+            device: None,
         }
     }
 
-    /// An audit entry made by this actor.
+    /// An audit entry made by this actor ([`Trust::record`] names its
+    /// device).
     pub fn entry(&self, event: Event) -> Entry {
-        let entry = Entry::new(event, self.door);
+        let mut entry = Entry::new(event, self.door);
+        if let Some(fp) = self.device {
+            entry.by = Some(DeviceRef {
+                fingerprint: fp,
+                name: String::new(),
+                label: None,
+            });
+        }
         match self.address {
             Some(a) => entry.address(a),
             None => entry,
@@ -242,7 +265,13 @@ impl Trust {
 
     /// Queues an audit entry, stamped now. Wait on the ticket before
     /// acknowledging what it records.
-    pub fn record(&self, entry: Entry) -> Ticket {
+    pub fn record(&self, mut entry: Entry) -> Ticket {
+        // The device a console action came from, by the names it has now.
+        if let Some(by) = &mut entry.by {
+            if let Some(device) = self.registry.get(&by.fingerprint) {
+                *by = DeviceRef::from(&*device);
+            }
+        }
         self.audit
             .append(entry, self.clock.unix(), self.clock.now())
     }

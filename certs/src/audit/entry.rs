@@ -233,6 +233,10 @@ pub struct Entry {
     /// Words for a person: what a request needs, why something failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The paired device a console action came from (the console over the
+    /// native door, docs/native-protocol.md § 4.10), as named then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<DeviceRef>,
 }
 
 impl Entry {
@@ -246,6 +250,7 @@ impl Entry {
             address: None,
             via: None,
             detail: None,
+            by: None,
         }
     }
 

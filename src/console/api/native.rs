@@ -4,8 +4,8 @@
 //! the same trust calls, answered with the same JSON.
 //!
 //! WIP (issue 23): the device's console sessions live in memory (a host
-//! restart signs them out), audit entries name the device's address but
-//! not the device, and `enter_pin` takes no grant yet.
+//! restart signs them out), and `enter_pin` takes no grant yet. Audit
+//! entries name the device the console was used on (`by`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -127,10 +127,11 @@ impl NativeConsole {
     /// What a signed-in device asks, as the console's handlers do it.
     async fn signed_in_act(
         &self,
+        device: Fingerprint,
         address: IpAddr,
         action: ConsoleAction,
     ) -> Result<serde_json::Value, ApiError> {
-        let actor = Actor::console(address);
+        let actor = Actor::console_on(device, address);
         let trust = self.state.trust.clone();
         let value = match action {
             ConsoleAction::Login { .. } | ConsoleAction::Logout | ConsoleAction::Watch => {
@@ -273,7 +274,7 @@ impl ConsoleDoor for NativeConsole {
                     code: "not_signed_in".into(),
                     message: "sign in to the console first (`console` op `login`, with the console password)".into(),
                 }),
-                action => this.signed_in_act(address, action).await.map_err(console_error),
+                action => this.signed_in_act(device, address, action).await.map_err(console_error),
             }
         })
     }

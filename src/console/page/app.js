@@ -890,6 +890,8 @@ function activityRow(r) {
     device.append(el("bdi", { class: "label", text: deviceName(r.device) }), " ", fpNode(fp));
   }
   const by = el("td", { class: "by", "data-label": "By" }, el("span", { class: "door", text: doorName(r.door) }));
+  // The console on a paired device (the punktfunk app).
+  if (r.by) by.append(" on ", el("bdi", { class: "on-device", text: deviceName(r.by) }));
   if (r.address) by.append(" from ", el("code", { class: "addr", text: r.address }));
   const row = el("tr", { "data-seq": String(r.seq), "data-event": r.event, "data-outcome": r.outcome },
     el("td", { class: "when", "data-label": "When" }, el("time", { datetime: r.at, title: r.at, text: localTime(r.at) })),
