@@ -37,6 +37,17 @@ fn signed_session(host: &Host, console: &Console, src: &str) -> (Raw, Identity, 
     (raw, id, welcome)
 }
 
+/// `id`'s device connecting again, offering `console`.
+fn reconnect(host: &Host, src: &str, id: &Identity) -> (Raw, (), Value) {
+    let mut raw = Raw::connect(src, raw_native::addr(host), id);
+    raw.send(
+        &json!({"type": "hello", "protocol": 1, "device_name": "Anna's iPhone",
+        "intent": "connect", "features": ["console", "grant"]}),
+    );
+    let welcome = raw.recv().unwrap();
+    (raw, (), welcome)
+}
+
 fn ask(raw: &mut Raw, reference: u32, op: Value) -> Value {
     let mut msg = op;
     msg["type"] = json!("console");
@@ -128,6 +139,33 @@ fn a_paired_device_signs_in_sees_a_knock_at_once_and_approves_it() {
         approval["device"]["fingerprint"],
         tv_id.fingerprint().to_string()
     );
+
+    // Disabled and enabled again: signed out all the same.
+    let fp = phone_id.fingerprint().to_string();
+    let access = format!("/api/devices/{fp}/access");
+    let watcher = Raw::connect("127.0.0.34", raw_native::addr(&host), &phone_id);
+    drop(watcher);
+    assert_eq!(
+        ask(&mut phone, 8, json!({"op": "devices"}))["ok"]["devices"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let (status, _) = console.send("PATCH", &access, Some(json!({"enabled": false})));
+    assert_eq!(status, 200);
+    assert_eq!(phone.recv().unwrap()["code"], "disabled");
+    let (status, _) = console.send("PATCH", &access, Some(json!({"enabled": true})));
+    assert_eq!(status, 200);
+    let (mut phone, _, _) = reconnect(&host, "127.0.0.31", &phone_id);
+    let out = ask(&mut phone, 9, json!({"op": "devices"}));
+    assert_eq!(out["error"]["code"], "not_signed_in", "{out}");
+    let ok = ask(
+        &mut phone,
+        10,
+        json!({"op": "login", "password": host.password()}),
+    );
+    assert!(ok["ok"].is_object(), "{ok}");
 
     // A new console password signs the phone out.
     let out = common::set_password(&host.state_dir, "a new console password");

@@ -26,6 +26,10 @@ pub enum TrustEvent {
     AccessChanged {
         /// The device.
         fingerprint: Fingerprint,
+        /// The change took its access away (disabled, or its end reached):
+        /// what hangs on that access (a console session signed in on it)
+        /// ends for good, whatever a later change gives back.
+        ended: bool,
     },
     /// A device's label or last-seen time changed.
     DeviceChanged {

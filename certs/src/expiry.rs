@@ -179,7 +179,7 @@ mod tests {
             tokio::spawn(trust.clone().run_expiry());
             let told = tokio::time::timeout(Duration::from_secs(4), async {
                 loop {
-                    if let Ok(TrustEvent::AccessChanged { fingerprint }) = events.recv().await {
+                    if let Ok(TrustEvent::AccessChanged { fingerprint, .. }) = events.recv().await {
                         return fingerprint;
                     }
                 }

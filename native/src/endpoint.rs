@@ -408,7 +408,7 @@ impl Conn {
                 Input::Trust(Ok(TrustEvent::DeviceRemoved { fingerprint })) => {
                     core.on_device_removed(&fingerprint);
                 }
-                Input::Trust(Ok(TrustEvent::AccessChanged { fingerprint }))
+                Input::Trust(Ok(TrustEvent::AccessChanged { fingerprint, .. }))
                     if fingerprint == self.fp =>
                 {
                     self.access_changed(&mut core);

@@ -69,7 +69,7 @@ impl AccessWatch {
             match self.events.recv().await {
                 Ok(
                     TrustEvent::DeviceRemoved { fingerprint }
-                    | TrustEvent::AccessChanged { fingerprint }
+                    | TrustEvent::AccessChanged { fingerprint, .. }
                     | TrustEvent::DeviceAdded { fingerprint, .. },
                 ) if fingerprint == self.fingerprint => {}
                 Ok(_) => continue,

@@ -338,8 +338,11 @@ impl Draft {
                 device.until_first_session = true;
             }
         }
-        self.events
-            .push(TrustEvent::AccessChanged { fingerprint: *fp });
+        let ended = !device.enabled || device.expired;
+        self.events.push(TrustEvent::AccessChanged {
+            fingerprint: *fp,
+            ended,
+        });
         Ok(())
     }
 

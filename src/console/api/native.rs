@@ -42,10 +42,53 @@ impl std::fmt::Debug for NativeConsole {
 }
 
 impl NativeConsole {
+    /// The console for the native door's sessions; its sessions end the
+    /// moment their device is removed or may no longer connect (a task on
+    /// the current runtime follows the trust events).
     pub(crate) fn new(state: web::Data<ConsoleState>) -> Self {
-        Self {
+        let this = Self {
             state,
             signed_in: Arc::default(),
+        };
+        tokio::spawn(this.clone().end_with_access());
+        this
+    }
+
+    /// Signs a device out as soon as it is removed, disabled or expired, so
+    /// enabling it again does not bring its console session back.
+    async fn end_with_access(self) {
+        use punktfunk_certs::TrustEvent;
+        use tokio::sync::broadcast::error::RecvError;
+        let mut events = self.state.trust.subscribe();
+        loop {
+            match events.recv().await {
+                Ok(TrustEvent::DeviceRemoved { fingerprint })
+                | Ok(TrustEvent::AccessChanged {
+                    fingerprint,
+                    ended: true,
+                }) => {
+                    self.signed_in
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&fingerprint);
+                }
+                Ok(_) => {}
+                // Missed some: check every signed-in device now (a device
+                // disabled and enabled again meanwhile is not caught).
+                Err(RecvError::Lagged(_)) => {
+                    let signed: Vec<Fingerprint> = self
+                        .signed_in
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .keys()
+                        .copied()
+                        .collect();
+                    for fp in signed {
+                        self.is_signed_in(&fp);
+                    }
+                }
+                Err(RecvError::Closed) => return,
+            }
         }
     }
 
