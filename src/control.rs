@@ -387,7 +387,7 @@ fn invite(
         link,
         pin,
         passphrase,
-        access: access.describe(),
+        access: punktfunk_certs::operator::describe_access(access),
         expires_in_s: expires.saturating_duration_since(trust.now()).as_secs(),
     })
 }

@@ -421,21 +421,6 @@ pub struct Access {
     pub invite: bool,
 }
 
-impl Access {
-    /// In the audit trail's and the CLI's words: "Watch (list apps, view
-    /// streams) for 4 h after pairing".
-    pub fn describe(self) -> String {
-        let may = self.permissions.titled();
-        match self.until {
-            Until::Never => may,
-            Until::At(t) => format!("{may} until {}", crate::audit::rfc3339(t)),
-            Until::For(s) if s % 3600 == 0 => format!("{may} for {} h after pairing", s / 3600),
-            Until::For(s) => format!("{may} for {} min after pairing", s.div_ceil(60)),
-            Until::FirstSession => format!("{may} until its first session ends"),
-        }
-    }
-}
-
 /// When an admitted device's access ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Until {

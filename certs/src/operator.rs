@@ -14,11 +14,26 @@ use rand::{CryptoRng, RngCore};
 
 use crate::audit::{Entry, Event, Ticket};
 use crate::gate::{Armed, Block, GateError, Pending, PendingId, Pin};
-use crate::grant::Access;
 pub use crate::grant::INVITE_TTL;
+use crate::grant::{Access, Until};
 use crate::name::{DisplayName, Label};
 use crate::otp::{OneTimePin, Passphrase};
 use crate::trust::{Actor, Trust};
+
+/// What a device admitted with `access` may do, in the audit trail's and
+/// the CLI's words: "Watch (list apps, view streams) for 4 h after
+/// pairing". (Here, not in `grant`: a time is written as the trail writes
+/// it, and the grant module stays below the audit trail.)
+pub fn describe_access(access: Access) -> String {
+    let may = access.permissions.titled();
+    match access.until {
+        Until::Never => may,
+        Until::At(t) => format!("{may} until {}", crate::audit::rfc3339(t)),
+        Until::For(s) if s % 3600 == 0 => format!("{may} for {} h after pairing", s / 3600),
+        Until::For(s) => format!("{may} for {} min after pairing", s.div_ceil(60)),
+        Until::FirstSession => format!("{may} until its first session ends"),
+    }
+}
 
 /// Requests an operator dismissed at once (all, or one address's).
 #[derive(Debug)]
@@ -51,7 +66,7 @@ impl Trust {
         };
         let mut entry = by.entry(Event::PairingArmed);
         if let Some(access) = access {
-            entry = entry.detail(format!("the device it pairs: {}", access.describe()));
+            entry = entry.detail(format!("the device it pairs: {}", describe_access(access)));
         }
         (armed, self.record(entry))
     }
@@ -150,7 +165,7 @@ impl Trust {
             Some(access) => {
                 words.push(format!(
                     "a one-time PIN for Moonlight: {}",
-                    access.describe()
+                    describe_access(access)
                 ));
                 by.entry(Event::InviteCreated)
             }
@@ -180,7 +195,7 @@ impl Trust {
             .arm_for(Some(access), INVITE_TTL, self.now(), rng);
         let entry = by.entry(Event::InviteCreated).detail(format!(
             "a pairing link for the punktfunk app: {}",
-            access.describe()
+            describe_access(access)
         ));
         (armed, self.record(entry))
     }
