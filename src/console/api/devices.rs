@@ -4,16 +4,21 @@ use super::*;
 
 /// `GET /api/devices`: the paired devices, as `/api/pairing` lists them.
 pub(super) async fn devices(_: Authed, state: web::Data<ConsoleState>) -> HttpResponse {
-    let devices = state
-        .trust
+    let devices = device_replies(&state.trust);
+    HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(DeviceList { devices })
+}
+
+/// Every paired device as the API shows it: the device list, the Pairing
+/// page's, and the native door's `devices`.
+pub(super) fn device_replies(trust: &punktfunk_certs::Trust) -> Vec<DeviceReply> {
+    trust
         .registry()
         .list()
         .iter()
         .map(|d| DeviceReply::from(&**d))
-        .collect();
-    HttpResponse::Ok()
-        .insert_header(("Cache-Control", "no-store"))
-        .json(DeviceList { devices })
+        .collect()
 }
 
 /// `GET /api/devices/{fingerprint}`: one paired device.

@@ -185,23 +185,9 @@ impl NativeConsole {
                 label: raw,
                 grant,
             } => {
-                let id: PendingId = id
-                    .parse()
-                    .map_err(|_| gate_error(GateError::UnknownRequest))?;
+                let id = request_id(&id)?;
                 let label = label(raw)?;
-                let access = match grant {
-                    Some(g) => {
-                        let g: GrantBody = serde_json::from_value(g).map_err(|e| {
-                            ApiError::new(
-                                StatusCode::BAD_REQUEST,
-                                ErrorCode::BadRequest,
-                                e.to_string(),
-                            )
-                        })?;
-                        Some(g.access(trust.default_grant())?)
-                    }
-                    None => None,
-                };
+                let access = grant_access(&trust, grant)?;
                 let device = web::block(move || trust.approve_as(id, label, access, actor))
                     .await
                     .map_err(ApiError::internal)?
@@ -209,9 +195,7 @@ impl NativeConsole {
                 to_json(DeviceReply::from(&device))?
             }
             ConsoleAction::Deny { id } => {
-                let id: PendingId = id
-                    .parse()
-                    .map_err(|_| gate_error(GateError::UnknownRequest))?;
+                let id = request_id(&id)?;
                 let entry = trust.deny(id, actor).map_err(gate_error)?;
                 recorded(entry).await?;
                 serde_json::json!({})
@@ -220,19 +204,7 @@ impl NativeConsole {
                 if !self.state.links.native_runs() {
                     return Err(no_native());
                 }
-                let access = match grant {
-                    Some(g) => {
-                        let g: GrantBody = serde_json::from_value(g).map_err(|e| {
-                            ApiError::new(
-                                StatusCode::BAD_REQUEST,
-                                ErrorCode::BadRequest,
-                                e.to_string(),
-                            )
-                        })?;
-                        Some(g.access(trust.default_grant())?)
-                    }
-                    None => None,
-                };
+                let access = grant_access(&trust, grant)?;
                 let (armed, entry) = trust.arm_as(access, actor, &mut OsRng);
                 let now = trust.now();
                 recorded(entry).await?;
@@ -250,15 +222,9 @@ impl NativeConsole {
                 }
                 serde_json::json!({})
             }
-            ConsoleAction::Devices => {
-                let devices = trust
-                    .registry()
-                    .list()
-                    .iter()
-                    .map(|d| DeviceReply::from(&**d))
-                    .collect();
-                to_json(DeviceList { devices })?
-            }
+            ConsoleAction::Devices => to_json(DeviceList {
+                devices: device_replies(&trust),
+            })?,
             ConsoleAction::Revoke { fingerprint } => {
                 let device = web::block(move || trust.revoke(&fingerprint, actor))
                     .await
@@ -271,9 +237,7 @@ impl NativeConsole {
                 pin,
                 label: raw,
             } => {
-                let id: PendingId = id
-                    .parse()
-                    .map_err(|_| gate_error(GateError::UnknownRequest))?;
+                let id = request_id(&id)?;
                 let pin: Pin = pin
                     .trim()
                     .parse()
@@ -285,6 +249,31 @@ impl NativeConsole {
         };
         Ok(value)
     }
+}
+
+/// A waiting request's id as a `console` message names it.
+fn request_id(raw: &str) -> Result<PendingId, ApiError> {
+    raw.parse()
+        .map_err(|_| gate_error(GateError::UnknownRequest))
+}
+
+/// The grant picker's value (the console API's `Grant`), as what the
+/// device may do.
+fn grant_access(
+    trust: &punktfunk_certs::Trust,
+    grant: Option<serde_json::Value>,
+) -> Result<Option<punktfunk_certs::Access>, ApiError> {
+    let Some(grant) = grant else {
+        return Ok(None);
+    };
+    let grant: GrantBody = serde_json::from_value(grant).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            e.to_string(),
+        )
+    })?;
+    Ok(Some(grant.access(trust.default_grant())?))
 }
 
 fn to_json(reply: impl serde::Serialize) -> Result<serde_json::Value, ApiError> {

@@ -41,12 +41,7 @@ pub(crate) fn pairing_state(state: &ConsoleState, opened: Option<LinkHost>) -> P
         .collect();
     let blocks = gate.blocked().map(|b| BlockReply::new(&b, now)).collect();
     drop(gate);
-    let devices = trust
-        .registry()
-        .list()
-        .iter()
-        .map(|d| DeviceReply::from(&**d))
-        .collect();
+    let devices = device_replies(trust);
     PairingState {
         armed,
         blocks,
